@@ -1,0 +1,25 @@
+/* Every resource a client or the environment can make keyhold allocate has a named bound
+ * here. The configuration may lower a limit, never raise it. */
+#pragma once
+
+#define KH_HEADER_MAX        (8 * 1024)   /* one request's headers, bytes */
+#define KH_HEADER_COUNT_MAX  64           /* headers per request */
+#define KH_PATH_MAX          1024         /* request path, bytes */
+#define KH_BODY_MAX          (4 * 1024)   /* request body, bytes */
+#define KH_TOKEN_MAX         (16 * 1024)  /* bearer token, bytes */
+#define KH_JWKS_MAX          (256 * 1024) /* discovery document or JWKS, bytes */
+#define KH_JWKS_KEYS_MAX     64           /* keys kept from one JWKS */
+#define KH_TOKEN_CACHE_MAX   16384        /* verified tokens cached per worker */
+#define KH_JWKS_REFRESH_MIN_INTERVAL_S 30 /* unknown kid: at most one JWKS fetch per interval */
+#define KH_CLOCK_SKEW_S      300          /* exp/nbf leeway, as ASP.NET's default */
+#define KH_TENANTS_MAX       256
+#define KH_TENANT_ID_MAX     63           /* [a-z0-9][a-z0-9-]{0,62} */
+#define KH_CORS_ORIGINS_MAX  16
+#define KH_LISTEN_MAX        8            /* listen addresses */
+#define KH_THREADS_MAX       256
+#define KH_USER_KEY_LEN      32           /* Bitwarden key connector key */
+#define KH_DEK_LEN           32           /* AES-256 */
+#define KH_WRAPPED_DEK_MAX   1024         /* RSA-8192 OAEP output is 1024 bytes */
+#define KH_SEALED_MAX        4096         /* one sealed record */
+#define KH_GUID_LEN          36           /* 8-4-4-4-12 */
+#define KH_CONFIG_VALUE_MAX  4096
