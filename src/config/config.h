@@ -1,0 +1,107 @@
+/* keyhold's configuration: an INI file (libinih) whose every key can be overridden from the
+ * environment as KEYHOLD_<SECTION>_<KEY> (section upper-cased, every non-alphanumeric
+ * character as '_': [tenant.default] issuer -> KEYHOLD_TENANT_DEFAULT_ISSUER), turned into
+ * plain structs. Only daemon/ and cli/ call this module; they pass the structs down.
+ * Names are a contract (DESIGN.md "Running it"): add keys, never rename them. */
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "common/cleanup.h"
+#include "common/limits.h"
+
+struct kh_config_listen {
+        char host[64];   /* numeric IPv4/IPv6 address or "localhost" */
+        uint16_t port;   /* 0 = pick a free port (tests) */
+};
+
+struct kh_config_server {
+        struct kh_config_listen listen[KH_LISTEN_MAX];
+        size_t n_listen;
+        char *tls_cert;             /* PEM file; NULL = plain HTTP (loopback or behind proxy) */
+        char *tls_key;
+        unsigned threads;           /* 0 = one event loop per core */
+        char *cors_origins[KH_CORS_ORIGINS_MAX]; /* exact origins, trailing '/' removed */
+        size_t n_cors_origins;
+        bool behind_tls_proxy;      /* allows plain HTTP on a non-loopback address */
+        char *port_file;            /* optional: write the bound port(s) here once listening */
+};
+
+struct kh_config_storage {
+        char *driver;               /* "sqlite" | "postgresql" */
+        char *path;                 /* sqlite database file */
+        char *url;                  /* postgresql connection URL */
+};
+
+struct kh_config_keystore {
+        char *driver;               /* "file" | "pkcs11" */
+        char *path;                 /* file key store directory */
+        char *master_key_file;      /* 32 random bytes, mode 0600 ... */
+        char *passphrase;           /* ... or a passphrase (only from KEYHOLD_KEYSTORE_PASSPHRASE) */
+        unsigned rsa_bits;          /* tenant key size for new versions; default 3072 */
+};
+
+struct kh_config_tenant {
+        char id[KH_TENANT_ID_MAX + 1]; /* from the section name [tenant.<id>] */
+        char *issuer;               /* authority URL: discovery at <issuer>/.well-known/openid-configuration */
+        char *issuer_ca;            /* optional extra CA file for discovery/JWKS over HTTPS */
+        char *audience;             /* optional: required "aud" value */
+        char *admins;               /* e.g. "role:keyhold-admin" */
+        char *jwks_file;            /* optional: keys from this local JWKS file, no discovery;
+                                     * then "iss" must equal issuer verbatim */
+        char *cors_origins[KH_CORS_ORIGINS_MAX]; /* optional, added to [server] cors_origins */
+        size_t n_cors_origins;
+};
+
+struct kh_config {
+        struct kh_config_server server;
+        struct kh_config_storage storage;
+        struct kh_config_keystore keystore;
+        struct kh_config_tenant *tenants; /* tenants[0..n_tenants) */
+        size_t n_tenants;
+        bool dev;                   /* set by keyholdd --dev, never by the file */
+        char *data_dir;             /* dev mode data folder */
+};
+
+/* Why a configuration was refused: the exact key and the reason, for --check-config. */
+struct kh_config_error {
+        char key[128];              /* "section.key" (or "KEYHOLD_..." for the environment) */
+        char reason[256];
+        unsigned line;              /* line in the file, 0 if not from the file */
+};
+
+/**
+ * kh_config_load() - parse a configuration file and apply environment overrides.
+ * @path:    the INI file; NULL to build from the environment and defaults only.
+ * @envp:    environment (NULL-terminated "NAME=value" array) to read KEYHOLD_* from.
+ * @ret:     on success a new config; free with kh_config_free().
+ * @ret_err: on -EINVAL, which key is wrong and why.
+ *
+ * Unknown sections or keys, malformed values, missing required keys (storage path,
+ * keystore path, a master key or passphrase, at least one tenant with an issuer, TLS cert
+ * and key unless plain HTTP is allowed) are all -EINVAL with @ret_err filled. Plain HTTP is
+ * allowed only when every listen address is loopback or behind_tls_proxy is true.
+ * Returns 0, -EINVAL, -ENOENT (file missing) or -ENOMEM.
+ */
+KH_MUST_CHECK int kh_config_load(const char *path, char *const *envp, struct kh_config **ret,
+                                 struct kh_config_error *ret_err);
+
+/**
+ * kh_config_dev() - the configuration of `keyholdd --dev`: listen 127.0.0.1:8443 (port
+ * overridable by the environment like any key), TLS cert/key, SQLite database, file key
+ * store and master key all under data_dir, one tenant "default" whose issuer is the
+ * built-in dev issuer (jwks_file in data_dir). Environment overrides apply.
+ * Does not create files. Returns 0, -EINVAL (with ret_err) or -ENOMEM.
+ */
+KH_MUST_CHECK int kh_config_dev(const char *data_dir, char *const *envp, struct kh_config **ret,
+                                struct kh_config_error *ret_err);
+
+/* The tenant named id, or NULL. */
+const struct kh_config_tenant *kh_config_tenant(const struct kh_config *cfg, const char *id);
+
+struct kh_config *kh_config_free(struct kh_config *cfg); /* wipes the passphrase; NULL-safe */
+KH_DEFINE_CLEANUP(kh_config_free, struct kh_config *)
+
+#define KH_DEV_ISSUER "https://keyhold.dev.invalid/dev-issuer"

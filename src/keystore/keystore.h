@@ -1,0 +1,75 @@
+/* Key stores hold the tenant keys (RSA). The interface exposes operations, never a private
+ * key: generate, wrap, unwrap, sign, public key, list versions. Callers include this file;
+ * backends include keystore-backend.h. Not thread-safe: call one store from one thread at a
+ * time (keyholdd uses it at start-up and from admin jobs, never on the request path). */
+#pragma once
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <openssl/evp.h>
+
+#include "common/buf.h"
+#include "common/cleanup.h"
+#include "common/limits.h"
+#include "common/secret.h"
+#include "config/config.h"
+
+struct kh_keystore;
+
+/* Names one tenant key version inside a key store. */
+struct kh_key_ref {
+        char tenant[KH_TENANT_ID_MAX + 1];
+        uint32_t version;                /* 1, 2, ... */
+};
+
+struct kh_key_spec {
+        const char *tenant;
+        uint32_t version;
+        unsigned rsa_bits;               /* 2048..8192 */
+};
+
+enum {
+        KH_KS_NON_EXTRACTABLE = 1u << 0, /* private keys are created inside a device */
+        KH_KS_SLOW_SIGN = 1u << 1,       /* may block: call from a job, never from a loop */
+};
+
+typedef int (*kh_key_ref_fn)(const struct kh_key_ref *ref, void *userdata);
+
+/* Opens the key store cfg->driver names. Errors: -EINVAL (unknown driver, bad config),
+ * -EACCES (wrong master key or passphrase, or a master key file readable by others),
+ * -ENOENT, -ENOMEM, -EIO. */
+KH_MUST_CHECK int kh_keystore_open(const struct kh_config_keystore *cfg, struct kh_keystore **ret);
+struct kh_keystore *kh_keystore_close(struct kh_keystore *ks); /* NULL-safe */
+KH_DEFINE_CLEANUP(kh_keystore_close, struct kh_keystore *)
+
+const char *kh_keystore_name(const struct kh_keystore *ks); /* "file", "pkcs11" */
+unsigned kh_keystore_caps(const struct kh_keystore *ks);
+
+/* Creates key version spec->version for spec->tenant. Atomic across processes sharing the
+ * store: exactly one caller creates it; the others get -EEXIST and use the existing key. */
+KH_MUST_CHECK int kh_keystore_generate(struct kh_keystore *ks, const struct kh_key_spec *spec,
+                                       struct kh_key_ref *ret_ref);
+
+/* RSA-OAEP (SHA-256) wrap of a DEK under key ref; the wrapped bytes are appended to out.
+ * Errors: -ENOENT (no such key), -ENOMEM, -EIO. */
+KH_MUST_CHECK int kh_keystore_wrap(struct kh_keystore *ks, const struct kh_key_ref *ref,
+                                   const struct kh_secret *dek, struct kh_buf *out);
+
+/* Unwraps a DEK wrapped under ref. -KH_E_INTEGRITY if it does not unwrap, -ENOENT. */
+KH_MUST_CHECK int kh_keystore_unwrap(struct kh_keystore *ks, const struct kh_key_ref *ref,
+                                     const uint8_t *wrapped, size_t len, struct kh_secret **ret_dek);
+
+/* RSA-PSS (SHA-256, salt = digest length) signature over a 32-byte SHA-256 digest,
+ * appended to sig. */
+KH_MUST_CHECK int kh_keystore_sign(struct kh_keystore *ks, const struct kh_key_ref *ref,
+                                   const uint8_t *digest, size_t len, struct kh_buf *sig);
+
+/* The public half of ref (caller frees with EVP_PKEY_free). */
+KH_MUST_CHECK int kh_keystore_public_key(struct kh_keystore *ks, const struct kh_key_ref *ref,
+                                         EVP_PKEY **ret);
+
+/* Calls fn for each version of tenant, ascending; stops early and returns fn's value if it
+ * returns non-zero. */
+KH_MUST_CHECK int kh_keystore_list(struct kh_keystore *ks, const char *tenant, kh_key_ref_fn fn,
+                                   void *userdata);
