@@ -98,6 +98,28 @@ KH_MUST_CHECK int kh_config_load(const char *path, char *const *envp, struct kh_
 KH_MUST_CHECK int kh_config_dev(const char *data_dir, char *const *envp, struct kh_config **ret,
                                 struct kh_config_error *ret_err);
 
+/* The largest configuration file kh_config_load() reads; a larger one is -EINVAL. */
+#define KH_CONFIG_FILE_MAX (1024 * 1024)
+
+/**
+ * kh_config_parse_string() - kh_config_load() on INI text already in memory (the fuzz target
+ * and tests use it; kh_config_load() reads the file and calls it).
+ * @text:    len bytes of INI text; need not be NUL-terminated; a NUL byte is -EINVAL.
+ * @len:     at most KH_CONFIG_FILE_MAX.
+ * @envp:    as for kh_config_load(); NULL = no environment.
+ * @ret:     on success a new config; free with kh_config_free().
+ * @ret_err: on -EINVAL, which key is wrong and why; may be NULL.
+ *
+ * For a malformed line (or a NUL byte, or a line too long) ret_err->key is the section the
+ * line is in ("server", "tenant.x"; empty before any), for a file too large it is empty.
+ * Returns 0, -EINVAL or -ENOMEM. Lines are at most 8 KiB with Debian's libinih (whose
+ * run-time options this module sets once per process: no multi-line values, heap line
+ * buffer), 196 bytes with a stock build.
+ */
+KH_MUST_CHECK int kh_config_parse_string(const char *text, size_t len, char *const *envp,
+                                         struct kh_config **ret,
+                                         struct kh_config_error *ret_err);
+
 /* The tenant named id, or NULL. */
 const struct kh_config_tenant *kh_config_tenant(const struct kh_config *cfg, const char *id);
 

@@ -2,6 +2,12 @@
 #include <stddef.h>
 
 #include "common/cleanup.h"
+#include "common/secret.h"
 
 /* n bytes from OpenSSL's CSPRNG. Returns 0 or -EIO. Thread-safe. */
 KH_MUST_CHECK int kh_random_bytes(void *buf, size_t n);
+
+/* Added by crypto/: a new secret of len (> 0) random bytes, generated in place so a fresh
+ * key (a DEK) never sits in ordinary memory. On success *ret is a new secret the caller
+ * frees. Returns 0, -EINVAL (len 0), -ENOMEM or -EIO. Thread-safe. */
+KH_MUST_CHECK int kh_random_secret(size_t len, struct kh_secret **ret);

@@ -1,7 +1,10 @@
 /* Key stores hold the tenant keys (RSA). The interface exposes operations, never a private
  * key: generate, wrap, unwrap, sign, public key, list versions. Callers include this file;
  * backends include keystore-backend.h. Not thread-safe: call one store from one thread at a
- * time (keyholdd uses it at start-up and from admin jobs, never on the request path). */
+ * time (keyholdd uses it at start-up and from admin jobs, never on the request path).
+ * Every operation below also returns -EINVAL for a tenant id that is not
+ * [a-z0-9][a-z0-9-]{0,62}, a version of 0, or (generate) rsa_bits outside 2048..8192 or not
+ * a multiple of 1024, and -KH_E_INTEGRITY when stored key material fails its check. */
 #pragma once
 
 #include <stddef.h>
@@ -60,8 +63,8 @@ KH_MUST_CHECK int kh_keystore_wrap(struct kh_keystore *ks, const struct kh_key_r
 KH_MUST_CHECK int kh_keystore_unwrap(struct kh_keystore *ks, const struct kh_key_ref *ref,
                                      const uint8_t *wrapped, size_t len, struct kh_secret **ret_dek);
 
-/* RSA-PSS (SHA-256, salt = digest length) signature over a 32-byte SHA-256 digest,
- * appended to sig. */
+/* RSA-PSS (SHA-256, MGF1-SHA-256, salt = digest length) signature over a 32-byte SHA-256
+ * digest, appended to sig. -EINVAL if len is not 32. */
 KH_MUST_CHECK int kh_keystore_sign(struct kh_keystore *ks, const struct kh_key_ref *ref,
                                    const uint8_t *digest, size_t len, struct kh_buf *sig);
 

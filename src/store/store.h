@@ -14,6 +14,16 @@
 
 struct kh_store;
 
+/* Every function below returns -EINVAL when an argument is outside its documented range:
+ * a tenant id that kh_tenant_id_is_valid() refuses, an owner that is empty or longer than
+ * KH_STORE_OWNER_MAX, a state outside its enum, a kind below 1, a wrapped DEK of 0 or more than
+ * KH_WRAPPED_DEK_MAX bytes, a blob of 0 or more than KH_SEALED_MAX bytes. These are
+ * programming errors (clients never reach the store unvalidated), not client input.
+ * A row read back outside those ranges is -KH_E_INTEGRITY. A database that stays locked
+ * longer than KH_STORE_BUSY_TIMEOUT_MS gives -EBUSY. */
+#define KH_STORE_OWNER_MAX        255   /* bytes of an owner id (a GUID is 36) */
+#define KH_STORE_BUSY_TIMEOUT_MS  10000 /* wait this long for another writer's lock */
+
 enum kh_key_state {
         KH_KEY_ACTIVE = 1,
         KH_KEY_ARCHIVED = 2,
@@ -37,7 +47,10 @@ typedef int (*kh_tenant_key_fn)(const struct kh_tenant_key *key, void *userdata)
 
 /* Opens (creating if needed) the database cfg names and brings its schema up to date.
  * Safe when several processes open the same empty database at once. Errors: -EINVAL
- * (unknown driver), -EIO (database error), -ENOMEM. */
+ * (unknown or missing driver, missing path/url), -EIO (database error), -EBUSY, -ENOMEM,
+ * -EPROTO (the database has a newer schema than this build knows), or the -errno of
+ * creating the SQLite file (-ENOENT: no such directory, -EACCES, ...). A new SQLite file
+ * is created with mode 0600. */
 KH_MUST_CHECK int kh_store_open(const struct kh_config_storage *cfg, struct kh_store **ret);
 struct kh_store *kh_store_close(struct kh_store *s); /* NULL-safe */
 KH_DEFINE_CLEANUP(kh_store_close, struct kh_store *)
@@ -52,7 +65,9 @@ KH_MUST_CHECK int kh_store_tenant_key_insert_if_absent(struct kh_store *s, const
                                                        uint32_t version, enum kh_key_state state,
                                                        const uint8_t *wrapped_dek, size_t len);
 
-/* Calls fn for each key version of tenant, ascending. Returns 0, fn's non-zero value, -EIO. */
+/* Calls fn for each key version of tenant, ascending. Returns 0, fn's non-zero value, -EIO,
+ * or -KH_E_INTEGRITY for a stored row out of range (fn has then seen the rows before it).
+ * fn may call other functions on s, but not kh_store_tenant_keys() itself. */
 KH_MUST_CHECK int kh_store_tenant_keys(struct kh_store *s, const char *tenant,
                                        kh_tenant_key_fn fn, void *userdata);
 
@@ -61,7 +76,8 @@ KH_MUST_CHECK int kh_store_tenant_key_set_state(struct kh_store *s, const char *
                                                 uint32_t version, enum kh_key_state state);
 
 /* The sealed record (tenant, kind, owner): its key version and blob, appended to blob.
- * Returns 0, -ENOENT or -EIO. Never writes. */
+ * Returns 0, -ENOENT, -E2BIG (blob's maximum is too small; blob unchanged), -KH_E_INTEGRITY
+ * or -EIO. Never writes. */
 KH_MUST_CHECK int kh_store_record_get(struct kh_store *s, const char *tenant,
                                       enum kh_record_kind kind, const char *owner,
                                       uint32_t *ret_version, struct kh_buf *blob);
@@ -83,3 +99,8 @@ KH_MUST_CHECK int kh_store_record_count(struct kh_store *s, const char *tenant, 
 
 /* A cheap round trip to the database, for /health. Returns 0 or -EIO. */
 KH_MUST_CHECK int kh_store_ping(struct kh_store *s);
+
+/* The database's message for the last failure on s (for the caller's log; never holds key
+ * material, as the store only sees sealed bytes), or "" if none. Lives until the next call
+ * on s. */
+const char *kh_store_last_error(struct kh_store *s);

@@ -1,0 +1,267 @@
+/* keyholdd: reads the configuration, hardens the process, opens the key store, database
+ * and issuers, then runs one event loop per core until SIGTERM or SIGINT. */
+#include <errno.h>
+#include <getopt.h>
+#include <malloc.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <unistd.h>
+
+#include <jansson.h>
+#include <openssl/crypto.h>
+
+#include "common/errors.h"
+#include "common/log.h"
+#include "config/config.h"
+#include "config/dev-names.h"
+#include "daemon/dev.h"
+#include "http/server.h"
+#include "service/app.h"
+
+extern char **environ;
+
+static const char usage[] =
+        "Usage: keyholdd --config FILE          run with a configuration file\n"
+        "       keyholdd --dev [--data DIR]     local trial: self-signed TLS, SQLite, file key\n"
+        "                                       store and a built-in token issuer (default\n"
+        "                                       DIR ./keyhold-dev), on https://127.0.0.1:8443\n"
+        "       keyholdd --check-config --config FILE\n"
+        "                                       validate FILE (and KEYHOLD_* variables); names\n"
+        "                                       the bad key and why, exit 1\n"
+        "\n"
+        "Every configuration key can be set from the environment as KEYHOLD_<SECTION>_<KEY>,\n"
+        "e.g. KEYHOLD_SERVER_LISTEN=127.0.0.1:9443 or KEYHOLD_TENANT_DEFAULT_ISSUER=...; the key\n"
+        "store passphrase only as KEYHOLD_KEYSTORE_PASSPHRASE.\n"
+        "\n"
+        "Options:\n"
+        "  -c, --config FILE   configuration file (INI)\n"
+        "      --dev           dev mode (never for production: tokens are minted locally)\n"
+        "      --data DIR      dev mode data folder\n"
+        "      --check-config  check the configuration and exit\n"
+        "  -v, --verbose       debug logging\n"
+        "  -h, --help          this help\n"
+        "      --version       print the version\n";
+
+struct options {
+        const char *config;
+        const char *data;
+        bool dev, check, verbose;
+};
+
+static int parse_args(int argc, char **argv, struct options *o) {
+        enum { OPT_DEV = 256, OPT_DATA, OPT_CHECK, OPT_VERSION };
+        static const struct option longopts[] = {
+                { "config", required_argument, NULL, 'c' }, { "dev", no_argument, NULL, OPT_DEV },
+                { "data", required_argument, NULL, OPT_DATA },
+                { "check-config", no_argument, NULL, OPT_CHECK },
+                { "verbose", no_argument, NULL, 'v' },      { "help", no_argument, NULL, 'h' },
+                { "version", no_argument, NULL, OPT_VERSION }, { NULL, 0, NULL, 0 },
+        };
+        int c;
+
+        while ((c = getopt_long(argc, argv, "c:vh", longopts, NULL)) != -1) {
+                switch (c) {
+                case 'c': o->config = optarg; break;
+                case OPT_DEV: o->dev = true; break;
+                case OPT_DATA: o->data = optarg; break;
+                case OPT_CHECK: o->check = true; break;
+                case 'v': o->verbose = true; break;
+                case 'h': fputs(usage, stdout); exit(EXIT_SUCCESS);
+                case OPT_VERSION: puts("keyholdd " KH_VERSION); exit(EXIT_SUCCESS);
+                default: fputs(usage, stderr); return -EINVAL;
+                }
+        }
+        if (optind < argc) {
+                fprintf(stderr, "keyholdd: unexpected argument '%s'\n\n%s", argv[optind], usage);
+                return -EINVAL;
+        }
+        if (o->dev == !!o->config) {
+                fprintf(stderr, "keyholdd: give exactly one of --config FILE or --dev\n\n%s", usage);
+                return -EINVAL;
+        }
+        if (o->data && !o->dev) {
+                fprintf(stderr, "keyholdd: --data is for --dev only\n");
+                return -EINVAL;
+        }
+        return 0;
+}
+
+/* Secrets must not reach a core dump or a debugger of another user; OpenSSL's secure heap
+ * keeps private-key bignums in locked, non-dumpable memory. */
+static void harden_process(void) {
+        struct rlimit no_core = { 0, 0 };
+
+        (void) prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
+        (void) setrlimit(RLIMIT_CORE, &no_core);
+        if (CRYPTO_secure_malloc_init(1 << 20, 32) != 1)
+                kh_log_warning("OpenSSL secure heap unavailable; private keys use ordinary memory");
+}
+
+/* jansson holds request bodies (the member's key in base64) while parsing: wipe every
+ * block it frees. */
+static void wiping_free(void *p) {
+        if (!p)
+                return;
+        OPENSSL_cleanse(p, malloc_usable_size(p));
+        free(p);
+}
+
+static void on_app_event(const char *tenant, const char *what, int r, void *userdata) {
+        (void) userdata;
+        if (r < 0 && tenant)
+                kh_log_error("tenant %s: %s: %s", tenant, what, kh_strerror(r));
+        else if (r < 0)
+                kh_log_error("%s: %s", what, kh_strerror(r));
+        else if (tenant)
+                kh_log_info("tenant %s: %s", tenant, what);
+        else
+                kh_log_info("%s", what);
+}
+
+static int write_port_file(const char *path, uint16_t port) {
+        char tmp[4096];
+        FILE *f;
+
+        if (snprintf(tmp, sizeof(tmp), "%s.tmp", path) >= (int) sizeof(tmp))
+                return -ENAMETOOLONG;
+        f = fopen(tmp, "we");
+        if (!f)
+                return -errno;
+        fprintf(f, "%u\n", port);
+        if (fclose(f) != 0)
+                return -errno;
+        return rename(tmp, path) < 0 ? -errno : 0;
+}
+
+struct signal_ctx {
+        sigset_t set;
+        struct kh_http_server *server;
+};
+
+static void *signal_thread(void *userdata) {
+        struct signal_ctx *s = userdata;
+        int sig;
+
+        if (sigwait(&s->set, &sig) == 0) {
+                kh_log_info("received %s, stopping", sig == SIGINT ? "SIGINT" : "SIGTERM");
+                kh_http_server_stop(s->server);
+        }
+        return NULL;
+}
+
+static void dev_banner(const struct kh_config *cfg, uint16_t port) {
+        fprintf(stderr,
+                "\n"
+                "  ************************************************************************\n"
+                "  *  keyholdd DEV MODE: for local trials only, never for real keys.      *\n"
+                "  *  Tokens come from a built-in issuer whose key is in the data folder. *\n"
+                "  ************************************************************************\n"
+                "  data folder : %s\n"
+                "  listening on: https://127.0.0.1:%u  (self-signed certificate %s)\n"
+                "  get a token : keyhold dev-token --data %s --user <GUID>\n\n",
+                cfg->data_dir, port, cfg->server.tls_cert, cfg->data_dir);
+}
+
+static int run(const struct kh_config *cfg) {
+        KH_CLEANUP(kh_app_closep) struct kh_app *app = NULL;
+        KH_CLEANUP(kh_http_server_freep) struct kh_http_server *server = NULL;
+        struct signal_ctx sig = { 0 };
+        pthread_t sig_thread;
+        char err[256] = "";
+        int r;
+
+        r = kh_app_open(cfg, on_app_event, NULL, &app);
+        if (r < 0) {
+                kh_log_error("start-up failed: %s", kh_strerror(r));
+                return r;
+        }
+        r = kh_http_server_new(&cfg->server, app, &server, err, sizeof(err));
+        if (r < 0) {
+                kh_log_error("%s: %s", err[0] ? err : "cannot start the HTTP server", kh_strerror(r));
+                return r;
+        }
+
+        sig.server = server;
+        sigemptyset(&sig.set);
+        sigaddset(&sig.set, SIGINT);
+        sigaddset(&sig.set, SIGTERM);
+        r = -pthread_create(&sig_thread, NULL, signal_thread, &sig);
+        if (r < 0)
+                return r;
+
+        for (size_t i = 0; i < kh_http_server_n_listeners(server); i++)
+                kh_log_info("listening on %s://%s:%u (%u workers)", cfg->server.tls_cert ? "https" : "http",
+                            cfg->server.listen[i].host, kh_http_server_port(server, i),
+                            kh_http_server_n_workers(server));
+        if (cfg->dev)
+                dev_banner(cfg, kh_http_server_port(server, 0));
+        if (cfg->server.port_file) {
+                r = write_port_file(cfg->server.port_file, kh_http_server_port(server, 0));
+                if (r < 0)
+                        kh_log_error("cannot write port file %s: %s", cfg->server.port_file, kh_strerror(r));
+        }
+
+        r = kh_http_server_run(server);
+        /* wake the signal thread if the loops ended for another reason */
+        (void) pthread_kill(sig_thread, SIGTERM);
+        (void) pthread_join(sig_thread, NULL);
+        kh_log_info("stopped");
+        return r;
+}
+
+int main(int argc, char **argv) {
+        KH_CLEANUP(kh_config_freep) struct kh_config *cfg = NULL;
+        struct kh_config_error cerr = { 0 };
+        struct options o = { 0 };
+        sigset_t set;
+        int r;
+
+        if (parse_args(argc, argv, &o) < 0)
+                return 2;
+        if (o.verbose)
+                kh_log_set_level(KH_LOG_DEBUG);
+
+        /* Block the stop signals before any thread exists, so only sigwait sees them. */
+        sigemptyset(&set);
+        sigaddset(&set, SIGINT);
+        sigaddset(&set, SIGTERM);
+        (void) pthread_sigmask(SIG_BLOCK, &set, NULL);
+        (void) signal(SIGPIPE, SIG_IGN);
+
+        harden_process();
+        json_set_alloc_funcs(malloc, wiping_free);
+
+        r = o.dev ? kh_config_dev(o.data ? o.data : KH_DEV_DATA_DEFAULT, environ, &cfg, &cerr)
+                  : kh_config_load(o.config, environ, &cfg, &cerr);
+        if (r < 0) {
+                if (r == -EINVAL && cerr.line)
+                        fprintf(stderr, "keyholdd: %s (line %u): %s\n", cerr.key, cerr.line, cerr.reason);
+                else if (r == -EINVAL)
+                        fprintf(stderr, "keyholdd: %s: %s\n", cerr.key, cerr.reason);
+                else
+                        fprintf(stderr, "keyholdd: cannot read configuration %s: %s\n",
+                                o.config ? o.config : "(dev)", kh_strerror(r));
+                return 1;
+        }
+        if (o.check) {
+                printf("keyholdd: configuration OK (%zu tenant%s)\n", cfg->n_tenants,
+                       cfg->n_tenants == 1 ? "" : "s");
+                return 0;
+        }
+        if (cfg->dev) {
+                const char *what = "";
+                r = kh_dev_prepare(cfg, &what);
+                if (r < 0) {
+                        fprintf(stderr, "keyholdd: dev mode: %s: %s\n", what, kh_strerror(r));
+                        return 1;
+                }
+        }
+
+        r = run(cfg);
+        return r < 0 ? 1 : 0;
+}

@@ -1,0 +1,202 @@
+/* Routing: routes are data. The router resolves /t/{tenant} (404 unknown_tenant before
+ * authentication, so tenant names are not secret), applies CORS, authenticates before any
+ * handler runs, and turns every error a handler returns into a reply in one place. */
+#include <string.h>
+#include <time.h>
+
+#include "common/errors.h"
+#include "common/limits.h"
+#include "common/parse.h"
+#include "http/http-internal.h"
+#include "service/service.h"
+
+static const struct kh_route routes[] = {
+        { "/user-keys", KH_ROUTE_USER_KEYS, KH_GET | KH_POST | KH_PUT, KH_AUTH_MEMBER, true,
+          kh_route_user_keys_get, kh_route_user_keys_post, kh_route_user_keys_put },
+        { "/alive", KH_ROUTE_ALIVE, KH_GET, KH_AUTH_NONE, true, kh_route_alive, NULL, NULL },
+        { "/now", KH_ROUTE_NOW, KH_GET, KH_AUTH_NONE, true, kh_route_alive, NULL, NULL },
+        { "/health", KH_ROUTE_HEALTH, KH_GET, KH_AUTH_NONE, false, kh_route_health, NULL, NULL },
+        { "/metrics", KH_ROUTE_METRICS, KH_GET, KH_AUTH_NONE, false, kh_route_metrics, NULL, NULL },
+};
+
+static bool iov_eq(h2o_iovec_t v, const char *s) {
+        size_t n = strlen(s);
+        return v.len == n && memcmp(v.base, s, n) == 0;
+}
+
+static unsigned method_of(const h2o_req_t *h) {
+        if (iov_eq(h->method, "GET"))
+                return KH_GET;
+        if (iov_eq(h->method, "POST"))
+                return KH_POST;
+        if (iov_eq(h->method, "PUT"))
+                return KH_PUT;
+        return 0;
+}
+
+static const char *allow_header(unsigned methods) {
+        static const char *const values[8] = {
+                "", "GET", "POST", "GET, POST", "PUT", "GET, PUT", "POST, PUT", "GET, POST, PUT",
+        };
+        return values[methods & 7];
+}
+
+static uint64_t now_ns(void) {
+        struct timespec ts;
+        (void) clock_gettime(CLOCK_MONOTONIC, &ts);
+        return (uint64_t) ts.tv_sec * 1000000000u + (uint64_t) ts.tv_nsec;
+}
+
+/* Splits "/t/{tenant}/rest" into tenant and rest. Returns 1 if the path has the prefix,
+ * 0 if not, -KH_E_UNKNOWN_TENANT if the prefix is there but the tenant is not valid. */
+static int split_tenant(h2o_iovec_t path, h2o_iovec_t *tenant, h2o_iovec_t *rest) {
+        const char *end, *slash;
+
+        if (path.len < 3 || memcmp(path.base, "/t/", 3) != 0)
+                return 0;
+        end = path.base + path.len;
+        slash = memchr(path.base + 3, '/', (size_t) (end - path.base - 3));
+        if (!slash)
+                slash = end;
+        *tenant = h2o_iovec_init(path.base + 3, (size_t) (slash - path.base - 3));
+        *rest = h2o_iovec_init(slash, (size_t) (end - slash));
+        if (!kh_tenant_id_is_valid(tenant->base, tenant->len))
+                return -KH_E_UNKNOWN_TENANT;
+        return 1;
+}
+
+static bool origin_allowed(const struct kh_http_req *req, const h2o_iovec_t *origin) {
+        const struct kh_config_server *scfg = req->worker->server->cfg;
+        const struct kh_config_tenant *tcfg = req->tenant ? req->tenant->config : NULL;
+
+        for (size_t i = 0; i < scfg->n_cors_origins; i++)
+                if (iov_eq(*origin, scfg->cors_origins[i]))
+                        return true;
+        for (size_t i = 0; tcfg && i < tcfg->n_cors_origins; i++)
+                if (iov_eq(*origin, tcfg->cors_origins[i]))
+                        return true;
+        return false;
+}
+
+/* CORS as Bitwarden's Key Connector does it (spec section 4), with Vary: Origin always.
+ * Returns true if this was a preflight, which has then been answered. */
+static bool apply_cors(struct kh_http_req *req, bool route_known) {
+        ssize_t oi = h2o_find_header_by_str(&req->h2o->headers, H2O_STRLIT("origin"), -1);
+        const h2o_iovec_t *origin = oi < 0 ? NULL : &req->h2o->headers.entries[oi].value;
+        bool allowed = origin && origin_allowed(req, origin);
+        bool preflight = iov_eq(req->h2o->method, "OPTIONS");
+
+        kh_http_add_header(req, H2O_TOKEN_VARY, H2O_STRLIT("Origin"));
+        if (allowed) {
+                kh_http_add_header(req, H2O_TOKEN_ACCESS_CONTROL_ALLOW_ORIGIN, origin->base, origin->len);
+                kh_http_add_header_str(req, "access-control-allow-credentials", H2O_STRLIT("true"));
+        }
+        if (!preflight || !route_known)
+                return false;
+
+        if (allowed) {
+                ssize_t m = h2o_find_header_by_str(&req->h2o->headers,
+                                                   H2O_STRLIT("access-control-request-method"), -1);
+                ssize_t h = h2o_find_header_by_str(&req->h2o->headers,
+                                                   H2O_STRLIT("access-control-request-headers"), -1);
+                if (m >= 0)
+                        kh_http_add_header_str(req, "access-control-allow-methods",
+                                               req->h2o->headers.entries[m].value.base,
+                                               req->h2o->headers.entries[m].value.len);
+                if (h >= 0)
+                        kh_http_add_header_str(req, "access-control-allow-headers",
+                                               req->h2o->headers.entries[h].value.base,
+                                               req->h2o->headers.entries[h].value.len);
+        }
+        kh_http_reply(req, 204, NULL, NULL, 0, false);
+        return true;
+}
+
+static size_t headers_size(const h2o_req_t *h) {
+        size_t total = 0;
+
+        for (size_t i = 0; i < h->headers.size; i++)
+                total += h->headers.entries[i].name->len + h->headers.entries[i].value.len + 4;
+        return total;
+}
+
+static int dispatch(struct kh_http_req *req, enum kh_route_id *ret_route) {
+        h2o_req_t *h = req->h2o;
+        h2o_iovec_t path = h->path, tenant_id = { NULL, 0 }, rest;
+        const struct kh_route *route = NULL;
+        struct kh_principal who;
+        unsigned method;
+        int r;
+
+        if (path.len > KH_PATH_MAX)
+                return -KH_E_URI_TOO_LONG;
+        if (headers_size(h) > KH_HEADER_MAX || h->headers.size > KH_HEADER_COUNT_MAX)
+                return -KH_E_HEADER_TOO_LARGE;
+        if (h->query_at != SIZE_MAX)
+                path.len = h->query_at;
+
+        r = split_tenant(path, &tenant_id, &rest);
+        if (r < 0)
+                return r;
+        if (r == 0)
+                rest = path;
+
+        for (size_t i = 0; i < KH_ELEMENTSOF(routes); i++)
+                if (iov_eq(rest, routes[i].path) && (r == 0 || routes[i].tenant_prefix)) {
+                        route = &routes[i];
+                        break;
+                }
+
+        req->tenant = kh_app_tenant(req->worker->server->app, r ? tenant_id.base : NULL, tenant_id.len);
+        if (r == 1 && !req->tenant)
+                return -KH_E_UNKNOWN_TENANT;
+
+        if (apply_cors(req, route != NULL))
+                return 0;
+        if (!route)
+                return -KH_E_NOT_FOUND;
+        *ret_route = route->id;
+
+        method = method_of(h) & route->methods;
+        if (!method) {
+                kh_http_add_header(req, H2O_TOKEN_ALLOW, allow_header(route->methods),
+                                   strlen(allow_header(route->methods)));
+                return -KH_E_METHOD_NOT_ALLOWED;
+        }
+
+        memset(&who, 0, sizeof(who));
+        if (route->auth == KH_AUTH_MEMBER) {
+                const h2o_iovec_t *authz = kh_http_header(req, H2O_TOKEN_AUTHORIZATION);
+                if (!req->tenant)
+                        return -KH_E_UNKNOWN_TENANT;
+                r = kh_service_authenticate(req->worker->svc, req->tenant,
+                                            authz ? authz->base : NULL, authz ? authz->len : 0,
+                                            (int64_t) time(NULL), &who);
+                if (r < 0)
+                        return r;
+        }
+
+        switch (method) {
+        case KH_GET:
+                return route->get(req, &who);
+        case KH_POST:
+                return route->post(req, &who);
+        default:
+                return route->put(req, &who);
+        }
+}
+
+int kh_http_route(h2o_handler_t *self, h2o_req_t *h) {
+        struct kh_http_worker *w = (struct kh_http_worker *) (void *) h->conn->ctx; /* ctx is first */
+        struct kh_http_req req = { .h2o = h, .worker = w, .status = 0 };
+        enum kh_route_id route = KH_ROUTE_NONE;
+        uint64_t start = now_ns();
+        int r;
+
+        (void) self;
+        r = dispatch(&req, &route);
+        if (r < 0)
+                kh_http_reply_error(&req, r);
+        kh_http_metrics_observe(&w->metrics, route, req.status, now_ns() - start);
+        return 0;
+}

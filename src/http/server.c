@@ -1,0 +1,257 @@
+#include "server.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+
+#include "common/limits.h"
+#include "http/http-internal.h"
+
+/* Bodies larger than ours are refused by h2o itself before a handler runs; ours (4 KiB)
+ * is checked in the handler so that the client gets a JSON error. */
+#define H2O_ENTITY_MAX (64 * 1024)
+#define LISTEN_BACKLOG 1024
+#define ACCEPTS_PER_WAKEUP 64
+#define LOOP_WAIT_MS 200
+
+/* err = what + arg; arg may carry a path, never a secret */
+static void set_err(char *err, size_t len, const char *what, const char *arg) {
+        (void) snprintf(err, len, "%s%s", what, arg);
+}
+
+static int tls_context(const struct kh_config_server *cfg, SSL_CTX **ret, char *err, size_t err_len) {
+        SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
+
+        if (!ctx)
+                return -ENOMEM;
+        (void) SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
+        SSL_CTX_set_options(ctx, SSL_OP_NO_COMPRESSION | SSL_OP_NO_RENEGOTIATION |
+                                         SSL_OP_CIPHER_SERVER_PREFERENCE);
+        if (SSL_CTX_use_certificate_chain_file(ctx, cfg->tls_cert) != 1) {
+                set_err(err, err_len, "cannot load TLS certificate ", cfg->tls_cert);
+                SSL_CTX_free(ctx);
+                return -EINVAL;
+        }
+        if (SSL_CTX_use_PrivateKey_file(ctx, cfg->tls_key, SSL_FILETYPE_PEM) != 1 ||
+            SSL_CTX_check_private_key(ctx) != 1) {
+                set_err(err, err_len, "cannot load TLS key (or it does not match the certificate) ",
+                        cfg->tls_key);
+                SSL_CTX_free(ctx);
+                return -EINVAL;
+        }
+        ERR_clear_error();
+        *ret = ctx;
+        return 0;
+}
+
+/* One listening socket of a worker. Every worker binds its own socket to the same address
+ * with SO_REUSEPORT, so the kernel spreads connections over the loops without a lock. */
+static int bind_listener(const struct kh_config_listen *l, uint16_t port, uint16_t *ret_port,
+                         int *ret_fd) {
+        struct addrinfo hints = { .ai_socktype = SOCK_STREAM, .ai_flags = AI_NUMERICSERV };
+        struct addrinfo *ai = NULL;
+        struct sockaddr_storage ss;
+        socklen_t sl = sizeof(ss);
+        char service[8];
+        int fd, one = 1, r;
+
+        (void) snprintf(service, sizeof(service), "%u", port);
+        r = getaddrinfo(l->host, service, &hints, &ai);
+        if (r != 0)
+                return -EINVAL;
+        fd = socket(ai->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+        if (fd < 0) {
+                r = -errno;
+                freeaddrinfo(ai);
+                return r;
+        }
+        (void) setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+        (void) setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one));
+        if (bind(fd, ai->ai_addr, ai->ai_addrlen) < 0 || listen(fd, LISTEN_BACKLOG) < 0 ||
+            getsockname(fd, (struct sockaddr *) &ss, &sl) < 0) {
+                r = -errno;
+                freeaddrinfo(ai);
+                close(fd);
+                return r;
+        }
+        freeaddrinfo(ai);
+        *ret_port = ntohs(ss.ss_family == AF_INET6 ? ((struct sockaddr_in6 *) &ss)->sin6_port
+                                                   : ((struct sockaddr_in *) &ss)->sin_port);
+        *ret_fd = fd;
+        return 0;
+}
+
+int kh_http_server_new(const struct kh_config_server *cfg, struct kh_app *app,
+                       struct kh_http_server **ret, char *err, size_t err_len) {
+        KH_CLEANUP(kh_http_server_freep) struct kh_http_server *s = NULL;
+        h2o_hostconf_t *hostconf;
+        h2o_pathconf_t *pathconf;
+        h2o_handler_t *handler;
+        long ncpu;
+        int r;
+
+        s = calloc(1, sizeof(*s));
+        if (!s)
+                return -ENOMEM;
+        s->cfg = cfg;
+        s->app = app;
+
+        h2o_config_init(&s->globalconf);
+        s->globalconf.server_name = h2o_iovec_init(H2O_STRLIT("keyhold"));
+        s->globalconf.max_request_entity_size = H2O_ENTITY_MAX;
+        hostconf = h2o_config_register_host(&s->globalconf, h2o_iovec_init(H2O_STRLIT("default")), 65535);
+        pathconf = h2o_config_register_path(hostconf, "/", 0);
+        handler = h2o_create_handler(pathconf, sizeof(*handler));
+        handler->on_req = kh_http_route;
+
+        if (cfg->tls_cert) {
+                r = tls_context(cfg, &s->ssl_ctx, err, err_len);
+                if (r < 0)
+                        return r;
+        }
+
+        ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+        s->n_workers = cfg->threads ? cfg->threads : (unsigned) (ncpu > 0 ? ncpu : 1);
+        if (s->n_workers > KH_THREADS_MAX)
+                s->n_workers = KH_THREADS_MAX;
+        s->workers = calloc(s->n_workers, sizeof(*s->workers));
+        if (!s->workers)
+                return -ENOMEM;
+        for (unsigned i = 0; i < s->n_workers; i++)
+                for (size_t j = 0; j < KH_LISTEN_MAX; j++)
+                        s->workers[i].listen_fds[j] = -1;
+
+        s->n_listeners = cfg->n_listen;
+        for (size_t j = 0; j < cfg->n_listen; j++) {
+                uint16_t want = cfg->listen[j].port;
+                for (unsigned i = 0; i < s->n_workers; i++) {
+                        r = bind_listener(&cfg->listen[j], want, &s->ports[j],
+                                          &s->workers[i].listen_fds[j]);
+                        if (r < 0) {
+                                set_err(err, err_len, "cannot listen on ", cfg->listen[j].host);
+                                return r;
+                        }
+                        want = s->ports[j]; /* port 0: the others join the port the first got */
+                }
+        }
+
+        for (unsigned i = 0; i < s->n_workers; i++) {
+                struct kh_http_worker *w = &s->workers[i];
+                w->server = s;
+                w->n_listeners = cfg->n_listen;
+                r = kh_service_new(app, &w->svc);
+                if (r < 0) {
+                        set_err(err, err_len, "cannot open the database for a worker", "");
+                        return r;
+                }
+        }
+
+        *ret = KH_TAKE_PTR(s);
+        return 0;
+}
+
+static void on_accept(h2o_socket_t *listener, const char *err) {
+        struct kh_http_worker *w = listener->data;
+
+        if (err)
+                return;
+        for (int i = 0; i < ACCEPTS_PER_WAKEUP; i++) {
+                h2o_socket_t *sock = h2o_evloop_socket_accept(listener);
+                if (!sock)
+                        break;
+                h2o_accept(&w->accept_ctx, sock);
+        }
+}
+
+static void *worker_main(void *userdata) {
+        struct kh_http_worker *w = userdata;
+        struct kh_http_server *s = w->server;
+        h2o_evloop_t *loop = h2o_evloop_create();
+
+        h2o_context_init(&w->ctx, loop, &s->globalconf);
+        w->accept_ctx.ctx = &w->ctx;
+        w->accept_ctx.hosts = s->globalconf.hosts;
+        w->accept_ctx.ssl_ctx = s->ssl_ctx;
+
+        for (size_t j = 0; j < w->n_listeners; j++) {
+                w->listeners[j] = h2o_evloop_socket_create(loop, w->listen_fds[j],
+                                                           H2O_SOCKET_FLAG_DONT_READ);
+                w->listen_fds[j] = -1; /* the socket owns it now */
+                w->listeners[j]->data = w;
+                h2o_socket_read_start(w->listeners[j], on_accept);
+        }
+
+        while (!atomic_load_explicit(&s->stopping, memory_order_relaxed))
+                (void) h2o_evloop_run(loop, LOOP_WAIT_MS);
+
+        for (size_t j = 0; j < w->n_listeners; j++) {
+                h2o_socket_read_stop(w->listeners[j]);
+                h2o_socket_close(w->listeners[j]);
+        }
+        /* let the loop run once more so that closed sockets are released */
+        (void) h2o_evloop_run(loop, 0);
+        h2o_context_dispose(&w->ctx);
+        h2o_evloop_destroy(loop);
+        return NULL;
+}
+
+int kh_http_server_run(struct kh_http_server *s) {
+        int r = 0;
+
+        for (unsigned i = 0; i < s->n_workers; i++) {
+                r = -pthread_create(&s->workers[i].thread, NULL, worker_main, &s->workers[i]);
+                if (r < 0) {
+                        kh_http_server_stop(s);
+                        break;
+                }
+                s->workers[i].started = true;
+        }
+        for (unsigned i = 0; i < s->n_workers; i++)
+                if (s->workers[i].started) {
+                        (void) pthread_join(s->workers[i].thread, NULL);
+                        s->workers[i].started = false;
+                }
+        return r;
+}
+
+void kh_http_server_stop(struct kh_http_server *s) {
+        atomic_store(&s->stopping, true);
+}
+
+uint16_t kh_http_server_port(const struct kh_http_server *s, size_t i) {
+        return i < s->n_listeners ? s->ports[i] : 0;
+}
+
+size_t kh_http_server_n_listeners(const struct kh_http_server *s) {
+        return s->n_listeners;
+}
+
+unsigned kh_http_server_n_workers(const struct kh_http_server *s) {
+        return s->n_workers;
+}
+
+struct kh_http_server *kh_http_server_free(struct kh_http_server *s) {
+        if (!s)
+                return NULL;
+        for (unsigned i = 0; s->workers && i < s->n_workers; i++) {
+                struct kh_http_worker *w = &s->workers[i];
+                for (size_t j = 0; j < KH_LISTEN_MAX; j++)
+                        if (w->listen_fds[j] >= 0)
+                                close(w->listen_fds[j]);
+                kh_service_free(w->svc);
+        }
+        free(s->workers);
+        if (s->ssl_ctx)
+                SSL_CTX_free(s->ssl_ctx);
+        h2o_config_dispose(&s->globalconf);
+        free(s);
+        return NULL;
+}

@@ -1,0 +1,532 @@
+/* The file key store's operations and its key file format.
+ *
+ * <tenant>/v<N>.key:
+ *   "KHKS" | format (1) | algorithm (1 = RSA) | bits (u16) | version (u32) | tenant length
+ *   (u8) | tenant | public key length (u16) | SubjectPublicKeyInfo DER       -- the header
+ *   | AES-256-GCM seal of the PKCS#8 DER private key under the master key
+ * Integers are big-endian. The seal's associated data is "keyhold-keystore:1" followed by
+ * the whole header, and a load checks the header's tenant and version against the name it
+ * was asked for: a file copied to another name, or with another public key, fails to open. */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <openssl/bio.h>
+#include <openssl/crypto.h>
+#include <openssl/err.h>
+#include <openssl/pem.h>
+#include <openssl/rsa.h>
+#include <openssl/x509.h>
+
+#include "common/errors.h"
+#include "common/parse.h"
+#include "crypto/aead.h"
+#include "crypto/rsa.h"
+#include "keystore/file/file-internal.h"
+#include "keystore/keystore-backend.h"
+
+#define KEY_MAGIC "KHKS"
+#define KEY_FORMAT 1
+#define KEY_ALG_RSA 1
+#define KEY_AAD_LABEL "keyhold-keystore:1"
+#define KEY_FILE_MAX (32 * 1024) /* RSA-8192: ~1.1 KiB public + ~4.8 KiB sealed private */
+#define KEY_VERSIONS_MAX 65536   /* versions listed per tenant */
+#define KEY_NAME_MAX (KH_TENANT_ID_MAX + sizeof("/v4294967295.key"))
+#define SIG_MAX 1024             /* RSA-8192 */
+
+struct kh_file_ks {
+        struct kh_keystore base;
+        int dirfd;
+        struct kh_secret *master;
+};
+
+static struct kh_file_ks *file_ks_free(struct kh_file_ks *ks) {
+        if (!ks)
+                return NULL;
+        if (ks->dirfd >= 0)
+                (void) close(ks->dirfd);
+        kh_secret_free(ks->master);
+        free(ks);
+        return NULL;
+}
+KH_DEFINE_CLEANUP(file_ks_free, struct kh_file_ks *)
+KH_DEFINE_CLEANUP(EVP_PKEY_CTX_free, EVP_PKEY_CTX *)
+KH_DEFINE_CLEANUP(PKCS8_PRIV_KEY_INFO_free, PKCS8_PRIV_KEY_INFO *)
+KH_DEFINE_CLEANUP(BIO_free, BIO *)
+
+static inline void openssl_freep(unsigned char **p) {
+        OPENSSL_free(*p);
+}
+
+static inline void closedirp(DIR **d) {
+        if (*d)
+                (void) closedir(*d);
+}
+
+static struct kh_file_ks *file_ks(struct kh_keystore *ks) {
+        return kh_container_of(ks, struct kh_file_ks, base);
+}
+
+/* ---- open / close ---- */
+
+static int open_store_dir(const char *path) {
+        int fd;
+
+        if (mkdir(path, 0700) < 0 && errno != EEXIST)
+                return -errno;
+        fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (fd < 0)
+                return errno == ENOTDIR ? -EINVAL : -errno;
+        return fd;
+}
+
+int kh_keystore_file_open_kdf(const struct kh_config_keystore *cfg,
+                              const struct kh_file_ks_kdf *kdf, struct kh_keystore **ret) {
+        KH_CLEANUP(file_ks_freep) struct kh_file_ks *ks = NULL;
+        int r;
+
+        if (!cfg->path || !cfg->path[0])
+                return -EINVAL;
+
+        ks = calloc(1, sizeof(*ks));
+        if (!ks)
+                return -ENOMEM;
+        ks->base.ops = &kh_keystore_file_ops;
+        ks->dirfd = open_store_dir(cfg->path);
+        if (ks->dirfd < 0)
+                return ks->dirfd;
+
+        r = kh_fks_master_load(ks->dirfd, cfg, kdf, &ks->master);
+        if (r < 0)
+                return r;
+
+        *ret = &KH_TAKE_PTR(ks)->base;
+        return 0;
+}
+
+static int file_open(const struct kh_config_keystore *cfg, struct kh_keystore **ret) {
+        return kh_keystore_file_open_kdf(cfg, &kh_file_ks_kdf_default, ret);
+}
+
+static void file_close(struct kh_keystore *ks) {
+        (void) file_ks_free(file_ks(ks));
+}
+
+/* ---- the key file ---- */
+
+struct key_hdr {
+        unsigned bits;
+        uint32_t version;
+        const uint8_t *tenant;
+        size_t tenant_len;
+        const uint8_t *spki;
+        size_t spki_len;
+        size_t len; /* header bytes; the seal follows */
+};
+
+static int key_name(const char *tenant, uint32_t version, char name[static KEY_NAME_MAX]) {
+        int n = snprintf(name, KEY_NAME_MAX, "%s/v%" PRIu32 ".key", tenant, version);
+
+        return n < 0 || (size_t) n >= KEY_NAME_MAX ? -EINVAL : 0;
+}
+
+static int key_hdr_parse(const uint8_t *p, size_t n, struct key_hdr *h) {
+        size_t off = 13;
+
+        if (n < off || memcmp(p, KEY_MAGIC, 4) != 0 || p[4] != KEY_FORMAT || p[5] != KEY_ALG_RSA)
+                return -KH_E_INTEGRITY;
+        h->bits = (unsigned) p[6] << 8 | p[7];
+        h->version = kh_fks_get_u32(p + 8);
+        h->tenant_len = p[12];
+        h->tenant = p + off;
+        if (n - off < h->tenant_len + 2)
+                return -KH_E_INTEGRITY;
+        off += h->tenant_len;
+        h->spki_len = (size_t) p[off] << 8 | p[off + 1];
+        off += 2;
+        if (n - off < h->spki_len + KH_AEAD_OVERHEAD + 1)
+                return -KH_E_INTEGRITY;
+        h->spki = p + off;
+        h->len = off + h->spki_len;
+        return 0;
+}
+
+static int key_aad(const uint8_t *hdr, size_t hdr_len, struct kh_buf *aad) {
+        int r;
+
+        kh_buf_init(aad, sizeof(KEY_AAD_LABEL) - 1 + hdr_len, false);
+        r = kh_buf_append(aad, KEY_AAD_LABEL, sizeof(KEY_AAD_LABEL) - 1);
+        if (r < 0)
+                return r;
+        return kh_buf_append(aad, hdr, hdr_len);
+}
+
+static int pubkey_parse(const uint8_t *der, size_t len, unsigned bits, EVP_PKEY **ret) {
+        const unsigned char *p = der;
+        EVP_PKEY *pkey;
+
+        pkey = d2i_PUBKEY(NULL, &p, (long) len);
+        if (!pkey) {
+                ERR_clear_error();
+                return -KH_E_INTEGRITY;
+        }
+        if (p != der + len || EVP_PKEY_get_base_id(pkey) != EVP_PKEY_RSA ||
+            EVP_PKEY_get_bits(pkey) != (int) bits) {
+                EVP_PKEY_free(pkey);
+                return -KH_E_INTEGRITY;
+        }
+        *ret = pkey;
+        return 0;
+}
+
+static int privkey_parse(const struct kh_secret *der, EVP_PKEY *pub, EVP_PKEY **ret) {
+        KH_CLEANUP(PKCS8_PRIV_KEY_INFO_freep) PKCS8_PRIV_KEY_INFO *p8 = NULL;
+        const unsigned char *p = kh_secret_bytes(der);
+        EVP_PKEY *pkey;
+
+        p8 = d2i_PKCS8_PRIV_KEY_INFO(NULL, &p, (long) kh_secret_len(der));
+        if (!p8 || p != kh_secret_bytes(der) + kh_secret_len(der)) {
+                ERR_clear_error();
+                return -KH_E_INTEGRITY;
+        }
+        pkey = EVP_PKCS82PKEY(p8);
+        if (!pkey) {
+                ERR_clear_error();
+                return -KH_E_INTEGRITY;
+        }
+        if (EVP_PKEY_get_base_id(pkey) != EVP_PKEY_RSA || EVP_PKEY_eq(pkey, pub) != 1) {
+                EVP_PKEY_free(pkey);
+                ERR_clear_error();
+                return -KH_E_INTEGRITY;
+        }
+        *ret = pkey;
+        return 0;
+}
+
+/* Loads key ref, authenticated by the master key: its public half always, its private half
+ * only if ret_priv is given (then in OpenSSL's secure heap when keyholdd enabled it). */
+static int key_load(struct kh_file_ks *ks, const struct kh_key_ref *ref, EVP_PKEY **ret_pub,
+                    EVP_PKEY **ret_priv) {
+        KH_CLEANUP(kh_buf_freep) struct kh_buf file = { 0 }, aad = { 0 };
+        KH_CLEANUP(kh_secret_freep) struct kh_secret *der = NULL;
+        KH_CLEANUP(EVP_PKEY_freep) EVP_PKEY *pub = NULL, *priv = NULL;
+        char name[KEY_NAME_MAX];
+        struct key_hdr h;
+        int r;
+
+        r = key_name(ref->tenant, ref->version, name);
+        if (r < 0)
+                return r;
+        kh_buf_init(&file, KEY_FILE_MAX, false);
+        r = kh_fks_read_at(ks->dirfd, name, KEY_FILE_MAX, &file);
+        if (r == -EFBIG)
+                return -KH_E_INTEGRITY;
+        if (r < 0)
+                return r;
+
+        r = key_hdr_parse(file.data, file.len, &h);
+        if (r < 0)
+                return r;
+        if (h.version != ref->version || h.tenant_len != strlen(ref->tenant) ||
+            memcmp(h.tenant, ref->tenant, h.tenant_len) != 0)
+                return -KH_E_INTEGRITY; /* a key file under another key's name */
+
+        r = key_aad(file.data, h.len, &aad);
+        if (r < 0)
+                return r;
+        r = kh_aead_unseal(ks->master, aad.data, aad.len, file.data + h.len, file.len - h.len,
+                           &der);
+        if (r < 0)
+                return r == -EINVAL ? -EIO : r;
+
+        r = pubkey_parse(h.spki, h.spki_len, h.bits, &pub);
+        if (r < 0)
+                return r;
+        if (ret_priv) {
+                r = privkey_parse(der, pub, &priv);
+                if (r < 0)
+                        return r;
+                *ret_priv = KH_TAKE_PTR(priv);
+        }
+        if (ret_pub)
+                *ret_pub = KH_TAKE_PTR(pub);
+        return 0;
+}
+
+/* PKCS#8 DER of pkey, written straight into locked memory. */
+static int privkey_encode(EVP_PKEY *pkey, struct kh_secret **ret) {
+        KH_CLEANUP(PKCS8_PRIV_KEY_INFO_freep) PKCS8_PRIV_KEY_INFO *p8 = NULL;
+        KH_CLEANUP(kh_secret_freep) struct kh_secret *der = NULL;
+        unsigned char *p;
+        int n, r;
+
+        p8 = EVP_PKEY2PKCS8(pkey); /* freeing it wipes the key bytes it holds */
+        if (!p8) {
+                ERR_clear_error();
+                return -EIO;
+        }
+        n = i2d_PKCS8_PRIV_KEY_INFO(p8, NULL);
+        if (n <= 0)
+                return -EIO;
+        r = kh_secret_new((size_t) n, &der);
+        if (r < 0)
+                return r;
+        p = kh_secret_bytes_mut(der);
+        if (i2d_PKCS8_PRIV_KEY_INFO(p8, &p) != n)
+                return -EIO;
+
+        *ret = KH_TAKE_PTR(der);
+        return 0;
+}
+
+/* The bytes of a new key file for pkey. */
+static int key_file_build(struct kh_file_ks *ks, const struct kh_key_spec *spec, EVP_PKEY *pkey,
+                          struct kh_buf *out) {
+        KH_CLEANUP(openssl_freep) unsigned char *spki = NULL;
+        KH_CLEANUP(kh_secret_freep) struct kh_secret *der = NULL;
+        KH_CLEANUP(kh_buf_freep) struct kh_buf aad = { 0 };
+        size_t tenant_len = strlen(spec->tenant);
+        uint8_t fixed[13];
+        int spki_len, r;
+
+        spki_len = i2d_PUBKEY(pkey, &spki);
+        if (spki_len <= 0 || spki_len > UINT16_MAX)
+                return -EIO;
+
+        memcpy(fixed, KEY_MAGIC, 4);
+        fixed[4] = KEY_FORMAT;
+        fixed[5] = KEY_ALG_RSA;
+        fixed[6] = (uint8_t) (spec->rsa_bits >> 8);
+        fixed[7] = (uint8_t) spec->rsa_bits;
+        kh_fks_put_u32(fixed + 8, spec->version);
+        fixed[12] = (uint8_t) tenant_len;
+
+        if ((r = kh_buf_append(out, fixed, sizeof(fixed))) < 0 ||
+            (r = kh_buf_append(out, spec->tenant, tenant_len)) < 0 ||
+            (r = kh_buf_append(out, (uint8_t[]) { (uint8_t) (spki_len >> 8), (uint8_t) spki_len },
+                               2)) < 0 ||
+            (r = kh_buf_append(out, spki, (size_t) spki_len)) < 0)
+                return r;
+
+        r = key_aad(out->data, out->len, &aad);
+        if (r < 0)
+                return r;
+        r = privkey_encode(pkey, &der);
+        if (r < 0)
+                return r;
+        return kh_aead_seal(ks->master, aad.data, aad.len, der, out);
+}
+
+static int pub_pem_write(int tdir, uint32_t version, EVP_PKEY *pkey) {
+        KH_CLEANUP(BIO_freep) BIO *bio = NULL;
+        char name[32];
+        char *pem;
+        long len;
+
+        bio = BIO_new(BIO_s_mem());
+        if (!bio)
+                return -ENOMEM;
+        if (PEM_write_bio_PUBKEY(bio, pkey) != 1)
+                return -EIO;
+        len = BIO_get_mem_data(bio, &pem);
+        if (len <= 0)
+                return -EIO;
+        (void) snprintf(name, sizeof(name), "v%" PRIu32 ".pub", version);
+        return kh_fks_write_at(tdir, name, pem, (size_t) len, true);
+}
+
+/* ---- operations ---- */
+
+static int file_generate(struct kh_keystore *base, const struct kh_key_spec *spec,
+                         struct kh_key_ref *ret_ref) {
+        struct kh_file_ks *ks = file_ks(base);
+        KH_CLEANUP(EVP_PKEY_freep) EVP_PKEY *pkey = NULL;
+        KH_CLEANUP(kh_buf_freep) struct kh_buf out = { 0 };
+        KH_CLEANUP(kh_closep) int tdir = -1;
+        char name[32];
+        struct stat st;
+        int r;
+
+        if (mkdirat(ks->dirfd, spec->tenant, 0700) == 0) {
+                if (fsync(ks->dirfd) < 0)
+                        return -errno;
+        } else if (errno != EEXIST)
+                return -errno;
+        tdir = openat(ks->dirfd, spec->tenant, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
+        if (tdir < 0)
+                return -errno;
+
+        (void) snprintf(name, sizeof(name), "v%" PRIu32 ".key", spec->version);
+        if (fstatat(tdir, name, &st, AT_SYMLINK_NOFOLLOW) == 0)
+                return -EEXIST; /* spare a key generation; link() below decides races */
+
+        r = kh_rsa_generate(spec->rsa_bits, &pkey);
+        if (r < 0)
+                return r;
+        kh_buf_init(&out, KEY_FILE_MAX, false);
+        r = key_file_build(ks, spec, pkey, &out);
+        if (r < 0)
+                return r;
+        r = kh_fks_write_at(tdir, name, out.data, out.len, false);
+        if (r < 0)
+                return r;
+        r = pub_pem_write(tdir, spec->version, pkey);
+        if (r < 0)
+                return r;
+
+        memset(ret_ref, 0, sizeof(*ret_ref));
+        memcpy(ret_ref->tenant, spec->tenant, strlen(spec->tenant));
+        ret_ref->version = spec->version;
+        return 0;
+}
+
+static int file_wrap(struct kh_keystore *base, const struct kh_key_ref *kek,
+                     const struct kh_secret *dek, struct kh_buf *out) {
+        KH_CLEANUP(EVP_PKEY_freep) EVP_PKEY *pub = NULL;
+        int r;
+
+        r = key_load(file_ks(base), kek, &pub, NULL);
+        if (r < 0)
+                return r;
+        return kh_rsa_oaep_encrypt(pub, dek, out);
+}
+
+static int file_unwrap(struct kh_keystore *base, const struct kh_key_ref *kek,
+                       const uint8_t *wrapped, size_t len, struct kh_secret **ret_dek) {
+        KH_CLEANUP(EVP_PKEY_freep) EVP_PKEY *priv = NULL;
+        int r;
+
+        r = key_load(file_ks(base), kek, NULL, &priv);
+        if (r < 0)
+                return r;
+        return kh_rsa_oaep_decrypt(priv, wrapped, len, ret_dek);
+}
+
+static int file_sign(struct kh_keystore *base, const struct kh_key_ref *key,
+                     const uint8_t *digest, size_t len, struct kh_buf *sig) {
+        KH_CLEANUP(EVP_PKEY_freep) EVP_PKEY *priv = NULL;
+        KH_CLEANUP(EVP_PKEY_CTX_freep) EVP_PKEY_CTX *ctx = NULL;
+        uint8_t out[SIG_MAX];
+        size_t out_len = sizeof(out);
+        int r;
+
+        r = key_load(file_ks(base), key, NULL, &priv);
+        if (r < 0)
+                return r;
+
+        ctx = EVP_PKEY_CTX_new_from_pkey(NULL, priv, NULL);
+        if (!ctx)
+                return -ENOMEM;
+        if (EVP_PKEY_sign_init(ctx) <= 0 ||
+            EVP_PKEY_CTX_set_rsa_padding(ctx, RSA_PKCS1_PSS_PADDING) <= 0 ||
+            EVP_PKEY_CTX_set_signature_md(ctx, EVP_sha256()) <= 0 ||
+            EVP_PKEY_CTX_set_rsa_mgf1_md(ctx, EVP_sha256()) <= 0 ||
+            EVP_PKEY_CTX_set_rsa_pss_saltlen(ctx, (int) len) <= 0 ||
+            EVP_PKEY_sign(ctx, out, &out_len, digest, len) <= 0) {
+                ERR_clear_error();
+                return -EIO;
+        }
+        return kh_buf_append(sig, out, out_len);
+}
+
+static int file_public_key(struct kh_keystore *base, const struct kh_key_ref *key,
+                           EVP_PKEY **ret) {
+        return key_load(file_ks(base), key, ret, NULL);
+}
+
+/* "v<N>.key" with N a decimal in 1..UINT32_MAX without leading zeros; anything else
+ * (temporary files, .pub, stray files) is not a key version. */
+static bool version_parse(const char *name, uint32_t *ret) {
+        size_t len = strlen(name);
+        uint64_t v;
+
+        if (len < 6 || name[0] != 'v' || strcmp(name + len - 4, ".key") != 0 || name[1] == '0')
+                return false;
+        if (kh_parse_u64(name + 1, len - 5, UINT32_MAX, &v) < 0 || v == 0)
+                return false;
+        *ret = (uint32_t) v;
+        return true;
+}
+
+static int u32_cmp(const void *a, const void *b) {
+        uint32_t x = *(const uint32_t *) a, y = *(const uint32_t *) b;
+
+        return (x > y) - (x < y);
+}
+
+static int file_list(struct kh_keystore *base, const char *tenant, kh_key_ref_fn fn,
+                     void *userdata) {
+        struct kh_file_ks *ks = file_ks(base);
+        KH_CLEANUP(closedirp) DIR *d = NULL;
+        KH_CLEANUP_FREE uint32_t *versions = NULL;
+        size_t n = 0, cap = 0;
+        struct kh_key_ref ref = { 0 };
+        int fd, r;
+
+        fd = openat(ks->dirfd, tenant, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
+        if (fd < 0)
+                return errno == ENOENT ? 0 : -errno; /* a tenant without keys yet */
+        d = fdopendir(fd);
+        if (!d) {
+                r = -errno;
+                (void) close(fd);
+                return r;
+        }
+
+        for (;;) {
+                struct dirent *de;
+                uint32_t v;
+
+                errno = 0;
+                de = readdir(d);
+                if (!de) {
+                        if (errno != 0)
+                                return -errno;
+                        break;
+                }
+                if (!version_parse(de->d_name, &v))
+                        continue;
+                if (n == cap) {
+                        size_t ncap = cap ? 2 * cap : 16;
+                        uint32_t *nv;
+                        if (ncap > KEY_VERSIONS_MAX)
+                                return -E2BIG;
+                        nv = reallocarray(versions, ncap, sizeof(*versions));
+                        if (!nv)
+                                return -ENOMEM;
+                        versions = nv;
+                        cap = ncap;
+                }
+                versions[n++] = v;
+        }
+        if (n > 0)
+                qsort(versions, n, sizeof(*versions), u32_cmp);
+
+        memcpy(ref.tenant, tenant, strlen(tenant));
+        for (size_t i = 0; i < n; i++) {
+                ref.version = versions[i];
+                r = fn(&ref, userdata);
+                if (r != 0)
+                        return r;
+        }
+        return 0;
+}
+
+const struct kh_keystore_ops kh_keystore_file_ops = {
+        .name = "file",
+        .caps = 0,
+        .open = file_open,
+        .close = file_close,
+        .generate = file_generate,
+        .wrap = file_wrap,
+        .unwrap = file_unwrap,
+        .sign = file_sign,
+        .public_key = file_public_key,
+        .list = file_list,
+};

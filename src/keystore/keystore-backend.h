@@ -1,0 +1,31 @@
+/* The key-store backend interface: one const table of operations per backend. Only backends
+ * and keystore.c include this file. The wrappers in keystore.c have already checked what is
+ * common to every backend (valid tenant id, version >= 1, sizes) before an operation runs,
+ * so a backend checks only what is its own. No operation hands out a private key. */
+#pragma once
+
+#include "keystore/keystore.h"
+
+struct kh_keystore_ops {
+        const char *name; /* "file", "pkcs11": the value of [keystore] driver */
+        unsigned caps;    /* KH_KS_* */
+        int (*open)(const struct kh_config_keystore *cfg, struct kh_keystore **ret);
+        void (*close)(struct kh_keystore *ks); /* wipes every secret the backend holds */
+        int (*generate)(struct kh_keystore *ks, const struct kh_key_spec *spec,
+                        struct kh_key_ref *ret_ref);
+        int (*wrap)(struct kh_keystore *ks, const struct kh_key_ref *kek,
+                    const struct kh_secret *dek, struct kh_buf *out);
+        int (*unwrap)(struct kh_keystore *ks, const struct kh_key_ref *kek,
+                      const uint8_t *wrapped, size_t len, struct kh_secret **ret_dek);
+        int (*sign)(struct kh_keystore *ks, const struct kh_key_ref *key,
+                    const uint8_t *digest, size_t len, struct kh_buf *sig);
+        int (*public_key)(struct kh_keystore *ks, const struct kh_key_ref *key, EVP_PKEY **ret);
+        int (*list)(struct kh_keystore *ks, const char *tenant, kh_key_ref_fn fn, void *userdata);
+};
+
+/* The first member of each backend's state; reach the rest with kh_container_of(). */
+struct kh_keystore {
+        const struct kh_keystore_ops *ops;
+};
+
+extern const struct kh_keystore_ops kh_keystore_file_ops;

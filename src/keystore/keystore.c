@@ -1,0 +1,120 @@
+#include "keystore/keystore.h"
+
+#include <assert.h>
+#include <errno.h>
+#include <string.h>
+
+#include "common/errors.h"
+#include "common/parse.h"
+#include "keystore/keystore-backend.h"
+
+/* Every key store keyhold can open, found by the name in [keystore] driver. */
+static const struct kh_keystore_ops *const backends[] = {
+        &kh_keystore_file_ops,
+        /* pkcs11 later, inside #if KH_WITH_PKCS11 */
+};
+
+#define KH_RSA_BITS_MIN 2048
+#define KH_RSA_BITS_MAX 8192
+
+static bool tenant_is_valid(const char *tenant, size_t max) {
+        size_t len = strnlen(tenant, max + 1);
+
+        return len <= max && kh_tenant_id_is_valid(tenant, len);
+}
+
+static bool ref_is_valid(const struct kh_key_ref *ref) {
+        return tenant_is_valid(ref->tenant, KH_TENANT_ID_MAX) && ref->version >= 1;
+}
+
+int kh_keystore_open(const struct kh_config_keystore *cfg, struct kh_keystore **ret) {
+        assert(cfg && ret);
+
+        if (!cfg->driver)
+                return -EINVAL;
+        for (size_t i = 0; i < KH_ELEMENTSOF(backends); i++)
+                if (strcmp(backends[i]->name, cfg->driver) == 0)
+                        return backends[i]->open(cfg, ret);
+        return -EINVAL;
+}
+
+struct kh_keystore *kh_keystore_close(struct kh_keystore *ks) {
+        if (ks)
+                ks->ops->close(ks);
+        return NULL;
+}
+
+const char *kh_keystore_name(const struct kh_keystore *ks) {
+        return ks->ops->name;
+}
+
+unsigned kh_keystore_caps(const struct kh_keystore *ks) {
+        return ks->ops->caps;
+}
+
+int kh_keystore_generate(struct kh_keystore *ks, const struct kh_key_spec *spec,
+                         struct kh_key_ref *ret_ref) {
+        assert(ks && spec && ret_ref);
+
+        if (!spec->tenant || !tenant_is_valid(spec->tenant, KH_TENANT_ID_MAX) ||
+            spec->version < 1)
+                return -EINVAL;
+        if (spec->rsa_bits < KH_RSA_BITS_MIN || spec->rsa_bits > KH_RSA_BITS_MAX ||
+            spec->rsa_bits % 1024 != 0)
+                return -EINVAL;
+
+        return ks->ops->generate(ks, spec, ret_ref);
+}
+
+int kh_keystore_wrap(struct kh_keystore *ks, const struct kh_key_ref *ref,
+                     const struct kh_secret *dek, struct kh_buf *out) {
+        assert(ks && ref && dek && out);
+
+        if (!ref_is_valid(ref))
+                return -EINVAL;
+
+        return ks->ops->wrap(ks, ref, dek, out);
+}
+
+int kh_keystore_unwrap(struct kh_keystore *ks, const struct kh_key_ref *ref,
+                       const uint8_t *wrapped, size_t len, struct kh_secret **ret_dek) {
+        assert(ks && ref && ret_dek);
+
+        if (!ref_is_valid(ref))
+                return -EINVAL;
+        if (!wrapped || len == 0 || len > KH_WRAPPED_DEK_MAX)
+                return -KH_E_INTEGRITY; /* stored data, not client input */
+
+        return ks->ops->unwrap(ks, ref, wrapped, len, ret_dek);
+}
+
+int kh_keystore_sign(struct kh_keystore *ks, const struct kh_key_ref *ref, const uint8_t *digest,
+                     size_t len, struct kh_buf *sig) {
+        assert(ks && ref && digest && sig);
+
+        if (!ref_is_valid(ref))
+                return -EINVAL;
+        if (len != 32) /* a SHA-256 digest; PSS salt length equals it */
+                return -EINVAL;
+
+        return ks->ops->sign(ks, ref, digest, len, sig);
+}
+
+int kh_keystore_public_key(struct kh_keystore *ks, const struct kh_key_ref *ref, EVP_PKEY **ret) {
+        assert(ks && ref && ret);
+
+        if (!ref_is_valid(ref))
+                return -EINVAL;
+
+        return ks->ops->public_key(ks, ref, ret);
+}
+
+int kh_keystore_list(struct kh_keystore *ks, const char *tenant, kh_key_ref_fn fn,
+                     void *userdata) {
+        assert(ks && fn);
+
+        if (!tenant || !tenant_is_valid(tenant, KH_TENANT_ID_MAX))
+                return -EINVAL;
+
+        return ks->ops->list(ks, tenant, fn, userdata);
+}

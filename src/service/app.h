@@ -1,0 +1,66 @@
+/* The application state every worker shares: tenants with their issuers, key versions and
+ * unwrapped DEKs, and the storage configuration each worker opens its own connection with.
+ * Built once at start-up (kh_app_open) and immutable while workers run; a later rekey or
+ * seal publishes a new snapshot instead of changing this one. */
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "common/cleanup.h"
+#include "common/limits.h"
+#include "common/secret.h"
+#include "config/config.h"
+#include "store/store.h"
+
+struct kh_app;
+struct kh_issuer;
+
+#define KH_KEY_VERSIONS_MAX 64   /* versions kept per tenant (use counters are per version) */
+
+struct kh_tenant_version {
+        uint32_t version;
+        enum kh_key_state state;
+        struct kh_secret *dek;   /* NULL unless the state allows decryption */
+};
+
+struct kh_tenant {
+        char id[KH_TENANT_ID_MAX + 1];
+        size_t index;                          /* position in the app's tenant table */
+        const struct kh_config_tenant *config; /* borrowed from the app's config */
+        struct kh_issuer *_Atomic issuer;      /* NULL until discovery succeeded */
+        struct kh_tenant_version versions[KH_KEY_VERSIONS_MAX];
+        size_t n_versions;
+        const struct kh_tenant_version *active; /* the version new records are sealed under */
+};
+
+/* Progress and failures of start-up, for the daemon to log. */
+typedef void (*kh_app_event_fn)(const char *tenant, const char *what, int r, void *userdata);
+
+/**
+ * kh_app_open() - opens the key store and the database, makes sure every tenant has an
+ * active key version with exactly one DEK (creating version 1 with an atomic
+ * insert-if-absent on an empty database, so replicas starting at once agree), unwraps the
+ * DEKs into locked memory and opens each tenant's issuer (retried in the background while
+ * the issuer is unreachable).
+ * @cfg: borrowed for the app's lifetime.
+ * Returns 0, or a negative error with the reason given through @event.
+ */
+KH_MUST_CHECK int kh_app_open(const struct kh_config *cfg, kh_app_event_fn event, void *userdata,
+                              struct kh_app **ret);
+struct kh_app *kh_app_close(struct kh_app *app); /* wipes DEKs; NULL-safe */
+KH_DEFINE_CLEANUP(kh_app_close, struct kh_app *)
+
+const struct kh_config *kh_app_config(const struct kh_app *app);
+size_t kh_app_n_tenants(const struct kh_app *app);
+const struct kh_tenant *kh_app_tenant_at(const struct kh_app *app, size_t i);
+
+/* The tenant named id[0..len), or the "default" tenant when id is NULL. NULL if none. */
+const struct kh_tenant *kh_app_tenant(const struct kh_app *app, const char *id, size_t len);
+
+/* The version entry of t, or NULL. */
+const struct kh_tenant_version *kh_tenant_version(const struct kh_tenant *t, uint32_t version);
+
+/* True once every tenant's issuer has signing keys loaded. */
+bool kh_app_issuers_ready(const struct kh_app *app);

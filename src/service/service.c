@@ -1,0 +1,116 @@
+#include "service.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/errors.h"
+#include "common/limits.h"
+#include "crypto/hash.h"
+#include "service/service-internal.h"
+#include "token/issuer.h"
+
+int kh_service_new(struct kh_app *app, struct kh_service **ret) {
+        KH_CLEANUP(kh_service_freep) struct kh_service *svc = NULL;
+        size_t n;
+        int r;
+
+        svc = calloc(1, sizeof(*svc));
+        if (!svc)
+                return -ENOMEM;
+        svc->app = app;
+        kh_buf_init(&svc->blob, KH_SEALED_MAX, false);
+
+        if (__builtin_mul_overflow(kh_app_n_tenants(app), (size_t) KH_KEY_VERSIONS_MAX, &n))
+                return -ENOMEM;
+        svc->counters.key_version_uses = calloc(n ? n : 1, sizeof(*svc->counters.key_version_uses));
+        if (!svc->counters.key_version_uses)
+                return -ENOMEM;
+
+        r = kh_store_open(&kh_app_config(app)->storage, &svc->store);
+        if (r < 0)
+                return r;
+        r = kh_token_cache_new(KH_TOKEN_CACHE_MAX, &svc->tokens);
+        if (r < 0)
+                return r;
+
+        *ret = KH_TAKE_PTR(svc);
+        return 0;
+}
+
+struct kh_service *kh_service_free(struct kh_service *svc) {
+        if (!svc)
+                return NULL;
+        kh_store_close(svc->store);
+        kh_token_cache_free(svc->tokens);
+        kh_buf_free(&svc->blob);
+        free(svc->counters.key_version_uses);
+        free(svc);
+        return NULL;
+}
+
+struct kh_app *kh_service_app(const struct kh_service *svc) {
+        return svc->app;
+}
+
+const struct kh_service_counters *kh_service_counters(const struct kh_service *svc) {
+        return &svc->counters;
+}
+
+size_t kh_service_token_cache_size(const struct kh_service *svc) {
+        return kh_token_cache_size(svc->tokens);
+}
+
+int kh_service_ping(struct kh_service *svc) {
+        return kh_store_ping(svc->store);
+}
+
+static bool has_bearer_prefix(const char *s, size_t len) {
+        static const char bearer[] = "Bearer ";
+
+        /* The scheme is case-insensitive (RFC 7235); ASP.NET accepts any case too. */
+        return len > sizeof(bearer) - 1 && strncasecmp(s, bearer, sizeof(bearer) - 1) == 0;
+}
+
+int kh_service_authenticate(struct kh_service *svc, const struct kh_tenant *t, const char *authz,
+                            size_t authz_len, int64_t now, struct kh_principal *ret) {
+        uint8_t hash[KH_SHA256_LEN];
+        struct kh_issuer *issuer;
+        const char *token;
+        size_t len;
+        int r;
+
+        if (!authz || !has_bearer_prefix(authz, authz_len))
+                return -KH_E_MISSING_TOKEN;
+        token = authz + 7;
+        len = authz_len - 7;
+        while (len > 0 && *token == ' ') {
+                token++;
+                len--;
+        }
+        if (len == 0)
+                return -KH_E_MISSING_TOKEN;
+        if (len > KH_TOKEN_MAX)
+                return -KH_E_INVALID_TOKEN;
+
+        /* Bearer tokens are secrets too: the cache is keyed by their SHA-256 and a hit must
+         * be for the same tenant, so a token is never accepted by another tenant. */
+        kh_sha256(token, len, hash);
+        if (kh_token_cache_get(svc->tokens, hash, t->id, now, ret)) {
+                atomic_fetch_add_explicit(&svc->counters.token_cache_hits, 1, memory_order_relaxed);
+                return 0;
+        }
+        atomic_fetch_add_explicit(&svc->counters.token_cache_misses, 1, memory_order_relaxed);
+
+        issuer = atomic_load_explicit(&t->issuer, memory_order_acquire);
+        if (!issuer)
+                return -KH_E_NOT_READY;
+
+        r = kh_issuer_verify(issuer, token, len, now, ret);
+        if (r < 0) {
+                atomic_fetch_add_explicit(&svc->counters.token_rejections, 1, memory_order_relaxed);
+                return r;
+        }
+        kh_token_cache_put(svc->tokens, ret);
+        return 0;
+}

@@ -1,0 +1,99 @@
+#include "user-keys.h"
+
+#include <errno.h>
+#include <string.h>
+
+#include "common/errors.h"
+#include "common/limits.h"
+#include "service/record.h"
+#include "service/service-internal.h"
+
+static void count_use(struct kh_service *svc, const struct kh_tenant *t,
+                      const struct kh_tenant_version *v) {
+        size_t slot = (size_t) (v - t->versions);
+
+        atomic_fetch_add_explicit(&svc->counters.key_version_uses[t->index * KH_KEY_VERSIONS_MAX + slot],
+                                  1, memory_order_relaxed);
+}
+
+int kh_user_keys_get(struct kh_service *svc, const struct kh_principal *who,
+                     struct kh_secret **ret_key) {
+        const struct kh_tenant *t = kh_app_tenant(svc->app, who->tenant, strlen(who->tenant));
+        const struct kh_tenant_version *v;
+        uint32_t version;
+        int r;
+
+        if (!t)
+                return -KH_E_UNKNOWN_TENANT;
+
+        /* Reads never write. Counting this access in the row would put a write on the
+         * hottest path and make replicas contend on one row; usage goes to the worker's
+         * counters instead. */
+        kh_buf_reset(&svc->blob);
+        r = kh_store_record_get(svc->store, t->id, KH_RECORD_USER_KEY, who->sub, &version,
+                                &svc->blob);
+        if (r == -ENOENT)
+                return -KH_E_KEY_NOT_FOUND;
+        if (r < 0)
+                return r;
+
+        v = kh_tenant_version(t, version);
+        if (!v) {
+                atomic_fetch_add_explicit(&svc->counters.integrity_failures, 1, memory_order_relaxed);
+                return -KH_E_INTEGRITY;              /* a version this tenant never had */
+        }
+        if (v->state == KH_KEY_REVOKED)
+                return -KH_E_KEY_REVOKED;
+        if (!v->dek)
+                return -KH_E_INTEGRITY;              /* retired or destroyed: cannot open */
+
+        r = kh_record_unseal(v->dek, t->id, KH_RECORD_USER_KEY, who->sub, version, svc->blob.data,
+                             svc->blob.len, ret_key);
+        if (r == -KH_E_INTEGRITY)
+                atomic_fetch_add_explicit(&svc->counters.integrity_failures, 1, memory_order_relaxed);
+        if (r < 0)
+                return r;
+        count_use(svc, t, v);
+        return 0;
+}
+
+static int user_keys_write(struct kh_service *svc, const struct kh_principal *who,
+                           const struct kh_secret *key, bool replace) {
+        const struct kh_tenant *t = kh_app_tenant(svc->app, who->tenant, strlen(who->tenant));
+        const struct kh_tenant_version *v;
+        int r;
+
+        if (!t)
+                return -KH_E_UNKNOWN_TENANT;
+        v = t->active;
+        if (!v || !v->dek)
+                return -KH_E_NOT_READY;
+
+        kh_buf_reset(&svc->blob);
+        r = kh_record_seal(v->dek, t->id, KH_RECORD_USER_KEY, who->sub, v->version, key, &svc->blob);
+        if (r < 0)
+                return r;
+
+        if (replace)
+                r = kh_store_record_put(svc->store, t->id, KH_RECORD_USER_KEY, who->sub, v->version,
+                                        svc->blob.data, svc->blob.len);
+        else
+                r = kh_store_record_insert(svc->store, t->id, KH_RECORD_USER_KEY, who->sub,
+                                           v->version, svc->blob.data, svc->blob.len);
+        if (r == -EEXIST)
+                return -KH_E_KEY_EXISTS;
+        if (r < 0)
+                return r;
+        count_use(svc, t, v);
+        return 0;
+}
+
+int kh_user_keys_post(struct kh_service *svc, const struct kh_principal *who,
+                      const struct kh_secret *key) {
+        return user_keys_write(svc, who, key, false);
+}
+
+int kh_user_keys_put(struct kh_service *svc, const struct kh_principal *who,
+                     const struct kh_secret *key) {
+        return user_keys_write(svc, who, key, true);
+}

@@ -1,0 +1,25 @@
+/* The Key Connector use cases: a member's 32-byte key, sealed under the tenant's active DEK
+ * with associated data binding tenant, record kind, owner and key version. */
+#pragma once
+
+#include "common/cleanup.h"
+#include "common/secret.h"
+#include "service/service.h"
+#include "token/principal.h"
+
+/**
+ * kh_user_keys_get() - the member's stored key, decrypted.
+ * @ret_key: on success a new secret; the caller frees it.
+ * Returns 0, -KH_E_KEY_NOT_FOUND, -KH_E_INTEGRITY (the record does not open under its
+ * binding), -KH_E_KEY_REVOKED, -EIO or -ENOMEM. Never writes to the store.
+ */
+KH_MUST_CHECK int kh_user_keys_get(struct kh_service *svc, const struct kh_principal *who,
+                                   struct kh_secret **ret_key);
+
+/* Stores the member's key unless one exists (atomic). Returns 0, -KH_E_KEY_EXISTS, -EIO. */
+KH_MUST_CHECK int kh_user_keys_post(struct kh_service *svc, const struct kh_principal *who,
+                                    const struct kh_secret *key);
+
+/* Stores or replaces the member's key. Returns 0 or -EIO. */
+KH_MUST_CHECK int kh_user_keys_put(struct kh_service *svc, const struct kh_principal *who,
+                                   const struct kh_secret *key);

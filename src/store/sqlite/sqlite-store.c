@@ -1,0 +1,537 @@
+/* The SQLite backend. One connection per struct kh_store (loop-local, so SQLITE_OPEN_NOMUTEX);
+ * several threads and processes may each hold one on the same file. WAL lets readers run
+ * beside a writer; synchronous=FULL makes an acknowledged write survive kill -9 and power
+ * loss. Every statement is prepared once at open and reset after each use: the record read
+ * is the hot path (GET /user-keys). */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <sqlite3.h>
+
+#include "common/cleanup.h"
+#include "common/errors.h"
+#include "store/migrations/migrations.h"
+#include "store/store-backend.h"
+
+enum {
+        ST_TENANT_KEY_INSERT,
+        ST_TENANT_KEYS,
+        ST_TENANT_KEY_SET_STATE,
+        ST_RECORD_GET,
+        ST_RECORD_INSERT,
+        ST_RECORD_PUT,
+        ST_RECORD_COUNT,
+        ST_PING,
+        ST_N_
+};
+
+static const char *const statements[ST_N_] = {
+        [ST_TENANT_KEY_INSERT] =
+                "INSERT INTO tenant_keys (tenant, version, state, wrapped_dek, created_at) "
+                "VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (tenant, version) DO NOTHING",
+        [ST_TENANT_KEYS] =
+                "SELECT version, state, wrapped_dek FROM tenant_keys WHERE tenant = ?1 "
+                "ORDER BY version",
+        [ST_TENANT_KEY_SET_STATE] =
+                "UPDATE tenant_keys SET state = ?3 WHERE tenant = ?1 AND version = ?2",
+        [ST_RECORD_GET] =
+                "SELECT key_version, blob FROM records "
+                "WHERE tenant = ?1 AND kind = ?2 AND owner = ?3",
+        [ST_RECORD_INSERT] =
+                "INSERT INTO records (tenant, kind, owner, key_version, blob, created_at) "
+                "VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT (tenant, kind, owner) DO NOTHING",
+        [ST_RECORD_PUT] =
+                "INSERT INTO records "
+                "(tenant, kind, owner, key_version, blob, created_at, updated_at) "
+                "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6) ON CONFLICT (tenant, kind, owner) "
+                "DO UPDATE SET key_version = excluded.key_version, blob = excluded.blob, "
+                "updated_at = excluded.updated_at",
+        [ST_RECORD_COUNT] =
+                "SELECT COUNT(*) FROM records WHERE tenant = ?1 AND key_version = ?2",
+        /* reads a table, so it proves the file is still a readable database */
+        [ST_PING] = "SELECT COALESCE(MAX(version), 0) FROM schema_migrations",
+};
+
+struct kh_sqlite_store {
+        struct kh_store base;
+        sqlite3 *db;
+        sqlite3_stmt *st[ST_N_];
+        int schema_version;
+        char error[256];
+};
+
+static struct kh_sqlite_store *sqlite_store_free(struct kh_sqlite_store *s) {
+        if (!s)
+                return NULL;
+        for (size_t i = 0; i < ST_N_; i++)
+                (void) sqlite3_finalize(s->st[i]); /* NULL is a no-op */
+        (void) sqlite3_close_v2(s->db);          /* rolls back an open transaction */
+        free(s);
+        return NULL;
+}
+KH_DEFINE_CLEANUP(sqlite_store_free, struct kh_sqlite_store *)
+
+static struct kh_sqlite_store *to_sqlite(struct kh_store *s) {
+        return kh_container_of(s, struct kh_sqlite_store, base);
+}
+
+/* Keeps SQLite's message for kh_store_last_error() and turns rc into an errno. */
+static int fail(struct kh_sqlite_store *s, int rc) {
+        (void) snprintf(s->error, sizeof(s->error), "%s", sqlite3_errmsg(s->db));
+        switch (rc & 0xff) {
+        case SQLITE_BUSY:
+        case SQLITE_LOCKED:
+                return -EBUSY;
+        case SQLITE_NOMEM:
+                return -ENOMEM;
+        default:
+                return -EIO;
+        }
+}
+
+/* A prepared statement goes back to its initial state whichever way its user returns, so
+ * that no read transaction stays open and no bound pointer outlives the call. */
+static void stmt_releasep(sqlite3_stmt **st) {
+        if (*st) {
+                (void) sqlite3_reset(*st);
+                (void) sqlite3_clear_bindings(*st);
+        }
+}
+#define STMT_USE(name, s, id) KH_CLEANUP(stmt_releasep) sqlite3_stmt *name = (s)->st[id]
+
+static void stmt_finalizep(sqlite3_stmt **st) {
+        (void) sqlite3_finalize(*st);
+}
+
+static int exec(struct kh_sqlite_store *s, const char *sql) {
+        int rc = sqlite3_exec(s->db, sql, NULL, NULL, NULL);
+        return rc == SQLITE_OK ? 0 : fail(s, rc);
+}
+
+/* The single integer a one-shot query returns. */
+static int query_int(struct kh_sqlite_store *s, const char *sql, sqlite3_int64 *ret) {
+        KH_CLEANUP(stmt_finalizep) sqlite3_stmt *st = NULL;
+        int rc;
+
+        rc = sqlite3_prepare_v2(s->db, sql, -1, &st, NULL);
+        if (rc != SQLITE_OK)
+                return fail(s, rc);
+        rc = sqlite3_step(st);
+        if (rc != SQLITE_ROW)
+                return fail(s, rc == SQLITE_DONE ? SQLITE_ERROR : rc);
+        if (sqlite3_column_type(st, 0) != SQLITE_INTEGER)
+                return -KH_E_INTEGRITY;
+        *ret = sqlite3_column_int64(st, 0);
+        return 0;
+}
+
+/* The database file holds wrapped DEKs and sealed records; only its owner should read it.
+ * SQLite gives the -wal and -shm files the mode of the database file. */
+static int create_private_file(const char *path) {
+        KH_CLEANUP(kh_closep) int fd = -1;
+
+        fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOCTTY, 0600);
+        if (fd < 0)
+                return -errno;
+        return 0;
+}
+
+static int enable_wal(struct kh_sqlite_store *s) {
+        KH_CLEANUP(stmt_finalizep) sqlite3_stmt *st = NULL;
+        const unsigned char *mode;
+        int rc, waited_ms = 0, sleep_ms = 1;
+
+        rc = sqlite3_prepare_v2(s->db, "PRAGMA journal_mode = WAL", -1, &st, NULL);
+        if (rc != SQLITE_OK)
+                return fail(s, rc);
+        /* Switching a new file to WAL needs its exclusive lock, and SQLite reports a
+         * competing opener as SQLITE_BUSY at once instead of calling the busy handler (it
+         * would deadlock on the shared lock it holds). So retry here, as long as the busy
+         * timeout would have waited. */
+        for (;;) {
+                rc = sqlite3_step(st);
+                if ((rc & 0xff) != SQLITE_BUSY || waited_ms >= KH_STORE_BUSY_TIMEOUT_MS)
+                        break;
+                (void) sqlite3_reset(st);
+                (void) sqlite3_sleep(sleep_ms);
+                waited_ms += sleep_ms;
+                sleep_ms = sleep_ms < 64 ? sleep_ms * 2 : 64;
+        }
+        if (rc != SQLITE_ROW)
+                return fail(s, rc == SQLITE_DONE ? SQLITE_ERROR : rc);
+        /* SQLite answers with the mode in force; a file system without shared memory
+         * support keeps the old one, and readers would then block writers. */
+        mode = sqlite3_column_text(st, 0);
+        if (!mode || strcmp((const char *) mode, "wal") != 0) {
+                (void) snprintf(s->error, sizeof(s->error), "journal_mode is %s, not wal",
+                                mode ? (const char *) mode : "unknown");
+                return -EIO;
+        }
+        return 0;
+}
+
+static int migrate_locked(struct kh_sqlite_store *s) {
+        const struct kh_store_migration *m = kh_store_sqlite_migrations;
+        const size_t n = kh_store_sqlite_n_migrations;
+        KH_CLEANUP(stmt_finalizep) sqlite3_stmt *record = NULL;
+        sqlite3_int64 current;
+        int rc, r;
+
+        r = exec(s, "CREATE TABLE IF NOT EXISTS schema_migrations ("
+                    "version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL)");
+        if (r < 0)
+                return r;
+        r = query_int(s, "SELECT COALESCE(MAX(version), 0) FROM schema_migrations", &current);
+        if (r < 0)
+                return r;
+        if (current > m[n - 1].version) {
+                (void) snprintf(s->error, sizeof(s->error),
+                                "database schema version %lld is newer than this build's %d",
+                                (long long) current, m[n - 1].version);
+                return -EPROTO;
+        }
+
+        rc = sqlite3_prepare_v2(s->db,
+                                "INSERT INTO schema_migrations (version, applied_at) "
+                                "VALUES (?1, ?2)",
+                                -1, &record, NULL);
+        if (rc != SQLITE_OK)
+                return fail(s, rc);
+
+        for (size_t i = 0; i < n; i++) {
+                if (m[i].version <= current)
+                        continue;
+                r = exec(s, m[i].sql);
+                if (r < 0)
+                        return r;
+                rc = sqlite3_bind_int(record, 1, m[i].version);
+                if (rc == SQLITE_OK)
+                        rc = sqlite3_bind_int64(record, 2, (sqlite3_int64) time(NULL));
+                if (rc == SQLITE_OK)
+                        rc = sqlite3_step(record);
+                if (rc != SQLITE_DONE)
+                        return fail(s, rc);
+                (void) sqlite3_reset(record);
+        }
+        s->schema_version = m[n - 1].version;
+        return 0;
+}
+
+/* The write lock (BEGIN IMMEDIATE) is taken before the version is read, so when several
+ * processes open an empty database at once exactly one applies each migration and the
+ * others find it done. */
+static int migrate(struct kh_sqlite_store *s) {
+        int r;
+
+        r = exec(s, "BEGIN IMMEDIATE");
+        if (r < 0)
+                return r;
+        r = migrate_locked(s);
+        if (r >= 0)
+                r = exec(s, "COMMIT");
+        if (r < 0)
+                (void) sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
+        return r;
+}
+
+static int sqlite_open(const struct kh_config_storage *cfg, struct kh_store **ret) {
+        KH_CLEANUP(sqlite_store_freep) struct kh_sqlite_store *s = NULL;
+        int rc, r;
+
+        if (!cfg->path || !*cfg->path)
+                return -EINVAL;
+
+        r = create_private_file(cfg->path);
+        if (r < 0)
+                return r;
+
+        s = calloc(1, sizeof(*s));
+        if (!s)
+                return -ENOMEM;
+        s->base.ops = &kh_store_sqlite_ops;
+
+        rc = sqlite3_open_v2(cfg->path, &s->db,
+                             SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX |
+                                     SQLITE_OPEN_PRIVATECACHE | SQLITE_OPEN_EXRESCODE,
+                             NULL);
+        if (rc != SQLITE_OK)
+                return s->db ? fail(s, rc) : -ENOMEM;
+
+        /* Several workers and replicas write the same file; wait for each other's short
+         * transactions rather than fail. */
+        rc = sqlite3_busy_timeout(s->db, KH_STORE_BUSY_TIMEOUT_MS);
+        if (rc == SQLITE_OK)
+                rc = sqlite3_db_config(s->db, SQLITE_DBCONFIG_DEFENSIVE, 1, NULL);
+        if (rc == SQLITE_OK)
+                rc = sqlite3_db_config(s->db, SQLITE_DBCONFIG_TRUSTED_SCHEMA, 0, NULL);
+        if (rc != SQLITE_OK)
+                return fail(s, rc);
+
+        r = enable_wal(s);
+        if (r < 0)
+                return r;
+        r = exec(s, "PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON");
+        if (r < 0)
+                return r;
+
+        r = migrate(s);
+        if (r < 0)
+                return r;
+
+        for (size_t i = 0; i < ST_N_; i++) {
+                rc = sqlite3_prepare_v3(s->db, statements[i], -1, SQLITE_PREPARE_PERSISTENT,
+                                        &s->st[i], NULL);
+                if (rc != SQLITE_OK)
+                        return fail(s, rc);
+        }
+
+        *ret = &KH_TAKE_PTR(s)->base;
+        return 0;
+}
+
+static void sqlite_close(struct kh_store *store) {
+        (void) sqlite_store_free(to_sqlite(store));
+}
+
+static int sqlite_schema_version(struct kh_store *store) {
+        return to_sqlite(store)->schema_version;
+}
+
+static int sqlite_tenant_key_insert_if_absent(struct kh_store *store, const char *tenant,
+                                              uint32_t version, enum kh_key_state state,
+                                              const uint8_t *wrapped_dek, size_t len) {
+        struct kh_sqlite_store *s = to_sqlite(store);
+        STMT_USE(st, s, ST_TENANT_KEY_INSERT);
+        int rc;
+
+        rc = sqlite3_bind_text(st, 1, tenant, -1, SQLITE_STATIC);
+        if (rc == SQLITE_OK)
+                rc = sqlite3_bind_int64(st, 2, version);
+        if (rc == SQLITE_OK)
+                rc = sqlite3_bind_int(st, 3, (int) state);
+        if (rc == SQLITE_OK)
+                rc = sqlite3_bind_blob(st, 4, wrapped_dek, (int) len, SQLITE_STATIC);
+        if (rc == SQLITE_OK)
+                rc = sqlite3_bind_int64(st, 5, (sqlite3_int64) time(NULL));
+        if (rc == SQLITE_OK)
+                rc = sqlite3_step(st);
+        if (rc != SQLITE_DONE)
+                return fail(s, rc);
+
+        return sqlite3_changes(s->db) > 0 ? 1 : 0;
+}
+
+static int sqlite_tenant_keys(struct kh_store *store, const char *tenant, kh_tenant_key_fn fn,
+                              void *userdata) {
+        struct kh_sqlite_store *s = to_sqlite(store);
+        STMT_USE(st, s, ST_TENANT_KEYS);
+        int rc, r;
+
+        rc = sqlite3_bind_text(st, 1, tenant, -1, SQLITE_STATIC);
+        if (rc != SQLITE_OK)
+                return fail(s, rc);
+
+        for (;;) {
+                sqlite3_int64 version, state;
+                const void *dek;
+                int dek_len;
+
+                rc = sqlite3_step(st);
+                if (rc == SQLITE_DONE)
+                        return 0;
+                if (rc != SQLITE_ROW)
+                        return fail(s, rc);
+
+                if (sqlite3_column_type(st, 0) != SQLITE_INTEGER ||
+                    sqlite3_column_type(st, 1) != SQLITE_INTEGER ||
+                    sqlite3_column_type(st, 2) != SQLITE_BLOB)
+                        return -KH_E_INTEGRITY;
+                version = sqlite3_column_int64(st, 0);
+                state = sqlite3_column_int64(st, 1);
+                dek = sqlite3_column_blob(st, 2);
+                dek_len = sqlite3_column_bytes(st, 2);
+                if (!kh_store_version_ok(version) || !kh_store_key_state_ok(state))
+                        return -KH_E_INTEGRITY;
+
+                r = fn(&(const struct kh_tenant_key) {
+                               .version = (uint32_t) version,
+                               .state = (enum kh_key_state) state,
+                               .wrapped_dek = dek,
+                               .wrapped_dek_len = (size_t) dek_len,
+                       },
+                       userdata);
+                if (r != 0)
+                        return r;
+        }
+}
+
+static int sqlite_tenant_key_set_state(struct kh_store *store, const char *tenant,
+                                       uint32_t version, enum kh_key_state state) {
+        struct kh_sqlite_store *s = to_sqlite(store);
+        STMT_USE(st, s, ST_TENANT_KEY_SET_STATE);
+        int rc;
+
+        rc = sqlite3_bind_text(st, 1, tenant, -1, SQLITE_STATIC);
+        if (rc == SQLITE_OK)
+                rc = sqlite3_bind_int64(st, 2, version);
+        if (rc == SQLITE_OK)
+                rc = sqlite3_bind_int(st, 3, (int) state);
+        if (rc == SQLITE_OK)
+                rc = sqlite3_step(st);
+        if (rc != SQLITE_DONE)
+                return fail(s, rc);
+
+        return sqlite3_changes(s->db) > 0 ? 0 : -ENOENT;
+}
+
+static int bind_record_key(sqlite3_stmt *st, const char *tenant, enum kh_record_kind kind,
+                           const char *owner) {
+        int rc;
+
+        rc = sqlite3_bind_text(st, 1, tenant, -1, SQLITE_STATIC);
+        if (rc == SQLITE_OK)
+                rc = sqlite3_bind_int(st, 2, (int) kind);
+        if (rc == SQLITE_OK)
+                rc = sqlite3_bind_text(st, 3, owner, -1, SQLITE_STATIC);
+        return rc;
+}
+
+/* Reads never write: no access time or counter is updated here. Counting reads in the
+ * row would put a write, and its fsync, on the hottest path. */
+static int sqlite_record_get(struct kh_store *store, const char *tenant,
+                             enum kh_record_kind kind, const char *owner, uint32_t *ret_version,
+                             struct kh_buf *blob) {
+        struct kh_sqlite_store *s = to_sqlite(store);
+        STMT_USE(st, s, ST_RECORD_GET);
+        sqlite3_int64 version;
+        const void *data;
+        int rc, len, r;
+
+        rc = bind_record_key(st, tenant, kind, owner);
+        if (rc == SQLITE_OK)
+                rc = sqlite3_step(st);
+        if (rc == SQLITE_DONE)
+                return -ENOENT;
+        if (rc != SQLITE_ROW)
+                return fail(s, rc);
+
+        if (sqlite3_column_type(st, 0) != SQLITE_INTEGER ||
+            sqlite3_column_type(st, 1) != SQLITE_BLOB)
+                return -KH_E_INTEGRITY;
+        version = sqlite3_column_int64(st, 0);
+        data = sqlite3_column_blob(st, 1);
+        len = sqlite3_column_bytes(st, 1);
+        if (!kh_store_version_ok(version) || !data || len < 0 ||
+            !kh_store_sealed_len_ok((size_t) len))
+                return -KH_E_INTEGRITY;
+
+        r = kh_buf_append(blob, data, (size_t) len);
+        if (r < 0)
+                return r;
+        *ret_version = (uint32_t) version;
+        return 0;
+}
+
+static int bind_record(sqlite3_stmt *st, const char *tenant, enum kh_record_kind kind,
+                       const char *owner, uint32_t version, const uint8_t *blob, size_t len) {
+        int rc;
+
+        rc = bind_record_key(st, tenant, kind, owner);
+        if (rc == SQLITE_OK)
+                rc = sqlite3_bind_int64(st, 4, version);
+        if (rc == SQLITE_OK)
+                rc = sqlite3_bind_blob(st, 5, blob, (int) len, SQLITE_STATIC);
+        if (rc == SQLITE_OK)
+                rc = sqlite3_bind_int64(st, 6, (sqlite3_int64) time(NULL));
+        return rc;
+}
+
+/* One statement in autocommit mode: atomic, and with synchronous=FULL durable on return. */
+static int sqlite_record_insert(struct kh_store *store, const char *tenant,
+                                enum kh_record_kind kind, const char *owner, uint32_t version,
+                                const uint8_t *blob, size_t len) {
+        struct kh_sqlite_store *s = to_sqlite(store);
+        STMT_USE(st, s, ST_RECORD_INSERT);
+        int rc;
+
+        rc = bind_record(st, tenant, kind, owner, version, blob, len);
+        if (rc == SQLITE_OK)
+                rc = sqlite3_step(st);
+        if (rc != SQLITE_DONE)
+                return fail(s, rc);
+
+        return sqlite3_changes(s->db) > 0 ? 0 : -EEXIST;
+}
+
+static int sqlite_record_put(struct kh_store *store, const char *tenant, enum kh_record_kind kind,
+                             const char *owner, uint32_t version, const uint8_t *blob,
+                             size_t len) {
+        struct kh_sqlite_store *s = to_sqlite(store);
+        STMT_USE(st, s, ST_RECORD_PUT);
+        int rc;
+
+        rc = bind_record(st, tenant, kind, owner, version, blob, len);
+        if (rc == SQLITE_OK)
+                rc = sqlite3_step(st);
+        if (rc != SQLITE_DONE)
+                return fail(s, rc);
+        return 0;
+}
+
+static int sqlite_record_count(struct kh_store *store, const char *tenant, uint32_t version,
+                               uint64_t *ret_count) {
+        struct kh_sqlite_store *s = to_sqlite(store);
+        STMT_USE(st, s, ST_RECORD_COUNT);
+        sqlite3_int64 n;
+        int rc;
+
+        rc = sqlite3_bind_text(st, 1, tenant, -1, SQLITE_STATIC);
+        if (rc == SQLITE_OK)
+                rc = sqlite3_bind_int64(st, 2, version);
+        if (rc == SQLITE_OK)
+                rc = sqlite3_step(st);
+        if (rc != SQLITE_ROW)
+                return fail(s, rc == SQLITE_DONE ? SQLITE_ERROR : rc);
+
+        n = sqlite3_column_int64(st, 0);
+        if (n < 0)
+                return -KH_E_INTEGRITY;
+        *ret_count = (uint64_t) n;
+        return 0;
+}
+
+static int sqlite_ping(struct kh_store *store) {
+        struct kh_sqlite_store *s = to_sqlite(store);
+        STMT_USE(st, s, ST_PING);
+        int rc;
+
+        rc = sqlite3_step(st);
+        if (rc != SQLITE_ROW)
+                return fail(s, rc == SQLITE_DONE ? SQLITE_ERROR : rc);
+        return 0;
+}
+
+static const char *sqlite_last_error(struct kh_store *store) {
+        return to_sqlite(store)->error;
+}
+
+const struct kh_store_ops kh_store_sqlite_ops = {
+        .name = "sqlite",
+        .open = sqlite_open,
+        .close = sqlite_close,
+        .schema_version = sqlite_schema_version,
+        .tenant_key_insert_if_absent = sqlite_tenant_key_insert_if_absent,
+        .tenant_keys = sqlite_tenant_keys,
+        .tenant_key_set_state = sqlite_tenant_key_set_state,
+        .record_get = sqlite_record_get,
+        .record_insert = sqlite_record_insert,
+        .record_put = sqlite_record_put,
+        .record_count = sqlite_record_count,
+        .ping = sqlite_ping,
+        .last_error = sqlite_last_error,
+};

@@ -1,0 +1,65 @@
+/* The interface a storage backend implements. Callers include store.h; only backends and
+ * store.c include this. The wrappers in store.c have already checked every argument
+ * against the ranges store.h documents before an operation runs, so a backend checks only
+ * what it reads back (kh_store_sealed_len_ok() and friends below). */
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "common/limits.h"
+#include "store/store.h"
+
+struct kh_store_ops {
+        const char *name; /* the [storage] driver value: "sqlite", "postgresql" */
+        int (*open)(const struct kh_config_storage *cfg, struct kh_store **ret);
+        void (*close)(struct kh_store *s);
+        int (*schema_version)(struct kh_store *s);
+        int (*tenant_key_insert_if_absent)(struct kh_store *s, const char *tenant,
+                                           uint32_t version, enum kh_key_state state,
+                                           const uint8_t *wrapped_dek, size_t len);
+        int (*tenant_keys)(struct kh_store *s, const char *tenant, kh_tenant_key_fn fn,
+                           void *userdata);
+        int (*tenant_key_set_state)(struct kh_store *s, const char *tenant, uint32_t version,
+                                    enum kh_key_state state);
+        int (*record_get)(struct kh_store *s, const char *tenant, enum kh_record_kind kind,
+                          const char *owner, uint32_t *ret_version, struct kh_buf *blob);
+        int (*record_insert)(struct kh_store *s, const char *tenant, enum kh_record_kind kind,
+                             const char *owner, uint32_t version, const uint8_t *blob,
+                             size_t len);
+        int (*record_put)(struct kh_store *s, const char *tenant, enum kh_record_kind kind,
+                          const char *owner, uint32_t version, const uint8_t *blob, size_t len);
+        int (*record_count)(struct kh_store *s, const char *tenant, uint32_t version,
+                            uint64_t *ret_count);
+        int (*ping)(struct kh_store *s);
+        const char *(*last_error)(struct kh_store *s);
+};
+
+/* The first member of every backend's struct; the backend reaches its own with
+ * kh_container_of(s, struct kh_<backend>_store, base). */
+struct kh_store {
+        const struct kh_store_ops *ops;
+};
+
+extern const struct kh_store_ops kh_store_sqlite_ops;
+#if KH_WITH_POSTGRES
+extern const struct kh_store_ops kh_store_postgres_ops;
+#endif
+
+/* Range checks shared by the wrappers (arguments) and the backends (rows read back). */
+static inline bool kh_store_sealed_len_ok(size_t len) {
+        return len >= 1 && len <= KH_SEALED_MAX;
+}
+
+static inline bool kh_store_wrapped_dek_len_ok(size_t len) {
+        return len >= 1 && len <= KH_WRAPPED_DEK_MAX;
+}
+
+static inline bool kh_store_key_state_ok(long long state) {
+        return state >= KH_KEY_ACTIVE && state <= KH_KEY_DESTROYED;
+}
+
+static inline bool kh_store_version_ok(long long version) {
+        return version >= 0 && version <= (long long) UINT32_MAX;
+}

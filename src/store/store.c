@@ -1,0 +1,152 @@
+/* The store's public functions: find the backend, check arguments once for every backend,
+ * and call through the backend's table. */
+#include "store/store.h"
+
+#include <assert.h>
+#include <errno.h>
+#include <string.h>
+
+#include "common/errors.h"
+#include "common/parse.h"
+#include "store/store-backend.h"
+
+static const struct kh_store_ops *const backends[] = {
+        &kh_store_sqlite_ops,
+#if KH_WITH_POSTGRES
+        &kh_store_postgres_ops,
+#endif
+};
+
+static bool tenant_ok(const char *tenant) {
+        return tenant && kh_tenant_id_is_valid(tenant, strnlen(tenant, KH_TENANT_ID_MAX + 1));
+}
+
+static bool owner_ok(const char *owner) {
+        size_t n;
+
+        if (!owner)
+                return false;
+        n = strnlen(owner, KH_STORE_OWNER_MAX + 1);
+        return n >= 1 && n <= KH_STORE_OWNER_MAX;
+}
+
+/* Kinds are added to the enum over time; the store accepts any positive one. */
+static bool kind_ok(enum kh_record_kind kind) {
+        return (long long) kind >= KH_RECORD_USER_KEY;
+}
+
+int kh_store_open(const struct kh_config_storage *cfg, struct kh_store **ret) {
+        assert(cfg && ret);
+
+        if (!cfg->driver)
+                return -EINVAL;
+        for (size_t i = 0; i < KH_ELEMENTSOF(backends); i++)
+                if (strcmp(backends[i]->name, cfg->driver) == 0)
+                        return backends[i]->open(cfg, ret);
+        return -EINVAL;
+}
+
+struct kh_store *kh_store_close(struct kh_store *s) {
+        if (s)
+                s->ops->close(s);
+        return NULL;
+}
+
+int kh_store_schema_version(struct kh_store *s) {
+        assert(s);
+        return s->ops->schema_version(s);
+}
+
+int kh_store_tenant_key_insert_if_absent(struct kh_store *s, const char *tenant, uint32_t version,
+                                         enum kh_key_state state, const uint8_t *wrapped_dek,
+                                         size_t len) {
+        assert(s);
+
+        if (!tenant_ok(tenant) || !kh_store_key_state_ok(state) || !wrapped_dek ||
+            !kh_store_wrapped_dek_len_ok(len))
+                return -EINVAL;
+        return s->ops->tenant_key_insert_if_absent(s, tenant, version, state, wrapped_dek, len);
+}
+
+struct tenant_keys_ctx {
+        kh_tenant_key_fn fn;
+        void *userdata;
+};
+
+/* Every backend's rows pass this check before the caller sees them. */
+static int tenant_key_checked(const struct kh_tenant_key *key, void *userdata) {
+        const struct tenant_keys_ctx *ctx = userdata;
+
+        if (!kh_store_key_state_ok(key->state) || !key->wrapped_dek ||
+            !kh_store_wrapped_dek_len_ok(key->wrapped_dek_len))
+                return -KH_E_INTEGRITY;
+        return ctx->fn(key, ctx->userdata);
+}
+
+int kh_store_tenant_keys(struct kh_store *s, const char *tenant, kh_tenant_key_fn fn,
+                         void *userdata) {
+        struct tenant_keys_ctx ctx = { .fn = fn, .userdata = userdata };
+
+        assert(s && fn);
+
+        if (!tenant_ok(tenant))
+                return -EINVAL;
+        return s->ops->tenant_keys(s, tenant, tenant_key_checked, &ctx);
+}
+
+int kh_store_tenant_key_set_state(struct kh_store *s, const char *tenant, uint32_t version,
+                                  enum kh_key_state state) {
+        assert(s);
+
+        if (!tenant_ok(tenant) || !kh_store_key_state_ok(state))
+                return -EINVAL;
+        return s->ops->tenant_key_set_state(s, tenant, version, state);
+}
+
+int kh_store_record_get(struct kh_store *s, const char *tenant, enum kh_record_kind kind,
+                        const char *owner, uint32_t *ret_version, struct kh_buf *blob) {
+        assert(s && ret_version && blob);
+
+        if (!tenant_ok(tenant) || !kind_ok(kind) || !owner_ok(owner))
+                return -EINVAL;
+        return s->ops->record_get(s, tenant, kind, owner, ret_version, blob);
+}
+
+int kh_store_record_insert(struct kh_store *s, const char *tenant, enum kh_record_kind kind,
+                           const char *owner, uint32_t version, const uint8_t *blob, size_t len) {
+        assert(s);
+
+        if (!tenant_ok(tenant) || !kind_ok(kind) || !owner_ok(owner) || !blob ||
+            !kh_store_sealed_len_ok(len))
+                return -EINVAL;
+        return s->ops->record_insert(s, tenant, kind, owner, version, blob, len);
+}
+
+int kh_store_record_put(struct kh_store *s, const char *tenant, enum kh_record_kind kind,
+                        const char *owner, uint32_t version, const uint8_t *blob, size_t len) {
+        assert(s);
+
+        if (!tenant_ok(tenant) || !kind_ok(kind) || !owner_ok(owner) || !blob ||
+            !kh_store_sealed_len_ok(len))
+                return -EINVAL;
+        return s->ops->record_put(s, tenant, kind, owner, version, blob, len);
+}
+
+int kh_store_record_count(struct kh_store *s, const char *tenant, uint32_t version,
+                          uint64_t *ret_count) {
+        assert(s && ret_count);
+
+        if (!tenant_ok(tenant))
+                return -EINVAL;
+        return s->ops->record_count(s, tenant, version, ret_count);
+}
+
+int kh_store_ping(struct kh_store *s) {
+        assert(s);
+        return s->ops->ping(s);
+}
+
+const char *kh_store_last_error(struct kh_store *s) {
+        assert(s);
+        return s->ops->last_error(s);
+}

@@ -1,0 +1,356 @@
+/* Locking, and why there is any: the key set is replaced by the refresh thread while
+ * workers verify tokens with it. Workers only reach kh_issuer_verify() on a token-cache
+ * miss, which already costs a signature verification (tens of microseconds), so a
+ * read-lock there is noise; swaps happen a few times a day. A read-write lock is the
+ * simplest correct way to keep a borrowed EVP_PKEY alive across the verification while
+ * a swap frees the old set; RCU or an atomic pointer with reference counts would save
+ * little and be harder to review. Writers are preferred so that a steady stream of
+ * misses cannot starve a swap. The refresh request itself takes no lock unless the rate
+ * limit lets it through (then a mutex held for a flag store). */
+#include "token/issuer.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <jansson.h>
+
+#include "common/buf.h"
+#include "common/errors.h"
+#include "common/limits.h"
+#include "common/parse.h"
+#include "token/fetch.h"
+#include "token/jwks.h"
+#include "token/jwt.h"
+
+#define REFRESH_NEVER INT64_MIN
+
+struct kh_issuer {
+        char tenant[KH_TENANT_ID_MAX + 1];
+        char *issuer_url, *issuer_ca, *audience, *jwks_file, *admin_role;
+        bool scope_array_only;
+        char *expected_issuer;
+        char *jwks_uri; /* NULL with jwks_file */
+
+        pthread_rwlock_t lock; /* guards jwks */
+        struct kh_jwks *jwks;
+        bool lock_ready;
+        atomic_size_t nkeys; /* kh_jwks_count(jwks), readable without the lock */
+
+        pthread_mutex_t mutex; /* guards wanted, with cond */
+        pthread_cond_t cond;
+        bool wanted, sync_ready;
+        pthread_t thread;
+        bool thread_started;
+        atomic_bool stopping;
+
+        _Atomic int64_t last_request; /* the caller's "now" at the last refresh request */
+        _Atomic uint64_t refreshes, failures;
+};
+
+static int strdup_opt(const char *s, char **ret) {
+        if (!s) {
+                *ret = NULL;
+                return 0;
+        }
+        *ret = strdup(s);
+        return *ret ? 0 : -ENOMEM;
+}
+
+static int read_file(const char *path, struct kh_buf *out) {
+        KH_CLEANUP(kh_closep) int fd = -1;
+        char chunk[4096];
+        ssize_t n;
+        int r;
+
+        fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+        if (fd < 0)
+                return -errno;
+        for (;;) {
+                n = read(fd, chunk, sizeof(chunk));
+                if (n < 0 && errno == EINTR)
+                        continue;
+                if (n < 0)
+                        return -errno;
+                if (n == 0)
+                        return 0;
+                r = kh_buf_append(out, chunk, (size_t) n);
+                if (r < 0)
+                        return r;
+        }
+}
+
+static int get_document(struct kh_issuer *iss, const char *url, struct kh_buf *out) {
+        kh_buf_init(out, KH_JWKS_MAX, false);
+        return kh_fetch(url, iss->issuer_ca, &iss->stopping, out);
+}
+
+/* Reads the key set from its source. */
+static int load_jwks(struct kh_issuer *iss, struct kh_jwks **ret) {
+        KH_CLEANUP(kh_buf_freep) struct kh_buf doc = { 0 };
+        int r;
+
+        if (iss->jwks_file) {
+                kh_buf_init(&doc, KH_JWKS_MAX, false);
+                r = read_file(iss->jwks_file, &doc);
+        } else
+                r = get_document(iss, iss->jwks_uri, &doc);
+        if (r < 0)
+                return r;
+        r = kh_jwks_parse(doc.data ? (const char *) doc.data : "", doc.len, ret);
+        return r == -EINVAL ? -EBADMSG : r;
+}
+
+/* <issuer_url>/.well-known/openid-configuration: "issuer" and "jwks_uri". */
+static int discover(struct kh_issuer *iss) {
+        static const char suffix[] = "/.well-known/openid-configuration";
+        KH_CLEANUP(kh_buf_freep) struct kh_buf url = { 0 };
+        KH_CLEANUP(kh_buf_freep) struct kh_buf doc = { 0 };
+        json_auto_t *root = NULL;
+        json_t *issuer, *jwks_uri;
+        size_t n = strlen(iss->issuer_url);
+        int r;
+
+        if (!kh_fetch_url_is_acceptable(iss->issuer_url))
+                return -EINVAL;
+        if (n > 0 && iss->issuer_url[n - 1] == '/')
+                n--; /* "https://host/identity/" and ".../identity" name the same authority */
+        kh_buf_init(&url, KH_CONFIG_VALUE_MAX + sizeof(suffix), false);
+        r = kh_buf_append(&url, iss->issuer_url, n);
+        if (r >= 0)
+                r = kh_buf_append_str(&url, suffix);
+        if (r < 0)
+                return r == -E2BIG ? -EINVAL : r;
+
+        r = get_document(iss, (const char *) url.data, &doc);
+        if (r < 0)
+                return r;
+        root = json_loadb((const char *) doc.data, doc.len, JSON_REJECT_DUPLICATES, NULL);
+        issuer = json_object_get(root, "issuer");
+        jwks_uri = json_object_get(root, "jwks_uri");
+        if (!json_is_string(issuer) || json_string_length(issuer) == 0 ||
+            !json_is_string(jwks_uri) || !kh_fetch_url_is_acceptable(json_string_value(jwks_uri)))
+                return -EBADMSG;
+        if (strdup_opt(json_string_value(issuer), &iss->expected_issuer) < 0 ||
+            strdup_opt(json_string_value(jwks_uri), &iss->jwks_uri) < 0)
+                return -ENOMEM;
+        return 0;
+}
+
+static void swap_jwks(struct kh_issuer *iss, struct kh_jwks *new) {
+        struct kh_jwks *old;
+
+        (void) pthread_rwlock_wrlock(&iss->lock);
+        old = iss->jwks;
+        iss->jwks = new;
+        atomic_store(&iss->nkeys, kh_jwks_count(new));
+        (void) pthread_rwlock_unlock(&iss->lock);
+        (void) kh_jwks_free(old); /* no reader can hold it: they all held the read lock */
+}
+
+static void *refresh_thread(void *userdata) {
+        struct kh_issuer *iss = userdata;
+
+        for (;;) {
+                struct kh_jwks *jwks = NULL;
+                int r;
+
+                (void) pthread_mutex_lock(&iss->mutex);
+                while (!iss->wanted && !atomic_load(&iss->stopping))
+                        (void) pthread_cond_wait(&iss->cond, &iss->mutex);
+                iss->wanted = false;
+                (void) pthread_mutex_unlock(&iss->mutex);
+                if (atomic_load(&iss->stopping))
+                        return NULL;
+
+                r = load_jwks(iss, &jwks);
+                /* an empty or broken set never replaces keys that work: keep serving */
+                if (r < 0 || kh_jwks_count(jwks) == 0) {
+                        atomic_fetch_add(&iss->failures, 1);
+                        (void) kh_jwks_free(jwks);
+                } else
+                        swap_jwks(iss, jwks);
+                /* counted once done, so a reader who sees the count sees the new keys */
+                atomic_fetch_add(&iss->refreshes, 1);
+        }
+}
+
+struct kh_issuer *kh_issuer_close(struct kh_issuer *iss) {
+        if (!iss)
+                return NULL;
+        if (iss->thread_started) {
+                (void) pthread_mutex_lock(&iss->mutex);
+                atomic_store(&iss->stopping, true);
+                (void) pthread_cond_signal(&iss->cond);
+                (void) pthread_mutex_unlock(&iss->mutex);
+                (void) pthread_join(iss->thread, NULL);
+        }
+        if (iss->sync_ready) {
+                (void) pthread_cond_destroy(&iss->cond);
+                (void) pthread_mutex_destroy(&iss->mutex);
+        }
+        if (iss->lock_ready)
+                (void) pthread_rwlock_destroy(&iss->lock);
+        (void) kh_jwks_free(iss->jwks);
+        free(iss->issuer_url);
+        free(iss->issuer_ca);
+        free(iss->audience);
+        free(iss->jwks_file);
+        free(iss->admin_role);
+        free(iss->expected_issuer);
+        free(iss->jwks_uri);
+        free(iss);
+        return NULL;
+}
+
+static int init_sync(struct kh_issuer *iss) {
+        pthread_rwlockattr_t attr;
+        int r;
+
+        r = pthread_rwlockattr_init(&attr);
+        if (r != 0)
+                return -r;
+        r = pthread_rwlockattr_setkind_np(&attr, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
+        if (r == 0)
+                r = pthread_rwlock_init(&iss->lock, &attr);
+        (void) pthread_rwlockattr_destroy(&attr);
+        if (r != 0)
+                return -r;
+        iss->lock_ready = true;
+
+        r = pthread_mutex_init(&iss->mutex, NULL);
+        if (r != 0)
+                return -r;
+        r = pthread_cond_init(&iss->cond, NULL);
+        if (r != 0) {
+                (void) pthread_mutex_destroy(&iss->mutex);
+                return -r;
+        }
+        iss->sync_ready = true;
+        return 0;
+}
+
+int kh_issuer_open(const struct kh_issuer_config *cfg, struct kh_issuer **ret) {
+        KH_CLEANUP(kh_issuer_closep) struct kh_issuer *iss = NULL;
+        int r;
+
+        if (!cfg->tenant || !kh_tenant_id_is_valid(cfg->tenant, strlen(cfg->tenant)) ||
+            !cfg->issuer_url || cfg->issuer_url[0] == 0 ||
+            strlen(cfg->issuer_url) > KH_CONFIG_VALUE_MAX)
+                return -EINVAL;
+
+        iss = calloc(1, sizeof(*iss));
+        if (!iss)
+                return -ENOMEM;
+        atomic_init(&iss->stopping, false);
+        atomic_init(&iss->last_request, REFRESH_NEVER);
+        atomic_init(&iss->refreshes, 0);
+        atomic_init(&iss->failures, 0);
+        atomic_init(&iss->nkeys, 0);
+        strcpy(iss->tenant, cfg->tenant); /* length checked above */
+        iss->scope_array_only = cfg->scope_array_only;
+        if (strdup_opt(cfg->issuer_url, &iss->issuer_url) < 0 ||
+            strdup_opt(cfg->issuer_ca, &iss->issuer_ca) < 0 ||
+            strdup_opt(cfg->audience, &iss->audience) < 0 ||
+            strdup_opt(cfg->jwks_file, &iss->jwks_file) < 0 ||
+            strdup_opt(cfg->admin_role, &iss->admin_role) < 0)
+                return -ENOMEM;
+        r = init_sync(iss);
+        if (r < 0)
+                return r;
+
+        if (iss->jwks_file)
+                r = strdup_opt(iss->issuer_url, &iss->expected_issuer);
+        else
+                r = discover(iss);
+        if (r < 0)
+                return r;
+        r = load_jwks(iss, &iss->jwks);
+        atomic_fetch_add(&iss->refreshes, 1);
+        if (r < 0)
+                return r;
+        atomic_store(&iss->nkeys, kh_jwks_count(iss->jwks));
+
+        r = pthread_create(&iss->thread, NULL, refresh_thread, iss);
+        if (r != 0)
+                return -r;
+        iss->thread_started = true;
+
+        *ret = KH_TAKE_PTR(iss);
+        return 0;
+}
+
+const char *kh_issuer_expected_issuer(const struct kh_issuer *iss) {
+        return iss->expected_issuer;
+}
+
+bool kh_issuer_has_keys(const struct kh_issuer *iss) {
+        return atomic_load(&iss->nkeys) > 0;
+}
+
+uint64_t kh_issuer_refresh_count(const struct kh_issuer *iss) {
+        return atomic_load(&iss->refreshes);
+}
+
+uint64_t kh_issuer_refresh_failures(const struct kh_issuer *iss) {
+        return atomic_load(&iss->failures);
+}
+
+/* Unknown kid: the issuer may have rotated its keys. One request per interval of the
+ * caller's clock (a clock that went backwards allows one at once); the first caller to
+ * win the compare-and-swap wakes the refresh thread, the others return at once. */
+static void request_refresh(struct kh_issuer *iss, int64_t now) {
+        int64_t last = atomic_load(&iss->last_request), elapsed;
+
+        if (last != REFRESH_NEVER && now >= last &&
+            !__builtin_sub_overflow(now, last, &elapsed) &&
+            elapsed < KH_JWKS_REFRESH_MIN_INTERVAL_S)
+                return;
+        if (!atomic_compare_exchange_strong(&iss->last_request, &last, now))
+                return;
+        (void) pthread_mutex_lock(&iss->mutex);
+        iss->wanted = true;
+        (void) pthread_cond_signal(&iss->cond);
+        (void) pthread_mutex_unlock(&iss->mutex);
+}
+
+int kh_issuer_verify(struct kh_issuer *iss, const char *token, size_t len, int64_t now,
+                     struct kh_principal *ret) {
+        KH_CLEANUP(kh_jwt_freep) struct kh_jwt *jwt = NULL;
+        const struct kh_claims_policy policy = {
+                .issuer = iss->expected_issuer,
+                .audience = iss->audience,
+                .now = now,
+                .skew_s = KH_CLOCK_SKEW_S,
+                .admin_role = iss->admin_role,
+                .scope_array_only = iss->scope_array_only,
+        };
+        struct kh_principal p;
+        EVP_PKEY *key;
+        int r;
+
+        r = kh_jwt_parse(token, len, &jwt);
+        if (r < 0)
+                return r;
+
+        (void) pthread_rwlock_rdlock(&iss->lock);
+        key = kh_jwks_find(iss->jwks, kh_jwt_kid(jwt), kh_jwt_alg(jwt));
+        r = key ? kh_jwt_verify_signature(jwt, key) : -KH_E_INVALID_TOKEN;
+        (void) pthread_rwlock_unlock(&iss->lock);
+        if (!key)
+                request_refresh(iss, now);
+        if (r < 0)
+                return r;
+
+        r = kh_jwt_check_claims(jwt, &policy, &p);
+        if (r < 0)
+                return r;
+        strcpy(p.tenant, iss->tenant);
+        *ret = p;
+        return 0;
+}

@@ -1,0 +1,421 @@
+"""Process and HTTP helpers for the integration tests: the test issuer and keyholdd as child
+processes, and a small HTTP(S) client that returns status, headers and body."""
+import base64
+import http.client
+import json
+import os
+import pathlib
+import re
+import signal
+import socket
+import ssl
+import subprocess
+import sys
+import time
+
+import tokens
+
+HERE = pathlib.Path(__file__).resolve().parent
+REPO = HERE.parent.parent
+START_TIMEOUT_S = 30      # bound on waiting for a port file (not a performance assertion)
+REQUEST_TIMEOUT_S = 15
+
+
+def build_dir() -> pathlib.Path:
+    return pathlib.Path(os.environ.get("KEYHOLD_BUILD", REPO / "build-release")).resolve()
+
+
+def keyholdd_binary() -> pathlib.Path:
+    return build_dir() / "src" / "daemon" / "keyholdd"
+
+
+def new_key() -> str:
+    """A fresh 32-byte key connector key, standard base64 with padding (44 chars)."""
+    return base64.b64encode(os.urandom(32)).decode()
+
+
+def client_tls_context(ca_pem: pathlib.Path) -> ssl.SSLContext:
+    # Trust ONLY the test CA: no system store, no SSL_CERT_FILE/SSL_CERT_DIR defaults
+    # (ssl.create_default_context() would load those). Hostname checking stays on, so the
+    # server certificate must carry the IP SAN 127.0.0.1.
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.load_verify_locations(cafile=str(ca_pem))
+    ctx.check_hostname = True
+    ctx.verify_mode = ssl.CERT_REQUIRED
+    return ctx
+
+
+def wait_port_file(path: pathlib.Path, proc: subprocess.Popen, what: str, log=None) -> int:
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while time.monotonic() < deadline:
+        if path.exists():
+            text = path.read_text()
+            if text.endswith("\n") and text.strip().isdigit():
+                return int(text)
+        rc = proc.poll()
+        if rc is not None:
+            tail = log() if log else ""
+            raise RuntimeError(f"{what} exited with {rc} before writing its port file\n{tail}")
+        time.sleep(0.05)
+    raise RuntimeError(f"{what} wrote no port file within {START_TIMEOUT_S}s")
+
+
+def stop_process(proc: subprocess.Popen | None, sig=signal.SIGTERM, timeout: float = 10) -> int | None:
+    if proc is None or proc.poll() is not None:
+        return None if proc is None else proc.returncode
+    proc.send_signal(sig)
+    try:
+        return proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+        raise
+
+
+# --------------------------------------------------------------------------------- HTTP
+
+
+class Response:
+    def __init__(self, status: int, reason: str, headers: http.client.HTTPMessage, body: bytes,
+                 request: str):
+        self.status = status
+        self.reason = reason
+        self.headers = headers
+        self.body = body
+        self.request = request
+
+    def header(self, name: str) -> str | None:
+        return self.headers.get(name)
+
+    def header_all(self, name: str) -> list[str]:
+        return self.headers.get_all(name) or []
+
+    def json(self):
+        return json.loads(self.body)
+
+    def __repr__(self) -> str:
+        hdrs = "; ".join(f"{k}: {v}" for k, v in self.headers.items())
+        return f"<{self.request} -> {self.status} [{hdrs}] {self.body[:300]!r}>"
+
+
+def assert_error(r: Response, status: int, code: str) -> dict:
+    """A keyhold error: exact status, JSON {"message": str, "code": code}, application/json."""
+    assert r.status == status, r
+    ctype = (r.header("Content-Type") or "").split(";")[0].strip().lower()
+    assert ctype == "application/json", r
+    body = r.json()
+    assert isinstance(body, dict), r
+    assert body.get("code") == code, r
+    assert isinstance(body.get("message"), str) and body["message"], r
+    return body
+
+
+class Client:
+    """HTTP(S) client for one server; every call opens its own connection unless a
+    keep-alive session from session() is used."""
+
+    def __init__(self, port: int, ctx: ssl.SSLContext | None, host: str = "127.0.0.1"):
+        self.host, self.port, self.ctx = host, port, ctx
+
+    def connect(self) -> http.client.HTTPConnection:
+        if self.ctx is not None:
+            return http.client.HTTPSConnection(self.host, self.port, context=self.ctx,
+                                               timeout=REQUEST_TIMEOUT_S)
+        return http.client.HTTPConnection(self.host, self.port, timeout=REQUEST_TIMEOUT_S)
+
+    def request(self, method: str, path: str, body=None, headers: dict | None = None,
+                token: str | None = None, json_body=None, conn=None) -> Response:
+        hdrs = dict(headers or {})
+        if token is not None:
+            hdrs["Authorization"] = f"Bearer {token}"
+        if json_body is not None:
+            body = json.dumps(json_body).encode()
+            hdrs.setdefault("Content-Type", "application/json")
+        if isinstance(body, str):
+            body = body.encode()
+        own = conn is None
+        c = self.connect() if own else conn
+        try:
+            c.putrequest(method, path, skip_accept_encoding=True)
+            for k, v in hdrs.items():
+                c.putheader(k, v)
+            if body is not None and not any(k.lower() in ("content-length", "transfer-encoding")
+                                            for k in hdrs):
+                c.putheader("Content-Length", str(len(body)))
+            c.endheaders(body)
+            resp = c.getresponse()
+            data = resp.read()
+            return Response(resp.status, resp.reason, resp.headers, data, f"{method} {path}")
+        finally:
+            if own:
+                c.close()
+
+    def get(self, path, **kw):
+        return self.request("GET", path, **kw)
+
+    def post(self, path, **kw):
+        return self.request("POST", path, **kw)
+
+    def put(self, path, **kw):
+        return self.request("PUT", path, **kw)
+
+    def options(self, path, **kw):
+        return self.request("OPTIONS", path, **kw)
+
+    def delete(self, path, **kw):
+        return self.request("DELETE", path, **kw)
+
+    def raw(self, data: bytes, read_limit: int = 1 << 20) -> bytes:
+        """Sends raw bytes on a fresh connection and returns everything the server sends
+        until it closes (or goes quiet for a second after answering)."""
+        s = socket.create_connection((self.host, self.port), timeout=REQUEST_TIMEOUT_S)
+        if self.ctx is not None:
+            s = self.ctx.wrap_socket(s, server_hostname=self.host)
+        try:
+            s.sendall(data)
+            out = b""
+            while len(out) < read_limit:
+                try:
+                    if out:
+                        s.settimeout(1.0)
+                    chunk = s.recv(65536)
+                except (socket.timeout, TimeoutError):
+                    break
+                except (ConnectionResetError, ssl.SSLError):
+                    break
+                if not chunk:
+                    break
+                out += chunk
+            return out
+        finally:
+            s.close()
+
+
+def raw_status(data: bytes) -> int | None:
+    m = re.match(rb"HTTP/1\.[01] (\d{3})[ \r]", data)
+    return int(m.group(1)) if m else None
+
+
+# ------------------------------------------------------------------------------ issuer
+
+
+class Issuer:
+    """A test OIDC issuer process (issuer.py)."""
+
+    def __init__(self, workdir: pathlib.Path, pki, name: str, iss: str, prefix: str = "/identity"):
+        self.workdir = workdir
+        self.name = name
+        self.keys_dir = workdir / "keys"
+        self.port_file = workdir / "port"
+        self.log_path = workdir / "issuer.log"
+        self.prefix = prefix
+        self.cert, self.key = pki.leaf(f"issuer-{name}")
+        self.ca_pem = pki.ca_pem
+        self._iss_arg = iss
+        self.proc: subprocess.Popen | None = None
+        self.port = 0
+        self._keys: dict[str, object] = {}
+
+    def start(self) -> "Issuer":
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self._log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen(
+            [sys.executable, str(HERE / "issuer.py"), "--port-file", str(self.port_file),
+             "--cert", str(self.cert), "--key", str(self.key), "--issuer", self._iss_arg,
+             "--path-prefix", self.prefix, "--keys-dir", str(self.keys_dir)],
+            stdout=self._log, stderr=subprocess.STDOUT)
+        return self
+
+    def wait(self) -> "Issuer":
+        self.port = wait_port_file(self.port_file, self.proc, f"issuer {self.name}",
+                                   lambda: self.log_path.read_text(errors="replace"))
+        self.client = Client(self.port, client_tls_context(self.ca_pem))
+        disc = self.client.get(self.prefix + "/.well-known/openid-configuration")
+        assert disc.status == 200, disc
+        self.iss = disc.json()["issuer"]
+        return self
+
+    @property
+    def url(self) -> str:
+        """The authority URL keyholdd is configured with (discovery lives under it)."""
+        return f"https://127.0.0.1:{self.port}{self.prefix}"
+
+    def stop(self) -> None:
+        stop_process(self.proc)
+        self._log.close()
+
+    def private_key(self, kid: str = "key-1"):
+        if kid not in self._keys:
+            from cryptography.hazmat.primitives import serialization
+            pem = (self.keys_dir / f"{kid}.pem").read_bytes()
+            self._keys[kid] = serialization.load_pem_private_key(pem, password=None)
+        return self._keys[kid]
+
+    def public_pem(self, kid: str = "key-1") -> bytes:
+        from cryptography.hazmat.primitives import serialization
+        return self.private_key(kid).public_key().public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+
+    def token(self, sub: str, /, kid: str = "key-1", alg: str = "RS256", headers=None, **overrides) -> str:
+        """A valid Bitwarden-style access token for sub (claims overridable)."""
+        return tokens.mint(tokens.claims(sub, self.iss, **overrides), self.private_key(kid), kid,
+                           alg, headers)
+
+    def rotate(self, kid: str) -> None:
+        r = self.client.post(self.prefix + "/_test/rotate", json_body={"kid": kid})
+        assert r.status == 200, r
+
+    def stats(self) -> dict:
+        r = self.client.get(self.prefix + "/_test/stats")
+        assert r.status == 200, r
+        return r.json()
+
+
+# ---------------------------------------------------------------------------- keyholdd
+
+
+class Keyholdd:
+    """One keyholdd process with its own data directory (database, key store, master key).
+
+    tenants: {tenant id: {"issuer": Issuer, "cors_origins": "..." (optional), ...extra keys}}
+    """
+
+    def __init__(self, workdir: pathlib.Path, pki, tenants: dict, tls: bool = True,
+                 threads: int = 2, cors_origins: str = "https://vault.example.test",
+                 extra: str = "", env: dict | None = None):
+        self.workdir = workdir
+        self.pki = pki
+        self.tenants = tenants
+        self.tls = tls
+        self.threads = threads
+        self.cors_origins = cors_origins
+        self.extra = extra
+        self.env = env or {}
+        self.data = workdir / "data"
+        self.db_path = self.data / "keyhold.db"
+        self.config_path = workdir / "keyhold.conf"
+        self.port_file = workdir / "port"
+        self.log_path = workdir / "keyholdd.log"
+        self.proc: subprocess.Popen | None = None
+        self.port = 0
+        self.client: Client | None = None
+        self._log = None
+        self.data.mkdir(parents=True, exist_ok=True)
+        (self.data / "keystore").mkdir(exist_ok=True)
+        self.master_key = workdir / "master.key"
+        if not self.master_key.exists():
+            fd = os.open(self.master_key, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "wb") as f:
+                f.write(os.urandom(32))
+        if tls:
+            self.cert, self.key = pki.leaf(f"keyholdd-{workdir.name}")
+        self.write_config()
+
+    def config_text(self) -> str:
+        lines = ["[server]", "listen = 127.0.0.1:0", f"threads = {self.threads}",
+                 f"port_file = {self.port_file}"]
+        if self.tls:
+            lines += [f"tls_cert = {self.cert}", f"tls_key = {self.key}"]
+        if self.cors_origins:
+            lines.append(f"cors_origins = {self.cors_origins}")
+        lines += ["", "[storage]", "driver = sqlite", f"path = {self.db_path}",
+                  "", "[keystore]", "driver = file", f"path = {self.data / 'keystore'}",
+                  f"master_key_file = {self.master_key}", "rsa_bits = 2048"]
+        for tid, t in self.tenants.items():
+            lines += ["", f"[tenant.{tid}]", f"issuer = {t['issuer'].url}",
+                      f"issuer_ca = {self.pki.ca_pem}"]
+            for k, v in t.items():
+                if k != "issuer":
+                    lines.append(f"{k} = {v}")
+        return "\n".join(lines) + "\n" + self.extra
+
+    def write_config(self) -> None:
+        self.config_path.write_text(self.config_text())
+
+    def log(self) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")[-6000:]
+        except FileNotFoundError:
+            return ""
+
+    def start(self) -> "Keyholdd":
+        assert self.proc is None or self.proc.poll() is not None, "already running"
+        self.port_file.unlink(missing_ok=True)
+        self._log = open(self.log_path, "ab")
+        env = {k: v for k, v in os.environ.items() if not k.startswith("KEYHOLD_")}
+        env.update(self.env)
+        self.proc = subprocess.Popen([str(keyholdd_binary()), "--config", str(self.config_path)],
+                                     stdout=self._log, stderr=subprocess.STDOUT, env=env)
+        self.port = wait_port_file(self.port_file, self.proc, "keyholdd", self.log)
+        ctx = client_tls_context(self.pki.ca_pem) if self.tls else None
+        self.client = Client(self.port, ctx)
+        return self
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def stop(self, sig=signal.SIGTERM) -> int | None:
+        try:
+            return stop_process(self.proc, sig)
+        finally:
+            if self._log:
+                self._log.close()
+                self._log = None
+
+    def kill(self) -> int | None:
+        return self.stop(signal.SIGKILL)
+
+    def metrics(self) -> "Metrics":
+        r = self.client.get("/metrics")
+        assert r.status == 200, r
+        return Metrics(r.body.decode())
+
+
+# ----------------------------------------------------------------------------- metrics
+
+_SAMPLE = re.compile(r'^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})?\s+(\S+)(?:\s+\d+)?$')
+_LABEL = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"')
+
+
+class Metrics:
+    """Parsed Prometheus text exposition: samples as (name, labels dict, value)."""
+
+    def __init__(self, text: str):
+        self.text = text
+        self.samples: list[tuple[str, dict, float]] = []
+        self.types: dict[str, str] = {}
+        for line in text.splitlines():
+            if not line.strip():
+                continue
+            if line.startswith("# TYPE "):
+                parts = line.split()
+                if len(parts) >= 4:
+                    self.types[parts[2]] = parts[3]
+                continue
+            if line.startswith("#"):
+                continue
+            m = _SAMPLE.match(line)
+            assert m, f"unparsable metrics line: {line!r}"
+            labels = dict(_LABEL.findall(m.group(2) or ""))
+            self.samples.append((m.group(1), labels, float(m.group(3))))
+
+    def select(self, name: str, **labels) -> list[tuple[dict, float]]:
+        return [(lb, v) for n, lb, v in self.samples
+                if n == name and all(lb.get(k) == v2 for k, v2 in labels.items())]
+
+    def sum(self, name: str, pred=None, **labels) -> float:
+        return sum(v for lb, v in self.select(name, **labels) if pred is None or pred(lb))
+
+    def has(self, name: str) -> bool:
+        return any(n == name for n, _, _ in self.samples)
+
+
+def poll_until(fn, timeout: float = 5.0, interval: float = 0.05):
+    """Calls fn until it returns a truthy value or the bound expires; returns the last value.
+    Used to wait for counters that are updated after the response is sent."""
+    deadline = time.monotonic() + timeout
+    while True:
+        v = fn()
+        if v or time.monotonic() >= deadline:
+            return v
+        time.sleep(interval)

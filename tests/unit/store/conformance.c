@@ -1,0 +1,661 @@
+/* Store conformance cases, run on every backend (see conformance.h). */
+#include "conformance.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "common/buf.h"
+#include "common/errors.h"
+#include "common/limits.h"
+#include "store/store.h"
+
+static const struct kh_store_test_backend *backend;
+
+struct fixture {
+        struct kh_config_storage cfg;
+        struct kh_store *s;
+};
+
+static int fixture_setup(void **state) {
+        struct fixture *f = calloc(1, sizeof(*f));
+
+        if (!f)
+                return -1;
+        if (backend->create(&f->cfg) < 0 || kh_store_open(&f->cfg, &f->s) < 0) {
+                free(f);
+                return -1;
+        }
+        *state = f;
+        return 0;
+}
+
+static int fixture_teardown(void **state) {
+        struct fixture *f = *state;
+
+        f->s = kh_store_close(f->s);
+        backend->destroy(&f->cfg);
+        free(f);
+        return 0;
+}
+
+/* A blob whose bytes depend on seed and position, so swapped or truncated data shows. */
+static void fill(uint8_t *p, size_t n, uint8_t seed) {
+        for (size_t i = 0; i < n; i++)
+                p[i] = (uint8_t) (seed * 31u + i * 7u + (i >> 8));
+}
+
+#define MAX_KEYS 64
+
+struct collected {
+        size_t n;
+        struct {
+                uint32_t version;
+                enum kh_key_state state;
+                size_t len;
+                uint8_t dek[KH_WRAPPED_DEK_MAX];
+        } k[MAX_KEYS];
+        size_t stop_after; /* return 42 after this many calls; 0 = never */
+};
+
+static int collect(const struct kh_tenant_key *key, void *userdata) {
+        struct collected *c = userdata;
+
+        if (c->n == MAX_KEYS || key->wrapped_dek_len > KH_WRAPPED_DEK_MAX)
+                return -ENOSPC;
+        c->k[c->n].version = key->version;
+        c->k[c->n].state = key->state;
+        c->k[c->n].len = key->wrapped_dek_len;
+        memcpy(c->k[c->n].dek, key->wrapped_dek, key->wrapped_dek_len);
+        c->n++;
+        return c->stop_after && c->n == c->stop_after ? 42 : 0;
+}
+
+/* Expects exactly this blob and version at (tenant, USER_KEY, owner). */
+static void expect_record(struct kh_store *s, const char *tenant, const char *owner,
+                          uint32_t version, const uint8_t *blob, size_t len) {
+        struct kh_buf b;
+        uint32_t v = 0xdeadbeef;
+
+        kh_buf_init(&b, KH_SEALED_MAX, false);
+        assert_int_equal(kh_store_record_get(s, tenant, KH_RECORD_USER_KEY, owner, &v, &b), 0);
+        assert_int_equal(v, version);
+        assert_int_equal(b.len, len);
+        assert_memory_equal(b.data, blob, len);
+        kh_buf_free(&b);
+}
+
+static void test_open_reports_schema_version_and_pings(void **state) {
+        struct fixture *f = *state;
+
+        assert_int_equal(kh_store_schema_version(f->s), KH_STORE_TEST_SCHEMA_VERSION);
+        assert_int_equal(kh_store_ping(f->s), 0);
+        assert_string_equal(kh_store_last_error(f->s), "");
+}
+
+static void test_open_rejects_unknown_or_missing_driver(void **state) {
+        struct fixture *f = *state;
+        struct kh_config_storage cfg = f->cfg;
+        struct kh_store *s = NULL;
+        char mysql[] = "mysql";
+
+        cfg.driver = mysql;
+        assert_int_equal(kh_store_open(&cfg, &s), -EINVAL);
+        cfg.driver = NULL;
+        assert_int_equal(kh_store_open(&cfg, &s), -EINVAL);
+        assert_null(s);
+        assert_null(kh_store_close(NULL));
+}
+
+static void test_tenant_key_insert_if_absent_first_wins(void **state) {
+        struct fixture *f = *state;
+        uint8_t a[256], b[384];
+        struct collected c = { 0 };
+
+        fill(a, sizeof(a), 1);
+        fill(b, sizeof(b), 2);
+        assert_int_equal(kh_store_tenant_key_insert_if_absent(f->s, "acme", 1, KH_KEY_ACTIVE, a,
+                                                              sizeof(a)),
+                         1);
+        assert_int_equal(kh_store_tenant_key_insert_if_absent(f->s, "acme", 1, KH_KEY_ARCHIVED,
+                                                              b, sizeof(b)),
+                         0);
+        assert_int_equal(kh_store_tenant_keys(f->s, "acme", collect, &c), 0);
+        assert_int_equal(c.n, 1);
+        assert_int_equal(c.k[0].version, 1);
+        assert_int_equal(c.k[0].state, KH_KEY_ACTIVE);
+        assert_int_equal(c.k[0].len, sizeof(a));
+        assert_memory_equal(c.k[0].dek, a, sizeof(a));
+}
+
+static void test_tenant_keys_ascending_with_states_per_tenant(void **state) {
+        struct fixture *f = *state;
+        uint8_t d1[1], d2[KH_WRAPPED_DEK_MAX], d3[512], other[512];
+        struct collected c = { 0 };
+
+        fill(d1, sizeof(d1), 11);
+        fill(d2, sizeof(d2), 12);
+        fill(d3, sizeof(d3), 13);
+        fill(other, sizeof(other), 14);
+        /* inserted out of order, listed ascending */
+        assert_int_equal(kh_store_tenant_key_insert_if_absent(f->s, "t1", 3, KH_KEY_ACTIVE, d3,
+                                                              sizeof(d3)),
+                         1);
+        assert_int_equal(kh_store_tenant_key_insert_if_absent(f->s, "t1", 1, KH_KEY_RETIRED, d1,
+                                                              sizeof(d1)),
+                         1);
+        assert_int_equal(kh_store_tenant_key_insert_if_absent(f->s, "t1", UINT32_MAX,
+                                                              KH_KEY_REVOKED, other,
+                                                              sizeof(other)),
+                         1);
+        assert_int_equal(kh_store_tenant_key_insert_if_absent(f->s, "t1", 2, KH_KEY_ARCHIVED, d2,
+                                                              sizeof(d2)),
+                         1);
+        assert_int_equal(kh_store_tenant_key_insert_if_absent(f->s, "t2", 2, KH_KEY_ACTIVE,
+                                                              other, sizeof(other)),
+                         1);
+
+        assert_int_equal(kh_store_tenant_keys(f->s, "t1", collect, &c), 0);
+        assert_int_equal(c.n, 4);
+        assert_int_equal(c.k[0].version, 1);
+        assert_int_equal(c.k[0].state, KH_KEY_RETIRED);
+        assert_int_equal(c.k[0].len, sizeof(d1));
+        assert_memory_equal(c.k[0].dek, d1, sizeof(d1));
+        assert_int_equal(c.k[1].version, 2);
+        assert_int_equal(c.k[1].state, KH_KEY_ARCHIVED);
+        assert_int_equal(c.k[1].len, sizeof(d2));
+        assert_memory_equal(c.k[1].dek, d2, sizeof(d2));
+        assert_int_equal(c.k[2].version, 3);
+        assert_int_equal(c.k[2].state, KH_KEY_ACTIVE);
+        assert_int_equal(c.k[2].len, sizeof(d3));
+        assert_memory_equal(c.k[2].dek, d3, sizeof(d3));
+        assert_int_equal(c.k[3].version, UINT32_MAX);
+        assert_int_equal(c.k[3].state, KH_KEY_REVOKED);
+
+        memset(&c, 0, sizeof(c));
+        assert_int_equal(kh_store_tenant_keys(f->s, "t2", collect, &c), 0);
+        assert_int_equal(c.n, 1);
+        assert_int_equal(c.k[0].version, 2);
+        assert_memory_equal(c.k[0].dek, other, sizeof(other));
+
+        memset(&c, 0, sizeof(c));
+        assert_int_equal(kh_store_tenant_keys(f->s, "nobody", collect, &c), 0);
+        assert_int_equal(c.n, 0);
+}
+
+static void test_tenant_keys_stops_at_callback_value(void **state) {
+        struct fixture *f = *state;
+        uint8_t d[32];
+        struct collected c = { .stop_after = 2 };
+
+        fill(d, sizeof(d), 3);
+        for (uint32_t v = 1; v <= 4; v++)
+                assert_int_equal(kh_store_tenant_key_insert_if_absent(f->s, "acme", v,
+                                                                      KH_KEY_ARCHIVED, d,
+                                                                      sizeof(d)),
+                                 1);
+        assert_int_equal(kh_store_tenant_keys(f->s, "acme", collect, &c), 42);
+        assert_int_equal(c.n, 2);
+        assert_int_equal(c.k[1].version, 2);
+
+        /* the statement was reset: a second walk starts from the beginning */
+        memset(&c, 0, sizeof(c));
+        assert_int_equal(kh_store_tenant_keys(f->s, "acme", collect, &c), 0);
+        assert_int_equal(c.n, 4);
+        assert_int_equal(c.k[0].version, 1);
+}
+
+static void test_tenant_key_set_state(void **state) {
+        struct fixture *f = *state;
+        uint8_t d[32];
+        struct collected c = { 0 };
+
+        fill(d, sizeof(d), 4);
+        assert_int_equal(kh_store_tenant_key_insert_if_absent(f->s, "acme", 1, KH_KEY_ACTIVE, d,
+                                                              sizeof(d)),
+                         1);
+        assert_int_equal(kh_store_tenant_key_insert_if_absent(f->s, "acme", 2, KH_KEY_ACTIVE, d,
+                                                              sizeof(d)),
+                         1);
+        assert_int_equal(kh_store_tenant_key_set_state(f->s, "acme", 1, KH_KEY_ARCHIVED), 0);
+        assert_int_equal(kh_store_tenant_key_set_state(f->s, "acme", 1, KH_KEY_ARCHIVED), 0);
+        assert_int_equal(kh_store_tenant_key_set_state(f->s, "acme", 3, KH_KEY_ARCHIVED), -ENOENT);
+        assert_int_equal(kh_store_tenant_key_set_state(f->s, "other", 1, KH_KEY_REVOKED), -ENOENT);
+
+        assert_int_equal(kh_store_tenant_keys(f->s, "acme", collect, &c), 0);
+        assert_int_equal(c.n, 2);
+        assert_int_equal(c.k[0].state, KH_KEY_ARCHIVED);
+        assert_int_equal(c.k[1].state, KH_KEY_ACTIVE);
+        assert_memory_equal(c.k[0].dek, d, sizeof(d)); /* the DEK is untouched */
+}
+
+static void test_record_insert_get_put(void **state) {
+        struct fixture *f = *state;
+        const char *owner = "8d3c0f4e-62a1-4c1b-9f0e-2b7a1d5e9c44";
+        uint8_t a[100], b[120], c[KH_SEALED_MAX];
+
+        fill(a, sizeof(a), 21);
+        fill(b, sizeof(b), 22);
+        fill(c, sizeof(c), 23);
+        assert_int_equal(kh_store_record_insert(f->s, "acme", KH_RECORD_USER_KEY, owner, 1, a,
+                                                sizeof(a)),
+                         0);
+        expect_record(f->s, "acme", owner, 1, a, sizeof(a));
+
+        assert_int_equal(kh_store_record_insert(f->s, "acme", KH_RECORD_USER_KEY, owner, 2, b,
+                                                sizeof(b)),
+                         -EEXIST);
+        expect_record(f->s, "acme", owner, 1, a, sizeof(a));
+
+        assert_int_equal(kh_store_record_put(f->s, "acme", KH_RECORD_USER_KEY, owner, 2, b,
+                                             sizeof(b)),
+                         0);
+        expect_record(f->s, "acme", owner, 2, b, sizeof(b));
+
+        /* put creates a record too; the largest sealed size round-trips */
+        assert_int_equal(kh_store_record_put(f->s, "acme", KH_RECORD_USER_KEY, "u2", 7, c,
+                                             sizeof(c)),
+                         0);
+        expect_record(f->s, "acme", "u2", 7, c, sizeof(c));
+        expect_record(f->s, "acme", owner, 2, b, sizeof(b));
+}
+
+static void test_record_get_missing_leaves_outputs_alone(void **state) {
+        struct fixture *f = *state;
+        uint8_t a[40];
+        struct kh_buf b;
+        uint32_t v = 0xdeadbeef;
+
+        fill(a, sizeof(a), 31);
+        assert_int_equal(kh_store_record_insert(f->s, "acme", KH_RECORD_USER_KEY, "u1", 1, a,
+                                                sizeof(a)),
+                         0);
+        kh_buf_init(&b, KH_SEALED_MAX, false);
+        assert_int_equal(kh_buf_append(&b, "xy", 2), 0);
+        assert_int_equal(kh_store_record_get(f->s, "acme", KH_RECORD_USER_KEY, "u2", &v, &b),
+                         -ENOENT);
+        /* the kind is part of the key */
+        assert_int_equal(kh_store_record_get(f->s, "acme", (enum kh_record_kind) 2, "u1", &v, &b),
+                         -ENOENT);
+        assert_int_equal(v, 0xdeadbeef);
+        assert_int_equal(b.len, 2);
+
+        /* found: appended after what the buffer held */
+        assert_int_equal(kh_store_record_get(f->s, "acme", KH_RECORD_USER_KEY, "u1", &v, &b), 0);
+        assert_int_equal(v, 1);
+        assert_int_equal(b.len, 2 + sizeof(a));
+        assert_memory_equal(b.data, "xy", 2);
+        assert_memory_equal(b.data + 2, a, sizeof(a));
+        kh_buf_free(&b);
+
+        /* a buffer too small: -E2BIG, nothing written */
+        v = 0xdeadbeef;
+        kh_buf_init(&b, sizeof(a) - 1, false);
+        assert_int_equal(kh_store_record_get(f->s, "acme", KH_RECORD_USER_KEY, "u1", &v, &b),
+                         -E2BIG);
+        assert_int_equal(v, 0xdeadbeef);
+        assert_int_equal(b.len, 0);
+        kh_buf_free(&b);
+}
+
+static void test_record_count_by_version(void **state) {
+        struct fixture *f = *state;
+        char owner[16];
+        uint8_t a[48];
+        uint64_t n = 12345;
+
+        fill(a, sizeof(a), 41);
+        for (int i = 0; i < 5; i++) {
+                (void) snprintf(owner, sizeof(owner), "u%d", i);
+                assert_int_equal(kh_store_record_insert(f->s, "acme", KH_RECORD_USER_KEY, owner,
+                                                        i < 3 ? 1 : 2, a, sizeof(a)),
+                                 0);
+        }
+        for (int i = 0; i < 4; i++) {
+                (void) snprintf(owner, sizeof(owner), "u%d", i);
+                assert_int_equal(kh_store_record_insert(f->s, "other", KH_RECORD_USER_KEY, owner,
+                                                        1, a, sizeof(a)),
+                                 0);
+        }
+        assert_int_equal(kh_store_record_count(f->s, "acme", 1, &n), 0);
+        assert_int_equal(n, 3);
+        assert_int_equal(kh_store_record_count(f->s, "acme", 2, &n), 0);
+        assert_int_equal(n, 2);
+        assert_int_equal(kh_store_record_count(f->s, "acme", 3, &n), 0);
+        assert_int_equal(n, 0);
+        assert_int_equal(kh_store_record_count(f->s, "other", 1, &n), 0);
+        assert_int_equal(n, 4);
+
+        /* re-sealing under version 2 moves the record between counts */
+        assert_int_equal(kh_store_record_put(f->s, "acme", KH_RECORD_USER_KEY, "u0", 2, a,
+                                             sizeof(a)),
+                         0);
+        assert_int_equal(kh_store_record_count(f->s, "acme", 1, &n), 0);
+        assert_int_equal(n, 2);
+        assert_int_equal(kh_store_record_count(f->s, "acme", 2, &n), 0);
+        assert_int_equal(n, 3);
+}
+
+static void test_tenants_are_isolated(void **state) {
+        struct fixture *f = *state;
+        uint8_t a[64], b[64];
+
+        fill(a, sizeof(a), 51);
+        fill(b, sizeof(b), 52);
+        assert_int_equal(kh_store_record_insert(f->s, "t1", KH_RECORD_USER_KEY, "same", 1, a,
+                                                sizeof(a)),
+                         0);
+        assert_int_equal(kh_store_record_insert(f->s, "t2", KH_RECORD_USER_KEY, "same", 5, b,
+                                                sizeof(b)),
+                         0);
+        expect_record(f->s, "t1", "same", 1, a, sizeof(a));
+        expect_record(f->s, "t2", "same", 5, b, sizeof(b));
+
+        assert_int_equal(kh_store_record_put(f->s, "t2", KH_RECORD_USER_KEY, "same", 6, a,
+                                             sizeof(a)),
+                         0);
+        expect_record(f->s, "t1", "same", 1, a, sizeof(a));
+        expect_record(f->s, "t2", "same", 6, a, sizeof(a));
+}
+
+static void test_reopen_keeps_data(void **state) {
+        struct fixture *f = *state;
+        uint8_t d[300], a[90];
+        struct collected c = { 0 };
+
+        fill(d, sizeof(d), 61);
+        fill(a, sizeof(a), 62);
+        assert_int_equal(kh_store_tenant_key_insert_if_absent(f->s, "acme", 1, KH_KEY_ACTIVE, d,
+                                                              sizeof(d)),
+                         1);
+        assert_int_equal(kh_store_record_insert(f->s, "acme", KH_RECORD_USER_KEY, "u1", 1, a,
+                                                sizeof(a)),
+                         0);
+        f->s = kh_store_close(f->s);
+        assert_null(f->s);
+
+        assert_int_equal(kh_store_open(&f->cfg, &f->s), 0);
+        assert_int_equal(kh_store_schema_version(f->s), KH_STORE_TEST_SCHEMA_VERSION);
+        expect_record(f->s, "acme", "u1", 1, a, sizeof(a));
+        assert_int_equal(kh_store_tenant_keys(f->s, "acme", collect, &c), 0);
+        assert_int_equal(c.n, 1);
+        assert_memory_equal(c.k[0].dek, d, sizeof(d));
+        if (backend->migration_count) {
+                uint64_t n = 0;
+                assert_int_equal(backend->migration_count(&f->cfg, 1, &n), 0);
+                assert_int_equal(n, 1);
+        }
+}
+
+static void test_arguments_out_of_range_are_einval(void **state) {
+        struct fixture *f = *state;
+        uint8_t big[KH_SEALED_MAX + 1], d[KH_WRAPPED_DEK_MAX + 1];
+        char tenant63[64], tenant64[65], owner255[256], owner256[257];
+        struct collected c = { 0 };
+        struct kh_buf b;
+        uint32_t v = 7;
+        uint64_t n = 0;
+
+        fill(big, sizeof(big), 71);
+        fill(d, sizeof(d), 72);
+        memset(tenant63, 'a', 63);
+        tenant63[63] = 0;
+        memset(tenant64, 'a', 64);
+        tenant64[64] = 0;
+        memset(owner255, 'o', 255);
+        owner255[255] = 0;
+        memset(owner256, 'o', 256);
+        owner256[256] = 0;
+        kh_buf_init(&b, KH_SEALED_MAX, false);
+
+        static const char *const bad_tenants[] = { "", "Acme", "-acme", "ac me", "ac/me" };
+        for (size_t i = 0; i < sizeof(bad_tenants) / sizeof(bad_tenants[0]); i++) {
+                const char *t = bad_tenants[i];
+                assert_int_equal(kh_store_tenant_key_insert_if_absent(f->s, t, 1, KH_KEY_ACTIVE,
+                                                                      d, 32),
+                                 -EINVAL);
+                assert_int_equal(kh_store_tenant_keys(f->s, t, collect, &c), -EINVAL);
+                assert_int_equal(kh_store_tenant_key_set_state(f->s, t, 1, KH_KEY_ACTIVE),
+                                 -EINVAL);
+                assert_int_equal(kh_store_record_get(f->s, t, KH_RECORD_USER_KEY, "u", &v, &b),
+                                 -EINVAL);
+                assert_int_equal(kh_store_record_insert(f->s, t, KH_RECORD_USER_KEY, "u", 1, big,
+                                                        16),
+                                 -EINVAL);
+                assert_int_equal(kh_store_record_put(f->s, t, KH_RECORD_USER_KEY, "u", 1, big, 16),
+                                 -EINVAL);
+                assert_int_equal(kh_store_record_count(f->s, t, 1, &n), -EINVAL);
+        }
+        assert_int_equal(kh_store_record_put(f->s, NULL, KH_RECORD_USER_KEY, "u", 1, big, 16),
+                         -EINVAL);
+        assert_int_equal(kh_store_record_put(f->s, tenant64, KH_RECORD_USER_KEY, "u", 1, big, 16),
+                         -EINVAL);
+
+        /* owners */
+        assert_int_equal(kh_store_record_put(f->s, "acme", KH_RECORD_USER_KEY, "", 1, big, 16),
+                         -EINVAL);
+        assert_int_equal(kh_store_record_put(f->s, "acme", KH_RECORD_USER_KEY, NULL, 1, big, 16),
+                         -EINVAL);
+        assert_int_equal(kh_store_record_insert(f->s, "acme", KH_RECORD_USER_KEY, owner256, 1,
+                                                big, 16),
+                         -EINVAL);
+        assert_int_equal(kh_store_record_get(f->s, "acme", KH_RECORD_USER_KEY, owner256, &v, &b),
+                         -EINVAL);
+
+        /* blobs and kinds */
+        assert_int_equal(kh_store_record_put(f->s, "acme", KH_RECORD_USER_KEY, "u", 1, big, 0),
+                         -EINVAL);
+        assert_int_equal(kh_store_record_put(f->s, "acme", KH_RECORD_USER_KEY, "u", 1, big,
+                                             KH_SEALED_MAX + 1),
+                         -EINVAL);
+        assert_int_equal(kh_store_record_insert(f->s, "acme", KH_RECORD_USER_KEY, "u", 1, big,
+                                                KH_SEALED_MAX + 1),
+                         -EINVAL);
+        assert_int_equal(kh_store_record_insert(f->s, "acme", KH_RECORD_USER_KEY, "u", 1, NULL,
+                                                16),
+                         -EINVAL);
+        assert_int_equal(kh_store_record_put(f->s, "acme", (enum kh_record_kind) 0, "u", 1, big,
+                                             16),
+                         -EINVAL);
+
+        /* wrapped DEKs and states */
+        assert_int_equal(kh_store_tenant_key_insert_if_absent(f->s, "acme", 1, KH_KEY_ACTIVE, d,
+                                                              0),
+                         -EINVAL);
+        assert_int_equal(kh_store_tenant_key_insert_if_absent(f->s, "acme", 1, KH_KEY_ACTIVE, d,
+                                                              KH_WRAPPED_DEK_MAX + 1),
+                         -EINVAL);
+        assert_int_equal(kh_store_tenant_key_insert_if_absent(f->s, "acme", 1, KH_KEY_ACTIVE,
+                                                              NULL, 32),
+                         -EINVAL);
+        assert_int_equal(kh_store_tenant_key_insert_if_absent(f->s, "acme", 1,
+                                                              (enum kh_key_state) 0, d, 32),
+                         -EINVAL);
+        assert_int_equal(kh_store_tenant_key_insert_if_absent(f->s, "acme", 1,
+                                                              (enum kh_key_state) 6, d, 32),
+                         -EINVAL);
+        assert_int_equal(kh_store_tenant_key_set_state(f->s, "acme", 1, (enum kh_key_state) 6),
+                         -EINVAL);
+
+        /* nothing above was stored; the limits themselves are accepted */
+        assert_int_equal(kh_store_tenant_keys(f->s, "acme", collect, &c), 0);
+        assert_int_equal(c.n, 0);
+        assert_int_equal(kh_store_record_get(f->s, "acme", KH_RECORD_USER_KEY, "u", &v, &b),
+                         -ENOENT);
+        assert_int_equal(kh_store_tenant_key_insert_if_absent(f->s, tenant63, 1, KH_KEY_ACTIVE,
+                                                              d, KH_WRAPPED_DEK_MAX),
+                         1);
+        assert_int_equal(kh_store_record_insert(f->s, tenant63, KH_RECORD_USER_KEY, owner255, 1,
+                                                big, KH_SEALED_MAX),
+                         0);
+        expect_record(f->s, tenant63, owner255, 1, big, KH_SEALED_MAX);
+        kh_buf_free(&b);
+}
+
+/* Threads report results; cmocka's assertions run on the main thread only. */
+#define OPENERS 4
+#define OPEN_ROUNDS 32
+
+struct opener {
+        pthread_barrier_t *barrier;
+        const struct kh_config_storage *cfg;
+        struct kh_store *s;
+        int r;
+};
+
+static void *open_thread(void *p) {
+        struct opener *o = p;
+
+        (void) pthread_barrier_wait(o->barrier);
+        o->r = kh_store_open(o->cfg, &o->s);
+        return NULL;
+}
+
+static void test_concurrent_openers_of_empty_database_migrate_once(void **state) {
+        (void) state;
+
+        for (int round = 0; round < OPEN_ROUNDS; round++) {
+                struct kh_config_storage cfg = { 0 };
+                struct opener o[OPENERS];
+                pthread_t t[OPENERS];
+                pthread_barrier_t barrier;
+
+                assert_int_equal(backend->create(&cfg), 0);
+                assert_int_equal(pthread_barrier_init(&barrier, NULL, OPENERS), 0);
+                for (int i = 0; i < OPENERS; i++) {
+                        o[i] = (struct opener) { .barrier = &barrier, .cfg = &cfg, .r = 1 };
+                        assert_int_equal(pthread_create(&t[i], NULL, open_thread, &o[i]), 0);
+                }
+                for (int i = 0; i < OPENERS; i++)
+                        assert_int_equal(pthread_join(t[i], NULL), 0);
+                (void) pthread_barrier_destroy(&barrier);
+
+                for (int i = 0; i < OPENERS; i++) {
+                        assert_int_equal(o[i].r, 0);
+                        assert_int_equal(kh_store_schema_version(o[i].s),
+                                         KH_STORE_TEST_SCHEMA_VERSION);
+                        assert_int_equal(kh_store_ping(o[i].s), 0);
+                }
+                /* each connection sees what another wrote */
+                assert_int_equal(kh_store_record_insert(o[0].s, "acme", KH_RECORD_USER_KEY, "u",
+                                                        3, (const uint8_t *) "sealed", 6),
+                                 0);
+                expect_record(o[OPENERS - 1].s, "acme", "u", 3, (const uint8_t *) "sealed", 6);
+                for (int i = 0; i < OPENERS; i++)
+                        o[i].s = kh_store_close(o[i].s);
+
+                if (backend->migration_count) {
+                        uint64_t n = 0;
+                        assert_int_equal(backend->migration_count(&cfg, 1, &n), 0);
+                        assert_int_equal(n, 1);
+                }
+                backend->destroy(&cfg);
+        }
+}
+
+#define RACE_ROUNDS 40
+
+struct racer {
+        pthread_barrier_t *barrier;
+        struct kh_store *s;
+        uint8_t id;
+        int dek_r[RACE_ROUNDS + 1];
+        int rec_r[RACE_ROUNDS + 1];
+};
+
+static void *race_thread(void *p) {
+        struct racer *rc = p;
+        uint8_t dek[256], blob[64];
+        char owner[16];
+
+        fill(dek, sizeof(dek), rc->id);
+        fill(blob, sizeof(blob), (uint8_t) (rc->id + 100));
+        for (uint32_t v = 1; v <= RACE_ROUNDS; v++) {
+                (void) pthread_barrier_wait(rc->barrier);
+                rc->dek_r[v] = kh_store_tenant_key_insert_if_absent(rc->s, "acme", v,
+                                                                    KH_KEY_ACTIVE, dek,
+                                                                    sizeof(dek));
+                (void) snprintf(owner, sizeof(owner), "u%u", v);
+                rc->rec_r[v] = kh_store_record_insert(rc->s, "acme", KH_RECORD_USER_KEY, owner,
+                                                      rc->id, blob, sizeof(blob));
+        }
+        return NULL;
+}
+
+static void test_racing_inserts_have_exactly_one_winner(void **state) {
+        struct fixture *f = *state;
+        struct racer r[2];
+        pthread_t t[2];
+        pthread_barrier_t barrier;
+        struct collected *c;
+
+        assert_int_equal(pthread_barrier_init(&barrier, NULL, 2), 0);
+        for (int i = 0; i < 2; i++) {
+                r[i] = (struct racer) { .barrier = &barrier, .id = (uint8_t) (i + 1) };
+                assert_int_equal(kh_store_open(&f->cfg, &r[i].s), 0);
+        }
+        for (int i = 0; i < 2; i++)
+                assert_int_equal(pthread_create(&t[i], NULL, race_thread, &r[i]), 0);
+        for (int i = 0; i < 2; i++)
+                assert_int_equal(pthread_join(t[i], NULL), 0);
+        (void) pthread_barrier_destroy(&barrier);
+        for (int i = 0; i < 2; i++)
+                r[i].s = kh_store_close(r[i].s);
+
+        c = calloc(1, sizeof(*c));
+        assert_non_null(c);
+        assert_int_equal(kh_store_tenant_keys(f->s, "acme", collect, c), 0);
+        assert_int_equal(c->n, RACE_ROUNDS);
+        for (uint32_t v = 1; v <= RACE_ROUNDS; v++) {
+                int winner;
+                uint8_t dek[256], blob[64];
+                char owner[16];
+
+                /* exactly one insert per version reports 1, and its DEK is the one stored */
+                assert_true((r[0].dek_r[v] == 1 && r[1].dek_r[v] == 0) ||
+                            (r[0].dek_r[v] == 0 && r[1].dek_r[v] == 1));
+                winner = r[0].dek_r[v] == 1 ? 0 : 1;
+                fill(dek, sizeof(dek), r[winner].id);
+                assert_int_equal(c->k[v - 1].version, v);
+                assert_memory_equal(c->k[v - 1].dek, dek, sizeof(dek));
+
+                assert_true((r[0].rec_r[v] == 0 && r[1].rec_r[v] == -EEXIST) ||
+                            (r[0].rec_r[v] == -EEXIST && r[1].rec_r[v] == 0));
+                winner = r[0].rec_r[v] == 0 ? 0 : 1;
+                fill(blob, sizeof(blob), (uint8_t) (r[winner].id + 100));
+                (void) snprintf(owner, sizeof(owner), "u%u", v);
+                expect_record(f->s, "acme", owner, r[winner].id, blob, sizeof(blob));
+        }
+        free(c);
+}
+
+int kh_store_conformance_run(const struct kh_store_test_backend *b) {
+        const struct CMUnitTest tests[] = {
+#define T(fn) cmocka_unit_test_setup_teardown(fn, fixture_setup, fixture_teardown)
+                T(test_open_reports_schema_version_and_pings),
+                T(test_open_rejects_unknown_or_missing_driver),
+                T(test_tenant_key_insert_if_absent_first_wins),
+                T(test_tenant_keys_ascending_with_states_per_tenant),
+                T(test_tenant_keys_stops_at_callback_value),
+                T(test_tenant_key_set_state),
+                T(test_record_insert_get_put),
+                T(test_record_get_missing_leaves_outputs_alone),
+                T(test_record_count_by_version),
+                T(test_tenants_are_isolated),
+                T(test_reopen_keeps_data),
+                T(test_arguments_out_of_range_are_einval),
+                T(test_racing_inserts_have_exactly_one_winner),
+                cmocka_unit_test(test_concurrent_openers_of_empty_database_migrate_once),
+#undef T
+        };
+
+        backend = b;
+        return cmocka_run_group_tests_name(b->driver, tests, NULL, NULL);
+}
