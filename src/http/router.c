@@ -6,18 +6,9 @@
 
 #include "common/errors.h"
 #include "common/limits.h"
-#include "common/parse.h"
 #include "http/http-internal.h"
+#include "http/request.h"
 #include "service/service.h"
-
-static const struct kh_route routes[] = {
-        { "/user-keys", KH_ROUTE_USER_KEYS, KH_GET | KH_POST | KH_PUT, KH_AUTH_MEMBER, true,
-          kh_route_user_keys_get, kh_route_user_keys_post, kh_route_user_keys_put },
-        { "/alive", KH_ROUTE_ALIVE, KH_GET, KH_AUTH_NONE, true, kh_route_alive, NULL, NULL },
-        { "/now", KH_ROUTE_NOW, KH_GET, KH_AUTH_NONE, true, kh_route_alive, NULL, NULL },
-        { "/health", KH_ROUTE_HEALTH, KH_GET, KH_AUTH_NONE, false, kh_route_health, NULL, NULL },
-        { "/metrics", KH_ROUTE_METRICS, KH_GET, KH_AUTH_NONE, false, kh_route_metrics, NULL, NULL },
-};
 
 static bool iov_eq(h2o_iovec_t v, const char *s) {
         size_t n = strlen(s);
@@ -45,24 +36,6 @@ static uint64_t now_ns(void) {
         struct timespec ts;
         (void) clock_gettime(CLOCK_MONOTONIC, &ts);
         return (uint64_t) ts.tv_sec * 1000000000u + (uint64_t) ts.tv_nsec;
-}
-
-/* Splits "/t/{tenant}/rest" into tenant and rest. Returns 1 if the path has the prefix,
- * 0 if not, -KH_E_UNKNOWN_TENANT if the prefix is there but the tenant is not valid. */
-static int split_tenant(h2o_iovec_t path, h2o_iovec_t *tenant, h2o_iovec_t *rest) {
-        const char *end, *slash;
-
-        if (path.len < 3 || memcmp(path.base, "/t/", 3) != 0)
-                return 0;
-        end = path.base + path.len;
-        slash = memchr(path.base + 3, '/', (size_t) (end - path.base - 3));
-        if (!slash)
-                slash = end;
-        *tenant = h2o_iovec_init(path.base + 3, (size_t) (slash - path.base - 3));
-        *rest = h2o_iovec_init(slash, (size_t) (end - slash));
-        if (!kh_tenant_id_is_valid(tenant->base, tenant->len))
-                return -KH_E_UNKNOWN_TENANT;
-        return 1;
 }
 
 static bool origin_allowed(const struct kh_http_req *req, const h2o_iovec_t *origin) {
@@ -122,34 +95,25 @@ static size_t headers_size(const h2o_req_t *h) {
 
 static int dispatch(struct kh_http_req *req, enum kh_route_id *ret_route) {
         h2o_req_t *h = req->h2o;
-        h2o_iovec_t path = h->path, tenant_id = { NULL, 0 }, rest;
-        const struct kh_route *route = NULL;
+        struct kh_request_target target;
+        size_t path_len = h->query_at != SIZE_MAX ? h->query_at : h->path.len;
+        const struct kh_route *route;
         struct kh_principal who;
         unsigned method;
         int r;
 
-        if (path.len > KH_PATH_MAX)
-                return -KH_E_URI_TOO_LONG;
         if (headers_size(h) > KH_HEADER_MAX || h->headers.size > KH_HEADER_COUNT_MAX)
                 return -KH_E_HEADER_TOO_LARGE;
-        if (h->query_at != SIZE_MAX)
-                path.len = h->query_at;
+        if (h->path.len > KH_PATH_MAX)
+                return -KH_E_URI_TOO_LONG;
 
-        r = split_tenant(path, &tenant_id, &rest);
-        if (r < 0)
+        r = kh_http_target_parse(h->path.base, path_len, &target);
+        if (r < 0 && r != -KH_E_NOT_FOUND)
                 return r;
-        if (r == 0)
-                rest = path;
-
-        for (size_t i = 0; i < KH_ELEMENTSOF(routes); i++)
-                if (iov_eq(rest, routes[i].path) && (r == 0 || routes[i].tenant_prefix)) {
-                        route = &routes[i];
-                        break;
-                }
-
-        req->tenant = kh_app_tenant(req->worker->server->app, r ? tenant_id.base : NULL, tenant_id.len);
-        if (r == 1 && !req->tenant)
-                return -KH_E_UNKNOWN_TENANT;
+        route = target.route;
+        req->tenant = kh_app_tenant(req->worker->server->app, target.tenant, target.tenant_len);
+        if (target.tenant && !req->tenant)
+                return -KH_E_UNKNOWN_TENANT;   /* before authentication: tenant names are not secret */
 
         if (apply_cors(req, route != NULL))
                 return 0;
@@ -159,18 +123,24 @@ static int dispatch(struct kh_http_req *req, enum kh_route_id *ret_route) {
 
         method = method_of(h) & route->methods;
         if (!method) {
-                kh_http_add_header(req, H2O_TOKEN_ALLOW, allow_header(route->methods),
-                                   strlen(allow_header(route->methods)));
+                const char *allow = allow_header(route->methods);
+                kh_http_add_header(req, H2O_TOKEN_ALLOW, allow, strlen(allow));
                 return -KH_E_METHOD_NOT_ALLOWED;
         }
 
         memset(&who, 0, sizeof(who));
         if (route->auth == KH_AUTH_MEMBER) {
                 const h2o_iovec_t *authz = kh_http_header(req, H2O_TOKEN_AUTHORIZATION);
+                const char *token;
+                size_t token_len;
+
                 if (!req->tenant)
                         return -KH_E_UNKNOWN_TENANT;
-                r = kh_service_authenticate(req->worker->svc, req->tenant,
-                                            authz ? authz->base : NULL, authz ? authz->len : 0,
+                r = kh_http_bearer_parse(authz ? authz->base : NULL, authz ? authz->len : 0,
+                                         &token, &token_len);
+                if (r < 0)
+                        return r;
+                r = kh_service_authenticate(req->worker->svc, req->tenant, token, token_len,
                                             (int64_t) time(NULL), &who);
                 if (r < 0)
                         return r;

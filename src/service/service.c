@@ -65,30 +65,13 @@ int kh_service_ping(struct kh_service *svc) {
         return kh_store_ping(svc->store);
 }
 
-static bool has_bearer_prefix(const char *s, size_t len) {
-        static const char bearer[] = "Bearer ";
-
-        /* The scheme is case-insensitive (RFC 7235); ASP.NET accepts any case too. */
-        return len > sizeof(bearer) - 1 && strncasecmp(s, bearer, sizeof(bearer) - 1) == 0;
-}
-
-int kh_service_authenticate(struct kh_service *svc, const struct kh_tenant *t, const char *authz,
-                            size_t authz_len, int64_t now, struct kh_principal *ret) {
+int kh_service_authenticate(struct kh_service *svc, const struct kh_tenant *t, const char *token,
+                            size_t len, int64_t now, struct kh_principal *ret) {
         uint8_t hash[KH_SHA256_LEN];
         struct kh_issuer *issuer;
-        const char *token;
-        size_t len;
         int r;
 
-        if (!authz || !has_bearer_prefix(authz, authz_len))
-                return -KH_E_MISSING_TOKEN;
-        token = authz + 7;
-        len = authz_len - 7;
-        while (len > 0 && *token == ' ') {
-                token++;
-                len--;
-        }
-        if (len == 0)
+        if (!token || len == 0)
                 return -KH_E_MISSING_TOKEN;
         if (len > KH_TOKEN_MAX)
                 return -KH_E_INVALID_TOKEN;

@@ -32,13 +32,13 @@ size_t kh_service_token_cache_size(const struct kh_service *svc);
 
 /**
  * kh_service_authenticate() - the principal a bearer token proves for tenant t.
- * @authz: the Authorization header value (NULL if absent).
+ * @token: the bearer token (NULL if none was sent), @len its length.
  * Verifies strictly (issuer of t only, algorithm allow-list, signature, expiry, claims) or
  * answers from the worker's cache of verified tokens. Returns 0, -KH_E_MISSING_TOKEN,
  * -KH_E_INVALID_TOKEN, -KH_E_INSUFFICIENT_SCOPE, -KH_E_INVALID_SUBJECT or -KH_E_NOT_READY.
  */
 KH_MUST_CHECK int kh_service_authenticate(struct kh_service *svc, const struct kh_tenant *t,
-                                          const char *authz, size_t authz_len, int64_t now,
+                                          const char *token, size_t len, int64_t now,
                                           struct kh_principal *ret);
 
 /* Pings the worker's database connection (for /health). */

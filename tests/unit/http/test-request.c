@@ -1,0 +1,109 @@
+#include <errno.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "common/errors.h"
+#include "common/limits.h"
+#include "http/http-internal.h"
+#include "http/request.h"
+
+static int target(const char *path, struct kh_request_target *t) {
+        return kh_http_target_parse(path, strlen(path), t);
+}
+
+static void test_target_bare_and_tenant_routes(void **state) {
+        struct kh_request_target t;
+        (void) state;
+
+        assert_int_equal(target("/user-keys", &t), 0);
+        assert_null(t.tenant);
+        assert_int_equal(t.route->id, KH_ROUTE_USER_KEYS);
+
+        assert_int_equal(target("/t/acme-2/user-keys", &t), 0);
+        assert_int_equal(t.tenant_len, 6);
+        assert_memory_equal(t.tenant, "acme-2", 6);
+        assert_int_equal(t.route->id, KH_ROUTE_USER_KEYS);
+
+        assert_int_equal(target("/t/acme/now", &t), 0);
+        assert_int_equal(t.route->id, KH_ROUTE_NOW);
+        assert_int_equal(target("/metrics", &t), 0);
+        assert_int_equal(t.route->id, KH_ROUTE_METRICS);
+}
+
+static void test_target_rejects_what_is_not_exactly_a_route(void **state) {
+        struct kh_request_target t;
+        (void) state;
+
+        assert_int_equal(target("/t/acme/metrics", &t), -KH_E_NOT_FOUND); /* operator routes are bare */
+        assert_non_null(t.tenant);
+        assert_int_equal(target("/user-keys/", &t), -KH_E_NOT_FOUND);
+        assert_int_equal(target("//user-keys", &t), -KH_E_NOT_FOUND);
+        assert_int_equal(target("/USER-KEYS", &t), -KH_E_NOT_FOUND);
+        assert_int_equal(target("/t/acme", &t), -KH_E_NOT_FOUND);
+        assert_int_equal(target("/t/../user-keys", &t), -KH_E_UNKNOWN_TENANT);
+        assert_int_equal(target("/t/Acme/user-keys", &t), -KH_E_UNKNOWN_TENANT);
+        assert_null(t.tenant);
+        assert_int_equal(target("/t//user-keys", &t), -KH_E_UNKNOWN_TENANT);
+}
+
+static void test_target_caps_the_path(void **state) {
+        static char path[KH_PATH_MAX + 2];
+        struct kh_request_target t;
+        (void) state;
+
+        memset(path, 'a', sizeof(path) - 1);
+        path[0] = '/';
+        assert_int_equal(kh_http_target_parse(path, KH_PATH_MAX + 1, &t), -KH_E_URI_TOO_LONG);
+        assert_int_equal(kh_http_target_parse(path, KH_PATH_MAX, &t), -KH_E_NOT_FOUND);
+}
+
+static int bearer(const char *authz, const char **tok, size_t *len) {
+        return kh_http_bearer_parse(authz, authz ? strlen(authz) : 0, tok, len);
+}
+
+static void test_bearer_extraction(void **state) {
+        const char *tok = NULL;
+        size_t len = 0;
+        (void) state;
+
+        assert_int_equal(bearer("Bearer abc.def-_~+/==", &tok, &len), 0);
+        assert_int_equal(len, 14);
+        assert_memory_equal(tok, "abc.def-_~+/==", 14);
+        assert_int_equal(bearer("bearer   x", &tok, &len), 0);
+        assert_int_equal(len, 1);
+        assert_int_equal(bearer(NULL, &tok, &len), -KH_E_MISSING_TOKEN);
+        assert_int_equal(bearer("Basic dXNlcg==", &tok, &len), -KH_E_MISSING_TOKEN);
+        assert_int_equal(bearer("Bearer", &tok, &len), -KH_E_MISSING_TOKEN);
+        assert_int_equal(bearer("Bearer    ", &tok, &len), -KH_E_MISSING_TOKEN);
+        assert_int_equal(bearer("Bearer a b", &tok, &len), -KH_E_INVALID_TOKEN);
+        assert_int_equal(bearer("Bearer a=b", &tok, &len), -KH_E_INVALID_TOKEN);
+        assert_int_equal(bearer("Bearerx abc", &tok, &len), -KH_E_MISSING_TOKEN);
+}
+
+static void test_bearer_caps_the_token(void **state) {
+        static char authz[7 + KH_TOKEN_MAX + 2];
+        const char *tok;
+        size_t len;
+        (void) state;
+
+        memcpy(authz, "Bearer ", 7);
+        memset(authz + 7, 'a', KH_TOKEN_MAX + 1);
+        assert_int_equal(kh_http_bearer_parse(authz, 7 + KH_TOKEN_MAX + 1, &tok, &len), -KH_E_INVALID_TOKEN);
+        assert_int_equal(kh_http_bearer_parse(authz, 7 + KH_TOKEN_MAX, &tok, &len), 0);
+        assert_int_equal(len, KH_TOKEN_MAX);
+}
+
+int main(void) {
+        const struct CMUnitTest tests[] = {
+                cmocka_unit_test(test_target_bare_and_tenant_routes),
+                cmocka_unit_test(test_target_rejects_what_is_not_exactly_a_route),
+                cmocka_unit_test(test_target_caps_the_path),
+                cmocka_unit_test(test_bearer_extraction),
+                cmocka_unit_test(test_bearer_caps_the_token),
+        };
+        return cmocka_run_group_tests(tests, NULL, NULL);
+}
