@@ -51,10 +51,7 @@ static int tenant_first_version(struct kh_app *app, struct kh_store *store, cons
                 return r;
         }
 
-        r = kh_secret_new(KH_DEK_LEN, &dek);
-        if (r < 0)
-                return r;
-        r = kh_random_bytes(kh_secret_bytes_mut(dek), KH_DEK_LEN);
+        r = kh_random_secret(KH_DEK_LEN, &dek);
         if (r < 0)
                 return r;
         r = kh_keystore_wrap(app->keystore, &ref, dek, &wrapped);
