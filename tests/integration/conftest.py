@@ -68,8 +68,10 @@ def keyholdd(pki, issuers, tmp_path_factory):
             pytest.fail(f"keyholdd exited with {rc} on SIGTERM\n{k.log()}", pytrace=False)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture
 def client(keyholdd) -> harness.Client:
+    # Function scope on purpose: it follows whichever `keyholdd` a module sees (a module
+    # may override that fixture with its own daemon).
     return keyholdd.client
 
 
