@@ -69,10 +69,14 @@ void kh_http_reply_error(struct kh_http_req *req, int r) {
         json_auto_t *body = NULL;
         char *text;
 
-        if (e->status >= 500)
-                kh_log_error("%.*s %.*s failed: %s", (int) req->h2o->method.len, req->h2o->method.base,
-                             (int) (req->h2o->path.len > 128 ? 128 : req->h2o->path.len),
-                             req->h2o->path.base, kh_strerror(r));
+        if (e->status >= 500) {
+                /* the path only, capped: a query string may carry anything a client sent */
+                h2o_iovec_t path = req->h2o->path;
+                if (req->h2o->query_at != SIZE_MAX)
+                        path.len = req->h2o->query_at;
+                kh_log_error("%.*s %.*s failed: %s", (int) (req->h2o->method.len > 16 ? 16 : req->h2o->method.len), req->h2o->method.base,
+                             (int) (path.len > 128 ? 128 : path.len), path.base, kh_strerror(r));
+        }
 
         if (r == -KH_E_MISSING_TOKEN)
                 kh_http_add_header(req, H2O_TOKEN_WWW_AUTHENTICATE, H2O_STRLIT("Bearer"));

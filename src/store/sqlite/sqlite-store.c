@@ -132,12 +132,17 @@ static int query_int(struct kh_sqlite_store *s, const char *sql, sqlite3_int64 *
 
 /* The database file holds wrapped DEKs and sealed records; only its owner should read it.
  * SQLite gives the -wal and -shm files the mode of the database file. */
+/* Creates the database file with mode 0600 if it does not exist yet. An existing file is
+ * never opened here: closing any descriptor of a file drops every POSIX lock this process
+ * holds on it, which would silently release the locks of the other workers' SQLite
+ * connections, and a later closing connection (another process, the sqlite3 shell) would
+ * then delete the live WAL. */
 static int create_private_file(const char *path) {
         KH_CLEANUP(kh_closep) int fd = -1;
 
-        fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOCTTY, 0600);
+        fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC | O_NOCTTY, 0600);
         if (fd < 0)
-                return -errno;
+                return errno == EEXIST ? 0 : -errno;
         return 0;
 }
 
