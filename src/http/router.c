@@ -85,6 +85,14 @@ static bool apply_cors(struct kh_http_req *req, bool route_known) {
         return true;
 }
 
+static size_t header_count(const h2o_req_t *h, const h2o_token_t *token) {
+        size_t n = 0;
+
+        for (ssize_t i = -1; (i = h2o_find_header(&h->headers, token, i)) >= 0;)
+                n++;
+        return n;
+}
+
 static size_t headers_size(const h2o_req_t *h) {
         size_t total = 0;
 
@@ -136,8 +144,14 @@ static int dispatch(struct kh_http_req *req, enum kh_route_id *ret_route) {
 
                 if (!req->tenant)
                         return -KH_E_UNKNOWN_TENANT;
+                /* Two credentials are ambiguous: a proxy in front may have checked the other. */
+                if (header_count(h, H2O_TOKEN_AUTHORIZATION) > 1 ||
+                    header_count(h, H2O_TOKEN_CONTENT_TYPE) > 1)
+                        return -KH_E_BAD_REQUEST;
                 r = kh_http_bearer_parse(authz ? authz->base : NULL, authz ? authz->len : 0,
                                          &token, &token_len);
+                if (r == -KH_E_INVALID_TOKEN)
+                        kh_service_count_token_rejection(req->worker->svc);
                 if (r < 0)
                         return r;
                 r = kh_service_authenticate(req->worker->svc, req->tenant, token, token_len,

@@ -107,6 +107,9 @@ int kh_http_server_new(const struct kh_config_server *cfg, struct kh_app *app,
         h2o_config_init(&s->globalconf);
         s->globalconf.server_name = h2o_iovec_init(H2O_STRLIT("keyhold"));
         s->globalconf.max_request_entity_size = H2O_ENTITY_MAX;
+        /* keyhold speaks HTTP/1.1 only (Bitwarden clients use it): no h2c upgrade and no
+         * HTTP/2 preface on a plain or TLS connection, so h2o's HTTP/2 code is unreachable. */
+        s->globalconf.http1.upgrade_to_http2 = 0;
         hostconf = h2o_config_register_host(&s->globalconf, h2o_iovec_init(H2O_STRLIT("default")), 65535);
         pathconf = h2o_config_register_path(hostconf, "/", 0);
         handler = h2o_create_handler(pathconf, sizeof(*handler));

@@ -61,6 +61,10 @@ size_t kh_service_token_cache_size(const struct kh_service *svc) {
         return kh_token_cache_size(svc->tokens);
 }
 
+void kh_service_count_token_rejection(struct kh_service *svc) {
+        atomic_fetch_add_explicit(&svc->counters.token_rejections, 1, memory_order_relaxed);
+}
+
 int kh_service_ping(struct kh_service *svc) {
         return kh_store_ping(svc->store);
 }

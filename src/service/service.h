@@ -41,5 +41,9 @@ KH_MUST_CHECK int kh_service_authenticate(struct kh_service *svc, const struct k
                                           const char *token, size_t len, int64_t now,
                                           struct kh_principal *ret);
 
+/* Counts a bearer token refused before verification (malformed at the HTTP layer), so
+ * that keyhold_token_rejections_total covers every refused token. */
+void kh_service_count_token_rejection(struct kh_service *svc);
+
 /* Pings the worker's database connection (for /health). */
 KH_MUST_CHECK int kh_service_ping(struct kh_service *svc);
