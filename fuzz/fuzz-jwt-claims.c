@@ -1,0 +1,176 @@
+/* The claim policy on arbitrary claim JSON. fuzz-jwt reaches kh_jwt_check_claims() only
+ * through base64url, which mutations rarely keep valid; here the input is the payload's
+ * JSON text itself, wrapped by the harness into a token with a fixed ES256 header and a
+ * syntactically valid signature (kh_jwt_parse() does not verify it). Each input is checked
+ * under four policies. Invariants: parse accepts exactly the payloads jansson reads as an
+ * object; results are documented ones; an accepted principal agrees with the claims as read
+ * independently here; a stricter policy never accepts what a looser one refuses. */
+#include <errno.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include <jansson.h>
+
+#include "common/errors.h"
+#include "common/limits.h"
+#include "crypto/encoding.h"
+#include "token/jwt.h"
+
+/* Not assert(): the invariants must hold in builds with NDEBUG too. */
+#define CHECK(x)                                                                                 \
+        do {                                                                                     \
+                if (!(x))                                                                        \
+                        abort();                                                                 \
+        } while (0)
+
+/* Leaves room for the header and signature segments within KH_TOKEN_MAX. */
+#define FUZZ_MAX (8u * 1024)
+
+#define ISSUER "https://issuer.test"
+#define NOW INT64_C(1700000000)
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+enum { LOOSE, ARRAY_ONLY, AUDIENCE, NO_ADMIN, N_POLICIES };
+
+static const struct kh_claims_policy policies[N_POLICIES] = {
+        [LOOSE] = { .issuer = ISSUER, .now = NOW, .skew_s = KH_CLOCK_SKEW_S,
+                    .admin_role = "keyhold-admin" },
+        [ARRAY_ONLY] = { .issuer = ISSUER, .now = NOW, .skew_s = KH_CLOCK_SKEW_S,
+                         .admin_role = "keyhold-admin", .scope_array_only = true },
+        [AUDIENCE] = { .issuer = ISSUER, .audience = "keyhold", .now = NOW,
+                       .skew_s = KH_CLOCK_SKEW_S, .admin_role = "keyhold-admin" },
+        [NO_ADMIN] = { .issuer = ISSUER, .now = NOW, .skew_s = KH_CLOCK_SKEW_S },
+};
+
+static bool is_canonical_guid(const char *s) {
+        if (strlen(s) != 36)
+                return false;
+        for (size_t i = 0; i < 36; i++) {
+                bool dash = i == 8 || i == 13 || i == 18 || i == 23;
+                bool hex = (s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'f');
+
+                if (dash ? s[i] != '-' : !hex)
+                        return false;
+        }
+        return true;
+}
+
+/* The string v, or one string of the array v, is exactly want. */
+static bool claim_has(const json_t *v, const char *want) {
+        size_t i;
+        json_t *e;
+
+        if (json_is_string(v))
+                return json_string_length(v) == strlen(want) &&
+                       memcmp(json_string_value(v), want, strlen(want)) == 0;
+        json_array_foreach(v, i, e)
+                if (json_is_string(e) && claim_has(e, want))
+                        return true;
+        return false;
+}
+
+/* "api" as the RFC 8693 space-delimited scope string has it, split here with strtok_r. */
+static bool scope_words_have_api(const json_t *scope) {
+        char *copy, *save = NULL;
+        bool found = false;
+
+        if (!json_is_string(scope))
+                return false;
+        copy = strndup(json_string_value(scope), json_string_length(scope));
+        CHECK(copy);
+        for (char *w = strtok_r(copy, " ", &save); w && !found; w = strtok_r(NULL, " ", &save))
+                found = strcmp(w, "api") == 0;
+        free(copy);
+        return found;
+}
+
+/* What every accepted token must show, read straight from the JSON. */
+static void check_accepted(const json_t *c, const struct kh_claims_policy *pol,
+                           const struct kh_principal *p, const struct kh_jwt *jwt) {
+        const json_t *iss = json_object_get(c, "iss"), *sub = json_object_get(c, "sub"),
+                     *exp = json_object_get(c, "exp");
+
+        CHECK(json_is_string(iss) && claim_has(iss, ISSUER));
+        CHECK(json_is_number(exp));
+        CHECK(json_is_string(sub) && json_string_length(sub) == 36 &&
+              strcasecmp(json_string_value(sub), p->sub) == 0);
+        CHECK(is_canonical_guid(p->sub));
+        CHECK(p->tenant[0] == 0);
+        CHECK(memcmp(p->token_hash, kh_jwt_token_hash(jwt), sizeof(p->token_hash)) == 0);
+        int64_t limit;
+        CHECK(__builtin_add_overflow(p->exp, KH_CLOCK_SKEW_S, &limit) || limit >= NOW);
+        if (pol->scope_array_only)
+                CHECK(claim_has(json_object_get(c, "scope"), "api"));
+        else
+                CHECK(claim_has(json_object_get(c, "scope"), "api") ||
+                      scope_words_have_api(json_object_get(c, "scope")));
+        CHECK(claim_has(json_object_get(c, "amr"), "Application") ||
+              claim_has(json_object_get(c, "amr"), "external"));
+        if (pol->audience)
+                CHECK(claim_has(json_object_get(c, "aud"), pol->audience));
+        CHECK(p->admin == (pol->admin_role && claim_has(json_object_get(c, "roles"),
+                                                        pol->admin_role)));
+}
+
+static int make_token(const uint8_t *payload, size_t len, struct kh_buf *tok) {
+        static const char header[] = "{\"alg\":\"ES256\",\"kid\":\"k\"}";
+        uint8_t sig[64];
+
+        memset(sig, 0x5a, sizeof(sig));
+        if (kh_base64url_encode((const uint8_t *) header, sizeof(header) - 1, tok) < 0 ||
+            kh_buf_append(tok, ".", 1) < 0 || kh_base64url_encode(payload, len, tok) < 0 ||
+            kh_buf_append(tok, ".", 1) < 0 || kh_base64url_encode(sig, sizeof(sig), tok) < 0)
+                return -ENOMEM;
+        return 0;
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
+        KH_CLEANUP(kh_buf_freep) struct kh_buf tok;
+        KH_CLEANUP(kh_jwt_freep) struct kh_jwt *jwt = NULL;
+        struct kh_principal p[N_POLICIES];
+        json_t *claims;
+        int r, res[N_POLICIES];
+
+        if (size > FUZZ_MAX)
+                return 0;
+        kh_buf_init(&tok, KH_TOKEN_MAX, false);
+        CHECK(make_token(data, size, &tok) == 0);
+
+        claims = json_loadb((const char *) data, size, JSON_REJECT_DUPLICATES, NULL);
+        r = kh_jwt_parse((const char *) tok.data, tok.len, &jwt);
+        CHECK(r == 0 || r == -KH_E_INVALID_TOKEN || r == -ENOMEM);
+        if (r != -ENOMEM)
+                CHECK((r == 0) == json_is_object(claims));
+        if (r < 0) {
+                CHECK(!jwt);
+                json_decref(claims);
+                return 0;
+        }
+        CHECK(kh_jwt_alg(jwt) == KH_JWT_ALG_ES256);
+        CHECK(kh_jwt_kid(jwt) && strcmp(kh_jwt_kid(jwt), "k") == 0);
+
+        for (size_t i = 0; i < N_POLICIES; i++) {
+                res[i] = kh_jwt_check_claims(jwt, &policies[i], &p[i]);
+                CHECK(res[i] == 0 || res[i] == -KH_E_INVALID_TOKEN ||
+                      res[i] == -KH_E_INSUFFICIENT_SCOPE || res[i] == -KH_E_INVALID_SUBJECT);
+                if (res[i] == 0)
+                        check_accepted(claims, &policies[i], &p[i], jwt);
+        }
+
+        /* Stricter policies accept a subset; the admin role changes only the admin bit. */
+        CHECK(res[ARRAY_ONLY] != 0 || res[LOOSE] == 0);
+        CHECK(res[AUDIENCE] != 0 || res[LOOSE] == 0);
+        CHECK(res[NO_ADMIN] == res[LOOSE]);
+        if (res[LOOSE] == 0) {
+                CHECK(!p[NO_ADMIN].admin);
+                CHECK(strcmp(p[NO_ADMIN].sub, p[LOOSE].sub) == 0);
+                CHECK(p[NO_ADMIN].exp == p[LOOSE].exp);
+        }
+        json_decref(claims);
+        return 0;
+}
