@@ -21,6 +21,8 @@
 #define LISTEN_BACKLOG 1024
 #define ACCEPTS_PER_WAKEUP 64
 #define LOOP_WAIT_MS 200
+#define DRAIN_MS 2000
+#define DRAIN_STEP_MS 10
 
 /* err = what + arg; arg may carry a path, never a secret */
 static void set_err(char *err, size_t len, const char *what, const char *arg) {
@@ -174,6 +176,36 @@ static void on_accept(h2o_socket_t *listener, const char *err) {
         }
 }
 
+static bool context_is_idle(h2o_context_t *ctx) {
+        h2o_timeout_t *const timeouts[] = {
+                &ctx->zero_timeout, &ctx->one_sec_timeout, &ctx->hundred_ms_timeout,
+                &ctx->handshake_timeout, &ctx->http1.req_timeout, &ctx->http2.idle_timeout,
+                &ctx->http2.graceful_shutdown_timeout,
+        };
+
+        if (!h2o_linklist_is_empty(&ctx->http1._conns))
+                return false;
+        for (size_t i = 0; i < KH_ELEMENTSOF(timeouts); i++)
+                if (!h2o_linklist_is_empty(&timeouts[i]->_entries))
+                        return false;
+        return true;
+}
+
+/* Stopping: keep-alive connections are closed as soon as their current request is done
+ * (idle ones at once, by expiring their request timeout), for at most DRAIN_MS. Returns
+ * true once the context holds nothing, so that it can be disposed of. */
+static bool drain(struct kh_http_worker *w) {
+        h2o_context_request_shutdown(&w->ctx);
+        w->ctx.http1.req_timeout.timeout = 0;
+        w->ctx.handshake_timeout.timeout = 0;
+        for (int waited = 0; waited < DRAIN_MS; waited += DRAIN_STEP_MS) {
+                (void) h2o_evloop_run(w->ctx.loop, DRAIN_STEP_MS);
+                if (context_is_idle(&w->ctx))
+                        return true;
+        }
+        return false;
+}
+
 static void *worker_main(void *userdata) {
         struct kh_http_worker *w = userdata;
         struct kh_http_server *s = w->server;
@@ -199,10 +231,12 @@ static void *worker_main(void *userdata) {
                 h2o_socket_read_stop(w->listeners[j]);
                 h2o_socket_close(w->listeners[j]);
         }
-        /* let the loop run once more so that closed sockets are released */
-        (void) h2o_evloop_run(loop, 0);
-        h2o_context_dispose(&w->ctx);
-        h2o_evloop_destroy(loop);
+        if (drain(w)) {
+                h2o_context_dispose(&w->ctx);
+                h2o_evloop_destroy(loop);
+        }
+        /* else a client still holds a connection: leave the loop to the exiting process
+         * rather than dispose of timers that are still linked (h2o asserts on that) */
         return NULL;
 }
 
