@@ -255,8 +255,7 @@ def test_form_body_with_form_content_type(refused_write):
 
 
 def test_two_content_type_headers(client, default_issuer):
-    """Two Content-Type headers are ambiguous; keyhold reads the first (recorded). Whatever
-    it does, never a 5xx, and a stored key is the body's key."""
+    """Two Content-Type headers are ambiguous: refused as a bad request, nothing stored."""
     tok = default_issuer.token(tokens.new_guid())
     k = new_key()
     body = json.dumps({"key": k}).encode()
@@ -266,7 +265,7 @@ def test_two_content_type_headers(client, default_issuer):
     port = client.port
     ex = rawhttp.exchange(port, req, tls=client.ctx)
     assert len(ex.responses) == 1, ex
-    rawhttp.assert_keyhold_error(ex.responses[0], 415, "unsupported_media_type")
+    rawhttp.assert_keyhold_error(ex.responses[0], 400, "bad_request")
     assert_error(client.get("/user-keys", token=tok), 404, "key_not_found")
 
 
