@@ -17,6 +17,17 @@
 
 struct kh_http_server;
 
+/* A PUT/POST decoded and authenticated, waiting for its group commit (writes.c). */
+struct kh_pending_write {
+        h2o_req_t *h2o;
+        struct kh_principal who;
+        struct kh_secret *key;           /* owned */
+        bool replace;                    /* PUT: create or replace; POST: create only */
+        uint64_t start_ns;
+};
+
+#define KH_WRITE_BATCH_MAX 128
+
 struct kh_http_worker {
         h2o_context_t ctx;               /* first: reached from a request by its ctx */
         h2o_accept_ctx_t accept_ctx;
@@ -28,6 +39,9 @@ struct kh_http_worker {
         size_t n_listeners;
         pthread_t thread;
         bool started;
+        struct kh_pending_write pending[KH_WRITE_BATCH_MAX];
+        size_t n_pending;
+        h2o_timeout_entry_t flush_entry; /* on the zero timeout while writes are pending */
 };
 
 struct kh_http_server {
@@ -63,6 +77,19 @@ struct kh_route {
         bool tenant_prefix;              /* also served under /t/{tenant} */
         kh_route_fn get, post, put;
 };
+
+/* A handler's return value: the reply will be sent later (group commit), by writes.c. */
+#define KH_HTTP_DEFERRED 1
+
+/* Queues a write for the worker's next group commit, which runs once the loop has read
+ * every request of this pass; takes ownership of key. Returns KH_HTTP_DEFERRED. */
+int kh_http_write_enqueue(struct kh_http_req *req, const struct kh_principal *who,
+                          struct kh_secret *key, bool replace);
+
+/* Commits every queued write in one transaction and replies to each. */
+void kh_http_writes_flush(struct kh_http_worker *w);
+
+uint64_t kh_http_now_ns(void);
 
 /* The request entry point registered with h2o. */
 int kh_http_route(h2o_handler_t *self, h2o_req_t *h2o);

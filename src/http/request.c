@@ -1,5 +1,6 @@
 #include "request.h"
 
+#include <stdint.h>
 #include <string.h>
 #include <strings.h>
 
@@ -55,17 +56,26 @@ int kh_http_target_parse(const char *path, size_t len, struct kh_request_target 
         return -KH_E_NOT_FOUND;
 }
 
-/* RFC 7235 token68: ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/", then "=" padding. */
+/* RFC 7235 token68: ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/", then "=" padding.
+ * A table, because this runs over every byte of every token on the hot path. */
+#define T68(c) [(unsigned char) (c)] = 1
+static const uint8_t token68_char[256] = {
+        T68('-'), T68('.'), T68('_'), T68('~'), T68('+'), T68('/'),
+        T68('0'), T68('1'), T68('2'), T68('3'), T68('4'), T68('5'), T68('6'), T68('7'), T68('8'), T68('9'),
+        T68('A'), T68('B'), T68('C'), T68('D'), T68('E'), T68('F'), T68('G'), T68('H'), T68('I'), T68('J'),
+        T68('K'), T68('L'), T68('M'), T68('N'), T68('O'), T68('P'), T68('Q'), T68('R'), T68('S'), T68('T'),
+        T68('U'), T68('V'), T68('W'), T68('X'), T68('Y'), T68('Z'),
+        T68('a'), T68('b'), T68('c'), T68('d'), T68('e'), T68('f'), T68('g'), T68('h'), T68('i'), T68('j'),
+        T68('k'), T68('l'), T68('m'), T68('n'), T68('o'), T68('p'), T68('q'), T68('r'), T68('s'), T68('t'),
+        T68('u'), T68('v'), T68('w'), T68('x'), T68('y'), T68('z'),
+};
+#undef T68
+
 static bool is_token68(const char *p, size_t len) {
         size_t i = 0;
 
-        while (i < len) {
-                char c = p[i];
-                if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-                      c == '-' || c == '.' || c == '_' || c == '~' || c == '+' || c == '/'))
-                        break;
+        while (i < len && token68_char[(unsigned char) p[i]])
                 i++;
-        }
         while (i < len && p[i] == '=')
                 i++;
         return i == len;

@@ -32,7 +32,7 @@ static const char *allow_header(unsigned methods) {
         return values[methods & 7];
 }
 
-static uint64_t now_ns(void) {
+uint64_t kh_http_now_ns(void) {
         struct timespec ts;
         (void) clock_gettime(CLOCK_MONOTONIC, &ts);
         return (uint64_t) ts.tv_sec * 1000000000u + (uint64_t) ts.tv_nsec;
@@ -174,13 +174,15 @@ int kh_http_route(h2o_handler_t *self, h2o_req_t *h) {
         struct kh_http_worker *w = (struct kh_http_worker *) (void *) h->conn->ctx; /* ctx is first */
         struct kh_http_req req = { .h2o = h, .worker = w, .status = 0 };
         enum kh_route_id route = KH_ROUTE_NONE;
-        uint64_t start = now_ns();
+        uint64_t start = kh_http_now_ns();
         int r;
 
         (void) self;
         r = dispatch(&req, &route);
+        if (r == KH_HTTP_DEFERRED)
+                return 0;                /* writes.c replies and counts it after the commit */
         if (r < 0)
                 kh_http_reply_error(&req, r);
-        kh_http_metrics_observe(&w->metrics, route, req.status, now_ns() - start);
+        kh_http_metrics_observe(&w->metrics, route, req.status, kh_http_now_ns() - start);
         return 0;
 }

@@ -65,6 +65,18 @@ void kh_service_count_token_rejection(struct kh_service *svc) {
         atomic_fetch_add_explicit(&svc->counters.token_rejections, 1, memory_order_relaxed);
 }
 
+int kh_service_batch_begin(struct kh_service *svc) {
+        return kh_store_tx_begin(svc->store);
+}
+
+int kh_service_batch_commit(struct kh_service *svc) {
+        return kh_store_tx_commit(svc->store);
+}
+
+void kh_service_batch_abort(struct kh_service *svc) {
+        kh_store_tx_rollback(svc->store);
+}
+
 int kh_service_ping(struct kh_service *svc) {
         return kh_store_ping(svc->store);
 }

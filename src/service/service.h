@@ -45,5 +45,14 @@ KH_MUST_CHECK int kh_service_authenticate(struct kh_service *svc, const struct k
  * that keyhold_token_rejections_total covers every refused token. */
 void kh_service_count_token_rejection(struct kh_service *svc);
 
+/* Group commit of member writes. Between kh_service_batch_begin() and
+ * kh_service_batch_commit(), kh_user_keys_post()/put() are applied but not durable; the
+ * commit makes all of them durable with one synchronous commit, and only then may they be
+ * acknowledged. On a failed commit call kh_service_batch_abort(): none of them happened.
+ * Returns 0, -EBUSY or -EIO. */
+KH_MUST_CHECK int kh_service_batch_begin(struct kh_service *svc);
+KH_MUST_CHECK int kh_service_batch_commit(struct kh_service *svc);
+void kh_service_batch_abort(struct kh_service *svc);
+
 /* Pings the worker's database connection (for /health). */
 KH_MUST_CHECK int kh_service_ping(struct kh_service *svc);

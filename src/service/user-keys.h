@@ -16,10 +16,11 @@
 KH_MUST_CHECK int kh_user_keys_get(struct kh_service *svc, const struct kh_principal *who,
                                    struct kh_secret **ret_key);
 
-/* Stores the member's key unless one exists (atomic). Returns 0, -KH_E_KEY_EXISTS, -EIO. */
+/* Stores the member's key unless one exists (atomic). Returns 0, -KH_E_KEY_EXISTS, -EIO.
+ * Durable when it returns, or, inside a batch (service.h), once the batch commits. */
 KH_MUST_CHECK int kh_user_keys_post(struct kh_service *svc, const struct kh_principal *who,
                                     const struct kh_secret *key);
 
-/* Stores or replaces the member's key. Returns 0 or -EIO. */
+/* Stores or replaces the member's key. Returns 0 or -EIO. Durable as for post. */
 KH_MUST_CHECK int kh_user_keys_put(struct kh_service *svc, const struct kh_principal *who,
                                    const struct kh_secret *key);

@@ -34,6 +34,9 @@ struct kh_store_ops {
                             uint64_t *ret_count);
         int (*ping)(struct kh_store *s);
         const char *(*last_error)(struct kh_store *s);
+        int (*tx_begin)(struct kh_store *s);
+        int (*tx_commit)(struct kh_store *s);
+        void (*tx_rollback)(struct kh_store *s);
 };
 
 /* The first member of every backend's struct; the backend reaches its own with

@@ -150,3 +150,15 @@ const char *kh_store_last_error(struct kh_store *s) {
         assert(s);
         return s->ops->last_error(s);
 }
+
+int kh_store_tx_begin(struct kh_store *s) {
+        return s->ops->tx_begin(s);
+}
+
+int kh_store_tx_commit(struct kh_store *s) {
+        return s->ops->tx_commit(s);
+}
+
+void kh_store_tx_rollback(struct kh_store *s) {
+        s->ops->tx_rollback(s);
+}

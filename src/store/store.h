@@ -97,6 +97,14 @@ KH_MUST_CHECK int kh_store_record_put(struct kh_store *s, const char *tenant,
 KH_MUST_CHECK int kh_store_record_count(struct kh_store *s, const char *tenant, uint32_t version,
                                         uint64_t *ret_count);
 
+/* Group commit: the writes between kh_store_tx_begin() (which takes the write lock) and
+ * kh_store_tx_commit() become durable together, with one synchronous commit; inside a
+ * transaction the record writes above are not durable on their own. Returns 0, -EBUSY or
+ * -EIO. kh_store_tx_rollback() undoes an open transaction and is a no-op without one. */
+KH_MUST_CHECK int kh_store_tx_begin(struct kh_store *s);
+KH_MUST_CHECK int kh_store_tx_commit(struct kh_store *s);
+void kh_store_tx_rollback(struct kh_store *s);
+
 /* A cheap round trip to the database, for /health. Returns 0 or -EIO. */
 KH_MUST_CHECK int kh_store_ping(struct kh_store *s);
 

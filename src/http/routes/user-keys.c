@@ -49,19 +49,15 @@ static int decode_key(struct kh_http_req *req, struct kh_secret **ret_key) {
 }
 
 static int user_keys_write(struct kh_http_req *req, const struct kh_principal *who, bool replace) {
-        KH_CLEANUP(kh_secret_freep) struct kh_secret *key = NULL;
+        struct kh_secret *key = NULL;
         int r;
 
         r = decode_key(req, &key);
         if (r < 0)
                 return r;
-        r = replace ? kh_user_keys_put(req->worker->svc, who, key)
-                    : kh_user_keys_post(req->worker->svc, who, key);
-        if (r < 0)
-                return r;
-        /* Bitwarden clients require exactly 200 (204 is an error for them), empty body. */
-        kh_http_reply(req, 200, NULL, NULL, 0, false);
-        return 0;
+        /* Acknowledged only once durable: the reply (200, empty body, as Bitwarden clients
+         * require) is sent after the group commit this write joins. */
+        return kh_http_write_enqueue(req, who, key, replace);
 }
 
 int kh_route_user_keys_post(struct kh_http_req *req, const struct kh_principal *who) {

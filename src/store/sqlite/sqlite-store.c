@@ -27,6 +27,9 @@ enum {
         ST_RECORD_PUT,
         ST_RECORD_COUNT,
         ST_PING,
+        ST_TX_BEGIN,
+        ST_TX_COMMIT,
+        ST_TX_ROLLBACK,
         ST_N_
 };
 
@@ -55,6 +58,9 @@ static const char *const statements[ST_N_] = {
                 "SELECT COUNT(*) FROM records WHERE tenant = ?1 AND key_version = ?2",
         /* reads a table, so it proves the file is still a readable database */
         [ST_PING] = "SELECT COALESCE(MAX(version), 0) FROM schema_migrations",
+        [ST_TX_BEGIN] = "BEGIN IMMEDIATE",
+        [ST_TX_COMMIT] = "COMMIT",
+        [ST_TX_ROLLBACK] = "ROLLBACK",
 };
 
 struct kh_sqlite_store {
@@ -525,6 +531,28 @@ static const char *sqlite_last_error(struct kh_store *store) {
         return to_sqlite(store)->error;
 }
 
+static int step_done(struct kh_sqlite_store *s, int which) {
+        STMT_USE(st, s, which);
+        int rc = sqlite3_step(st);
+
+        return rc == SQLITE_DONE ? 0 : fail(s, rc);
+}
+
+static int sqlite_tx_begin(struct kh_store *store) {
+        return step_done(to_sqlite(store), ST_TX_BEGIN);
+}
+
+static int sqlite_tx_commit(struct kh_store *store) {
+        return step_done(to_sqlite(store), ST_TX_COMMIT);
+}
+
+static void sqlite_tx_rollback(struct kh_store *store) {
+        struct kh_sqlite_store *s = to_sqlite(store);
+
+        if (!sqlite3_get_autocommit(s->db))
+                (void) step_done(s, ST_TX_ROLLBACK);
+}
+
 const struct kh_store_ops kh_store_sqlite_ops = {
         .name = "sqlite",
         .open = sqlite_open,
@@ -539,4 +567,7 @@ const struct kh_store_ops kh_store_sqlite_ops = {
         .record_count = sqlite_record_count,
         .ping = sqlite_ping,
         .last_error = sqlite_last_error,
+        .tx_begin = sqlite_tx_begin,
+        .tx_commit = sqlite_tx_commit,
+        .tx_rollback = sqlite_tx_rollback,
 };
