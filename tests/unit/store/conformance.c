@@ -267,6 +267,41 @@ static void test_record_insert_get_put(void **state) {
         expect_record(f->s, "acme", owner, 2, b, sizeof(b));
 }
 
+static void test_transaction_commits_together_or_not_at_all(void **state) {
+        struct fixture *f = *state;
+        uint8_t a[60], b[61];
+        uint32_t v = 0;
+        struct kh_buf buf;
+
+        fill(a, sizeof(a), 31);
+        fill(b, sizeof(b), 32);
+        kh_buf_init(&buf, KH_SEALED_MAX, false);
+
+        /* rolled back: neither write exists afterwards */
+        assert_int_equal(kh_store_tx_begin(f->s), 0);
+        assert_int_equal(kh_store_record_put(f->s, "acme", KH_RECORD_USER_KEY, "t1", 1, a, sizeof(a)), 0);
+        assert_int_equal(kh_store_record_insert(f->s, "acme", KH_RECORD_USER_KEY, "t2", 1, b, sizeof(b)), 0);
+        expect_record(f->s, "acme", "t1", 1, a, sizeof(a)); /* visible inside the transaction */
+        kh_store_tx_rollback(f->s);
+        assert_int_equal(kh_store_record_get(f->s, "acme", KH_RECORD_USER_KEY, "t1", &v, &buf), -ENOENT);
+        assert_int_equal(kh_store_record_get(f->s, "acme", KH_RECORD_USER_KEY, "t2", &v, &buf), -ENOENT);
+
+        /* committed: both exist; a duplicate insert inside the batch is refused on its own */
+        assert_int_equal(kh_store_tx_begin(f->s), 0);
+        assert_int_equal(kh_store_record_put(f->s, "acme", KH_RECORD_USER_KEY, "t1", 1, a, sizeof(a)), 0);
+        assert_int_equal(kh_store_record_insert(f->s, "acme", KH_RECORD_USER_KEY, "t2", 2, b, sizeof(b)), 0);
+        assert_int_equal(kh_store_record_insert(f->s, "acme", KH_RECORD_USER_KEY, "t2", 3, a, sizeof(a)), -EEXIST);
+        assert_int_equal(kh_store_tx_commit(f->s), 0);
+        expect_record(f->s, "acme", "t1", 1, a, sizeof(a));
+        expect_record(f->s, "acme", "t2", 2, b, sizeof(b));
+
+        /* rollback without a transaction is a no-op; commit without one is an error */
+        kh_store_tx_rollback(f->s);
+        assert_true(kh_store_tx_commit(f->s) < 0);
+        expect_record(f->s, "acme", "t2", 2, b, sizeof(b));
+        kh_buf_free(&buf);
+}
+
 static void test_record_get_missing_leaves_outputs_alone(void **state) {
         struct fixture *f = *state;
         uint8_t a[40];
@@ -647,6 +682,7 @@ int kh_store_conformance_run(const struct kh_store_test_backend *b) {
                 T(test_tenant_key_set_state),
                 T(test_record_insert_get_put),
                 T(test_record_get_missing_leaves_outputs_alone),
+                T(test_transaction_commits_together_or_not_at_all),
                 T(test_record_count_by_version),
                 T(test_tenants_are_isolated),
                 T(test_reopen_keeps_data),
