@@ -8,18 +8,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "fuzz.h"
 #include "crypto/encoding.h"
 
 #define FUZZ_MAX (1u << 20)
-
-/* Not assert(): the invariants must hold in builds with NDEBUG too. */
-#define CHECK(x)                                                                                 \
-        do {                                                                                     \
-                if (!(x))                                                                        \
-                        abort();                                                                 \
-        } while (0)
-
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 static void check_std(const char *text, size_t size) {
         KH_CLEANUP(kh_buf_freep) struct kh_buf dec, enc;

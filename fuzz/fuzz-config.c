@@ -6,17 +6,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "fuzz.h"
 #include "common/parse.h"
 #include "config/config.h"
-
-/* Not assert(): the invariants must hold in builds with NDEBUG too. */
-#define CHECK(x)                                                                                 \
-        do {                                                                                     \
-                if (!(x))                                                                        \
-                        abort();                                                                 \
-        } while (0)
-
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 static void check_origins(char *const *origins, size_t n) {
         CHECK(n <= KH_CORS_ORIGINS_MAX);

@@ -1,18 +1,16 @@
 /* The request front end keyhold parses itself: target (tenant prefix + route), bearer
  * token, content type and the user-key body. Input: path NUL authorization NUL
  * content-type NUL body. Invariants: results point inside the input and respect the caps. */
-#include <assert.h>
 #include <stdint.h>
 #include <string.h>
 
+#include "fuzz.h"
 #include "common/errors.h"
 #include "common/limits.h"
 #include "common/parse.h"
 #include "common/secret.h"
 #include "http/decode.h"
 #include "http/request.h"
-
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 static const char *next_field(const char **p, const char *end, size_t *ret_len) {
         const char *start = *p, *nul = memchr(start, 0, (size_t) (end - start));
@@ -33,23 +31,23 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         int r;
 
         r = kh_http_target_parse(path, path_len, &target);
-        assert(r == 0 || r == -KH_E_NOT_FOUND || r == -KH_E_UNKNOWN_TENANT || r == -KH_E_URI_TOO_LONG);
-        assert((r == 0) == (target.route != NULL) || r == -KH_E_URI_TOO_LONG);
+        CHECK(r == 0 || r == -KH_E_NOT_FOUND || r == -KH_E_UNKNOWN_TENANT || r == -KH_E_URI_TOO_LONG);
+        CHECK((r == 0) == (target.route != NULL) || r == -KH_E_URI_TOO_LONG);
         if (r != -KH_E_URI_TOO_LONG && target.tenant) {
-                assert(target.tenant > path && target.tenant + target.tenant_len <= path + path_len);
-                assert(kh_tenant_id_is_valid(target.tenant, target.tenant_len));
+                CHECK(target.tenant > path && target.tenant + target.tenant_len <= path + path_len);
+                CHECK(kh_tenant_id_is_valid(target.tenant, target.tenant_len));
         }
 
         r = kh_http_bearer_parse(authz_len ? authz : NULL, authz_len, &token, &token_len);
-        assert(r == 0 || r == -KH_E_MISSING_TOKEN || r == -KH_E_INVALID_TOKEN);
+        CHECK(r == 0 || r == -KH_E_MISSING_TOKEN || r == -KH_E_INVALID_TOKEN);
         if (r == 0)
-                assert(token > authz && token + token_len == authz + authz_len &&
+                CHECK(token > authz && token + token_len == authz + authz_len &&
                        token_len > 0 && token_len <= KH_TOKEN_MAX);
 
         if (kh_req_content_type_is_json(ct, ct_len)) {
                 KH_CLEANUP(kh_secret_freep) struct kh_secret *key = NULL;
                 r = kh_req_user_key_parse(p, (size_t) (end - p), &key);
-                assert(r < 0 ? key == NULL : kh_secret_len(key) == KH_USER_KEY_LEN);
+                CHECK(r < 0 ? key == NULL : kh_secret_len(key) == KH_USER_KEY_LEN);
         }
         return 0;
 }

@@ -5,17 +5,9 @@
 #include <stdint.h>
 #include <stdlib.h>
 
+#include "fuzz.h"
 #include "common/limits.h"
 #include "token/jwks.h"
-
-/* Not assert(): the invariants must hold in builds with NDEBUG too. */
-#define CHECK(x)                                                                                 \
-        do {                                                                                     \
-                if (!(x))                                                                        \
-                        abort();                                                                 \
-        } while (0)
-
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         KH_CLEANUP(kh_jwks_freep) struct kh_jwks *j = NULL;

@@ -15,25 +15,17 @@
 
 #include <jansson.h>
 
+#include "fuzz.h"
 #include "common/errors.h"
 #include "common/limits.h"
 #include "crypto/encoding.h"
 #include "token/jwt.h"
-
-/* Not assert(): the invariants must hold in builds with NDEBUG too. */
-#define CHECK(x)                                                                                 \
-        do {                                                                                     \
-                if (!(x))                                                                        \
-                        abort();                                                                 \
-        } while (0)
 
 /* Leaves room for the header and signature segments within KH_TOKEN_MAX. */
 #define FUZZ_MAX (8u * 1024)
 
 #define ISSUER "https://issuer.test"
 #define NOW INT64_C(1700000000)
-
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 enum { LOOSE, ARRAY_ONLY, AUDIENCE, NO_ADMIN, N_POLICIES };
 

@@ -10,18 +10,10 @@
 
 #include <openssl/evp.h>
 
+#include "fuzz.h"
 #include "common/errors.h"
 #include "common/limits.h"
 #include "token/jwt.h"
-
-/* Not assert(): the invariants must hold in builds with NDEBUG too. */
-#define CHECK(x)                                                                                 \
-        do {                                                                                     \
-                if (!(x))                                                                        \
-                        abort();                                                                 \
-        } while (0)
-
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 static EVP_PKEY *keys[3]; /* RSA-2048, P-256, Ed25519: generated once, kept for the run */
 

@@ -10,24 +10,16 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "fuzz.h"
 #include "common/errors.h"
 #include "common/secret.h"
 #include "service/record.h"
-
-/* Not assert(): the invariants must hold in builds with NDEBUG too. */
-#define CHECK(x)                                                                                 \
-        do {                                                                                     \
-                if (!(x))                                                                        \
-                        abort();                                                                 \
-        } while (0)
 
 #define FUZZ_MAX (64u * 1024)
 
 #define TENANT "acme"
 #define OWNER "6f1c2a4e-0b7d-4c3e-9a85-2d4f6b8e1c07"
 #define VERSION 7u
-
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 static const char plaintext[] = "keyhold fuzz record plaintext!!!";
 
