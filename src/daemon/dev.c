@@ -2,7 +2,6 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,6 +15,7 @@
 
 #include "config/dev-names.h"
 #include "crypto/random.h"
+#include "daemon/files.h"
 #include "crypto/rsa.h"
 #include "token/jwt-sign.h"
 
@@ -35,26 +35,6 @@ static int path_in(const struct kh_config *cfg, const char *name, char *out, siz
         return n < 0 || (size_t) n >= len ? -ENAMETOOLONG : 0;
 }
 
-/* Writes len bytes to a new file of the given mode atomically (temp, fsync, rename). */
-static int write_file(const char *path, const void *p, size_t len, mode_t mode) {
-        char tmp[4096];
-        int fd, r = 0;
-
-        if (snprintf(tmp, sizeof(tmp), "%s.tmp", path) >= (int) sizeof(tmp))
-                return -ENAMETOOLONG;
-        fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, mode);
-        if (fd < 0)
-                return -errno;
-        if (write(fd, p, len) != (ssize_t) len || fsync(fd) < 0)
-                r = errno ? -errno : -EIO;
-        close(fd);
-        if (r == 0 && rename(tmp, path) < 0)
-                r = -errno;
-        if (r < 0)
-                (void) unlink(tmp);
-        return r;
-}
-
 static int write_pem(const char *path, EVP_PKEY *key, X509 *cert, mode_t mode) {
         KH_CLEANUP(BIO_freep) BIO *bio = BIO_new(BIO_s_secmem());
         char *data;
@@ -68,7 +48,7 @@ static int write_pem(const char *path, EVP_PKEY *key, X509 *cert, mode_t mode) {
         if (!ok)
                 return -EIO;
         len = BIO_get_mem_data(bio, &data);
-        return write_file(path, data, (size_t) len, mode);
+        return kh_file_write_atomic(path, data, (size_t) len, mode);
 }
 
 static int ensure_master_key(const struct kh_config *cfg) {
@@ -79,7 +59,7 @@ static int ensure_master_key(const struct kh_config *cfg) {
                 return 0;
         r = kh_random_bytes(key, sizeof(key));
         if (r >= 0)
-                r = write_file(cfg->keystore.master_key_file, key, sizeof(key), 0600);
+                r = kh_file_write_atomic(cfg->keystore.master_key_file, key, sizeof(key), 0600);
         OPENSSL_cleanse(key, sizeof(key));
         return r;
 }
@@ -162,7 +142,7 @@ static int ensure_dev_issuer(const struct kh_config *cfg) {
         r = kh_jwk_public_json(key, KH_DEV_ISSUER_KID, KH_JWT_ALG_ES256, &jwks);
         if (r < 0)
                 return r;
-        r = write_file(cfg->tenants[0].jwks_file, jwks, strlen(jwks), 0644);
+        r = kh_file_write_atomic(cfg->tenants[0].jwks_file, jwks, strlen(jwks), 0644);
         free(jwks);
         if (r < 0)
                 return r;

@@ -20,6 +20,7 @@
 #include "config/config.h"
 #include "config/dev-names.h"
 #include "daemon/dev.h"
+#include "daemon/files.h"
 #include "http/server.h"
 #include "service/app.h"
 
@@ -124,18 +125,10 @@ static void on_app_event(const char *tenant, const char *what, int r, void *user
 }
 
 static int write_port_file(const char *path, uint16_t port) {
-        char tmp[4096];
-        FILE *f;
+        char text[8];
+        int n = snprintf(text, sizeof(text), "%u\n", port);
 
-        if (snprintf(tmp, sizeof(tmp), "%s.tmp", path) >= (int) sizeof(tmp))
-                return -ENAMETOOLONG;
-        f = fopen(tmp, "we");
-        if (!f)
-                return -errno;
-        fprintf(f, "%u\n", port);
-        if (fclose(f) != 0)
-                return -errno;
-        return rename(tmp, path) < 0 ? -errno : 0;
+        return kh_file_write_atomic(path, text, (size_t) n, 0644);
 }
 
 struct signal_ctx {
