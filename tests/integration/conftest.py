@@ -58,14 +58,7 @@ def keyholdd(pki, issuers, tmp_path_factory):
         pytest.fail(f"keyholdd not built: {binary} (set KEYHOLD_BUILD to a meson build dir)",
                     pytrace=False)
     k = Keyholdd(tmp_path_factory.mktemp("keyholdd-main"), pki, _tenants(issuers))
-    try:
-        k.start()
-        yield k
-    finally:
-        rc = k.stop()
-        # A clean SIGTERM shutdown exits 0; anything else (crash, sanitizer report) fails.
-        if rc not in (None, 0):
-            pytest.fail(f"keyholdd exited with {rc} on SIGTERM\n{k.log()}", pytrace=False)
+    yield from harness.serve(k)
 
 
 @pytest.fixture

@@ -13,6 +13,8 @@ import subprocess
 import sys
 import time
 
+import pytest
+
 import tokens
 
 HERE = pathlib.Path(__file__).resolve().parent
@@ -375,6 +377,32 @@ class Keyholdd:
 
 _SAMPLE = re.compile(r'^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})?\s+(\S+)(?:\s+\d+)?$')
 _LABEL = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"')
+
+
+def serve(k: "Keyholdd", what: str = "keyholdd"):
+    """Body of a fixture that owns a daemon: starts k, yields it, stops it with SIGTERM and
+    fails unless it exits 0 (a crash or a sanitizer report shows up as another status).
+    Use as `yield from serve(k)`."""
+    try:
+        k.start()
+        yield k
+    finally:
+        rc = k.stop()
+        if rc not in (None, 0):
+            pytest.fail(f"{what} exited with {rc} on SIGTERM\n{k.log()}", pytrace=False)
+
+
+def assert_key(r: Response, key: str) -> None:
+    """A GET /user-keys success: 200, JSON, exactly {"key": key}."""
+    assert r.status == 200, r
+    assert (r.header("Content-Type") or "").split(";")[0].strip() == "application/json", r
+    assert r.json() == {"key": key}, r
+
+
+def assert_empty_200(r: Response) -> None:
+    """A POST/PUT /user-keys success: exactly 200 (Bitwarden clients reject 204), empty body."""
+    assert r.status == 200, r
+    assert r.body == b"", r
 
 
 class Metrics:

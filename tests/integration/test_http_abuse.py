@@ -17,7 +17,7 @@ import time
 import pytest
 
 import tokens
-from harness import Keyholdd, assert_error, new_key
+from harness import Keyholdd, assert_error, new_key, serve
 from rawhttp import (RawConn, assert_keyhold_error, assert_refused, exchange, request_bytes,
                      vm_rss_kib)
 
@@ -37,13 +37,7 @@ def plain(pki, issuers, tmp_path_factory):
     tenants = {"default": {"issuer": issuers["default"]},
                "acme": {"issuer": issuers["acme"], "cors_origins": "https://vault.acme.test/"}}
     k = Keyholdd(tmp_path_factory.mktemp("keyholdd-http-abuse"), pki, tenants, tls=False, threads=2)
-    k.start()
-    try:
-        yield k
-    finally:
-        rc = k.stop()
-        if rc not in (None, 0):
-            pytest.fail(f"plain keyholdd exited with {rc} on SIGTERM\n{k.log()}", pytrace=False)
+    yield from serve(k, "plain keyholdd")
 
 
 @pytest.fixture

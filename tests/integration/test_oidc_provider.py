@@ -24,7 +24,7 @@ import uuid
 import pytest
 
 import harness
-from harness import Keyholdd, assert_error, client_tls_context, new_key, stop_process, wait_port_file
+from harness import Keyholdd, assert_empty_200, assert_error, assert_key, client_tls_context, new_key, stop_process, wait_port_file
 
 PROVIDER_DIR = harness.HERE / "oidc-provider"
 RESOURCE = "urn:keyhold"
@@ -170,13 +170,7 @@ def keyholdd(pki, op, tmp_path_factory):
                     pytrace=False)
     k = Keyholdd(tmp_path_factory.mktemp("keyholdd-oidc-provider"), pki,
                  {"default": {"issuer": op, "audience": RESOURCE}})
-    try:
-        k.start()
-        yield k
-    finally:
-        rc = k.stop()
-        if rc not in (None, 0):
-            pytest.fail(f"keyholdd exited with {rc} on SIGTERM\n{k.log()}", pytrace=False)
+    yield from harness.serve(k)
 
 
 @pytest.fixture
@@ -184,15 +178,8 @@ def kc(keyholdd) -> harness.Client:
     return keyholdd.client
 
 
-def assert_key(r, key: str) -> None:
-    assert r.status == 200, r
-    assert (r.header("Content-Type") or "").split(";")[0].strip() == "application/json", r
-    assert r.json() == {"key": key}, r
 
 
-def assert_empty_200(r) -> None:
-    assert r.status == 200, r
-    assert r.body == b"", r
 
 
 # ------------------------------------------------------------------------ preconditions

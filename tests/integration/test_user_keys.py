@@ -4,7 +4,7 @@ import json
 import sqlite3
 import threading
 
-from harness import assert_error, new_key
+from harness import assert_empty_200, assert_error, assert_key, new_key
 
 SPEC_VECTOR = "H09o4pZHsVrCUKzREYGEUYqnRaf+lQIbJ8VAKhbDVks="  # spec section 1 (32 bytes)
 
@@ -13,15 +13,8 @@ CLIENT_HEADERS = {"Accept": "application/json", "Cache-Control": "no-store", "Pr
                   "Bitwarden-Client-Name": "web", "Bitwarden-Client-Version": "2026.11.0"}
 
 
-def assert_key(r, key: str) -> None:
-    assert r.status == 200, r
-    assert (r.header("Content-Type") or "").split(";")[0].strip() == "application/json", r
-    assert r.json() == {"key": key}, r
 
 
-def assert_empty_200(r) -> None:
-    assert r.status == 200, r
-    assert r.body == b"", r
 
 
 def test_happy_path_get_post_get_post_put_get(client, default_issuer, user):
