@@ -39,19 +39,6 @@ static const struct kh_claims_policy policies[N_POLICIES] = {
         [NO_ADMIN] = { .issuer = ISSUER, .now = NOW, .skew_s = KH_CLOCK_SKEW_S },
 };
 
-static bool is_canonical_guid(const char *s) {
-        if (strlen(s) != 36)
-                return false;
-        for (size_t i = 0; i < 36; i++) {
-                bool dash = i == 8 || i == 13 || i == 18 || i == 23;
-                bool hex = (s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'f');
-
-                if (dash ? s[i] != '-' : !hex)
-                        return false;
-        }
-        return true;
-}
-
 /* The string v, or one string of the array v, is exactly want. */
 static bool claim_has(const json_t *v, const char *want) {
         size_t i;

@@ -26,19 +26,6 @@ static void init_keys(void) {
         CHECK(keys[0] && keys[1] && keys[2]);
 }
 
-static bool is_canonical_guid(const char *s) {
-        if (strlen(s) != 36)
-                return false;
-        for (size_t i = 0; i < 36; i++) {
-                bool dash = i == 8 || i == 13 || i == 18 || i == 23;
-                bool hex = (s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'f');
-
-                if (dash ? s[i] != '-' : !hex)
-                        return false;
-        }
-        return true;
-}
-
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         KH_CLEANUP(kh_jwt_freep) struct kh_jwt *jwt = NULL;
         const struct kh_claims_policy policy = {
