@@ -694,8 +694,12 @@ def main() -> int:
     seed_rc = seed_users(k, tokens)
     res["seed"] = {"seconds": time.monotonic() - t0}
     k.stop()
-    with sqlite3.connect(k.db) as db:
+    # closed before keyholdd starts again: keyholdd owns the file exclusively while it runs
+    db = sqlite3.connect(k.db)
+    try:
         n = db.execute("SELECT COUNT(*) FROM records").fetchone()[0]
+    finally:
+        db.close()
     if n != USERS or seed_rc != 0:
         raise RuntimeError(f"seeding stored {n} of {USERS} users (wrk exit status {seed_rc}):\n"
                            + (WORK / "wrk-seed.out").read_text(errors="replace")[-2000:])

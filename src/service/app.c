@@ -16,6 +16,11 @@
 struct kh_app {
         const struct kh_config *cfg;
         struct kh_keystore *keystore;
+        /* The connection that loaded the tenant keys, kept open for the life of the app:
+         * an SQLite file is owned by the process that has it open (see the SQLite store),
+         * and the workers open theirs only later. Closing this one in between would let
+         * another process take the file after this one has loaded key states from it. */
+        struct kh_store *store;
         struct kh_tenant *tenants;
         size_t n_tenants;
         kh_app_event_fn event;
@@ -173,7 +178,6 @@ static void *issuer_retry(void *userdata) {
 int kh_app_open(const struct kh_config *cfg, kh_app_event_fn event, void *userdata,
                 struct kh_app **ret) {
         KH_CLEANUP(kh_app_closep) struct kh_app *app = NULL;
-        KH_CLEANUP(kh_store_closep) struct kh_store *store = NULL;
         bool missing = false;
         int r;
 
@@ -195,7 +199,14 @@ int kh_app_open(const struct kh_config *cfg, kh_app_event_fn event, void *userda
                 emit(app, NULL, "cannot open the key store", r);
                 return r;
         }
-        r = kh_store_open(&cfg->storage, &store);
+        r = kh_store_open(&cfg->storage, &app->store);
+        if (r == -EBUSY) {
+                emit(app, NULL,
+                     "cannot open the database: database is locked by another process "
+                     "(another keyholdd on the same file, or a tool that has it open)",
+                     r);
+                return r;
+        }
         if (r < 0) {
                 emit(app, NULL, "cannot open the database", r);
                 return r;
@@ -206,7 +217,7 @@ int kh_app_open(const struct kh_config *cfg, kh_app_event_fn event, void *userda
                 snprintf(t->id, sizeof(t->id), "%s", cfg->tenants[i].id);
                 t->index = i;
                 t->config = &cfg->tenants[i];
-                r = tenant_load_keys(app, store, t);
+                r = tenant_load_keys(app, app->store, t);
                 if (r < 0) {
                         emit(app, t->id, "cannot load tenant keys", r);
                         return r;
@@ -242,6 +253,7 @@ struct kh_app *kh_app_close(struct kh_app *app) {
                         t->versions[j].dek = kh_secret_free(t->versions[j].dek);
         }
         free(app->tenants);
+        kh_store_close(app->store);
         kh_keystore_close(app->keystore);
         free(app);
         return NULL;

@@ -8,10 +8,16 @@
 2. kill -9 during first start (empty database, empty key store), then a normal start: it
    must come up with exactly one DEK row per tenant for version 1, and keys written then
    must survive a restart (a DEK in memory that differs from the stored one would not).
-3. Two keyholdd started at the same instant on one empty data folder: both come up (or one
-   fails cleanly), exactly one DEK per tenant, and what one writes the other reads.
-4. An outside SQLite connection (sqlite3 shell, backup) opened and closed on the running
-   database must not delete the WAL keyholdd writes to.
+3. Two keyholdd started at the same instant on one empty data folder: keyholdd owns its
+   SQLite file exclusively while it runs, so exactly one comes up (one DEK per tenant) and
+   the other does not serve while the first has the file; once the first stops, the other
+   comes up (by itself, or after exiting 1 with "database is locked" and a restart) and
+   reads what the first wrote.
+4. An outside SQLite connection (sqlite3 shell, backup) on the running database is refused
+   with "database is locked", leaves the WAL alone, and acknowledged writes before and after
+   it survive kill -9.
+5. A second keyholdd on a data folder a running keyholdd serves does not serve (it waits
+   for the file, or exits 1 with "database is locked"), and the first keeps serving.
 
 KEYHOLD_SOAK_RUNS=N runs N kill cycles in test 1 (and prints progress): scripts/soak-kill.
 """
@@ -19,11 +25,14 @@ import http.client
 import os
 import random
 import signal
+import socket
 import sqlite3
 import ssl
 import subprocess
 import threading
 import time
+
+import pytest
 
 import harness
 from harness import Keyholdd, new_key
@@ -37,6 +46,9 @@ GUIDS_UNTOUCHED = 3       # never written in either tenant: must stay 404
 FIRST_START_RUNS = 6
 TWIN_START_RUNS = 4
 TENANTS = ("default", "acme")
+PROBE_TIMEOUT_S = 1.0     # an HTTP probe of a keyholdd that must not be serving
+OUTSIDE_TIMEOUT_S = 0.5   # busy timeout of an outside sqlite3 connection
+LOCKED = "database is locked"
 
 # Anything the client library may raise when the server dies under it.
 CONN_ERRORS = (OSError, http.client.HTTPException, ssl.SSLError)
@@ -101,6 +113,114 @@ def _assert_one_dek_per_tenant(db_path, where: str) -> None:
     rows = _tenant_key_rows(db_path)
     assert [(t, v) for t, v, _ in rows] == sorted((t, 1) for t in TENANTS), (where, rows)
     assert all(n > 0 for _, _, n in rows), (where, rows)
+
+
+# keyholdd holds an exclusive lock on its SQLite file for as long as it runs (the "unix-excl"
+# VFS): the tests read the database only while no keyholdd has it, and a second keyholdd on
+# the same folder has to wait for it.
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _listen_on_free_port(k: Keyholdd) -> int:
+    """Rewrites k's configuration to listen on a fixed free port instead of port 0, so that
+    k can be probed before it writes its port file. Returns that port."""
+    port = _free_port()
+    text = k.config_text()
+    assert "listen = 127.0.0.1:0\n" in text, text
+    k.config_path.write_text(text.replace("listen = 127.0.0.1:0\n", f"listen = 127.0.0.1:{port}\n"))
+    return port
+
+
+def _share_data(first: Keyholdd, second: Keyholdd) -> int:
+    """Points second at first's data folder and master key, listening on a fixed free port.
+    Returns that port."""
+    second.data, second.db_path, second.master_key = first.data, first.db_path, first.master_key
+    return _listen_on_free_port(second)
+
+
+def _port_written(k: Keyholdd) -> bool:
+    try:
+        text = k.port_file.read_text()
+    except FileNotFoundError:
+        return False
+    return text.endswith("\n") and text.strip().isdigit()
+
+
+def _http_status(k: Keyholdd, port: int) -> int | None:
+    """GET /health on port: its status, or None when nothing answers within PROBE_TIMEOUT_S
+    (refused; or a socket bound by a process whose event loops do not run yet)."""
+    conn = http.client.HTTPSConnection("127.0.0.1", port, timeout=PROBE_TIMEOUT_S,
+                                       context=harness.client_tls_context(k.pki.ca_pem))
+    try:
+        conn.request("GET", "/health")
+        return conn.getresponse().status
+    except CONN_ERRORS:
+        return None
+    finally:
+        conn.close()
+
+
+def _has_open(pid: int, path) -> bool:
+    """Whether process pid has path open (it got as far as opening the database)."""
+    want = os.path.realpath(path)
+    try:
+        fds = os.listdir(f"/proc/{pid}/fd")
+    except OSError:
+        return False
+    for fd in fds:
+        try:
+            if os.readlink(f"/proc/{pid}/fd/{fd}") == want:
+                return True
+        except OSError:
+            pass
+    return False
+
+
+def _assert_locked_out(k: Keyholdd, rc: int, where: str, reasons=(LOCKED,)) -> None:
+    """A keyholdd that gave up waiting for the database: exit 1 and the reason in its log."""
+    log = k.log()
+    assert rc == 1, f"{where}: keyholdd exited {rc}\n{log}"
+    assert any(r in log for r in reasons), f"{where}: no {reasons} in the log\n{log}"
+    assert "listening on" not in log, f"{where}: it was serving\n{log}"
+
+
+def _assert_not_serving(k: Keyholdd, proc: subprocess.Popen, port: int, where: str,
+                        reasons=(LOCKED,)) -> str:
+    """k (started by _spawn, listening on the fixed port) does not serve: no port file, no
+    "listening on" in its log, nothing answers HTTP on its port. It is either still waiting
+    for the database or has exited 1 with one of reasons in its log. Returns which."""
+    status = _http_status(k, port)
+    assert status is None, f"{where}: the second keyholdd answered HTTP {status}\n{k.log()}"
+    assert not _port_written(k), f"{where}: the second keyholdd wrote its port file\n{k.log()}"
+    assert "listening on" not in k.log(), f"{where}: the second keyholdd is serving\n{k.log()}"
+    rc = proc.poll()
+    if rc is None:
+        return "waiting"
+    _assert_locked_out(k, rc, where, reasons)
+    return "exited"
+
+
+def _come_up_after_first_stopped(k: Keyholdd, proc: subprocess.Popen, where: str,
+                                 reasons=(LOCKED,)) -> str:
+    """The first keyholdd has stopped: k, if still waiting for the database, must come up by
+    itself; if it had given up (exit 1, reason in its log), it must start cleanly now."""
+    try:
+        _attach(k, proc)  # bounded by harness.START_TIMEOUT_S; raises if proc exits
+        return "came up by itself"
+    except RuntimeError:
+        _assert_locked_out(k, proc.wait(), where, reasons)
+    k.start()
+    return "gave up, then started"
+
+
+def _created_dek_lines(*ks: Keyholdd) -> dict:
+    logs = "".join(k.log() for k in ks)
+    return {t: logs.count(f"tenant {t}: created tenant key version 1") for t in TENANTS}
 
 
 # ------------------------------------------------------------------ 1. kill -9 while writing
@@ -358,74 +478,122 @@ def test_kill9_during_first_start_leaves_one_dek(make_keyholdd, default_issuer, 
                 f"run {run}: keyholdd exited {rc} before the kill at {elapsed:.3f} s\n{k.log()}"
             kills.append(f"run {run} kill {j} ({what}) at {elapsed * 1000:.0f} ms: {_state(k)}")
         k.start()
-        _assert_one_dek_per_tenant(k.db_path, "\n".join(kills[-3:]))
         for t in TENANTS:
             assert (k.data / "keystore" / t / "v1.key").is_file(), _state(k)
         written = _write_read_everywhere(k, k, issuers)
+        # The database is read while no keyholdd has it (keyholdd owns it while it runs).
+        assert k.stop() == 0, k.log()
+        _assert_one_dek_per_tenant(k.db_path, "\n".join(kills[-3:]))
         # After a restart the DEK comes from the database: a process that had kept a DEK of
         # its own in memory would have sealed records nobody can open now.
-        assert k.stop() == 0, k.log()
         k.start()
         for t, (tok, key) in written.items():
             r = k.client.get(_path(t), token=tok)
             assert r.status == 200 and r.json() == {"key": key}, (r, kills[-3:])
-        _assert_one_dek_per_tenant(k.db_path, "after restart")
         assert k.stop() == 0, k.log()
+        _assert_one_dek_per_tenant(k.db_path, "after restart")
     print(f"first start takes {start_s * 1000:.0f} ms; {len(kills)} kills:\n" + "\n".join(kills))
 
 
 # ---------------------------------------------- 3. two processes on one empty data folder
 
 
+def _first_up(ks: list, procs: dict, where: str) -> Keyholdd:
+    """Waits (bounded) until one of ks has written its port file and returns it."""
+    deadline = time.monotonic() + harness.START_TIMEOUT_S
+    while time.monotonic() < deadline:
+        for k in ks:
+            if _port_written(k):
+                return k
+        if all(procs[id(k)].poll() is not None for k in ks):
+            break
+        time.sleep(0.02)
+    pytest.fail(f"{where}: neither keyholdd came up\n" + "\n".join(k.log() for k in ks))
+
+
 def test_two_processes_first_start_same_instant(make_keyholdd, default_issuer, acme_issuer):
+    """Both start on one empty folder. keyholdd owns the SQLite file while it runs, so the
+    second process to reach the database waits for it: exactly one serves, creates the DEKs
+    and takes writes. When it stops, the other comes up by itself (or, had it already given
+    up after KH_STORE_BUSY_TIMEOUT_MS, exited 1 with the reason and starts cleanly) and
+    reads the keys the first wrote: both use the one DEK per tenant in the database."""
     issuers = {"default": default_issuer, "acme": acme_issuer}
+    # Who gets the file first is a race; a process can also slip in while the first one
+    # is still starting, so the one that waits may do so in its app or its worker stores.
+    reasons = (LOCKED, "cannot open the database")
     outcomes = []
     for run in range(TWIN_START_RUNS):
+        where = f"run {run}"
         a = make_keyholdd(start=False)
         b = make_keyholdd(start=False)
-        b.data, b.db_path, b.master_key = a.data, a.db_path, a.master_key
-        b.write_config()
+        ports = {id(a): _listen_on_free_port(a), id(b): _share_data(a, b)}
+        t0 = time.monotonic()
         procs = {id(a): _spawn(a), id(b): _spawn(b)}
-        up = []
-        for k in (a, b):
-            try:
-                _attach(k, procs[id(k)])
-                up.append(k)
-            except RuntimeError:
-                # Failing cleanly: exit status 1 with a reason in the log, no crash.
-                rc = procs[id(k)].wait()
-                assert rc == 1, f"run {run}: keyholdd exited {rc}\n{k.log()}"
-                assert "start-up failed" in k.log() or "cannot" in k.log(), k.log()
-        assert up, f"run {run}: neither keyholdd came up\n{a.log()}\n{b.log()}"
-        outcomes.append(len(up))
-        _assert_one_dek_per_tenant(a.db_path, f"run {run}")
-        for k in (a, b):
-            if k not in up:
-                k.start()  # the one that failed cleanly starts on the now-initialised folder
-        w1 = _write_read_everywhere(a, b, issuers)
-        w2 = _write_read_everywhere(b, a, issuers)
-        # And both survive a restart with the keys readable (the DEK in the database is the
-        # one both used).
-        for k in (a, b):
-            assert k.stop() == 0, k.log()
-        a.start()
-        for t, (tok, key) in list(w1.items()) + list(w2.items()):
-            r = a.client.get(_path(t), token=tok)
-            assert r.status == 200 and r.json() == {"key": key}, r
-        _assert_one_dek_per_tenant(a.db_path, f"run {run} after restart")
-        assert a.stop() == 0, a.log()
-    print(f"processes up per run: {outcomes}")
+        a.proc, b.proc = procs[id(a)], procs[id(b)]  # the fixture stops them at teardown
+        first = _first_up([a, b], procs, where)
+        took = time.monotonic() - t0
+        other = b if first is a else a
+        _attach(first, procs[id(first)])
+        _assert_not_serving(other, procs[id(other)], ports[id(other)], where, reasons)
+
+        # The first serves (and creates one DEK per tenant) while the other keeps off the
+        # file, for at least as long again as the first needed to come up.
+        written = {}
+        for t in TENANTS:
+            guid = tokens.new_guid()
+            tok, key = issuers[t].token(guid), new_key()
+            r = first.client.post(_path(t), token=tok, json_body={"key": key})
+            assert r.status == 200 and r.body == b"", (where, r)
+            written[t] = (tok, key)
+        deadline = time.monotonic() + max(0.5, took)
+        while True:
+            state = _assert_not_serving(other, procs[id(other)], ports[id(other)], where, reasons)
+            r = first.client.get("/health")
+            assert r.status == 200, (where, r)
+            if state == "exited" or time.monotonic() >= deadline:
+                break
+            time.sleep(0.1)
+        for t, (tok, key) in written.items():
+            r = first.client.get(_path(t), token=tok)
+            assert r.status == 200 and r.json() == {"key": key}, (where, r)
+
+        assert first.stop() == 0, first.log()
+        outcomes.append(_come_up_after_first_stopped(other, procs[id(other)], where, reasons))
+        # Same DEK: what the first wrote, the other reads.
+        for t, (tok, key) in written.items():
+            r = other.client.get(_path(t), token=tok)
+            assert r.status == 200 and r.json() == {"key": key}, (where, r)
+        _write_read_everywhere(other, other, issuers)
+        assert other.stop() == 0, other.log()
+
+        # Nobody has the file now: exactly one DEK per tenant, created by one process once.
+        _assert_one_dek_per_tenant(a.db_path, where)
+        assert _created_dek_lines(a, b) == {t: 1 for t in TENANTS}, \
+            f"{where}\n{a.log()}\n{b.log()}"
+    print(f"the second process, once the first stopped: {outcomes}")
 
 
 # ------------------------------------- 4. another SQLite connection on the running database
 
 
-def test_external_sqlite_reader_does_not_lose_later_writes(make_keyholdd, default_issuer):
-    """An operator's `sqlite3 keyhold.db 'select ...'` (or a backup tool) opens and closes the
-    database while keyholdd runs. SQLite deletes the WAL on closing the last connection, and
-    decides "last" by taking an exclusive lock on the database file; keyholdd's connections
-    must hold their shared locks so that this fails. If it succeeds, keyholdd keeps writing
-    into an unlinked WAL, and every write acknowledged after that is gone after kill -9."""
+def _files(folder) -> dict:
+    """Name -> (inode, size, mtime, content) of the plain files directly in folder."""
+    out = {}
+    for f in sorted(folder.iterdir()):
+        if f.is_file():
+            st = f.stat()
+            out[f.name] = (st.st_ino, st.st_size, st.st_mtime_ns, f.read_bytes())
+    return out
+
+
+def test_outside_sqlite_connection_is_locked_out_and_writes_survive_kill9(make_keyholdd,
+                                                                         default_issuer):
+    """An operator's `sqlite3 keyhold.db 'select ...'` (or a backup tool) on the database of
+    a running keyholdd. keyholdd owns the file while it runs, so the outside connection gets
+    "database is locked" and touches nothing: neither the database nor the WAL keyholdd
+    writes to (an outside connection that closed could once delete that WAL, and every write
+    acknowledged after it was gone after kill -9). Acknowledged writes from before and after
+    it survive kill -9; once keyholdd has stopped, the same connection reads them all."""
     k = make_keyholdd()  # two workers: two connections in one process
     issued = []
     for _ in range(3):
@@ -436,12 +604,21 @@ def test_external_sqlite_reader_does_not_lose_later_writes(make_keyholdd, defaul
         issued.append((tok, key))
     wal = k.db_path.with_name(k.db_path.name + "-wal")
     assert wal.exists()
-    db = sqlite3.connect(k.db_path)  # read-write, as the sqlite3 shell opens it
-    try:
-        assert db.execute("SELECT COUNT(*) FROM records").fetchone() == (3,)
-    finally:
-        db.close()
-    wal_kept = wal.exists()
+    before = _files(k.data)
+    # read-write, as the sqlite3 shell opens it; and read-only, as a backup might
+    for target, uri in ((k.db_path, False), (f"file:{k.db_path}?mode=ro", True)):
+        db = sqlite3.connect(target, uri=uri, timeout=OUTSIDE_TIMEOUT_S)
+        try:
+            with pytest.raises(sqlite3.OperationalError, match=LOCKED):
+                db.execute("SELECT COUNT(*) FROM records").fetchone()
+        finally:
+            db.close()
+    after_outside = _files(k.data)
+    assert after_outside.keys() == before.keys(), (sorted(before), sorted(after_outside))
+    changed = [n for n in before if after_outside[n] != before[n]]
+    assert not changed, f"the outside connection changed {changed}"
+    assert k.alive(), k.log()
+
     after = []
     for _ in range(3):
         guid = tokens.new_guid()
@@ -449,13 +626,78 @@ def test_external_sqlite_reader_does_not_lose_later_writes(make_keyholdd, defaul
         r = k.client.put("/user-keys", token=tok, json_body={"key": key})
         assert r.status == 200 and r.body == b"", r
         after.append((tok, key))
-    k.kill()
+    assert k.kill() == -signal.SIGKILL, k.log()
     k.start()
     lost = []
     for tok, key in issued + after:
         r = k.client.get("/user-keys", token=tok)
         if not (r.status == 200 and r.json() == {"key": key}):
             lost.append(r)
-    assert not lost, (f"{len(lost)} acknowledged writes lost after an outside connection "
-                      f"closed (WAL file kept: {wal_kept}): {lost}")
-    assert wal_kept, "the outside connection deleted the WAL keyholdd was writing to"
+    assert not lost, f"{len(lost)} acknowledged writes lost after kill -9: {lost}"
+    assert k.stop() == 0, k.log()
+    db = sqlite3.connect(k.db_path, timeout=OUTSIDE_TIMEOUT_S)
+    try:
+        assert db.execute("SELECT COUNT(*) FROM records").fetchone() == (len(issued + after),)
+    finally:
+        db.close()
+
+
+# ------------------------------------ 5. a second keyholdd beside a running one
+
+
+def test_second_keyholdd_on_a_served_folder_does_not_serve(make_keyholdd, default_issuer,
+                                                           acme_issuer):
+    """A second keyholdd started (by mistake, or by a supervisor that thinks the first is
+    gone) on the data folder a running keyholdd serves must not serve beside it: it would
+    not see the first one's revokes and rekeys. It waits for the database (up to
+    KH_STORE_BUSY_TIMEOUT_MS, then exits 1 with "database is locked") while the first keeps
+    serving; stopping the first lets it come up, with the first one's keys."""
+    issuers = {"default": default_issuer, "acme": acme_issuer}
+    a = make_keyholdd()
+    written = {}
+    for t in TENANTS:
+        tok, key = issuers[t].token(tokens.new_guid()), new_key()
+        r = a.client.post(_path(t), token=tok, json_body={"key": key})
+        assert r.status == 200 and r.body == b"", r
+        written[t] = (tok, key)
+    # How long a start on this (initialised) folder takes: the second keyholdd is watched
+    # for at least twice that, so that one not held back would have come up meanwhile.
+    assert a.stop() == 0, a.log()
+    t0 = time.monotonic()
+    a.start()
+    watch_s = max(1.0, 2 * (time.monotonic() - t0))
+
+    b = make_keyholdd(start=False)
+    port = _share_data(a, b)
+    proc = b.proc = _spawn(b)  # b.proc: the fixture stops it at teardown
+    # Bounded: it gets as far as opening the database file (or gives up).
+    assert harness.poll_until(lambda: proc.poll() is not None or _has_open(proc.pid, b.db_path),
+                              timeout=harness.START_TIMEOUT_S), b.log()
+    deadline = time.monotonic() + watch_s
+    rounds, state = 0, "waiting"
+    while state == "waiting" and (rounds < 3 or time.monotonic() < deadline):
+        state = _assert_not_serving(b, proc, port, f"round {rounds}")
+        # The first serves correctly meanwhile: health, reads, replacements.
+        r = a.client.get("/health")
+        assert r.status == 200 and r.json() == {"status": "ready"}, r
+        for t in TENANTS:
+            tok, _ = written[t]
+            key = new_key()
+            r = a.client.put(_path(t), token=tok, json_body={"key": key})
+            assert r.status == 200 and r.body == b"", r
+            written[t] = (tok, key)
+            r = a.client.get(_path(t), token=tok)
+            assert r.status == 200 and r.json() == {"key": key}, r
+        rounds += 1
+    assert a.alive(), a.log()
+
+    assert a.stop() == 0, a.log()
+    outcome = _come_up_after_first_stopped(b, proc, "after the first stopped")
+    r = b.client.get("/health")
+    assert r.status == 200, (outcome, r)
+    for t, (tok, key) in written.items():
+        r = b.client.get(_path(t), token=tok)
+        assert r.status == 200 and r.json() == {"key": key}, (outcome, r)
+    assert b.stop() == 0, b.log()
+    _assert_one_dek_per_tenant(a.db_path, outcome)
+    print(f"second keyholdd: {state} for {rounds} rounds while the first served; {outcome}")

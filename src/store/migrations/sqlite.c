@@ -24,6 +24,15 @@ const struct kh_store_migration kh_store_sqlite_migrations[] = {
           ") WITHOUT ROWID;"
           /* re-encryption walks the records of one old version; record_count counts them */
           "CREATE INDEX records_by_key_version ON records (tenant, key_version);" },
+        /* one row: how often and when a connection last opened this database (see
+         * mark_opened() in sqlite-store.c for why opening writes) */
+        { 2,
+          "CREATE TABLE store_opens ("
+          "  id             INTEGER PRIMARY KEY CHECK (id = 1),"
+          "  opens          INTEGER NOT NULL,"
+          "  last_opened_at INTEGER NOT NULL"
+          ");"
+          "INSERT INTO store_opens (id, opens, last_opened_at) VALUES (1, 0, 0);" },
 };
 
 const size_t kh_store_sqlite_n_migrations =

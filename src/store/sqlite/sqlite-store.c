@@ -1,8 +1,19 @@
 /* The SQLite backend. One connection per struct kh_store (loop-local, so SQLITE_OPEN_NOMUTEX);
- * several threads and processes may each hold one on the same file. WAL lets readers run
+ * the worker threads of one process each hold one on the same file. WAL lets readers run
  * beside a writer; synchronous=FULL makes an acknowledged write survive kill -9 and power
  * loss. Every statement is prepared once at open and reset after each use: the record read
- * is the hot path (GET /user-keys). */
+ * is the hot path (GET /user-keys).
+ *
+ * One process owns the file: connections go through SQLite's "unix-excl" VFS, which takes
+ * an exclusive lock on the database for as long as this process has it open and keeps the
+ * WAL index in this process's memory instead of a shared -shm file. The default VFS takes
+ * and drops a POSIX lock on the -shm file around every read transaction, two fcntl() calls
+ * per GET, which cost more than the B-tree lookup itself. Owning the file is also what the
+ * rest of keyholdd assumes: tenant key states are loaded once and kept in memory, so a
+ * second process serving the same file would not see a revoke or rekey made by the first.
+ * Another process (a second keyholdd, the sqlite3 shell, a backup tool) waits up to
+ * KH_STORE_BUSY_TIMEOUT_MS and then fails with "database is locked"; the kernel drops the
+ * lock when the owner exits, however it exits, and the next owner recovers the WAL. */
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -152,10 +163,18 @@ static int create_private_file(const char *path) {
         return 0;
 }
 
+static int64_t monotonic_ms(void) {
+        struct timespec ts;
+
+        (void) clock_gettime(CLOCK_MONOTONIC, &ts);
+        return (int64_t) ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
 static int enable_wal(struct kh_sqlite_store *s) {
         KH_CLEANUP(stmt_finalizep) sqlite3_stmt *st = NULL;
+        const int64_t deadline = monotonic_ms() + KH_STORE_BUSY_TIMEOUT_MS;
         const unsigned char *mode;
-        int rc, waited_ms = 0, sleep_ms = 1;
+        int rc, sleep_ms = 1;
 
         rc = sqlite3_prepare_v2(s->db, "PRAGMA journal_mode = WAL", -1, &st, NULL);
         if (rc != SQLITE_OK)
@@ -163,15 +182,21 @@ static int enable_wal(struct kh_sqlite_store *s) {
         /* Switching a new file to WAL needs its exclusive lock, and SQLite reports a
          * competing opener as SQLITE_BUSY at once instead of calling the busy handler (it
          * would deadlock on the shared lock it holds). So retry here, as long as the busy
-         * timeout would have waited. */
+         * timeout would have waited in all (a step may itself wait in the busy handler,
+         * so the clock decides, not a sum of sleeps). */
         for (;;) {
                 rc = sqlite3_step(st);
-                if ((rc & 0xff) != SQLITE_BUSY || waited_ms >= KH_STORE_BUSY_TIMEOUT_MS)
+                if ((rc & 0xff) != SQLITE_BUSY || monotonic_ms() >= deadline)
                         break;
                 (void) sqlite3_reset(st);
                 (void) sqlite3_sleep(sleep_ms);
-                waited_ms += sleep_ms;
                 sleep_ms = sleep_ms < 64 ? sleep_ms * 2 : 64;
+        }
+        if ((rc & 0xff) == SQLITE_BUSY) {
+                (void) snprintf(s->error, sizeof(s->error),
+                                "database is locked by another process (another keyholdd, or "
+                                "a tool with the file open)");
+                return -EBUSY;
         }
         if (rc != SQLITE_ROW)
                 return fail(s, rc == SQLITE_DONE ? SQLITE_ERROR : rc);
@@ -233,8 +258,30 @@ static int migrate_locked(struct kh_sqlite_store *s) {
         return 0;
 }
 
+/* Every open commits a change, so the WAL is never empty while this process has the file.
+ * With an empty WAL (right after a clean restart, until the first write) SQLite asks the
+ * file system for the database size at the start of every read transaction: an fstat()
+ * per GET. Once the WAL holds a commit it takes the size from the WAL index instead. The
+ * row it changes is useful on its own: when the database was last opened, and how often. */
+static int mark_opened(struct kh_sqlite_store *s) {
+        KH_CLEANUP(stmt_finalizep) sqlite3_stmt *st = NULL;
+        int rc;
+
+        rc = sqlite3_prepare_v2(s->db,
+                                "UPDATE store_opens SET opens = opens + 1, last_opened_at = ?1 "
+                                "WHERE id = 1",
+                                -1, &st, NULL);
+        if (rc == SQLITE_OK)
+                rc = sqlite3_bind_int64(st, 1, (sqlite3_int64) time(NULL));
+        if (rc == SQLITE_OK)
+                rc = sqlite3_step(st);
+        if (rc != SQLITE_DONE)
+                return fail(s, rc);
+        return sqlite3_changes(s->db) == 1 ? 0 : -KH_E_INTEGRITY;
+}
+
 /* The write lock (BEGIN IMMEDIATE) is taken before the version is read, so when several
- * processes open an empty database at once exactly one applies each migration and the
+ * connections open an empty database at once exactly one applies each migration and the
  * others find it done. */
 static int migrate(struct kh_sqlite_store *s) {
         int r;
@@ -243,6 +290,8 @@ static int migrate(struct kh_sqlite_store *s) {
         if (r < 0)
                 return r;
         r = migrate_locked(s);
+        if (r >= 0)
+                r = mark_opened(s);
         if (r >= 0)
                 r = exec(s, "COMMIT");
         if (r < 0)
@@ -269,12 +318,13 @@ static int sqlite_open(const struct kh_config_storage *cfg, struct kh_store **re
         rc = sqlite3_open_v2(cfg->path, &s->db,
                              SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX |
                                      SQLITE_OPEN_PRIVATECACHE | SQLITE_OPEN_EXRESCODE,
-                             NULL);
+                             "unix-excl");
         if (rc != SQLITE_OK)
                 return s->db ? fail(s, rc) : -ENOMEM;
 
-        /* Several workers and replicas write the same file; wait for each other's short
-         * transactions rather than fail. */
+        /* The workers of this process write the same file: they wait for each other's
+         * short transactions rather than fail (and another process waits as long for the
+         * owner to exit before it gives up). */
         rc = sqlite3_busy_timeout(s->db, KH_STORE_BUSY_TIMEOUT_MS);
         if (rc == SQLITE_OK)
                 rc = sqlite3_db_config(s->db, SQLITE_DBCONFIG_DEFENSIVE, 1, NULL);

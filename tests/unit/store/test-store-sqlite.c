@@ -343,8 +343,13 @@ static void test_open_failures(void **state) {
 
 #define PROCS 4
 
-/* Replicas are processes, not threads: each child opens the same new file at once and
- * races to insert version 1. Its exit status says what it got: 10 + the insert's result. */
+/* Several processes open the same new file at once (two keyholdd started together on one
+ * data folder), each to insert version 1. The store opens through the "unix-excl" VFS, so
+ * the first child to lock the file holds it until it closes; the others queue on that
+ * exclusive lock (retrying within KH_STORE_BUSY_TIMEOUT_MS, far longer than a child keeps
+ * it), and each opens after the previous one has closed. So the migrations run once and
+ * exactly one insert wins; the later children find version 1 and insert nothing. Each
+ * child's exit status says what it got: 10 + the insert's result (1 if it failed to open). */
 static void processes_race_once(void) {
         struct kh_config_storage cfg = { 0 };
         uint8_t dek[PROCS][64];
@@ -407,7 +412,8 @@ static void processes_race_once(void) {
         sqlite_destroy(&cfg);
 }
 
-/* Each round is a new file; the races are timing-dependent, so run several. */
+/* Each round is a new file; which child gets the lock first is timing-dependent, so run
+ * several. */
 static void test_processes_opening_a_new_file_migrate_once_one_dek_wins(void **state) {
         (void) state;
         for (int round = 0; round < 8; round++)
