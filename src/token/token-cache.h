@@ -39,9 +39,10 @@ KH_DEFINE_CLEANUP(kh_token_cache_free, struct kh_token_cache *)
 bool kh_token_cache_get(struct kh_token_cache *c, const uint8_t hash[static KH_SHA256_LEN],
                         const char *tenant, int64_t now, struct kh_principal *ret);
 
-/* Remembers p under p->token_hash (replacing an entry for the same hash). When the set the
- * hash maps to is full, the entry in it that expires first is evicted: the cache never
- * grows past its maximum. Never fails. */
+/* Remembers p under p->token_hash (replacing an entry for the same hash). A hash may live
+ * in either of two sets and goes to the less full one; when both are full, the entry of
+ * the two sets that expires first is evicted: the cache never grows past its maximum.
+ * Never fails. */
 void kh_token_cache_put(struct kh_token_cache *c, const struct kh_principal *p);
 
 size_t kh_token_cache_size(const struct kh_token_cache *c);

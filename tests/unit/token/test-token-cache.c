@@ -160,6 +160,33 @@ static void test_eviction_takes_earliest_exp(void **state) {
         kh_token_cache_free(c);
 }
 
+/* Tokens spread over the sets unevenly: with one set per hash, 12,000 tokens in 16,384
+ * slots of 8-way sets leave about 570 of them without a place (each then costs a signature
+ * verification on every request). With two sets per hash every one of them stays. */
+static void test_three_quarters_full_keeps_every_entry(void **state) {
+        struct kh_token_cache *c = NULL;
+        struct kh_principal p, got;
+        const unsigned n = KH_TOKEN_CACHE_MAX / 4 * 3;
+        unsigned hits = 0;
+        (void) state;
+
+        assert_int_equal(kh_token_cache_new(KH_TOKEN_CACHE_MAX, &c), 0);
+        for (unsigned i = 0; i < n; i++) {
+                p = principal(i, "t", NOW + 1000);
+                kh_token_cache_put(c, &p);
+        }
+        assert_int_equal(kh_token_cache_size(c), n);
+        for (unsigned i = 0; i < n; i++) {
+                p = principal(i, "t", 0);
+                if (kh_token_cache_get(c, p.token_hash, "t", NOW, &got)) {
+                        hits++;
+                        assert_string_equal(got.sub, p.sub);
+                }
+        }
+        assert_int_equal(hits, n);
+        kh_token_cache_free(c);
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_new_bounds),
@@ -168,6 +195,7 @@ int main(void) {
                 cmocka_unit_test(test_expiry_boundary_evicts),
                 cmocka_unit_test(test_bound_never_exceeded),
                 cmocka_unit_test(test_eviction_takes_earliest_exp),
+                cmocka_unit_test(test_three_quarters_full_keeps_every_entry),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }
