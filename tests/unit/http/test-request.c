@@ -84,6 +84,41 @@ static void test_bearer_extraction(void **state) {
         assert_int_equal(bearer("Bearerx abc", &tok, &len), -KH_E_MISSING_TOKEN);
 }
 
+/* Every position of tokens of every length up to 40 (the check runs 8 bytes at a time, then
+ * byte by byte): one bad byte anywhere, or "=" followed by anything but "=", is refused. */
+static void test_bearer_bad_byte_at_every_position(void **state) {
+        static const char bad[] = { ' ', '"', ',', ';', '\\', '=', '\x7f', '\x80', '\xff', '\t' };
+        char authz[7 + 41];
+        const char *tok;
+        size_t len;
+        (void) state;
+
+        memcpy(authz, "Bearer ", 7);
+        for (size_t n = 1; n <= 40; n++) {
+                for (size_t i = 0; i < n; i++)
+                        authz[7 + i] = "aZ09-._~+/"[i % 10];
+                assert_int_equal(kh_http_bearer_parse(authz, 7 + n, &tok, &len), 0);
+                assert_int_equal(len, n);
+                for (size_t pos = 0; pos < n; pos++) {
+                        char keep = authz[7 + pos];
+
+                        for (size_t b = 0; b < sizeof(bad); b++) {
+                                authz[7 + pos] = bad[b];
+                                /* "=" is padding: fine as the last bytes only */
+                                if (bad[b] == '=' && pos == n - 1)
+                                        assert_int_equal(kh_http_bearer_parse(authz, 7 + n, &tok, &len), 0);
+                                else if (bad[b] == ' ' && pos == 0)
+                                        assert_int_equal(kh_http_bearer_parse(authz, 7 + n, &tok, &len),
+                                                         n == 1 ? -KH_E_MISSING_TOKEN : 0);
+                                else
+                                        assert_int_equal(kh_http_bearer_parse(authz, 7 + n, &tok, &len),
+                                                         -KH_E_INVALID_TOKEN);
+                        }
+                        authz[7 + pos] = keep;
+                }
+        }
+}
+
 static void test_bearer_caps_the_token(void **state) {
         static char authz[7 + KH_TOKEN_MAX + 2];
         const char *tok;
@@ -104,6 +139,7 @@ int main(void) {
                 cmocka_unit_test(test_target_caps_the_path),
                 cmocka_unit_test(test_bearer_extraction),
                 cmocka_unit_test(test_bearer_caps_the_token),
+                cmocka_unit_test(test_bearer_bad_byte_at_every_position),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }
