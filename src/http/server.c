@@ -183,7 +183,8 @@ static bool context_is_idle(h2o_context_t *ctx) {
                 &ctx->http2.graceful_shutdown_timeout,
         };
 
-        if (!h2o_linklist_is_empty(&ctx->http1._conns))
+        if (!h2o_linklist_is_empty(&ctx->http1._conns) ||
+            !h2o_linklist_is_empty(&ctx->http2._conns))
                 return false;
         for (size_t i = 0; i < KH_ELEMENTSOF(timeouts); i++)
                 if (!h2o_linklist_is_empty(&timeouts[i]->_entries))
@@ -200,6 +201,12 @@ static bool drain(struct kh_http_worker *w) {
         w->ctx.handshake_timeout.timeout = 0;
         for (int waited = 0; waited < DRAIN_MS; waited += DRAIN_STEP_MS) {
                 (void) h2o_evloop_run(w->ctx.loop, DRAIN_STEP_MS);
+                /* Shutting down, h2o re-sends HTTP/2 GOAWAY frames from a one-second timer
+                 * that stays linked even when no HTTP/2 connection is left to send them
+                 * to; waiting it out made every stop take a second. */
+                if (h2o_linklist_is_empty(&w->ctx.http2._conns) &&
+                    h2o_timeout_is_linked(&w->ctx.http2._graceful_shutdown_timeout))
+                        h2o_timeout_unlink(&w->ctx.http2._graceful_shutdown_timeout);
                 if (context_is_idle(&w->ctx))
                         return true;
         }
