@@ -101,6 +101,15 @@ static size_t headers_size(const h2o_req_t *h) {
         return total;
 }
 
+/* RFC 7230 5.4: a server must answer 400 to an HTTP/1.1 request without Host. h2o 2.2.5
+ * takes Host out of the headers into input.authority and, when there is none, points that
+ * at the authority of the host configuration instead; a Host sent by the client (even an
+ * empty one, which is legal) points into the request's own bytes. */
+static bool lacks_host(const h2o_req_t *h) {
+        return h->version >= 0x101 && h->hostconf &&
+               h->input.authority.base == h->hostconf->authority.hostport.base;
+}
+
 static int dispatch(struct kh_http_req *req, enum kh_route_id *ret_route) {
         h2o_req_t *h = req->h2o;
         struct kh_request_target target;
@@ -110,6 +119,8 @@ static int dispatch(struct kh_http_req *req, enum kh_route_id *ret_route) {
         unsigned method;
         int r;
 
+        if (lacks_host(h))
+                return -KH_E_MISSING_HOST;
         if (headers_size(h) > KH_HEADER_MAX || h->headers.size > KH_HEADER_COUNT_MAX)
                 return -KH_E_HEADER_TOO_LARGE;
         if (h->path.len > KH_PATH_MAX)

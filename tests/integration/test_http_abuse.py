@@ -314,6 +314,34 @@ def test_unknown_transfer_encoding_is_h2o_400(P, fresh, te):
     assert_nothing_stored(P, fresh[1])
 
 
+# ------------------------------------------------------------------------ Host
+
+
+def test_http11_without_host_is_refused_and_changes_nothing(P, fresh):
+    """RFC 7230 5.4: an HTTP/1.1 request without Host gets 400, before authentication and
+    before anything is stored; the connection stays usable."""
+    req = (request_bytes("POST", "/user-keys", [fresh[1], CT], key_body(), host=None) +
+           request_bytes("GET", "/alive", host=None) +
+           request_bytes("GET", "/alive"))
+    ex = exchange(P, req, expect=3)
+    assert len(ex.responses) == 3, ex
+    assert_keyhold_error(ex.responses[0], 400, "missing_host")
+    assert_keyhold_error(ex.responses[1], 400, "missing_host")
+    assert ex.responses[2].status == 200, ex
+    assert_nothing_stored(P, fresh[1])
+
+
+@pytest.mark.parametrize("version,host,status", [
+    ("HTTP/1.0", None, 200),          # HTTP/1.0 has no Host requirement
+    ("HTTP/1.1", "", 200),            # an empty Host is legal (RFC 7230 5.4)
+    ("HTTP/1.1", "keyhold.example", 200),
+    ("HTTP/1.1", "default", 200),     # the name of keyholdd's own host entry, sent for real
+])
+def test_host_present_or_not_required_is_served(P, version, host, status):
+    ex = exchange(P, request_bytes("GET", "/alive", version=version, host=host))
+    assert ex.statuses == [status], ex
+
+
 # ------------------------------------------------------------------- pipelining
 
 
