@@ -169,13 +169,21 @@ void kh_token_cache_put(struct kh_token_cache *c, const struct kh_principal *p) 
                                 c->size++;
                                 break;
                         }
-                for (size_t k = 0; i < 0 && k < 2; k++)
-                        for (size_t j = 0; j < c->ways; j++)
-                                if (i < 0 || c->entries[sets[k] * c->ways + j].exp <
-                                                     c->entries[s * c->ways + (size_t) i].exp) {
-                                        s = sets[k];
-                                        i = (int) j;
+                if (i < 0) {
+                        const struct kh_principal *first = NULL;
+
+                        for (size_t k = 0; k < 2; k++)
+                                for (size_t j = 0; j < c->ways; j++) {
+                                        const struct kh_principal *e =
+                                                &c->entries[sets[k] * c->ways + j];
+
+                                        if (!first || e->exp < first->exp) {
+                                                first = e;
+                                                s = sets[k];
+                                                i = (int) j;
+                                        }
                                 }
+                }
         }
         c->sets[s].tag[i] = tag;
         c->sets[s].used |= (uint8_t) (1u << i);

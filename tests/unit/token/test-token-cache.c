@@ -187,6 +187,67 @@ static void test_three_quarters_full_keeps_every_entry(void **state) {
         kh_token_cache_free(c);
 }
 
+/* The two sets token i may live in, as token-cache.c picks them (first and second 8 bytes
+ * of the hash, modulo the number of sets). */
+static void candidate_sets(unsigned i, size_t nsets, size_t ret[2]) {
+        struct kh_principal p = principal(i, "t", 0);
+        uint64_t a, b;
+
+        memcpy(&a, p.token_hash, sizeof(a));
+        memcpy(&b, p.token_hash + sizeof(a), sizeof(b));
+        ret[0] = (size_t) (a % nsets);
+        ret[1] = (size_t) (b % nsets);
+}
+
+/* The first token number from *next on whose candidate sets are (first, second). */
+static unsigned token_with_sets(unsigned *next, size_t first, size_t second) {
+        size_t sets[2];
+
+        for (;; (*next)++) {
+                candidate_sets(*next, 2, sets);
+                if (sets[0] == first && sets[1] == second)
+                        return (*next)++;
+        }
+}
+
+/* Two full sets (max 16): a new token whose candidates are both of them evicts the entry
+ * that expires first in either set, whichever of its two candidates holds it. */
+static void test_eviction_looks_at_both_sets(void **state) {
+        (void) state;
+
+        for (size_t order = 0; order < 2; order++) {
+                struct kh_token_cache *c = NULL;
+                struct kh_principal p, got;
+                unsigned next = 0, fill[15], early, x;
+
+                assert_int_equal(kh_token_cache_new(16, &c), 0);
+                /* tokens with two different candidate sets always go to the less full one,
+                 * so 16 of them fill both sets exactly, whatever their order */
+                for (size_t k = 0; k < 15; k++) {
+                        fill[k] = token_with_sets(&next, k % 2, 1 - k % 2);
+                        p = principal(fill[k], "t", NOW + 1000);
+                        kh_token_cache_put(c, &p);
+                }
+                early = token_with_sets(&next, 0, 1);
+                p = principal(early, "t", NOW + 10);
+                kh_token_cache_put(c, &p);
+                assert_int_equal(kh_token_cache_size(c), 16);
+
+                x = token_with_sets(&next, order, 1 - order);
+                p = principal(x, "t", NOW + 1000);
+                kh_token_cache_put(c, &p);
+                assert_int_equal(kh_token_cache_size(c), 16);
+                assert_true(kh_token_cache_get(c, p.token_hash, "t", NOW, &got));
+                p = principal(early, "t", 0);
+                assert_false(kh_token_cache_get(c, p.token_hash, "t", NOW, &got));
+                for (size_t k = 0; k < 15; k++) {
+                        p = principal(fill[k], "t", 0);
+                        assert_true(kh_token_cache_get(c, p.token_hash, "t", NOW, &got));
+                }
+                kh_token_cache_free(c);
+        }
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_new_bounds),
@@ -196,6 +257,7 @@ int main(void) {
                 cmocka_unit_test(test_bound_never_exceeded),
                 cmocka_unit_test(test_eviction_takes_earliest_exp),
                 cmocka_unit_test(test_three_quarters_full_keeps_every_entry),
+                cmocka_unit_test(test_eviction_looks_at_both_sets),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }
