@@ -2,7 +2,7 @@
  * through base64url, which mutations rarely keep valid; here the input is the payload's
  * JSON text itself, wrapped by the harness into a token with a fixed ES256 header and a
  * syntactically valid signature (kh_jwt_parse() does not verify it). Each input is checked
- * under four policies. Invariants: parse accepts exactly the payloads jansson reads as an
+ * under five policies. Invariants: parse accepts exactly the payloads jansson reads as an
  * object; results are documented ones; an accepted principal agrees with the claims as read
  * independently here; a stricter policy never accepts what a looser one refuses. */
 #include <errno.h>
@@ -27,7 +27,9 @@
 #define ISSUER "https://issuer.test"
 #define NOW INT64_C(1700000000)
 
-enum { LOOSE, ARRAY_ONLY, AUDIENCE, NO_ADMIN, N_POLICIES };
+#define CAP_S 86400
+
+enum { LOOSE, ARRAY_ONLY, AUDIENCE, NO_ADMIN, CAPPED, N_POLICIES };
 
 static const struct kh_claims_policy policies[N_POLICIES] = {
         [LOOSE] = { .issuer = ISSUER, .now = NOW, .skew_s = KH_CLOCK_SKEW_S,
@@ -37,6 +39,8 @@ static const struct kh_claims_policy policies[N_POLICIES] = {
         [AUDIENCE] = { .issuer = ISSUER, .audience = "keyhold", .now = NOW,
                        .skew_s = KH_CLOCK_SKEW_S, .admin_role = "keyhold-admin" },
         [NO_ADMIN] = { .issuer = ISSUER, .now = NOW, .skew_s = KH_CLOCK_SKEW_S },
+        [CAPPED] = { .issuer = ISSUER, .now = NOW, .skew_s = KH_CLOCK_SKEW_S,
+                     .admin_role = "keyhold-admin", .max_lifetime_s = CAP_S },
 };
 
 /* The string v, or one string of the array v, is exactly want. */
@@ -145,6 +149,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         CHECK(res[ARRAY_ONLY] != 0 || res[LOOSE] == 0);
         CHECK(res[AUDIENCE] != 0 || res[LOOSE] == 0);
         CHECK(res[NO_ADMIN] == res[LOOSE]);
+        /* The lifetime cap refuses exactly the tokens LOOSE accepts with exp too far ahead. */
+        if (res[LOOSE] == 0)
+                CHECK((res[CAPPED] == 0) == (p[LOOSE].exp <= NOW + CAP_S + KH_CLOCK_SKEW_S));
+        else
+                CHECK(res[CAPPED] == res[LOOSE] || res[CAPPED] == -KH_E_INVALID_TOKEN);
         if (res[LOOSE] == 0) {
                 CHECK(!p[NO_ADMIN].admin);
                 CHECK(strcmp(p[NO_ADMIN].sub, p[LOOSE].sub) == 0);

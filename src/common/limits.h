@@ -12,6 +12,8 @@
 #define KH_TOKEN_CACHE_MAX   16384        /* verified tokens cached per worker */
 #define KH_JWKS_REFRESH_MIN_INTERVAL_S 30 /* unknown kid: at most one JWKS fetch per interval */
 #define KH_CLOCK_SKEW_S      300          /* exp/nbf leeway, as ASP.NET's default */
+#define KH_TOKEN_LIFETIME_DEFAULT_S 86400 /* [tenant.*] max_token_lifetime: longest "exp - now" */
+#define KH_TOKEN_LIFETIME_MAX_S 315360000 /* the largest cap one may configure (10 years) */
 #define KH_TENANTS_MAX       256
 #define KH_TENANT_ID_MAX     63           /* [a-z0-9][a-z0-9-]{0,62} */
 #define KH_CORS_ORIGINS_MAX  16

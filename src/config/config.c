@@ -34,7 +34,7 @@ static const char *const keystore_keys[KS_N_] = {
 static const char *const tenant_keys[TEN_N_] = {
         [TEN_ISSUER] = "issuer",       [TEN_ISSUER_CA] = "issuer_ca", [TEN_AUDIENCE] = "audience",
         [TEN_ADMINS] = "admins",       [TEN_JWKS_FILE] = "jwks_file",
-        [TEN_CORS_ORIGINS] = "cors_origins",
+        [TEN_CORS_ORIGINS] = "cors_origins", [TEN_MAX_TOKEN_LIFETIME] = "max_token_lifetime",
 };
 
 const struct kh_cfg_section kh_cfg_sections[] = {
@@ -153,6 +153,7 @@ int kh_cfg_tenant_get(struct kh_cfg_ctx *c, const char *id, size_t len, size_t *
         memset(&cfg->tenants[i], 0, sizeof(cfg->tenants[i]));
         memset(&c->tenant_origins[i], 0, sizeof(c->tenant_origins[i]));
         memcpy(cfg->tenants[i].id, id, len);
+        cfg->tenants[i].max_token_lifetime_s = KH_TOKEN_LIFETIME_DEFAULT_S;
         *ret = i;
         return 0;
 }
@@ -317,6 +318,16 @@ static int set_tenant(struct kh_cfg_ctx *c, struct kh_config_tenant *t, size_t k
                 return set_str(&t->jwks_file, value);
         case TEN_CORS_ORIGINS:
                 return set_origins(t->cors_origins, &t->n_cors_origins, value, reason);
+        case TEN_MAX_TOKEN_LIFETIME: {
+                uint64_t v;
+
+                if (kh_parse_u64(value, strlen(value), KH_TOKEN_LIFETIME_MAX_S, &v) < 0) {
+                        *reason = "must be a number of seconds from 0 (no cap) to 315360000";
+                        return -EINVAL;
+                }
+                t->max_token_lifetime_s = (uint32_t) v;
+                return 0;
+        }
         default:
                 abort();
         }

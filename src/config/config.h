@@ -53,6 +53,8 @@ struct kh_config_tenant {
                                      * then "iss" must equal issuer verbatim */
         char *cors_origins[KH_CORS_ORIGINS_MAX]; /* optional, added to [server] cors_origins */
         size_t n_cors_origins;
+        uint32_t max_token_lifetime_s; /* refuse tokens with exp further ahead than this;
+                                        * 0 = no cap; default KH_TOKEN_LIFETIME_DEFAULT_S */
 };
 
 struct kh_config {

@@ -140,6 +140,7 @@ static int tenant_open_issuer(struct kh_tenant *t) {
                 .issuer_ca = tc->issuer_ca,
                 .audience = tc->audience && *tc->audience ? tc->audience : NULL,
                 .jwks_file = tc->jwks_file,
+                .max_lifetime_s = tc->max_token_lifetime_s,
         };
         int r;
 

@@ -34,6 +34,7 @@ struct kh_issuer {
         char tenant[KH_TENANT_ID_MAX + 1];
         char *issuer_url, *issuer_ca, *audience, *jwks_file, *admin_role;
         bool scope_array_only;
+        int64_t max_lifetime_s;
         char *expected_issuer;
         char *jwks_uri; /* NULL with jwks_file */
 
@@ -254,6 +255,7 @@ int kh_issuer_open(const struct kh_issuer_config *cfg, struct kh_issuer **ret) {
         atomic_init(&iss->nkeys, 0);
         strcpy(iss->tenant, cfg->tenant); /* length checked above */
         iss->scope_array_only = cfg->scope_array_only;
+        iss->max_lifetime_s = cfg->max_lifetime_s;
         if (strdup_opt(cfg->issuer_url, &iss->issuer_url) < 0 ||
             strdup_opt(cfg->issuer_ca, &iss->issuer_ca) < 0 ||
             strdup_opt(cfg->audience, &iss->audience) < 0 ||
@@ -329,6 +331,7 @@ int kh_issuer_verify(struct kh_issuer *iss, const char *token, size_t len, int64
                 .skew_s = KH_CLOCK_SKEW_S,
                 .admin_role = iss->admin_role,
                 .scope_array_only = iss->scope_array_only,
+                .max_lifetime_s = iss->max_lifetime_s,
         };
         struct kh_principal p;
         EVP_PKEY *key;

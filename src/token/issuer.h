@@ -24,6 +24,7 @@ struct kh_issuer_config {
         const char *jwks_file;  /* NULL: discovery; else the keys, and "iss" = issuer_url */
         const char *admin_role; /* NULL, or a "roles" value that makes the principal admin */
         bool scope_array_only;  /* see struct kh_claims_policy */
+        int64_t max_lifetime_s; /* see struct kh_claims_policy */
 };
 
 /**

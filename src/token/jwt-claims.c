@@ -112,6 +112,11 @@ int kh_jwt_check_claims(const struct kh_jwt *jwt, const struct kh_claims_policy 
         /* now + skew < nbf */
         if (nbf && !__builtin_add_overflow(p->now, p->skew_s, &limit) && limit < nbf_s)
                 return -KH_E_INVALID_TOKEN;
+        /* now + cap + skew < exp: a leaked token would stay good for longer than the tenant
+         * allows (a limit too large for int64 caps nothing) */
+        if (p->max_lifetime_s > 0 && !__builtin_add_overflow(p->now, p->max_lifetime_s, &limit) &&
+            !__builtin_add_overflow(limit, p->skew_s, &limit) && exp_s > limit)
+                return -KH_E_INVALID_TOKEN;
         if (p->audience && (!aud || !has_value(aud, p->audience)))
                 return -KH_E_INVALID_TOKEN;
 

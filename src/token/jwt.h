@@ -74,6 +74,8 @@ struct kh_claims_policy {
         int64_t now;            /* unix seconds */
         int64_t skew_s;         /* leeway for exp and nbf, >= 0 */
         const char *admin_role; /* NULL = nobody is admin by token; else a "roles" value */
+        int64_t max_lifetime_s; /* > 0: exp may lie at most this far (plus skew) after now;
+                                 * 0 = no cap */
         bool scope_array_only;  /* true: only a JSON array "scope" counts (Bitwarden's exact
                                  * behaviour, spec 3.3); false: a space-delimited string such
                                  * as "api offline_access" (RFC 8693, other providers) too */
@@ -86,8 +88,9 @@ struct kh_claims_policy {
  * Every claim used must have its JSON type: "iss" string; "exp" (required) and "nbf"
  * numbers (integers, or finite reals: exp rounds down, nbf up); "aud", "scope", "amr" and
  * "roles" a string or an array of strings; "sub" a string. Then, in this order:
- *   - any wrong type, "iss" != p->issuer, now > exp + skew, now + skew < nbf, or p->audience
- *     not among "aud": -KH_E_INVALID_TOKEN (401);
+ *   - any wrong type, "iss" != p->issuer, now > exp + skew, now + skew < nbf, a cap set and
+ *     exp > now + p->max_lifetime_s + skew, or p->audience not among "aud":
+ *     -KH_E_INVALID_TOKEN (401);
  *   - "scope" without "api", or "amr" without "Application" or "external" (exact,
  *     case-sensitive): -KH_E_INSUFFICIENT_SCOPE (403);
  *   - "sub" missing or not a GUID: -KH_E_INVALID_SUBJECT (403).

@@ -314,11 +314,12 @@ def test_crit_header_refused(default_issuer, user, refused, crit):
 # ------------------------------------------------------------------ time claims
 
 
-def test_far_future_exp_is_accepted(default_issuer, user, accepted):
-    """JWT rules (RFC 7519 4.1.4) accept any exp in the future: keyhold does not cap token
-    lifetime (reported to the lead as a policy question, not a bug)."""
-    accepted(default_issuer.token(user, exp=253402300799))   # 9999-12-31T23:59:59Z
-    accepted(default_issuer.token(user, exp=2 ** 63 - 1))    # INT64_MAX: no overflow
+def test_far_future_exp_is_refused(default_issuer, user, refused):
+    """RFC 7519 4.1.4 alone would accept any exp in the future; keyhold caps token lifetime
+    per tenant (max_token_lifetime, default 24 h), so a leaked far-future token is not
+    honoured for years. INT64_MAX must not overflow into "expired long ago" either."""
+    refused(default_issuer.token(user, exp=253402300799))   # 9999-12-31T23:59:59Z
+    refused(default_issuer.token(user, exp=2 ** 63 - 1))    # INT64_MAX
 
 
 def test_far_future_iat_is_accepted(default_issuer, user, accepted):

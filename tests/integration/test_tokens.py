@@ -120,6 +120,20 @@ def test_not_yet_valid_beyond_clock_skew(client, default_issuer, user, stored):
     rejected_401(client, default_issuer.token(user, nbf=now + 900, iat=now + 900, exp=now + 4000))
 
 
+def test_exp_beyond_the_lifetime_cap(client, default_issuer, user, stored):
+    """The default tenant caps token lifetime at 24 h (max_token_lifetime = 86400): an exp
+    further ahead than now + 24 h + the 5 min skew is refused, however well signed."""
+    now = int(time.time())
+    rejected_401(client, default_issuer.token(user, exp=now + 86400 + 300 + 120))
+    rejected_401(client, default_issuer.token(user, exp=now + 10 * 365 * 86400))
+    rejected_401(client, default_issuer.token(user, exp=2 ** 62))
+
+
+def test_exp_within_the_lifetime_cap_accepted(client, default_issuer, user, stored):
+    now = int(time.time())
+    accepted(client, default_issuer.token(user, exp=now + 86400 - 120), stored)
+
+
 def test_missing_exp(client, default_issuer, user, stored):
     rejected_401(client, default_issuer.token(user, exp=tokens.DELETE))
 

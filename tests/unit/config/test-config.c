@@ -163,6 +163,27 @@ static void test_defaults(void **state) {
         assert_string_equal(cfg->keystore.driver, "file");
         assert_int_equal(cfg->keystore.rsa_bits, 3072);
         assert_int_equal(cfg->n_tenants, 1);
+        assert_int_equal(cfg->tenants[0].max_token_lifetime_s, 86400);
+}
+
+static void test_max_token_lifetime(void **state) {
+        (void) state;
+        char *const env[] = { E("KEYHOLD_TENANT_ACME_MAX_TOKEN_LIFETIME=0"), NULL };
+        KH_CLEANUP(kh_config_freep) struct kh_config *cfg =
+                parse_ok(REST "max_token_lifetime = 3600\n[tenant.acme]\nissuer = " ISSUER
+                              "\nmax_token_lifetime = 7200\n",
+                         env);
+
+        assert_int_equal(cfg->n_tenants, 2);
+        assert_int_equal(cfg->tenants[0].max_token_lifetime_s, 3600);
+        assert_int_equal(cfg->tenants[1].max_token_lifetime_s, 0); /* the environment wins */
+
+        expect_error(REST "max_token_lifetime = 315360001\n", NULL,
+                     "tenant.default.max_token_lifetime", 8, "from 0 (no cap) to 315360000");
+        expect_error(REST "max_token_lifetime = -1\n", NULL, "tenant.default.max_token_lifetime",
+                     8, "number of seconds");
+        expect_error(REST "max_token_lifetime = 1h\n", NULL, "tenant.default.max_token_lifetime",
+                     8, "number of seconds");
 }
 
 static void test_structure_errors(void **state) {
@@ -613,6 +634,7 @@ int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_full_valid_file),
                 cmocka_unit_test(test_defaults),
+                cmocka_unit_test(test_max_token_lifetime),
                 cmocka_unit_test(test_structure_errors),
                 cmocka_unit_test(test_passphrase_in_file_refused),
                 cmocka_unit_test(test_value_errors),

@@ -671,6 +671,28 @@ static void test_claims_lifetime_types(void **state) {
         assert_int_equal(check(CL(.nbf = "1700000300.01")), INVALID);
 }
 
+/* A capped tenant refuses a token whose exp lies further ahead than now + cap + skew; the
+ * default policy (cap 0) has no cap. */
+static void test_claims_lifetime_cap(void **state) {
+        struct kh_claims_policy pol = default_policy;
+        struct kh_principal p;
+        char edge[32], beyond[32];
+        (void) state;
+
+        pol.max_lifetime_s = 3600;
+        snprintf(edge, sizeof(edge), "%lld", (long long) (TEST_NOW + 3600 + KH_CLOCK_SKEW_S));
+        snprintf(beyond, sizeof(beyond), "%lld", (long long) (TEST_NOW + 3600 + KH_CLOCK_SKEW_S + 1));
+        assert_int_equal(check_with(CL(.exp = edge), &pol, &p), 0);
+        assert_int_equal(p.exp, TEST_NOW + 3600 + KH_CLOCK_SKEW_S);
+        assert_int_equal(check_with(CL(.exp = beyond), &pol, &p), INVALID);
+        assert_int_equal(check_with(CL(.exp = "9223372036854775807"), &pol, &p), INVALID);
+        assert_int_equal(check_with(CL(.exp = "1e18"), &pol, &p), INVALID);
+        assert_int_equal(check(CL(.exp = beyond)), 0);
+        /* a cap too large to add to now caps nothing */
+        pol.max_lifetime_s = INT64_MAX;
+        assert_int_equal(check_with(CL(.exp = "9223372036854775807"), &pol, &p), 0);
+}
+
 static void test_claims_audience(void **state) {
         struct kh_claims_policy pol = default_policy;
         struct kh_principal p;
@@ -802,6 +824,7 @@ int main(void) {
                 cmocka_unit_test(test_claims_issuer),
                 cmocka_unit_test(test_claims_lifetime_boundaries),
                 cmocka_unit_test(test_claims_lifetime_types),
+                cmocka_unit_test(test_claims_lifetime_cap),
                 cmocka_unit_test(test_claims_audience),
                 cmocka_unit_test(test_claims_scope),
                 cmocka_unit_test(test_claims_amr),
