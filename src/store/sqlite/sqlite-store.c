@@ -192,12 +192,8 @@ static int enable_wal(struct kh_sqlite_store *s) {
                 (void) sqlite3_sleep(sleep_ms);
                 sleep_ms = sleep_ms < 64 ? sleep_ms * 2 : 64;
         }
-        if ((rc & 0xff) == SQLITE_BUSY) {
-                (void) snprintf(s->error, sizeof(s->error),
-                                "database is locked by another process (another keyholdd, or "
-                                "a tool with the file open)");
-                return -EBUSY;
-        }
+        /* still busy: fail() makes it -EBUSY, which the caller reports as another process
+         * holding the file */
         if (rc != SQLITE_ROW)
                 return fail(s, rc == SQLITE_DONE ? SQLITE_ERROR : rc);
         /* SQLite answers with the mode in force; a file system without shared memory
