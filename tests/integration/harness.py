@@ -284,8 +284,9 @@ class Keyholdd:
 
     def __init__(self, workdir: pathlib.Path, pki, tenants: dict, tls: bool = True,
                  threads: int = 2, cors_origins: str = "https://vault.example.test",
-                 extra: str = "", env: dict | None = None):
+                 extra: str = "", env: dict | None = None, listen_port: int = 0):
         self.workdir = workdir
+        self.listen_port = listen_port  # 0: the kernel picks one at each start
         self.pki = pki
         self.tenants = tenants
         self.tls = tls
@@ -314,7 +315,7 @@ class Keyholdd:
         self.write_config()
 
     def config_text(self) -> str:
-        lines = ["[server]", "listen = 127.0.0.1:0", f"threads = {self.threads}",
+        lines = ["[server]", f"listen = 127.0.0.1:{self.listen_port}", f"threads = {self.threads}",
                  f"port_file = {self.port_file}"]
         if self.tls:
             lines += [f"tls_cert = {self.cert}", f"tls_key = {self.key}"]
@@ -447,3 +448,24 @@ def poll_until(fn, timeout: float = 5.0, interval: float = 0.05):
         if v or time.monotonic() >= deadline:
             return v
         time.sleep(interval)
+
+
+# --------------------------------------------------------------------------- JavaScript
+
+JS_DIR = REPO / "tests" / "js"
+JS_INSTALL_TIMEOUT_S = 600
+_node: list[pathlib.Path] = []
+
+
+def pinned_node() -> pathlib.Path:
+    """The Node.js binary pinned in tests/js/package-lock.json, installed on first use by
+    tests/js/install.sh (scripts/test runs it up front). JavaScript test tools run on it, not
+    on the machine's Node, so a bare Debian 12 (Node 18) runs them as this machine does."""
+    if not _node:
+        r = subprocess.run([str(JS_DIR / "install.sh")], capture_output=True, text=True,
+                           timeout=JS_INSTALL_TIMEOUT_S)
+        if r.returncode != 0:
+            pytest.fail(f"tests/js/install.sh failed ({r.returncode}):\n{r.stdout}{r.stderr}",
+                        pytrace=False)
+        _node.append(pathlib.Path(r.stdout.strip().splitlines()[-1]))
+    return _node[0]

@@ -1,5 +1,6 @@
 """Interoperability with a real OpenID Connect provider: panva's oidc-provider (npm, version
-pinned in oidc-provider/package-lock.json), run by oidc-provider/server.mjs over HTTPS.
+pinned in tests/js/package-lock.json), run by tests/js/oidc-provider.mjs over HTTPS on the
+pinned Node.js (harness.pinned_node).
 
 keyholdd discovers the provider from its issuer URL, fetches its JWKS, and verifies access
 tokens the provider issued through the client_credentials grant: JWT access tokens (typ
@@ -13,7 +14,6 @@ so conftest's per-module liveness check applies to that daemon.
 import base64
 import json
 import pathlib
-import shutil
 import ssl
 import subprocess
 import urllib.error
@@ -26,9 +26,8 @@ import pytest
 import harness
 from harness import Keyholdd, assert_empty_200, assert_error, assert_key, client_tls_context, new_key, stop_process, wait_port_file
 
-PROVIDER_DIR = harness.HERE / "oidc-provider"
+PROVIDER = harness.JS_DIR / "oidc-provider.mjs"
 RESOURCE = "urn:keyhold"
-INSTALL_TIMEOUT_S = 300
 
 # One client per user; carol authenticates with client_secret_post, the others with
 # client_secret_basic.
@@ -77,10 +76,10 @@ class OidcProvider:
     def start(self) -> "OidcProvider":
         self._log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
-            ["node", str(PROVIDER_DIR / "server.mjs"), "--cert", str(self.cert),
+            [str(harness.pinned_node()), str(PROVIDER), "--cert", str(self.cert),
              "--key", str(self.key), "--port-file", str(self.port_file),
              "--clients-file", str(self.clients_file), "--resource", RESOURCE],
-            cwd=PROVIDER_DIR, stdout=self._log, stderr=subprocess.STDOUT)
+            cwd=harness.JS_DIR, stdout=self._log, stderr=subprocess.STDOUT)
         self.port = wait_port_file(self.port_file, self.proc, "oidc-provider", self.log)
         return self
 
@@ -140,19 +139,7 @@ class OidcProvider:
 
 
 @pytest.fixture(scope="module")
-def provider_installed() -> None:
-    missing = [t for t in ("node", "npm") if shutil.which(t) is None]
-    if missing:
-        pytest.skip(f"{' and '.join(missing)} not installed: cannot run oidc-provider")
-    r = subprocess.run(["bash", str(PROVIDER_DIR / "install.sh")], capture_output=True,
-                       text=True, timeout=INSTALL_TIMEOUT_S)
-    if r.returncode != 0:
-        pytest.fail(f"oidc-provider/install.sh failed ({r.returncode}):\n{r.stdout}{r.stderr}",
-                    pytrace=False)
-
-
-@pytest.fixture(scope="module")
-def op(provider_installed, pki, tmp_path_factory) -> OidcProvider:
+def op(pki, tmp_path_factory) -> OidcProvider:
     p = OidcProvider(tmp_path_factory.mktemp("oidc-provider"), pki)
     try:
         p.start()

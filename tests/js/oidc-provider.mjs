@@ -1,7 +1,7 @@
 // A real OpenID Connect issuer for keyhold's interoperability test: panva's oidc-provider
 // (pinned in package-lock.json), served over HTTPS on a loopback port.
 //
-//   node server.mjs --cert CRT --key KEY --port-file FILE --clients-file FILE [--resource URN]
+//   node oidc-provider.mjs --cert CRT --key KEY --port-file FILE --clients-file FILE [--resource URN]
 //
 // --clients-file is JSON: [{"client_id": "<guid>", "client_secret": "..."}, ...]. Each client
 // may use only the client_credentials grant (client_secret_basic or client_secret_post). A
