@@ -148,22 +148,6 @@ int kh_config_listen_parse(const char *value, struct kh_config_listen out[static
         return 0;
 }
 
-bool kh_config_listen_is_loopback(const struct kh_config_listen *l) {
-        struct in_addr a4;
-        struct in6_addr a6;
-
-        if (strcmp(l->host, "localhost") == 0)
-                return true;
-        if (inet_pton(AF_INET, l->host, &a4) == 1)
-                return (ntohl(a4.s_addr) >> 24) == 127;
-        if (inet_pton(AF_INET6, l->host, &a6) == 1) {
-                if (IN6_IS_ADDR_LOOPBACK(&a6))
-                        return true;
-                return IN6_IS_ADDR_V4MAPPED(&a6) && a6.s6_addr[12] == 127;
-        }
-        return false;
-}
-
 static bool is_host_char(char c) {
         return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '.' || c == '-';
 }

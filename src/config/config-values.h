@@ -16,7 +16,6 @@ KH_MUST_CHECK int kh_config_listen_parse(const char *value,
                                          size_t *ret_n, const char **ret_reason);
 
 /* 127.0.0.0/8, ::1 (or ::ffff:127.x.y.z) or "localhost". */
-bool kh_config_listen_is_loopback(const struct kh_config_listen *l);
 
 /* "origin[, origin...]", each http(s)://host[:port] with an optional trailing '/' (removed).
  * On success the caller owns the new strings in out[0..*ret_n). Returns 0, -EINVAL or

@@ -12,6 +12,8 @@
 
 #include <openssl/crypto.h>
 
+#include "common/file.h"
+#include "common/net.h"
 #include "common/parse.h"
 #include "config-internal.h"
 #include "config-values.h"
@@ -387,7 +389,7 @@ static int validate(struct kh_cfg_ctx *c) {
                 return fail_at(c, S_SERVER, 0, SRV_TLS_CERT, "is required when tls_key is set");
         if (!srv->tls_cert && !srv->behind_tls_proxy)
                 for (size_t i = 0; i < srv->n_listen; i++)
-                        if (!kh_config_listen_is_loopback(&srv->listen[i]))
+                        if (!kh_host_is_loopback(srv->listen[i].host))
                                 return fail_at(c, S_SERVER, 0, SRV_LISTEN,
                                                "%s is not a loopback address: plain HTTP needs "
                                                "tls_cert and tls_key, or behind_tls_proxy = true",
@@ -476,65 +478,26 @@ int kh_config_parse_string(const char *text, size_t len, char *const *envp,
         return r < 0 ? r : 0;
 }
 
-/* Reads at most KH_CONFIG_FILE_MAX + 1 bytes, so that a larger file is seen as such. */
-static int read_file(const char *path, char **ret, size_t *ret_len) {
-        KH_CLEANUP(kh_closep) int fd = -1;
-        size_t cap = 4096, len = 0;
-        char *buf = NULL;
-
-        fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
-        if (fd < 0)
-                return -errno;
-        buf = malloc(cap);
-        if (!buf)
-                return -ENOMEM;
-        for (;;) {
-                ssize_t n;
-
-                if (len == cap) {
-                        char *nb;
-                        if (cap > KH_CONFIG_FILE_MAX)
-                                break;
-                        cap = cap * 2 > KH_CONFIG_FILE_MAX + 1 ? KH_CONFIG_FILE_MAX + 1 : cap * 2;
-                        nb = realloc(buf, cap);
-                        if (!nb) {
-                                free(buf);
-                                return -ENOMEM;
-                        }
-                        buf = nb;
-                }
-                n = read(fd, buf + len, cap - len);
-                if (n < 0 && errno == EINTR)
-                        continue;
-                if (n < 0) {
-                        int e = errno;
-                        free(buf);
-                        return -e;
-                }
-                if (n == 0)
-                        break;
-                len += (size_t) n;
-        }
-        *ret = buf;
-        *ret_len = len;
-        return 0;
-}
-
 int kh_config_load(const char *path, char *const *envp, struct kh_config **ret,
                    struct kh_config_error *ret_err) {
-        char *text = NULL;
-        size_t len = 0;
+        /* sensitive: a misplaced secret should not outlive the parse */
+        KH_CLEANUP(kh_buf_freep) struct kh_buf text;
+        struct kh_config_error scratch;
+        struct kh_cfg_ctx c = { .err = ret_err ? ret_err : &scratch };
         int r;
 
         if (!path)
                 return kh_config_parse_string("", 0, envp, ret, ret_err);
-        r = read_file(path, &text, &len);
+        kh_buf_init(&text, KH_CONFIG_FILE_MAX, true);
+        r = kh_file_read(AT_FDCWD, path, 0, KH_CONFIG_FILE_MAX, &text);
+        if (r == -EFBIG)
+                return kh_cfg_fail(&c, 0, "", 0, "the file is larger than 1 MiB");
+        if (r == -EINVAL)
+                return kh_cfg_fail(&c, 0, path, strlen(path), "is not a regular file");
         if (r < 0)
                 return r;
-        r = kh_config_parse_string(text, len, envp, ret, ret_err);
-        OPENSSL_cleanse(text, len); /* a misplaced secret should not outlive the parse */
-        free(text);
-        return r;
+        return kh_config_parse_string(text.data ? (const char *) text.data : "", text.len, envp,
+                                      ret, ret_err);
 }
 
 static char *path_join(const char *dir, const char *name) {

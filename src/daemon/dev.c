@@ -2,6 +2,7 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,22 +14,15 @@
 #include <openssl/x509.h>
 #include <openssl/x509v3.h>
 
+#include "common/file.h"
+#include "common/net.h"
 #include "config/dev-names.h"
 #include "crypto/random.h"
-#include "daemon/files.h"
 #include "crypto/rsa.h"
 #include "token/jwt-sign.h"
 
 KH_DEFINE_CLEANUP(X509_free, X509 *)
 KH_DEFINE_CLEANUP(BIO_free, BIO *)
-
-static bool host_is_loopback(const char *host) {
-        struct in_addr a4;
-
-        if (strcmp(host, "localhost") == 0 || strcmp(host, "::1") == 0)
-                return true;
-        return inet_pton(AF_INET, host, &a4) == 1 && (ntohl(a4.s_addr) >> 24) == 127;
-}
 
 static int path_in(const struct kh_config *cfg, const char *name, char *out, size_t len) {
         int n = snprintf(out, len, "%s/%s", cfg->data_dir, name);
@@ -48,7 +42,7 @@ static int write_pem(const char *path, EVP_PKEY *key, X509 *cert, mode_t mode) {
         if (!ok)
                 return -EIO;
         len = BIO_get_mem_data(bio, &data);
-        return kh_file_write_atomic(path, data, (size_t) len, mode);
+        return kh_file_write_atomic(AT_FDCWD, path, data, (size_t) len, mode, 0);
 }
 
 static int ensure_master_key(const struct kh_config *cfg) {
@@ -59,7 +53,7 @@ static int ensure_master_key(const struct kh_config *cfg) {
                 return 0;
         r = kh_random_bytes(key, sizeof(key));
         if (r >= 0)
-                r = kh_file_write_atomic(cfg->keystore.master_key_file, key, sizeof(key), 0600);
+                r = kh_file_write_atomic(AT_FDCWD, cfg->keystore.master_key_file, key, sizeof(key), 0600, 0);
         OPENSSL_cleanse(key, sizeof(key));
         return r;
 }
@@ -142,7 +136,7 @@ static int ensure_dev_issuer(const struct kh_config *cfg) {
         r = kh_jwk_public_json(key, KH_DEV_ISSUER_KID, KH_JWT_ALG_ES256, &jwks);
         if (r < 0)
                 return r;
-        r = kh_file_write_atomic(cfg->tenants[0].jwks_file, jwks, strlen(jwks), 0644);
+        r = kh_file_write_atomic(AT_FDCWD, cfg->tenants[0].jwks_file, jwks, strlen(jwks), 0644, 0);
         free(jwks);
         if (r < 0)
                 return r;
@@ -153,7 +147,7 @@ int kh_dev_prepare(const struct kh_config *cfg, const char **ret_what) {
         int r;
 
         for (size_t i = 0; i < cfg->server.n_listen; i++)
-                if (!host_is_loopback(cfg->server.listen[i].host)) {
+                if (!kh_host_is_loopback(cfg->server.listen[i].host)) {
                         *ret_what = "dev mode listens on loopback addresses only";
                         return -EPERM;
                 }

@@ -1,6 +1,7 @@
 /* keyholdd: reads the configuration, hardens the process, opens the key store, database
  * and issuers, then runs one event loop per core until SIGTERM or SIGINT. */
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <malloc.h>
 #include <pthread.h>
@@ -16,11 +17,11 @@
 #include <openssl/crypto.h>
 
 #include "common/errors.h"
+#include "common/file.h"
 #include "common/log.h"
 #include "config/config.h"
 #include "config/dev-names.h"
 #include "daemon/dev.h"
-#include "daemon/files.h"
 #include "http/server.h"
 #include "service/app.h"
 
@@ -128,7 +129,7 @@ static int write_port_file(const char *path, uint16_t port) {
         char text[8];
         int n = snprintf(text, sizeof(text), "%u\n", port);
 
-        return kh_file_write_atomic(path, text, (size_t) n, 0644);
+        return kh_file_write_atomic(AT_FDCWD, path, text, (size_t) n, 0644, 0);
 }
 
 struct signal_ctx {

@@ -7,6 +7,8 @@
 
 #include <curl/curl.h>
 
+#include "common/net.h"
+
 KH_DEFINE_CLEANUP(curl_url_cleanup, CURLU *)
 KH_DEFINE_CLEANUP(curl_easy_cleanup, CURL *)
 
@@ -18,19 +20,6 @@ static CURLcode curl_init_result;
 
 static void curl_init(void) {
         curl_init_result = curl_global_init(CURL_GLOBAL_DEFAULT);
-}
-
-static bool host_is_loopback(const char *host) {
-        struct in_addr a4;
-        struct in6_addr a6;
-
-        if (strcmp(host, "localhost") == 0)
-                return true;
-        if (inet_pton(AF_INET, host, &a4) == 1)
-                return (ntohl(a4.s_addr) >> 24) == 127;
-        if (strcmp(host, "[::1]") == 0)
-                return true;
-        return inet_pton(AF_INET6, host, &a6) == 1 && IN6_IS_ADDR_LOOPBACK(&a6);
 }
 
 /* 1: https; 0: http to loopback; -EINVAL otherwise. */
@@ -48,7 +37,7 @@ static int classify(const char *url) {
                 goto out;
         if (strcmp(scheme, "https") == 0)
                 r = 1;
-        else if (strcmp(scheme, "http") == 0 && host_is_loopback(host))
+        else if (strcmp(scheme, "http") == 0 && kh_host_is_loopback(host))
                 r = 0;
 out:
         curl_free(scheme);

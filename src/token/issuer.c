@@ -22,6 +22,7 @@
 
 #include "common/buf.h"
 #include "common/errors.h"
+#include "common/file.h"
 #include "common/limits.h"
 #include "common/parse.h"
 #include "token/fetch.h"
@@ -63,29 +64,6 @@ static int strdup_opt(const char *s, char **ret) {
         return *ret ? 0 : -ENOMEM;
 }
 
-static int read_file(const char *path, struct kh_buf *out) {
-        KH_CLEANUP(kh_closep) int fd = -1;
-        char chunk[4096];
-        ssize_t n;
-        int r;
-
-        fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
-        if (fd < 0)
-                return -errno;
-        for (;;) {
-                n = read(fd, chunk, sizeof(chunk));
-                if (n < 0 && errno == EINTR)
-                        continue;
-                if (n < 0)
-                        return -errno;
-                if (n == 0)
-                        return 0;
-                r = kh_buf_append(out, chunk, (size_t) n);
-                if (r < 0)
-                        return r;
-        }
-}
-
 static int get_document(struct kh_issuer *iss, const char *url, struct kh_buf *out) {
         kh_buf_init(out, KH_JWKS_MAX, false);
         return kh_fetch(url, iss->issuer_ca, &iss->stopping, out);
@@ -98,7 +76,7 @@ static int load_jwks(struct kh_issuer *iss, struct kh_jwks **ret) {
 
         if (iss->jwks_file) {
                 kh_buf_init(&doc, KH_JWKS_MAX, false);
-                r = read_file(iss->jwks_file, &doc);
+                r = kh_file_read(AT_FDCWD, iss->jwks_file, 0, KH_JWKS_MAX, &doc);
         } else
                 r = get_document(iss, iss->jwks_uri, &doc);
         if (r < 0)

@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "common/errors.h"
+#include "common/file.h"
 #include "crypto/aead.h"
 #include "crypto/random.h"
 #include "keystore/file/file-internal.h"
@@ -62,13 +63,9 @@ static int master_from_file(const char *path, struct kh_secret **ret) {
         size_t got = 0;
         int r;
 
-        fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+        fd = kh_file_open_regular(AT_FDCWD, path, 0, &st);
         if (fd < 0)
-                return -errno;
-        if (fstat(fd, &st) < 0)
-                return -errno;
-        if (!S_ISREG(st.st_mode))
-                return -EINVAL;
+                return fd;
         if (st.st_uid != geteuid() || (st.st_mode & (S_IRWXG | S_IRWXO)) != 0)
                 return -EACCES;
         if (st.st_size != MASTER_KEY_LEN)
