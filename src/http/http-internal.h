@@ -11,6 +11,7 @@
 #include "common/buf.h"
 #include "config/config.h"
 #include "http/metrics.h"
+#include "http/route.h"
 #include "service/app.h"
 #include "service/service.h"
 #include "token/principal.h"
@@ -61,21 +62,15 @@ struct kh_http_req {
         h2o_req_t *h2o;
         struct kh_http_worker *worker;
         const struct kh_tenant *tenant;  /* resolved from /t/{tenant} or the default */
+        const struct kh_request_target *target; /* route and path parameters */
         int status;                      /* set when the reply is sent, for metrics */
 };
 
-enum kh_auth { KH_AUTH_NONE, KH_AUTH_MEMBER };
-enum kh_method { KH_GET = 1 << 0, KH_POST = 1 << 1, KH_PUT = 1 << 2 };
-
 typedef int (*kh_route_fn)(struct kh_http_req *req, const struct kh_principal *who);
 
-struct kh_route {
-        const char *path;                /* below the tenant prefix */
-        enum kh_route_id id;
-        unsigned methods;                /* enum kh_method mask */
-        enum kh_auth auth;
-        bool tenant_prefix;              /* also served under /t/{tenant} */
-        kh_route_fn get, post, put;
+/* The methods a route answers (routes.def): a NULL handler is a method it does not. */
+struct kh_route_handlers {
+        kh_route_fn get, post, put, delete_, patch;
 };
 
 /* A handler's return value: the reply will be sent later (group commit), by writes.c. */

@@ -13,16 +13,6 @@ static const double bucket_s[KH_METRICS_BUCKETS] = {
         0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.05, 0.25, 1.0, 0 /* +Inf */
 };
 
-static const char *const route_names[KH_ROUTE_COUNT_] = {
-        [KH_ROUTE_USER_KEYS] = "user-keys", [KH_ROUTE_ALIVE] = "alive", [KH_ROUTE_NOW] = "now",
-        [KH_ROUTE_HEALTH] = "health",       [KH_ROUTE_METRICS] = "metrics",
-        [KH_ROUTE_NONE] = "none",
-};
-
-const char *kh_route_name(enum kh_route_id route) {
-        return route < KH_ROUTE_COUNT_ ? route_names[route] : "none";
-}
-
 static size_t status_slot(int status) {
         for (size_t i = 0; i < KH_METRICS_STATUSES - 3; i++)
                 if (statuses[i] == status)
@@ -71,7 +61,8 @@ int kh_http_metrics_format(const struct kh_http_metrics *const *all, size_t n, s
                                 (void) snprintf(status, sizeof(status), "other");
                         (void) snprintf(line, sizeof(line),
                                         "keyhold_requests_total{route=\"%s\",status=\"%s\"} %llu\n",
-                                        route_names[route], status, (unsigned long long) v);
+                                        kh_route_name((enum kh_route_id) route), status,
+                                        (unsigned long long) v);
                         r |= kh_buf_append_str(out, line);
                 }
 

@@ -7,16 +7,7 @@
 
 #include "common/buf.h"
 #include "common/cleanup.h"
-
-enum kh_route_id {
-        KH_ROUTE_USER_KEYS,
-        KH_ROUTE_ALIVE,
-        KH_ROUTE_NOW,
-        KH_ROUTE_HEALTH,
-        KH_ROUTE_METRICS,
-        KH_ROUTE_NONE,      /* no route matched */
-        KH_ROUTE_COUNT_
-};
+#include "http/route.h"
 
 #define KH_METRICS_STATUSES 16
 #define KH_METRICS_BUCKETS 12
@@ -35,4 +26,3 @@ void kh_http_metrics_observe(struct kh_http_metrics *m, enum kh_route_id route, 
 KH_MUST_CHECK int kh_http_metrics_format(const struct kh_http_metrics *const *all, size_t n,
                                          struct kh_buf *out);
 
-const char *kh_route_name(enum kh_route_id route);

@@ -6,55 +6,6 @@
 
 #include "common/errors.h"
 #include "common/limits.h"
-#include "common/parse.h"
-#include "http/http-internal.h"
-
-/* Routes are data: who may call each route is in the table, so the router authenticates
- * before any handler runs and no handler can forget to. */
-static const struct kh_route routes[] = {
-        { "/user-keys", KH_ROUTE_USER_KEYS, KH_GET | KH_POST | KH_PUT, KH_AUTH_MEMBER, true,
-          kh_route_user_keys_get, kh_route_user_keys_post, kh_route_user_keys_put },
-        { "/alive", KH_ROUTE_ALIVE, KH_GET, KH_AUTH_NONE, true, kh_route_alive, NULL, NULL },
-        { "/now", KH_ROUTE_NOW, KH_GET, KH_AUTH_NONE, true, kh_route_alive, NULL, NULL },
-        { "/health", KH_ROUTE_HEALTH, KH_GET, KH_AUTH_NONE, false, kh_route_health, NULL, NULL },
-        { "/metrics", KH_ROUTE_METRICS, KH_GET, KH_AUTH_NONE, false, kh_route_metrics, NULL, NULL },
-};
-
-static bool slice_is(const char *p, size_t len, const char *s) {
-        size_t n = strlen(s);
-        return len == n && memcmp(p, s, n) == 0;
-}
-
-int kh_http_target_parse(const char *path, size_t len, struct kh_request_target *ret) {
-        const char *rest = path, *slash;
-        size_t rest_len = len;
-
-        if (len > KH_PATH_MAX)
-                return -KH_E_URI_TOO_LONG;
-        *ret = (struct kh_request_target) { NULL, 0, NULL };
-
-        /* Paths are matched exactly, byte for byte: no decoding, no dot-segment removal,
-         * so "/t/../user-keys" or "/user-keys/" are simply not routes. */
-        if (len >= 3 && memcmp(path, "/t/", 3) == 0) {
-                slash = memchr(path + 3, '/', len - 3);
-                ret->tenant = path + 3;
-                ret->tenant_len = slash ? (size_t) (slash - path - 3) : len - 3;
-                if (!kh_tenant_id_is_valid(ret->tenant, ret->tenant_len)) {
-                        ret->tenant = NULL;
-                        ret->tenant_len = 0;
-                        return -KH_E_UNKNOWN_TENANT;
-                }
-                rest = path + 3 + ret->tenant_len;
-                rest_len = len - 3 - ret->tenant_len;
-        }
-
-        for (size_t i = 0; i < KH_ELEMENTSOF(routes); i++)
-                if (slice_is(rest, rest_len, routes[i].path) && (!ret->tenant || routes[i].tenant_prefix)) {
-                        ret->route = &routes[i];
-                        return 0;
-                }
-        return -KH_E_NOT_FOUND;
-}
 
 /* RFC 7235 token68: ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/", then "=" padding.
  * A table, because this runs over every byte of every token on the hot path. */

@@ -1,29 +1,14 @@
 /* The request front end that keyhold itself parses (h2o has already parsed the HTTP/1.1
- * framing): the request target (tenant prefix, route) and the bearer token. Total functions
- * over untrusted bytes, free of h2o types so that fuzz/fuzz-http-request.c can drive them. */
+ * framing): the request target (route.h: tenant prefix, route, path parameters) and the
+ * bearer token. Total functions over untrusted bytes, free of h2o types and of the
+ * handlers, so that fuzz/fuzz-http-request.c links them alone (kh_http_front). */
 #pragma once
 
 #include <stdbool.h>
 #include <stddef.h>
 
 #include "common/cleanup.h"
-
-struct kh_route;
-
-struct kh_request_target {
-        const char *tenant;          /* points into the path; NULL for the bare routes */
-        size_t tenant_len;
-        const struct kh_route *route;
-};
-
-/**
- * kh_http_target_parse() - resolves "/t/{tenant}/route" or "/route" (a query string, if
- * any, already cut off by the caller).
- * Returns 0 with ret->route set; -KH_E_URI_TOO_LONG; -KH_E_UNKNOWN_TENANT (the prefix is
- * there but the tenant id is not valid); -KH_E_NOT_FOUND (no such route: ret->tenant is
- * still set so that the tenant can be checked first).
- */
-KH_MUST_CHECK int kh_http_target_parse(const char *path, size_t len, struct kh_request_target *ret);
+#include "http/route.h"
 
 /**
  * kh_http_bearer_parse() - the token of an Authorization header value "Bearer <token>"

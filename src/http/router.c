@@ -1,6 +1,7 @@
 /* Routing: routes are data. The router resolves /t/{tenant} (404 unknown_tenant before
  * authentication, so tenant names are not secret), applies CORS, authenticates before any
  * handler runs, and turns every error a handler returns into a reply in one place. */
+#include <stdio.h>
 #include <string.h>
 #include <time.h>
 
@@ -15,21 +16,63 @@ static bool iov_eq(h2o_iovec_t v, const char *s) {
         return v.len == n && memcmp(v.base, s, n) == 0;
 }
 
+static const struct kh_route_handlers handlers[KH_ROUTE_NONE] = {
+#define KH_ROUTE(id, pattern, auth, scope, ...) [KH_ROUTE_##id] = { __VA_ARGS__ },
+#include "http/routes.def"
+#undef KH_ROUTE
+};
+
+/* The methods keyhold knows, in the order an Allow header lists them. */
+static const struct {
+        const char *name;
+        unsigned bit;
+} methods[] = {
+        { "GET", KH_GET }, { "POST", KH_POST }, { "PUT", KH_PUT }, { "DELETE", KH_DELETE },
+        { "PATCH", KH_PATCH },
+};
+
 static unsigned method_of(const h2o_req_t *h) {
-        if (iov_eq(h->method, "GET"))
-                return KH_GET;
-        if (iov_eq(h->method, "POST"))
-                return KH_POST;
-        if (iov_eq(h->method, "PUT"))
-                return KH_PUT;
+        for (size_t i = 0; i < KH_ELEMENTSOF(methods); i++)
+                if (iov_eq(h->method, methods[i].name))
+                        return methods[i].bit;
         return 0;
 }
 
-static const char *allow_header(unsigned methods) {
-        static const char *const values[8] = {
-                "", "GET", "POST", "GET, POST", "PUT", "GET, PUT", "POST, PUT", "GET, POST, PUT",
-        };
-        return values[methods & 7];
+static kh_route_fn handler_of(enum kh_route_id id, unsigned method) {
+        const struct kh_route_handlers *h = &handlers[id];
+
+        switch (method) {
+        case KH_GET: return h->get;
+        case KH_POST: return h->post;
+        case KH_PUT: return h->put;
+        case KH_DELETE: return h->delete_;
+        case KH_PATCH: return h->patch;
+        default: return NULL;
+        }
+}
+
+static unsigned methods_of(enum kh_route_id id) {
+        unsigned mask = 0;
+
+        for (size_t i = 0; i < KH_ELEMENTSOF(methods); i++)
+                if (handler_of(id, methods[i].bit))
+                        mask |= methods[i].bit;
+        return mask;
+}
+
+/* "GET, POST, PUT": the route's methods, in the request's pool. */
+static void add_allow(struct kh_http_req *req, unsigned mask) {
+        char text[64];
+        size_t n = 0;
+
+        for (size_t i = 0; i < KH_ELEMENTSOF(methods); i++) {
+                if (!(mask & methods[i].bit))
+                        continue;
+                n += (size_t) snprintf(text + n, sizeof(text) - n, "%s%s", n ? ", " : "",
+                                       methods[i].name);
+        }
+        h2o_iovec_t v = h2o_strdup(&req->h2o->pool, text, n);
+        kh_http_add_header(req, H2O_TOKEN_ALLOW, v.base, v.len);
 }
 
 uint64_t kh_http_now_ns(void) {
@@ -51,9 +94,17 @@ static bool origin_allowed(const struct kh_http_req *req, const h2o_iovec_t *ori
         return false;
 }
 
-/* CORS as Bitwarden's Key Connector does it (spec section 4), with Vary: Origin always.
+static bool requested_method_answered(const struct kh_route *route, const h2o_iovec_t *m) {
+        for (size_t i = 0; i < KH_ELEMENTSOF(methods); i++)
+                if (iov_eq(*m, methods[i].name))
+                        return (methods_of(route->id) & methods[i].bit) != 0;
+        return false;
+}
+
+/* CORS as Bitwarden's Key Connector does it (spec section 4), with Vary: Origin always. A
+ * preflight gets the requested method and headers back when the route answers that method.
  * Returns true if this was a preflight, which has then been answered. */
-static bool apply_cors(struct kh_http_req *req, bool route_known) {
+static bool apply_cors(struct kh_http_req *req, const struct kh_route *route) {
         ssize_t oi = h2o_find_header_by_str(&req->h2o->headers, H2O_STRLIT("origin"), -1);
         const h2o_iovec_t *origin = oi < 0 ? NULL : &req->h2o->headers.entries[oi].value;
         bool allowed = origin && origin_allowed(req, origin);
@@ -64,7 +115,7 @@ static bool apply_cors(struct kh_http_req *req, bool route_known) {
                 kh_http_add_header(req, H2O_TOKEN_ACCESS_CONTROL_ALLOW_ORIGIN, origin->base, origin->len);
                 kh_http_add_header_str(req, "access-control-allow-credentials", H2O_STRLIT("true"));
         }
-        if (!preflight || !route_known)
+        if (!preflight || !route)
                 return false;
 
         if (allowed) {
@@ -72,6 +123,8 @@ static bool apply_cors(struct kh_http_req *req, bool route_known) {
                                                    H2O_STRLIT("access-control-request-method"), -1);
                 ssize_t h = h2o_find_header_by_str(&req->h2o->headers,
                                                    H2O_STRLIT("access-control-request-headers"), -1);
+                if (m >= 0 && !requested_method_answered(route, &req->h2o->headers.entries[m].value))
+                        m = h = -1;
                 if (m >= 0)
                         kh_http_add_header_str(req, "access-control-allow-methods",
                                                req->h2o->headers.entries[m].value.base,
@@ -110,13 +163,52 @@ static bool lacks_host(const h2o_req_t *h) {
                h->input.authority.base == h->hostconf->authority.hostport.base;
 }
 
-static int dispatch(struct kh_http_req *req, enum kh_route_id *ret_route) {
+/* Authenticates the caller as the route's row demands (routes.def). */
+static int authenticate(struct kh_http_req *req, enum kh_auth auth, struct kh_principal *who) {
+        const h2o_iovec_t *authz;
+        const char *token;
+        size_t token_len;
+        int r;
+
+        memset(who, 0, sizeof(*who));
+        switch (auth) {
+        case KH_AUTH_NONE:
+                return 0;
+        case KH_AUTH_OPERATOR:
+                return -KH_E_NOT_FOUND;  /* the operator socket only: not served here */
+        case KH_AUTH_MEMBER:
+        case KH_AUTH_ADMIN:
+                break;
+        }
+        if (!req->tenant)
+                return -KH_E_UNKNOWN_TENANT;
+        /* Two credentials are ambiguous: a proxy in front may have checked the other. */
+        if (header_count(req->h2o, H2O_TOKEN_AUTHORIZATION) > 1 ||
+            header_count(req->h2o, H2O_TOKEN_CONTENT_TYPE) > 1)
+                return -KH_E_BAD_REQUEST;
+        authz = kh_http_header(req, H2O_TOKEN_AUTHORIZATION);
+        r = kh_http_bearer_parse(authz ? authz->base : NULL, authz ? authz->len : 0, &token,
+                                 &token_len);
+        if (r == -KH_E_INVALID_TOKEN)
+                kh_service_count_token_rejection(req->worker->svc);
+        if (r < 0)
+                return r;
+        r = kh_service_authenticate(req->worker->svc, req->tenant, token, token_len,
+                                    (int64_t) time(NULL), who);
+        if (r < 0)
+                return r;
+        if (auth == KH_AUTH_ADMIN && !who->admin)
+                return -KH_E_NOT_ADMIN;
+        return 0;
+}
+
+static int dispatch(struct kh_http_req *req, struct kh_request_target *target,
+                    enum kh_route_id *ret_route) {
         h2o_req_t *h = req->h2o;
-        struct kh_request_target target;
         size_t path_len = h->query_at != SIZE_MAX ? h->query_at : h->path.len;
         const struct kh_route *route;
         struct kh_principal who;
-        unsigned method;
+        kh_route_fn handler;
         int r;
 
         if (lacks_host(h))
@@ -126,70 +218,42 @@ static int dispatch(struct kh_http_req *req, enum kh_route_id *ret_route) {
         if (h->path.len > KH_PATH_MAX)
                 return -KH_E_URI_TOO_LONG;
 
-        r = kh_http_target_parse(h->path.base, path_len, &target);
+        r = kh_http_target_parse(h->path.base, path_len, target);
         if (r < 0 && r != -KH_E_NOT_FOUND)
                 return r;
-        route = target.route;
-        req->tenant = kh_app_tenant(req->worker->server->app, target.tenant, target.tenant_len);
-        if (target.tenant && !req->tenant)
+        route = target->route;
+        req->target = target;
+        req->tenant = kh_app_tenant(req->worker->server->app, target->tenant, target->tenant_len);
+        if (target->tenant && !req->tenant)
                 return -KH_E_UNKNOWN_TENANT;   /* before authentication: tenant names are not secret */
 
-        if (apply_cors(req, route != NULL))
+        if (apply_cors(req, route))
                 return 0;
         if (!route)
                 return -KH_E_NOT_FOUND;
         *ret_route = route->id;
 
-        method = method_of(h) & route->methods;
-        if (!method) {
-                const char *allow = allow_header(route->methods);
-                kh_http_add_header(req, H2O_TOKEN_ALLOW, allow, strlen(allow));
+        handler = handler_of(route->id, method_of(h));
+        if (!handler) {
+                add_allow(req, methods_of(route->id));
                 return -KH_E_METHOD_NOT_ALLOWED;
         }
-
-        memset(&who, 0, sizeof(who));
-        if (route->auth == KH_AUTH_MEMBER) {
-                const h2o_iovec_t *authz = kh_http_header(req, H2O_TOKEN_AUTHORIZATION);
-                const char *token;
-                size_t token_len;
-
-                if (!req->tenant)
-                        return -KH_E_UNKNOWN_TENANT;
-                /* Two credentials are ambiguous: a proxy in front may have checked the other. */
-                if (header_count(h, H2O_TOKEN_AUTHORIZATION) > 1 ||
-                    header_count(h, H2O_TOKEN_CONTENT_TYPE) > 1)
-                        return -KH_E_BAD_REQUEST;
-                r = kh_http_bearer_parse(authz ? authz->base : NULL, authz ? authz->len : 0,
-                                         &token, &token_len);
-                if (r == -KH_E_INVALID_TOKEN)
-                        kh_service_count_token_rejection(req->worker->svc);
-                if (r < 0)
-                        return r;
-                r = kh_service_authenticate(req->worker->svc, req->tenant, token, token_len,
-                                            (int64_t) time(NULL), &who);
-                if (r < 0)
-                        return r;
-        }
-
-        switch (method) {
-        case KH_GET:
-                return route->get(req, &who);
-        case KH_POST:
-                return route->post(req, &who);
-        default:
-                return route->put(req, &who);
-        }
+        r = authenticate(req, route->auth, &who);
+        if (r < 0)
+                return r;
+        return handler(req, &who);
 }
 
 int kh_http_route(h2o_handler_t *self, h2o_req_t *h) {
         struct kh_http_worker *w = (struct kh_http_worker *) (void *) h->conn->ctx; /* ctx is first */
         struct kh_http_req req = { .h2o = h, .worker = w, .status = 0 };
+        struct kh_request_target target;
         enum kh_route_id route = KH_ROUTE_NONE;
         uint64_t start = kh_http_now_ns();
         int r;
 
         (void) self;
-        r = dispatch(&req, &route);
+        r = dispatch(&req, &target, &route);
         if (r == KH_HTTP_DEFERRED)
                 return 0;                /* writes.c replies and counts it after the commit */
         if (r < 0)

@@ -2,13 +2,13 @@
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
+#include <stdbool.h>
 #include <string.h>
 
 #include <cmocka.h>
 
 #include "common/errors.h"
 #include "common/limits.h"
-#include "http/http-internal.h"
 #include "http/request.h"
 
 static int target(const char *path, struct kh_request_target *t) {
@@ -63,6 +63,72 @@ static void test_target_caps_the_path(void **state) {
 
 static int bearer(const char *authz, const char **tok, size_t *len) {
         return kh_http_bearer_parse(authz, authz ? strlen(authz) : 0, tok, len);
+}
+
+static bool matches(const char *pattern, const char *path, struct kh_request_target *t) {
+        t->n_params = 99;
+        return kh_route_match(pattern, path, strlen(path), t);
+}
+
+static void assert_param(const struct kh_request_target *t, size_t i, const char *want) {
+        assert_true(i < t->n_params);
+        assert_int_equal(t->params[i].len, strlen(want));
+        assert_memory_equal(t->params[i].p, want, strlen(want));
+}
+
+static void test_route_match_literal_and_parameters(void **state) {
+        struct kh_request_target t;
+        (void) state;
+
+        assert_true(matches("/user-keys", "/user-keys", &t));
+        assert_int_equal(t.n_params, 0);
+        assert_true(matches("/devices/{id}", "/devices/3fa85f64-5717", &t));
+        assert_int_equal(t.n_params, 1);
+        assert_param(&t, 0, "3fa85f64-5717");
+        assert_true(matches("/admin/keys/{version}/revoke", "/admin/keys/12/revoke", &t));
+        assert_param(&t, 0, "12");
+        assert_true(matches("/a/{x}/b/{y}", "/a/A.b_c~d/b/Z", &t));
+        assert_int_equal(t.n_params, 2);
+        assert_param(&t, 0, "A.b_c~d");
+        assert_param(&t, 1, "Z");
+        assert_true(matches("/a/{x}", "/a/..", &t));   /* no dot-segment meaning: a plain value */
+        assert_param(&t, 0, "..");
+}
+
+static void test_route_match_refuses_near_misses(void **state) {
+        static const char *const no[] = {
+                "/devices/", "/devices", "/devices/a/", "/devices/a/b", "/devices//", "/devices/a%20b",
+                "/devices/a b", "/devices/a+b", "/devices/a:b", "/devices/\xc3\xa9", "/Devices/a",
+                "/devices/a?", "devices/a",
+        };
+        struct kh_request_target t;
+        char long_id[KH_ROUTE_PARAM_MAX + 16];
+        (void) state;
+
+        for (size_t i = 0; i < sizeof(no) / sizeof(no[0]); i++) {
+                assert_false(matches("/devices/{id}", no[i], &t));
+                assert_int_equal(t.n_params, 99);       /* untouched on a miss */
+        }
+        memcpy(long_id, "/devices/", 9);
+        memset(long_id + 9, 'a', KH_ROUTE_PARAM_MAX);
+        long_id[9 + KH_ROUTE_PARAM_MAX] = 0;
+        assert_true(matches("/devices/{id}", long_id, &t));
+        long_id[9 + KH_ROUTE_PARAM_MAX] = 'a';
+        long_id[10 + KH_ROUTE_PARAM_MAX] = 0;
+        assert_false(matches("/devices/{id}", long_id, &t));
+        assert_false(matches("/a/{unterminated", "/a/b", &t));
+}
+
+static void test_route_names_are_the_patterns(void **state) {
+        (void) state;
+
+        assert_string_equal(kh_route_name(KH_ROUTE_USER_KEYS), "user-keys");
+        assert_string_equal(kh_route_name(KH_ROUTE_METRICS), "metrics");
+        assert_string_equal(kh_route_name(KH_ROUTE_NONE), "none");
+        assert_ptr_equal(kh_route_by_id(KH_ROUTE_ALIVE)->pattern, kh_route_by_id(KH_ROUTE_ALIVE)->pattern);
+        assert_int_equal(kh_route_by_id(KH_ROUTE_HEALTH)->scope, KH_SCOPE_SERVER);
+        assert_int_equal(kh_route_by_id(KH_ROUTE_USER_KEYS)->auth, KH_AUTH_MEMBER);
+        assert_null(kh_route_by_id(KH_ROUTE_NONE));
 }
 
 static void test_bearer_extraction(void **state) {
@@ -137,6 +203,9 @@ int main(void) {
                 cmocka_unit_test(test_target_bare_and_tenant_routes),
                 cmocka_unit_test(test_target_rejects_what_is_not_exactly_a_route),
                 cmocka_unit_test(test_target_caps_the_path),
+                cmocka_unit_test(test_route_match_literal_and_parameters),
+                cmocka_unit_test(test_route_match_refuses_near_misses),
+                cmocka_unit_test(test_route_names_are_the_patterns),
                 cmocka_unit_test(test_bearer_extraction),
                 cmocka_unit_test(test_bearer_caps_the_token),
                 cmocka_unit_test(test_bearer_bad_byte_at_every_position),
