@@ -53,6 +53,7 @@ static void check_config(const struct kh_config *cfg) {
                 CHECK(kh_tenant_id_is_valid(tn->id, strlen(tn->id)));
                 CHECK(kh_config_tenant(cfg, tn->id) == tn); /* ids are unique */
                 CHECK(tn->issuer && tn->issuer[0]);
+                CHECK(tn->max_token_lifetime_s <= KH_TOKEN_LIFETIME_MAX_S);
                 check_origins(tn->cors_origins, tn->n_cors_origins);
         }
 }

@@ -18,9 +18,10 @@ static bool is_blank(char c) {
         return c == ' ' || c == '\t';
 }
 
-/* Splits value at ',' into at most max items. Returns the number of items, or -EINVAL (empty
- * entry) or -E2BIG (more than max). */
-static int split_list(const char *value, struct item *items, size_t max) {
+/* Splits value at ',' into at most max items. Returns the number of items, or -EINVAL with
+ * *ret_reason too_many (more than max) or malformed (an empty entry). */
+static int split_list(const char *value, struct item *items, size_t max, const char *too_many,
+                      const char *malformed, const char **ret_reason) {
         size_t n = 0;
         const char *p = value;
 
@@ -33,10 +34,14 @@ static int split_list(const char *value, struct item *items, size_t max) {
                         s++;
                 while (stop > s && is_blank(stop[-1]))
                         stop--;
-                if (s == stop)
+                if (s == stop) {
+                        *ret_reason = malformed;
                         return -EINVAL;
-                if (n == max)
-                        return -E2BIG;
+                }
+                if (n == max) {
+                        *ret_reason = too_many;
+                        return -EINVAL;
+                }
                 items[n].p = s;
                 items[n].len = (size_t) (stop - s);
                 n++;
@@ -46,26 +51,16 @@ static int split_list(const char *value, struct item *items, size_t max) {
         }
 }
 
-static bool ipv4_is_valid(const char *s, size_t len) {
-        char buf[INET_ADDRSTRLEN];
-        struct in_addr a;
-
-        if (len >= sizeof(buf))
-                return false;
-        memcpy(buf, s, len);
-        buf[len] = 0;
-        return inet_pton(AF_INET, buf, &a) == 1;
-}
-
-static bool ipv6_is_valid(const char *s, size_t len) {
+/* s[0..len) is a numeric address of family af (AF_INET or AF_INET6). */
+static bool ip_is_valid(int af, const char *s, size_t len) {
         char buf[INET6_ADDRSTRLEN];
-        struct in6_addr a;
+        struct in6_addr a; /* room for either */
 
         if (len >= sizeof(buf))
                 return false;
         memcpy(buf, s, len);
         buf[len] = 0;
-        return inet_pton(AF_INET6, buf, &a) == 1;
+        return inet_pton(af, buf, &a) == 1;
 }
 
 static int listen_item_parse(const struct item *it, struct kh_config_listen *out,
@@ -83,7 +78,7 @@ static int listen_item_parse(const struct item *it, struct kh_config_listen *out
                 host = it->p + 1;
                 host_len = (size_t) (close - host);
                 port = close + 2;
-                if (!ipv6_is_valid(host, host_len)) {
+                if (!ip_is_valid(AF_INET6, host, host_len)) {
                         *ret_reason = "the host in brackets must be a numeric IPv6 address";
                         return -EINVAL;
                 }
@@ -105,7 +100,7 @@ static int listen_item_parse(const struct item *it, struct kh_config_listen *out
                 }
                 bool localhost = host_len == strlen("localhost") &&
                                  memcmp(host, "localhost", host_len) == 0;
-                if (!localhost && !ipv4_is_valid(host, host_len)) {
+                if (!localhost && !ip_is_valid(AF_INET, host, host_len)) {
                         *ret_reason = "the host must be a numeric IPv4 address, [IPv6] or "
                                       "localhost";
                         return -EINVAL;
@@ -129,15 +124,10 @@ int kh_config_listen_parse(const char *value, struct kh_config_listen out[static
         struct item items[KH_LISTEN_MAX];
         int n, r;
 
-        n = split_list(value, items, KH_LISTEN_MAX);
-        if (n == -E2BIG) {
-                *ret_reason = "at most 8 listen addresses";
-                return -EINVAL;
-        }
-        if (n < 0) {
-                *ret_reason = "must be host:port, comma-separated, without empty entries";
-                return -EINVAL;
-        }
+        n = split_list(value, items, KH_LISTEN_MAX, "at most 8 listen addresses",
+                       "must be host:port, comma-separated, without empty entries", ret_reason);
+        if (n < 0)
+                return n;
         for (int i = 0; i < n; i++) {
                 r = listen_item_parse(&items[i], &parsed[i], ret_reason);
                 if (r < 0)
@@ -169,7 +159,7 @@ static int origin_item_check(const char *s, size_t len, const char **ret_reason)
 
         if (s[i] == '[') {
                 const char *close = memchr(s + i, ']', len - i);
-                if (!close || !ipv6_is_valid(s + i + 1, (size_t) (close - s - i - 1))) {
+                if (!close || !ip_is_valid(AF_INET6, s + i + 1, (size_t) (close - s - i - 1))) {
                         *ret_reason = form;
                         return -EINVAL;
                 }
@@ -206,15 +196,10 @@ int kh_config_origins_parse(const char *value, char *out[static KH_CORS_ORIGINS_
         struct item items[KH_CORS_ORIGINS_MAX];
         int n, r = 0;
 
-        n = split_list(value, items, KH_CORS_ORIGINS_MAX);
-        if (n == -E2BIG) {
-                *ret_reason = "at most 16 origins";
-                return -EINVAL;
-        }
-        if (n < 0) {
-                *ret_reason = "must be origins, comma-separated, without empty entries";
-                return -EINVAL;
-        }
+        n = split_list(value, items, KH_CORS_ORIGINS_MAX, "at most 16 origins",
+                       "must be origins, comma-separated, without empty entries", ret_reason);
+        if (n < 0)
+                return n;
         for (int i = 0; i < n; i++) {
                 size_t len = items[i].len;
 
