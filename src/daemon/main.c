@@ -22,6 +22,7 @@
 #include "config/config.h"
 #include "config/dev-names.h"
 #include "daemon/dev.h"
+#include "daemon/workers.h"
 #include "http/server.h"
 #include "service/app.h"
 
@@ -134,7 +135,7 @@ static int write_port_file(const char *path, uint16_t port) {
 
 struct signal_ctx {
         sigset_t set;
-        struct kh_http_server *server;
+        struct kh_workers *workers;
 };
 
 static void *signal_thread(void *userdata) {
@@ -143,9 +144,34 @@ static void *signal_thread(void *userdata) {
 
         if (sigwait(&s->set, &sig) == 0) {
                 kh_log_info("received %s, stopping", sig == SIGINT ? "SIGINT" : "SIGTERM");
-                kh_http_server_stop(s->server);
+                kh_workers_stop(s->workers);
         }
         return NULL;
+}
+
+/* What each worker thread runs around its loop. */
+static int worker_start(unsigned i, void *userdata) {
+        return kh_http_worker_open(userdata, i);
+}
+
+static void worker_pass(unsigned i, void *userdata) {
+        (void) i;
+        (void) userdata;
+}
+
+static bool worker_stop(unsigned i, void *userdata) {
+        return kh_http_worker_close(userdata, i);
+}
+
+static const struct kh_worker_hooks worker_hooks = {
+        .start = worker_start, .pass = worker_pass, .stop = worker_stop,
+};
+
+static unsigned worker_count(const struct kh_config_server *cfg) {
+        long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+        unsigned n = cfg->threads ? cfg->threads : (unsigned) (ncpu > 0 ? ncpu : 1);
+
+        return n > KH_THREADS_MAX ? KH_THREADS_MAX : n;
 }
 
 static void dev_banner(const struct kh_config *cfg, uint16_t port) {
@@ -162,25 +188,40 @@ static void dev_banner(const struct kh_config *cfg, uint16_t port) {
 }
 
 static int run(const struct kh_config *cfg) {
+        KH_CLEANUP(kh_workers_freep) struct kh_workers *workers = NULL;
         KH_CLEANUP(kh_app_closep) struct kh_app *app = NULL;
         KH_CLEANUP(kh_http_server_freep) struct kh_http_server *server = NULL;
+        h2o_evloop_t *evloops[KH_THREADS_MAX];
+        struct kh_loop *loops[KH_THREADS_MAX];
         struct signal_ctx sig = { 0 };
         pthread_t sig_thread;
         char err[256] = "";
+        unsigned n;
         int r;
+
+        r = kh_workers_new(worker_count(&cfg->server), &workers);
+        if (r < 0) {
+                kh_log_error("cannot create the worker loops: %s", kh_strerror(r));
+                return r;
+        }
+        n = kh_workers_count(workers);
+        for (unsigned i = 0; i < n; i++) {
+                evloops[i] = kh_workers_evloop(workers, i);
+                loops[i] = kh_workers_loop(workers, i);
+        }
 
         r = kh_app_open(cfg, on_app_event, NULL, &app);
         if (r < 0) {
                 kh_log_error("start-up failed: %s", kh_strerror(r));
                 return r;
         }
-        r = kh_http_server_new(&cfg->server, app, &server, err, sizeof(err));
+        r = kh_http_server_new(&cfg->server, app, n, evloops, loops, &server, err, sizeof(err));
         if (r < 0) {
                 kh_log_error("%s: %s", err[0] ? err : "cannot start the HTTP server", kh_strerror(r));
                 return r;
         }
 
-        sig.server = server;
+        sig.workers = workers;
         sigemptyset(&sig.set);
         sigaddset(&sig.set, SIGINT);
         sigaddset(&sig.set, SIGTERM);
@@ -190,8 +231,7 @@ static int run(const struct kh_config *cfg) {
 
         for (size_t i = 0; i < kh_http_server_n_listeners(server); i++)
                 kh_log_info("listening on %s://%s:%u (%u workers)", cfg->server.tls_cert ? "https" : "http",
-                            cfg->server.listen[i].host, kh_http_server_port(server, i),
-                            kh_http_server_n_workers(server));
+                            cfg->server.listen[i].host, kh_http_server_port(server, i), n);
         if (cfg->dev)
                 dev_banner(cfg, kh_http_server_port(server, 0));
         if (cfg->server.port_file) {
@@ -200,7 +240,7 @@ static int run(const struct kh_config *cfg) {
                         kh_log_error("cannot write port file %s: %s", cfg->server.port_file, kh_strerror(r));
         }
 
-        r = kh_http_server_run(server);
+        r = kh_workers_run(workers, &worker_hooks, server);
         /* wake the signal thread if the loops ended for another reason */
         (void) pthread_kill(sig_thread, SIGTERM);
         (void) pthread_join(sig_thread, NULL);

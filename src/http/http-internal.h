@@ -1,8 +1,6 @@
 /* Types shared by the files of http/ only. */
 #pragma once
 
-#include <pthread.h>
-#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -18,31 +16,17 @@
 
 struct kh_http_server;
 
-/* A PUT/POST decoded and authenticated, waiting for its group commit (writes.c). */
-struct kh_pending_write {
-        h2o_req_t *h2o;
-        struct kh_principal who;
-        struct kh_secret *key;           /* owned */
-        bool replace;                    /* PUT: create or replace; POST: create only */
-        uint64_t start_ns;
-};
-
-#define KH_WRITE_BATCH_MAX 128
-
 struct kh_http_worker {
         h2o_context_t ctx;               /* first: reached from a request by its ctx */
         h2o_accept_ctx_t accept_ctx;
         struct kh_http_server *server;
+        h2o_evloop_t *evloop;            /* the worker thread's loop (daemon/workers.c) */
         struct kh_service *svc;
         struct kh_http_metrics metrics;
         h2o_socket_t *listeners[KH_LISTEN_MAX];
         int listen_fds[KH_LISTEN_MAX];
         size_t n_listeners;
-        pthread_t thread;
-        bool started;
-        struct kh_pending_write pending[KH_WRITE_BATCH_MAX];
-        size_t n_pending;
-        h2o_timeout_entry_t flush_entry; /* on the zero timeout while writes are pending */
+        bool open;                       /* kh_http_worker_open() done, context live */
 };
 
 struct kh_http_server {
@@ -54,7 +38,6 @@ struct kh_http_server {
         unsigned n_workers;
         uint16_t ports[KH_LISTEN_MAX];
         size_t n_listeners;
-        atomic_bool stopping;
 };
 
 /* One request as the handlers see it. */
@@ -76,13 +59,10 @@ struct kh_route_handlers {
 /* A handler's return value: the reply will be sent later (group commit), by writes.c. */
 #define KH_HTTP_DEFERRED 1
 
-/* Queues a write for the worker's next group commit, which runs once the loop has read
- * every request of this pass; takes ownership of key. Returns KH_HTTP_DEFERRED. */
+/* Submits a member key write to the worker's next group commit (service.h); the reply goes
+ * out once it is durable. Takes ownership of key. Returns KH_HTTP_DEFERRED. */
 int kh_http_write_enqueue(struct kh_http_req *req, const struct kh_principal *who,
                           struct kh_secret *key, bool replace);
-
-/* Commits every queued write in one transaction and replies to each. */
-void kh_http_writes_flush(struct kh_http_worker *w);
 
 uint64_t kh_http_now_ns(void);
 

@@ -20,7 +20,6 @@
 #define H2O_ENTITY_MAX (64 * 1024)
 #define LISTEN_BACKLOG 1024
 #define ACCEPTS_PER_WAKEUP 64
-#define LOOP_WAIT_MS 200
 #define DRAIN_MS 2000
 #define DRAIN_STEP_MS 10
 
@@ -91,15 +90,17 @@ static int bind_listener(const struct kh_config_listen *l, uint16_t port, uint16
         return 0;
 }
 
-int kh_http_server_new(const struct kh_config_server *cfg, struct kh_app *app,
+int kh_http_server_new(const struct kh_config_server *cfg, struct kh_app *app, unsigned n_workers,
+                       h2o_evloop_t *const *evloops, struct kh_loop *const *loops,
                        struct kh_http_server **ret, char *err, size_t err_len) {
         KH_CLEANUP(kh_http_server_freep) struct kh_http_server *s = NULL;
         h2o_hostconf_t *hostconf;
         h2o_pathconf_t *pathconf;
         h2o_handler_t *handler;
-        long ncpu;
         int r;
 
+        if (n_workers == 0 || n_workers > KH_THREADS_MAX)
+                return -EINVAL;
         s = calloc(1, sizeof(*s));
         if (!s)
                 return -ENOMEM;
@@ -123,10 +124,7 @@ int kh_http_server_new(const struct kh_config_server *cfg, struct kh_app *app,
                         return r;
         }
 
-        ncpu = sysconf(_SC_NPROCESSORS_ONLN);
-        s->n_workers = cfg->threads ? cfg->threads : (unsigned) (ncpu > 0 ? ncpu : 1);
-        if (s->n_workers > KH_THREADS_MAX)
-                s->n_workers = KH_THREADS_MAX;
+        s->n_workers = n_workers;
         s->workers = calloc(s->n_workers, sizeof(*s->workers));
         if (!s->workers)
                 return -ENOMEM;
@@ -151,8 +149,9 @@ int kh_http_server_new(const struct kh_config_server *cfg, struct kh_app *app,
         for (unsigned i = 0; i < s->n_workers; i++) {
                 struct kh_http_worker *w = &s->workers[i];
                 w->server = s;
+                w->evloop = evloops[i];
                 w->n_listeners = cfg->n_listen;
-                r = kh_service_new(app, &w->svc);
+                r = kh_service_new(app, loops[i], &w->svc);
                 if (r < 0) {
                         set_err(err, err_len, "cannot open the database for a worker", "");
                         return r;
@@ -213,61 +212,39 @@ static bool drain(struct kh_http_worker *w) {
         return false;
 }
 
-static void *worker_main(void *userdata) {
-        struct kh_http_worker *w = userdata;
-        struct kh_http_server *s = w->server;
-        h2o_evloop_t *loop = h2o_evloop_create();
+int kh_http_worker_open(struct kh_http_server *s, unsigned i) {
+        struct kh_http_worker *w = &s->workers[i];
 
-        h2o_context_init(&w->ctx, loop, &s->globalconf);
+        h2o_context_init(&w->ctx, w->evloop, &s->globalconf);
         w->accept_ctx.ctx = &w->ctx;
         w->accept_ctx.hosts = s->globalconf.hosts;
         w->accept_ctx.ssl_ctx = s->ssl_ctx;
+        w->open = true;
 
         for (size_t j = 0; j < w->n_listeners; j++) {
-                w->listeners[j] = h2o_evloop_socket_create(loop, w->listen_fds[j],
+                w->listeners[j] = h2o_evloop_socket_create(w->evloop, w->listen_fds[j],
                                                            H2O_SOCKET_FLAG_DONT_READ);
                 w->listen_fds[j] = -1; /* the socket owns it now */
                 w->listeners[j]->data = w;
                 h2o_socket_read_start(w->listeners[j], on_accept);
         }
+        return 0;
+}
 
-        while (!atomic_load_explicit(&s->stopping, memory_order_relaxed))
-                (void) h2o_evloop_run(loop, LOOP_WAIT_MS);
+bool kh_http_worker_close(struct kh_http_server *s, unsigned i) {
+        struct kh_http_worker *w = &s->workers[i];
 
+        if (!w->open)
+                return true;
         for (size_t j = 0; j < w->n_listeners; j++) {
                 h2o_socket_read_stop(w->listeners[j]);
                 h2o_socket_close(w->listeners[j]);
         }
-        if (drain(w)) {
-                h2o_context_dispose(&w->ctx);
-                h2o_evloop_destroy(loop);
-        }
-        /* else a client still holds a connection: leave the loop to the exiting process
-         * rather than dispose of timers that are still linked (h2o asserts on that) */
-        return NULL;
-}
-
-int kh_http_server_run(struct kh_http_server *s) {
-        int r = 0;
-
-        for (unsigned i = 0; i < s->n_workers; i++) {
-                r = -pthread_create(&s->workers[i].thread, NULL, worker_main, &s->workers[i]);
-                if (r < 0) {
-                        kh_http_server_stop(s);
-                        break;
-                }
-                s->workers[i].started = true;
-        }
-        for (unsigned i = 0; i < s->n_workers; i++)
-                if (s->workers[i].started) {
-                        (void) pthread_join(s->workers[i].thread, NULL);
-                        s->workers[i].started = false;
-                }
-        return r;
-}
-
-void kh_http_server_stop(struct kh_http_server *s) {
-        atomic_store(&s->stopping, true);
+        if (!drain(w))
+                return false;   /* a client still holds a connection: leave it to exit */
+        h2o_context_dispose(&w->ctx);
+        w->open = false;
+        return true;
 }
 
 uint16_t kh_http_server_port(const struct kh_http_server *s, size_t i) {
@@ -276,10 +253,6 @@ uint16_t kh_http_server_port(const struct kh_http_server *s, size_t i) {
 
 size_t kh_http_server_n_listeners(const struct kh_http_server *s) {
         return s->n_listeners;
-}
-
-unsigned kh_http_server_n_workers(const struct kh_http_server *s) {
-        return s->n_workers;
 }
 
 struct kh_http_server *kh_http_server_free(struct kh_http_server *s) {

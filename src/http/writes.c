@@ -1,80 +1,48 @@
-/* Group commit of PUT/POST /user-keys. A synchronous commit costs a disk flush (0.2-0.4 ms
- * here), which would cap writes at a few thousand per second and stall the loop for each.
- * Instead a worker queues the writes it decodes during one pass of its loop and commits
- * them together on the loop's zero timeout, which h2o runs once that pass has read every
- * ready request; each request is answered only after the commit. The longer a flush
- * takes, the more requests the next pass finds waiting, so the batch grows with load.
- * Until the commit no reply has been sent, so a crash loses only unacknowledged writes. */
-#include <string.h>
-
+/* PUT/POST /user-keys as operations of the worker's group commit (service.h): the reply is
+ * sent once the batch the write joined has committed, so an acknowledged write is durable. */
 #include "common/errors.h"
 #include "http/http-internal.h"
 #include "service/user-keys.h"
 
-static void on_flush(h2o_timeout_entry_t *entry) {
-        kh_http_writes_flush(kh_container_of(entry, struct kh_http_worker, flush_entry));
+struct user_key_write {
+        struct kh_service_op op;         /* first */
+        h2o_req_t *h2o;
+        struct kh_http_worker *worker;
+        struct kh_principal who;
+        struct kh_secret *key;           /* owned */
+        bool replace;                    /* PUT: create or replace; POST: create only */
+        uint64_t start_ns;
+};
+
+static int apply(struct kh_service *svc, struct kh_service_op *op) {
+        struct user_key_write *w = kh_container_of(op, struct user_key_write, op);
+
+        return w->replace ? kh_user_keys_put(svc, &w->who, w->key)
+                          : kh_user_keys_post(svc, &w->who, w->key);
+}
+
+static void done(struct kh_service_op *op, int result) {
+        struct user_key_write *w = kh_container_of(op, struct user_key_write, op);
+        struct kh_http_req req = { .h2o = w->h2o, .worker = w->worker };
+
+        w->key = kh_secret_free(w->key);
+        if (result < 0)
+                kh_http_reply_error(&req, result);
+        else
+                kh_http_reply(&req, 200, NULL, NULL, 0, false);
+        kh_http_metrics_observe(&w->worker->metrics, KH_ROUTE_USER_KEYS, req.status,
+                                kh_http_now_ns() - w->start_ns);
 }
 
 int kh_http_write_enqueue(struct kh_http_req *req, const struct kh_principal *who,
                           struct kh_secret *key, bool replace) {
-        struct kh_http_worker *w = req->worker;
-        struct kh_pending_write *p;
+        /* In the request's pool: it lives until the reply, which done sends. */
+        struct user_key_write *w = h2o_mem_alloc_pool(&req->h2o->pool, sizeof(*w));
 
-        if (w->n_pending == KH_WRITE_BATCH_MAX)
-                kh_http_writes_flush(w);
-        p = &w->pending[w->n_pending++];
-        *p = (struct kh_pending_write) {
-                .h2o = req->h2o, .who = *who, .key = key, .replace = replace,
-                .start_ns = kh_http_now_ns(),
+        *w = (struct user_key_write) {
+                .op = { .apply = apply, .done = done }, .h2o = req->h2o, .worker = req->worker,
+                .who = *who, .key = key, .replace = replace, .start_ns = kh_http_now_ns(),
         };
-        if (!h2o_timeout_is_linked(&w->flush_entry)) {
-                w->flush_entry.cb = on_flush;
-                h2o_timeout_link(w->ctx.loop, &w->ctx.zero_timeout, &w->flush_entry);
-        }
+        kh_service_submit(req->worker->svc, &w->op);
         return KH_HTTP_DEFERRED;
-}
-
-void kh_http_writes_flush(struct kh_http_worker *w) {
-        int results[KH_WRITE_BATCH_MAX];
-        size_t n = w->n_pending;
-        int r;
-
-        if (h2o_timeout_is_linked(&w->flush_entry))
-                h2o_timeout_unlink(&w->flush_entry);
-        if (n == 0)
-                return;
-
-        r = kh_service_batch_begin(w->svc);
-        for (size_t i = 0; i < n; i++) {
-                struct kh_pending_write *p = &w->pending[i];
-                if (r < 0)
-                        results[i] = r;
-                else if (p->replace)
-                        results[i] = kh_user_keys_put(w->svc, &p->who, p->key);
-                else
-                        results[i] = kh_user_keys_post(w->svc, &p->who, p->key);
-        }
-        if (r >= 0) {
-                r = kh_service_batch_commit(w->svc);
-                if (r < 0) {
-                        kh_service_batch_abort(w->svc);
-                        for (size_t i = 0; i < n; i++)
-                                if (results[i] >= 0)
-                                        results[i] = r;   /* none of them happened */
-                }
-        }
-
-        for (size_t i = 0; i < n; i++) {
-                struct kh_pending_write *p = &w->pending[i];
-                struct kh_http_req req = { .h2o = p->h2o, .worker = w };
-
-                if (results[i] < 0)
-                        kh_http_reply_error(&req, results[i]);
-                else
-                        kh_http_reply(&req, 200, NULL, NULL, 0, false);
-                kh_http_metrics_observe(&w->metrics, KH_ROUTE_USER_KEYS, req.status,
-                                        kh_http_now_ns() - p->start_ns);
-                p->key = kh_secret_free(p->key);
-        }
-        w->n_pending = 0;
 }

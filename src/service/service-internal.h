@@ -2,6 +2,7 @@
 #pragma once
 
 #include "common/buf.h"
+#include "common/loop.h"
 #include "service/service.h"
 #include "store/store.h"
 #include "token/token-cache.h"
@@ -12,4 +13,12 @@ struct kh_service {
         struct kh_token_cache *tokens;
         struct kh_buf blob;        /* reused for sealed records: no allocation per request */
         struct kh_service_counters counters;
+        struct kh_loop *loop;      /* the worker's */
+        /* the group commit (batch.c): operations waiting for the end of the loop's pass */
+        struct kh_service_op *batch_head, *batch_tail;
+        size_t batch_len;
+        struct kh_loop_task flush;
 };
+
+/* batch.c: commits what is queued now (the end of a pass, or a full batch). */
+void kh_service_batch_flush(struct kh_service *svc);

@@ -10,7 +10,11 @@
 #include "service/service-internal.h"
 #include "token/issuer.h"
 
-int kh_service_new(struct kh_app *app, struct kh_service **ret) {
+static void on_flush(struct kh_loop_task *task) {
+        kh_service_batch_flush(kh_container_of(task, struct kh_service, flush));
+}
+
+int kh_service_new(struct kh_app *app, struct kh_loop *loop, struct kh_service **ret) {
         KH_CLEANUP(kh_service_freep) struct kh_service *svc = NULL;
         size_t n;
         int r;
@@ -19,6 +23,8 @@ int kh_service_new(struct kh_app *app, struct kh_service **ret) {
         if (!svc)
                 return -ENOMEM;
         svc->app = app;
+        svc->loop = loop;
+        svc->flush.run = on_flush;
         kh_buf_init(&svc->blob, KH_SEALED_MAX, false);
 
         if (__builtin_mul_overflow(kh_app_n_tenants(app), (size_t) KH_KEY_VERSIONS_MAX, &n))
@@ -63,18 +69,6 @@ size_t kh_service_token_cache_size(const struct kh_service *svc) {
 
 void kh_service_count_token_rejection(struct kh_service *svc) {
         atomic_fetch_add_explicit(&svc->counters.token_rejections, 1, memory_order_relaxed);
-}
-
-int kh_service_batch_begin(struct kh_service *svc) {
-        return kh_store_tx_begin(svc->store);
-}
-
-int kh_service_batch_commit(struct kh_service *svc) {
-        return kh_store_tx_commit(svc->store);
-}
-
-void kh_service_batch_abort(struct kh_service *svc) {
-        kh_store_tx_rollback(svc->store);
 }
 
 int kh_service_ping(struct kh_service *svc) {

@@ -1,0 +1,203 @@
+#include "workers.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+
+#include "common/limits.h"
+
+#define LOOP_WAIT_MS 200
+
+struct posted {
+        h2o_multithread_message_t super;  /* first: h2o links it */
+        struct kh_loop_task *task;
+};
+
+struct worker {
+        struct kh_loop base;              /* first: the struct kh_loop the layers below see */
+        struct kh_workers *all;
+        unsigned index;
+        h2o_evloop_t *evloop;
+        h2o_timeout_t zero;               /* deferred tasks run on it, after the pass's I/O */
+        h2o_timeout_entry_t deferred_entry;
+        struct kh_loop_task *deferred_head, *deferred_tail;
+        h2o_multithread_queue_t *queue;   /* tasks posted from other threads */
+        h2o_multithread_receiver_t receiver;
+        pthread_t thread;
+        bool started;
+        bool disposable;                  /* the stop hook left nothing on the loop */
+        int result;
+};
+
+struct kh_workers {
+        struct worker *w;
+        unsigned n;
+        const struct kh_worker_hooks *hooks;
+        void *userdata;
+        atomic_bool stopping;
+};
+
+static void run_deferred(h2o_timeout_entry_t *entry) {
+        struct worker *w = kh_container_of(entry, struct worker, deferred_entry);
+
+        /* Tasks deferred while these run wait for the next pass: take the list first. */
+        struct kh_loop_task *t = w->deferred_head;
+        w->deferred_head = w->deferred_tail = NULL;
+        while (t) {
+                struct kh_loop_task *next = t->next;
+                t->queued = false;
+                t->next = NULL;
+                t->run(t);
+                t = next;
+        }
+}
+
+static void loop_defer(struct kh_loop *loop, struct kh_loop_task *task) {
+        struct worker *w = (struct worker *) loop;
+
+        if (task->queued)
+                return;
+        task->queued = true;
+        task->next = NULL;
+        if (w->deferred_tail)
+                w->deferred_tail->next = task;
+        else
+                w->deferred_head = task;
+        w->deferred_tail = task;
+        if (!h2o_timeout_is_linked(&w->deferred_entry))
+                h2o_timeout_link(w->evloop, &w->zero, &w->deferred_entry);
+}
+
+static int loop_post(struct kh_loop *loop, struct kh_loop_task *task) {
+        struct worker *w = (struct worker *) loop;
+        struct posted *p = calloc(1, sizeof(*p));
+
+        if (!p)
+                return -ENOMEM;
+        p->task = task;
+        h2o_multithread_send_message(&w->receiver, &p->super);
+        return 0;
+}
+
+static void on_posted(h2o_multithread_receiver_t *receiver, h2o_linklist_t *messages) {
+        (void) receiver;
+        while (!h2o_linklist_is_empty(messages)) {
+                struct posted *p = H2O_STRUCT_FROM_MEMBER(struct posted, super.link, messages->next);
+                struct kh_loop_task *task = p->task;
+
+                h2o_linklist_unlink(&p->super.link);
+                free(p);
+                task->run(task);
+        }
+}
+
+static const struct kh_loop_ops loop_ops = { .defer = loop_defer, .post = loop_post };
+
+int kh_workers_new(unsigned n, struct kh_workers **ret) {
+        KH_CLEANUP(kh_workers_freep) struct kh_workers *all = NULL;
+
+        if (n == 0 || n > KH_THREADS_MAX)
+                return -EINVAL;
+        all = calloc(1, sizeof(*all));
+        if (!all)
+                return -ENOMEM;
+        all->w = calloc(n, sizeof(*all->w));
+        if (!all->w)
+                return -ENOMEM;
+        for (unsigned i = 0; i < n; i++) {
+                struct worker *w = &all->w[i];
+
+                w->base.ops = &loop_ops;
+                w->all = all;
+                w->index = i;
+                w->evloop = h2o_evloop_create();
+                all->n++;
+                h2o_timeout_init(w->evloop, &w->zero, 0);
+                w->deferred_entry.cb = run_deferred;
+                w->queue = h2o_multithread_create_queue(w->evloop);
+                h2o_multithread_register_receiver(w->queue, &w->receiver, on_posted);
+                w->disposable = true;
+        }
+        *ret = KH_TAKE_PTR(all);
+        return 0;
+}
+
+struct kh_workers *kh_workers_free(struct kh_workers *all) {
+        if (!all)
+                return NULL;
+        for (unsigned i = 0; i < all->n; i++) {
+                struct worker *w = &all->w[i];
+
+                /* A loop the stop hook could not empty (a client still holds a connection)
+                 * is left to the exiting process: h2o asserts on disposing of live timers. */
+                if (!w->disposable)
+                        continue;
+                h2o_multithread_unregister_receiver(w->queue, &w->receiver);
+                h2o_multithread_destroy_queue(w->queue);
+                if (h2o_timeout_is_linked(&w->deferred_entry))
+                        h2o_timeout_unlink(&w->deferred_entry);
+                h2o_timeout_dispose(w->evloop, &w->zero);
+                h2o_evloop_destroy(w->evloop);
+        }
+        free(all->w);
+        free(all);
+        return NULL;
+}
+
+unsigned kh_workers_count(const struct kh_workers *all) {
+        return all->n;
+}
+
+h2o_evloop_t *kh_workers_evloop(struct kh_workers *all, unsigned i) {
+        return i < all->n ? all->w[i].evloop : NULL;
+}
+
+struct kh_loop *kh_workers_loop(struct kh_workers *all, unsigned i) {
+        return i < all->n ? &all->w[i].base : NULL;
+}
+
+static void *worker_main(void *userdata) {
+        struct worker *w = userdata;
+        struct kh_workers *all = w->all;
+
+        w->result = all->hooks->start(w->index, all->userdata);
+        if (w->result < 0) {
+                kh_workers_stop(all);
+                return NULL;
+        }
+        while (!atomic_load_explicit(&all->stopping, memory_order_relaxed)) {
+                (void) h2o_evloop_run(w->evloop, LOOP_WAIT_MS);
+                all->hooks->pass(w->index, all->userdata);
+        }
+        w->disposable = all->hooks->stop(w->index, all->userdata);
+        return NULL;
+}
+
+int kh_workers_run(struct kh_workers *all, const struct kh_worker_hooks *hooks, void *userdata) {
+        int r = 0;
+
+        all->hooks = hooks;
+        all->userdata = userdata;
+        for (unsigned i = 0; i < all->n; i++) {
+                r = -pthread_create(&all->w[i].thread, NULL, worker_main, &all->w[i]);
+                if (r < 0) {
+                        kh_workers_stop(all);
+                        break;
+                }
+                all->w[i].started = true;
+        }
+        for (unsigned i = 0; i < all->n; i++) {
+                if (!all->w[i].started)
+                        continue;
+                (void) pthread_join(all->w[i].thread, NULL);
+                all->w[i].started = false;
+                if (r == 0 && all->w[i].result < 0)
+                        r = all->w[i].result;
+        }
+        return r;
+}
+
+void kh_workers_stop(struct kh_workers *all) {
+        atomic_store(&all->stopping, true);
+}

@@ -1,0 +1,49 @@
+/* The group commit of a worker's writes (service.h explains why). */
+#include <errno.h>
+
+#include "service/service-internal.h"
+#include "store/store.h"
+
+void kh_service_submit(struct kh_service *svc, struct kh_service_op *op) {
+        /* A full batch is committed before this op joins the next one, so that an op is
+         * never completed from inside the call that submits it. */
+        if (svc->batch_len == KH_SERVICE_BATCH_MAX)
+                kh_service_batch_flush(svc);
+        op->next = NULL;
+        op->result = 0;
+        if (svc->batch_tail)
+                svc->batch_tail->next = op;
+        else
+                svc->batch_head = op;
+        svc->batch_tail = op;
+        svc->batch_len++;
+        kh_loop_defer(svc->loop, &svc->flush);
+}
+
+void kh_service_batch_flush(struct kh_service *svc) {
+        struct kh_service_op *ops = svc->batch_head, *op, *next;
+        int r;
+
+        svc->batch_head = svc->batch_tail = NULL;
+        svc->batch_len = 0;
+        if (!ops)
+                return;
+
+        r = kh_store_tx_begin(svc->store);
+        for (op = ops; op; op = op->next)
+                op->result = r < 0 ? r : op->apply(svc, op);
+        if (r >= 0) {
+                r = kh_store_tx_commit(svc->store);
+                if (r < 0) {
+                        kh_store_tx_rollback(svc->store);
+                        for (op = ops; op; op = op->next)
+                                if (op->result >= 0)
+                                        op->result = r;   /* none of them happened */
+                }
+        }
+        /* done may free the op (and reuse its memory): read next first */
+        for (op = ops; op; op = next) {
+                next = op->next;
+                op->done(op, op->result);
+        }
+}

@@ -1,0 +1,222 @@
+/* The job pool against a test loop: a queue of posted tasks that the test thread runs. */
+#include <errno.h>
+#include <pthread.h>
+#include <setjmp.h>
+#include <stdatomic.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "common/jobs.h"
+
+struct test_loop {
+        struct kh_loop base;
+        pthread_mutex_t lock;
+        pthread_cond_t posted;
+        struct kh_loop_task *head, *tail;
+        pthread_t thread;          /* the "loop thread": the test's */
+        int fail_posts;            /* this many posts fail with -ENOMEM */
+};
+
+static void tl_defer(struct kh_loop *loop, struct kh_loop_task *task) {
+        (void) loop;
+        (void) task;
+        fail_msg("defer is not used by the pool");
+}
+
+static int tl_post(struct kh_loop *loop, struct kh_loop_task *task) {
+        struct test_loop *l = (struct test_loop *) loop;
+
+        pthread_mutex_lock(&l->lock);
+        if (l->fail_posts > 0) {
+                l->fail_posts--;
+                pthread_mutex_unlock(&l->lock);
+                return -ENOMEM;
+        }
+        task->next = NULL;
+        if (l->tail)
+                l->tail->next = task;
+        else
+                l->head = task;
+        l->tail = task;
+        pthread_cond_signal(&l->posted);
+        pthread_mutex_unlock(&l->lock);
+        return 0;
+}
+
+static const struct kh_loop_ops tl_ops = { .defer = tl_defer, .post = tl_post };
+
+static void tl_init(struct test_loop *l) {
+        *l = (struct test_loop) { .base = { &tl_ops }, .thread = pthread_self() };
+        pthread_mutex_init(&l->lock, NULL);
+        pthread_cond_init(&l->posted, NULL);
+}
+
+/* Runs posted tasks on this thread until n have run. */
+static void tl_run(struct test_loop *l, int n) {
+        while (n > 0) {
+                struct kh_loop_task *t;
+
+                pthread_mutex_lock(&l->lock);
+                while (!l->head)
+                        pthread_cond_wait(&l->posted, &l->lock);
+                t = l->head;
+                l->head = t->next;
+                if (!l->head)
+                        l->tail = NULL;
+                pthread_mutex_unlock(&l->lock);
+                t->run(t);
+                n--;
+        }
+}
+
+struct test_job {
+        struct kh_job job;
+        struct test_loop *loop;
+        pthread_t ran_on, done_on;
+        int value, ran, result_seen;
+        atomic_int started, done;
+        pthread_mutex_t *gate;     /* run blocks on it when set */
+};
+
+static void job_run(struct kh_job *job) {
+        struct test_job *t = kh_container_of(job, struct test_job, job);
+
+        atomic_store(&t->started, 1);
+        if (t->gate) {
+                pthread_mutex_lock(t->gate);
+                pthread_mutex_unlock(t->gate);
+        }
+        t->ran_on = pthread_self();
+        t->value *= 2;
+        t->ran++;
+}
+
+static void job_done(struct kh_job *job) {
+        struct test_job *t = kh_container_of(job, struct test_job, job);
+
+        t->done_on = pthread_self();
+        t->result_seen = job->result;
+        atomic_fetch_add(&t->done, 1);
+}
+
+static void tj_init(struct test_job *t, struct test_loop *l, int value) {
+        *t = (struct test_job) { .job = { .run = job_run, .done = job_done }, .loop = l,
+                                 .value = value };
+}
+
+static void test_jobs_run_off_the_loop_and_complete_on_it(void **state) {
+        struct kh_jobs *jobs = NULL;
+        struct test_loop l;
+        struct test_job t[8];
+        (void) state;
+
+        tl_init(&l);
+        assert_int_equal(kh_jobs_new(2, 16, &jobs), 0);
+        for (int i = 0; i < 8; i++) {
+                tj_init(&t[i], &l, i + 1);
+                assert_int_equal(kh_jobs_submit(jobs, &l.base, &t[i].job), 0);
+        }
+        tl_run(&l, 8);
+        for (int i = 0; i < 8; i++) {
+                assert_int_equal(t[i].ran, 1);
+                assert_int_equal(t[i].done, 1);
+                assert_int_equal(t[i].value, 2 * (i + 1));
+                assert_int_equal(t[i].result_seen, 0);
+                assert_false(pthread_equal(t[i].ran_on, l.thread));
+                assert_true(pthread_equal(t[i].done_on, l.thread));
+        }
+        kh_jobs_free(jobs);
+}
+
+static void *stop_thread(void *jobs) {
+        kh_jobs_stop(jobs);
+        return NULL;
+}
+
+static void test_jobs_queue_is_bounded_and_stop_cancels(void **state) {
+        pthread_mutex_t gate = PTHREAD_MUTEX_INITIALIZER;
+        struct kh_jobs *jobs = NULL;
+        struct test_loop l;
+        struct test_job blocker, q[3], extra;
+        pthread_t stopper;
+        int r;
+        (void) state;
+
+        tl_init(&l);
+        assert_int_equal(kh_jobs_new(1, 2, &jobs), 0);
+        pthread_mutex_lock(&gate);
+        tj_init(&blocker, &l, 1);
+        blocker.gate = &gate;
+        assert_int_equal(kh_jobs_submit(jobs, &l.base, &blocker.job), 0);
+        while (!atomic_load(&blocker.started))
+                usleep(1000);            /* the only thread is inside the blocker now */
+
+        for (int i = 0; i < 3; i++)
+                tj_init(&q[i], &l, 10 * (i + 1));
+        tj_init(&extra, &l, 99);
+        assert_int_equal(kh_jobs_submit(jobs, &l.base, &q[0].job), 0);
+        assert_int_equal(kh_jobs_submit(jobs, &l.base, &q[1].job), 0);
+        assert_int_equal(kh_jobs_submit(jobs, &l.base, &q[2].job), -EAGAIN);
+
+        assert_int_equal(pthread_create(&stopper, NULL, stop_thread, jobs), 0);
+        while ((r = kh_jobs_submit(jobs, &l.base, &extra.job)) == -EAGAIN)
+                usleep(1000);
+        assert_int_equal(r, -ESHUTDOWN);
+        pthread_mutex_unlock(&gate);
+
+        tl_run(&l, 3);
+        assert_int_equal(blocker.ran, 1);
+        assert_int_equal(blocker.result_seen, 0);
+        for (int i = 0; i < 2; i++) {
+                assert_int_equal(q[i].ran, 0);
+                assert_int_equal(q[i].done, 1);
+                assert_int_equal(q[i].result_seen, -ECANCELED);
+        }
+        assert_int_equal(atomic_load(&q[2].done) + atomic_load(&extra.done), 0); /* refused */
+        assert_int_equal(pthread_join(stopper, NULL), 0);
+        kh_jobs_free(jobs);
+}
+
+static void test_jobs_complete_off_the_loop_when_posting_fails(void **state) {
+        struct kh_jobs *jobs = NULL;
+        struct test_loop l;
+        struct test_job t;
+        (void) state;
+
+        tl_init(&l);
+        l.fail_posts = 1000;
+        tj_init(&t, &l, 3);
+        assert_int_equal(kh_jobs_new(1, 4, &jobs), 0);
+        assert_int_equal(kh_jobs_submit(jobs, &l.base, &t.job), 0);
+        while (!atomic_load(&t.done))
+                usleep(1000);          /* no post got through: the pool ran done itself */
+        kh_jobs_free(jobs);
+        assert_int_equal(t.ran, 1);
+        assert_int_equal(t.done, 1);
+        assert_false(pthread_equal(t.done_on, l.thread));
+}
+
+static void test_jobs_new_checks_its_arguments(void **state) {
+        struct kh_jobs *jobs = NULL;
+        (void) state;
+
+        assert_int_equal(kh_jobs_new(0, 4, &jobs), -EINVAL);
+        assert_int_equal(kh_jobs_new(KH_JOBS_THREADS_MAX + 1, 4, &jobs), -EINVAL);
+        assert_int_equal(kh_jobs_new(1, 0, &jobs), -EINVAL);
+        assert_null(jobs);
+        assert_null(kh_jobs_free(NULL));
+}
+
+int main(void) {
+        const struct CMUnitTest tests[] = {
+                cmocka_unit_test(test_jobs_run_off_the_loop_and_complete_on_it),
+                cmocka_unit_test(test_jobs_queue_is_bounded_and_stop_cancels),
+                cmocka_unit_test(test_jobs_complete_off_the_loop_when_posting_fails),
+                cmocka_unit_test(test_jobs_new_checks_its_arguments),
+        };
+        return cmocka_run_group_tests(tests, NULL, NULL);
+}
