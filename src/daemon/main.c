@@ -149,18 +149,32 @@ static void *signal_thread(void *userdata) {
         return NULL;
 }
 
-/* What each worker thread runs around its loop. */
+/* What each worker thread runs around its loop: the HTTP server's listeners and
+ * connections, and the worker's place among the readers of the tenant key snapshot. */
+struct worker_ctx {
+        struct kh_http_server *server;
+        struct kh_keyring *keyring;
+};
+
 static int worker_start(unsigned i, void *userdata) {
-        return kh_http_worker_open(userdata, i);
+        struct worker_ctx *c = userdata;
+
+        kh_keyring_online(c->keyring, i);
+        return kh_http_worker_open(c->server, i);
 }
 
 static void worker_pass(unsigned i, void *userdata) {
-        (void) i;
-        (void) userdata;
+        struct worker_ctx *c = userdata;
+
+        kh_keyring_quiescent(c->keyring, i);  /* no request of this pass is in a handler */
 }
 
 static bool worker_stop(unsigned i, void *userdata) {
-        return kh_http_worker_close(userdata, i);
+        struct worker_ctx *c = userdata;
+        bool idle = kh_http_worker_close(c->server, i);
+
+        kh_keyring_offline(c->keyring, i);
+        return idle;
 }
 
 static const struct kh_worker_hooks worker_hooks = {
@@ -240,7 +254,8 @@ static int run(const struct kh_config *cfg) {
                         kh_log_error("cannot write port file %s: %s", cfg->server.port_file, kh_strerror(r));
         }
 
-        r = kh_workers_run(workers, &worker_hooks, server);
+        r = kh_workers_run(workers, &worker_hooks,
+                           &(struct worker_ctx) { server, kh_app_keyring(app) });
         /* wake the signal thread if the loops ended for another reason */
         (void) pthread_kill(sig_thread, SIGTERM);
         (void) pthread_join(sig_thread, NULL);

@@ -8,6 +8,7 @@ struct user_key_write {
         struct kh_service_op op;         /* first */
         h2o_req_t *h2o;
         struct kh_http_worker *worker;
+        const struct kh_tenant *tenant;
         struct kh_principal who;
         struct kh_secret *key;           /* owned */
         bool replace;                    /* PUT: create or replace; POST: create only */
@@ -17,8 +18,8 @@ struct user_key_write {
 static int apply(struct kh_service *svc, struct kh_service_op *op) {
         struct user_key_write *w = kh_container_of(op, struct user_key_write, op);
 
-        return w->replace ? kh_user_keys_put(svc, &w->who, w->key)
-                          : kh_user_keys_post(svc, &w->who, w->key);
+        return w->replace ? kh_user_keys_put(svc, w->tenant, &w->who, w->key)
+                          : kh_user_keys_post(svc, w->tenant, &w->who, w->key);
 }
 
 static void done(struct kh_service_op *op, int result) {
@@ -41,7 +42,7 @@ int kh_http_write_enqueue(struct kh_http_req *req, const struct kh_principal *wh
 
         *w = (struct user_key_write) {
                 .op = { .apply = apply, .done = done }, .h2o = req->h2o, .worker = req->worker,
-                .who = *who, .key = key, .replace = replace, .start_ns = kh_http_now_ns(),
+                .tenant = req->tenant, .who = *who, .key = key, .replace = replace, .start_ns = kh_http_now_ns(),
         };
         kh_service_submit(req->worker->svc, &w->op);
         return KH_HTTP_DEFERRED;

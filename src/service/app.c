@@ -23,6 +23,7 @@ struct kh_app {
         struct kh_store *store;
         struct kh_tenant *tenants;
         size_t n_tenants;
+        struct kh_keyring *keyring;
         kh_app_event_fn event;
         void *userdata;
         pthread_t retry_thread;
@@ -67,67 +68,38 @@ static int tenant_first_version(struct kh_app *app, struct kh_store *store, cons
         return r < 0 ? r : 0;
 }
 
-struct load_ctx {
-        struct kh_app *app;
-        struct kh_tenant *tenant;
-        int error;
-};
-
-static bool state_decrypts(enum kh_key_state s) {
-        return s == KH_KEY_ACTIVE || s == KH_KEY_ARCHIVED || s == KH_KEY_REVOKED;
-}
-
-static int load_version(const struct kh_tenant_key *key, void *userdata) {
-        struct load_ctx *c = userdata;
-        struct kh_tenant *t = c->tenant;
-        struct kh_tenant_version *v;
-        struct kh_key_ref ref = { .version = key->version };
+/* The first key snapshot, creating version 1 for every tenant that has none yet. */
+static int load_keys(struct kh_app *app, struct kh_keys **ret) {
+        const char *ids[KH_TENANTS_MAX];
+        struct kh_keys *keys = NULL;
+        size_t failed = 0;
         int r;
 
-        if (t->n_versions >= KH_KEY_VERSIONS_MAX)
-                return -E2BIG;
-        v = &t->versions[t->n_versions];
-        *v = (struct kh_tenant_version) { .version = key->version, .state = key->state };
-        snprintf(ref.tenant, sizeof(ref.tenant), "%s", t->id);
-
-        /* A revoked version keeps its DEK loaded so that reinstate needs no key store
-         * round trip; reads of it are refused by state, not by absence. */
-        if (state_decrypts(key->state)) {
-                r = kh_keystore_unwrap(c->app->keystore, &ref, key->wrapped_dek,
-                                       key->wrapped_dek_len, &v->dek);
-                if (r < 0) {
-                        c->error = r;
-                        return r;
-                }
-        }
-        if (key->state == KH_KEY_ACTIVE)
-                t->active = v;
-        t->n_versions++;
-        return 0;
-}
-
-static int tenant_load_keys(struct kh_app *app, struct kh_store *store, struct kh_tenant *t) {
-        struct load_ctx c = { .app = app, .tenant = t };
-        int r;
-
-        for (int attempt = 0; attempt < 2; attempt++) {
-                for (size_t i = 0; i < t->n_versions; i++)
-                        t->versions[i].dek = kh_secret_free(t->versions[i].dek);
-                t->n_versions = 0;
-                t->active = NULL;
-
-                r = kh_store_tenant_keys(store, t->id, load_version, &c);
-                if (r < 0)
-                        return c.error ? c.error : r;
-                if (t->n_versions > 0)
+        for (size_t i = 0; i < app->n_tenants; i++)
+                ids[i] = app->tenants[i].id;
+        /* each round creates the first version of one more tenant, at most */
+        for (size_t round = 0; round <= app->n_tenants; round++) {
+                r = kh_keys_load(app->store, app->keystore, ids, app->n_tenants, &keys, &failed);
+                if (r != -ENOENT)
                         break;
-                r = tenant_first_version(app, store, t->id);
+                r = tenant_first_version(app, app->store, ids[failed]);
                 if (r < 0)
-                        return r;
-                emit(app, t->id, "created tenant key version 1", 0);
+                        break;
+                emit(app, ids[failed], "created tenant key version 1", 0);
+                r = -ENOENT;
         }
-        if (!t->active)
-                return -KH_E_NOT_READY;
+        if (r < 0) {
+                emit(app, ids[failed], "cannot load tenant keys", r);
+                return r;
+        }
+        for (size_t i = 0; i < app->n_tenants; i++)
+                if (!keys->tenants[i].active) {
+                        emit(app, ids[i], "cannot load tenant keys: no active version",
+                             -KH_E_NOT_READY);
+                        kh_keys_unref(keys);
+                        return -KH_E_NOT_READY;
+                }
+        *ret = keys;
         return 0;
 }
 
@@ -179,6 +151,7 @@ static void *issuer_retry(void *userdata) {
 int kh_app_open(const struct kh_config *cfg, kh_app_event_fn event, void *userdata,
                 struct kh_app **ret) {
         KH_CLEANUP(kh_app_closep) struct kh_app *app = NULL;
+        struct kh_keys *keys = NULL;
         bool missing = false;
         int r;
 
@@ -218,11 +191,17 @@ int kh_app_open(const struct kh_config *cfg, kh_app_event_fn event, void *userda
                 snprintf(t->id, sizeof(t->id), "%s", cfg->tenants[i].id);
                 t->index = i;
                 t->config = &cfg->tenants[i];
-                r = tenant_load_keys(app, app->store, t);
-                if (r < 0) {
-                        emit(app, t->id, "cannot load tenant keys", r);
-                        return r;
-                }
+        }
+        r = load_keys(app, &keys);
+        if (r < 0)
+                return r;
+        r = kh_keyring_new(KH_THREADS_MAX, keys, &app->keyring);
+        if (r < 0) {
+                kh_keys_unref(keys);
+                return r;
+        }
+        for (size_t i = 0; i < cfg->n_tenants; i++) {
+                struct kh_tenant *t = &app->tenants[i];
                 r = tenant_open_issuer(t);
                 if (r < 0) {
                         emit(app, t->id, "issuer not reachable yet; retrying in the background", r);
@@ -250,9 +229,8 @@ struct kh_app *kh_app_close(struct kh_app *app) {
         for (size_t i = 0; i < app->n_tenants; i++) {
                 struct kh_tenant *t = &app->tenants[i];
                 kh_issuer_close(atomic_load(&t->issuer));
-                for (size_t j = 0; j < t->n_versions; j++)
-                        t->versions[j].dek = kh_secret_free(t->versions[j].dek);
         }
+        kh_keyring_free(app->keyring);
         free(app->tenants);
         kh_store_close(app->store);
         kh_keystore_close(app->keystore);
@@ -285,11 +263,8 @@ const struct kh_tenant *kh_app_tenant(const struct kh_app *app, const char *id, 
         return NULL;
 }
 
-const struct kh_tenant_version *kh_tenant_version(const struct kh_tenant *t, uint32_t version) {
-        for (size_t i = 0; i < t->n_versions; i++)
-                if (t->versions[i].version == version)
-                        return &t->versions[i];
-        return NULL;
+struct kh_keyring *kh_app_keyring(const struct kh_app *app) {
+        return app->keyring;
 }
 
 bool kh_app_issuers_ready(const struct kh_app *app) {

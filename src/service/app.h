@@ -1,7 +1,8 @@
-/* The application state every worker shares: tenants with their issuers, key versions and
- * unwrapped DEKs, and the storage configuration each worker opens its own connection with.
- * Built once at start-up (kh_app_open) and immutable while workers run; a later rekey or
- * seal publishes a new snapshot instead of changing this one. */
+/* The application state every worker shares: the tenants with their issuers, the tenant
+ * key snapshot (keyring.h: versions, states, unwrapped DEKs) and the storage configuration
+ * each worker opens its own connection with. The tenant table is built once at start-up
+ * (kh_app_open) and never changes; key state changes (rekey, revoke, seal, a replica's
+ * refresh) publish a new key snapshot through the keyring. */
 #pragma once
 
 #include <stdbool.h>
@@ -12,27 +13,18 @@
 #include "common/limits.h"
 #include "common/secret.h"
 #include "config/config.h"
+#include "service/keyring.h"
 #include "store/store.h"
 
 struct kh_app;
 struct kh_issuer;
 
-#define KH_KEY_VERSIONS_MAX 64   /* versions kept per tenant (use counters are per version) */
-
-struct kh_tenant_version {
-        uint32_t version;
-        enum kh_key_state state;
-        struct kh_secret *dek;   /* NULL unless the state allows decryption */
-};
-
 struct kh_tenant {
         char id[KH_TENANT_ID_MAX + 1];
-        size_t index;                          /* position in the app's tenant table */
+        size_t index;                          /* position in the app's tenant table, and
+                                                * in every key snapshot */
         const struct kh_config_tenant *config; /* borrowed from the app's config */
         struct kh_issuer *_Atomic issuer;      /* NULL until discovery succeeded */
-        struct kh_tenant_version versions[KH_KEY_VERSIONS_MAX];
-        size_t n_versions;
-        const struct kh_tenant_version *active; /* the version new records are sealed under */
 };
 
 /* Progress and failures of start-up, for the daemon to log. */
@@ -41,9 +33,9 @@ typedef void (*kh_app_event_fn)(const char *tenant, const char *what, int r, voi
 /**
  * kh_app_open() - opens the key store and the database, makes sure every tenant has an
  * active key version with exactly one DEK (creating version 1 with an atomic
- * insert-if-absent on an empty database, so replicas starting at once agree), unwraps the
- * DEKs into locked memory and opens each tenant's issuer (retried in the background while
- * the issuer is unreachable).
+ * insert-if-absent on an empty database, so replicas starting at once agree), publishes
+ * the first key snapshot (DEKs unwrapped into locked memory) and opens each tenant's
+ * issuer (retried in the background while the issuer is unreachable).
  * @cfg: borrowed for the app's lifetime.
  * Returns 0, or a negative error with the reason given through @event.
  */
@@ -59,8 +51,14 @@ const struct kh_tenant *kh_app_tenant_at(const struct kh_app *app, size_t i);
 /* The tenant named id[0..len), or the "default" tenant when id is NULL. NULL if none. */
 const struct kh_tenant *kh_app_tenant(const struct kh_app *app, const char *id, size_t len);
 
-/* The version entry of t, or NULL. */
-const struct kh_tenant_version *kh_tenant_version(const struct kh_tenant *t, uint32_t version);
+/* The tenant key snapshots; readers are the worker loops, by worker index. */
+struct kh_keyring *kh_app_keyring(const struct kh_app *app);
+
+/* The key state of tenant t in snapshot k. */
+static inline const struct kh_tenant_keys *kh_tenant_keys(const struct kh_keys *k,
+                                                          const struct kh_tenant *t) {
+        return &k->tenants[t->index];
+}
 
 /* True once every tenant's issuer has signing keys loaded. */
 bool kh_app_issuers_ready(const struct kh_app *app);

@@ -23,6 +23,7 @@ int kh_service_new(struct kh_app *app, struct kh_loop *loop, struct kh_service *
         if (!svc)
                 return -ENOMEM;
         svc->app = app;
+        svc->keyring = kh_app_keyring(app);
         svc->loop = loop;
         svc->flush.run = on_flush;
         kh_buf_init(&svc->blob, KH_SEALED_MAX, false);
@@ -59,20 +60,8 @@ struct kh_app *kh_service_app(const struct kh_service *svc) {
         return svc->app;
 }
 
-const struct kh_service_counters *kh_service_counters(const struct kh_service *svc) {
-        return &svc->counters;
-}
-
-size_t kh_service_token_cache_size(const struct kh_service *svc) {
-        return kh_token_cache_size(svc->tokens);
-}
-
 void kh_service_count_token_rejection(struct kh_service *svc) {
         atomic_fetch_add_explicit(&svc->counters.token_rejections, 1, memory_order_relaxed);
-}
-
-int kh_service_ping(struct kh_service *svc) {
-        return kh_store_ping(svc->store);
 }
 
 int kh_service_authenticate(struct kh_service *svc, const struct kh_tenant *t, const char *token,

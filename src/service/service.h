@@ -1,6 +1,6 @@
 /* A worker's service: its own database connection, verified-token cache and counters.
  * Loop-local: only the worker that created it calls it, so the request path takes no
- * locks. Counters are _Atomic so that /metrics, on any worker, can read them (relaxed). */
+ * locks. Counters are _Atomic so that /metrics, on any worker, can sum them (stats.h). */
 #pragma once
 
 #include <stdatomic.h>
@@ -14,14 +14,6 @@
 
 struct kh_service;
 
-struct kh_service_counters {
-        _Atomic uint64_t token_cache_hits;
-        _Atomic uint64_t token_cache_misses;
-        _Atomic uint64_t token_rejections;
-        _Atomic uint64_t integrity_failures;
-        _Atomic uint64_t *key_version_uses; /* [tenant index * KH_KEY_VERSIONS_MAX + slot] */
-};
-
 /* Opens the worker's store connection and token cache; loop is the worker's (borrowed), on
  * which group commits run. Returns 0, -EIO or -ENOMEM. */
 KH_MUST_CHECK int kh_service_new(struct kh_app *app, struct kh_loop *loop,
@@ -30,8 +22,6 @@ struct kh_service *kh_service_free(struct kh_service *svc); /* NULL-safe */
 KH_DEFINE_CLEANUP(kh_service_free, struct kh_service *)
 
 struct kh_app *kh_service_app(const struct kh_service *svc);
-const struct kh_service_counters *kh_service_counters(const struct kh_service *svc);
-size_t kh_service_token_cache_size(const struct kh_service *svc);
 
 /**
  * kh_service_authenticate() - the principal a bearer token proves for tenant t.
@@ -79,5 +69,3 @@ struct kh_service_op {
  * from inside this call. Loop thread only. */
 void kh_service_submit(struct kh_service *svc, struct kh_service_op *op);
 
-/* Pings the worker's database connection (for /health). */
-KH_MUST_CHECK int kh_service_ping(struct kh_service *svc);

@@ -9,22 +9,23 @@
 #include "service/service-internal.h"
 
 static void count_use(struct kh_service *svc, const struct kh_tenant *t,
-                      const struct kh_tenant_version *v) {
-        size_t slot = (size_t) (v - t->versions);
+                      const struct kh_tenant_keys *tk, const struct kh_key_version *v) {
+        size_t slot = kh_key_version_slot(tk, v);
 
         atomic_fetch_add_explicit(&svc->counters.key_version_uses[t->index * KH_KEY_VERSIONS_MAX + slot],
                                   1, memory_order_relaxed);
 }
 
-int kh_user_keys_get(struct kh_service *svc, const struct kh_principal *who,
-                     struct kh_secret **ret_key) {
-        const struct kh_tenant *t = kh_app_tenant(svc->app, who->tenant, strlen(who->tenant));
-        const struct kh_tenant_version *v;
+static void count_integrity_failure(struct kh_service *svc) {
+        atomic_fetch_add_explicit(&svc->counters.integrity_failures, 1, memory_order_relaxed);
+}
+
+int kh_user_keys_get(struct kh_service *svc, const struct kh_tenant *t,
+                     const struct kh_principal *who, struct kh_secret **ret_key) {
+        const struct kh_tenant_keys *tk = kh_tenant_keys(kh_keyring_get(svc->keyring), t);
+        const struct kh_key_version *v;
         uint32_t version;
         int r;
-
-        if (!t)
-                return -KH_E_UNKNOWN_TENANT;
 
         /* Reads never write. Counting this access in the row would put a write on the
          * hottest path and make replicas contend on one row; usage goes to the worker's
@@ -37,9 +38,9 @@ int kh_user_keys_get(struct kh_service *svc, const struct kh_principal *who,
         if (r < 0)
                 return r;
 
-        v = kh_tenant_version(t, version);
+        v = kh_tenant_keys_version(tk, version);
         if (!v) {
-                atomic_fetch_add_explicit(&svc->counters.integrity_failures, 1, memory_order_relaxed);
+                count_integrity_failure(svc);
                 return -KH_E_INTEGRITY;              /* a version this tenant never had */
         }
         if (v->state == KH_KEY_REVOKED)
@@ -50,22 +51,20 @@ int kh_user_keys_get(struct kh_service *svc, const struct kh_principal *who,
         r = kh_record_unseal(v->dek, t->id, KH_RECORD_USER_KEY, who->sub, version, svc->blob.data,
                              svc->blob.len, ret_key);
         if (r == -KH_E_INTEGRITY)
-                atomic_fetch_add_explicit(&svc->counters.integrity_failures, 1, memory_order_relaxed);
+                count_integrity_failure(svc);
         if (r < 0)
                 return r;
-        count_use(svc, t, v);
+        count_use(svc, t, tk, v);
         return 0;
 }
 
-static int user_keys_write(struct kh_service *svc, const struct kh_principal *who,
-                           const struct kh_secret *key, bool replace) {
-        const struct kh_tenant *t = kh_app_tenant(svc->app, who->tenant, strlen(who->tenant));
-        const struct kh_tenant_version *v;
+static int user_keys_write(struct kh_service *svc, const struct kh_tenant *t,
+                           const struct kh_principal *who, const struct kh_secret *key,
+                           bool replace) {
+        const struct kh_tenant_keys *tk = kh_tenant_keys(kh_keyring_get(svc->keyring), t);
+        const struct kh_key_version *v = tk->active;
         int r;
 
-        if (!t)
-                return -KH_E_UNKNOWN_TENANT;
-        v = t->active;
         if (!v || !v->dek)
                 return -KH_E_NOT_READY;
 
@@ -84,16 +83,16 @@ static int user_keys_write(struct kh_service *svc, const struct kh_principal *wh
                 return -KH_E_KEY_EXISTS;
         if (r < 0)
                 return r;
-        count_use(svc, t, v);
+        count_use(svc, t, tk, v);
         return 0;
 }
 
-int kh_user_keys_post(struct kh_service *svc, const struct kh_principal *who,
-                      const struct kh_secret *key) {
-        return user_keys_write(svc, who, key, false);
+int kh_user_keys_post(struct kh_service *svc, const struct kh_tenant *t,
+                      const struct kh_principal *who, const struct kh_secret *key) {
+        return user_keys_write(svc, t, who, key, false);
 }
 
-int kh_user_keys_put(struct kh_service *svc, const struct kh_principal *who,
-                     const struct kh_secret *key) {
-        return user_keys_write(svc, who, key, true);
+int kh_user_keys_put(struct kh_service *svc, const struct kh_tenant *t,
+                     const struct kh_principal *who, const struct kh_secret *key) {
+        return user_keys_write(svc, t, who, key, true);
 }

@@ -1,5 +1,7 @@
 /* The Key Connector use cases: a member's 32-byte key, sealed under the tenant's active DEK
- * with associated data binding tenant, record kind, owner and key version. */
+ * with associated data binding tenant, record kind, owner and key version. The tenant is
+ * the one the request was authenticated for (who->tenant names it too); the key state comes
+ * from the current key snapshot, loaded once per call. */
 #pragma once
 
 #include "common/cleanup.h"
@@ -13,14 +15,16 @@
  * Returns 0, -KH_E_KEY_NOT_FOUND, -KH_E_INTEGRITY (the record does not open under its
  * binding), -KH_E_KEY_REVOKED, -EIO or -ENOMEM. Never writes to the store.
  */
-KH_MUST_CHECK int kh_user_keys_get(struct kh_service *svc, const struct kh_principal *who,
-                                   struct kh_secret **ret_key);
+KH_MUST_CHECK int kh_user_keys_get(struct kh_service *svc, const struct kh_tenant *t,
+                                   const struct kh_principal *who, struct kh_secret **ret_key);
 
-/* Stores the member's key unless one exists (atomic). Returns 0, -KH_E_KEY_EXISTS, -EIO.
- * Durable when it returns, or, inside a batch (service.h), once the batch commits. */
-KH_MUST_CHECK int kh_user_keys_post(struct kh_service *svc, const struct kh_principal *who,
-                                    const struct kh_secret *key);
+/* Stores the member's key unless one exists (atomic). Returns 0, -KH_E_KEY_EXISTS,
+ * -KH_E_NOT_READY (no active version), -EIO. Durable when it returns, or, applied in a group
+ * commit (service.h), once the batch commits. */
+KH_MUST_CHECK int kh_user_keys_post(struct kh_service *svc, const struct kh_tenant *t,
+                                    const struct kh_principal *who, const struct kh_secret *key);
 
-/* Stores or replaces the member's key. Returns 0 or -EIO. Durable as for post. */
-KH_MUST_CHECK int kh_user_keys_put(struct kh_service *svc, const struct kh_principal *who,
-                                   const struct kh_secret *key);
+/* Stores or replaces the member's key. Returns 0, -KH_E_NOT_READY or -EIO. Durable as for
+ * post. */
+KH_MUST_CHECK int kh_user_keys_put(struct kh_service *svc, const struct kh_tenant *t,
+                                   const struct kh_principal *who, const struct kh_secret *key);

@@ -1,14 +1,18 @@
 /* /alive, /now, /health and /metrics. */
 #include <errno.h>
 #include <stddef.h>
+#include <stdlib.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
+
+#include <jansson.h>
 
 #include "common/errors.h"
 #include "common/secret.h"
 #include "http/http-internal.h"
 #include "service/service.h"
+#include "service/stats.h"
 
 /* Bitwarden's shape: a JSON string of the UTC time with 7 fractional digits. */
 int kh_route_alive(struct kh_http_req *req, const struct kh_principal *who) {
@@ -26,98 +30,82 @@ int kh_route_alive(struct kh_http_req *req, const struct kh_principal *who) {
         return 0;
 }
 
-int kh_route_health(struct kh_http_req *req, const struct kh_principal *who) {
-        const char *reason = NULL;
-        char body[160];
-        int n;
+/* The body is JSON through jansson; a reply that cannot be built is the server's fault. */
+static int reply_json(struct kh_http_req *req, int status, json_t *body) {
+        char *text = body ? json_dumps(body, JSON_COMPACT) : NULL;
 
-        (void) who;
-        if (kh_service_ping(req->worker->svc) < 0)
-                reason = "database unreachable";
-        else if (!kh_app_issuers_ready(req->worker->server->app))
-                reason = "issuer signing keys not loaded yet";
-
-        if (reason) {
-                n = snprintf(body, sizeof(body),
-                             "{\"status\":\"not_ready\",\"reason\":\"%s\",\"code\":\"not_ready\",\"message\":\"%s\"}",
-                             reason, reason);
-                kh_http_reply(req, 503, "application/json", body, (size_t) n, false);
-                return 0;
-        }
-        n = snprintf(body, sizeof(body), "{\"status\":\"ready\"}");
-        kh_http_reply(req, 200, "application/json", body, (size_t) n, false);
+        json_decref(body);
+        if (!text)
+                return -ENOMEM;
+        kh_http_reply(req, status, "application/json", text, strlen(text), false);
+        free(text);
         return 0;
 }
 
-static int append_counter(struct kh_buf *out, const char *name, const char *help, uint64_t v) {
-        char line[256];
+int kh_route_health(struct kh_http_req *req, const struct kh_principal *who) {
+        struct kh_health h = kh_service_health(req->worker->svc);
 
-        (void) snprintf(line, sizeof(line), "# HELP %s %s\n# TYPE %s counter\n%s %llu\n", name, help,
-                        name, name, (unsigned long long) v);
+        (void) who;
+        if (!h.ready)
+                return reply_json(req, 503,
+                                  json_pack("{s:s, s:s, s:s, s:s}", "status", "not_ready",
+                                            "reason", h.reason, "code", "not_ready", "message",
+                                            h.reason));
+        return reply_json(req, 200, json_pack("{s:s}", "status", "ready"));
+}
+
+static int append_metric(struct kh_buf *out, const char *type, const char *name,
+                         const char *help, uint64_t v) {
+        char line[384];
+
+        (void) snprintf(line, sizeof(line), "# HELP %s %s\n# TYPE %s %s\n%s %llu\n", name, help,
+                        name, type, name, (unsigned long long) v);
         return kh_buf_append_str(out, line);
 }
-
-/* A counter of struct kh_service_counters, summed over every worker. */
-static uint64_t sum_counter(const struct kh_http_server *s, size_t offset) {
-        uint64_t total = 0;
-
-        for (unsigned i = 0; i < s->n_workers; i++) {
-                const char *base = (const char *) kh_service_counters(s->workers[i].svc);
-                total += atomic_load_explicit((const _Atomic uint64_t *) (const void *) (base + offset),
-                                              memory_order_relaxed);
-        }
-        return total;
-}
-
-#define SUM_COUNTER(server, field) sum_counter((server), offsetof(struct kh_service_counters, field))
 
 int kh_route_metrics(struct kh_http_req *req, const struct kh_principal *who) {
         struct kh_http_server *s = req->worker->server;
         const struct kh_http_metrics *all[KH_THREADS_MAX];
+        struct kh_service *svcs[KH_THREADS_MAX];
         KH_CLEANUP(kh_buf_freep) struct kh_buf out;
-        uint64_t cache_size = 0;
+        KH_CLEANUP_FREE struct kh_stats *st = NULL;
         char line[256];
-        int r = 0;
+        int r;
 
         (void) who;
-        kh_buf_init(&out, 1024 * 1024, false);
         for (unsigned i = 0; i < s->n_workers; i++) {
                 all[i] = &s->workers[i].metrics;
-                cache_size += kh_service_token_cache_size(s->workers[i].svc);
+                svcs[i] = s->workers[i].svc;
         }
-        r |= kh_http_metrics_format(all, s->n_workers, &out);
-        r |= append_counter(&out, "keyhold_token_cache_hits_total", "Bearer tokens answered from the verified-token cache.",
-                            SUM_COUNTER(s, token_cache_hits));
-        r |= append_counter(&out, "keyhold_token_cache_misses_total", "Bearer tokens that needed full verification.",
-                            SUM_COUNTER(s, token_cache_misses));
-        r |= append_counter(&out, "keyhold_token_rejections_total", "Bearer tokens refused (forged, expired, wrong issuer, claims).",
-                            SUM_COUNTER(s, token_rejections));
-        r |= append_counter(&out, "keyhold_integrity_failures_total", "Stored records that failed to open under their binding.",
-                            SUM_COUNTER(s, integrity_failures));
-        (void) snprintf(line, sizeof(line), "# HELP keyhold_token_cache_entries Verified tokens cached, all workers.\n"
-                                            "# TYPE keyhold_token_cache_entries gauge\nkeyhold_token_cache_entries %llu\n",
-                        (unsigned long long) cache_size);
-        r |= kh_buf_append_str(&out, line);
-        (void) snprintf(line, sizeof(line), "# HELP keyhold_secret_locked_bytes Locked memory holding secrets.\n"
-                                            "# TYPE keyhold_secret_locked_bytes gauge\nkeyhold_secret_locked_bytes %zu\n",
-                        kh_secret_locked_bytes());
-        r |= kh_buf_append_str(&out, line);
+        r = kh_stats_collect(svcs, s->n_workers, &st);
+        if (r < 0)
+                return r;
+
+        kh_buf_init(&out, 1024 * 1024, false);
+        r = kh_http_metrics_format(all, s->n_workers, &out);
+        r |= append_metric(&out, "counter", "keyhold_token_cache_hits_total",
+                           "Bearer tokens answered from the verified-token cache.", st->token_cache_hits);
+        r |= append_metric(&out, "counter", "keyhold_token_cache_misses_total",
+                           "Bearer tokens that needed full verification.", st->token_cache_misses);
+        r |= append_metric(&out, "counter", "keyhold_token_rejections_total",
+                           "Bearer tokens refused (forged, expired, wrong issuer, claims).",
+                           st->token_rejections);
+        r |= append_metric(&out, "counter", "keyhold_integrity_failures_total",
+                           "Stored records that failed to open under their binding.",
+                           st->integrity_failures);
+        r |= append_metric(&out, "gauge", "keyhold_token_cache_entries",
+                           "Verified tokens cached, all workers.", st->token_cache_entries);
+        r |= append_metric(&out, "gauge", "keyhold_secret_locked_bytes",
+                           "Locked memory holding secrets.", st->secret_locked_bytes);
 
         r |= kh_buf_append_str(&out, "# HELP keyhold_key_version_uses_total Records sealed or opened per tenant key version.\n"
                                      "# TYPE keyhold_key_version_uses_total counter\n");
-        for (size_t t = 0; t < kh_app_n_tenants(s->app); t++) {
-                const struct kh_tenant *tenant = kh_app_tenant_at(s->app, t);
-                for (size_t v = 0; v < tenant->n_versions; v++) {
-                        uint64_t uses = 0;
-                        for (unsigned i = 0; i < s->n_workers; i++)
-                                uses += atomic_load_explicit(
-                                        &kh_service_counters(s->workers[i].svc)->key_version_uses[t * KH_KEY_VERSIONS_MAX + v],
-                                        memory_order_relaxed);
-                        (void) snprintf(line, sizeof(line),
-                                        "keyhold_key_version_uses_total{tenant=\"%s\",version=\"%u\"} %llu\n",
-                                        tenant->id, tenant->versions[v].version, (unsigned long long) uses);
-                        r |= kh_buf_append_str(&out, line);
-                }
+        for (size_t i = 0; i < st->n_versions; i++) {
+                const struct kh_stats_version *v = &st->versions[i];
+                (void) snprintf(line, sizeof(line),
+                                "keyhold_key_version_uses_total{tenant=\"%s\",version=\"%u\"} %llu\n",
+                                v->tenant, v->version, (unsigned long long) v->uses);
+                r |= kh_buf_append_str(&out, line);
         }
         if (r < 0)
                 return -ENOMEM;

@@ -17,7 +17,7 @@ int kh_route_user_keys_get(struct kh_http_req *req, const struct kh_principal *w
         int r;
 
         kh_buf_init(&body, 128, true);
-        r = kh_user_keys_get(req->worker->svc, who, &key);
+        r = kh_user_keys_get(req->worker->svc, req->tenant, who, &key);
         if (r < 0)
                 return r;
 

@@ -167,8 +167,10 @@ struct write_op {
 static int write_apply(struct kh_service *svc, struct kh_service_op *op) {
         struct write_op *w = (struct write_op *) op;
 
-        return w->replace ? kh_user_keys_put(svc, &w->who, w->key)
-                          : kh_user_keys_post(svc, &w->who, w->key);
+        const struct kh_tenant *t = kh_app_tenant(kh_service_app(svc), NULL, 0);
+
+        return w->replace ? kh_user_keys_put(svc, t, &w->who, w->key)
+                          : kh_user_keys_post(svc, t, &w->who, w->key);
 }
 
 static void write_done(struct kh_service_op *op, int result) {
@@ -188,7 +190,7 @@ static void write_init(struct write_op *w, unsigned who, uint8_t byte, bool repl
 static int stored_byte(struct kh_service *svc, unsigned n) {
         struct kh_principal p = member(n);
         struct kh_secret *k = NULL;
-        int r = kh_user_keys_get(svc, &p, &k), b;
+        int r = kh_user_keys_get(svc, kh_app_tenant(kh_service_app(svc), NULL, 0), &p, &k), b;
 
         if (r == -KH_E_KEY_NOT_FOUND)
                 return -1;

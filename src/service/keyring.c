@@ -1,0 +1,233 @@
+#include "keyring.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/errors.h"
+
+const struct kh_key_version *kh_tenant_keys_version(const struct kh_tenant_keys *tk,
+                                                    uint32_t version) {
+        for (size_t i = 0; i < tk->n_versions; i++)
+                if (tk->versions[i].version == version)
+                        return &tk->versions[i];
+        return NULL;
+}
+
+struct kh_keys *kh_keys_ref(const struct kh_keys *k) {
+        /* The count is the one mutable part of a published snapshot. */
+        struct kh_keys *m = (struct kh_keys *) (uintptr_t) k;
+
+        atomic_fetch_add_explicit(&m->refs_, 1, memory_order_relaxed);
+        return m;
+}
+
+struct kh_keys *kh_keys_unref(struct kh_keys *k) {
+        if (!k)
+                return NULL;
+        if (atomic_fetch_sub_explicit(&k->refs_, 1, memory_order_acq_rel) != 1)
+                return NULL;
+        for (size_t t = 0; t < k->n_tenants; t++)
+                for (size_t i = 0; i < k->tenants[t].n_versions; i++)
+                        k->tenants[t].versions[i].dek = kh_secret_free(k->tenants[t].versions[i].dek);
+        free(k);
+        return NULL;
+}
+
+static bool state_decrypts(enum kh_key_state s) {
+        return s == KH_KEY_ACTIVE || s == KH_KEY_ARCHIVED || s == KH_KEY_REVOKED;
+}
+
+struct load_ctx {
+        struct kh_keystore *ks;
+        const char *tenant;
+        struct kh_tenant_keys *tk;
+        int error;
+};
+
+static int load_version(const struct kh_tenant_key *key, void *userdata) {
+        struct load_ctx *c = userdata;
+        struct kh_tenant_keys *tk = c->tk;
+        struct kh_key_version *v;
+        struct kh_key_ref ref = { .version = key->version };
+        int r;
+
+        if (tk->n_versions >= KH_KEY_VERSIONS_MAX)
+                return c->error = -E2BIG;
+        v = &tk->versions[tk->n_versions];
+        *v = (struct kh_key_version) { .version = key->version, .state = key->state };
+        (void) snprintf(ref.tenant, sizeof(ref.tenant), "%s", c->tenant);
+
+        /* A revoked version keeps its DEK loaded so that reinstate needs no key store
+         * round trip; reads of it are refused by state, not by absence. */
+        if (state_decrypts(key->state)) {
+                r = kh_keystore_unwrap(c->ks, &ref, key->wrapped_dek, key->wrapped_dek_len,
+                                       &v->dek);
+                if (r < 0)
+                        return c->error = r;
+        }
+        if (key->state == KH_KEY_ACTIVE)
+                tk->active = v;
+        tk->n_versions++;
+        return 0;
+}
+
+int kh_keys_load(struct kh_store *store, struct kh_keystore *ks, const char *const *tenants,
+                 size_t n, struct kh_keys **ret, size_t *ret_tenant) {
+        KH_CLEANUP(kh_keys_unrefp) struct kh_keys *k = NULL;
+        int r;
+
+        k = calloc(1, sizeof(*k) + n * sizeof(k->tenants[0]));
+        if (!k)
+                return -ENOMEM;
+        atomic_init(&k->refs_, 1);
+        k->n_tenants = n;
+
+        for (size_t t = 0; t < n; t++) {
+                struct load_ctx c = { .ks = ks, .tenant = tenants[t], .tk = &k->tenants[t] };
+
+                r = kh_store_tenant_keys(store, tenants[t], load_version, &c);
+                if (r == 0 && k->tenants[t].n_versions == 0)
+                        r = -ENOENT;
+                if (r < 0) {
+                        *ret_tenant = t;
+                        return c.error ? c.error : r;
+                }
+        }
+        *ret = KH_TAKE_PTR(k);
+        return 0;
+}
+
+/* ---- the ring ---- */
+
+/* A reader's last quiescent epoch, alone on its cache line: each worker writes its own. */
+struct reader {
+        _Alignas(64) _Atomic uint64_t seen;  /* 0: offline */
+};
+
+struct retired {
+        struct kh_keys *keys;
+        uint64_t epoch;                      /* free once every online reader saw this */
+        struct retired *next;
+};
+
+struct kh_keyring {
+        _Atomic(struct kh_keys *) current;
+        _Atomic uint64_t epoch;
+        pthread_mutex_t lock;                /* writers and the retired list */
+        struct retired *retired;
+        _Atomic size_t n_retired;
+        unsigned n_readers;
+        struct reader readers[];
+};
+
+int kh_keyring_new(unsigned n_readers, struct kh_keys *first, struct kh_keyring **ret) {
+        struct kh_keyring *ring;
+
+        if (!first || n_readers == 0 || n_readers > KH_THREADS_MAX)
+                return -EINVAL;
+        ring = aligned_alloc(64, (sizeof(*ring) + n_readers * sizeof(ring->readers[0]) + 63) / 64 * 64);
+        if (!ring)
+                return -ENOMEM;
+        memset(ring, 0, sizeof(*ring) + n_readers * sizeof(ring->readers[0]));
+        pthread_mutex_init(&ring->lock, NULL);
+        atomic_init(&ring->epoch, 1);
+        atomic_init(&ring->current, first);
+        ring->n_readers = n_readers;
+        *ret = ring;
+        return 0;
+}
+
+/* Releases what no online reader can hold. Caller holds ring->lock. */
+static void reclaim_locked(struct kh_keyring *ring) {
+        uint64_t oldest = UINT64_MAX;
+        struct retired **p = &ring->retired;
+
+        for (unsigned i = 0; i < ring->n_readers; i++) {
+                uint64_t s = atomic_load_explicit(&ring->readers[i].seen, memory_order_acquire);
+                if (s != 0 && s < oldest)
+                        oldest = s;
+        }
+        while (*p) {
+                struct retired *r = *p;
+                if (r->epoch <= oldest) {
+                        *p = r->next;
+                        kh_keys_unref(r->keys);
+                        free(r);
+                        atomic_fetch_sub_explicit(&ring->n_retired, 1, memory_order_relaxed);
+                } else {
+                        p = &r->next;
+                }
+        }
+}
+
+struct kh_keyring *kh_keyring_free(struct kh_keyring *ring) {
+        if (!ring)
+                return NULL;
+        pthread_mutex_lock(&ring->lock);
+        while (ring->retired) {
+                struct retired *r = ring->retired;
+                ring->retired = r->next;
+                kh_keys_unref(r->keys);
+                free(r);
+        }
+        pthread_mutex_unlock(&ring->lock);
+        kh_keys_unref(atomic_load(&ring->current));
+        pthread_mutex_destroy(&ring->lock);
+        free(ring);
+        return NULL;
+}
+
+const struct kh_keys *kh_keyring_get(const struct kh_keyring *ring) {
+        return atomic_load_explicit(&ring->current, memory_order_acquire);
+}
+
+void kh_keyring_publish(struct kh_keyring *ring, struct kh_keys *k) {
+        struct retired *r = malloc(sizeof(*r));
+        struct kh_keys *old;
+
+        pthread_mutex_lock(&ring->lock);
+        old = atomic_exchange_explicit(&ring->current, k, memory_order_acq_rel);
+        /* Readers that load from here on see k; one that loaded old has seen an epoch below
+         * this one until its next quiescent point. */
+        uint64_t e = atomic_fetch_add_explicit(&ring->epoch, 1, memory_order_acq_rel) + 1;
+        if (r) {
+                *r = (struct retired) { .keys = old, .epoch = e, .next = ring->retired };
+                ring->retired = r;
+                atomic_fetch_add_explicit(&ring->n_retired, 1, memory_order_relaxed);
+        } else {
+                /* Out of memory for the list entry: keep the old snapshot for good rather
+                 * than free it under a reader (a leak of one snapshot, not a crash). */
+                (void) old;
+        }
+        reclaim_locked(ring);
+        pthread_mutex_unlock(&ring->lock);
+}
+
+void kh_keyring_quiescent(struct kh_keyring *ring, unsigned r) {
+        uint64_t e = atomic_load_explicit(&ring->epoch, memory_order_acquire);
+
+        atomic_store_explicit(&ring->readers[r].seen, e, memory_order_release);
+        if (atomic_load_explicit(&ring->n_retired, memory_order_relaxed) == 0)
+                return;
+        if (pthread_mutex_trylock(&ring->lock) == 0) {  /* a writer busy now reclaims itself */
+                reclaim_locked(ring);
+                pthread_mutex_unlock(&ring->lock);
+        }
+}
+
+void kh_keyring_online(struct kh_keyring *ring, unsigned r) {
+        kh_keyring_quiescent(ring, r);
+}
+
+void kh_keyring_offline(struct kh_keyring *ring, unsigned r) {
+        atomic_store_explicit(&ring->readers[r].seen, 0, memory_order_release);
+}
+
+size_t kh_keyring_retired(struct kh_keyring *ring) {
+        return atomic_load_explicit(&ring->n_retired, memory_order_relaxed);
+}

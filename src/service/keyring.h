@@ -1,0 +1,104 @@
+/* The tenant key snapshot: for every tenant, its key versions, their states and the
+ * unwrapped DEKs, as one immutable value that every worker reads without a lock.
+ *
+ * A writer (start-up, rekey, revoke, reinstate, seal; a replica refreshing from the
+ * database) builds a new snapshot and publishes it with one atomic pointer store. A reader
+ * loads the pointer once per request and may use it until its next quiescent point (for a
+ * worker: the end of its loop's pass). Reclamation is quiescent-state based (QSBR): the old
+ * snapshot is released once every online reader has passed a quiescent point after the
+ * publish. Chosen over a reference count per request because readers then write nothing
+ * shared (a count would put an atomic read-modify-write on one cache line, bounced between
+ * the cores, on every request); the cost moves to the rare writer, whose snapshot lives up
+ * to one loop pass (at most 200 ms of an idle loop) longer. Work that outlives a pass (a job
+ * on the pool) takes a reference instead (kh_keys_ref), which is counted.
+ *
+ * The DEKs of a released snapshot are wiped when its last reference goes. */
+#pragma once
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "common/cleanup.h"
+#include "common/limits.h"
+#include "common/secret.h"
+#include "keystore/keystore.h"
+#include "store/store.h"
+
+#define KH_KEY_VERSIONS_MAX 64   /* versions kept per tenant (use counters are per version) */
+
+struct kh_key_version {
+        uint32_t version;
+        enum kh_key_state state;
+        struct kh_secret *dek;   /* NULL unless the state allows decryption */
+};
+
+struct kh_tenant_keys {
+        struct kh_key_version versions[KH_KEY_VERSIONS_MAX]; /* ascending version */
+        size_t n_versions;
+        const struct kh_key_version *active; /* the version new records are sealed under */
+};
+
+/* Immutable once published (but for the reference count, which is the ring's). */
+struct kh_keys {
+        _Atomic unsigned long refs_;         /* kh_keys_ref / kh_keys_unref only */
+        size_t n_tenants;
+        struct kh_tenant_keys tenants[];     /* by tenant index (app.h) */
+};
+
+/* The version entry, or NULL. */
+const struct kh_key_version *kh_tenant_keys_version(const struct kh_tenant_keys *tk,
+                                                    uint32_t version);
+
+/* Position of v in its tenant's table (for per-version counters). */
+static inline size_t kh_key_version_slot(const struct kh_tenant_keys *tk,
+                                         const struct kh_key_version *v) {
+        return (size_t) (v - tk->versions);
+}
+
+/**
+ * kh_keys_load() - a new snapshot of the key versions of tenants[0..n) read from store,
+ * the DEK of every version whose state decrypts (active, archived, revoked) unwrapped by
+ * ks into locked memory. A tenant without any version is -ENOENT (app.c creates version 1
+ * first). Returns 0, -ENOENT, -E2BIG (more than KH_KEY_VERSIONS_MAX versions), an error of
+ * the store or key store, or -ENOMEM; @ret_tenant names the tenant that failed.
+ */
+KH_MUST_CHECK int kh_keys_load(struct kh_store *store, struct kh_keystore *ks,
+                               const char *const *tenants, size_t n, struct kh_keys **ret,
+                               size_t *ret_tenant);
+
+/* Another holder of k, beyond the current pass (any thread). */
+struct kh_keys *kh_keys_ref(const struct kh_keys *k);
+/* Drops a reference; the last one wipes the DEKs and frees k. Any thread; NULL-safe. */
+struct kh_keys *kh_keys_unref(struct kh_keys *k);
+KH_DEFINE_CLEANUP(kh_keys_unref, struct kh_keys *)
+
+struct kh_keyring;
+
+/* A ring for readers 0..n_readers-1 (offline until kh_keyring_online), publishing first
+ * (takes its reference). Returns 0, -EINVAL or -ENOMEM. */
+KH_MUST_CHECK int kh_keyring_new(unsigned n_readers, struct kh_keys *first,
+                                 struct kh_keyring **ret);
+/* Releases every snapshot it still holds; no reader may be online. NULL-safe. */
+struct kh_keyring *kh_keyring_free(struct kh_keyring *ring);
+KH_DEFINE_CLEANUP(kh_keyring_free, struct kh_keyring *)
+
+/* The current snapshot: valid for the calling reader until its next quiescent point (or
+ * until it goes offline). Any online reader, or a thread while no writer runs. */
+const struct kh_keys *kh_keyring_get(const struct kh_keyring *ring);
+
+/* Makes k current (takes the caller's reference) and retires the previous one. Any
+ * thread; writers are serialised by the ring. */
+void kh_keyring_publish(struct kh_keyring *ring, struct kh_keys *k);
+
+/* Reader r has passed a quiescent point: it holds no snapshot it got before. Also releases
+ * the retired snapshots no online reader can hold any more. Reader r's thread only. */
+void kh_keyring_quiescent(struct kh_keyring *ring, unsigned r);
+
+/* Reader r starts or stops reading (a worker's loop starts or ends). */
+void kh_keyring_online(struct kh_keyring *ring, unsigned r);
+void kh_keyring_offline(struct kh_keyring *ring, unsigned r);
+
+/* Snapshots published but not yet released (for tests and /metrics). */
+size_t kh_keyring_retired(struct kh_keyring *ring);
