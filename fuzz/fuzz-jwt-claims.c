@@ -31,16 +31,20 @@
 
 enum { LOOSE, ARRAY_ONLY, AUDIENCE, NO_ADMIN, CAPPED, N_POLICIES };
 
+static const struct kh_claim_matcher admins[] = {
+        { "roles", "keyhold-admin" }, { "groups", "security" },
+};
+
 static const struct kh_claims_policy policies[N_POLICIES] = {
         [LOOSE] = { .issuer = ISSUER, .now = NOW, .skew_s = KH_CLOCK_SKEW_S,
-                    .admin_role = "keyhold-admin" },
+                    .admins = admins, .n_admins = 2 },
         [ARRAY_ONLY] = { .issuer = ISSUER, .now = NOW, .skew_s = KH_CLOCK_SKEW_S,
-                         .admin_role = "keyhold-admin", .scope_array_only = true },
+                         .admins = admins, .n_admins = 2, .scope_array_only = true },
         [AUDIENCE] = { .issuer = ISSUER, .audience = "keyhold", .now = NOW,
-                       .skew_s = KH_CLOCK_SKEW_S, .admin_role = "keyhold-admin" },
+                       .skew_s = KH_CLOCK_SKEW_S, .admins = admins, .n_admins = 2 },
         [NO_ADMIN] = { .issuer = ISSUER, .now = NOW, .skew_s = KH_CLOCK_SKEW_S },
         [CAPPED] = { .issuer = ISSUER, .now = NOW, .skew_s = KH_CLOCK_SKEW_S,
-                     .admin_role = "keyhold-admin", .max_lifetime_s = CAP_S },
+                     .admins = admins, .n_admins = 2, .max_lifetime_s = CAP_S },
 };
 
 /* The string v, or one string of the array v, is exactly want. */
@@ -96,8 +100,10 @@ static void check_accepted(const json_t *c, const struct kh_claims_policy *pol,
               claim_has(json_object_get(c, "amr"), "external"));
         if (pol->audience)
                 CHECK(claim_has(json_object_get(c, "aud"), pol->audience));
-        CHECK(p->admin == (pol->admin_role && claim_has(json_object_get(c, "roles"),
-                                                        pol->admin_role)));
+        bool admin = false;
+        for (size_t i = 0; i < pol->n_admins; i++)
+                admin |= claim_has(json_object_get(c, pol->admins[i].claim), pol->admins[i].value);
+        CHECK(p->admin == admin);
 }
 
 static int make_token(const uint8_t *payload, size_t len, struct kh_buf *tok) {

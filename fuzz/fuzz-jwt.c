@@ -26,11 +26,13 @@ static void init_keys(void) {
         CHECK(keys[0] && keys[1] && keys[2]);
 }
 
+static const struct kh_claim_matcher admins[] = { { "roles", "keyhold-admin" } };
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         KH_CLEANUP(kh_jwt_freep) struct kh_jwt *jwt = NULL;
         const struct kh_claims_policy policy = {
                 .issuer = "https://issuer.test", .now = 1700000000, .skew_s = KH_CLOCK_SKEW_S,
-                .admin_role = "keyhold-admin",
+                .admins = admins, .n_admins = 1,
         };
         struct kh_principal p;
         int r;

@@ -17,6 +17,8 @@
 #define KH_TENANTS_MAX       256
 #define KH_TENANT_ID_MAX     63           /* [a-z0-9][a-z0-9-]{0,62} */
 #define KH_CORS_ORIGINS_MAX  16
+#define KH_ADMIN_MATCHERS_MAX 16          /* CLAIM:VALUE matchers of a tenant's admins */
+#define KH_CLAIM_NAME_MAX    64           /* bytes of a claim name in a matcher */
 #define KH_LISTEN_MAX        8            /* listen addresses */
 #define KH_THREADS_MAX       256
 #define KH_USER_KEY_LEN      32           /* Bitwarden key connector key */

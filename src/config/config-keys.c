@@ -37,6 +37,7 @@ const struct kh_cfg_section kh_cfg_sections[] = {
 #define KH_CFG_CTYPE_BOOL bool
 #define KH_CFG_CTYPE_LISTEN struct kh_config_listen *
 #define KH_CFG_CTYPE_ORIGINS char **
+#define KH_CFG_CTYPE_MATCHERS struct kh_config_matcher *
 
 /* Where a list keeps its length: next to the array, as n_<field>. */
 #define KH_CFG_COUNT_STR(st, f) 0
@@ -47,6 +48,7 @@ const struct kh_cfg_section kh_cfg_sections[] = {
 #define KH_CFG_COUNT_BOOL(st, f) 0
 #define KH_CFG_COUNT_LISTEN(st, f) offsetof(st, n_##f)
 #define KH_CFG_COUNT_ORIGINS(st, f) offsetof(st, n_##f)
+#define KH_CFG_COUNT_MATCHERS(st, f) offsetof(st, n_##f)
 
 /* A wrong field type in keys.def fails here, naming the key. */
 #define KH_CFG_KEY(section_, key_, field_, type_, ...)                                           \
@@ -273,6 +275,14 @@ static void field_free(const struct kh_cfg_key *key, char *base) {
                 for (size_t i = 0; i < *(size_t *) (base + key->count_offset); i++)
                         free(str[i]);
                 break;
+        case KH_CFG_T_MATCHERS: {
+                struct kh_config_matcher *m = (struct kh_config_matcher *) (base + key->offset);
+                for (size_t i = 0; i < *(size_t *) (base + key->count_offset); i++) {
+                        free(m[i].claim);
+                        free(m[i].value);
+                }
+                break;
+        }
         case KH_CFG_T_UINT:
         case KH_CFG_T_BOOL:
         case KH_CFG_T_LISTEN:
@@ -308,6 +318,23 @@ static int set_origins(const struct kh_cfg_key *key, char *base, const char *val
 
         if (*value) {
                 r = kh_config_origins_parse(value, parsed, &n, ret_reason);
+                if (r < 0)
+                        return r;
+        }
+        field_free(key, base);
+        memcpy(base + key->offset, parsed, sizeof(parsed));
+        *(size_t *) (base + key->count_offset) = n;
+        return 0;
+}
+
+static int set_matchers(const struct kh_cfg_key *key, char *base, const char *value,
+                        const char **ret_reason) {
+        struct kh_config_matcher parsed[KH_ADMIN_MATCHERS_MAX] = { 0 };
+        size_t n = 0;
+        int r;
+
+        if (*value) {
+                r = kh_config_matchers_parse(value, parsed, &n, ret_reason);
                 if (r < 0)
                         return r;
         }
@@ -372,6 +399,8 @@ int kh_cfg_set(struct kh_cfg_ctx *c, size_t t, enum kh_cfg_key_id k, const char 
                                               (size_t *) (base + key->count_offset), ret_reason);
         case KH_CFG_T_ORIGINS:
                 return set_origins(key, base, value, ret_reason);
+        case KH_CFG_T_MATCHERS:
+                return set_matchers(key, base, value, ret_reason);
         }
         *ret_reason = key->reason;
         return -EINVAL;

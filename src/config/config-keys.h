@@ -36,6 +36,7 @@ enum kh_cfg_type {
         KH_CFG_T_BOOL,
         KH_CFG_T_LISTEN,
         KH_CFG_T_ORIGINS,
+        KH_CFG_T_MATCHERS,
 };
 
 /* One row of keys.def (which says what each column means). */
@@ -44,7 +45,7 @@ struct kh_cfg_key {
         const char *name;
         enum kh_cfg_type type;
         size_t offset;       /* of the field in its section's struct */
-        size_t count_offset; /* LISTEN, ORIGINS: of the size_t n_<field> */
+        size_t count_offset; /* LISTEN, ORIGINS, MATCHERS: of the size_t n_<field> */
         struct {
                 uint64_t min, max, step;   /* UINT */
                 const char *const *one_of; /* ENUM: NULL-terminated */

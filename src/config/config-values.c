@@ -224,6 +224,54 @@ int kh_config_origins_parse(const char *value, char *out[static KH_CORS_ORIGINS_
         return 0;
 }
 
+static bool is_claim_char(char c) {
+        return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+               c == '_' || c == '-' || c == '.';
+}
+
+int kh_config_matchers_parse(const char *value,
+                             struct kh_config_matcher out[static KH_ADMIN_MATCHERS_MAX],
+                             size_t *ret_n, const char **ret_reason) {
+        static const char form[] = "must be CLAIM:VALUE matchers, comma-separated "
+                                   "(e.g. role:keyhold-admin, groups:security)";
+        struct kh_config_matcher parsed[KH_ADMIN_MATCHERS_MAX] = { 0 };
+        struct item items[KH_ADMIN_MATCHERS_MAX];
+        int n, r = 0;
+
+        n = split_list(value, items, KH_ADMIN_MATCHERS_MAX, "at most 16 matchers", form,
+                       ret_reason);
+        if (n < 0)
+                return n;
+        for (int i = 0; i < n && r == 0; i++) {
+                const char *colon = memchr(items[i].p, ':', items[i].len);
+                size_t claim_len = colon ? (size_t) (colon - items[i].p) : 0;
+                size_t value_len = colon ? items[i].len - claim_len - 1 : 0;
+
+                r = -EINVAL;
+                if (claim_len == 0 || claim_len > KH_CLAIM_NAME_MAX || value_len == 0)
+                        break;
+                for (size_t j = 0; j < claim_len; j++)
+                        if (!is_claim_char(items[i].p[j]))
+                                goto out;
+                parsed[i].claim = strndup(items[i].p, claim_len);
+                parsed[i].value = strndup(colon + 1, value_len);
+                r = parsed[i].claim && parsed[i].value ? 0 : -ENOMEM;
+        }
+out:
+        if (r < 0) {
+                if (r == -EINVAL)
+                        *ret_reason = form;
+                for (int i = 0; i < n; i++) {
+                        free(parsed[i].claim);
+                        free(parsed[i].value);
+                }
+                return r;
+        }
+        memcpy(out, parsed, sizeof(parsed));
+        *ret_n = (size_t) n;
+        return 0;
+}
+
 bool kh_config_issuer_is_valid(const char *value) {
         size_t i;
 

@@ -15,14 +15,20 @@ KH_MUST_CHECK int kh_config_listen_parse(const char *value,
                                          struct kh_config_listen out[static KH_LISTEN_MAX],
                                          size_t *ret_n, const char **ret_reason);
 
-/* 127.0.0.0/8, ::1 (or ::ffff:127.x.y.z) or "localhost". */
-
 /* "origin[, origin...]", each http(s)://host[:port] with an optional trailing '/' (removed).
  * On success the caller owns the new strings in out[0..*ret_n). Returns 0, -EINVAL or
  * -ENOMEM; nothing is left allocated on failure. */
 KH_MUST_CHECK int kh_config_origins_parse(const char *value,
                                           char *out[static KH_CORS_ORIGINS_MAX],
                                           size_t *ret_n, const char **ret_reason);
+
+/* "CLAIM:VALUE[, CLAIM:VALUE...]": CLAIM of [A-Za-z0-9_.-] (1..KH_CLAIM_NAME_MAX bytes),
+ * VALUE everything after the first ':' (not empty). On success the caller owns the new
+ * strings in out[0..*ret_n). Returns 0, -EINVAL or -ENOMEM; nothing is left allocated on
+ * failure. */
+KH_MUST_CHECK int kh_config_matchers_parse(const char *value,
+                                           struct kh_config_matcher out[static KH_ADMIN_MATCHERS_MAX],
+                                           size_t *ret_n, const char **ret_reason);
 
 /* An issuer URL: http:// or https:// followed by printable ASCII without spaces. */
 bool kh_config_issuer_is_valid(const char *value);

@@ -43,12 +43,20 @@ struct kh_config_keystore {
         unsigned rsa_bits;          /* tenant key size for new versions; default 3072 */
 };
 
+/* CLAIM:VALUE: a token matches when its claim CLAIM equals VALUE or is an array holding
+ * VALUE (DESIGN.md "Administration": role:keyhold-admin, groups:security, sub:<guid>). */
+struct kh_config_matcher {
+        char *claim;
+        char *value;
+};
+
 struct kh_config_tenant {
         char id[KH_TENANT_ID_MAX + 1]; /* from the section name [tenant.<id>] */
         char *issuer;               /* authority URL: discovery at <issuer>/.well-known/openid-configuration */
         char *issuer_ca;            /* optional extra CA file for discovery/JWKS over HTTPS */
         char *audience;             /* optional: required "aud" value */
-        char *admins;               /* e.g. "role:keyhold-admin" */
+        struct kh_config_matcher admins[KH_ADMIN_MATCHERS_MAX]; /* who administers the tenant */
+        size_t n_admins;
         char *jwks_file;            /* optional: keys from this local JWKS file, no discovery;
                                      * then "iss" must equal issuer verbatim */
         char *cors_origins[KH_CORS_ORIGINS_MAX]; /* optional, added to [server] cors_origins */

@@ -104,6 +104,7 @@ static int load_keys(struct kh_app *app, struct kh_keys **ret) {
 }
 
 static int tenant_open_issuer(struct kh_tenant *t) {
+        struct kh_claim_matcher admins[KH_ADMIN_MATCHERS_MAX];
         struct kh_issuer *issuer = NULL;
         const struct kh_config_tenant *tc = t->config;
         struct kh_issuer_config ic = {
@@ -113,9 +114,13 @@ static int tenant_open_issuer(struct kh_tenant *t) {
                 .audience = tc->audience && *tc->audience ? tc->audience : NULL,
                 .jwks_file = tc->jwks_file,
                 .max_lifetime_s = tc->max_token_lifetime_s,
+                .admins = admins,
+                .n_admins = tc->n_admins,
         };
         int r;
 
+        for (size_t i = 0; i < tc->n_admins; i++)
+                admins[i] = (struct kh_claim_matcher) { tc->admins[i].claim, tc->admins[i].value };
         r = kh_issuer_open(&ic, &issuer);
         if (r < 0)
                 return r;

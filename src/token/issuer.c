@@ -13,6 +13,7 @@
 #include <fcntl.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -33,7 +34,9 @@
 
 struct kh_issuer {
         char tenant[KH_TENANT_ID_MAX + 1];
-        char *issuer_url, *issuer_ca, *audience, *jwks_file, *admin_role;
+        char *issuer_url, *issuer_ca, *audience, *jwks_file;
+        struct kh_claim_matcher admins[KH_ADMIN_MATCHERS_MAX]; /* strings owned */
+        size_t n_admins;
         bool scope_array_only;
         int64_t max_lifetime_s;
         char *expected_issuer;
@@ -180,7 +183,10 @@ struct kh_issuer *kh_issuer_close(struct kh_issuer *iss) {
         free(iss->issuer_ca);
         free(iss->audience);
         free(iss->jwks_file);
-        free(iss->admin_role);
+        for (size_t i = 0; i < iss->n_admins; i++) {
+                free((char *) (uintptr_t) iss->admins[i].claim);
+                free((char *) (uintptr_t) iss->admins[i].value);
+        }
         free(iss->expected_issuer);
         free(iss->jwks_uri);
         free(iss);
@@ -237,9 +243,16 @@ int kh_issuer_open(const struct kh_issuer_config *cfg, struct kh_issuer **ret) {
         if (strdup_opt(cfg->issuer_url, &iss->issuer_url) < 0 ||
             strdup_opt(cfg->issuer_ca, &iss->issuer_ca) < 0 ||
             strdup_opt(cfg->audience, &iss->audience) < 0 ||
-            strdup_opt(cfg->jwks_file, &iss->jwks_file) < 0 ||
-            strdup_opt(cfg->admin_role, &iss->admin_role) < 0)
+            strdup_opt(cfg->jwks_file, &iss->jwks_file) < 0)
                 return -ENOMEM;
+        if (cfg->n_admins > KH_ADMIN_MATCHERS_MAX)
+                return -EINVAL;
+        for (size_t i = 0; i < cfg->n_admins; i++) {
+                char *claim = strdup(cfg->admins[i].claim), *value = strdup(cfg->admins[i].value);
+                iss->admins[iss->n_admins++] = (struct kh_claim_matcher) { claim, value };
+                if (!claim || !value)
+                        return -ENOMEM;
+        }
         r = init_sync(iss);
         if (r < 0)
                 return r;
@@ -307,7 +320,8 @@ int kh_issuer_verify(struct kh_issuer *iss, const char *token, size_t len, int64
                 .audience = iss->audience,
                 .now = now,
                 .skew_s = KH_CLOCK_SKEW_S,
-                .admin_role = iss->admin_role,
+                .admins = iss->admins,
+                .n_admins = iss->n_admins,
                 .scope_array_only = iss->scope_array_only,
                 .max_lifetime_s = iss->max_lifetime_s,
         };

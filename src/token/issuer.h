@@ -10,6 +10,7 @@
 #include <stdint.h>
 
 #include "common/cleanup.h"
+#include "token/jwt.h"
 #include "token/principal.h"
 
 struct kh_issuer;
@@ -22,7 +23,8 @@ struct kh_issuer_config {
                                  * /etc/ssl/certs) still applies */
         const char *audience;   /* NULL: "aud" not checked (as Bitwarden) */
         const char *jwks_file;  /* NULL: discovery; else the keys, and "iss" = issuer_url */
-        const char *admin_role; /* NULL, or a "roles" value that makes the principal admin */
+        const struct kh_claim_matcher *admins; /* see struct kh_claims_policy; copied */
+        size_t n_admins;
         bool scope_array_only;  /* see struct kh_claims_policy */
         int64_t max_lifetime_s; /* see struct kh_claims_policy */
 };

@@ -86,6 +86,23 @@ static bool scope_has_api(const json_t *scope, bool array_only) {
         return false;
 }
 
+/* Whether a matcher's claim has a valid type (absent counts as valid: it matches nothing). */
+static bool matcher_claims_typed(const json_t *c, const struct kh_claims_policy *p) {
+        for (size_t i = 0; i < p->n_admins; i++)
+                if (!is_string_or_strings(json_object_get(c, p->admins[i].claim)))
+                        return false;
+        return true;
+}
+
+static bool is_admin(const json_t *c, const struct kh_claims_policy *p) {
+        for (size_t i = 0; i < p->n_admins; i++) {
+                const json_t *v = json_object_get(c, p->admins[i].claim);
+                if (v && has_value(v, p->admins[i].value))
+                        return true;
+        }
+        return false;
+}
+
 int kh_jwt_check_claims(const struct kh_jwt *jwt, const struct kh_claims_policy *p,
                         struct kh_principal *ret) {
         const json_t *c = jwt->payload;
@@ -99,7 +116,8 @@ int kh_jwt_check_claims(const struct kh_jwt *jwt, const struct kh_claims_policy 
         /* 401 class first: a token that is not valid here says nothing about its rights */
         if (!json_is_string(iss) || !exp || !is_string_or_strings(aud) ||
             !is_string_or_strings(scope) || !is_string_or_strings(amr) ||
-            !is_string_or_strings(roles) || (sub && !json_is_string(sub)))
+            !is_string_or_strings(roles) || (sub && !json_is_string(sub)) ||
+            !matcher_claims_typed(c, p))
                 return -KH_E_INVALID_TOKEN;
         if (numeric_date(exp, false, &exp_s) < 0 || (nbf && numeric_date(nbf, true, &nbf_s) < 0))
                 return -KH_E_INVALID_TOKEN;
@@ -130,7 +148,7 @@ int kh_jwt_check_claims(const struct kh_jwt *jwt, const struct kh_claims_policy 
                 return -KH_E_INVALID_SUBJECT;
 
         pr.exp = exp_s;
-        pr.admin = p->admin_role && roles && has_value(roles, p->admin_role);
+        pr.admin = is_admin(c, p);
         memcpy(pr.token_hash, jwt->token_hash, sizeof(pr.token_hash));
         *ret = pr;
         return 0;

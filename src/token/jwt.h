@@ -68,12 +68,20 @@ bool kh_jwt_key_fits_alg(EVP_PKEY *key, enum kh_jwt_alg alg);
  */
 KH_MUST_CHECK int kh_jwt_verify_signature(const struct kh_jwt *jwt, EVP_PKEY *key);
 
+/* A claim that makes a principal an administrator (DESIGN.md "Administration"): the token's
+ * claim equals value, or is an array holding it. */
+struct kh_claim_matcher {
+        const char *claim;
+        const char *value;
+};
+
 struct kh_claims_policy {
         const char *issuer;     /* required: "iss" must equal it exactly */
         const char *audience;   /* NULL = "aud" not checked (Bitwarden does not check it) */
         int64_t now;            /* unix seconds */
         int64_t skew_s;         /* leeway for exp and nbf, >= 0 */
-        const char *admin_role; /* NULL = nobody is admin by token; else a "roles" value */
+        const struct kh_claim_matcher *admins; /* admins[0..n_admins): any one makes the */
+        size_t n_admins;                       /* principal admin; none = nobody by token */
         int64_t max_lifetime_s; /* > 0: exp may lie at most this far (plus skew) after now;
                                  * 0 = no cap */
         bool scope_array_only;  /* true: only a JSON array "scope" counts (Bitwarden's exact
@@ -86,14 +94,16 @@ struct kh_claims_policy {
  * @ret: on success the principal, without tenant (set to ""): the caller knows it.
  *
  * Every claim used must have its JSON type: "iss" string; "exp" (required) and "nbf"
- * numbers (integers, or finite reals: exp rounds down, nbf up); "aud", "scope", "amr" and
- * "roles" a string or an array of strings; "sub" a string. Then, in this order:
+ * numbers (integers, or finite reals: exp rounds down, nbf up); "aud", "scope", "amr",
+ * "roles" and every claim an admin matcher names a string or an array of strings; "sub" a
+ * string. Then, in this order:
  *   - any wrong type, "iss" != p->issuer, now > exp + skew, now + skew < nbf, a cap set and
  *     exp > now + p->max_lifetime_s + skew, or p->audience not among "aud":
  *     -KH_E_INVALID_TOKEN (401);
  *   - "scope" without "api", or "amr" without "Application" or "external" (exact,
  *     case-sensitive): -KH_E_INSUFFICIENT_SCOPE (403);
  *   - "sub" missing or not a GUID: -KH_E_INVALID_SUBJECT (403).
+ * The principal is admin when one of p->admins matches.
  * Returns 0 or one of those errors. Never allocates.
  */
 KH_MUST_CHECK int kh_jwt_check_claims(const struct kh_jwt *jwt, const struct kh_claims_policy *p,

@@ -104,7 +104,9 @@ static void test_first_definition_wins_per_tenant(void **state) {
         struct kh_config_error err;
 
         assert_int_equal(kh_config_parse_string(REST, strlen(REST), env, &cfg, &err), 0);
-        assert_string_equal(cfg->tenants[0].admins, "role:first");
+        assert_int_equal(cfg->tenants[0].n_admins, 1);
+        assert_string_equal(cfg->tenants[0].admins[0].claim, "role");
+        assert_string_equal(cfg->tenants[0].admins[0].value, "first");
         cfg = kh_config_free(cfg);
 }
 

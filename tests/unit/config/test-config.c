@@ -133,7 +133,9 @@ static void test_full_valid_file(void **state) {
         assert_string_equal(t->issuer, ISSUER);
         assert_string_equal(t->issuer_ca, "/etc/keyhold/issuer-ca.pem");
         assert_null(t->audience); /* empty = unset */
-        assert_string_equal(t->admins, "role:keyhold-admin");
+        assert_int_equal(t->n_admins, 1);
+        assert_string_equal(t->admins[0].claim, "role");
+        assert_string_equal(t->admins[0].value, "keyhold-admin");
         assert_null(t->jwks_file);
         assert_int_equal(t->n_cors_origins, 0);
         t = kh_config_tenant(cfg, "acme-2");
@@ -203,7 +205,7 @@ static void test_structure_errors(void **state) {
                      "expected [section]");
         expect_error("[server]\n[storage\n" REST, NULL, "server", 2, "expected [section]");
         /* multi-line values are off: an indented line is not part of the previous value */
-        expect_error(REST "admins = a\n  b\n", NULL, "tenant.default", 9, "expected [section]");
+        expect_error(REST "audience = a\n  b\n", NULL, "tenant.default", 9, "expected [section]");
         expect_error("[tenant.Acme]\nissuer = " ISSUER "\n" REST, NULL, "tenant.Acme", 1,
                      "tenant id");
         expect_error("[tenant.-a]\n" REST, NULL, "tenant.-a", 1, "tenant id");
@@ -475,7 +477,8 @@ static void test_long_tenant_id_and_value(void **state) {
         cfg = parse_ok(text, env);
         assert_int_equal(cfg->n_tenants, 2);
         assert_string_equal(cfg->tenants[1].id, id);
-        assert_string_equal(cfg->tenants[1].admins, "role:x");
+        assert_int_equal(cfg->tenants[1].n_admins, 1);
+        assert_string_equal(cfg->tenants[1].admins[0].value, "x");
         free(text);
         free(env_var);
 
@@ -492,15 +495,15 @@ static void test_long_tenant_id_and_value(void **state) {
         assert_non_null(val);
         memset(val, 'x', KH_CONFIG_VALUE_MAX + 1);
         val[KH_CONFIG_VALUE_MAX] = 0;
-        assert_true(asprintf(&text, REST "admins = %s\n", val) > 0);
+        assert_true(asprintf(&text, REST "audience = %s\n", val) > 0);
         c2 = parse_ok(text, NULL);
-        assert_int_equal(strlen(c2->tenants[0].admins), KH_CONFIG_VALUE_MAX);
+        assert_int_equal(strlen(c2->tenants[0].audience), KH_CONFIG_VALUE_MAX);
         c2 = kh_config_free(c2);
         free(text);
         val[KH_CONFIG_VALUE_MAX] = 'x';
         val[KH_CONFIG_VALUE_MAX + 1] = 0;
-        assert_true(asprintf(&text, REST "admins = %s\n", val) > 0);
-        expect_error(text, NULL, "tenant.default.admins", 8, "longer than 4096 bytes");
+        assert_true(asprintf(&text, REST "audience = %s\n", val) > 0);
+        expect_error(text, NULL, "tenant.default.audience", 8, "longer than 4096 bytes");
         free(text);
         free(val);
 
@@ -624,6 +627,36 @@ static void test_load_file(void **state) {
         free(big_text);
 }
 
+static void test_admin_matchers(void **state) {
+        struct kh_config *cfg;
+        (void) state;
+
+        cfg = parse_ok(REST "admins = role:keyhold-admin, groups:security ,sub:urn:x:y\n", NULL);
+        assert_int_equal(cfg->tenants[0].n_admins, 3);
+        assert_string_equal(cfg->tenants[0].admins[0].claim, "role");
+        assert_string_equal(cfg->tenants[0].admins[0].value, "keyhold-admin");
+        assert_string_equal(cfg->tenants[0].admins[1].claim, "groups");
+        assert_string_equal(cfg->tenants[0].admins[1].value, "security");
+        assert_string_equal(cfg->tenants[0].admins[2].claim, "sub");
+        assert_string_equal(cfg->tenants[0].admins[2].value, "urn:x:y");  /* first ':' splits */
+        kh_config_free(cfg);
+
+        cfg = parse_ok(REST "admins =\n", NULL);
+        assert_int_equal(cfg->tenants[0].n_admins, 0);
+        kh_config_free(cfg);
+
+        expect_error(REST "admins = keyhold-admin\n", NULL, "tenant.default.admins", 8,
+                     "CLAIM:VALUE");
+        expect_error(REST "admins = role:\n", NULL, "tenant.default.admins", 8, "CLAIM:VALUE");
+        expect_error(REST "admins = :x\n", NULL, "tenant.default.admins", 8, "CLAIM:VALUE");
+        expect_error(REST "admins = ro le:x\n", NULL, "tenant.default.admins", 8, "CLAIM:VALUE");
+        expect_error(REST "admins = role:a,,role:b\n", NULL, "tenant.default.admins", 8,
+                     "CLAIM:VALUE");
+        expect_error(REST "admins = a:1,a:2,a:3,a:4,a:5,a:6,a:7,a:8,a:9,a:10,a:11,a:12,a:13,"
+                          "a:14,a:15,a:16,a:17\n",
+                     NULL, "tenant.default.admins", 8, "at most 16");
+}
+
 static void test_free_null(void **state) {
         (void) state;
         assert_null(kh_config_free(NULL));
@@ -650,6 +683,7 @@ int main(void) {
                 cmocka_unit_test(test_bom_and_crlf),
                 cmocka_unit_test(test_dev_config),
                 cmocka_unit_test(test_load_file),
+                cmocka_unit_test(test_admin_matchers),
                 cmocka_unit_test(test_free_null),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);

@@ -96,11 +96,13 @@ static void wait_refreshes(struct kh_issuer *iss, uint64_t n) {
 
 /* ---- jwks_file ---- */
 
+static const struct kh_claim_matcher roles_admin = { "roles", "keyhold-admin" };
+
 static void test_file_verify_and_principal(void **state) {
         char dir[] = "/tmp/kh-issuer-XXXXXX", path[64];
         char *jw = jwks_a(), *t, *t_wrong_iss, *t_wrong_key;
         struct kh_issuer_config cfg = { .tenant = "acme", .issuer_url = "https://idp.test",
-                                        .admin_role = "keyhold-admin" };
+                                        .admins = &roles_admin, .n_admins = 1 };
         struct kh_issuer *iss = NULL;
         struct kh_principal p, untouched;
         uint8_t hash[32];

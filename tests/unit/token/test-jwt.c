@@ -53,6 +53,8 @@ static void assert_refused(const char *t) {
         assert_ptr_equal(jwt, (struct kh_jwt *) 0x1);
 }
 
+static const struct kh_claim_matcher roles_admin = { "roles", "keyhold-admin" };
+
 static const struct kh_claims_policy default_policy = {
         .issuer = TEST_ISS, .now = TEST_NOW, .skew_s = KH_CLOCK_SKEW_S,
 };
@@ -88,7 +90,8 @@ static void roundtrip(EVP_PKEY *key, enum kh_jwt_alg alg, const char *alg_name) 
         assert_string_equal(kh_jwt_kid(jwt), "k1");
         assert_int_equal(kh_jwt_verify_signature(jwt, key), 0);
 
-        pol.admin_role = "keyhold-admin";
+        pol.admins = &roles_admin;
+        pol.n_admins = 1;
         assert_int_equal(kh_jwt_check_claims(jwt, &pol, &p), 0);
         assert_string_equal(p.sub, TEST_SUB_CANON);
         assert_string_equal(p.tenant, "");
@@ -554,6 +557,7 @@ static void test_rsa_signature_length_must_match_modulus(void **state) {
 struct cl {
         int none_;
         const char *iss, *sub, *exp, *nbf, *aud, *scope, *amr, *roles;
+        const char *extra;      /* more members, as JSON text ("name":value,...) */
 };
 
 #define DEF_ISS "\"" TEST_ISS "\""
@@ -585,6 +589,8 @@ static int check_with(struct cl c, const struct kh_claims_policy *p, struct kh_p
         add(json, sizeof(json), "scope", c.scope ? c.scope : DEF_SCOPE);
         add(json, sizeof(json), "amr", c.amr ? c.amr : DEF_AMR);
         add(json, sizeof(json), "roles", c.roles);
+        if (c.extra)
+                snprintf(json + strlen(json), sizeof(json) - strlen(json), ",%s", c.extra);
         strcat(json, "}");
 
         t = test_sign(ec, "ES256", "{\"alg\":\"ES256\"}", json);
@@ -787,7 +793,8 @@ static void test_claims_admin_role(void **state) {
         struct kh_principal p;
         (void) state;
 
-        pol.admin_role = "keyhold-admin";
+        pol.admins = &roles_admin;
+        pol.n_admins = 1;
         assert_int_equal(check_with(CL(.roles = "[\"keyhold-admin\"]"), &pol, &p), 0);
         assert_true(p.admin);
         assert_int_equal(check_with(CL(.roles = "\"keyhold-admin\""), &pol, &p), 0);
@@ -799,6 +806,35 @@ static void test_claims_admin_role(void **state) {
         assert_int_equal(check_with(CL(.roles = "[\"keyhold-admin\"]"), &default_policy, &p), 0);
         assert_false(p.admin);
         assert_int_equal(check_with(CL(.roles = "[1]"), &pol, &p), INVALID);
+}
+
+/* CLAIM:VALUE matchers on any claim: one match is enough; a named claim of the wrong type
+ * makes the token invalid, as the checked claims do. */
+static void test_claims_admin_matchers(void **state) {
+        static const struct kh_claim_matcher m[] = {
+                { "groups", "security" }, { "sub", TEST_SUB_CANON }, { "tid", "t1" },
+        };
+        struct kh_claims_policy pol = default_policy;
+        struct kh_principal p;
+        (void) state;
+
+        pol.admins = m;
+        pol.n_admins = 3;
+        assert_int_equal(check_with(CL(.extra = "\"groups\":[\"dev\",\"security\"]"), &pol, &p), 0);
+        assert_true(p.admin);
+        assert_int_equal(check_with(CL(.extra = "\"groups\":[\"dev\"]"), &pol, &p), 0);
+        assert_false(p.admin);
+        assert_int_equal(check_with(CL(.extra = "\"tid\":\"t1\""), &pol, &p), 0);
+        assert_true(p.admin);
+        assert_int_equal(check_with(CL(.extra = "\"tid\":\"T1\""), &pol, &p), 0);
+        assert_false(p.admin);                  /* exact, case-sensitive */
+        assert_int_equal(check_with(CL(.sub = "\"" TEST_SUB_CANON "\""), &pol, &p), 0);
+        assert_true(p.admin);
+        assert_int_equal(check_with(CL(.extra = "\"groups\":{\"a\":1}"), &pol, &p), INVALID);
+        assert_int_equal(check_with(CL(.extra = "\"tid\":7"), &pol, &p), INVALID);
+        pol.n_admins = 0;
+        assert_int_equal(check_with(CL(.extra = "\"tid\":7"), &pol, &p), 0);  /* not named */
+        assert_false(p.admin);
 }
 
 int main(void) {
@@ -831,6 +867,7 @@ int main(void) {
                 cmocka_unit_test(test_claims_subject),
                 cmocka_unit_test(test_claims_order),
                 cmocka_unit_test(test_claims_admin_role),
+                cmocka_unit_test(test_claims_admin_matchers),
         };
         return cmocka_run_group_tests(tests, setup, teardown);
 }
