@@ -148,8 +148,9 @@ static int query_int(struct kh_sqlite_store *s, const char *sql, sqlite3_int64 *
 }
 
 /* The database file holds wrapped DEKs and sealed records; only its owner should read it.
- * SQLite gives the -wal and -shm files the mode of the database file. */
-/* Creates the database file with mode 0600 if it does not exist yet. An existing file is
+ * SQLite gives the -wal file the mode of the database file (with the unix-excl VFS there is
+ * no -shm file: the WAL index lives in this process's memory).
+ * Creates the database file with mode 0600 if it does not exist yet. An existing file is
  * never opened here: closing any descriptor of a file drops every POSIX lock this process
  * holds on it, which would silently release the locks of the other workers' SQLite
  * connections, and a later closing connection (another process, the sqlite3 shell) would
