@@ -24,6 +24,41 @@ const char *kh_route_name(enum kh_route_id id) {
         return id < KH_ROUTE_NONE ? routes[id].pattern + 1 : "none";
 }
 
+/* The methods keyhold routes, in the order an Allow header lists them. */
+static const struct {
+        const char *name;
+        unsigned bit;
+} methods[] = {
+        { "GET", KH_GET }, { "POST", KH_POST }, { "PUT", KH_PUT }, { "DELETE", KH_DELETE },
+        { "PATCH", KH_PATCH },
+};
+
+unsigned kh_http_method_parse(const char *name, size_t len) {
+        for (size_t i = 0; i < KH_ELEMENTSOF(methods); i++)
+                if (strlen(methods[i].name) == len && memcmp(name, methods[i].name, len) == 0)
+                        return methods[i].bit;
+        return 0;
+}
+
+size_t kh_http_allow_format(unsigned mask, char buf[static KH_ALLOW_BUF]) {
+        size_t n = 0;
+
+        buf[0] = 0;
+        for (size_t i = 0; i < KH_ELEMENTSOF(methods); i++) {
+                size_t len = strlen(methods[i].name);
+                if (!(mask & methods[i].bit))
+                        continue;
+                if (n) {
+                        memcpy(buf + n, ", ", 2);
+                        n += 2;
+                }
+                memcpy(buf + n, methods[i].name, len);
+                n += len;
+        }
+        buf[n] = 0;
+        return n;
+}
+
 /* RFC 3986 unreserved characters: what a path parameter may hold. */
 static bool is_param_char(char c) {
         return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||

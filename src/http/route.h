@@ -77,6 +77,15 @@ KH_MUST_CHECK int kh_http_target_parse(const char *path, size_t len, struct kh_r
 bool kh_route_match(const char *pattern, const char *path, size_t len,
                     struct kh_request_target *t);
 
+/* The method bit of an HTTP method (exact, case-sensitive: RFC 9110 9.1), 0 for any
+ * method keyhold does not route (OPTIONS is CORS's, HEAD and the rest are not served). */
+unsigned kh_http_method_parse(const char *name, size_t len);
+
+/* The Allow header value of a method mask, "GET, POST, PUT" (GET, POST, PUT, DELETE, PATCH
+ * order), written to buf with a NUL. Returns its length. */
+#define KH_ALLOW_BUF 32
+size_t kh_http_allow_format(unsigned mask, char buf[static KH_ALLOW_BUF]);
+
 /* The route with this id (NULL for KH_ROUTE_NONE or out of range). */
 const struct kh_route *kh_route_by_id(enum kh_route_id id);
 

@@ -1,7 +1,6 @@
 /* Routing: routes are data. The router resolves /t/{tenant} (404 unknown_tenant before
  * authentication, so tenant names are not secret), applies CORS, authenticates before any
  * handler runs, and turns every error a handler returns into a reply in one place. */
-#include <stdio.h>
 #include <string.h>
 #include <time.h>
 
@@ -22,20 +21,10 @@ static const struct kh_route_handlers handlers[KH_ROUTE_NONE] = {
 #undef KH_ROUTE
 };
 
-/* The methods keyhold knows, in the order an Allow header lists them. */
-static const struct {
-        const char *name;
-        unsigned bit;
-} methods[] = {
-        { "GET", KH_GET }, { "POST", KH_POST }, { "PUT", KH_PUT }, { "DELETE", KH_DELETE },
-        { "PATCH", KH_PATCH },
-};
+static const unsigned all_methods[] = { KH_GET, KH_POST, KH_PUT, KH_DELETE, KH_PATCH };
 
 static unsigned method_of(const h2o_req_t *h) {
-        for (size_t i = 0; i < KH_ELEMENTSOF(methods); i++)
-                if (iov_eq(h->method, methods[i].name))
-                        return methods[i].bit;
-        return 0;
+        return kh_http_method_parse(h->method.base, h->method.len);
 }
 
 static kh_route_fn handler_of(enum kh_route_id id, unsigned method) {
@@ -51,27 +40,22 @@ static kh_route_fn handler_of(enum kh_route_id id, unsigned method) {
         }
 }
 
+/* The methods a route answers: those it has a handler for. */
 static unsigned methods_of(enum kh_route_id id) {
         unsigned mask = 0;
 
-        for (size_t i = 0; i < KH_ELEMENTSOF(methods); i++)
-                if (handler_of(id, methods[i].bit))
-                        mask |= methods[i].bit;
+        for (size_t i = 0; i < KH_ELEMENTSOF(all_methods); i++)
+                if (handler_of(id, all_methods[i]))
+                        mask |= all_methods[i];
         return mask;
 }
 
-/* "GET, POST, PUT": the route's methods, in the request's pool. */
+/* "GET, POST, PUT": the route's methods, copied into the request's pool. */
 static void add_allow(struct kh_http_req *req, unsigned mask) {
-        char text[64];
-        size_t n = 0;
-
-        for (size_t i = 0; i < KH_ELEMENTSOF(methods); i++) {
-                if (!(mask & methods[i].bit))
-                        continue;
-                n += (size_t) snprintf(text + n, sizeof(text) - n, "%s%s", n ? ", " : "",
-                                       methods[i].name);
-        }
+        char text[KH_ALLOW_BUF];
+        size_t n = kh_http_allow_format(mask, text);
         h2o_iovec_t v = h2o_strdup(&req->h2o->pool, text, n);
+
         kh_http_add_header(req, H2O_TOKEN_ALLOW, v.base, v.len);
 }
 
@@ -95,10 +79,7 @@ static bool origin_allowed(const struct kh_http_req *req, const h2o_iovec_t *ori
 }
 
 static bool requested_method_answered(const struct kh_route *route, const h2o_iovec_t *m) {
-        for (size_t i = 0; i < KH_ELEMENTSOF(methods); i++)
-                if (iov_eq(*m, methods[i].name))
-                        return (methods_of(route->id) & methods[i].bit) != 0;
-        return false;
+        return (methods_of(route->id) & kh_http_method_parse(m->base, m->len)) != 0;
 }
 
 /* CORS as Bitwarden's Key Connector does it (spec section 4), with Vary: Origin always. A

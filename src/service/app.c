@@ -24,6 +24,7 @@ struct kh_app {
         struct kh_tenant *tenants;
         size_t n_tenants;
         struct kh_keyring *keyring;
+        pthread_mutex_t reload_lock;         /* kh_app_reload_keys(): one store user at a time */
         kh_app_event_fn event;
         void *userdata;
         pthread_t retry_thread;
@@ -166,6 +167,7 @@ int kh_app_open(const struct kh_config *cfg, kh_app_event_fn event, void *userda
         if (!app)
                 return -ENOMEM;
         app->cfg = cfg;
+        pthread_mutex_init(&app->reload_lock, NULL);
         app->event = event;
         app->userdata = userdata;
         app->tenants = calloc(cfg->n_tenants, sizeof(*app->tenants));
@@ -236,6 +238,7 @@ struct kh_app *kh_app_close(struct kh_app *app) {
                 kh_issuer_close(atomic_load(&t->issuer));
         }
         kh_keyring_free(app->keyring);
+        pthread_mutex_destroy(&app->reload_lock);
         free(app->tenants);
         kh_store_close(app->store);
         kh_keystore_close(app->keystore);
@@ -270,6 +273,23 @@ const struct kh_tenant *kh_app_tenant(const struct kh_app *app, const char *id, 
 
 struct kh_keyring *kh_app_keyring(const struct kh_app *app) {
         return app->keyring;
+}
+
+int kh_app_reload_keys(struct kh_app *app) {
+        const char *ids[KH_TENANTS_MAX];
+        struct kh_keys *keys = NULL;
+        size_t failed = 0;
+        int r;
+
+        for (size_t i = 0; i < app->n_tenants; i++)
+                ids[i] = app->tenants[i].id;
+        pthread_mutex_lock(&app->reload_lock);
+        r = kh_keys_load(app->store, app->keystore, ids, app->n_tenants, &keys, &failed);
+        pthread_mutex_unlock(&app->reload_lock);
+        if (r < 0)
+                return r;
+        kh_keyring_publish(app->keyring, keys);
+        return 0;
 }
 
 bool kh_app_issuers_ready(const struct kh_app *app) {

@@ -54,6 +54,15 @@ const struct kh_tenant *kh_app_tenant(const struct kh_app *app, const char *id, 
 /* The tenant key snapshots; readers are the worker loops, by worker index. */
 struct kh_keyring *kh_app_keyring(const struct kh_app *app);
 
+/**
+ * kh_app_reload_keys() - reads every tenant's key versions and states from the database
+ * again and publishes them as the new snapshot: how a replica takes in a key state change
+ * (rekey, revoke, seal) that another replica made. Blocks on the database and the key
+ * store: call it from a job or a timer thread, never from a loop. Calls are serialised.
+ * Returns 0, or an error of kh_keys_load() (the current snapshot then stays).
+ */
+KH_MUST_CHECK int kh_app_reload_keys(struct kh_app *app);
+
 /* The key state of tenant t in snapshot k. */
 static inline const struct kh_tenant_keys *kh_tenant_keys(const struct kh_keys *k,
                                                           const struct kh_tenant *t) {

@@ -131,6 +131,31 @@ static void test_route_names_are_the_patterns(void **state) {
         assert_null(kh_route_by_id(KH_ROUTE_NONE));
 }
 
+static void test_methods_and_allow(void **state) {
+        char buf[KH_ALLOW_BUF];
+        (void) state;
+
+        assert_int_equal(kh_http_method_parse("GET", 3), KH_GET);
+        assert_int_equal(kh_http_method_parse("PATCH", 5), KH_PATCH);
+        assert_int_equal(kh_http_method_parse("DELETE", 6), KH_DELETE);
+        assert_int_equal(kh_http_method_parse("get", 3), 0);       /* methods are case-sensitive */
+        assert_int_equal(kh_http_method_parse("GETX", 3), KH_GET); /* len, not NUL, ends it */
+        assert_int_equal(kh_http_method_parse("GETX", 4), 0);
+        assert_int_equal(kh_http_method_parse("OPTIONS", 7), 0);
+        assert_int_equal(kh_http_method_parse("HEAD", 4), 0);
+        assert_int_equal(kh_http_method_parse("", 0), 0);
+
+        assert_int_equal(kh_http_allow_format(KH_GET | KH_POST | KH_PUT, buf), 14);
+        assert_string_equal(buf, "GET, POST, PUT");
+        kh_http_allow_format(KH_PATCH | KH_GET, buf);
+        assert_string_equal(buf, "GET, PATCH");
+        assert_int_equal(kh_http_allow_format(KH_GET | KH_POST | KH_PUT | KH_DELETE | KH_PATCH, buf),
+                         strlen("GET, POST, PUT, DELETE, PATCH"));
+        assert_string_equal(buf, "GET, POST, PUT, DELETE, PATCH");
+        assert_int_equal(kh_http_allow_format(0, buf), 0);
+        assert_string_equal(buf, "");
+}
+
 static void test_bearer_extraction(void **state) {
         const char *tok = NULL;
         size_t len = 0;
@@ -206,6 +231,7 @@ int main(void) {
                 cmocka_unit_test(test_route_match_literal_and_parameters),
                 cmocka_unit_test(test_route_match_refuses_near_misses),
                 cmocka_unit_test(test_route_names_are_the_patterns),
+                cmocka_unit_test(test_methods_and_allow),
                 cmocka_unit_test(test_bearer_extraction),
                 cmocka_unit_test(test_bearer_caps_the_token),
                 cmocka_unit_test(test_bearer_bad_byte_at_every_position),

@@ -292,12 +292,43 @@ static void test_committed_writes_survive_a_reopen(void **state) {
         assert_int_equal(pending.done_calls, 0);
 }
 
+/* Another replica revokes version 1 in the shared database; this one takes it in with a
+ * reload: reads of records under it are refused from then on, by state. */
+static void test_reload_takes_in_a_state_change(void **state) {
+        struct fixture *f = *state;
+        struct kh_store *other = NULL;
+        struct write_op a;
+        const struct kh_keys *before;
+
+        write_init(&a, 8, 0x88, false);
+        kh_service_submit(f->svc, &a.op);
+        end_of_pass(&f->loop);
+        assert_int_equal(a.result, 0);
+        before = kh_keyring_get(kh_app_keyring(f->app));
+        assert_int_equal(before->tenants[0].versions[0].state, KH_KEY_ACTIVE);
+
+        assert_int_equal(kh_store_open(&f->cfg->storage, &other), 0);
+        assert_int_equal(kh_store_tenant_key_set_state(other, "default", 1, KH_KEY_REVOKED), 0);
+        kh_store_close(other);
+        assert_int_equal(stored_byte(f->svc, 8), 0x88);   /* not taken in yet */
+
+        assert_int_equal(kh_app_reload_keys(f->app), 0);
+        assert_int_equal(kh_keyring_get(kh_app_keyring(f->app))->tenants[0].versions[0].state,
+                         KH_KEY_REVOKED);
+        struct kh_principal p = member(8);
+        struct kh_secret *k = NULL;
+        assert_int_equal(kh_user_keys_get(f->svc, kh_app_tenant(f->app, NULL, 0), &p, &k),
+                         -KH_E_KEY_REVOKED);
+        assert_null(k);
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test_setup_teardown(test_writes_wait_for_the_end_of_the_pass, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_a_failing_write_fails_alone, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_a_full_batch_commits_before_the_next_write_joins, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_committed_writes_survive_a_reopen, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_reload_takes_in_a_state_change, setup, teardown),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }
