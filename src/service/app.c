@@ -69,33 +69,39 @@ static int tenant_first_version(struct kh_app *app, struct kh_store *store, cons
         return r < 0 ? r : 0;
 }
 
+/* Every tenant's key versions, read from the database through the app's connection. */
+static int snapshot_from_store(struct kh_app *app, struct kh_keys **ret, size_t *ret_failed) {
+        const char *ids[KH_TENANTS_MAX];
+
+        for (size_t i = 0; i < app->n_tenants; i++)
+                ids[i] = app->tenants[i].id;
+        return kh_keys_load(app->store, app->keystore, ids, app->n_tenants, ret, ret_failed);
+}
+
 /* The first key snapshot, creating version 1 for every tenant that has none yet. */
 static int load_keys(struct kh_app *app, struct kh_keys **ret) {
-        const char *ids[KH_TENANTS_MAX];
         struct kh_keys *keys = NULL;
         size_t failed = 0;
         int r;
 
-        for (size_t i = 0; i < app->n_tenants; i++)
-                ids[i] = app->tenants[i].id;
         /* each round creates the first version of one more tenant, at most */
         for (size_t round = 0; round <= app->n_tenants; round++) {
-                r = kh_keys_load(app->store, app->keystore, ids, app->n_tenants, &keys, &failed);
+                r = snapshot_from_store(app, &keys, &failed);
                 if (r != -ENOENT)
                         break;
-                r = tenant_first_version(app, app->store, ids[failed]);
+                r = tenant_first_version(app, app->store, app->tenants[failed].id);
                 if (r < 0)
                         break;
-                emit(app, ids[failed], "created tenant key version 1", 0);
+                emit(app, app->tenants[failed].id, "created tenant key version 1", 0);
                 r = -ENOENT;
         }
         if (r < 0) {
-                emit(app, ids[failed], "cannot load tenant keys", r);
+                emit(app, app->tenants[failed].id, "cannot load tenant keys", r);
                 return r;
         }
         for (size_t i = 0; i < app->n_tenants; i++)
                 if (!keys->tenants[i].active) {
-                        emit(app, ids[i], "cannot load tenant keys: no active version",
+                        emit(app, app->tenants[i].id, "cannot load tenant keys: no active version",
                              -KH_E_NOT_READY);
                         kh_keys_unref(keys);
                         return -KH_E_NOT_READY;
@@ -276,15 +282,12 @@ struct kh_keyring *kh_app_keyring(const struct kh_app *app) {
 }
 
 int kh_app_reload_keys(struct kh_app *app) {
-        const char *ids[KH_TENANTS_MAX];
         struct kh_keys *keys = NULL;
         size_t failed = 0;
         int r;
 
-        for (size_t i = 0; i < app->n_tenants; i++)
-                ids[i] = app->tenants[i].id;
         pthread_mutex_lock(&app->reload_lock);
-        r = kh_keys_load(app->store, app->keystore, ids, app->n_tenants, &keys, &failed);
+        r = snapshot_from_store(app, &keys, &failed);
         pthread_mutex_unlock(&app->reload_lock);
         if (r < 0)
                 return r;
