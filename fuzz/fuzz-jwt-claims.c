@@ -84,6 +84,9 @@ static void check_accepted(const json_t *c, const struct kh_claims_policy *pol,
 
         CHECK(json_is_string(iss) && claim_has(iss, ISSUER));
         CHECK(json_is_number(exp));
+        /* an accepted iat is a number no further ahead than the skew */
+        const json_t *iat = json_object_get(c, "iat");
+        CHECK(!iat || (json_is_number(iat) && json_number_value(iat) <= (double) (NOW + KH_CLOCK_SKEW_S)));
         CHECK(json_is_string(sub) && json_string_length(sub) == 36 &&
               strcasecmp(json_string_value(sub), p->sub) == 0);
         CHECK(is_canonical_guid(p->sub));

@@ -2,6 +2,8 @@
  * environment by config-env.c; both set keys through config-keys.c, as this file does. */
 #include "config.h"
 
+#include <openssl/crypto.h>
+
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -74,6 +76,16 @@ struct kh_config *kh_config_free(struct kh_config *cfg) {
         free(cfg->data_dir);
         free(cfg);
         return NULL;
+}
+
+void kh_config_wipe_secrets(struct kh_config *cfg) {
+        char *p = cfg->keystore.passphrase;
+
+        if (p) {
+                OPENSSL_cleanse(p, strlen(p));
+                free(p);
+                cfg->keystore.passphrase = NULL;
+        }
 }
 
 static int ctx_init(struct kh_cfg_ctx *c, struct kh_config_error *err) {

@@ -134,6 +134,10 @@ KH_MUST_CHECK int kh_config_parse_string(const char *text, size_t len, char *con
 const struct kh_config_tenant *kh_config_tenant(const struct kh_config *cfg, const char *id);
 
 struct kh_config *kh_config_free(struct kh_config *cfg); /* wipes the passphrase; NULL-safe */
+
+/* Wipes and drops the secrets cfg holds (the key store passphrase), for once the key store
+ * has taken what it needs: they should not outlive their use in the process's memory. */
+void kh_config_wipe_secrets(struct kh_config *cfg);
 KH_DEFINE_CLEANUP(kh_config_free, struct kh_config *)
 
 #define KH_DEV_ISSUER "https://keyhold.dev.invalid/dev-issuer"

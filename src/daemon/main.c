@@ -114,6 +114,17 @@ static void wiping_free(void *p) {
         free(p);
 }
 
+/* A secret variable's value is wiped where the kernel put the environment (what
+ * /proc/PID/environ shows) and the variable removed, once the configuration has a copy. */
+static void forget_env_secret(const char *name) {
+        size_t n = strlen(name);
+
+        for (char **e = environ; *e; e++)
+                if (strncmp(*e, name, n) == 0 && (*e)[n] == '=')
+                        OPENSSL_cleanse(*e + n + 1, strlen(*e + n + 1));
+        (void) unsetenv(name);
+}
+
 static void on_app_event(const char *tenant, const char *what, int r, void *userdata) {
         (void) userdata;
         if (r < 0 && tenant)
@@ -201,7 +212,7 @@ static void dev_banner(const struct kh_config *cfg, uint16_t port) {
                 cfg->data_dir, port, cfg->server.tls_cert, cfg->data_dir);
 }
 
-static int run(const struct kh_config *cfg) {
+static int run(struct kh_config *cfg) {
         KH_CLEANUP(kh_workers_freep) struct kh_workers *workers = NULL;
         KH_CLEANUP(kh_app_closep) struct kh_app *app = NULL;
         KH_CLEANUP(kh_http_server_freep) struct kh_http_server *server = NULL;
@@ -225,6 +236,7 @@ static int run(const struct kh_config *cfg) {
         }
 
         r = kh_app_open(cfg, on_app_event, NULL, &app);
+        kh_config_wipe_secrets(cfg);   /* the key store has derived its master key */
         if (r < 0) {
                 kh_log_error("start-up failed: %s", kh_strerror(r));
                 return r;
@@ -297,6 +309,7 @@ int main(int argc, char **argv) {
                                 o.config ? o.config : "(dev)", kh_strerror(r));
                 return 1;
         }
+        forget_env_secret("KEYHOLD_KEYSTORE_PASSPHRASE");
         if (o.check) {
                 printf("keyholdd: configuration OK (%zu tenant%s)\n", cfg->n_tenants,
                        cfg->n_tenants == 1 ? "" : "s");

@@ -4,6 +4,8 @@
 #include <string.h>
 #include <time.h>
 
+#include <openssl/crypto.h>
+
 #include "common/errors.h"
 #include "common/limits.h"
 #include "http/http-internal.h"
@@ -214,6 +216,12 @@ static int dispatch(struct kh_http_req *req, struct kh_request_target *target,
                 return -KH_E_NOT_FOUND;
         *ret_route = route->id;
 
+        /* No cache of any kind may keep what an authenticated route answers (a member's key,
+         * or why there is none), including its errors. */
+        if (route->auth != KH_AUTH_NONE) {
+                kh_http_add_header(req, H2O_TOKEN_CACHE_CONTROL, H2O_STRLIT("no-store"));
+                kh_http_add_header_str(req, "pragma", H2O_STRLIT("no-cache"));
+        }
         handler = handler_of(route->id, method_of(h));
         if (!handler) {
                 add_allow(req, methods_of(route->id));
@@ -235,6 +243,11 @@ int kh_http_route(h2o_handler_t *self, h2o_req_t *h) {
 
         (void) self;
         r = dispatch(&req, &target, &route);
+        /* The body may carry a key; whatever became of the request (refused before a handler
+         * ran, or decoded by one), its bytes in the connection's buffer are wiped now.
+         * A deferred write's handler wiped them after decoding. */
+        if (h->entity.base && h->entity.len)
+                OPENSSL_cleanse(h->entity.base, h->entity.len);
         if (r == KH_HTTP_DEFERRED)
                 return 0;                /* writes.c replies and counts it after the commit */
         if (r < 0)

@@ -34,8 +34,11 @@ static int tls_context(const struct kh_config_server *cfg, SSL_CTX **ret, char *
         if (!ctx)
                 return -ENOMEM;
         (void) SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
+        /* CLEANSE_PLAINTEXT: OpenSSL wipes its copy of each decrypted record once h2o has
+         * read it, so that a request body (a member's key) is not left in its buffers. */
         SSL_CTX_set_options(ctx, SSL_OP_NO_COMPRESSION | SSL_OP_NO_RENEGOTIATION |
-                                         SSL_OP_CIPHER_SERVER_PREFERENCE);
+                                         SSL_OP_CIPHER_SERVER_PREFERENCE |
+                                         SSL_OP_CLEANSE_PLAINTEXT);
         if (SSL_CTX_use_certificate_chain_file(ctx, cfg->tls_cert) != 1) {
                 set_err(err, err_len, "cannot load TLS certificate ", cfg->tls_cert);
                 SSL_CTX_free(ctx);

@@ -109,9 +109,10 @@ int kh_jwt_check_claims(const struct kh_jwt *jwt, const struct kh_claims_policy 
         json_t *iss = json_object_get(c, "iss"), *exp = json_object_get(c, "exp"),
                *nbf = json_object_get(c, "nbf"), *aud = json_object_get(c, "aud"),
                *scope = json_object_get(c, "scope"), *amr = json_object_get(c, "amr"),
-               *roles = json_object_get(c, "roles"), *sub = json_object_get(c, "sub");
+               *roles = json_object_get(c, "roles"), *sub = json_object_get(c, "sub"),
+               *iat = json_object_get(c, "iat");
         struct kh_principal pr = { .tenant = "" };
-        int64_t exp_s, nbf_s = INT64_MIN, limit;
+        int64_t exp_s, nbf_s = INT64_MIN, iat_s = INT64_MIN, limit;
 
         /* 401 class first: a token that is not valid here says nothing about its rights */
         if (!json_is_string(iss) || !exp || !is_string_or_strings(aud) ||
@@ -119,7 +120,8 @@ int kh_jwt_check_claims(const struct kh_jwt *jwt, const struct kh_claims_policy 
             !is_string_or_strings(roles) || (sub && !json_is_string(sub)) ||
             !matcher_claims_typed(c, p))
                 return -KH_E_INVALID_TOKEN;
-        if (numeric_date(exp, false, &exp_s) < 0 || (nbf && numeric_date(nbf, true, &nbf_s) < 0))
+        if (numeric_date(exp, false, &exp_s) < 0 || (nbf && numeric_date(nbf, true, &nbf_s) < 0) ||
+            (iat && numeric_date(iat, true, &iat_s) < 0))
                 return -KH_E_INVALID_TOKEN;
 
         if (strcmp(json_string_value(iss), p->issuer) != 0)
@@ -129,6 +131,9 @@ int kh_jwt_check_claims(const struct kh_jwt *jwt, const struct kh_claims_policy 
                 return -KH_E_INVALID_TOKEN;
         /* now + skew < nbf */
         if (nbf && !__builtin_add_overflow(p->now, p->skew_s, &limit) && limit < nbf_s)
+                return -KH_E_INVALID_TOKEN;
+        /* now + skew < iat: minted by a wrong clock, or in advance with a stolen key */
+        if (iat && !__builtin_add_overflow(p->now, p->skew_s, &limit) && limit < iat_s)
                 return -KH_E_INVALID_TOKEN;
         /* now + cap + skew < exp: a leaked token would stay good for longer than the tenant
          * allows (a limit too large for int64 caps nothing) */

@@ -93,11 +93,11 @@ struct kh_claims_policy {
  * kh_jwt_check_claims() - apply the claim policy to a token whose signature was verified.
  * @ret: on success the principal, without tenant (set to ""): the caller knows it.
  *
- * Every claim used must have its JSON type: "iss" string; "exp" (required) and "nbf"
- * numbers (integers, or finite reals: exp rounds down, nbf up); "aud", "scope", "amr",
+ * Every claim used must have its JSON type: "iss" string; "exp" (required), "nbf" and "iat"
+ * numbers (integers, or finite reals: exp rounds down, nbf and iat up); "aud", "scope", "amr",
  * "roles" and every claim an admin matcher names a string or an array of strings; "sub" a
  * string. Then, in this order:
- *   - any wrong type, "iss" != p->issuer, now > exp + skew, now + skew < nbf, a cap set and
+ *   - any wrong type, "iss" != p->issuer, now > exp + skew, now + skew < nbf or iat, a cap set and
  *     exp > now + p->max_lifetime_s + skew, or p->audience not among "aud":
  *     -KH_E_INVALID_TOKEN (401);
  *   - "scope" without "api", or "amr" without "Application" or "external" (exact,

@@ -36,8 +36,9 @@ class HygieneKeyholdd(Keyholdd):
     """Keyholdd started with extra arguments (--verbose), a command prefix (setpriv) and a
     pre-exec hook (resource limits)."""
 
-    def __init__(self, *a, args=(), prefix=(), preexec=None, **kw):
+    def __init__(self, *a, args=(), prefix=(), preexec=None, binary=None, **kw):
         self.args, self.prefix, self.preexec = list(args), list(prefix), preexec
+        self.binary = binary or harness.keyholdd_binary()
         super().__init__(*a, **kw)
 
     def start(self) -> "HygieneKeyholdd":
@@ -46,7 +47,7 @@ class HygieneKeyholdd(Keyholdd):
         self._log = open(self.log_path, "ab")
         env = {k: v for k, v in os.environ.items() if not k.startswith("KEYHOLD_")}
         env.update(self.env)
-        cmd = self.prefix + [str(harness.keyholdd_binary()), "--config", str(self.config_path)]
+        cmd = self.prefix + [str(self.binary), "--config", str(self.config_path)]
         self.proc = subprocess.Popen(cmd + self.args, stdout=self._log, stderr=subprocess.STDOUT,
                                      env=env, preexec_fn=self.preexec)
         self.port = harness.wait_port_file(self.port_file, self.proc, "keyholdd", self.log)
@@ -417,10 +418,21 @@ def unprivileged(pki, issuers):
     def preexec():
         resource.setrlimit(resource.RLIMIT_CORE, (core, core))
 
-    # pytest's tmp folders are private to root: this one must be reachable by that user.
+    # pytest's tmp folders are private to root, and so may be the checkout (cloned into
+    # `mktemp -d` or /root): everything that user's keyholdd reads (its binary, the LSan
+    # suppressions, certificates, configuration) is copied into a folder it can reach.
     work = pathlib.Path(tempfile.mkdtemp(prefix="keyhold-hygiene-"))
     work.chmod(0o755)
-    k = HygieneKeyholdd(work / "k", pki, _tenants(issuers), prefix=prefix, preexec=preexec)
+    binary = work / "keyholdd"
+    shutil.copy(harness.keyholdd_binary(), binary)
+    env = {}
+    lsan = os.environ.get("LSAN_OPTIONS", "")
+    m = re.search(r"suppressions=([^:]+)", lsan)
+    if m:
+        shutil.copy(m.group(1), work / "lsan.supp")
+        env["LSAN_OPTIONS"] = lsan.replace(m.group(0), f"suppressions={work / 'lsan.supp'}")
+    k = HygieneKeyholdd(work / "k", pki, _tenants(issuers), prefix=prefix, preexec=preexec,
+                        binary=binary, env=env)
     for attr in ("cert", "key"):
         dst = work / "k" / pathlib.Path(getattr(k, attr)).name
         shutil.copy(getattr(k, attr), dst)

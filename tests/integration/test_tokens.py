@@ -120,6 +120,21 @@ def test_not_yet_valid_beyond_clock_skew(client, default_issuer, user, stored):
     rejected_401(client, default_issuer.token(user, nbf=now + 900, iat=now + 900, exp=now + 4000))
 
 
+def test_iat_in_the_future_beyond_clock_skew(client, default_issuer, user, stored):
+    """A validly signed token issued "later" than now (beyond the 5 min skew) was minted by
+    a wrong clock or in advance with a stolen key: 401, whatever its nbf and exp say."""
+    now = int(time.time())
+    rejected_401(client, default_issuer.token(user, iat=now + 10 * 365 * 86400))
+    rejected_401(client, default_issuer.token(user, iat=now + 300 + 120))
+    rejected_401(client, default_issuer.token(user, iat=str(now)))
+
+
+def test_iat_within_clock_skew_accepted(client, default_issuer, user, stored):
+    now = int(time.time())
+    accepted(client, default_issuer.token(user, iat=now + 120), stored)
+    accepted(client, default_issuer.token(user, iat=tokens.DELETE), stored)
+
+
 def test_exp_beyond_the_lifetime_cap(client, default_issuer, user, stored):
     """The default tenant caps token lifetime at 24 h (max_token_lifetime = 86400): an exp
     further ahead than now + 24 h + the 5 min skew is refused, however well signed."""

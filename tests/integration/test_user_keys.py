@@ -227,3 +227,27 @@ def test_database_holds_no_plaintext_key(make_keyholdd, default_issuer, user):
         if f.is_file():
             data = f.read_bytes()
             assert raw not in data and key.encode() not in data, f
+
+
+def _no_store(r) -> None:
+    assert r.header("Cache-Control") == "no-store", r
+    assert r.header("Pragma") == "no-cache", r
+
+
+def test_every_user_keys_answer_forbids_caching(client, default_issuer, acme_issuer, user):
+    """A member's key, or why there is none, must not stay in any cache on the way: every
+    answer of an authenticated route says no-store (and Pragma no-cache for old proxies),
+    errors and deferred write replies included."""
+    tok = default_issuer.token(user)
+    k = new_key()
+    _no_store(client.get("/user-keys"))                                        # 401
+    _no_store(client.get("/user-keys", token=tok))                             # 404
+    _no_store(client.post("/user-keys", token=tok, json_body={"key": k}))      # 200 after commit
+    _no_store(client.post("/user-keys", token=tok, json_body={"key": k}))      # 400 key_exists
+    _no_store(client.put("/user-keys", token=tok, json_body={"key": k}))
+    r = client.get("/user-keys", token=tok)
+    assert_key(r, k)
+    _no_store(r)
+    _no_store(client.delete("/user-keys", token=tok))                          # 405
+    _no_store(client.get("/t/acme/user-keys", token=acme_issuer.token(user)))  # another tenant
+    assert client.get("/alive").header("Cache-Control") is None                # public: untouched

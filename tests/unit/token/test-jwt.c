@@ -657,6 +657,24 @@ static void test_claims_lifetime_boundaries(void **state) {
         assert_int_equal(check(CL(.nbf = "-9223372036854775807")), 0);
 }
 
+/* iat ahead of the clock (beyond the skew): minted by a wrong clock or in advance. */
+static void test_claims_iat_in_the_future(void **state) {
+        char edge[40], future[40], decade[40];
+        (void) state;
+
+        snprintf(edge, sizeof(edge), "\"iat\":%lld", (long long) (TEST_NOW + KH_CLOCK_SKEW_S));
+        snprintf(future, sizeof(future), "\"iat\":%lld",
+                 (long long) (TEST_NOW + KH_CLOCK_SKEW_S + 1));
+        snprintf(decade, sizeof(decade), "\"iat\":%lld", (long long) (TEST_NOW + 315360000));
+        assert_int_equal(check(CL(.extra = "\"iat\":1699999000")), 0);
+        assert_int_equal(check(CL(.extra = edge)), 0);
+        assert_int_equal(check(CL(.extra = future)), INVALID);
+        assert_int_equal(check(CL(.extra = decade)), INVALID);
+        assert_int_equal(check(CL(.extra = "\"iat\":1700000300.01")), INVALID); /* rounds up */
+        assert_int_equal(check(CL(.extra = "\"iat\":\"1700000000\"")), INVALID);
+        assert_int_equal(check(CL(.extra = "\"iat\":-9223372036854775807")), 0);
+}
+
 static void test_claims_lifetime_types(void **state) {
         struct kh_principal p;
         (void) state;
@@ -866,6 +884,7 @@ int main(void) {
                 cmocka_unit_test(test_claims_amr),
                 cmocka_unit_test(test_claims_subject),
                 cmocka_unit_test(test_claims_order),
+                cmocka_unit_test(test_claims_iat_in_the_future),
                 cmocka_unit_test(test_claims_admin_role),
                 cmocka_unit_test(test_claims_admin_matchers),
         };
