@@ -27,6 +27,7 @@ struct kh_config_server {
         size_t n_cors_origins;
         bool behind_tls_proxy;      /* allows plain HTTP on a non-loopback address */
         char *port_file;            /* optional: write the bound port(s) here once listening */
+        unsigned max_connections;   /* per worker; it stops accepting while it has this many */
 };
 
 struct kh_config_storage {

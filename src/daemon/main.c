@@ -95,12 +95,21 @@ static int parse_args(int argc, char **argv, struct options *o) {
 }
 
 /* Secrets must not reach a core dump or a debugger of another user; OpenSSL's secure heap
- * keeps private-key bignums in locked, non-dumpable memory. */
+ * keeps private-key bignums in locked, non-dumpable memory. Also raises the descriptor
+ * limit. */
 static void harden_process(void) {
         struct rlimit no_core = { 0, 0 };
 
+        struct rlimit files;
+
         (void) prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
         (void) setrlimit(RLIMIT_CORE, &no_core);
+        /* every connection is a descriptor: take all the hard limit allows (the soft one is
+         * often 1024); [server] max_connections keeps each worker below what it can use */
+        if (getrlimit(RLIMIT_NOFILE, &files) == 0 && files.rlim_cur < files.rlim_max) {
+                files.rlim_cur = files.rlim_max;
+                (void) setrlimit(RLIMIT_NOFILE, &files);
+        }
         if (CRYPTO_secure_malloc_init(1 << 20, 32) != 1)
                 kh_log_warning("OpenSSL secure heap unavailable; private keys use ordinary memory");
 }

@@ -27,6 +27,9 @@ struct kh_http_worker {
         int listen_fds[KH_LISTEN_MAX];
         size_t n_listeners;
         bool open;                       /* kh_http_worker_open() done, context live */
+        size_t n_conns;                  /* open connections */
+        bool accept_paused;              /* listeners not read: full, or out of descriptors */
+        h2o_timeout_entry_t accept_retry;/* resumes accepting after running out of fds */
 };
 
 struct kh_http_server {

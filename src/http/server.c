@@ -165,15 +165,65 @@ int kh_http_server_new(const struct kh_config_server *cfg, struct kh_app *app, u
         return 0;
 }
 
+static void accept_pause(struct kh_http_worker *w) {
+        if (w->accept_paused)
+                return;
+        for (size_t j = 0; j < w->n_listeners; j++)
+                h2o_socket_read_stop(w->listeners[j]);
+        w->accept_paused = true;
+}
+
+static void on_accept(h2o_socket_t *listener, const char *err);
+
+static void accept_resume(struct kh_http_worker *w) {
+        if (!w->accept_paused || w->n_conns >= w->server->cfg->max_connections ||
+            h2o_timeout_is_linked(&w->accept_retry))
+                return;
+        for (size_t j = 0; j < w->n_listeners; j++)
+                h2o_socket_read_start(w->listeners[j], on_accept);
+        w->accept_paused = false;
+}
+
+static void on_conn_close(void *data) {
+        struct kh_http_worker *w = data;
+
+        w->n_conns--;
+        accept_resume(w);
+}
+
+static void on_accept_retry(h2o_timeout_entry_t *entry) {
+        accept_resume(kh_container_of(entry, struct kh_http_worker, accept_retry));
+}
+
+/* Accepts what is waiting, up to the worker's connection cap (then it stops reading the
+ * listeners until a connection closes, as h2o's own server does). Out of descriptors
+ * (EMFILE, ENFILE), the listener would stay readable and the loop spin on it: accepting
+ * pauses for 100 ms instead, while the open connections are served. */
 static void on_accept(h2o_socket_t *listener, const char *err) {
         struct kh_http_worker *w = listener->data;
 
         if (err)
                 return;
         for (int i = 0; i < ACCEPTS_PER_WAKEUP; i++) {
-                h2o_socket_t *sock = h2o_evloop_socket_accept(listener);
-                if (!sock)
-                        break;
+                h2o_socket_t *sock;
+
+                if (w->n_conns >= w->server->cfg->max_connections) {
+                        accept_pause(w);
+                        return;
+                }
+                errno = 0;
+                sock = h2o_evloop_socket_accept(listener);
+                if (!sock) {
+                        if (errno == EMFILE || errno == ENFILE) {
+                                accept_pause(w);
+                                h2o_timeout_link(w->evloop, &w->ctx.hundred_ms_timeout,
+                                                 &w->accept_retry);
+                        }
+                        return;
+                }
+                w->n_conns++;
+                sock->on_close.cb = on_conn_close;
+                sock->on_close.data = w;
                 h2o_accept(&w->accept_ctx, sock);
         }
 }
@@ -222,6 +272,7 @@ int kh_http_worker_open(struct kh_http_server *s, unsigned i) {
         w->accept_ctx.ctx = &w->ctx;
         w->accept_ctx.hosts = s->globalconf.hosts;
         w->accept_ctx.ssl_ctx = s->ssl_ctx;
+        w->accept_retry.cb = on_accept_retry;
         w->open = true;
 
         for (size_t j = 0; j < w->n_listeners; j++) {
@@ -239,6 +290,8 @@ bool kh_http_worker_close(struct kh_http_server *s, unsigned i) {
 
         if (!w->open)
                 return true;
+        if (h2o_timeout_is_linked(&w->accept_retry))
+                h2o_timeout_unlink(&w->accept_retry);
         for (size_t j = 0; j < w->n_listeners; j++) {
                 h2o_socket_read_stop(w->listeners[j]);
                 h2o_socket_close(w->listeners[j]);

@@ -284,8 +284,12 @@ class Keyholdd:
 
     def __init__(self, workdir: pathlib.Path, pki, tenants: dict, tls: bool = True,
                  threads: int = 2, cors_origins: str = "https://vault.example.test",
-                 extra: str = "", env: dict | None = None, listen_port: int = 0):
+                 extra: str = "", env: dict | None = None, listen_port: int = 0,
+                 args=(), prefix=(), preexec=None, binary=None):
         self.workdir = workdir
+        # started as prefix + [binary, --config, file] + args, preexec run in the child
+        self.args, self.prefix, self.preexec = list(args), list(prefix), preexec
+        self.binary = binary
         self.listen_port = listen_port  # 0: the kernel picks one at each start
         self.pki = pki
         self.tenants = tenants
@@ -347,8 +351,10 @@ class Keyholdd:
         self._log = open(self.log_path, "ab")
         env = {k: v for k, v in os.environ.items() if not k.startswith("KEYHOLD_")}
         env.update(self.env)
-        self.proc = subprocess.Popen([str(keyholdd_binary()), "--config", str(self.config_path)],
-                                     stdout=self._log, stderr=subprocess.STDOUT, env=env)
+        cmd = self.prefix + [str(self.binary or keyholdd_binary()), "--config",
+                             str(self.config_path)] + self.args
+        self.proc = subprocess.Popen(cmd, stdout=self._log, stderr=subprocess.STDOUT, env=env,
+                                     preexec_fn=self.preexec)
         self.port = wait_port_file(self.port_file, self.proc, "keyholdd", self.log)
         ctx = client_tls_context(self.pki.ca_pem) if self.tls else None
         self.client = Client(self.port, ctx)

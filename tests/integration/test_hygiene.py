@@ -32,27 +32,9 @@ import tokens
 CORE_LIMIT = 4 << 20   # the core limit keyholdd inherits in the tests; it must lower it to 0
 
 
-class HygieneKeyholdd(Keyholdd):
-    """Keyholdd started with extra arguments (--verbose), a command prefix (setpriv) and a
-    pre-exec hook (resource limits)."""
-
-    def __init__(self, *a, args=(), prefix=(), preexec=None, binary=None, **kw):
-        self.args, self.prefix, self.preexec = list(args), list(prefix), preexec
-        self.binary = binary or harness.keyholdd_binary()
-        super().__init__(*a, **kw)
-
-    def start(self) -> "HygieneKeyholdd":
-        assert self.proc is None or self.proc.poll() is not None, "already running"
-        self.port_file.unlink(missing_ok=True)
-        self._log = open(self.log_path, "ab")
-        env = {k: v for k, v in os.environ.items() if not k.startswith("KEYHOLD_")}
-        env.update(self.env)
-        cmd = self.prefix + [str(self.binary), "--config", str(self.config_path)]
-        self.proc = subprocess.Popen(cmd + self.args, stdout=self._log, stderr=subprocess.STDOUT,
-                                     env=env, preexec_fn=self.preexec)
-        self.port = harness.wait_port_file(self.port_file, self.proc, "keyholdd", self.log)
-        self.client = harness.Client(self.port, harness.client_tls_context(self.pki.ca_pem))
-        return self
+# A keyholdd with extra arguments (--verbose), a command prefix (setpriv) and a pre-exec hook
+# (resource limits): the harness's own, which takes all three.
+HygieneKeyholdd = Keyholdd
 
 
 # ------------------------------------------------------------------------------ searching
