@@ -30,6 +30,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         const char *token = NULL;
         int r;
 
+        /* the whole input as a raw request head: any bytes, a verdict, never a crash */
+        r = kh_http_framing_check((const char *) data, size);
+        CHECK(r == 0 || r == -KH_E_LENGTH_REQUIRED || r == -KH_E_AMBIGUOUS_FRAMING);
+
         r = kh_http_target_parse(path, path_len, &target);
         CHECK(r == 0 || r == -KH_E_NOT_FOUND || r == -KH_E_UNKNOWN_TENANT || r == -KH_E_URI_TOO_LONG);
         CHECK((r == 0) == (target.route != NULL) || r == -KH_E_URI_TOO_LONG);

@@ -7,6 +7,47 @@
 #include "common/errors.h"
 #include "common/limits.h"
 
+/* Whether line[0..len) is the field name (case-insensitive) followed by ':' (RFC 9112 5.1:
+ * no whitespace between name and colon; a line with some is not that field, and h2o has
+ * refused it already). */
+static bool is_field(const char *line, size_t len, const char *name) {
+        size_t n = strlen(name);
+
+        return len > n && line[n] == ':' && strncasecmp(line, name, n) == 0;
+}
+
+int kh_http_framing_check(const char *head, size_t len) {
+        const char *p = head, *end = head + len;
+        size_t content_lengths = 0, transfer_encodings = 0;
+        bool first = true;
+
+        while (p < end) {
+                const char *nl = memchr(p, '\n', (size_t) (end - p));
+                size_t line = (size_t) ((nl ? nl : end) - p);
+
+                if (line > 0 && p[line - 1] == '\r')
+                        line--;
+                if (!first && line == 0)
+                        break;                      /* the empty line ends the head */
+                if (!first) {
+                        /* the two names start differently: one compare per line */
+                        if ((*p | 0x20) == 'c' && is_field(p, line, "content-length"))
+                                content_lengths++;
+                        else if ((*p | 0x20) == 't' && is_field(p, line, "transfer-encoding"))
+                                transfer_encodings++;
+                }
+                first = false;
+                if (!nl)
+                        break;
+                p = nl + 1;
+        }
+        if (transfer_encodings && !content_lengths)
+                return -KH_E_LENGTH_REQUIRED;
+        if (transfer_encodings || content_lengths > 1)
+                return -KH_E_AMBIGUOUS_FRAMING;
+        return 0;
+}
+
 /* RFC 7235 token68: ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/", then "=" padding.
  * A table, because this runs over every byte of every token on the hot path. */
 #define T68(c) [(unsigned char) (c)] = 1

@@ -11,6 +11,17 @@
 #include "http/route.h"
 
 /**
+ * kh_http_framing_check() - how the raw request head (request line and header fields, up to
+ * the empty line; LF or CRLF line ends) frames its body. keyhold's clients always send
+ * Content-Length, so anything else is refused: a Transfer-Encoding field (any value, any
+ * spelling) alone is -KH_E_LENGTH_REQUIRED; with Content-Length too, or with Content-Length
+ * given twice (even with one value), it is -KH_E_AMBIGUOUS_FRAMING, since a proxy in front
+ * may have framed the request otherwise (RFC 9112 6.3). Field names case-insensitive.
+ * Returns 0 or one of those. A total function over untrusted bytes.
+ */
+KH_MUST_CHECK int kh_http_framing_check(const char *head, size_t len);
+
+/**
  * kh_http_bearer_parse() - the token of an Authorization header value "Bearer <token>"
  * (scheme case-insensitive, RFC 7235). @authz may be NULL (no header).
  * Returns 0 and the token as a slice of @authz, -KH_E_MISSING_TOKEN (absent, other scheme,

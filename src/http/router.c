@@ -185,6 +185,26 @@ static int authenticate(struct kh_http_req *req, enum kh_auth auth, struct kh_pr
         return 0;
 }
 
+/* h2o 2.2.5 hides Content-Length and Transfer-Encoding from handlers (it frames the body
+ * itself, taking Transfer-Encoding over Content-Length and the first of two lengths). To see
+ * what the client sent, read the request head where h2o parsed it: an HTTP/1 connection of
+ * h2o begins with its h2o_conn_t and its socket (lib/http1.c), whose input buffer starts
+ * with the request being handled (h2o consumes it only after the response). The socket's
+ * back pointer to the connection confirms the layout before anything is read. */
+struct h2o_http1_conn_head {
+        h2o_conn_t super;
+        h2o_socket_t *sock;
+};
+
+static int check_framing(const h2o_req_t *h) {
+        const struct h2o_http1_conn_head *c = (const void *) h->conn;
+        const h2o_socket_t *sock = c->sock;
+
+        if (!sock || sock->data != (void *) h->conn || !sock->input || !sock->input->bytes)
+                return 0;          /* not the layout we know: h2o's own framing stands */
+        return kh_http_framing_check(sock->input->bytes, sock->input->size);
+}
+
 static int dispatch(struct kh_http_req *req, struct kh_request_target *target,
                     enum kh_route_id *ret_route) {
         h2o_req_t *h = req->h2o;
@@ -196,6 +216,13 @@ static int dispatch(struct kh_http_req *req, struct kh_request_target *target,
 
         if (lacks_host(h))
                 return -KH_E_MISSING_HOST;
+        /* Refused framing closes the connection: bytes after a chunked body might be read
+         * as a second request, which a proxy in front took for part of the first. */
+        r = check_framing(h);
+        if (r < 0) {
+                h->http1_is_persistent = 0;
+                return r;
+        }
         if (headers_size(h) > KH_HEADER_MAX || h->headers.size > KH_HEADER_COUNT_MAX)
                 return -KH_E_HEADER_TOO_LARGE;
         if (h->path.len > KH_PATH_MAX)

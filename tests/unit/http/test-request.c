@@ -156,6 +156,39 @@ static void test_methods_and_allow(void **state) {
         assert_string_equal(buf, "");
 }
 
+static int framing(const char *head) {
+        return kh_http_framing_check(head, strlen(head));
+}
+
+static void test_framing_refuses_everything_but_one_length(void **state) {
+        (void) state;
+
+        assert_int_equal(framing("GET / HTTP/1.1\r\nHost: x\r\n\r\n"), 0);
+        assert_int_equal(framing("PUT / HTTP/1.1\r\nhost: x\r\ncontent-length: 5\r\n\r\nabcde"), 0);
+        assert_int_equal(framing("PUT / HTTP/1.1\nContent-Length: 5\n\n"), 0);         /* bare LF */
+        assert_int_equal(framing("PUT / HTTP/1.1\r\ntransfer-encoding: chunked\r\n\r\n"),
+                         -KH_E_LENGTH_REQUIRED);
+        assert_int_equal(framing("PUT / HTTP/1.1\r\nTRANSFER-ENCODING:\tCHUNKED\r\n\r\n"),
+                         -KH_E_LENGTH_REQUIRED);
+        assert_int_equal(framing("PUT / HTTP/1.1\r\nTransfer-Encoding: identity\r\n\r\n"),
+                         -KH_E_LENGTH_REQUIRED);                                 /* any value */
+        assert_int_equal(framing("PUT / HTTP/1.1\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n"),
+                         -KH_E_AMBIGUOUS_FRAMING);
+        assert_int_equal(framing("PUT / HTTP/1.1\r\ncontent-length: 5\r\ncontent-length: 5\r\n\r\n"),
+                         -KH_E_AMBIGUOUS_FRAMING);
+        assert_int_equal(framing("PUT / HTTP/1.1\r\ncontent-length: 5\r\nContent-Length: 6\r\n\r\n"),
+                         -KH_E_AMBIGUOUS_FRAMING);
+        /* what follows the empty line is the body, not the head */
+        assert_int_equal(framing("PUT / HTTP/1.1\r\nContent-Length: 40\r\n\r\nTransfer-Encoding: chunked\r\n\r\n"), 0);
+        /* near misses are other fields */
+        assert_int_equal(framing("GET / HTTP/1.1\r\nContent-Lengthx: 5\r\nx-transfer-encoding: chunked\r\n"
+                                 "Transfer-Encoding : chunked\r\ncontent-length\r\n\r\n"), 0);
+        /* the request line is not a field, whatever it holds */
+        assert_int_equal(framing("transfer-encoding: chunked\r\n\r\n"), 0);
+        assert_int_equal(framing(""), 0);
+        assert_int_equal(kh_http_framing_check("GET / HTTP/1.1\r\ncontent-length: 1", 34), 0);
+}
+
 static void test_bearer_extraction(void **state) {
         const char *tok = NULL;
         size_t len = 0;
@@ -232,6 +265,7 @@ int main(void) {
                 cmocka_unit_test(test_route_match_refuses_near_misses),
                 cmocka_unit_test(test_route_names_are_the_patterns),
                 cmocka_unit_test(test_methods_and_allow),
+                cmocka_unit_test(test_framing_refuses_everything_but_one_length),
                 cmocka_unit_test(test_bearer_extraction),
                 cmocka_unit_test(test_bearer_caps_the_token),
                 cmocka_unit_test(test_bearer_bad_byte_at_every_position),
