@@ -230,7 +230,7 @@ class Keyholdd:
     def __init__(self, d: pathlib.Path, jwks: pathlib.Path, threads: int, tls=None):
         self.d, self.jwks, self.threads, self.tls = d, jwks, threads, tls
         self.proc = None
-        self.port = 0
+        self.port = self.metrics_port = 0
         self.data = d / "data"
         (self.data / "keystore").mkdir(parents=True, exist_ok=True)
         self.master = d / "master.key"
@@ -241,7 +241,10 @@ class Keyholdd:
         self.db = self.data / "keyhold.db"
 
     def write_config(self) -> pathlib.Path:
-        lines = ["[server]", f"listen = 127.0.0.1:{self.port}", f"threads = {self.threads}"]
+        # /metrics is operator data, not on the public listener: a plain metrics listener
+        lines = ["[server]", f"listen = 127.0.0.1:{self.port}", f"threads = {self.threads}",
+                 f"metrics_listen = 127.0.0.1:{self.metrics_port}",
+                 f"admin_socket = {self.d / 'admin.sock'}"]
         if self.tls:
             lines += [f"tls_cert = {self.tls[0]}", f"tls_key = {self.tls[1]}"]
         lines += ["", "[storage]", "driver = sqlite", f"path = {self.db}",
@@ -255,7 +258,7 @@ class Keyholdd:
     def start(self, cpus=SERVER_CPUS) -> float:
         """Starts keyholdd and returns the seconds from exec to the first /health 200."""
         assert self.proc is None
-        self.port = free_port()
+        self.port, self.metrics_port = free_port(), free_port()
         conf = self.write_config()
         logf = open(self.d / "keyholdd.log", "ab")
         env = {k: v for k, v in os.environ.items() if not k.startswith("KEYHOLD_")}
@@ -295,9 +298,7 @@ class Keyholdd:
         return f"{'https' if self.tls else 'http'}://127.0.0.1:{self.port}"
 
     def metrics(self) -> dict:
-        c = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10) if not self.tls else \
-            http.client.HTTPSConnection("127.0.0.1", self.port, timeout=10,
-                                        context=ssl._create_unverified_context())
+        c = http.client.HTTPConnection("127.0.0.1", self.metrics_port, timeout=10)
         c.request("GET", "/metrics")
         body = c.getresponse().read().decode()
         c.close()
@@ -835,7 +836,7 @@ class KeyholddUnder(Keyholdd):
 
     def start(self, cpus=SERVER_CPUS) -> float:
         real = KEYHOLDD
-        self.port = free_port()
+        self.port, self.metrics_port = free_port(), free_port()
         conf = self.write_config()
         logf = open(self.d / "keyholdd-callgrind.log", "ab")
         self.proc = PROCS.start(self.wrapper + [str(real), "--config", str(conf)], cpus=cpus,

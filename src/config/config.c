@@ -30,6 +30,9 @@ static int validate(struct kh_cfg_ctx *c) {
                                       "is required when driver = postgresql");
         if (!ks->path)
                 return kh_cfg_fail_at(c, 0, KH_CFG_KEYSTORE_path, "is required");
+        if (srv->admin_socket && strlen(srv->admin_socket) > KH_ADMIN_SOCKET_PATH_MAX)
+                return kh_cfg_fail_at(c, 0, KH_CFG_SERVER_admin_socket,
+                                      "is longer than 107 bytes (the limit of a Unix socket path)");
         if (strcmp(ks->driver, "file") == 0) {
                 if (ks->master_key_file && ks->passphrase)
                         return kh_cfg_fail_at(c, 0, KH_CFG_KEYSTORE_master_key_file,
@@ -131,6 +134,8 @@ static int dev_defaults(struct kh_cfg_ctx *c, const char *data_dir) {
         cfg->storage.path = path_join(data_dir, "keyhold.db");
         cfg->keystore.path = path_join(data_dir, "keystore");
         cfg->keystore.master_key_file = path_join(data_dir, KH_DEV_MASTER_KEY_FILE);
+        free(cfg->server.admin_socket);
+        cfg->server.admin_socket = path_join(data_dir, KH_DEV_ADMIN_SOCKET_FILE);
         r = kh_cfg_tenant_get(c, "default", strlen("default"), &t);
         if (r < 0)
                 return r;
@@ -138,6 +143,7 @@ static int dev_defaults(struct kh_cfg_ctx *c, const char *data_dir) {
         cfg->tenants[t].jwks_file = path_join(data_dir, KH_DEV_ISSUER_JWKS_FILE);
         if (!cfg->data_dir || !cfg->server.tls_cert || !cfg->server.tls_key ||
             !cfg->storage.path || !cfg->keystore.path || !cfg->keystore.master_key_file ||
+            !cfg->server.admin_socket ||
             !cfg->tenants[t].issuer || !cfg->tenants[t].jwks_file)
                 return -ENOMEM;
         return 0;

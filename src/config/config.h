@@ -28,6 +28,9 @@ struct kh_config_server {
         bool behind_tls_proxy;      /* allows plain HTTP on a non-loopback address */
         char *port_file;            /* optional: write the bound port(s) here once listening */
         unsigned max_connections;   /* per worker; it stops accepting while it has this many */
+        char *admin_socket;         /* the operator's Unix socket (HTTP/1.1, no TLS); empty = none */
+        struct kh_config_listen metrics_listen[KH_LISTEN_MAX]; /* plain HTTP /metrics only */
+        size_t n_metrics_listen;
 };
 
 struct kh_config_storage {
@@ -142,3 +145,8 @@ void kh_config_wipe_secrets(struct kh_config *cfg);
 KH_DEFINE_CLEANUP(kh_config_free, struct kh_config *)
 
 #define KH_DEV_ISSUER "https://keyhold.dev.invalid/dev-issuer"
+
+/* [server] admin_socket when the configuration names none; a missing /run/keyhold is not an
+ * error for this default (keyholdd runs without the socket and says so). */
+#define KH_ADMIN_SOCKET_DEFAULT "/run/keyhold/admin.sock"
+#define KH_ADMIN_SOCKET_PATH_MAX 107  /* sun_path holds 108 bytes with the NUL */

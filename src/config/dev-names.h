@@ -9,3 +9,4 @@
 #define KH_DEV_TLS_CERT_FILE     "tls.crt"
 #define KH_DEV_TLS_KEY_FILE      "tls.key"
 #define KH_DEV_MASTER_KEY_FILE   "master.key"
+#define KH_DEV_ADMIN_SOCKET_FILE "admin.sock"

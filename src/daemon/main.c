@@ -233,6 +233,18 @@ static int run(struct kh_config *cfg) {
         unsigned n;
         int r;
 
+        /* The built-in default needs /run/keyhold (the package makes it): without it keyholdd
+         * runs without an operator socket rather than not at all. A path set on purpose that
+         * cannot be made stops start-up (kh_http_server_new). */
+        if (cfg->server.admin_socket &&
+            strcmp(cfg->server.admin_socket, KH_ADMIN_SOCKET_DEFAULT) == 0 &&
+            access("/run/keyhold", W_OK) != 0) {
+                kh_log_warning("no admin socket: /run/keyhold is missing or not writable "
+                               "(set [server] admin_socket to serve the operator elsewhere)");
+                free(cfg->server.admin_socket);
+                cfg->server.admin_socket = NULL;
+        }
+
         r = kh_workers_new(worker_count(&cfg->server), &workers);
         if (r < 0) {
                 kh_log_error("cannot create the worker loops: %s", kh_strerror(r));
@@ -267,6 +279,8 @@ static int run(struct kh_config *cfg) {
         for (size_t i = 0; i < kh_http_server_n_listeners(server); i++)
                 kh_log_info("listening on %s://%s:%u (%u workers)", cfg->server.tls_cert ? "https" : "http",
                             cfg->server.listen[i].host, kh_http_server_port(server, i), n);
+        if (cfg->server.admin_socket)
+                kh_log_info("admin socket %s", cfg->server.admin_socket);
         if (cfg->dev)
                 dev_banner(cfg, kh_http_server_port(server, 0));
         if (cfg->server.port_file) {

@@ -15,16 +15,42 @@
 #include "token/principal.h"
 
 struct kh_http_server;
+struct kh_http_worker;
+
+/* Who can reach a listener, and so which routes it serves (router.c). */
+enum kh_listener_kind {
+        KH_LISTENER_PUBLIC,    /* [server] listen: members and admin tokens, over TLS */
+        KH_LISTENER_METRICS,   /* [server] metrics_listen: GET /metrics only, plain HTTP */
+        KH_LISTENER_OPERATOR,  /* [server] admin_socket: the operator, Unix socket */
+        KH_LISTENER_KINDS_
+};
+
+/* The handler h2o calls for the hosts of one listener kind. */
+struct kh_http_handler {
+        h2o_handler_t super;             /* first */
+        enum kh_listener_kind kind;
+};
+
+/* A listening socket of a worker. */
+struct kh_http_listener {
+        struct kh_http_worker *worker;
+        enum kh_listener_kind kind;
+        int fd;                          /* until the worker's loop owns it as sock */
+        h2o_socket_t *sock;
+};
+
+/* A worker listens on every public and metrics address (SO_REUSEPORT); worker 0 alone on
+ * the operator socket. */
+#define KH_WORKER_LISTENERS_MAX (2 * KH_LISTEN_MAX + 1)
 
 struct kh_http_worker {
         h2o_context_t ctx;               /* first: reached from a request by its ctx */
-        h2o_accept_ctx_t accept_ctx;
+        h2o_accept_ctx_t accept_ctx[KH_LISTENER_KINDS_];
         struct kh_http_server *server;
         h2o_evloop_t *evloop;            /* the worker thread's loop (daemon/workers.c) */
         struct kh_service *svc;
         struct kh_http_metrics metrics;
-        h2o_socket_t *listeners[KH_LISTEN_MAX];
-        int listen_fds[KH_LISTEN_MAX];
+        struct kh_http_listener listeners[KH_WORKER_LISTENERS_MAX];
         size_t n_listeners;
         bool open;                       /* kh_http_worker_open() done, context live */
         size_t n_conns;                  /* open connections */
@@ -36,11 +62,13 @@ struct kh_http_server {
         const struct kh_config_server *cfg;
         struct kh_app *app;
         h2o_globalconf_t globalconf;
+        h2o_hostconf_t *hosts[KH_LISTENER_KINDS_][2]; /* per kind, NULL-terminated */
         SSL_CTX *ssl_ctx;
         struct kh_http_worker *workers;
         unsigned n_workers;
         uint16_t ports[KH_LISTEN_MAX];
-        size_t n_listeners;
+        size_t n_listeners;              /* public addresses */
+        bool admin_socket_bound;         /* ours to remove at exit */
 };
 
 /* One request as the handlers see it. */
@@ -49,6 +77,7 @@ struct kh_http_req {
         struct kh_http_worker *worker;
         const struct kh_tenant *tenant;  /* resolved from /t/{tenant} or the default */
         const struct kh_request_target *target; /* route and path parameters */
+        enum kh_listener_kind listener;  /* where the request came in */
         int status;                      /* set when the reply is sent, for metrics */
 };
 

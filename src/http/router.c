@@ -146,7 +146,23 @@ static bool lacks_host(const h2o_req_t *h) {
                h->input.authority.base == h->hostconf->authority.hostport.base;
 }
 
-/* Authenticates the caller as the route's row demands (routes.def). */
+/* Whether a listener serves a route at all: the public one no operator route, the metrics
+ * one only /metrics, the operator socket everything. Elsewhere a route does not exist. */
+static bool served_on(const struct kh_route *route, enum kh_listener_kind listener) {
+        switch (listener) {
+        case KH_LISTENER_PUBLIC:
+                return route->auth != KH_AUTH_OPERATOR;
+        case KH_LISTENER_METRICS:
+                return route->id == KH_ROUTE_METRICS;
+        case KH_LISTENER_OPERATOR:
+        case KH_LISTENER_KINDS_:
+                break;
+        }
+        return true;
+}
+
+/* Authenticates the caller as the route's row demands (routes.def). On the operator socket
+ * the caller is the operator: administrator of every tenant, without a token. */
 static int authenticate(struct kh_http_req *req, enum kh_auth auth, struct kh_principal *who) {
         const h2o_iovec_t *authz;
         const char *token;
@@ -156,11 +172,15 @@ static int authenticate(struct kh_http_req *req, enum kh_auth auth, struct kh_pr
         memset(who, 0, sizeof(*who));
         switch (auth) {
         case KH_AUTH_NONE:
+        case KH_AUTH_OPERATOR:           /* served_on() let only the right listener here */
                 return 0;
-        case KH_AUTH_OPERATOR:
-                return -KH_E_NOT_FOUND;  /* the operator socket only: not served here */
-        case KH_AUTH_MEMBER:
         case KH_AUTH_ADMIN:
+                if (req->listener == KH_LISTENER_OPERATOR) {
+                        who->admin = true;
+                        return 0;
+                }
+                break;
+        case KH_AUTH_MEMBER:
                 break;
         }
         if (!req->tenant)
@@ -232,6 +252,8 @@ static int dispatch(struct kh_http_req *req, struct kh_request_target *target,
         if (r < 0 && r != -KH_E_NOT_FOUND)
                 return r;
         route = target->route;
+        if (route && !served_on(route, req->listener))
+                route = target->route = NULL;
         req->target = target;
         req->tenant = kh_app_tenant(req->worker->server->app, target->tenant, target->tenant_len);
         if (target->tenant && !req->tenant)
@@ -262,13 +284,15 @@ static int dispatch(struct kh_http_req *req, struct kh_request_target *target,
 
 int kh_http_route(h2o_handler_t *self, h2o_req_t *h) {
         struct kh_http_worker *w = (struct kh_http_worker *) (void *) h->conn->ctx; /* ctx is first */
-        struct kh_http_req req = { .h2o = h, .worker = w, .status = 0 };
+        struct kh_http_req req = {
+                .h2o = h, .worker = w, .status = 0,
+                .listener = ((const struct kh_http_handler *) self)->kind,
+        };
         struct kh_request_target target;
         enum kh_route_id route = KH_ROUTE_NONE;
         uint64_t start = kh_http_now_ns();
         int r;
 
-        (void) self;
         r = dispatch(&req, &target, &route);
         /* The body may carry a key; whatever became of the request (refused before a handler
          * ran, or decoded by one), its bytes in the connection's buffer are wiped now.

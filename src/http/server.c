@@ -7,6 +7,8 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include <openssl/err.h>
@@ -93,14 +95,88 @@ static int bind_listener(const struct kh_config_listen *l, uint16_t port, uint16
         return 0;
 }
 
+/* The operator's socket: mode 0600 from the start (created under a umask that lets no one
+ * else in), a stale socket file left by a crash replaced, a live one (another keyholdd)
+ * refused. */
+static int bind_unix(const char *path, int *ret_fd) {
+        struct sockaddr_un sa = { .sun_family = AF_UNIX };
+        mode_t old_mask;
+        int fd, r;
+
+        if (strlen(path) >= sizeof(sa.sun_path))
+                return -ENAMETOOLONG;
+        memcpy(sa.sun_path, path, strlen(path) + 1);
+        fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+        if (fd < 0)
+                return -errno;
+        if (connect(fd, (struct sockaddr *) &sa, sizeof(sa)) == 0) {
+                close(fd);
+                return -EADDRINUSE;
+        }
+        if (errno == ECONNREFUSED)
+                (void) unlink(path);    /* nobody listens: what a crash left behind */
+        close(fd);
+
+        fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+        if (fd < 0)
+                return -errno;
+        old_mask = umask(0177);
+        r = bind(fd, (struct sockaddr *) &sa, sizeof(sa)) < 0 ? -errno : 0;
+        umask(old_mask);
+        if (r == 0 && (chmod(path, 0600) < 0 || listen(fd, LISTEN_BACKLOG) < 0))
+                r = -errno;
+        if (r < 0) {
+                close(fd);
+                return r;
+        }
+        *ret_fd = fd;
+        return 0;
+}
+
+static struct kh_http_listener *add_listener(struct kh_http_worker *w, enum kh_listener_kind kind,
+                                             int fd) {
+        struct kh_http_listener *l = &w->listeners[w->n_listeners++];
+
+        *l = (struct kh_http_listener) { .worker = w, .kind = kind, .fd = fd };
+        return l;
+}
+
+/* Binds one TCP address on every worker (the port the first one got, for port 0). */
+static int bind_everywhere(struct kh_http_server *s, const struct kh_config_listen *l,
+                           enum kh_listener_kind kind, uint16_t *ret_port, char *err,
+                           size_t err_len) {
+        uint16_t want = l->port;
+        int r, fd = -1;
+
+        for (unsigned i = 0; i < s->n_workers; i++) {
+                r = bind_listener(l, want, ret_port, &fd);
+                if (r < 0) {
+                        set_err(err, err_len, "cannot listen on ", l->host);
+                        return r;
+                }
+                add_listener(&s->workers[i], kind, fd);
+                want = *ret_port;
+        }
+        return 0;
+}
+
+static void register_kind(struct kh_http_server *s, enum kh_listener_kind kind, const char *name) {
+        h2o_hostconf_t *host = h2o_config_register_host(&s->globalconf,
+                                                        h2o_iovec_init(name, strlen(name)), 65535);
+        h2o_pathconf_t *path = h2o_config_register_path(host, "/", 0);
+        struct kh_http_handler *h = (struct kh_http_handler *) h2o_create_handler(path, sizeof(*h));
+
+        h->super.on_req = kh_http_route;
+        h->kind = kind;
+        s->hosts[kind][0] = host;
+}
+
 int kh_http_server_new(const struct kh_config_server *cfg, struct kh_app *app, unsigned n_workers,
                        h2o_evloop_t *const *evloops, struct kh_loop *const *loops,
                        struct kh_http_server **ret, char *err, size_t err_len) {
         KH_CLEANUP(kh_http_server_freep) struct kh_http_server *s = NULL;
-        h2o_hostconf_t *hostconf;
-        h2o_pathconf_t *pathconf;
-        h2o_handler_t *handler;
-        int r;
+        uint16_t unused;
+        int r, fd = -1;
 
         if (n_workers == 0 || n_workers > KH_THREADS_MAX)
                 return -EINVAL;
@@ -116,10 +192,9 @@ int kh_http_server_new(const struct kh_config_server *cfg, struct kh_app *app, u
         /* keyhold speaks HTTP/1.1 only (Bitwarden clients use it): no h2c upgrade and no
          * HTTP/2 preface on a plain or TLS connection, so h2o's HTTP/2 code is unreachable. */
         s->globalconf.http1.upgrade_to_http2 = 0;
-        hostconf = h2o_config_register_host(&s->globalconf, h2o_iovec_init(H2O_STRLIT("default")), 65535);
-        pathconf = h2o_config_register_path(hostconf, "/", 0);
-        handler = h2o_create_handler(pathconf, sizeof(*handler));
-        handler->on_req = kh_http_route;
+        register_kind(s, KH_LISTENER_PUBLIC, "default");
+        register_kind(s, KH_LISTENER_METRICS, "metrics");
+        register_kind(s, KH_LISTENER_OPERATOR, "operator");
 
         if (cfg->tls_cert) {
                 r = tls_context(cfg, &s->ssl_ctx, err, err_len);
@@ -132,28 +207,34 @@ int kh_http_server_new(const struct kh_config_server *cfg, struct kh_app *app, u
         if (!s->workers)
                 return -ENOMEM;
         for (unsigned i = 0; i < s->n_workers; i++)
-                for (size_t j = 0; j < KH_LISTEN_MAX; j++)
-                        s->workers[i].listen_fds[j] = -1;
+                s->workers[i].server = s;
 
         s->n_listeners = cfg->n_listen;
         for (size_t j = 0; j < cfg->n_listen; j++) {
-                uint16_t want = cfg->listen[j].port;
-                for (unsigned i = 0; i < s->n_workers; i++) {
-                        r = bind_listener(&cfg->listen[j], want, &s->ports[j],
-                                          &s->workers[i].listen_fds[j]);
-                        if (r < 0) {
-                                set_err(err, err_len, "cannot listen on ", cfg->listen[j].host);
-                                return r;
-                        }
-                        want = s->ports[j]; /* port 0: the others join the port the first got */
+                r = bind_everywhere(s, &cfg->listen[j], KH_LISTENER_PUBLIC, &s->ports[j], err,
+                                    err_len);
+                if (r < 0)
+                        return r;
+        }
+        for (size_t j = 0; j < cfg->n_metrics_listen; j++) {
+                r = bind_everywhere(s, &cfg->metrics_listen[j], KH_LISTENER_METRICS, &unused, err,
+                                    err_len);
+                if (r < 0)
+                        return r;
+        }
+        if (cfg->admin_socket) {
+                r = bind_unix(cfg->admin_socket, &fd);
+                if (r < 0) {
+                        set_err(err, err_len, "cannot create the admin socket ", cfg->admin_socket);
+                        return r;
                 }
+                add_listener(&s->workers[0], KH_LISTENER_OPERATOR, fd);
+                s->admin_socket_bound = true;
         }
 
         for (unsigned i = 0; i < s->n_workers; i++) {
                 struct kh_http_worker *w = &s->workers[i];
-                w->server = s;
                 w->evloop = evloops[i];
-                w->n_listeners = cfg->n_listen;
                 r = kh_service_new(app, loops[i], &w->svc);
                 if (r < 0) {
                         set_err(err, err_len, "cannot open the database for a worker", "");
@@ -169,7 +250,7 @@ static void accept_pause(struct kh_http_worker *w) {
         if (w->accept_paused)
                 return;
         for (size_t j = 0; j < w->n_listeners; j++)
-                h2o_socket_read_stop(w->listeners[j]);
+                h2o_socket_read_stop(w->listeners[j].sock);
         w->accept_paused = true;
 }
 
@@ -180,7 +261,7 @@ static void accept_resume(struct kh_http_worker *w) {
             h2o_timeout_is_linked(&w->accept_retry))
                 return;
         for (size_t j = 0; j < w->n_listeners; j++)
-                h2o_socket_read_start(w->listeners[j], on_accept);
+                h2o_socket_read_start(w->listeners[j].sock, on_accept);
         w->accept_paused = false;
 }
 
@@ -200,7 +281,8 @@ static void on_accept_retry(h2o_timeout_entry_t *entry) {
  * (EMFILE, ENFILE), the listener would stay readable and the loop spin on it: accepting
  * pauses for 100 ms instead, while the open connections are served. */
 static void on_accept(h2o_socket_t *listener, const char *err) {
-        struct kh_http_worker *w = listener->data;
+        struct kh_http_listener *l = listener->data;
+        struct kh_http_worker *w = l->worker;
 
         if (err)
                 return;
@@ -224,7 +306,7 @@ static void on_accept(h2o_socket_t *listener, const char *err) {
                 w->n_conns++;
                 sock->on_close.cb = on_conn_close;
                 sock->on_close.data = w;
-                h2o_accept(&w->accept_ctx, sock);
+                h2o_accept(&w->accept_ctx[l->kind], sock);
         }
 }
 
@@ -269,18 +351,21 @@ int kh_http_worker_open(struct kh_http_server *s, unsigned i) {
         struct kh_http_worker *w = &s->workers[i];
 
         h2o_context_init(&w->ctx, w->evloop, &s->globalconf);
-        w->accept_ctx.ctx = &w->ctx;
-        w->accept_ctx.hosts = s->globalconf.hosts;
-        w->accept_ctx.ssl_ctx = s->ssl_ctx;
+        for (int k = 0; k < KH_LISTENER_KINDS_; k++)
+                w->accept_ctx[k] = (h2o_accept_ctx_t) {
+                        .ctx = &w->ctx, .hosts = s->hosts[k],
+                        /* TLS on the public listeners; the others are local and plain */
+                        .ssl_ctx = k == KH_LISTENER_PUBLIC ? s->ssl_ctx : NULL,
+                };
         w->accept_retry.cb = on_accept_retry;
         w->open = true;
 
         for (size_t j = 0; j < w->n_listeners; j++) {
-                w->listeners[j] = h2o_evloop_socket_create(w->evloop, w->listen_fds[j],
-                                                           H2O_SOCKET_FLAG_DONT_READ);
-                w->listen_fds[j] = -1; /* the socket owns it now */
-                w->listeners[j]->data = w;
-                h2o_socket_read_start(w->listeners[j], on_accept);
+                struct kh_http_listener *l = &w->listeners[j];
+                l->sock = h2o_evloop_socket_create(w->evloop, l->fd, H2O_SOCKET_FLAG_DONT_READ);
+                l->fd = -1; /* the socket owns it now */
+                l->sock->data = l;
+                h2o_socket_read_start(l->sock, on_accept);
         }
         return 0;
 }
@@ -293,8 +378,8 @@ bool kh_http_worker_close(struct kh_http_server *s, unsigned i) {
         if (h2o_timeout_is_linked(&w->accept_retry))
                 h2o_timeout_unlink(&w->accept_retry);
         for (size_t j = 0; j < w->n_listeners; j++) {
-                h2o_socket_read_stop(w->listeners[j]);
-                h2o_socket_close(w->listeners[j]);
+                h2o_socket_read_stop(w->listeners[j].sock);
+                h2o_socket_close(w->listeners[j].sock);
         }
         if (!drain(w))
                 return false;   /* a client still holds a connection: leave it to exit */
@@ -316,12 +401,14 @@ struct kh_http_server *kh_http_server_free(struct kh_http_server *s) {
                 return NULL;
         for (unsigned i = 0; s->workers && i < s->n_workers; i++) {
                 struct kh_http_worker *w = &s->workers[i];
-                for (size_t j = 0; j < KH_LISTEN_MAX; j++)
-                        if (w->listen_fds[j] >= 0)
-                                close(w->listen_fds[j]);
+                for (size_t j = 0; j < w->n_listeners; j++)
+                        if (w->listeners[j].fd >= 0 && !w->listeners[j].sock)
+                                close(w->listeners[j].fd);
                 kh_service_free(w->svc);
         }
         free(s->workers);
+        if (s->admin_socket_bound)
+                (void) unlink(s->cfg->admin_socket);
         if (s->ssl_ctx)
                 SSL_CTX_free(s->ssl_ctx);
         h2o_config_dispose(&s->globalconf);

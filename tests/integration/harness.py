@@ -112,14 +112,31 @@ def assert_error(r: Response, status: int, code: str) -> dict:
     return body
 
 
+class UnixHTTPConnection(http.client.HTTPConnection):
+    """HTTP/1.1 over a Unix socket (keyholdd's admin socket)."""
+
+    def __init__(self, path: str, timeout: float):
+        super().__init__("localhost", timeout=timeout)
+        self.unix_path = path
+
+    def connect(self):
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        s.settimeout(self.timeout)
+        s.connect(self.unix_path)
+        self.sock = s
+
+
 class Client:
     """HTTP(S) client for one server; every call opens its own connection unless a
-    keep-alive session from session() is used."""
+    keep-alive session from session() is used. With unix_path, the server's admin socket."""
 
-    def __init__(self, port: int, ctx: ssl.SSLContext | None, host: str = "127.0.0.1"):
-        self.host, self.port, self.ctx = host, port, ctx
+    def __init__(self, port: int, ctx: ssl.SSLContext | None, host: str = "127.0.0.1",
+                 unix_path: str | None = None):
+        self.host, self.port, self.ctx, self.unix_path = host, port, ctx, unix_path
 
     def connect(self) -> http.client.HTTPConnection:
+        if self.unix_path is not None:
+            return UnixHTTPConnection(self.unix_path, REQUEST_TIMEOUT_S)
         if self.ctx is not None:
             return http.client.HTTPSConnection(self.host, self.port, context=self.ctx,
                                                timeout=REQUEST_TIMEOUT_S)
@@ -303,6 +320,7 @@ class Keyholdd:
         self.config_path = workdir / "keyhold.conf"
         self.port_file = workdir / "port"
         self.log_path = workdir / "keyholdd.log"
+        self.admin_socket = workdir / "admin.sock"
         self.proc: subprocess.Popen | None = None
         self.port = 0
         self.client: Client | None = None
@@ -320,7 +338,7 @@ class Keyholdd:
 
     def config_text(self) -> str:
         lines = ["[server]", f"listen = 127.0.0.1:{self.listen_port}", f"threads = {self.threads}",
-                 f"port_file = {self.port_file}"]
+                 f"port_file = {self.port_file}", f"admin_socket = {self.admin_socket}"]
         if self.tls:
             lines += [f"tls_cert = {self.cert}", f"tls_key = {self.key}"]
         if self.cors_origins:
@@ -358,6 +376,7 @@ class Keyholdd:
         self.port = wait_port_file(self.port_file, self.proc, "keyholdd", self.log)
         ctx = client_tls_context(self.pki.ca_pem) if self.tls else None
         self.client = Client(self.port, ctx)
+        self.operator = Client(0, None, unix_path=str(self.admin_socket))
         return self
 
     def alive(self) -> bool:
@@ -375,7 +394,8 @@ class Keyholdd:
         return self.stop(signal.SIGKILL)
 
     def metrics(self) -> "Metrics":
-        r = self.client.get("/metrics")
+        """/metrics, which only the operator (the admin socket) and metrics_listen serve."""
+        r = self.operator.get("/metrics")
         assert r.status == 200, r
         return Metrics(r.body.decode())
 

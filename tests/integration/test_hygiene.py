@@ -245,7 +245,7 @@ def _exercise(k: Keyholdd, issuers: dict, ex: Exercise) -> None:
     line = f"PUT /user-keys {_key(ex, 'bad request line')}\r\n\r\n".encode()
     ex.responses["bad request line"] = k.client.raw(line)
 
-    ex.metrics = k.client.get("/metrics").body
+    ex.metrics = k.operator.get("/metrics").body
     with open(f"/proc/{ex.pid}/smaps") as f:
         ex.smaps = f.read()
 

@@ -3,6 +3,8 @@ import datetime
 import json
 import os
 import re
+import socket
+import stat
 import subprocess
 
 import pytest
@@ -53,7 +55,7 @@ def test_health_ready(client):
 def test_metrics_families_present(keyholdd, client, default_issuer, user):
     client.get("/user-keys", token=default_issuer.token(user))  # at least one of each kind
     m = keyholdd.metrics()
-    r = client.get("/metrics")
+    r = keyholdd.operator.get("/metrics")
     assert (r.header("Content-Type") or "").startswith("text/plain"), r
     for name in ("keyhold_requests_total", "keyhold_request_duration_seconds_bucket",
                  "keyhold_request_duration_seconds_sum", "keyhold_request_duration_seconds_count",
@@ -260,4 +262,71 @@ def test_health_not_ready_while_issuer_unreachable(make_keyholdd, issuers, tmp_p
     k = make_keyholdd(tenants={"default": {"issuer": Down}})
     check_time_body(k.client.get("/alive"))
     r = k.client.get("/health")
-    assert_error(r, 503, "not_ready")
+    body = assert_error(r, 503, "not_ready")
+    assert "reason" not in body and "issuer" not in r.body.decode(), r   # not to outsiders
+    r = k.operator.get("/health")
+    body = assert_error(r, 503, "not_ready")
+    assert body["reason"] == "issuer signing keys not loaded yet", r
+
+
+# ------------------------------------------------------------------ listeners
+
+
+def test_metrics_not_on_the_public_listener(client, keyholdd):
+    """Tenant ids and per-version uses are operator data: /metrics is no route on the public
+    listener (bare or under a tenant), and is on the admin socket."""
+    assert_error(client.get("/metrics"), 404, "not_found")
+    assert_error(client.get("/t/acme/metrics"), 404, "not_found")
+    r = keyholdd.operator.get("/metrics")
+    assert r.status == 200 and b"keyhold_requests_total" in r.body, r
+
+
+def test_admin_socket_is_private(keyholdd):
+    st = os.stat(keyholdd.admin_socket)
+    assert stat.S_ISSOCK(st.st_mode)
+    assert stat.S_IMODE(st.st_mode) == 0o600, oct(st.st_mode)
+    assert st.st_uid == os.geteuid()
+
+
+def test_metrics_listen_serves_metrics_only(make_keyholdd, tmp_path):
+    probe = socket.socket()
+    probe.bind(("127.0.0.1", 0))
+    port = probe.getsockname()[1]
+    probe.close()
+    k = make_keyholdd(start=False)
+    k.config_text = lambda: harness.Keyholdd.config_text(k).replace(
+        "[server]\n", f"[server]\nmetrics_listen = 127.0.0.1:{port}\n", 1)
+    k.write_config()
+    k.start()
+    plain = harness.Client(port, None)
+    r = plain.get("/metrics")
+    assert r.status == 200 and r.header("Content-Type").startswith("text/plain"), r
+    for path in ("/health", "/alive", "/user-keys", "/t/acme/metrics"):
+        assert_error(plain.get(path), 404, "not_found")
+    assert_error(k.client.get("/metrics"), 404, "not_found")
+
+
+def test_admin_socket_answers_health_with_reason_and_removes_itself(make_keyholdd):
+    k = make_keyholdd()
+    r = k.operator.get("/health")
+    assert r.status == 200 and r.json() == {"status": "ready"}, r
+    assert k.admin_socket.exists()
+    assert k.stop() == 0
+    assert not k.admin_socket.exists()
+
+
+def test_a_stale_admin_socket_is_replaced_and_a_live_one_refused(make_keyholdd):
+    a = make_keyholdd()
+    a.kill()                                  # leaves the socket file behind
+    assert a.admin_socket.exists()
+    a.start()                                 # a stale socket does not stop a restart
+    assert a.operator.get("/health").status == 200
+    b = make_keyholdd(start=False)
+    b.admin_socket = a.admin_socket           # another keyholdd on a live socket: refused
+    b.write_config()
+    b.port_file.unlink(missing_ok=True)
+    proc = subprocess.run([str(harness.keyholdd_binary()), "--config", str(b.config_path)],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode != 0, proc
+    assert "admin socket" in proc.stderr + proc.stdout, proc
+    assert a.operator.get("/health").status == 200

@@ -42,16 +42,21 @@ static int reply_json(struct kh_http_req *req, int status, json_t *body) {
         return 0;
 }
 
+/* Ready or not; why not only for the operator (the reason tells an outsider what is down). */
 int kh_route_health(struct kh_http_req *req, const struct kh_principal *who) {
         struct kh_health h = kh_service_health(req->worker->svc);
+        const struct kh_err_info *e = kh_err_info(-KH_E_NOT_READY);
 
         (void) who;
-        if (!h.ready)
+        if (h.ready)
+                return reply_json(req, 200, json_pack("{s:s}", "status", "ready"));
+        if (req->listener == KH_LISTENER_OPERATOR)
                 return reply_json(req, 503,
                                   json_pack("{s:s, s:s, s:s, s:s}", "status", "not_ready",
-                                            "reason", h.reason, "code", "not_ready", "message",
+                                            "reason", h.reason, "code", e->code, "message",
                                             h.reason));
-        return reply_json(req, 200, json_pack("{s:s}", "status", "ready"));
+        return reply_json(req, 503, json_pack("{s:s, s:s, s:s}", "status", "not_ready", "code",
+                                              e->code, "message", e->message));
 }
 
 static int append_metric(struct kh_buf *out, const char *type, const char *name,
