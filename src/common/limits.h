@@ -11,6 +11,8 @@
 #define KH_JWKS_KEYS_MAX     64           /* keys kept from one JWKS */
 #define KH_TOKEN_CACHE_MAX   16384        /* verified tokens cached per worker */
 #define KH_JWKS_REFRESH_MIN_INTERVAL_S 30 /* unknown kid: at most one JWKS fetch per interval */
+#define KH_JWKS_REFRESH_DEFAULT_S 300     /* periodic JWKS refresh ([tenant.*] jwks_refresh) */
+#define KH_JWKS_RETRY_S      60           /* after a failed refresh, look again this soon */
 #define KH_CLOCK_SKEW_S      300          /* exp/nbf leeway, as ASP.NET's default */
 #define KH_TOKEN_LIFETIME_DEFAULT_S 86400 /* [tenant.*] max_token_lifetime: longest "exp - now" */
 #define KH_TOKEN_LIFETIME_MAX_S 315360000 /* the largest cap one may configure (10 years) */

@@ -65,6 +65,8 @@ struct kh_config_tenant {
                                      * then "iss" must equal issuer verbatim */
         char *cors_origins[KH_CORS_ORIGINS_MAX]; /* optional, added to [server] cors_origins */
         size_t n_cors_origins;
+        unsigned jwks_refresh_s;    /* reload the issuer's keys this often; 0 = on unknown kid */
+        bool accept_scope_string;   /* also take "scope" as one space-separated string */
         uint32_t max_token_lifetime_s; /* refuse tokens with exp further ahead than this;
                                         * 0 = no cap; default KH_TOKEN_LIFETIME_DEFAULT_S */
 };

@@ -90,6 +90,8 @@ struct kh_route_handlers {
 
 /* A handler's return value: the reply will be sent later (group commit), by writes.c. */
 #define KH_HTTP_DEFERRED 1
+/* The router's own: the request waits for its tenant's keys (router.c). */
+#define KH_HTTP_PARKED 2
 
 /* Submits a member key write to the worker's next group commit (service.h); the reply goes
  * out once it is durable. Takes ownership of key. Returns KH_HTTP_DEFERRED. */

@@ -198,8 +198,8 @@ static int authenticate(struct kh_http_req *req, enum kh_auth auth, struct kh_pr
                 return r;
         r = kh_service_authenticate(req->worker->svc, req->tenant, token, token_len,
                                     (int64_t) time(NULL), who);
-        if (r < 0)
-                return r;
+        if (r != 0)
+                return r;          /* an error, or KH_SERVICE_WAIT: no principal yet */
         if (auth == KH_AUTH_ADMIN && !who->admin)
                 return -KH_E_NOT_ADMIN;
         return 0;
@@ -225,12 +225,51 @@ static int check_framing(const h2o_req_t *h) {
         return kh_http_framing_check(sock->input->bytes, sock->input->size);
 }
 
+/* A request waiting for its tenant's signing keys (kh_service_wait_keys()), in its own
+ * pool: h2o reads nothing more from the connection until the request is answered, so the
+ * request and its pool stay alive while it waits. */
+struct parked {
+        struct kh_issuer_waiter wait;
+        struct kh_http_req req;
+        struct kh_request_target target;
+        const struct kh_route *route;
+        kh_route_fn handler;
+        uint64_t start_ns;
+};
+
+static void on_keys_loaded(struct kh_loop_task *task);
+
+/* Authenticates as the route demands and runs its handler. A token signed by a key the
+ * tenant's issuer is being asked for right now parks the request until that load ends;
+ * woken, it is authenticated once more, without parking again. */
+static int call(struct kh_http_req *req, const struct kh_route *route, kh_route_fn handler,
+                uint64_t start_ns, bool may_park) {
+        struct kh_principal who;
+        struct parked *p;
+        int r;
+
+        r = authenticate(req, route->auth, &who);
+        if (r == KH_SERVICE_WAIT && !may_park)
+                r = -KH_E_INVALID_TOKEN;
+        if (r == KH_SERVICE_WAIT) {
+                p = h2o_mem_alloc_pool(&req->h2o->pool, sizeof(*p));
+                *p = (struct parked) { .req = *req, .target = *req->target, .route = route,
+                                       .handler = handler, .start_ns = start_ns };
+                p->req.target = &p->target;
+                p->wait.task.run = on_keys_loaded;
+                kh_service_wait_keys(req->worker->svc, &p->wait);
+                return KH_HTTP_PARKED;
+        }
+        if (r < 0)
+                return r;
+        return handler(req, &who);
+}
+
 static int dispatch(struct kh_http_req *req, struct kh_request_target *target,
-                    enum kh_route_id *ret_route) {
+                    uint64_t start_ns, enum kh_route_id *ret_route) {
         h2o_req_t *h = req->h2o;
         size_t path_len = h->query_at != SIZE_MAX ? h->query_at : h->path.len;
         const struct kh_route *route;
-        struct kh_principal who;
         kh_route_fn handler;
         int r;
 
@@ -276,10 +315,32 @@ static int dispatch(struct kh_http_req *req, struct kh_request_target *target,
                 add_allow(req, methods_of(route->id));
                 return -KH_E_METHOD_NOT_ALLOWED;
         }
-        r = authenticate(req, route->auth, &who);
+        return call(req, route, handler, start_ns, true);
+}
+
+/* Ends a request whatever became of it: the body wiped (it may carry a key; a write's
+ * handler wiped it already after decoding, a parked request still needs it), an error
+ * answered in the one place that turns errors into replies, the request counted. */
+static void complete(struct kh_http_req *req, enum kh_route_id route, int r, uint64_t start_ns) {
+        h2o_req_t *h = req->h2o;
+
+        if (r == KH_HTTP_PARKED)
+                return;
+        if (h->entity.base && h->entity.len)
+                OPENSSL_cleanse(h->entity.base, h->entity.len);
+        if (r == KH_HTTP_DEFERRED)
+                return;                  /* writes.c replies and counts it after the commit */
         if (r < 0)
-                return r;
-        return handler(req, &who);
+                kh_http_reply_error(req, r);
+        kh_http_metrics_observe(&req->worker->metrics, route, req->status,
+                                kh_http_now_ns() - start_ns);
+}
+
+static void on_keys_loaded(struct kh_loop_task *task) {
+        struct parked *p = kh_container_of(task, struct parked, wait.task);
+        int r = call(&p->req, p->route, p->handler, p->start_ns, false);
+
+        complete(&p->req, p->route->id, r, p->start_ns);
 }
 
 int kh_http_route(h2o_handler_t *self, h2o_req_t *h) {
@@ -291,18 +352,8 @@ int kh_http_route(h2o_handler_t *self, h2o_req_t *h) {
         struct kh_request_target target;
         enum kh_route_id route = KH_ROUTE_NONE;
         uint64_t start = kh_http_now_ns();
-        int r;
+        int r = dispatch(&req, &target, start, &route);
 
-        r = dispatch(&req, &target, &route);
-        /* The body may carry a key; whatever became of the request (refused before a handler
-         * ran, or decoded by one), its bytes in the connection's buffer are wiped now.
-         * A deferred write's handler wiped them after decoding. */
-        if (h->entity.base && h->entity.len)
-                OPENSSL_cleanse(h->entity.base, h->entity.len);
-        if (r == KH_HTTP_DEFERRED)
-                return 0;                /* writes.c replies and counts it after the commit */
-        if (r < 0)
-                kh_http_reply_error(&req, r);
-        kh_http_metrics_observe(&w->metrics, route, req.status, kh_http_now_ns() - start);
+        complete(&req, route, r, start);
         return 0;
 }

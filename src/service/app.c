@@ -121,6 +121,9 @@ static int tenant_open_issuer(struct kh_tenant *t) {
                 .audience = tc->audience && *tc->audience ? tc->audience : NULL,
                 .jwks_file = tc->jwks_file,
                 .max_lifetime_s = tc->max_token_lifetime_s,
+                .refresh_interval_s = tc->jwks_refresh_s,
+                /* Bitwarden sends scope as an array and answers 403 to a string (spec 3.3) */
+                .scope_array_only = !tc->accept_scope_string,
                 .admins = admins,
                 .n_admins = tc->n_admins,
         };

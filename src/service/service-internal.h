@@ -31,6 +31,9 @@ struct kh_service {
         struct kh_service_op *batch_head, *batch_tail;
         size_t batch_len;
         struct kh_loop_task flush;
+        /* the issuer and its load count of the last KH_SERVICE_WAIT (kh_service_wait_keys) */
+        struct kh_issuer *wait_issuer;
+        uint64_t wait_seen;
 };
 
 /* batch.c: commits what is queued now (the end of a pass, or a full batch). */

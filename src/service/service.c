@@ -68,6 +68,7 @@ int kh_service_authenticate(struct kh_service *svc, const struct kh_tenant *t, c
                             size_t len, int64_t now, struct kh_principal *ret) {
         uint8_t hash[KH_SHA256_LEN];
         struct kh_issuer *issuer;
+        uint64_t seen;
         int r;
 
         if (!token || len == 0)
@@ -76,23 +77,36 @@ int kh_service_authenticate(struct kh_service *svc, const struct kh_tenant *t, c
                 return -KH_E_INVALID_TOKEN;
 
         /* Bearer tokens are secrets too: the cache is keyed by their SHA-256 and a hit must
-         * be for the same tenant, so a token is never accepted by another tenant. */
+         * be for the same tenant, so a token is never accepted by another tenant. A hit
+         * verified under a key set the issuer has since dropped a key from is a miss. */
+        issuer = atomic_load_explicit(&t->issuer, memory_order_acquire);
         kh_sha256(token, len, hash);
-        if (kh_token_cache_get(svc->tokens, hash, t->id, now, ret)) {
+        if (kh_token_cache_get(svc->tokens, hash, t->id, now, ret) &&
+            issuer && ret->key_generation == kh_issuer_key_generation(issuer)) {
                 atomic_fetch_add_explicit(&svc->counters.token_cache_hits, 1, memory_order_relaxed);
                 return 0;
         }
         atomic_fetch_add_explicit(&svc->counters.token_cache_misses, 1, memory_order_relaxed);
 
-        issuer = atomic_load_explicit(&t->issuer, memory_order_acquire);
         if (!issuer)
                 return -KH_E_NOT_READY;
 
+        seen = kh_issuer_refresh_count(issuer);
         r = kh_issuer_verify(issuer, token, len, now, ret);
+        if (r == KH_ISSUER_WAIT) {
+                svc->wait_issuer = issuer;
+                svc->wait_seen = seen;
+                return KH_SERVICE_WAIT;
+        }
         if (r < 0) {
                 atomic_fetch_add_explicit(&svc->counters.token_rejections, 1, memory_order_relaxed);
                 return r;
         }
         kh_token_cache_put(svc->tokens, ret);
         return 0;
+}
+
+void kh_service_wait_keys(struct kh_service *svc, struct kh_issuer_waiter *w) {
+        w->loop = svc->loop;
+        kh_issuer_wait(svc->wait_issuer, w, svc->wait_seen);
 }

@@ -10,6 +10,7 @@
 #include "common/cleanup.h"
 #include "common/loop.h"
 #include "service/app.h"
+#include "token/issuer.h"
 #include "token/principal.h"
 
 struct kh_service;
@@ -23,16 +24,26 @@ KH_DEFINE_CLEANUP(kh_service_free, struct kh_service *)
 
 struct kh_app *kh_service_app(const struct kh_service *svc);
 
+/* kh_service_authenticate()'s answer when the token names a signing key the tenant's
+ * issuer is being asked for right now: park the request with kh_service_wait_keys() and
+ * authenticate it again once woken. */
+#define KH_SERVICE_WAIT 1
+
 /**
  * kh_service_authenticate() - the principal a bearer token proves for tenant t.
  * @token: the bearer token (NULL if none was sent), @len its length.
  * Verifies strictly (issuer of t only, algorithm allow-list, signature, expiry, claims) or
- * answers from the worker's cache of verified tokens. Returns 0, -KH_E_MISSING_TOKEN,
- * -KH_E_INVALID_TOKEN, -KH_E_INSUFFICIENT_SCOPE, -KH_E_INVALID_SUBJECT or -KH_E_NOT_READY.
+ * answers from the worker's cache of verified tokens. Returns 0, KH_SERVICE_WAIT,
+ * -KH_E_MISSING_TOKEN, -KH_E_INVALID_TOKEN, -KH_E_INSUFFICIENT_SCOPE, -KH_E_INVALID_SUBJECT
+ * or -KH_E_NOT_READY.
  */
 KH_MUST_CHECK int kh_service_authenticate(struct kh_service *svc, const struct kh_tenant *t,
                                           const char *token, size_t len, int64_t now,
                                           struct kh_principal *ret);
+
+/* After KH_SERVICE_WAIT: runs w->task on the worker's loop once the issuer's key load has
+ * ended (at once if it already has). Loop thread only, right after that answer. */
+void kh_service_wait_keys(struct kh_service *svc, struct kh_issuer_waiter *w);
 
 /* Counts a bearer token refused before verification (malformed at the HTTP layer), so
  * that keyhold_token_rejections_total covers every refused token. */

@@ -3,7 +3,9 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <pthread.h>
+#include <stdint.h>
 #include <string.h>
+#include <strings.h>
 
 #include <curl/curl.h>
 
@@ -52,7 +54,67 @@ bool kh_fetch_url_is_acceptable(const char *url) {
 struct sink {
         struct kh_buf *out;
         bool too_big;
+        int64_t max_age;       /* of the last response's Cache-Control, -1 if none */
 };
+
+int64_t kh_cache_control_max_age(const char *v, size_t len) {
+        int64_t max_age = -1;
+        size_t i = 0;
+
+        while (i < len) {
+                size_t start, end;
+
+                while (i < len && (v[i] == ' ' || v[i] == '\t' || v[i] == ','))
+                        i++;
+                start = i;
+                while (i < len && v[i] != ',')
+                        i++;
+                end = i;
+                while (end > start && (v[end - 1] == ' ' || v[end - 1] == '\t'))
+                        end--;
+                if ((end - start == 8 && strncasecmp(v + start, "no-store", 8) == 0) ||
+                    (end - start == 8 && strncasecmp(v + start, "no-cache", 8) == 0))
+                        return 0;
+                if (end - start > 8 && strncasecmp(v + start, "max-age=", 8) == 0) {
+                        int64_t n = 0;
+                        size_t j = start + 8;
+                        if (j < end && v[j] == '"' && end - j >= 2 && v[end - 1] == '"') {
+                                j++;                    /* max-age="60" (quoted form) */
+                                end--;
+                        }
+                        if (j == end)
+                                continue;
+                        for (; j < end; j++) {
+                                if (v[j] < '0' || v[j] > '9') {
+                                        n = -1;
+                                        break;
+                                }
+                                if (n < INT32_MAX)
+                                        n = n * 10 + (v[j] - '0');
+                        }
+                        if (n >= 0)
+                                max_age = n > INT32_MAX ? INT32_MAX : n;
+                }
+        }
+        return max_age;
+}
+
+/* Response header lines: only Cache-Control matters (a new response after a redirect
+ * starts over). */
+static size_t on_header(char *p, size_t size, size_t n, void *userdata) {
+        struct sink *s = userdata;
+        size_t len = size * n;
+        static const char name[] = "cache-control:";
+
+        if (len > 5 && strncmp(p, "HTTP/", 5) == 0)
+                s->max_age = -1;
+        else if (len > sizeof(name) - 1 && strncasecmp(p, name, sizeof(name) - 1) == 0) {
+                int64_t m = kh_cache_control_max_age(p + sizeof(name) - 1, len - (sizeof(name) - 1));
+                if (m >= 0)
+                        s->max_age = m;
+        }
+        return len;
+}
 
 static size_t on_data(char *p, size_t size, size_t n, void *userdata) {
         struct sink *s = userdata;
@@ -74,9 +136,9 @@ static int on_progress(void *userdata, curl_off_t dltotal, curl_off_t dlnow, cur
 }
 
 int kh_fetch(const char *url, const char *ca_file, atomic_bool *cancel,
-             struct kh_buf *out) {
+             struct kh_buf *out, int64_t *ret_max_age) {
         KH_CLEANUP(curl_easy_cleanupp) CURL *c = NULL;
-        struct sink s = { .out = out };
+        struct sink s = { .out = out, .max_age = -1 };
         long status = 0;
         CURLcode rc;
         int kind;
@@ -108,11 +170,16 @@ int kh_fetch(const char *url, const char *ca_file, atomic_bool *cancel,
         (void) curl_easy_setopt(c, CURLOPT_MAXFILESIZE_LARGE, (curl_off_t) out->max);
         (void) curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_data);
         (void) curl_easy_setopt(c, CURLOPT_WRITEDATA, &s);
+        (void) curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, on_header);
+        (void) curl_easy_setopt(c, CURLOPT_HEADERDATA, &s);
         (void) curl_easy_setopt(c, CURLOPT_NOPROGRESS, 0L);
         (void) curl_easy_setopt(c, CURLOPT_XFERINFOFUNCTION, on_progress);
         (void) curl_easy_setopt(c, CURLOPT_XFERINFODATA, cancel);
-        if (ca_file)
+        if (ca_file) {
+                /* pinned: this file's CAs and no others (the system directory too is off) */
                 (void) curl_easy_setopt(c, CURLOPT_CAINFO, ca_file);
+                (void) curl_easy_setopt(c, CURLOPT_CAPATH, NULL);
+        }
 
         rc = curl_easy_perform(c);
         if (s.too_big || rc == CURLE_FILESIZE_EXCEEDED)
@@ -125,5 +192,7 @@ int kh_fetch(const char *url, const char *ca_file, atomic_bool *cancel,
                 return -EHOSTUNREACH;
         if (curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status) != CURLE_OK || status != 200)
                 return -EHOSTUNREACH;
+        if (ret_max_age)
+                *ret_max_age = s.max_age;
         return 0;
 }

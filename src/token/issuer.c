@@ -17,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <jansson.h>
@@ -47,15 +48,19 @@ struct kh_issuer {
         bool lock_ready;
         atomic_size_t nkeys; /* kh_jwks_count(jwks), readable without the lock */
 
-        pthread_mutex_t mutex; /* guards wanted, with cond */
-        pthread_cond_t cond;
+        pthread_mutex_t mutex; /* guards wanted, refreshing and waiters, with cond */
+        pthread_cond_t cond;   /* on CLOCK_MONOTONIC */
         bool wanted, sync_ready;
+        bool refreshing;       /* a load is wanted or under way */
+        struct kh_issuer_waiter *waiters; /* requests waiting for it to end */
+        int64_t interval_s;    /* periodic refresh; 0 = only for unknown kids */
         pthread_t thread;
         bool thread_started;
         atomic_bool stopping;
 
         _Atomic int64_t last_request; /* the caller's "now" at the last refresh request */
         _Atomic uint64_t refreshes, failures;
+        _Atomic uint64_t key_generation; /* bumped when a refresh drops or replaces a key */
 };
 
 static int strdup_opt(const char *s, char **ret) {
@@ -67,21 +72,24 @@ static int strdup_opt(const char *s, char **ret) {
         return *ret ? 0 : -ENOMEM;
 }
 
-static int get_document(struct kh_issuer *iss, const char *url, struct kh_buf *out) {
+static int get_document(struct kh_issuer *iss, const char *url, struct kh_buf *out,
+                        int64_t *ret_max_age) {
         kh_buf_init(out, KH_JWKS_MAX, false);
-        return kh_fetch(url, iss->issuer_ca, &iss->stopping, out);
+        return kh_fetch(url, iss->issuer_ca, &iss->stopping, out, ret_max_age);
 }
 
-/* Reads the key set from its source. */
-static int load_jwks(struct kh_issuer *iss, struct kh_jwks **ret) {
+/* Reads the key set from its source; *ret_max_age is the response's Cache-Control max-age
+ * (-1: none, or a file). */
+static int load_jwks(struct kh_issuer *iss, struct kh_jwks **ret, int64_t *ret_max_age) {
         KH_CLEANUP(kh_buf_freep) struct kh_buf doc = { 0 };
         int r;
 
+        *ret_max_age = -1;
         if (iss->jwks_file) {
                 kh_buf_init(&doc, KH_JWKS_MAX, false);
                 r = kh_file_read(AT_FDCWD, iss->jwks_file, 0, KH_JWKS_MAX, &doc);
         } else
-                r = get_document(iss, iss->jwks_uri, &doc);
+                r = get_document(iss, iss->jwks_uri, &doc, ret_max_age);
         if (r < 0)
                 return r;
         r = kh_jwks_parse(doc.data ? (const char *) doc.data : "", doc.len, ret);
@@ -109,7 +117,7 @@ static int discover(struct kh_issuer *iss) {
         if (r < 0)
                 return r == -E2BIG ? -EINVAL : r;
 
-        r = get_document(iss, (const char *) url.data, &doc);
+        r = get_document(iss, (const char *) url.data, &doc, NULL);
         if (r < 0)
                 return r;
         root = json_loadb((const char *) doc.data, doc.len, JSON_REJECT_DUPLICATES, NULL);
@@ -131,34 +139,91 @@ static void swap_jwks(struct kh_issuer *iss, struct kh_jwks *new) {
         old = iss->jwks;
         iss->jwks = new;
         atomic_store(&iss->nkeys, kh_jwks_count(new));
+        /* A key gone from the set is no longer trusted: what was verified with it (the
+         * workers' token caches) must be verified again. Bumped under the write lock, so a
+         * reader that verified with the old set sees the old generation. */
+        if (!kh_jwks_covers(new, old))
+                atomic_fetch_add(&iss->key_generation, 1);
         (void) pthread_rwlock_unlock(&iss->lock);
         (void) kh_jwks_free(old); /* no reader can hold it: they all held the read lock */
 }
 
+static struct timespec mono_after(int64_t seconds) {
+        struct timespec t;
+
+        (void) clock_gettime(CLOCK_MONOTONIC, &t);
+        t.tv_sec += (time_t) seconds;
+        return t;
+}
+
+/* When to look again: at the configured interval, sooner if the issuer's Cache-Control
+ * says its keys may change sooner (never more often than KH_JWKS_REFRESH_MIN_INTERVAL_S);
+ * after a failure, within a minute. */
+static int64_t next_refresh_s(const struct kh_issuer *iss, int r, int64_t max_age) {
+        int64_t s = iss->interval_s;
+
+        if (max_age >= 0 && max_age < s)
+                s = max_age < KH_JWKS_REFRESH_MIN_INTERVAL_S ? KH_JWKS_REFRESH_MIN_INTERVAL_S : max_age;
+        if (r < 0 && s > KH_JWKS_RETRY_S)
+                s = KH_JWKS_RETRY_S;
+        return s;
+}
+
+/* Hands the waiting requests back to their loops. Caller holds iss->mutex. */
+static void release_waiters(struct kh_issuer *iss) {
+        struct kh_issuer_waiter *w = iss->waiters;
+
+        iss->waiters = NULL;
+        while (w) {
+                struct kh_issuer_waiter *next = w->next;
+                /* a loop that cannot take it now gets a few more tries; failing that the
+                 * request keeps waiting for the next refresh */
+                for (int attempt = 0; attempt < 3; attempt++)
+                        if (kh_loop_post(w->loop, &w->task) == 0)
+                                break;
+                w = next;
+        }
+}
+
 static void *refresh_thread(void *userdata) {
         struct kh_issuer *iss = userdata;
+        struct timespec due = mono_after(next_refresh_s(iss, 0, -1));
 
         for (;;) {
                 struct kh_jwks *jwks = NULL;
+                int64_t max_age = -1;
                 int r;
 
                 (void) pthread_mutex_lock(&iss->mutex);
-                while (!iss->wanted && !atomic_load(&iss->stopping))
-                        (void) pthread_cond_wait(&iss->cond, &iss->mutex);
+                while (!iss->wanted && !atomic_load(&iss->stopping)) {
+                        if (iss->interval_s == 0) {
+                                (void) pthread_cond_wait(&iss->cond, &iss->mutex);
+                        } else if (pthread_cond_timedwait(&iss->cond, &iss->mutex, &due) ==
+                                   ETIMEDOUT) {
+                                iss->wanted = iss->refreshing = true;   /* periodic */
+                        }
+                }
                 iss->wanted = false;
                 (void) pthread_mutex_unlock(&iss->mutex);
                 if (atomic_load(&iss->stopping))
                         return NULL;
 
-                r = load_jwks(iss, &jwks);
+                r = load_jwks(iss, &jwks, &max_age);
                 /* an empty or broken set never replaces keys that work: keep serving */
                 if (r < 0 || kh_jwks_count(jwks) == 0) {
                         atomic_fetch_add(&iss->failures, 1);
                         (void) kh_jwks_free(jwks);
+                        r = r < 0 ? r : -EBADMSG;
                 } else
                         swap_jwks(iss, jwks);
+                due = mono_after(next_refresh_s(iss, r, max_age));
+
+                (void) pthread_mutex_lock(&iss->mutex);
                 /* counted once done, so a reader who sees the count sees the new keys */
                 atomic_fetch_add(&iss->refreshes, 1);
+                iss->refreshing = iss->wanted;
+                release_waiters(iss);
+                (void) pthread_mutex_unlock(&iss->mutex);
         }
 }
 
@@ -173,6 +238,8 @@ struct kh_issuer *kh_issuer_close(struct kh_issuer *iss) {
                 (void) pthread_join(iss->thread, NULL);
         }
         if (iss->sync_ready) {
+                /* the loops that parked these have stopped: nothing runs them any more */
+                iss->waiters = NULL;
                 (void) pthread_cond_destroy(&iss->cond);
                 (void) pthread_mutex_destroy(&iss->mutex);
         }
@@ -211,7 +278,11 @@ static int init_sync(struct kh_issuer *iss) {
         r = pthread_mutex_init(&iss->mutex, NULL);
         if (r != 0)
                 return -r;
-        r = pthread_cond_init(&iss->cond, NULL);
+        pthread_condattr_t cattr;
+        (void) pthread_condattr_init(&cattr);
+        (void) pthread_condattr_setclock(&cattr, CLOCK_MONOTONIC);
+        r = pthread_cond_init(&iss->cond, &cattr);
+        (void) pthread_condattr_destroy(&cattr);
         if (r != 0) {
                 (void) pthread_mutex_destroy(&iss->mutex);
                 return -r;
@@ -240,6 +311,7 @@ int kh_issuer_open(const struct kh_issuer_config *cfg, struct kh_issuer **ret) {
         strcpy(iss->tenant, cfg->tenant); /* length checked above */
         iss->scope_array_only = cfg->scope_array_only;
         iss->max_lifetime_s = cfg->max_lifetime_s;
+        iss->interval_s = cfg->refresh_interval_s;
         if (strdup_opt(cfg->issuer_url, &iss->issuer_url) < 0 ||
             strdup_opt(cfg->issuer_ca, &iss->issuer_ca) < 0 ||
             strdup_opt(cfg->audience, &iss->audience) < 0 ||
@@ -263,7 +335,8 @@ int kh_issuer_open(const struct kh_issuer_config *cfg, struct kh_issuer **ret) {
                 r = discover(iss);
         if (r < 0)
                 return r;
-        r = load_jwks(iss, &iss->jwks);
+        int64_t max_age;
+        r = load_jwks(iss, &iss->jwks, &max_age);
         atomic_fetch_add(&iss->refreshes, 1);
         if (r < 0)
                 return r;
@@ -294,22 +367,48 @@ uint64_t kh_issuer_refresh_failures(const struct kh_issuer *iss) {
         return atomic_load(&iss->failures);
 }
 
-/* Unknown kid: the issuer may have rotated its keys. One request per interval of the
- * caller's clock (a clock that went backwards allows one at once); the first caller to
- * win the compare-and-swap wakes the refresh thread, the others return at once. */
-static void request_refresh(struct kh_issuer *iss, int64_t now) {
-        int64_t last = atomic_load(&iss->last_request), elapsed;
+/* Unknown kid: the issuer may have rotated its keys. Returns true if a load is under way
+ * (asked for now, or already), false if one was asked for less than
+ * KH_JWKS_REFRESH_MIN_INTERVAL_S of the caller's clock ago (a clock that went backwards
+ * allows one at once): a stream of made-up kids costs one fetch per interval. */
+static bool request_refresh(struct kh_issuer *iss, int64_t now) {
+        int64_t last, elapsed;
+        bool asked = true;
 
-        if (last != REFRESH_NEVER && now >= last &&
-            !__builtin_sub_overflow(now, last, &elapsed) &&
-            elapsed < KH_JWKS_REFRESH_MIN_INTERVAL_S)
-                return;
-        if (!atomic_compare_exchange_strong(&iss->last_request, &last, now))
-                return;
         (void) pthread_mutex_lock(&iss->mutex);
-        iss->wanted = true;
-        (void) pthread_cond_signal(&iss->cond);
+        last = atomic_load(&iss->last_request);
+        if (!iss->refreshing) {
+                if (last != REFRESH_NEVER && now >= last &&
+                    !__builtin_sub_overflow(now, last, &elapsed) &&
+                    elapsed < KH_JWKS_REFRESH_MIN_INTERVAL_S) {
+                        asked = false;
+                } else {
+                        atomic_store(&iss->last_request, now);
+                        iss->wanted = iss->refreshing = true;
+                        (void) pthread_cond_signal(&iss->cond);
+                }
+        }
         (void) pthread_mutex_unlock(&iss->mutex);
+        return asked;
+}
+
+void kh_issuer_wait(struct kh_issuer *iss, struct kh_issuer_waiter *w, uint64_t seen) {
+        (void) pthread_mutex_lock(&iss->mutex);
+        if (atomic_load(&iss->refreshes) != seen || !iss->refreshing) {
+                /* a load ended since the caller looked: try again at once */
+                (void) pthread_mutex_unlock(&iss->mutex);
+                for (int attempt = 0; attempt < 3; attempt++)
+                        if (kh_loop_post(w->loop, &w->task) == 0)
+                                return;
+                return;
+        }
+        w->next = iss->waiters;
+        iss->waiters = w;
+        (void) pthread_mutex_unlock(&iss->mutex);
+}
+
+uint64_t kh_issuer_key_generation(const struct kh_issuer *iss) {
+        return atomic_load_explicit(&iss->key_generation, memory_order_acquire);
 }
 
 int kh_issuer_verify(struct kh_issuer *iss, const char *token, size_t len, int64_t now,
@@ -326,6 +425,7 @@ int kh_issuer_verify(struct kh_issuer *iss, const char *token, size_t len, int64
                 .max_lifetime_s = iss->max_lifetime_s,
         };
         struct kh_principal p;
+        uint64_t generation;
         EVP_PKEY *key;
         int r;
 
@@ -334,11 +434,12 @@ int kh_issuer_verify(struct kh_issuer *iss, const char *token, size_t len, int64
                 return r;
 
         (void) pthread_rwlock_rdlock(&iss->lock);
+        generation = kh_issuer_key_generation(iss);
         key = kh_jwks_find(iss->jwks, kh_jwt_kid(jwt), kh_jwt_alg(jwt));
         r = key ? kh_jwt_verify_signature(jwt, key) : -KH_E_INVALID_TOKEN;
         (void) pthread_rwlock_unlock(&iss->lock);
-        if (!key)
-                request_refresh(iss, now);
+        if (!key && request_refresh(iss, now))
+                return KH_ISSUER_WAIT;
         if (r < 0)
                 return r;
 
@@ -346,6 +447,7 @@ int kh_issuer_verify(struct kh_issuer *iss, const char *token, size_t len, int64
         if (r < 0)
                 return r;
         strcpy(p.tenant, iss->tenant);
+        p.key_generation = generation;
         *ret = p;
         return 0;
 }

@@ -10,6 +10,7 @@
 #include <stdint.h>
 
 #include "common/cleanup.h"
+#include "common/loop.h"
 #include "token/jwt.h"
 #include "token/principal.h"
 
@@ -18,15 +19,30 @@ struct kh_issuer;
 struct kh_issuer_config {
         const char *tenant;     /* tenant id, copied into every principal */
         const char *issuer_url; /* authority: https://..., or http:// on a loopback host */
-        const char *issuer_ca;  /* NULL, or a PEM file of extra CAs: it replaces libcurl's CA
-                                 * bundle file, the system CA directory (Debian:
-                                 * /etc/ssl/certs) still applies */
+        const char *issuer_ca;  /* NULL: the system's CAs; else a PEM file of the only CAs
+                                 * trusted for discovery and JWKS (pinned) */
         const char *audience;   /* NULL: "aud" not checked (as Bitwarden) */
         const char *jwks_file;  /* NULL: discovery; else the keys, and "iss" = issuer_url */
         const struct kh_claim_matcher *admins; /* see struct kh_claims_policy; copied */
         size_t n_admins;
         bool scope_array_only;  /* see struct kh_claims_policy */
         int64_t max_lifetime_s; /* see struct kh_claims_policy */
+        int64_t refresh_interval_s; /* reload the keys this often (sooner if the JWKS
+                                     * response's Cache-Control max-age says so, not more
+                                     * often than KH_JWKS_REFRESH_MIN_INTERVAL_S); 0: only
+                                     * when a token names an unknown kid */
+};
+
+/* kh_issuer_verify()'s answer for a token whose kid the key set does not know while a load
+ * of the keys is under way: wait for it (kh_issuer_wait()) and verify again. */
+#define KH_ISSUER_WAIT 1
+
+/* A request waiting for a key load. Embedded in the caller's struct; task runs on loop
+ * once the load has ended (whatever its outcome). */
+struct kh_issuer_waiter {
+        struct kh_loop_task task;
+        struct kh_loop *loop;
+        struct kh_issuer_waiter *next;   /* the issuer's */
 };
 
 /**
@@ -62,14 +78,27 @@ bool kh_issuer_has_keys(const struct kh_issuer *iss);
  *
  * Parses, picks the key by kid and alg, verifies the signature, then applies the claim
  * policy (kh_jwt_check_claims()). A kid the key set does not know asks the refresh thread
- * for a new JWKS (at most once per KH_JWKS_REFRESH_MIN_INTERVAL_S of @now) and fails now;
- * the caller never waits for the network. Thread-safe; call it on a token-cache miss.
+ * for a new JWKS (at most once per KH_JWKS_REFRESH_MIN_INTERVAL_S of @now) and answers
+ * KH_ISSUER_WAIT while that load is under way, so that a key rotation at the issuer does
+ * not log members out; the caller parks the request (kh_issuer_wait()) instead of blocking.
+ * Thread-safe; call it on a token-cache miss. ret->key_generation is the key set's.
  *
- * Returns 0, -KH_E_INVALID_TOKEN, -KH_E_INSUFFICIENT_SCOPE, -KH_E_INVALID_SUBJECT,
- * -ENOMEM or -EIO.
+ * Returns 0, KH_ISSUER_WAIT, -KH_E_INVALID_TOKEN, -KH_E_INSUFFICIENT_SCOPE,
+ * -KH_E_INVALID_SUBJECT, -ENOMEM or -EIO.
  */
 KH_MUST_CHECK int kh_issuer_verify(struct kh_issuer *iss, const char *token, size_t len,
                                    int64_t now, struct kh_principal *ret);
+
+/**
+ * kh_issuer_wait() - runs w->task on w->loop once the key load under way has ended. @seen is
+ * kh_issuer_refresh_count() as read before the kh_issuer_verify() that answered
+ * KH_ISSUER_WAIT: if a load has ended since, the task is posted at once. Any thread.
+ */
+void kh_issuer_wait(struct kh_issuer *iss, struct kh_issuer_waiter *w, uint64_t seen);
+
+/* Bumped whenever a key load drops or replaces a key: a principal verified under an older
+ * generation must be verified again (the key that signed it may be the one removed). */
+uint64_t kh_issuer_key_generation(const struct kh_issuer *iss);
 
 /* JWKS loads finished so far, successful or not, the one in kh_issuer_open() included (for
  * /metrics and tests). Bumped after a new key set is in place. Thread-safe. */

@@ -2,6 +2,7 @@
 
 #include <errno.h>
 #include <stdlib.h>
+#include <stdbool.h>
 #include <string.h>
 
 #include <jansson.h>
@@ -283,4 +284,22 @@ EVP_PKEY *kh_jwks_find(const struct kh_jwks *j, const char *kid, enum kh_jwt_alg
                 found = k->key;
         }
         return found;
+}
+
+/* Same kid (or both none) and the same public key. */
+static bool same_key(const struct jwk *a, const struct jwk *b) {
+        bool kids = a->kid && b->kid ? strcmp(a->kid, b->kid) == 0 : a->kid == b->kid;
+
+        return kids && a->alg == b->alg && EVP_PKEY_eq(a->key, b->key) == 1;
+}
+
+bool kh_jwks_covers(const struct kh_jwks *newer, const struct kh_jwks *older) {
+        for (size_t i = 0; older && i < older->n; i++) {
+                bool kept = false;
+                for (size_t k = 0; newer && k < newer->n && !kept; k++)
+                        kept = same_key(&newer->keys[k], &older->keys[i]);
+                if (!kept)
+                        return false;
+        }
+        return true;
 }

@@ -5,6 +5,7 @@
  * parsing; any number of threads may read one at once. */
 #pragma once
 
+#include <stdbool.h>
 #include <stddef.h>
 
 #include <openssl/evp.h>
@@ -35,6 +36,11 @@ KH_DEFINE_CLEANUP(kh_jwks_free, struct kh_jwks *)
 
 /* Number of keys kept. */
 size_t kh_jwks_count(const struct kh_jwks *j);
+
+/* Whether every key of older (kid, alg and public key alike) is also in newer: false when
+ * the issuer removed or replaced a key, so that what it verified must be verified again.
+ * NULL counts as the empty set. */
+bool kh_jwks_covers(const struct kh_jwks *newer, const struct kh_jwks *older);
 
 /**
  * kh_jwks_find() - the key to verify a token with.

@@ -16,4 +16,5 @@ struct kh_principal {
         int64_t exp;                       /* unix seconds */
         uint8_t token_hash[KH_SHA256_LEN]; /* SHA-256 of the bearer token; logs show a prefix */
         bool admin;                        /* the token carries the tenant's admin role */
+        uint64_t key_generation;           /* of the issuer's key set that verified it */
 };

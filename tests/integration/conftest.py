@@ -48,7 +48,8 @@ def issuers(pki, tmp_path_factory):
 def _tenants(issuers) -> dict:
     # The acme origin carries a trailing '/', which keyhold must strip before comparing.
     return {"default": {"issuer": issuers["default"]},
-            "acme": {"issuer": issuers["acme"], "cors_origins": ACME_ORIGIN + "/"}}
+            "acme": {"issuer": issuers["acme"], "cors_origins": ACME_ORIGIN + "/",
+                     "accept_scope_string": "true"}}
 
 
 @pytest.fixture(scope="session")

@@ -284,6 +284,10 @@ class Issuer:
         r = self.client.post(self.prefix + "/_test/rotate", json_body={"kid": kid})
         assert r.status == 200, r
 
+    def withdraw(self, kid: str) -> None:
+        r = self.client.post(self.prefix + "/_test/withdraw", json_body={"kid": kid})
+        assert r.status == 200, r
+
     def stats(self) -> dict:
         r = self.client.get(self.prefix + "/_test/stats")
         assert r.status == 200, r

@@ -5,6 +5,7 @@ Serves over HTTPS (the test CA's leaf certificate):
   GET  <prefix>/.well-known/openid-configuration        discovery document
   GET  <prefix>/.well-known/openid-configuration/jwks   JWKS (RS256 key(s), one ES256 key)
   POST <prefix>/_test/rotate   body {"kid": "..."}       adds a new RS256 key to the JWKS
+  POST <prefix>/_test/withdraw body {"kid": "..."}       removes the key with that kid
   GET  <prefix>/_test/stats                              {"discovery": n, "jwks": n} fetch counts
 
 Like Bitwarden's identity server, the discovery document's "issuer" may differ from the
@@ -124,6 +125,13 @@ def make_handler(state: State, prefix: str, issuer_ref: list):
                     return
                 state.add_rsa(kid)
                 self._send(200, {"kid": kid})
+            elif self.path == prefix + "/_test/withdraw":
+                kid = json.loads(raw or b"{}").get("kid")
+                with state.lock:
+                    before = len(state.jwks)
+                    state.jwks = [k for k in state.jwks if k.get("kid") != kid]
+                    gone = before - len(state.jwks)
+                self._send(200 if gone else 404, {"removed": gone})
             else:
                 self._send(404, {"error": "not_found"})
 

@@ -156,7 +156,9 @@ def keyholdd(pki, op, tmp_path_factory):
         pytest.fail(f"keyholdd not built: {binary} (set KEYHOLD_BUILD to a meson build dir)",
                     pytrace=False)
     k = Keyholdd(tmp_path_factory.mktemp("keyholdd-oidc-provider"), pki,
-                 {"default": {"issuer": op, "audience": RESOURCE}})
+                 {"default": {"issuer": op, "audience": RESOURCE,
+                              # oidc-provider sends scope as one RFC 8693 string
+                              "accept_scope_string": "true"}})
     yield from harness.serve(k)
 
 

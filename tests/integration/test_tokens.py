@@ -187,9 +187,20 @@ def test_audience_not_validated_when_unconfigured(client, default_issuer, user, 
     accepted(client, default_issuer.token(user, aud="some-other-api"), stored)
 
 
-def test_scope_space_delimited_string_accepted(client, default_issuer, user, stored):
-    # keyhold deviation from Bitwarden (spec 3.3): "api offline_access" as one string is OK.
-    accepted(client, default_issuer.token(user, scope="api offline_access"), stored)
+def test_scope_space_delimited_string_refused_by_default(client, default_issuer, user, stored):
+    # Bitwarden (spec 3.3, Get_ReturnsForbidden_WhenScopeIsSpaceDelimitedString): one string
+    # "api offline_access" is one claim value, not "api": 403.
+    r = client.get("/user-keys", token=default_issuer.token(user, scope="api offline_access"))
+    assert_error(r, 403, "insufficient_scope")
+
+
+def test_scope_space_delimited_string_accepted_where_the_tenant_allows(client, acme_issuer, user):
+    # [tenant.acme] accept_scope_string = true, for identity providers that send RFC 8693
+    # strings
+    tok = acme_issuer.token(user, scope="api offline_access")
+    assert_error(client.get("/t/acme/user-keys", token=tok), 404, "key_not_found")
+    assert_error(client.get("/t/acme/user-keys", token=acme_issuer.token(user, scope="apix y")),
+                 403, "insufficient_scope")
 
 
 def test_scope_single_string_api_accepted(client, default_issuer, user, stored):

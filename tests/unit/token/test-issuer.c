@@ -18,6 +18,7 @@
 #include "common/buf.h"
 #include "common/errors.h"
 #include "common/limits.h"
+#include "token/fetch.h"
 #include "token/issuer.h"
 #include "token/jwt-sign.h"
 #include "token-test.h"
@@ -136,9 +137,10 @@ static void test_file_verify_and_principal(void **state) {
 
         t_wrong_iss = token(key_a, KH_JWT_ALG_ES256, "a", "https://idp.test/");
         assert_int_equal(verify(iss, t_wrong_iss, TEST_NOW, &p), -KH_E_INVALID_TOKEN);
-        /* same kid, other key: a signature failure, not an unknown kid (no refresh) */
+        /* same kid, another key type: no key of the set fits (kid, alg), as for an unknown
+         * kid: the request waits for one load of the keys */
         t_wrong_key = token(key_b, KH_JWT_ALG_RS256, "a", "https://idp.test");
-        assert_int_equal(verify(iss, t_wrong_key, TEST_NOW, &p), -KH_E_INVALID_TOKEN);
+        assert_int_equal(verify(iss, t_wrong_key, TEST_NOW, &p), KH_ISSUER_WAIT);
         assert_int_equal(verify(iss, "garbage", TEST_NOW, &p), -KH_E_INVALID_TOKEN);
 
         kh_issuer_close(iss);
@@ -166,9 +168,10 @@ static void test_file_rotation_and_rate_limit(void **state) {
         ta = token(key_a, KH_JWT_ALG_ES256, "a", "https://idp.test");
         tb = token(key_b, KH_JWT_ALG_RS256, "b", "https://idp.test");
 
-        /* unknown kid: refused now, one refresh requested (the file still lacks b) */
-        assert_int_equal(verify(iss, tb, TEST_NOW, &p), -KH_E_INVALID_TOKEN);
+        /* unknown kid: wait for the one refresh it asks for (the file still lacks b) ... */
+        assert_int_equal(verify(iss, tb, TEST_NOW, &p), KH_ISSUER_WAIT);
         wait_refreshes(iss, 2);
+        /* ... then, with a fresh key set that still lacks it, refused at once */
         assert_int_equal(verify(iss, tb, TEST_NOW, &p), -KH_E_INVALID_TOKEN);
 
         /* the issuer rotates; within the interval no new fetch happens */
@@ -177,7 +180,7 @@ static void test_file_rotation_and_rate_limit(void **state) {
                          -KH_E_INVALID_TOKEN);
         /* once the interval has passed, the next unknown kid fetches exactly once */
         assert_int_equal(verify(iss, tb, TEST_NOW + KH_JWKS_REFRESH_MIN_INTERVAL_S, &p),
-                         -KH_E_INVALID_TOKEN);
+                         KH_ISSUER_WAIT);
         wait_refreshes(iss, 3);
         assert_int_equal(verify(iss, tb, TEST_NOW + KH_JWKS_REFRESH_MIN_INTERVAL_S, &p), 0);
         assert_int_equal(verify(iss, ta, TEST_NOW + KH_JWKS_REFRESH_MIN_INTERVAL_S, &p), 0);
@@ -188,7 +191,7 @@ static void test_file_rotation_and_rate_limit(void **state) {
         write_file(path, "{not json");
         assert_int_equal(verify(iss, "eyJhbGciOiJFUzI1NiIsImtpZCI6InoifQ.e30.AAAA",
                                 TEST_NOW + 2 * KH_JWKS_REFRESH_MIN_INTERVAL_S, &p),
-                         -KH_E_INVALID_TOKEN);
+                         KH_ISSUER_WAIT);
         wait_refreshes(iss, 4);
         assert_int_equal(kh_issuer_refresh_failures(iss), 1);
         assert_true(kh_issuer_has_keys(iss));
@@ -197,7 +200,7 @@ static void test_file_rotation_and_rate_limit(void **state) {
         /* a clock that jumped back allows a request at once */
         write_file(path, ja);
         assert_int_equal(verify(iss, "eyJhbGciOiJFUzI1NiIsImtpZCI6InoifQ.e30.AAAA",
-                                TEST_NOW - 1000, &p), -KH_E_INVALID_TOKEN);
+                                TEST_NOW - 1000, &p), KH_ISSUER_WAIT);
         wait_refreshes(iss, 5);
 
         kh_issuer_close(iss);
@@ -367,9 +370,9 @@ static void test_discovery_issuer_from_document_and_refresh(void **state) {
         /* the authority URL is not the issuer (spec section 3) */
         assert_int_equal(verify(iss, ta_url_iss, TEST_NOW, &p), -KH_E_INVALID_TOKEN);
 
-        /* rotation on the server: the unknown kid triggers one fetch */
+        /* rotation on the server: the unknown kid triggers one fetch, and waits for it */
         server_set_jwks(&s, jwks_ab());
-        assert_int_equal(verify(iss, tb, TEST_NOW, &p), -KH_E_INVALID_TOKEN);
+        assert_int_equal(verify(iss, tb, TEST_NOW, &p), KH_ISSUER_WAIT);
         wait_refreshes(iss, 2);
         assert_int_equal(kh_issuer_refresh_failures(iss), 0);
         assert_int_equal(verify(iss, tb, TEST_NOW + 2, &p), 0);
@@ -380,9 +383,14 @@ static void test_discovery_issuer_from_document_and_refresh(void **state) {
                 assert_int_equal(verify(iss, tc, TEST_NOW + KH_JWKS_REFRESH_MIN_INTERVAL_S - 1, &p),
                                  -KH_E_INVALID_TOKEN);
         wait_refreshes(iss, 2);
-        for (int i = 0; i < 5; i++)
-                assert_int_equal(verify(iss, tc, TEST_NOW + KH_JWKS_REFRESH_MIN_INTERVAL_S, &p),
-                                 -KH_E_INVALID_TOKEN);
+        /* the first asks for a load and waits; the others wait for the same load while it
+         * runs, or are refused once it is done: either way one fetch */
+        assert_int_equal(verify(iss, tc, TEST_NOW + KH_JWKS_REFRESH_MIN_INTERVAL_S, &p),
+                         KH_ISSUER_WAIT);
+        for (int i = 0; i < 4; i++) {
+                int r = verify(iss, tc, TEST_NOW + KH_JWKS_REFRESH_MIN_INTERVAL_S, &p);
+                assert_true(r == KH_ISSUER_WAIT || r == -KH_E_INVALID_TOKEN);
+        }
         wait_refreshes(iss, 3);
         pthread_mutex_lock(&s.lock);
         assert_int_equal(s.jwks_hits, 3);
@@ -432,8 +440,168 @@ static void test_discovery_failures(void **state) {
         assert_ptr_equal(iss, (struct kh_issuer *) 0x1);
 }
 
+/* ---- waiting for a load, periodic loads, removed keys ---- */
+
+/* A loop whose posted tasks the test runs; the refresh thread posts from its own thread. */
+struct test_loop {
+        struct kh_loop base;
+        pthread_mutex_t lock;
+        pthread_cond_t posted;
+        struct kh_loop_task *head;
+        int n_posted;
+};
+
+static void tl_defer(struct kh_loop *loop, struct kh_loop_task *task) {
+        (void) loop;
+        (void) task;
+        fail_msg("the issuer only posts");
+}
+
+static int tl_post(struct kh_loop *loop, struct kh_loop_task *task) {
+        struct test_loop *l = (struct test_loop *) loop;
+
+        pthread_mutex_lock(&l->lock);
+        task->next = l->head;
+        l->head = task;
+        l->n_posted++;
+        pthread_cond_signal(&l->posted);
+        pthread_mutex_unlock(&l->lock);
+        return 0;
+}
+
+static const struct kh_loop_ops tl_ops = { .defer = tl_defer, .post = tl_post };
+
+/* Waits (bounded; never asserted on) until n tasks were posted, and runs them. */
+static void tl_run(struct test_loop *l, int n) {
+        struct timespec until;
+
+        clock_gettime(CLOCK_REALTIME, &until);
+        until.tv_sec += 10;
+        pthread_mutex_lock(&l->lock);
+        while (l->n_posted < n && pthread_cond_timedwait(&l->posted, &l->lock, &until) == 0)
+                ;
+        struct kh_loop_task *t = l->head;
+        l->head = NULL;
+        pthread_mutex_unlock(&l->lock);
+        assert_int_equal(l->n_posted, n);
+        for (; t; t = t->next)
+                t->run(t);
+}
+
+static int woken;
+
+static void on_woken(struct kh_loop_task *task) {
+        (void) task;
+        woken++;
+}
+
+static void test_a_waiting_request_is_woken_after_the_load(void **state) {
+        char dir[] = "/tmp/kh-issuer-XXXXXX", path[64];
+        char *ja = jwks_a(), *jab = jwks_ab(), *tb;
+        struct kh_issuer_config cfg = { .tenant = "acme", .issuer_url = "https://idp.test" };
+        struct test_loop l = { .base = { &tl_ops } };
+        struct kh_issuer_waiter w = { .task = { .run = on_woken }, .loop = &l.base };
+        struct kh_issuer *iss = NULL;
+        struct kh_principal p;
+        uint64_t seen;
+        (void) state;
+
+        pthread_mutex_init(&l.lock, NULL);
+        pthread_cond_init(&l.posted, NULL);
+        assert_non_null(mkdtemp(dir));
+        snprintf(path, sizeof(path), "%s/jwks.json", dir);
+        write_file(path, ja);
+        cfg.jwks_file = path;
+        assert_int_equal(kh_issuer_open(&cfg, &iss), 0);
+        tb = token(key_b, KH_JWT_ALG_RS256, "b", "https://idp.test");
+
+        write_file(path, jab);                  /* the issuer rotated in key b */
+        woken = 0;
+        seen = kh_issuer_refresh_count(iss);
+        assert_int_equal(verify(iss, tb, TEST_NOW, &p), KH_ISSUER_WAIT);
+        kh_issuer_wait(iss, &w, seen);
+        tl_run(&l, 1);
+        assert_int_equal(woken, 1);
+        assert_int_equal(verify(iss, tb, TEST_NOW, &p), 0);   /* the rotation did not log b out */
+
+        /* a waiter that comes after the load it waited for is posted at once */
+        kh_issuer_wait(iss, &w, seen);
+        tl_run(&l, 2);
+        assert_int_equal(woken, 2);
+
+        kh_issuer_close(iss);
+        free(tb);
+        free(ja);
+        free(jab);
+        unlink(path);
+        rmdir(dir);
+}
+
+static void test_periodic_refresh_drops_a_removed_key(void **state) {
+        char dir[] = "/tmp/kh-issuer-XXXXXX", path[64];
+        char *ja = jwks_a(), *jab = jwks_ab(), *tb;
+        struct kh_issuer_config cfg = { .tenant = "acme", .issuer_url = "https://idp.test",
+                                        .refresh_interval_s = 1 };
+        struct kh_issuer *iss = NULL;
+        struct kh_principal p;
+        uint64_t gen;
+        (void) state;
+
+        assert_non_null(mkdtemp(dir));
+        snprintf(path, sizeof(path), "%s/jwks.json", dir);
+        write_file(path, jab);
+        cfg.jwks_file = path;
+        assert_int_equal(kh_issuer_open(&cfg, &iss), 0);
+        tb = token(key_b, KH_JWT_ALG_RS256, "b", "https://idp.test");
+        assert_int_equal(verify(iss, tb, TEST_NOW, &p), 0);
+        gen = kh_issuer_key_generation(iss);
+        assert_int_equal(p.key_generation, gen);
+
+        /* no token asks, yet the keys are reloaded: the same set changes no generation */
+        for (int i = 0; i < 500 && kh_issuer_refresh_count(iss) < 2; i++)
+                usleep(10000);
+        assert_true(kh_issuer_refresh_count(iss) >= 2);
+        assert_int_equal(kh_issuer_key_generation(iss), gen);
+
+        /* the issuer withdraws key b: the next periodic load drops it */
+        write_file(path, ja);
+        uint64_t n = kh_issuer_refresh_count(iss);
+        for (int i = 0; i < 500 && kh_issuer_refresh_count(iss) < n + 2; i++)
+                usleep(10000);
+        assert_true(kh_issuer_key_generation(iss) > gen);
+        assert_int_not_equal(verify(iss, tb, TEST_NOW, &p), 0);
+
+        kh_issuer_close(iss);
+        free(tb);
+        free(ja);
+        free(jab);
+        unlink(path);
+        rmdir(dir);
+}
+
+static void test_cache_control_max_age(void **state) {
+        (void) state;
+#define MA(s) kh_cache_control_max_age(s, strlen(s))
+        assert_int_equal(MA("max-age=60"), 60);
+        assert_int_equal(MA("public, MAX-AGE=3600, must-revalidate"), 3600);
+        assert_int_equal(MA("max-age=\"120\""), 120);
+        assert_int_equal(MA("no-store"), 0);
+        assert_int_equal(MA("max-age=60, no-cache"), 0);
+        assert_int_equal(MA("private"), -1);
+        assert_int_equal(MA(""), -1);
+        assert_int_equal(MA("max-age="), -1);
+        assert_int_equal(MA("max-age=-5"), -1);
+        assert_int_equal(MA("max-age=1x"), -1);
+        assert_int_equal(MA("max-age=99999999999999999999"), INT32_MAX);
+        assert_int_equal(MA("s-maxage=10"), -1);
+#undef MA
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
+                cmocka_unit_test(test_a_waiting_request_is_woken_after_the_load),
+                cmocka_unit_test(test_periodic_refresh_drops_a_removed_key),
+                cmocka_unit_test(test_cache_control_max_age),
                 cmocka_unit_test(test_file_verify_and_principal),
                 cmocka_unit_test(test_file_rotation_and_rate_limit),
                 cmocka_unit_test(test_open_refuses_bad_config),
