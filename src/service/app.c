@@ -138,6 +138,22 @@ static int tenant_open_issuer(struct kh_tenant *t) {
         return 0;
 }
 
+/* The start-up log line for an issuer that could not be loaded: what to check. */
+static const char *issuer_failure(int r) {
+        switch (r) {
+        case -EKEYREJECTED:
+                return "issuer's TLS certificate not trusted (it must chain to issuer_ca if set, "
+                       "else to a system CA) or TLS handshake failed; retrying in the background";
+        case -EPROTO:
+                return "issuer answered with an HTTP error; retrying in the background";
+        case -EBADMSG:
+                return "issuer's discovery document or JWKS is malformed; retrying in the "
+                       "background";
+        default:
+                return "issuer not reachable yet; retrying in the background";
+        }
+}
+
 /* Issuers that were unreachable at start-up are retried here, so keyholdd comes up (and
  * reports 503 on /health) instead of failing while the identity server restarts. */
 static void *issuer_retry(void *userdata) {
@@ -220,7 +236,7 @@ int kh_app_open(const struct kh_config *cfg, kh_app_event_fn event, void *userda
                 struct kh_tenant *t = &app->tenants[i];
                 r = tenant_open_issuer(t);
                 if (r < 0) {
-                        emit(app, t->id, "issuer not reachable yet; retrying in the background", r);
+                        emit(app, t->id, issuer_failure(r), r);
                         missing = true;
                 }
         }

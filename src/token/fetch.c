@@ -135,6 +135,24 @@ static int on_progress(void *userdata, curl_off_t dltotal, curl_off_t dlnow, cur
         return cancel && atomic_load(cancel) ? 1 : 0;
 }
 
+/* What an operator can act on, told apart for the log: the rest is "no answer". */
+static int curl_error(CURLcode rc) {
+        switch (rc) {
+        case CURLE_PEER_FAILED_VERIFICATION:
+        case CURLE_SSL_CACERT_BADFILE:
+        case CURLE_SSL_CONNECT_ERROR:
+        case CURLE_SSL_ISSUER_ERROR:
+        case CURLE_SSL_PINNEDPUBKEYNOTMATCH:
+                return -EKEYREJECTED;
+        case CURLE_COULDNT_CONNECT:
+                return -ECONNREFUSED;
+        case CURLE_OPERATION_TIMEDOUT:
+                return -ETIMEDOUT;
+        default:
+                return -EHOSTUNREACH;
+        }
+}
+
 int kh_fetch(const char *url, const char *ca_file, atomic_bool *cancel,
              struct kh_buf *out, int64_t *ret_max_age) {
         KH_CLEANUP(curl_easy_cleanupp) CURL *c = NULL;
@@ -189,9 +207,9 @@ int kh_fetch(const char *url, const char *ca_file, atomic_bool *cancel,
         if (rc == CURLE_OUT_OF_MEMORY)
                 return -ENOMEM;
         if (rc != CURLE_OK)
-                return -EHOSTUNREACH;
+                return curl_error(rc);
         if (curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status) != CURLE_OK || status != 200)
-                return -EHOSTUNREACH;
+                return -EPROTO;
         if (ret_max_age)
                 *ret_max_age = s.max_age;
         return 0;

@@ -22,7 +22,9 @@ bool kh_fetch_url_is_acceptable(const char *url);
  *               sends none (no-store and no-cache count as 0).
  *
  * Returns 0 on HTTP 200; -EINVAL (unacceptable url); -E2BIG (response too large);
- * -ECANCELED; -ENOMEM; -EHOSTUNREACH (anything else: DNS, connect, TLS, timeout, status).
+ * -ECANCELED; -ENOMEM; -EKEYREJECTED (TLS: the certificate is not trusted or the handshake
+ * failed); -ECONNREFUSED; -ETIMEDOUT; -EPROTO (an HTTP status other than 200);
+ * -EHOSTUNREACH (anything else: DNS, a reset, ...).
  */
 KH_MUST_CHECK int kh_fetch(const char *url, const char *ca_file, atomic_bool *cancel,
                            struct kh_buf *out, int64_t *ret_max_age);

@@ -53,8 +53,9 @@ struct kh_issuer_waiter {
  * certificate checks (http only to loopback hosts), at most KH_JWKS_MAX bytes, 5 s
  * timeouts, redirects only to https. Must not be called on a worker loop (it blocks).
  *
- * Returns 0; -EINVAL (bad config: tenant id, URL scheme); -EHOSTUNREACH (no answer, TLS
- * failure, HTTP status other than 200: the caller may retry later); -EBADMSG (discovery
+ * Returns 0; -EINVAL (bad config: tenant id, URL scheme); kh_fetch()'s -EHOSTUNREACH,
+ * -ECONNREFUSED, -ETIMEDOUT, -EKEYREJECTED (TLS) or -EPROTO (HTTP status other than 200),
+ * after which the caller may retry later; -EBADMSG (discovery
  * document or JWKS malformed, or jwks_uri unacceptable); -E2BIG (response too large);
  * -errno reading jwks_file; -ENOMEM.
  */

@@ -351,10 +351,13 @@ class Keyholdd:
                   "", "[keystore]", "driver = file", f"path = {self.data / 'keystore'}",
                   f"master_key_file = {self.master_key}", "rsa_bits = 2048"]
         for tid, t in self.tenants.items():
-            lines += ["", f"[tenant.{tid}]", f"issuer = {t['issuer'].url}",
-                      f"issuer_ca = {self.pki.ca_pem}"]
+            # issuer_ca defaults to the test CA; a tenant's own value (None: unset) wins
+            ca = t.get("issuer_ca", self.pki.ca_pem)
+            lines += ["", f"[tenant.{tid}]", f"issuer = {t['issuer'].url}"]
+            if ca is not None:
+                lines.append(f"issuer_ca = {ca}")
             for k, v in t.items():
-                if k != "issuer":
+                if k not in ("issuer", "issuer_ca"):
                     lines.append(f"{k} = {v}")
         return "\n".join(lines) + "\n" + self.extra
 

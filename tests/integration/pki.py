@@ -27,13 +27,13 @@ class TestPKI:
 
     __test__ = False  # not a pytest test class
 
-    def __init__(self, d: pathlib.Path):
+    def __init__(self, d: pathlib.Path, name: str = "keyhold integration test CA"):
         self.dir = d
         now = datetime.datetime.now(datetime.timezone.utc)
         self._not_before = now - datetime.timedelta(hours=1)
         self._not_after = now + datetime.timedelta(days=2)
         self.ca_key = ec.generate_private_key(ec.SECP256R1())
-        name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "keyhold integration test CA")])
+        name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
         self.ca_name = name
         self.ca_cert = (
             x509.CertificateBuilder()
