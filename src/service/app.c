@@ -30,6 +30,7 @@ struct kh_app {
         pthread_t retry_thread;
         bool retry_running;
         atomic_bool stopping;
+        atomic_bool storage_full;            /* kh_app_note_storage_full() */
 };
 
 static void emit(const struct kh_app *app, const char *tenant, const char *what, int r) {
@@ -312,6 +313,16 @@ int kh_app_reload_keys(struct kh_app *app) {
                 return r;
         kh_keyring_publish(app->keyring, keys);
         return 0;
+}
+
+void kh_app_note_storage_full(struct kh_app *app, bool full) {
+        /* read first: the common case (no change) then writes no shared cache line */
+        if (atomic_load_explicit(&app->storage_full, memory_order_relaxed) != full)
+                atomic_store_explicit(&app->storage_full, full, memory_order_relaxed);
+}
+
+bool kh_app_storage_full(const struct kh_app *app) {
+        return atomic_load_explicit(&app->storage_full, memory_order_relaxed);
 }
 
 bool kh_app_issuers_ready(const struct kh_app *app) {

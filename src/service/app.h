@@ -71,3 +71,9 @@ static inline const struct kh_tenant_keys *kh_tenant_keys(const struct kh_keys *
 
 /* True once every tenant's issuer has signing keys loaded. */
 bool kh_app_issuers_ready(const struct kh_app *app);
+
+/* Whether the last write to the database failed for lack of space (set by any worker whose
+ * write got -ENOSPC, cleared by the next write that succeeds): /health is then not ready,
+ * so that a balancer sends writes elsewhere while reads would still work. */
+void kh_app_note_storage_full(struct kh_app *app, bool full);
+bool kh_app_storage_full(const struct kh_app *app);

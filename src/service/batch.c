@@ -1,6 +1,8 @@
 /* The group commit of a worker's writes (service.h explains why). */
 #include <errno.h>
+#include <stdbool.h>
 
+#include "common/errors.h"
 #include "service/service-internal.h"
 #include "store/store.h"
 
@@ -18,6 +20,23 @@ void kh_service_submit(struct kh_service *svc, struct kh_service_op *op) {
         svc->batch_tail = op;
         svc->batch_len++;
         kh_loop_defer(svc->loop, &svc->flush);
+}
+
+/* A full disk is the operator's problem, not the client's and not a bug: its own status
+ * (507), and /health not ready until a write succeeds again. */
+static void note_storage(struct kh_service *svc, struct kh_service_op *ops) {
+        bool full = false, wrote = false;
+
+        for (struct kh_service_op *op = ops; op; op = op->next) {
+                if (op->result == -ENOSPC) {
+                        op->result = -KH_E_INSUFFICIENT_STORAGE;
+                        full = true;
+                } else if (op->result >= 0) {
+                        wrote = true;
+                }
+        }
+        if (full || wrote)
+                kh_app_note_storage_full(svc->app, full);
 }
 
 void kh_service_batch_flush(struct kh_service *svc) {
@@ -41,6 +60,7 @@ void kh_service_batch_flush(struct kh_service *svc) {
                                         op->result = r;   /* none of them happened */
                 }
         }
+        note_storage(svc, ops);
         /* done may free the op (and reuse its memory): read next first */
         for (op = ops; op; op = next) {
                 next = op->next;

@@ -66,5 +66,7 @@ struct kh_health kh_service_health(struct kh_service *svc) {
                 return (struct kh_health) { false, "database unreachable" };
         if (!kh_app_issuers_ready(svc->app))
                 return (struct kh_health) { false, "issuer signing keys not loaded yet" };
+        if (kh_app_storage_full(svc->app))
+                return (struct kh_health) { false, "the last write failed: no space left for the database" };
         return (struct kh_health) { true, NULL };
 }

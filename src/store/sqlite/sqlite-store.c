@@ -106,6 +106,13 @@ static int fail(struct kh_sqlite_store *s, int rc) {
                 return -EBUSY;
         case SQLITE_NOMEM:
                 return -ENOMEM;
+        case SQLITE_FULL:
+                return -ENOSPC;
+        case SQLITE_IOERR: {
+                /* a failed write(2) of the WAL or the database is an I/O error to SQLite */
+                int e = sqlite3_system_errno(s->db);
+                return e == ENOSPC || e == EDQUOT ? -ENOSPC : -EIO;
+        }
         default:
                 return -EIO;
         }
