@@ -1,6 +1,7 @@
-/* RSA keys and RSA-OAEP wrapping. The padding is set by name through parameters
- * (OAEP, SHA-256 for the label hash and for MGF1, empty label) so it cannot silently fall
- * back to OpenSSL's SHA-1 defaults. */
+/* RSA keys, RSA-OAEP wrapping and RSA-PSS verification. The padding is set by name through
+ * parameters (OAEP, SHA-256 for the label hash and for MGF1, empty label; PSS, SHA-256,
+ * MGF1-SHA-256, a fixed salt length) so it cannot silently fall back to OpenSSL's SHA-1
+ * defaults or accept a salt length other than the one signers use. */
 #include "crypto/rsa.h"
 
 #include <errno.h>
@@ -127,4 +128,34 @@ int kh_rsa_oaep_decrypt(EVP_PKEY *priv, const uint8_t *in, size_t len,
         OPENSSL_cleanse(tmp, tmp_len);
         free(tmp);
         return r;
+}
+
+int kh_rsa_pss_verify(EVP_PKEY *pub, const uint8_t digest[static KH_SHA256_LEN],
+                      const uint8_t *sig, size_t sig_len) {
+        KH_CLEANUP(EVP_PKEY_CTX_freep) EVP_PKEY_CTX *ctx = NULL;
+        char pad[] = OSSL_PKEY_RSA_PAD_MODE_PSS, md[] = "SHA256";
+        int salt_len = KH_SHA256_LEN; /* the digest's length, as kh_keystore_sign() signs */
+        const OSSL_PARAM params[] = {
+                OSSL_PARAM_construct_utf8_string(OSSL_SIGNATURE_PARAM_PAD_MODE, pad, 0),
+                OSSL_PARAM_construct_utf8_string(OSSL_SIGNATURE_PARAM_DIGEST, md, 0),
+                OSSL_PARAM_construct_utf8_string(OSSL_SIGNATURE_PARAM_MGF1_DIGEST, md, 0),
+                OSSL_PARAM_construct_int(OSSL_SIGNATURE_PARAM_PSS_SALTLEN, &salt_len),
+                OSSL_PARAM_construct_end(),
+        };
+        int ok;
+
+        if (!pub || !EVP_PKEY_is_a(pub, "RSA"))
+                return -EINVAL;
+        if (!sig || sig_len != (size_t) EVP_PKEY_get_size(pub))
+                return -KH_E_INTEGRITY; /* a signature is exactly one modulus long */
+        ctx = EVP_PKEY_CTX_new_from_pkey(NULL, pub, NULL);
+        if (!ctx)
+                return -ENOMEM;
+        if (EVP_PKEY_verify_init_ex(ctx, params) != 1) {
+                ERR_clear_error();
+                return -EIO;
+        }
+        ok = EVP_PKEY_verify(ctx, sig, sig_len, digest, KH_SHA256_LEN);
+        ERR_clear_error();
+        return ok == 1 ? 0 : -KH_E_INTEGRITY;
 }

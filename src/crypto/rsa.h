@@ -1,4 +1,5 @@
-/* RSA key generation and RSA-OAEP (SHA-256, MGF1-SHA-256, no label) wrapping of secrets. */
+/* RSA key generation, RSA-OAEP (SHA-256, MGF1-SHA-256, no label) wrapping of secrets, and
+ * verification of the RSA-PSS signatures key stores make (kh_keystore_sign()). */
 #pragma once
 #include <stddef.h>
 #include <stdint.h>
@@ -8,6 +9,7 @@
 #include "common/buf.h"
 #include "common/cleanup.h"
 #include "common/secret.h"
+#include "crypto/hash.h"
 
 KH_DEFINE_CLEANUP(EVP_PKEY_free, EVP_PKEY *)
 
@@ -21,3 +23,12 @@ KH_MUST_CHECK int kh_rsa_oaep_encrypt(EVP_PKEY *pub, const struct kh_secret *pt,
 /* Decrypts in[0..len) with priv into a new secret. -KH_E_INTEGRITY if it does not decrypt. */
 KH_MUST_CHECK int kh_rsa_oaep_decrypt(EVP_PKEY *priv, const uint8_t *in, size_t len,
                                       struct kh_secret **ret_pt);
+
+/* Checks sig[0..sig_len) as the RSA-PSS signature by pub's private half over the SHA-256
+ * digest: MGF1-SHA-256 and a salt of exactly the digest's length, as
+ * kh_keystore_sign() makes them; no other salt length is accepted. Returns 0 if it
+ * verifies, -KH_E_INTEGRITY if not (a signature of another length than the modulus
+ * included), -EINVAL if pub is not an RSA key, -ENOMEM, or -EIO (OpenSSL refused the
+ * parameters). */
+KH_MUST_CHECK int kh_rsa_pss_verify(EVP_PKEY *pub, const uint8_t digest[static KH_SHA256_LEN],
+                                    const uint8_t *sig, size_t sig_len);

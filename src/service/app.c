@@ -38,18 +38,20 @@ static void emit(const struct kh_app *app, const char *tenant, const char *what,
                 app->event(tenant, what, r, app->userdata);
 }
 
-/* Creates version 1 of a tenant key with its DEK when the database has none. Every replica
- * may run this at once: the key store lets one generate win (-EEXIST for the others), and
- * the database keeps the first DEK inserted; everyone then reads back what won. */
+/* Creates version 1 of a tenant key with its DEK, signed by that version (kh_dek_sign()),
+ * when the database has none. Every replica may run this at once: the key store lets one
+ * generate win (-EEXIST for the others), and the database keeps the first DEK inserted,
+ * with its signature; everyone then reads back what won. */
 static int tenant_first_version(struct kh_app *app, struct kh_store *store, const char *tenant) {
         KH_CLEANUP(kh_secret_freep) struct kh_secret *dek = NULL;
-        KH_CLEANUP(kh_buf_freep) struct kh_buf wrapped;
+        KH_CLEANUP(kh_buf_freep) struct kh_buf wrapped, sig;
         struct kh_key_spec spec = { .tenant = tenant, .version = 1,
                                     .rsa_bits = app->cfg->keystore.rsa_bits };
         struct kh_key_ref ref;
         int r;
 
         kh_buf_init(&wrapped, KH_WRAPPED_DEK_MAX, false);
+        kh_buf_init(&sig, KH_STORE_SIGNATURE_MAX, false);
 
         r = kh_keystore_generate(app->keystore, &spec, &ref);
         if (r == -EEXIST) {
@@ -65,8 +67,11 @@ static int tenant_first_version(struct kh_app *app, struct kh_store *store, cons
         r = kh_keystore_wrap(app->keystore, &ref, dek, &wrapped);
         if (r < 0)
                 return r;
+        r = kh_dek_sign(app->keystore, tenant, 1, wrapped.data, wrapped.len, &sig);
+        if (r < 0)
+                return r;
         r = kh_store_tenant_key_insert_if_absent(store, tenant, 1, KH_KEY_ACTIVE, wrapped.data,
-                                                 wrapped.len);
+                                                 wrapped.len, sig.data, sig.len);
         return r < 0 ? r : 0;
 }
 

@@ -9,6 +9,9 @@
 #include <string.h>
 
 #include "common/errors.h"
+#include "common/parse.h"
+#include "crypto/hash.h"
+#include "crypto/rsa.h"
 
 const struct kh_key_version *kh_tenant_keys_version(const struct kh_tenant_keys *tk,
                                                     uint32_t version) {
@@ -42,10 +45,170 @@ static bool state_decrypts(enum kh_key_state s) {
         return s == KH_KEY_ACTIVE || s == KH_KEY_ARCHIVED || s == KH_KEY_REVOKED;
 }
 
+/* ---- signed DEKs ---- */
+
+/* Every field has a fixed size or a length before it, so no two (tenant, version, wrapped)
+ * frame to the same bytes. */
+#define DEK_MESSAGE_MAX \
+        (sizeof(KH_DEK_SIGNATURE_LABEL) + 1 + KH_TENANT_ID_MAX + 4 + 2 + KH_WRAPPED_DEK_MAX)
+_Static_assert(KH_WRAPPED_DEK_MAX <= UINT16_MAX, "the wrapped length is framed in 16 bits");
+_Static_assert(KH_TENANT_ID_MAX <= UINT8_MAX, "the tenant length is framed in 8 bits");
+
+static int dek_digest(const char *tenant, uint32_t version, const uint8_t *wrapped, size_t len,
+                      uint8_t digest[static KH_SHA256_LEN]) {
+        uint8_t m[DEK_MESSAGE_MAX];
+        size_t tenant_len, n;
+
+        if (!tenant || version == 0 || !wrapped || len == 0 || len > KH_WRAPPED_DEK_MAX)
+                return -EINVAL;
+        tenant_len = strnlen(tenant, KH_TENANT_ID_MAX + 1);
+        if (tenant_len > KH_TENANT_ID_MAX || !kh_tenant_id_is_valid(tenant, tenant_len))
+                return -EINVAL;
+
+        memcpy(m, KH_DEK_SIGNATURE_LABEL, sizeof(KH_DEK_SIGNATURE_LABEL)); /* with its NUL */
+        n = sizeof(KH_DEK_SIGNATURE_LABEL);
+        m[n++] = (uint8_t) tenant_len;
+        memcpy(m + n, tenant, tenant_len);
+        n += tenant_len;
+        m[n++] = (uint8_t) (version >> 24);
+        m[n++] = (uint8_t) (version >> 16);
+        m[n++] = (uint8_t) (version >> 8);
+        m[n++] = (uint8_t) version;
+        m[n++] = (uint8_t) (len >> 8);
+        m[n++] = (uint8_t) len;
+        memcpy(m + n, wrapped, len);
+        n += len;
+        kh_sha256(m, n, digest);
+        return 0;
+}
+
+static struct kh_key_ref key_ref(const char *tenant, uint32_t version) {
+        struct kh_key_ref ref = { .version = version };
+
+        (void) snprintf(ref.tenant, sizeof(ref.tenant), "%s", tenant);
+        return ref;
+}
+
+int kh_dek_sign(struct kh_keystore *ks, const char *tenant, uint32_t version,
+                const uint8_t *wrapped, size_t len, struct kh_buf *sig) {
+        uint8_t digest[KH_SHA256_LEN];
+        struct kh_key_ref ref;
+        int r;
+
+        r = dek_digest(tenant, version, wrapped, len, digest);
+        if (r < 0)
+                return r;
+        ref = key_ref(tenant, version);
+        return kh_keystore_sign(ks, &ref, digest, sizeof(digest), sig);
+}
+
+/* 0 if key's signature is by its own version of tenant over its own bytes. */
+static int dek_verify(struct kh_keystore *ks, const char *tenant, const struct kh_tenant_key *key) {
+        KH_CLEANUP(EVP_PKEY_freep) EVP_PKEY *pub = NULL;
+        uint8_t digest[KH_SHA256_LEN];
+        struct kh_key_ref ref = key_ref(tenant, key->version);
+        int r;
+
+        if (!key->signature)
+                return -KH_E_INTEGRITY;
+        r = dek_digest(tenant, key->version, key->wrapped_dek, key->wrapped_dek_len, digest);
+        if (r < 0)
+                return r;
+        r = kh_keystore_public_key(ks, &ref, &pub);
+        if (r < 0)
+                return r;
+        return kh_rsa_pss_verify(pub, digest, key->signature, key->signature_len);
+}
+
+/* The rows of one tenant that have no signature yet and whose DEK is unwrapped (others
+ * are never checked: their key may be gone from the key store). */
+struct unsigned_deks {
+        size_t n;
+        struct {
+                uint32_t version;
+                size_t len;
+                uint8_t wrapped[KH_WRAPPED_DEK_MAX];
+        } row[KH_KEY_VERSIONS_MAX];
+};
+
+static int collect_unsigned(const struct kh_tenant_key *key, void *userdata) {
+        struct unsigned_deks *u = userdata;
+
+        if (key->signature || !state_decrypts(key->state))
+                return 0;
+        if (u->n == KH_KEY_VERSIONS_MAX)
+                return -E2BIG;
+        u->row[u->n].version = key->version;
+        u->row[u->n].len = key->wrapped_dek_len;
+        memcpy(u->row[u->n].wrapped, key->wrapped_dek, key->wrapped_dek_len);
+        u->n++;
+        return 0;
+}
+
+/* Signs the unsigned rows of tenant. The rows are read first and signed afterwards, so that
+ * no update runs under the open read of the same table. */
+static int sign_unsigned(struct kh_store *store, struct kh_keystore *ks, const char *tenant,
+                         uint32_t *ret_version) {
+        KH_CLEANUP_FREE struct unsigned_deks *u = NULL;
+        KH_CLEANUP(kh_buf_freep) struct kh_buf sig = { 0 };
+        int r;
+
+        u = calloc(1, sizeof(*u));
+        if (!u)
+                return -ENOMEM;
+        r = kh_store_tenant_keys(store, tenant, collect_unsigned, u);
+        if (r < 0)
+                return r;
+
+        kh_buf_init(&sig, KH_STORE_SIGNATURE_MAX, false);
+        for (size_t i = 0; i < u->n; i++) {
+                kh_buf_reset(&sig);
+                r = kh_dek_sign(ks, tenant, u->row[i].version, u->row[i].wrapped, u->row[i].len,
+                                &sig);
+                if (r >= 0)
+                        r = kh_store_tenant_key_set_signature(store, tenant, u->row[i].version,
+                                                              sig.data, sig.len);
+                if (r < 0) {
+                        *ret_version = u->row[i].version;
+                        return r;
+                }
+        }
+        return 0;
+}
+
+/* Until the meta key says signatures are required, rows without one are signed (trust on
+ * first use: the first start after the upgrade cannot tell a planted row from a genuine
+ * one) and then the key is written. A process that finds rows signed by another one in the
+ * meantime keeps their signatures (kh_store_tenant_key_set_signature() never replaces one). */
+static int sign_legacy_deks(struct kh_store *store, struct kh_keystore *ks,
+                            const char *const *tenants, size_t n, struct kh_keys_failure *failed) {
+        static const char required[] = "required";
+        KH_CLEANUP(kh_buf_freep) struct kh_buf value = { 0 };
+        int r;
+
+        kh_buf_init(&value, KH_STORE_META_VALUE_MAX, false);
+        r = kh_store_meta_get(store, KH_DEK_SIGNATURES_META, &value);
+        if (r != -ENOENT)
+                return r; /* 0: required already (whatever the value says) */
+
+        for (size_t t = 0; t < n; t++) {
+                r = sign_unsigned(store, ks, tenants[t], &failed->version);
+                if (r < 0) {
+                        failed->tenant = t;
+                        return r;
+                }
+        }
+        return kh_store_meta_put(store, KH_DEK_SIGNATURES_META, (const uint8_t *) required,
+                                 sizeof(required) - 1);
+}
+
+/* ---- loading ---- */
+
 struct load_ctx {
         struct kh_keystore *ks;
         const char *tenant;
         struct kh_tenant_keys *tk;
+        uint32_t failed_version;
         int error;
 };
 
@@ -53,33 +216,43 @@ static int load_version(const struct kh_tenant_key *key, void *userdata) {
         struct load_ctx *c = userdata;
         struct kh_tenant_keys *tk = c->tk;
         struct kh_key_version *v;
-        struct kh_key_ref ref = { .version = key->version };
+        struct kh_key_ref ref = key_ref(c->tenant, key->version);
         int r;
 
+        c->failed_version = key->version;
         if (tk->n_versions >= KH_KEY_VERSIONS_MAX)
                 return c->error = -E2BIG;
         v = &tk->versions[tk->n_versions];
         *v = (struct kh_key_version) { .version = key->version, .state = key->state };
-        (void) snprintf(ref.tenant, sizeof(ref.tenant), "%s", c->tenant);
 
         /* A revoked version keeps its DEK loaded so that reinstate needs no key store
-         * round trip; reads of it are refused by state, not by absence. */
+         * round trip; reads of it are refused by state, not by absence. The signature is
+         * checked first: unwrapping proves only that the DEK was wrapped under the public
+         * key, which anyone may hold. */
         if (state_decrypts(key->state)) {
-                r = kh_keystore_unwrap(c->ks, &ref, key->wrapped_dek, key->wrapped_dek_len,
-                                       &v->dek);
+                r = dek_verify(c->ks, c->tenant, key);
+                if (r >= 0)
+                        r = kh_keystore_unwrap(c->ks, &ref, key->wrapped_dek, key->wrapped_dek_len,
+                                               &v->dek);
                 if (r < 0)
                         return c->error = r;
         }
         if (key->state == KH_KEY_ACTIVE)
                 tk->active = v;
         tk->n_versions++;
+        c->failed_version = 0;
         return 0;
 }
 
-int kh_keys_load(struct kh_store *store, struct kh_keystore *ks, const char *const *tenants,
-                 size_t n, struct kh_keys **ret, size_t *ret_tenant) {
+int kh_keys_load_full(struct kh_store *store, struct kh_keystore *ks, const char *const *tenants,
+                      size_t n, struct kh_keys **ret, struct kh_keys_failure *failed) {
         KH_CLEANUP(kh_keys_unrefp) struct kh_keys *k = NULL;
         int r;
+
+        *failed = (struct kh_keys_failure) { 0 };
+        r = sign_legacy_deks(store, ks, tenants, n, failed);
+        if (r < 0)
+                return r;
 
         k = calloc(1, sizeof(*k) + n * sizeof(k->tenants[0]));
         if (!k)
@@ -94,12 +267,25 @@ int kh_keys_load(struct kh_store *store, struct kh_keystore *ks, const char *con
                 if (r == 0 && k->tenants[t].n_versions == 0)
                         r = -ENOENT;
                 if (r < 0) {
-                        *ret_tenant = t;
+                        /* a row the store refused is not the one load_version saw last */
+                        *failed = (struct kh_keys_failure) {
+                                .tenant = t, .version = c.error ? c.failed_version : 0 };
                         return c.error ? c.error : r;
                 }
         }
         *ret = KH_TAKE_PTR(k);
         return 0;
+}
+
+int kh_keys_load(struct kh_store *store, struct kh_keystore *ks, const char *const *tenants,
+                 size_t n, struct kh_keys **ret, size_t *ret_tenant) {
+        struct kh_keys_failure failed;
+        int r;
+
+        r = kh_keys_load_full(store, ks, tenants, n, ret, &failed);
+        if (r < 0)
+                *ret_tenant = failed.tenant;
+        return r;
 }
 
 /* ---- the ring ---- */

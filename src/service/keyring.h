@@ -12,7 +12,12 @@
  * to one loop pass (at most 200 ms of an idle loop) longer. Work that outlives a pass (a job
  * on the pool) takes a reference instead (kh_keys_ref), which is counted.
  *
- * The DEKs of a released snapshot are wiped when its last reference goes. */
+ * The DEKs of a released snapshot are wiped when its last reference goes.
+ *
+ * Every wrapped DEK in the database carries a signature by the tenant key version that
+ * wraps it (kh_dek_sign()), checked before the DEK is unwrapped: the public key that
+ * wraps a DEK is not a secret, so without it anyone who can write the database could
+ * plant a DEK of their choosing and have new records sealed under a key they know. */
 #pragma once
 
 #include <stdatomic.h>
@@ -20,6 +25,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "common/buf.h"
 #include "common/cleanup.h"
 #include "common/limits.h"
 #include "common/secret.h"
@@ -57,13 +63,60 @@ static inline size_t kh_key_version_slot(const struct kh_tenant_keys *tk,
         return (size_t) (v - tk->versions);
 }
 
+/* What a DEK signature covers, and the meta key (store.h) that records that every DEK
+ * must carry one. Both are part of the database format: change them only with a
+ * migration. */
+#define KH_DEK_SIGNATURE_LABEL "keyhold-dek:1"
+#define KH_DEK_SIGNATURES_META "dek-signatures"
+
 /**
- * kh_keys_load() - a new snapshot of the key versions of tenants[0..n) read from store,
- * the DEK of every version whose state decrypts (active, archived, revoked) unwrapped by
- * ks into locked memory. A tenant without any version is -ENOENT (app.c creates version 1
- * first). Returns 0, -ENOENT, -E2BIG (more than KH_KEY_VERSIONS_MAX versions), an error of
- * the store or key store, or -ENOMEM; @ret_tenant names the tenant that failed.
+ * kh_dek_sign() - the signature that authenticates @wrapped as the DEK of version @version
+ * of @tenant: RSA-PSS (kh_keystore_sign()) by that same tenant key version over
+ *   SHA-256(KH_DEK_SIGNATURE_LABEL NUL | u8 tenant length | tenant | u32 version |
+ *           u16 wrapped length | wrapped)
+ * with integers big-endian. Only the key store can make it, and it does not verify for
+ * another tenant, another version or other bytes. The new DEK of a version is signed with
+ * this before it is stored (kh_store_tenant_key_insert_if_absent()).
+ * @sig: the signature (the modulus size) is appended to it.
+ * Returns 0, -EINVAL (a tenant id kh_tenant_id_is_valid() refuses, version 0, len outside
+ * 1..KH_WRAPPED_DEK_MAX), or an error of kh_keystore_sign() (-ENOENT: no such key version;
+ * -E2BIG: sig's maximum is too small). Blocks on the key store, like kh_keys_load().
  */
+KH_MUST_CHECK int kh_dek_sign(struct kh_keystore *ks, const char *tenant, uint32_t version,
+                              const uint8_t *wrapped, size_t len, struct kh_buf *sig);
+
+/* Where kh_keys_load_full() failed, for the caller's log. */
+struct kh_keys_failure {
+        size_t tenant;    /* index into tenants[]; 0 for a failure of no one tenant (the
+                           * database's meta) */
+        uint32_t version; /* the version that failed; 0 when the failure was not one
+                           * version's (a tenant without versions, a database error) */
+};
+
+/**
+ * kh_keys_load_full() - a new snapshot of the key versions of tenants[0..n) read from
+ * store, the DEK of every version whose state decrypts (active, archived, revoked)
+ * checked against its signature (kh_dek_sign()) and then unwrapped by ks into locked
+ * memory. A tenant without any version is -ENOENT (app.c creates version 1 first).
+ *
+ * Rows written before DEKs were signed have no signature. While the database's meta does
+ * not hold KH_DEK_SIGNATURES_META (the first load after the upgrade), this signs every
+ * such row whose state decrypts, trusting it on first use, and then records the key; from
+ * then on a row without a signature is refused like a row with a wrong one. Several
+ * processes may do this at once: the store keeps the first signature of a row, and each
+ * process checks what is stored.
+ *
+ * Returns 0, -ENOENT, -E2BIG (more than KH_KEY_VERSIONS_MAX versions), -KH_E_INTEGRITY (a
+ * DEK whose signature is missing or does not verify, or that does not unwrap), an error of
+ * the store or key store, or -ENOMEM. On failure, @failed says which tenant and version
+ * failed; @ret is written only on success.
+ */
+KH_MUST_CHECK int kh_keys_load_full(struct kh_store *store, struct kh_keystore *ks,
+                                    const char *const *tenants, size_t n, struct kh_keys **ret,
+                                    struct kh_keys_failure *failed);
+
+/* kh_keys_load_full() reporting only the tenant that failed, through @ret_tenant (written
+ * on failure). For callers that do not log the version yet. */
 KH_MUST_CHECK int kh_keys_load(struct kh_store *store, struct kh_keystore *ks,
                                const char *const *tenants, size_t n, struct kh_keys **ret,
                                size_t *ret_tenant);

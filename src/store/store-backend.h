@@ -18,7 +18,11 @@ struct kh_store_ops {
         int (*schema_version)(struct kh_store *s);
         int (*tenant_key_insert_if_absent)(struct kh_store *s, const char *tenant,
                                            uint32_t version, enum kh_key_state state,
-                                           const uint8_t *wrapped_dek, size_t len);
+                                           const uint8_t *wrapped_dek, size_t len,
+                                           const uint8_t *signature, size_t signature_len);
+        int (*tenant_key_set_signature)(struct kh_store *s, const char *tenant,
+                                        uint32_t version, const uint8_t *signature,
+                                        size_t signature_len);
         int (*tenant_keys)(struct kh_store *s, const char *tenant, kh_tenant_key_fn fn,
                            void *userdata);
         int (*tenant_key_set_state)(struct kh_store *s, const char *tenant, uint32_t version,
@@ -32,6 +36,8 @@ struct kh_store_ops {
                           const char *owner, uint32_t version, const uint8_t *blob, size_t len);
         int (*record_count)(struct kh_store *s, const char *tenant, uint32_t version,
                             uint64_t *ret_count);
+        int (*meta_get)(struct kh_store *s, const char *key, struct kh_buf *value);
+        int (*meta_put)(struct kh_store *s, const char *key, const uint8_t *value, size_t len);
         int (*ping)(struct kh_store *s);
         const char *(*last_error)(struct kh_store *s);
         int (*tx_begin)(struct kh_store *s);
@@ -57,6 +63,14 @@ static inline bool kh_store_sealed_len_ok(size_t len) {
 
 static inline bool kh_store_wrapped_dek_len_ok(size_t len) {
         return len >= 1 && len <= KH_WRAPPED_DEK_MAX;
+}
+
+static inline bool kh_store_signature_len_ok(size_t len) {
+        return len >= 1 && len <= KH_STORE_SIGNATURE_MAX;
+}
+
+static inline bool kh_store_meta_value_len_ok(size_t len) {
+        return len >= 1 && len <= KH_STORE_META_VALUE_MAX;
 }
 
 static inline bool kh_store_key_state_ok(long long state) {

@@ -30,6 +30,26 @@ static bool owner_ok(const char *owner) {
         return n >= 1 && n <= KH_STORE_OWNER_MAX;
 }
 
+/* Meta keys are names chosen in code, kept plain so that they read well in any client. */
+static bool meta_key_ok(const char *key) {
+        size_t n;
+
+        if (!key)
+                return false;
+        n = strnlen(key, KH_STORE_META_KEY_MAX + 1);
+        if (n == 0 || n > KH_STORE_META_KEY_MAX)
+                return false;
+        for (size_t i = 0; i < n; i++)
+                if (!((key[i] >= 'a' && key[i] <= 'z') || (key[i] >= '0' && key[i] <= '9') ||
+                      key[i] == '.' || key[i] == '_' || key[i] == '-'))
+                        return false;
+        return true;
+}
+
+static bool signature_ok(const uint8_t *signature, size_t len) {
+        return signature && kh_store_signature_len_ok(len);
+}
+
 /* Kinds are added to the enum over time; the store accepts any positive one. */
 static bool kind_ok(enum kh_record_kind kind) {
         return (long long) kind >= KH_RECORD_USER_KEY;
@@ -59,13 +79,24 @@ int kh_store_schema_version(struct kh_store *s) {
 
 int kh_store_tenant_key_insert_if_absent(struct kh_store *s, const char *tenant, uint32_t version,
                                          enum kh_key_state state, const uint8_t *wrapped_dek,
-                                         size_t len) {
+                                         size_t len, const uint8_t *signature,
+                                         size_t signature_len) {
         assert(s);
 
         if (!tenant_ok(tenant) || !kh_store_key_state_ok(state) || !wrapped_dek ||
-            !kh_store_wrapped_dek_len_ok(len))
+            !kh_store_wrapped_dek_len_ok(len) || !signature_ok(signature, signature_len))
                 return -EINVAL;
-        return s->ops->tenant_key_insert_if_absent(s, tenant, version, state, wrapped_dek, len);
+        return s->ops->tenant_key_insert_if_absent(s, tenant, version, state, wrapped_dek, len,
+                                                   signature, signature_len);
+}
+
+int kh_store_tenant_key_set_signature(struct kh_store *s, const char *tenant, uint32_t version,
+                                      const uint8_t *signature, size_t signature_len) {
+        assert(s);
+
+        if (!tenant_ok(tenant) || !signature_ok(signature, signature_len))
+                return -EINVAL;
+        return s->ops->tenant_key_set_signature(s, tenant, version, signature, signature_len);
 }
 
 struct tenant_keys_ctx {
@@ -79,6 +110,9 @@ static int tenant_key_checked(const struct kh_tenant_key *key, void *userdata) {
 
         if (!kh_store_key_state_ok(key->state) || !key->wrapped_dek ||
             !kh_store_wrapped_dek_len_ok(key->wrapped_dek_len))
+                return -KH_E_INTEGRITY;
+        if (key->signature ? !kh_store_signature_len_ok(key->signature_len)
+                           : key->signature_len != 0)
                 return -KH_E_INTEGRITY;
         return ctx->fn(key, ctx->userdata);
 }
@@ -139,6 +173,22 @@ int kh_store_record_count(struct kh_store *s, const char *tenant, uint32_t versi
         if (!tenant_ok(tenant))
                 return -EINVAL;
         return s->ops->record_count(s, tenant, version, ret_count);
+}
+
+int kh_store_meta_get(struct kh_store *s, const char *key, struct kh_buf *value) {
+        assert(s && value);
+
+        if (!meta_key_ok(key))
+                return -EINVAL;
+        return s->ops->meta_get(s, key, value);
+}
+
+int kh_store_meta_put(struct kh_store *s, const char *key, const uint8_t *value, size_t len) {
+        assert(s);
+
+        if (!meta_key_ok(key) || !value || !kh_store_meta_value_len_ok(len))
+                return -EINVAL;
+        return s->ops->meta_put(s, key, value, len);
 }
 
 int kh_store_ping(struct kh_store *s) {

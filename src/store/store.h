@@ -1,7 +1,8 @@
-/* Storage: tenant key versions with their wrapped DEKs, and sealed records. The store only
- * ever sees sealed bytes. One struct kh_store is one database connection and is loop-local:
- * each worker opens its own. Reads never write. SQL is per backend; the interface is narrow
- * so that PostgreSQL can implement it too. */
+/* Storage: tenant key versions with their wrapped DEKs and the DEKs' signatures, sealed
+ * records, and a few key/value settings of the database itself (meta). The store only
+ * ever sees sealed, wrapped or signed bytes. One struct kh_store is one database
+ * connection and is loop-local: each worker opens its own. Reads never write. SQL is per
+ * backend; the interface is narrow so that PostgreSQL can implement it too. */
 #pragma once
 
 #include <stdbool.h>
@@ -17,11 +18,17 @@ struct kh_store;
 /* Every function below returns -EINVAL when an argument is outside its documented range:
  * a tenant id that kh_tenant_id_is_valid() refuses, an owner that is empty or longer than
  * KH_STORE_OWNER_MAX, a state outside its enum, a kind below 1, a wrapped DEK of 0 or more than
- * KH_WRAPPED_DEK_MAX bytes, a blob of 0 or more than KH_SEALED_MAX bytes. These are
- * programming errors (clients never reach the store unvalidated), not client input.
- * A row read back outside those ranges is -KH_E_INTEGRITY. A database that stays locked
- * longer than KH_STORE_BUSY_TIMEOUT_MS gives -EBUSY. */
+ * KH_WRAPPED_DEK_MAX bytes, a signature of 0 or more than KH_STORE_SIGNATURE_MAX bytes, a
+ * blob of 0 or more than KH_SEALED_MAX bytes, a meta key that is not 1 to
+ * KH_STORE_META_KEY_MAX of [a-z0-9._-], a meta value of 0 or more than KH_STORE_META_VALUE_MAX
+ * bytes. These are programming errors (clients never reach the store unvalidated), not
+ * client input. A row read back outside those ranges is -KH_E_INTEGRITY. A database that
+ * stays locked longer than KH_STORE_BUSY_TIMEOUT_MS gives -EBUSY; a write that finds no
+ * space left (disk or quota full) gives -ENOSPC, and nothing of it was written. */
 #define KH_STORE_OWNER_MAX        255   /* bytes of an owner id (a GUID is 36) */
+#define KH_STORE_SIGNATURE_MAX    1024  /* bytes of a DEK signature (RSA-8192 is 1024) */
+#define KH_STORE_META_KEY_MAX     64
+#define KH_STORE_META_VALUE_MAX   1024
 #define KH_STORE_BUSY_TIMEOUT_MS  10000 /* wait this long for another writer's lock */
 
 enum kh_key_state {
@@ -41,6 +48,10 @@ struct kh_tenant_key {
         enum kh_key_state state;
         const uint8_t *wrapped_dek;  /* valid during the callback only */
         size_t wrapped_dek_len;
+        const uint8_t *signature;    /* of the wrapped DEK (service/keyring.h); NULL for a row
+                                      * written before DEKs were signed; valid during the
+                                      * callback only */
+        size_t signature_len;        /* 0 exactly when signature is NULL */
 };
 
 typedef int (*kh_tenant_key_fn)(const struct kh_tenant_key *key, void *userdata);
@@ -58,12 +69,22 @@ KH_DEFINE_CLEANUP(kh_store_close, struct kh_store *)
 /* Schema version after migrations (for tests and /health). */
 int kh_store_schema_version(struct kh_store *s);
 
-/* Inserts tenant key version with its wrapped DEK and state unless that version exists.
- * Returns 1 if this call inserted it, 0 if it existed already (then read it back: the row
- * that exists wins), or -EIO. */
+/* Inserts tenant key version with its wrapped DEK, the DEK's signature and state unless
+ * that version exists. Returns 1 if this call inserted it, 0 if it existed already (then
+ * read it back: the row that exists wins, signature included), or -EIO. */
 KH_MUST_CHECK int kh_store_tenant_key_insert_if_absent(struct kh_store *s, const char *tenant,
                                                        uint32_t version, enum kh_key_state state,
-                                                       const uint8_t *wrapped_dek, size_t len);
+                                                       const uint8_t *wrapped_dek, size_t len,
+                                                       const uint8_t *signature,
+                                                       size_t signature_len);
+
+/* Gives a version that has no signature (a row written before DEKs were signed) this one.
+ * Returns 1 if this call set it, 0 if the version has a signature already (which stays:
+ * when several processes sign the same row at once, the first one's is kept), -ENOENT if
+ * there is no such version, or -EIO. */
+KH_MUST_CHECK int kh_store_tenant_key_set_signature(struct kh_store *s, const char *tenant,
+                                                    uint32_t version, const uint8_t *signature,
+                                                    size_t signature_len);
 
 /* Calls fn for each key version of tenant, ascending. Returns 0, fn's non-zero value, -EIO,
  * or -KH_E_INTEGRITY for a stored row out of range (fn has then seen the rows before it).
@@ -96,6 +117,16 @@ KH_MUST_CHECK int kh_store_record_put(struct kh_store *s, const char *tenant,
 /* Number of records of tenant (all kinds) sealed under version. */
 KH_MUST_CHECK int kh_store_record_count(struct kh_store *s, const char *tenant, uint32_t version,
                                         uint64_t *ret_count);
+
+/* The value stored under key (a setting of the database itself, e.g. a format decision
+ * made once), appended to value. Returns 0, -ENOENT, -E2BIG (value's maximum is too small;
+ * value unchanged), -KH_E_INTEGRITY or -EIO. Never writes. */
+KH_MUST_CHECK int kh_store_meta_get(struct kh_store *s, const char *key, struct kh_buf *value);
+
+/* Creates or replaces the value under key. Returns 0 or -EIO. Durable when it returns 0
+ * (outside a transaction). */
+KH_MUST_CHECK int kh_store_meta_put(struct kh_store *s, const char *key, const uint8_t *value,
+                                    size_t len);
 
 /* Group commit: the writes between kh_store_tx_begin() (which takes the write lock) and
  * kh_store_tx_commit() become durable together, with one synchronous commit; inside a

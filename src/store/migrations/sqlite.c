@@ -33,6 +33,15 @@ const struct kh_store_migration kh_store_sqlite_migrations[] = {
           "  last_opened_at INTEGER NOT NULL"
           ");"
           "INSERT INTO store_opens (id, opens, last_opened_at) VALUES (1, 0, 0);" },
+        /* each wrapped DEK's signature by its own tenant key version (service/keyring.h);
+         * NULL in rows written before, which the service signs once (trust on first use)
+         * and then records in meta that every DEK must carry one */
+        { 3,
+          "ALTER TABLE tenant_keys ADD COLUMN signature BLOB;"
+          "CREATE TABLE meta ("
+          "  key   TEXT NOT NULL PRIMARY KEY,"
+          "  value BLOB NOT NULL"
+          ") WITHOUT ROWID;" },
 };
 
 const size_t kh_store_sqlite_n_migrations =

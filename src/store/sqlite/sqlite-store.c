@@ -33,6 +33,10 @@ enum {
         ST_TENANT_KEY_INSERT,
         ST_TENANT_KEYS,
         ST_TENANT_KEY_SET_STATE,
+        ST_TENANT_KEY_SET_SIGNATURE,
+        ST_TENANT_KEY_EXISTS,
+        ST_META_GET,
+        ST_META_PUT,
         ST_RECORD_GET,
         ST_RECORD_INSERT,
         ST_RECORD_PUT,
@@ -46,13 +50,24 @@ enum {
 
 static const char *const statements[ST_N_] = {
         [ST_TENANT_KEY_INSERT] =
-                "INSERT INTO tenant_keys (tenant, version, state, wrapped_dek, created_at) "
-                "VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (tenant, version) DO NOTHING",
+                "INSERT INTO tenant_keys "
+                "(tenant, version, state, wrapped_dek, signature, created_at) "
+                "VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT (tenant, version) DO NOTHING",
         [ST_TENANT_KEYS] =
-                "SELECT version, state, wrapped_dek FROM tenant_keys WHERE tenant = ?1 "
-                "ORDER BY version",
+                "SELECT version, state, wrapped_dek, signature FROM tenant_keys "
+                "WHERE tenant = ?1 ORDER BY version",
         [ST_TENANT_KEY_SET_STATE] =
                 "UPDATE tenant_keys SET state = ?3 WHERE tenant = ?1 AND version = ?2",
+        /* never replaces a signature: of two processes signing one row, the first wins */
+        [ST_TENANT_KEY_SET_SIGNATURE] =
+                "UPDATE tenant_keys SET signature = ?3 "
+                "WHERE tenant = ?1 AND version = ?2 AND signature IS NULL",
+        [ST_TENANT_KEY_EXISTS] =
+                "SELECT 1 FROM tenant_keys WHERE tenant = ?1 AND version = ?2",
+        [ST_META_GET] = "SELECT value FROM meta WHERE key = ?1",
+        [ST_META_PUT] =
+                "INSERT INTO meta (key, value) VALUES (?1, ?2) "
+                "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
         [ST_RECORD_GET] =
                 "SELECT key_version, blob FROM records "
                 "WHERE tenant = ?1 AND kind = ?2 AND owner = ?3",
@@ -359,6 +374,16 @@ static int sqlite_open(const struct kh_config_storage *cfg, struct kh_store **re
         return 0;
 }
 
+/* Steps a statement that reads at most one row, rc being the result of binding its
+ * parameters: 0 on its row, -ENOENT without one, or the failure. */
+static int step_one_row(struct kh_sqlite_store *s, sqlite3_stmt *st, int rc) {
+        if (rc == SQLITE_OK)
+                rc = sqlite3_step(st);
+        if (rc == SQLITE_DONE)
+                return -ENOENT;
+        return rc == SQLITE_ROW ? 0 : fail(s, rc);
+}
+
 static void sqlite_close(struct kh_store *store) {
         (void) sqlite_store_free(to_sqlite(store));
 }
@@ -367,22 +392,33 @@ static int sqlite_schema_version(struct kh_store *store) {
         return to_sqlite(store)->schema_version;
 }
 
-static int sqlite_tenant_key_insert_if_absent(struct kh_store *store, const char *tenant,
-                                              uint32_t version, enum kh_key_state state,
-                                              const uint8_t *wrapped_dek, size_t len) {
-        struct kh_sqlite_store *s = to_sqlite(store);
-        STMT_USE(st, s, ST_TENANT_KEY_INSERT);
+/* ?1 tenant, ?2 version: the key of a tenant key row (and the filter of record_count). */
+static int bind_tenant_version(sqlite3_stmt *st, const char *tenant, uint32_t version) {
         int rc;
 
         rc = sqlite3_bind_text(st, 1, tenant, -1, SQLITE_STATIC);
         if (rc == SQLITE_OK)
                 rc = sqlite3_bind_int64(st, 2, version);
+        return rc;
+}
+
+static int sqlite_tenant_key_insert_if_absent(struct kh_store *store, const char *tenant,
+                                              uint32_t version, enum kh_key_state state,
+                                              const uint8_t *wrapped_dek, size_t len,
+                                              const uint8_t *signature, size_t signature_len) {
+        struct kh_sqlite_store *s = to_sqlite(store);
+        STMT_USE(st, s, ST_TENANT_KEY_INSERT);
+        int rc;
+
+        rc = bind_tenant_version(st, tenant, version);
         if (rc == SQLITE_OK)
                 rc = sqlite3_bind_int(st, 3, (int) state);
         if (rc == SQLITE_OK)
                 rc = sqlite3_bind_blob(st, 4, wrapped_dek, (int) len, SQLITE_STATIC);
         if (rc == SQLITE_OK)
-                rc = sqlite3_bind_int64(st, 5, (sqlite3_int64) time(NULL));
+                rc = sqlite3_bind_blob(st, 5, signature, (int) signature_len, SQLITE_STATIC);
+        if (rc == SQLITE_OK)
+                rc = sqlite3_bind_int64(st, 6, (sqlite3_int64) time(NULL));
         if (rc == SQLITE_OK)
                 rc = sqlite3_step(st);
         if (rc != SQLITE_DONE)
@@ -403,8 +439,8 @@ static int sqlite_tenant_keys(struct kh_store *store, const char *tenant, kh_ten
 
         for (;;) {
                 sqlite3_int64 version, state;
-                const void *dek;
-                int dek_len;
+                const void *dek, *sig = NULL;
+                int dek_len, sig_len = 0;
 
                 rc = sqlite3_step(st);
                 if (rc == SQLITE_DONE)
@@ -422,12 +458,24 @@ static int sqlite_tenant_keys(struct kh_store *store, const char *tenant, kh_ten
                 dek_len = sqlite3_column_bytes(st, 2);
                 if (!kh_store_version_ok(version) || !kh_store_key_state_ok(state))
                         return -KH_E_INTEGRITY;
+                /* NULL: a row from before signatures; any other type, or an empty blob
+                 * (which would read back as NULL), is damage */
+                if (sqlite3_column_type(st, 3) != SQLITE_NULL) {
+                        if (sqlite3_column_type(st, 3) != SQLITE_BLOB)
+                                return -KH_E_INTEGRITY;
+                        sig = sqlite3_column_blob(st, 3);
+                        sig_len = sqlite3_column_bytes(st, 3);
+                        if (!sig || sig_len <= 0)
+                                return -KH_E_INTEGRITY;
+                }
 
                 r = fn(&(const struct kh_tenant_key) {
                                .version = (uint32_t) version,
                                .state = (enum kh_key_state) state,
                                .wrapped_dek = dek,
                                .wrapped_dek_len = (size_t) dek_len,
+                               .signature = sig,
+                               .signature_len = (size_t) sig_len,
                        },
                        userdata);
                 if (r != 0)
@@ -441,9 +489,7 @@ static int sqlite_tenant_key_set_state(struct kh_store *store, const char *tenan
         STMT_USE(st, s, ST_TENANT_KEY_SET_STATE);
         int rc;
 
-        rc = sqlite3_bind_text(st, 1, tenant, -1, SQLITE_STATIC);
-        if (rc == SQLITE_OK)
-                rc = sqlite3_bind_int64(st, 2, version);
+        rc = bind_tenant_version(st, tenant, version);
         if (rc == SQLITE_OK)
                 rc = sqlite3_bind_int(st, 3, (int) state);
         if (rc == SQLITE_OK)
@@ -452,6 +498,30 @@ static int sqlite_tenant_key_set_state(struct kh_store *store, const char *tenan
                 return fail(s, rc);
 
         return sqlite3_changes(s->db) > 0 ? 0 : -ENOENT;
+}
+
+/* Two statements: the update that never replaces a signature, and (when it changed
+ * nothing) whether the row exists. No operation deletes a version, so the answer cannot
+ * change in between. */
+static int sqlite_tenant_key_set_signature(struct kh_store *store, const char *tenant,
+                                           uint32_t version, const uint8_t *signature,
+                                           size_t signature_len) {
+        struct kh_sqlite_store *s = to_sqlite(store);
+        STMT_USE(st, s, ST_TENANT_KEY_SET_SIGNATURE);
+        STMT_USE(exists, s, ST_TENANT_KEY_EXISTS);
+        int rc;
+
+        rc = bind_tenant_version(st, tenant, version);
+        if (rc == SQLITE_OK)
+                rc = sqlite3_bind_blob(st, 3, signature, (int) signature_len, SQLITE_STATIC);
+        if (rc == SQLITE_OK)
+                rc = sqlite3_step(st);
+        if (rc != SQLITE_DONE)
+                return fail(s, rc);
+        if (sqlite3_changes(s->db) > 0)
+                return 1;
+
+        return step_one_row(s, exists, bind_tenant_version(exists, tenant, version));
 }
 
 static int bind_record_key(sqlite3_stmt *st, const char *tenant, enum kh_record_kind kind,
@@ -475,15 +545,11 @@ static int sqlite_record_get(struct kh_store *store, const char *tenant,
         STMT_USE(st, s, ST_RECORD_GET);
         sqlite3_int64 version;
         const void *data;
-        int rc, len, r;
+        int len, r;
 
-        rc = bind_record_key(st, tenant, kind, owner);
-        if (rc == SQLITE_OK)
-                rc = sqlite3_step(st);
-        if (rc == SQLITE_DONE)
-                return -ENOENT;
-        if (rc != SQLITE_ROW)
-                return fail(s, rc);
+        r = step_one_row(s, st, bind_record_key(st, tenant, kind, owner));
+        if (r < 0)
+                return r;
 
         if (sqlite3_column_type(st, 0) != SQLITE_INTEGER ||
             sqlite3_column_type(st, 1) != SQLITE_BLOB)
@@ -555,9 +621,7 @@ static int sqlite_record_count(struct kh_store *store, const char *tenant, uint3
         sqlite3_int64 n;
         int rc;
 
-        rc = sqlite3_bind_text(st, 1, tenant, -1, SQLITE_STATIC);
-        if (rc == SQLITE_OK)
-                rc = sqlite3_bind_int64(st, 2, version);
+        rc = bind_tenant_version(st, tenant, version);
         if (rc == SQLITE_OK)
                 rc = sqlite3_step(st);
         if (rc != SQLITE_ROW)
@@ -568,6 +632,39 @@ static int sqlite_record_count(struct kh_store *store, const char *tenant, uint3
                 return -KH_E_INTEGRITY;
         *ret_count = (uint64_t) n;
         return 0;
+}
+
+static int sqlite_meta_get(struct kh_store *store, const char *key, struct kh_buf *value) {
+        struct kh_sqlite_store *s = to_sqlite(store);
+        STMT_USE(st, s, ST_META_GET);
+        const void *data;
+        int len, r;
+
+        r = step_one_row(s, st, sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC));
+        if (r < 0)
+                return r;
+
+        if (sqlite3_column_type(st, 0) != SQLITE_BLOB)
+                return -KH_E_INTEGRITY;
+        data = sqlite3_column_blob(st, 0);
+        len = sqlite3_column_bytes(st, 0);
+        if (!data || len < 0 || !kh_store_meta_value_len_ok((size_t) len))
+                return -KH_E_INTEGRITY;
+        return kh_buf_append(value, data, (size_t) len);
+}
+
+static int sqlite_meta_put(struct kh_store *store, const char *key, const uint8_t *value,
+                           size_t len) {
+        struct kh_sqlite_store *s = to_sqlite(store);
+        STMT_USE(st, s, ST_META_PUT);
+        int rc;
+
+        rc = sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
+        if (rc == SQLITE_OK)
+                rc = sqlite3_bind_blob(st, 2, value, (int) len, SQLITE_STATIC);
+        if (rc == SQLITE_OK)
+                rc = sqlite3_step(st);
+        return rc == SQLITE_DONE ? 0 : fail(s, rc);
 }
 
 static int sqlite_ping(struct kh_store *store) {
@@ -615,10 +712,13 @@ const struct kh_store_ops kh_store_sqlite_ops = {
         .tenant_key_insert_if_absent = sqlite_tenant_key_insert_if_absent,
         .tenant_keys = sqlite_tenant_keys,
         .tenant_key_set_state = sqlite_tenant_key_set_state,
+        .tenant_key_set_signature = sqlite_tenant_key_set_signature,
         .record_get = sqlite_record_get,
         .record_insert = sqlite_record_insert,
         .record_put = sqlite_record_put,
         .record_count = sqlite_record_count,
+        .meta_get = sqlite_meta_get,
+        .meta_put = sqlite_meta_put,
         .ping = sqlite_ping,
         .last_error = sqlite_last_error,
         .tx_begin = sqlite_tx_begin,

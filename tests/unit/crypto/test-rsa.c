@@ -217,6 +217,88 @@ static void test_rsa_rejects_too_long_plaintext(void **state) {
         assert_true(kh_secret_equal(pt, max));
 }
 
+/* An RSA signature over digest made with OpenSSL directly: padding, MGF1 hash and salt
+ * length as given, so the verifier is checked against signatures it did not make. */
+static size_t independent_sign(EVP_PKEY *key, int padding, const EVP_MD *mgf1, int salt_len,
+                               const uint8_t digest[static 32], uint8_t sig[static 256]) {
+        EVP_PKEY_CTX *ctx = EVP_PKEY_CTX_new(key, NULL);
+        size_t len = 256;
+
+        assert_non_null(ctx);
+        assert_int_equal(EVP_PKEY_sign_init(ctx), 1);
+        assert_int_equal(EVP_PKEY_CTX_set_rsa_padding(ctx, padding), 1);
+        assert_int_equal(EVP_PKEY_CTX_set_signature_md(ctx, EVP_sha256()), 1);
+        if (padding == RSA_PKCS1_PSS_PADDING) {
+                assert_int_equal(EVP_PKEY_CTX_set_rsa_mgf1_md(ctx, mgf1), 1);
+                assert_int_equal(EVP_PKEY_CTX_set_rsa_pss_saltlen(ctx, salt_len), 1);
+        }
+        assert_int_equal(EVP_PKEY_sign(ctx, sig, &len, digest, 32), 1);
+        EVP_PKEY_CTX_free(ctx);
+        return len;
+}
+
+static void test_rsa_pss_verify_accepts_pss_sha256_salt_32(void **state) {
+        struct fixture *f = *state;
+        uint8_t digest[32], sig[256];
+        size_t len;
+
+        assert_int_equal(kh_random_bytes(digest, sizeof(digest)), 0);
+        len = independent_sign(f->key, RSA_PKCS1_PSS_PADDING, EVP_sha256(), 32, digest, sig);
+        assert_int_equal(len, 256);
+        assert_int_equal(kh_rsa_pss_verify(f->key, digest, sig, len), 0);
+}
+
+/* Only the parameters kh_keystore_sign() uses verify: no salt-length auto-detection, no
+ * SHA-1 MGF1, no PKCS#1 v1.5. */
+static void test_rsa_pss_verify_refuses_other_parameters(void **state) {
+        struct fixture *f = *state;
+        const struct {
+                int padding;
+                const EVP_MD *mgf1;
+                int salt_len;
+        } other[] = {
+                { RSA_PKCS1_PSS_PADDING, EVP_sha256(), 0 },
+                { RSA_PKCS1_PSS_PADDING, EVP_sha256(), 64 },
+                { RSA_PKCS1_PSS_PADDING, EVP_sha1(), 32 },
+                { RSA_PKCS1_PADDING, NULL, 0 },
+        };
+        uint8_t digest[32], sig[256];
+
+        assert_int_equal(kh_random_bytes(digest, sizeof(digest)), 0);
+        for (size_t i = 0; i < KH_ELEMENTSOF(other); i++) {
+                size_t len = independent_sign(f->key, other[i].padding, other[i].mgf1,
+                                              other[i].salt_len, digest, sig);
+                assert_int_equal(kh_rsa_pss_verify(f->key, digest, sig, len), -KH_E_INTEGRITY);
+        }
+}
+
+static void test_rsa_pss_verify_refuses_changes(void **state) {
+        struct fixture *f = *state;
+        uint8_t digest[32], sig[257] = { 0 };
+        EVP_PKEY *ec = EVP_EC_gen("P-256");
+        size_t len;
+
+        assert_non_null(ec);
+        assert_int_equal(kh_random_bytes(digest, sizeof(digest)), 0);
+        len = independent_sign(f->key, RSA_PKCS1_PSS_PADDING, EVP_sha256(), 32, digest, sig);
+
+        digest[7] ^= 0x01; /* another digest */
+        assert_int_equal(kh_rsa_pss_verify(f->key, digest, sig, len), -KH_E_INTEGRITY);
+        digest[7] ^= 0x01;
+        sig[100] ^= 0x80; /* a flipped signature bit */
+        assert_int_equal(kh_rsa_pss_verify(f->key, digest, sig, len), -KH_E_INTEGRITY);
+        sig[100] ^= 0x80;
+        assert_int_equal(kh_rsa_pss_verify(f->other, digest, sig, len), -KH_E_INTEGRITY);
+        assert_int_equal(kh_rsa_pss_verify(f->key, digest, sig, len - 1), -KH_E_INTEGRITY);
+        assert_int_equal(kh_rsa_pss_verify(f->key, digest, sig, len + 1), -KH_E_INTEGRITY);
+        assert_int_equal(kh_rsa_pss_verify(f->key, digest, sig, 0), -KH_E_INTEGRITY);
+        assert_int_equal(kh_rsa_pss_verify(f->key, digest, NULL, len), -KH_E_INTEGRITY);
+        assert_int_equal(kh_rsa_pss_verify(ec, digest, sig, len), -EINVAL);
+        /* unchanged, it still verifies: the refusals above came from the changes */
+        assert_int_equal(kh_rsa_pss_verify(f->key, digest, sig, len), 0);
+        EVP_PKEY_free(ec);
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_rsa_generate_shape),
@@ -229,6 +311,9 @@ int main(void) {
                 cmocka_unit_test(test_rsa_wrong_length_fails),
                 cmocka_unit_test(test_rsa_encrypt_fresh_each_time),
                 cmocka_unit_test(test_rsa_rejects_too_long_plaintext),
+                cmocka_unit_test(test_rsa_pss_verify_accepts_pss_sha256_salt_32),
+                cmocka_unit_test(test_rsa_pss_verify_refuses_other_parameters),
+                cmocka_unit_test(test_rsa_pss_verify_refuses_changes),
         };
         return cmocka_run_group_tests(tests, setup, teardown);
 }

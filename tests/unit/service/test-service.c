@@ -24,11 +24,7 @@
 #include "service/service.h"
 #include "service/user-keys.h"
 
-/* RFC 7517 appendix A.1's P-256 public key, as a signing key. */
-static const char jwks[] =
-        "{\"keys\":[{\"kty\":\"EC\",\"crv\":\"P-256\",\"use\":\"sig\",\"alg\":\"ES256\",\"kid\":\"1\","
-        "\"x\":\"MKBCTNIcKUSDii11ySs3526iDZ8AiTo7Tu6KPAqv7D4\","
-        "\"y\":\"4Etl6SRW2YiLUrN5vfvVHuhp7x8PxltmWWlbbM4IFyM\"}]}";
+#include "app-test.h"
 
 struct test_loop {
         struct kh_loop base;
@@ -80,17 +76,6 @@ struct fixture {
         struct test_loop loop;
 };
 
-static void write_file(const char *dir, const char *name, const void *p, size_t n, mode_t mode) {
-        char path[128];
-        int fd;
-
-        snprintf(path, sizeof(path), "%s/%s", dir, name);
-        fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, mode);
-        assert_true(fd >= 0);
-        assert_int_equal(write(fd, p, n), (ssize_t) n);
-        close(fd);
-}
-
 static void open_app(struct fixture *f) {
         f->loop = (struct test_loop) { .base = { &tl_ops } };
         assert_int_equal(kh_app_open(f->cfg, NULL, NULL, &f->app), 0);
@@ -104,24 +89,11 @@ static void close_app(struct fixture *f) {
 
 static int setup(void **state) {
         struct fixture *f = calloc(1, sizeof(*f));
-        char text[1024], ks[96];
-        uint8_t master[32];
-        int n;
+        static const char *const tenants[] = { "default" };
 
         assert_non_null(f);
         snprintf(f->dir, sizeof(f->dir), "/tmp/kh-test-service-XXXXXX");
-        assert_non_null(mkdtemp(f->dir));
-        snprintf(ks, sizeof(ks), "%s/keystore", f->dir);
-        assert_int_equal(mkdir(ks, 0700), 0);
-        assert_int_equal(kh_random_bytes(master, sizeof(master)), 0);
-        write_file(f->dir, "master.key", master, sizeof(master), 0600);
-        write_file(f->dir, "jwks.json", jwks, strlen(jwks), 0644);
-        n = snprintf(text, sizeof(text),
-                     "[storage]\npath = %s/keyhold.db\n"
-                     "[keystore]\npath = %s\nmaster_key_file = %s/master.key\nrsa_bits = 2048\n"
-                     "[tenant.default]\nissuer = https://idp.test\njwks_file = %s/jwks.json\n",
-                     f->dir, ks, f->dir, f->dir);
-        assert_int_equal(kh_config_parse_string(text, (size_t) n, NULL, &f->cfg, NULL), 0);
+        f->cfg = app_test_config(f->dir, tenants, 1);
         open_app(f);
         *state = f;
         return 0;

@@ -19,6 +19,10 @@
 
 static const struct kh_store_test_backend *backend;
 
+/* A stand-in for a DEK signature: the store keeps signatures as opaque bytes. Filled by
+ * kh_store_conformance_run(). */
+static uint8_t sig[256];
+
 struct fixture {
         struct kh_config_storage cfg;
         struct kh_store *s;
@@ -61,6 +65,8 @@ struct collected {
                 enum kh_key_state state;
                 size_t len;
                 uint8_t dek[KH_WRAPPED_DEK_MAX];
+                size_t sig_len;  /* 0: no signature */
+                uint8_t sig[KH_STORE_SIGNATURE_MAX];
         } k[MAX_KEYS];
         size_t stop_after; /* return 42 after this many calls; 0 = never */
 };
@@ -68,12 +74,16 @@ struct collected {
 static int collect(const struct kh_tenant_key *key, void *userdata) {
         struct collected *c = userdata;
 
-        if (c->n == MAX_KEYS || key->wrapped_dek_len > KH_WRAPPED_DEK_MAX)
+        if (c->n == MAX_KEYS || key->wrapped_dek_len > KH_WRAPPED_DEK_MAX ||
+            key->signature_len > KH_STORE_SIGNATURE_MAX || !key->signature != !key->signature_len)
                 return -ENOSPC;
         c->k[c->n].version = key->version;
         c->k[c->n].state = key->state;
         c->k[c->n].len = key->wrapped_dek_len;
         memcpy(c->k[c->n].dek, key->wrapped_dek, key->wrapped_dek_len);
+        c->k[c->n].sig_len = key->signature_len;
+        if (key->signature)
+                memcpy(c->k[c->n].sig, key->signature, key->signature_len);
         c->n++;
         return c->stop_after && c->n == c->stop_after ? 42 : 0;
 }
@@ -122,10 +132,10 @@ static void test_tenant_key_insert_if_absent_first_wins(void **state) {
         fill(a, sizeof(a), 1);
         fill(b, sizeof(b), 2);
         assert_int_equal(kh_store_tenant_key_insert_if_absent(f->s, "acme", 1, KH_KEY_ACTIVE, a,
-                                                              sizeof(a)),
+                                                              sizeof(a), sig, sizeof(sig)),
                          1);
         assert_int_equal(kh_store_tenant_key_insert_if_absent(f->s, "acme", 1, KH_KEY_ARCHIVED,
-                                                              b, sizeof(b)),
+                                                              b, sizeof(b), sig, sizeof(sig)),
                          0);
         assert_int_equal(kh_store_tenant_keys(f->s, "acme", collect, &c), 0);
         assert_int_equal(c.n, 1);
@@ -146,20 +156,21 @@ static void test_tenant_keys_ascending_with_states_per_tenant(void **state) {
         fill(other, sizeof(other), 14);
         /* inserted out of order, listed ascending */
         assert_int_equal(kh_store_tenant_key_insert_if_absent(f->s, "t1", 3, KH_KEY_ACTIVE, d3,
-                                                              sizeof(d3)),
+                                                              sizeof(d3), sig, sizeof(sig)),
                          1);
         assert_int_equal(kh_store_tenant_key_insert_if_absent(f->s, "t1", 1, KH_KEY_RETIRED, d1,
-                                                              sizeof(d1)),
+                                                              sizeof(d1), sig, sizeof(sig)),
                          1);
         assert_int_equal(kh_store_tenant_key_insert_if_absent(f->s, "t1", UINT32_MAX,
                                                               KH_KEY_REVOKED, other,
-                                                              sizeof(other)),
+                                                              sizeof(other), sig, sizeof(sig)),
                          1);
         assert_int_equal(kh_store_tenant_key_insert_if_absent(f->s, "t1", 2, KH_KEY_ARCHIVED, d2,
-                                                              sizeof(d2)),
+                                                              sizeof(d2), sig, sizeof(sig)),
                          1);
         assert_int_equal(kh_store_tenant_key_insert_if_absent(f->s, "t2", 2, KH_KEY_ACTIVE,
-                                                              other, sizeof(other)),
+                                                              other, sizeof(other),
+                                                              sig, sizeof(sig)),
                          1);
 
         assert_int_equal(kh_store_tenant_keys(f->s, "t1", collect, &c), 0);
@@ -199,7 +210,7 @@ static void test_tenant_keys_stops_at_callback_value(void **state) {
         for (uint32_t v = 1; v <= 4; v++)
                 assert_int_equal(kh_store_tenant_key_insert_if_absent(f->s, "acme", v,
                                                                       KH_KEY_ARCHIVED, d,
-                                                                      sizeof(d)),
+                                                                      sizeof(d), sig, sizeof(sig)),
                                  1);
         assert_int_equal(kh_store_tenant_keys(f->s, "acme", collect, &c), 42);
         assert_int_equal(c.n, 2);
@@ -219,10 +230,10 @@ static void test_tenant_key_set_state(void **state) {
 
         fill(d, sizeof(d), 4);
         assert_int_equal(kh_store_tenant_key_insert_if_absent(f->s, "acme", 1, KH_KEY_ACTIVE, d,
-                                                              sizeof(d)),
+                                                              sizeof(d), sig, sizeof(sig)),
                          1);
         assert_int_equal(kh_store_tenant_key_insert_if_absent(f->s, "acme", 2, KH_KEY_ACTIVE, d,
-                                                              sizeof(d)),
+                                                              sizeof(d), sig, sizeof(sig)),
                          1);
         assert_int_equal(kh_store_tenant_key_set_state(f->s, "acme", 1, KH_KEY_ARCHIVED), 0);
         assert_int_equal(kh_store_tenant_key_set_state(f->s, "acme", 1, KH_KEY_ARCHIVED), 0);
@@ -234,6 +245,123 @@ static void test_tenant_key_set_state(void **state) {
         assert_int_equal(c.k[0].state, KH_KEY_ARCHIVED);
         assert_int_equal(c.k[1].state, KH_KEY_ACTIVE);
         assert_memory_equal(c.k[0].dek, d, sizeof(d)); /* the DEK is untouched */
+}
+
+static void test_tenant_key_signature_round_trips(void **state) {
+        struct fixture *f = *state;
+        uint8_t d[256], s1[1], s2[KH_STORE_SIGNATURE_MAX], other[256];
+        struct collected c = { 0 };
+
+        fill(d, sizeof(d), 5);
+        fill(s1, sizeof(s1), 6);
+        fill(s2, sizeof(s2), 7);
+        fill(other, sizeof(other), 8);
+        assert_int_equal(kh_store_tenant_key_insert_if_absent(f->s, "acme", 1, KH_KEY_ARCHIVED,
+                                                              d, sizeof(d), s1, sizeof(s1)),
+                         1);
+        assert_int_equal(kh_store_tenant_key_insert_if_absent(f->s, "acme", 2, KH_KEY_ACTIVE, d,
+                                                              sizeof(d), s2, sizeof(s2)),
+                         1);
+        /* the losing insert's signature is not stored either */
+        assert_int_equal(kh_store_tenant_key_insert_if_absent(f->s, "acme", 2, KH_KEY_ACTIVE, d,
+                                                              sizeof(d), other, sizeof(other)),
+                         0);
+        assert_int_equal(kh_store_tenant_keys(f->s, "acme", collect, &c), 0);
+        assert_int_equal(c.n, 2);
+        assert_int_equal(c.k[0].sig_len, sizeof(s1));
+        assert_memory_equal(c.k[0].sig, s1, sizeof(s1));
+        assert_int_equal(c.k[1].sig_len, sizeof(s2));
+        assert_memory_equal(c.k[1].sig, s2, sizeof(s2));
+}
+
+/* A row written before signatures (made here by the backend's own client) gets one; a
+ * signed row keeps its own. */
+static void test_tenant_key_set_signature_only_where_absent(void **state) {
+        struct fixture *f = *state;
+        uint8_t d[64], s1[300], s2[300];
+        struct collected c = { 0 };
+
+        fill(d, sizeof(d), 9);
+        fill(s1, sizeof(s1), 10);
+        fill(s2, sizeof(s2), 11);
+        for (uint32_t v = 1; v <= 2; v++)
+                assert_int_equal(kh_store_tenant_key_insert_if_absent(f->s, "acme", v,
+                                                                      KH_KEY_ARCHIVED, d,
+                                                                      sizeof(d), sig,
+                                                                      sizeof(sig)),
+                                 1);
+        assert_int_equal(kh_store_tenant_key_insert_if_absent(f->s, "other", 1, KH_KEY_ACTIVE, d,
+                                                              sizeof(d), sig, sizeof(sig)),
+                         1);
+        assert_int_equal(backend->clear_signatures(&f->cfg, "acme"), 0);
+        assert_int_equal(kh_store_tenant_keys(f->s, "acme", collect, &c), 0);
+        assert_int_equal(c.n, 2);
+        assert_int_equal(c.k[0].sig_len, 0);
+        assert_int_equal(c.k[1].sig_len, 0);
+
+        assert_int_equal(kh_store_tenant_key_set_signature(f->s, "acme", 2, s1, sizeof(s1)), 1);
+        assert_int_equal(kh_store_tenant_key_set_signature(f->s, "acme", 2, s2, sizeof(s2)), 0);
+        assert_int_equal(kh_store_tenant_key_set_signature(f->s, "other", 1, s2, sizeof(s2)), 0);
+        assert_int_equal(kh_store_tenant_key_set_signature(f->s, "acme", 3, s2, sizeof(s2)),
+                         -ENOENT);
+        assert_int_equal(kh_store_tenant_key_set_signature(f->s, "nobody", 1, s2, sizeof(s2)),
+                         -ENOENT);
+
+        memset(&c, 0, sizeof(c));
+        assert_int_equal(kh_store_tenant_keys(f->s, "acme", collect, &c), 0);
+        assert_int_equal(c.k[0].sig_len, 0); /* version 1 untouched */
+        assert_int_equal(c.k[1].sig_len, sizeof(s1));
+        assert_memory_equal(c.k[1].sig, s1, sizeof(s1));
+        assert_memory_equal(c.k[1].dek, d, sizeof(d));
+        assert_int_equal(c.k[1].state, KH_KEY_ARCHIVED);
+        memset(&c, 0, sizeof(c));
+        assert_int_equal(kh_store_tenant_keys(f->s, "other", collect, &c), 0);
+        assert_int_equal(c.k[0].sig_len, sizeof(sig));
+        assert_memory_equal(c.k[0].sig, sig, sizeof(sig));
+}
+
+static void expect_meta(struct kh_store *s, const char *key, const uint8_t *value, size_t len) {
+        struct kh_buf b;
+
+        kh_buf_init(&b, KH_STORE_META_VALUE_MAX, false);
+        assert_int_equal(kh_store_meta_get(s, key, &b), 0);
+        assert_int_equal(b.len, len);
+        assert_memory_equal(b.data, value, len);
+        kh_buf_free(&b);
+}
+
+static void test_meta_get_put(void **state) {
+        struct fixture *f = *state;
+        uint8_t big[KH_STORE_META_VALUE_MAX];
+        struct kh_buf b;
+
+        fill(big, sizeof(big), 12);
+        kh_buf_init(&b, KH_STORE_META_VALUE_MAX, false);
+        assert_int_equal(kh_buf_append(&b, "xy", 2), 0);
+        assert_int_equal(kh_store_meta_get(f->s, "dek-signatures", &b), -ENOENT);
+        assert_int_equal(b.len, 2);
+
+        assert_int_equal(kh_store_meta_put(f->s, "dek-signatures", (const uint8_t *) "required",
+                                           8),
+                         0);
+        assert_int_equal(kh_store_meta_put(f->s, "a.b_c-9", big, sizeof(big)), 0);
+        /* appended after what the buffer held */
+        assert_int_equal(kh_store_meta_get(f->s, "dek-signatures", &b), 0);
+        assert_int_equal(b.len, 2 + 8);
+        assert_memory_equal(b.data, "xyrequired", 10);
+        expect_meta(f->s, "a.b_c-9", big, sizeof(big));
+
+        /* put replaces */
+        assert_int_equal(kh_store_meta_put(f->s, "dek-signatures", (const uint8_t *) "v", 1), 0);
+        expect_meta(f->s, "dek-signatures", (const uint8_t *) "v", 1);
+        expect_meta(f->s, "a.b_c-9", big, sizeof(big));
+
+        /* a buffer too small: -E2BIG, nothing written */
+        kh_buf_free(&b);
+        kh_buf_init(&b, sizeof(big) - 1, false);
+        assert_int_equal(kh_store_meta_get(f->s, "a.b_c-9", &b), -E2BIG);
+        assert_int_equal(b.len, 0);
+        kh_buf_free(&b);
 }
 
 static void test_record_insert_get_put(void **state) {
@@ -408,11 +536,12 @@ static void test_reopen_keeps_data(void **state) {
         fill(d, sizeof(d), 61);
         fill(a, sizeof(a), 62);
         assert_int_equal(kh_store_tenant_key_insert_if_absent(f->s, "acme", 1, KH_KEY_ACTIVE, d,
-                                                              sizeof(d)),
+                                                              sizeof(d), sig, sizeof(sig)),
                          1);
         assert_int_equal(kh_store_record_insert(f->s, "acme", KH_RECORD_USER_KEY, "u1", 1, a,
                                                 sizeof(a)),
                          0);
+        assert_int_equal(kh_store_meta_put(f->s, "k", a, sizeof(a)), 0);
         f->s = kh_store_close(f->s);
         assert_null(f->s);
 
@@ -422,10 +551,15 @@ static void test_reopen_keeps_data(void **state) {
         assert_int_equal(kh_store_tenant_keys(f->s, "acme", collect, &c), 0);
         assert_int_equal(c.n, 1);
         assert_memory_equal(c.k[0].dek, d, sizeof(d));
+        assert_int_equal(c.k[0].sig_len, sizeof(sig));
+        assert_memory_equal(c.k[0].sig, sig, sizeof(sig));
+        expect_meta(f->s, "k", a, sizeof(a));
         if (backend->migration_count) {
-                uint64_t n = 0;
-                assert_int_equal(backend->migration_count(&f->cfg, 1, &n), 0);
-                assert_int_equal(n, 1);
+                for (int version = 1; version <= KH_STORE_TEST_SCHEMA_VERSION; version++) {
+                        uint64_t n = 0;
+                        assert_int_equal(backend->migration_count(&f->cfg, version, &n), 0);
+                        assert_int_equal(n, 1);
+                }
         }
 }
 
@@ -454,7 +588,7 @@ static void test_arguments_out_of_range_are_einval(void **state) {
         for (size_t i = 0; i < sizeof(bad_tenants) / sizeof(bad_tenants[0]); i++) {
                 const char *t = bad_tenants[i];
                 assert_int_equal(kh_store_tenant_key_insert_if_absent(f->s, t, 1, KH_KEY_ACTIVE,
-                                                                      d, 32),
+                                                                      d, 32, sig, sizeof(sig)),
                                  -EINVAL);
                 assert_int_equal(kh_store_tenant_keys(f->s, t, collect, &c), -EINVAL);
                 assert_int_equal(kh_store_tenant_key_set_state(f->s, t, 1, KH_KEY_ACTIVE),
@@ -502,22 +636,64 @@ static void test_arguments_out_of_range_are_einval(void **state) {
 
         /* wrapped DEKs and states */
         assert_int_equal(kh_store_tenant_key_insert_if_absent(f->s, "acme", 1, KH_KEY_ACTIVE, d,
-                                                              0),
+                                                              0, sig, sizeof(sig)),
                          -EINVAL);
         assert_int_equal(kh_store_tenant_key_insert_if_absent(f->s, "acme", 1, KH_KEY_ACTIVE, d,
-                                                              KH_WRAPPED_DEK_MAX + 1),
+                                                              KH_WRAPPED_DEK_MAX + 1,
+                                                              sig, sizeof(sig)),
                          -EINVAL);
         assert_int_equal(kh_store_tenant_key_insert_if_absent(f->s, "acme", 1, KH_KEY_ACTIVE,
-                                                              NULL, 32),
+                                                              NULL, 32, sig, sizeof(sig)),
                          -EINVAL);
         assert_int_equal(kh_store_tenant_key_insert_if_absent(f->s, "acme", 1,
-                                                              (enum kh_key_state) 0, d, 32),
+                                                              (enum kh_key_state) 0, d, 32,
+                                                              sig, sizeof(sig)),
                          -EINVAL);
         assert_int_equal(kh_store_tenant_key_insert_if_absent(f->s, "acme", 1,
-                                                              (enum kh_key_state) 6, d, 32),
+                                                              (enum kh_key_state) 6, d, 32,
+                                                              sig, sizeof(sig)),
                          -EINVAL);
         assert_int_equal(kh_store_tenant_key_set_state(f->s, "acme", 1, (enum kh_key_state) 6),
                          -EINVAL);
+
+        /* signatures */
+        assert_int_equal(kh_store_tenant_key_insert_if_absent(f->s, "acme", 1, KH_KEY_ACTIVE, d,
+                                                              32, NULL, sizeof(sig)),
+                         -EINVAL);
+        assert_int_equal(kh_store_tenant_key_insert_if_absent(f->s, "acme", 1, KH_KEY_ACTIVE, d,
+                                                              32, sig, 0),
+                         -EINVAL);
+        assert_int_equal(kh_store_tenant_key_insert_if_absent(f->s, "acme", 1, KH_KEY_ACTIVE, d,
+                                                              32, d, KH_STORE_SIGNATURE_MAX + 1),
+                         -EINVAL);
+        assert_int_equal(kh_store_tenant_key_set_signature(f->s, "acme", 1, NULL, sizeof(sig)),
+                         -EINVAL);
+        assert_int_equal(kh_store_tenant_key_set_signature(f->s, "acme", 1, sig, 0), -EINVAL);
+        assert_int_equal(kh_store_tenant_key_set_signature(f->s, "acme", 1, d,
+                                                           KH_STORE_SIGNATURE_MAX + 1),
+                         -EINVAL);
+        for (size_t i = 0; i < sizeof(bad_tenants) / sizeof(bad_tenants[0]); i++)
+                assert_int_equal(kh_store_tenant_key_set_signature(f->s, bad_tenants[i], 1, sig,
+                                                                   sizeof(sig)),
+                                 -EINVAL);
+
+        /* meta keys and values */
+        char key64[KH_STORE_META_KEY_MAX + 1], key65[KH_STORE_META_KEY_MAX + 2];
+        memset(key64, 'k', sizeof(key64) - 1);
+        key64[sizeof(key64) - 1] = 0;
+        memset(key65, 'k', sizeof(key65) - 1);
+        key65[sizeof(key65) - 1] = 0;
+        const char *const bad_keys[] = { "", "Key", "a b", "a/b", "k\xc3\xa9", key65 };
+        for (size_t i = 0; i < sizeof(bad_keys) / sizeof(bad_keys[0]); i++) {
+                assert_int_equal(kh_store_meta_put(f->s, bad_keys[i], d, 1), -EINVAL);
+                assert_int_equal(kh_store_meta_get(f->s, bad_keys[i], &b), -EINVAL);
+        }
+        assert_int_equal(kh_store_meta_put(f->s, NULL, d, 1), -EINVAL);
+        assert_int_equal(kh_store_meta_get(f->s, NULL, &b), -EINVAL);
+        assert_int_equal(kh_store_meta_put(f->s, "k", NULL, 1), -EINVAL);
+        assert_int_equal(kh_store_meta_put(f->s, "k", d, 0), -EINVAL);
+        assert_int_equal(kh_store_meta_put(f->s, "k", d, KH_STORE_META_VALUE_MAX + 1), -EINVAL);
+        assert_int_equal(kh_store_meta_get(f->s, "k", &b), -ENOENT);
 
         /* nothing above was stored; the limits themselves are accepted */
         assert_int_equal(kh_store_tenant_keys(f->s, "acme", collect, &c), 0);
@@ -525,8 +701,12 @@ static void test_arguments_out_of_range_are_einval(void **state) {
         assert_int_equal(kh_store_record_get(f->s, "acme", KH_RECORD_USER_KEY, "u", &v, &b),
                          -ENOENT);
         assert_int_equal(kh_store_tenant_key_insert_if_absent(f->s, tenant63, 1, KH_KEY_ACTIVE,
-                                                              d, KH_WRAPPED_DEK_MAX),
+                                                              d, KH_WRAPPED_DEK_MAX, d,
+                                                              KH_STORE_SIGNATURE_MAX),
                          1);
+        assert_int_equal(kh_store_meta_put(f->s, key64, d, KH_STORE_META_VALUE_MAX),
+                         0);
+        expect_meta(f->s, key64, d, KH_STORE_META_VALUE_MAX);
         assert_int_equal(kh_store_record_insert(f->s, tenant63, KH_RECORD_USER_KEY, owner255, 1,
                                                 big, KH_SEALED_MAX),
                          0);
@@ -603,7 +783,28 @@ struct racer {
         uint8_t id;
         int dek_r[RACE_ROUNDS + 1];
         int rec_r[RACE_ROUNDS + 1];
+        int sig_r[RACE_ROUNDS + 1];
 };
+
+/* Runs fn on r[0] and r[1] (ids 1 and 2) in two threads at once, each on a connection of
+ * its own; fn waits at the barrier before each racing call. */
+static void race(struct fixture *f, void *(*fn)(void *), struct racer r[2]) {
+        pthread_barrier_t barrier;
+        pthread_t t[2];
+
+        assert_int_equal(pthread_barrier_init(&barrier, NULL, 2), 0);
+        for (int i = 0; i < 2; i++) {
+                r[i] = (struct racer) { .barrier = &barrier, .id = (uint8_t) (i + 1) };
+                assert_int_equal(kh_store_open(&f->cfg, &r[i].s), 0);
+        }
+        for (int i = 0; i < 2; i++)
+                assert_int_equal(pthread_create(&t[i], NULL, fn, &r[i]), 0);
+        for (int i = 0; i < 2; i++)
+                assert_int_equal(pthread_join(t[i], NULL), 0);
+        (void) pthread_barrier_destroy(&barrier);
+        for (int i = 0; i < 2; i++)
+                r[i].s = kh_store_close(r[i].s);
+}
 
 static void *race_thread(void *p) {
         struct racer *rc = p;
@@ -616,7 +817,7 @@ static void *race_thread(void *p) {
                 (void) pthread_barrier_wait(rc->barrier);
                 rc->dek_r[v] = kh_store_tenant_key_insert_if_absent(rc->s, "acme", v,
                                                                     KH_KEY_ACTIVE, dek,
-                                                                    sizeof(dek));
+                                                                    sizeof(dek), sig, sizeof(sig));
                 (void) snprintf(owner, sizeof(owner), "u%u", v);
                 rc->rec_r[v] = kh_store_record_insert(rc->s, "acme", KH_RECORD_USER_KEY, owner,
                                                       rc->id, blob, sizeof(blob));
@@ -627,22 +828,9 @@ static void *race_thread(void *p) {
 static void test_racing_inserts_have_exactly_one_winner(void **state) {
         struct fixture *f = *state;
         struct racer r[2];
-        pthread_t t[2];
-        pthread_barrier_t barrier;
         struct collected *c;
 
-        assert_int_equal(pthread_barrier_init(&barrier, NULL, 2), 0);
-        for (int i = 0; i < 2; i++) {
-                r[i] = (struct racer) { .barrier = &barrier, .id = (uint8_t) (i + 1) };
-                assert_int_equal(kh_store_open(&f->cfg, &r[i].s), 0);
-        }
-        for (int i = 0; i < 2; i++)
-                assert_int_equal(pthread_create(&t[i], NULL, race_thread, &r[i]), 0);
-        for (int i = 0; i < 2; i++)
-                assert_int_equal(pthread_join(t[i], NULL), 0);
-        (void) pthread_barrier_destroy(&barrier);
-        for (int i = 0; i < 2; i++)
-                r[i].s = kh_store_close(r[i].s);
+        race(f, race_thread, r);
 
         c = calloc(1, sizeof(*c));
         assert_non_null(c);
@@ -671,6 +859,55 @@ static void test_racing_inserts_have_exactly_one_winner(void **state) {
         free(c);
 }
 
+/* Two processes signing the same unsigned rows at once (replicas back-filling after an
+ * upgrade): for each row exactly one set_signature reports 1, and its signature is kept. */
+static void *sign_thread(void *p) {
+        struct racer *rc = p;
+        uint8_t mine[128];
+
+        fill(mine, sizeof(mine), rc->id);
+        for (uint32_t v = 1; v <= RACE_ROUNDS; v++) {
+                (void) pthread_barrier_wait(rc->barrier);
+                rc->sig_r[v] = kh_store_tenant_key_set_signature(rc->s, "acme", v, mine,
+                                                                 sizeof(mine));
+        }
+        return NULL;
+}
+
+static void test_racing_signers_keep_exactly_one_signature(void **state) {
+        struct fixture *f = *state;
+        struct racer r[2];
+        struct collected *c;
+        uint8_t d[32];
+
+        fill(d, sizeof(d), 13);
+        for (uint32_t v = 1; v <= RACE_ROUNDS; v++)
+                assert_int_equal(kh_store_tenant_key_insert_if_absent(f->s, "acme", v,
+                                                                      KH_KEY_ARCHIVED, d,
+                                                                      sizeof(d), sig,
+                                                                      sizeof(sig)),
+                                 1);
+        assert_int_equal(backend->clear_signatures(&f->cfg, "acme"), 0);
+        race(f, sign_thread, r);
+
+        c = calloc(1, sizeof(*c));
+        assert_non_null(c);
+        assert_int_equal(kh_store_tenant_keys(f->s, "acme", collect, c), 0);
+        assert_int_equal(c->n, RACE_ROUNDS);
+        for (uint32_t v = 1; v <= RACE_ROUNDS; v++) {
+                uint8_t expected[128];
+                int winner;
+
+                assert_true((r[0].sig_r[v] == 1 && r[1].sig_r[v] == 0) ||
+                            (r[0].sig_r[v] == 0 && r[1].sig_r[v] == 1));
+                winner = r[0].sig_r[v] == 1 ? 0 : 1;
+                fill(expected, sizeof(expected), r[winner].id);
+                assert_int_equal(c->k[v - 1].sig_len, sizeof(expected));
+                assert_memory_equal(c->k[v - 1].sig, expected, sizeof(expected));
+        }
+        free(c);
+}
+
 int kh_store_conformance_run(const struct kh_store_test_backend *b) {
         const struct CMUnitTest tests[] = {
 #define T(fn) cmocka_unit_test_setup_teardown(fn, fixture_setup, fixture_teardown)
@@ -680,6 +917,9 @@ int kh_store_conformance_run(const struct kh_store_test_backend *b) {
                 T(test_tenant_keys_ascending_with_states_per_tenant),
                 T(test_tenant_keys_stops_at_callback_value),
                 T(test_tenant_key_set_state),
+                T(test_tenant_key_signature_round_trips),
+                T(test_tenant_key_set_signature_only_where_absent),
+                T(test_meta_get_put),
                 T(test_record_insert_get_put),
                 T(test_record_get_missing_leaves_outputs_alone),
                 T(test_transaction_commits_together_or_not_at_all),
@@ -688,10 +928,12 @@ int kh_store_conformance_run(const struct kh_store_test_backend *b) {
                 T(test_reopen_keeps_data),
                 T(test_arguments_out_of_range_are_einval),
                 T(test_racing_inserts_have_exactly_one_winner),
+                T(test_racing_signers_keep_exactly_one_signature),
                 cmocka_unit_test(test_concurrent_openers_of_empty_database_migrate_once),
 #undef T
         };
 
         backend = b;
+        fill(sig, sizeof(sig), 99);
         return cmocka_run_group_tests_name(b->driver, tests, NULL, NULL);
 }

@@ -4,6 +4,7 @@
 #include <fcntl.h>
 #include <setjmp.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -19,6 +20,9 @@
 #include "common/errors.h"
 #include "conformance.h"
 #include "store/store.h"
+
+/* A stand-in for a DEK signature: the store keeps signatures as opaque bytes. */
+static const uint8_t SIG[] = "signature";
 
 static int sqlite_create(struct kh_config_storage *cfg) {
         const char *tmp = getenv("TMPDIR");
@@ -110,11 +114,30 @@ static int sqlite_migration_count(const struct kh_config_storage *cfg, int versi
         return 0;
 }
 
+static int sqlite_clear_signatures(const struct kh_config_storage *cfg, const char *tenant) {
+        sqlite3 *db = raw_open(cfg->path);
+        sqlite3_stmt *st = NULL;
+        int rc;
+
+        if (!db)
+                return -EIO;
+        rc = sqlite3_prepare_v2(db, "UPDATE tenant_keys SET signature = NULL WHERE tenant = ?1",
+                                -1, &st, NULL);
+        if (rc == SQLITE_OK)
+                rc = sqlite3_bind_text(st, 1, tenant, -1, SQLITE_STATIC);
+        if (rc == SQLITE_OK)
+                rc = sqlite3_step(st);
+        (void) sqlite3_finalize(st);
+        (void) sqlite3_close(db);
+        return rc == SQLITE_DONE ? 0 : -EIO;
+}
+
 static const struct kh_store_test_backend sqlite_backend = {
         .driver = "sqlite",
         .create = sqlite_create,
         .destroy = sqlite_destroy,
         .migration_count = sqlite_migration_count,
+        .clear_signatures = sqlite_clear_signatures,
 };
 
 struct fixture {
@@ -183,6 +206,19 @@ static int count_keys(const struct kh_tenant_key *key, void *userdata) {
         return 0;
 }
 
+/* Version 1 of acme, its DEK "wrapped" with a stand-in signature. */
+static int insert_wrapped(struct kh_store *s) {
+        return kh_store_tenant_key_insert_if_absent(s, "acme", 1, KH_KEY_ACTIVE,
+                                                    (const uint8_t *) "wrapped", 7, SIG,
+                                                    sizeof(SIG));
+}
+
+static int count_unsigned(const struct kh_tenant_key *key, void *userdata) {
+        if (!key->signature && key->signature_len == 0)
+                (*(int *) userdata)++;
+        return 0;
+}
+
 static int copy_key(const struct kh_tenant_key *key, void *userdata) {
         struct {
                 size_t len;
@@ -206,9 +242,7 @@ static void test_reads_never_write(void **state) {
         uint64_t n = 0;
         int keys = 0;
 
-        assert_int_equal(kh_store_tenant_key_insert_if_absent(f->s, "acme", 1, KH_KEY_ACTIVE,
-                                                              (const uint8_t *) "wrapped", 7),
-                         1);
+        assert_int_equal(insert_wrapped(f->s), 1);
         assert_int_equal(kh_store_record_insert(f->s, "acme", KH_RECORD_USER_KEY, "u1", 1,
                                                 (const uint8_t *) "sealed", 6),
                          0);
@@ -262,9 +296,7 @@ static void test_damaged_rows_are_integrity_errors(void **state) {
         assert_int_equal(kh_store_record_insert(f->s, "acme", KH_RECORD_USER_KEY, "u1", 1,
                                                 (const uint8_t *) "sealed", 6),
                          0);
-        assert_int_equal(kh_store_tenant_key_insert_if_absent(f->s, "acme", 1, KH_KEY_ACTIVE,
-                                                              (const uint8_t *) "wrapped", 7),
-                         1);
+        assert_int_equal(insert_wrapped(f->s), 1);
         kh_buf_init(&b, KH_SEALED_MAX, false);
 
         assert_int_equal(raw_exec(f->raw, "UPDATE records SET blob = x''"), SQLITE_OK);
@@ -293,6 +325,87 @@ static void test_damaged_rows_are_integrity_errors(void **state) {
                          SQLITE_OK);
         assert_int_equal(kh_store_tenant_keys(f->s, "acme", count_keys, &keys), 0);
         assert_int_equal(keys, 1);
+
+        /* a signature is a blob of 1..KH_STORE_SIGNATURE_MAX bytes, or NULL (unsigned); a
+         * meta value a blob of 1..KH_STORE_META_VALUE_MAX bytes */
+        static const struct {
+                const char *sql;
+                bool meta; /* damages meta, not tenant_keys */
+        } damage[] = {
+                { "UPDATE tenant_keys SET signature = x''", false },
+                { "UPDATE tenant_keys SET signature = 'text'", false },
+                { "UPDATE tenant_keys SET signature = 7", false },
+                { "UPDATE tenant_keys SET signature = zeroblob(1025)", false },
+                { "INSERT OR REPLACE INTO meta VALUES ('k', x'')", true },
+                { "INSERT OR REPLACE INTO meta VALUES ('k', 'text')", true },
+                { "INSERT OR REPLACE INTO meta VALUES ('k', zeroblob(1025))", true },
+        };
+        for (size_t i = 0; i < sizeof(damage) / sizeof(damage[0]); i++) {
+                assert_int_equal(raw_exec(f->raw, damage[i].sql), SQLITE_OK);
+                keys = 0;
+                kh_buf_init(&b, KH_STORE_META_VALUE_MAX, false);
+                if (damage[i].meta)
+                        assert_int_equal(kh_store_meta_get(f->s, "k", &b), -KH_E_INTEGRITY);
+                else
+                        assert_int_equal(kh_store_tenant_keys(f->s, "acme", count_keys, &keys),
+                                         -KH_E_INTEGRITY);
+                assert_int_equal(keys, 0);
+                assert_int_equal(b.len, 0);
+                kh_buf_free(&b);
+        }
+        assert_int_equal(raw_exec(f->raw, "UPDATE tenant_keys SET signature = zeroblob(1024);"
+                                          "INSERT OR REPLACE INTO meta VALUES ('k', x'01')"),
+                         SQLITE_OK);
+        assert_int_equal(kh_store_tenant_keys(f->s, "acme", count_keys, &keys), 0);
+        assert_int_equal(keys, 1);
+        kh_buf_init(&b, KH_STORE_META_VALUE_MAX, false);
+        assert_int_equal(kh_store_meta_get(f->s, "k", &b), 0);
+        assert_int_equal(b.len, 1);
+        kh_buf_free(&b);
+        assert_int_equal(raw_exec(f->raw, "UPDATE tenant_keys SET signature = NULL"), SQLITE_OK);
+        keys = 0;
+        assert_int_equal(kh_store_tenant_keys(f->s, "acme", count_unsigned, &keys), 0);
+        assert_int_equal(keys, 1);
+}
+
+/* A database of schema 2 (before signatures): its rows read back unsigned after the
+ * upgrade, meta starts empty, and the store signs them on request. The schema-2 file is
+ * made from a current one by undoing migration 3 by hand. */
+static void test_schema_2_database_upgrades_with_unsigned_rows(void **state) {
+        struct fixture *f = *state;
+        struct {
+                size_t len;
+                uint8_t dek[64];
+        } stored = { 0 };
+        struct kh_buf b;
+        uint64_t n = 0;
+        int keys = 0;
+
+        assert_int_equal(insert_wrapped(f->s), 1);
+        f->s = kh_store_close(f->s);
+        assert_int_equal(raw_exec(f->raw, "ALTER TABLE tenant_keys DROP COLUMN signature;"
+                                          "DROP TABLE meta;"
+                                          "DELETE FROM schema_migrations WHERE version = 3"),
+                         SQLITE_OK);
+
+        assert_int_equal(kh_store_open(&f->cfg, &f->s), 0);
+        assert_int_equal(kh_store_schema_version(f->s), 3);
+        assert_int_equal(sqlite_migration_count(&f->cfg, 3, &n), 0);
+        assert_int_equal(n, 1);
+        assert_int_equal(kh_store_tenant_keys(f->s, "acme", copy_key, &stored), 0);
+        assert_int_equal(stored.len, 7);
+        assert_memory_equal(stored.dek, "wrapped", 7);
+        assert_int_equal(kh_store_tenant_keys(f->s, "acme", count_unsigned, &keys), 0);
+        assert_int_equal(keys, 1);
+        kh_buf_init(&b, KH_STORE_META_VALUE_MAX, false);
+        assert_int_equal(kh_store_meta_get(f->s, "dek-signatures", &b), -ENOENT);
+        kh_buf_free(&b);
+
+        assert_int_equal(kh_store_tenant_key_set_signature(f->s, "acme", 1, SIG, sizeof(SIG)),
+                         1);
+        keys = 0;
+        assert_int_equal(kh_store_tenant_keys(f->s, "acme", count_unsigned, &keys), 0);
+        assert_int_equal(keys, 0);
 }
 
 static void test_database_errors_are_eio_with_message(void **state) {
@@ -381,7 +494,8 @@ static void processes_race_once(void) {
                         if (kh_store_open(&cfg, &s) < 0)
                                 _exit(1);
                         r = kh_store_tenant_key_insert_if_absent(s, "acme", 1, KH_KEY_ACTIVE,
-                                                                 dek[i], sizeof(dek[i]));
+                                                                 dek[i], sizeof(dek[i]),
+                                                                 SIG, sizeof(SIG));
                         s = kh_store_close(s);
                         _exit(r == 0 || r == 1 ? 10 + r : 2);
                 }
@@ -428,6 +542,8 @@ int main(void) {
                 cmocka_unit_test_setup_teardown(test_newer_schema_is_refused, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_damaged_rows_are_integrity_errors, setup,
                                                 teardown),
+                cmocka_unit_test_setup_teardown(test_schema_2_database_upgrades_with_unsigned_rows,
+                                                setup, teardown),
                 cmocka_unit_test_setup_teardown(test_database_errors_are_eio_with_message, setup,
                                                 teardown),
                 cmocka_unit_test_setup_teardown(test_open_failures, setup, teardown),

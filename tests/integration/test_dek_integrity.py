@@ -1,0 +1,133 @@
+"""Wrapped DEKs are authenticated (issue #11, item 5): each row of tenant_keys carries a
+signature by the tenant key version that wraps it, checked at start-up before the DEK is
+unwrapped. The attacker here can write the database (while keyholdd is stopped: it holds
+the SQLite file exclusively while it runs) and read the tenant's public key from
+<keystore>/<tenant>/v1.pub, and plants a DEK of their choosing, wrapped independently with
+the `cryptography` package. keyholdd must refuse to start and say which tenant and version
+failed; with the original row back it serves the stored keys again."""
+import os
+import re
+import sqlite3
+
+import pytest
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import padding
+
+from harness import assert_empty_200, assert_key, new_key
+import tokens
+
+TENANT = "acme"          # not the first tenant, so that blaming the first one would show
+VERSION = 1
+INTEGRITY = "record_integrity"   # kh_strerror(-KH_E_INTEGRITY)
+
+
+def _row(k) -> tuple[bytes, bytes | None]:
+    db = sqlite3.connect(k.db_path)
+    try:
+        rows = db.execute("SELECT wrapped_dek, signature FROM tenant_keys "
+                          "WHERE tenant = ? AND version = ?", (TENANT, VERSION)).fetchall()
+    finally:
+        db.close()
+    assert len(rows) == 1, rows
+    wrapped, sig = rows[0]
+    return bytes(wrapped), None if sig is None else bytes(sig)
+
+
+def _set_row(k, wrapped: bytes, sig: bytes | None) -> None:
+    db = sqlite3.connect(k.db_path)
+    try:
+        cur = db.execute("UPDATE tenant_keys SET wrapped_dek = ?, signature = ? "
+                         "WHERE tenant = ? AND version = ?", (wrapped, sig, TENANT, VERSION))
+        assert cur.rowcount == 1
+        db.commit()
+    finally:
+        db.close()
+
+
+def _planted_wrap(k) -> bytes:
+    """A random 32-byte DEK wrapped under the tenant's public key as src/crypto/rsa.c wraps:
+    RSA-OAEP, SHA-256 and MGF1-SHA-256, no label."""
+    pem = (k.data / "keystore" / TENANT / f"v{VERSION}.pub").read_bytes()
+    pub = serialization.load_pem_public_key(pem)
+    return pub.encrypt(os.urandom(32), padding.OAEP(mgf=padding.MGF1(hashes.SHA256()),
+                                                    algorithm=hashes.SHA256(), label=None))
+
+
+def _start_refused(k) -> str:
+    """Starts k, which must exit non-zero before serving; returns what it logged then."""
+    before = len(k.log_path.read_bytes()) if k.log_path.exists() else 0
+    with pytest.raises(RuntimeError, match="exited with"):
+        k.start()
+    rc = k.stop()
+    assert rc not in (None, 0), (rc, k.log())
+    return k.log_path.read_bytes()[before:].decode(errors="replace")
+
+
+def _serving_with_key(make_keyholdd, acme_issuer):
+    k = make_keyholdd()
+    user = tokens.new_guid()
+    key = new_key()
+    assert_empty_200(k.client.post("/t/acme/user-keys", token=acme_issuer.token(user),
+                                   json_body={"key": key}))
+    assert k.stop() == 0, k.log()
+    return k, user, key
+
+
+@pytest.mark.parametrize("signature", ["old", "none"])
+def test_planted_dek_is_refused_at_start(make_keyholdd, acme_issuer, signature):
+    """The planted DEK keeps the row's old signature, or has none (clearing it must not get
+    it signed): either way keyholdd refuses to start and names the tenant."""
+    k, user, key = _serving_with_key(make_keyholdd, acme_issuer)
+    wrapped, sig = _row(k)
+    assert sig is not None and len(sig) == 256  # keyholdd signed the DEK it created
+
+    planted = _planted_wrap(k)
+    assert planted != wrapped and len(planted) == len(wrapped)
+    _set_row(k, planted, sig if signature == "old" else None)
+    log = _start_refused(k)
+    assert re.search(rf"tenant {TENANT}: .*: {re.escape(INTEGRITY)}", log), log
+    assert "tenant default:" not in log, log
+    assert _row(k) == (planted, sig if signature == "old" else None)  # not signed on the way
+
+    _set_row(k, wrapped, sig)
+    k.start()
+    assert_key(k.client.get("/t/acme/user-keys", token=acme_issuer.token(user)), key)
+
+
+@pytest.mark.xfail(strict=True, reason="kh_keys_load_full() reports the failing version, but "
+                   "load_keys() in src/service/app.c does not log it yet (it still calls "
+                   "kh_keys_load()); remove this mark when it does")
+def test_refusal_names_the_version(make_keyholdd, acme_issuer):
+    k, _, _ = _serving_with_key(make_keyholdd, acme_issuer)
+    _, sig = _row(k)
+    _set_row(k, _planted_wrap(k), sig)
+    log = _start_refused(k)
+    assert re.search(rf"tenant {TENANT}: [^\n]*\bversion {VERSION}\b[^\n]*: "
+                     rf"{re.escape(INTEGRITY)}", log), log
+
+
+def test_database_from_before_signatures_is_signed_once(make_keyholdd, acme_issuer):
+    """A database as a build before signatures left it (schema 2: no signature column, no
+    meta table) starts, serves its keys, and comes out signed; from then on a cleared
+    signature is refused instead of being signed again."""
+    k, user, key = _serving_with_key(make_keyholdd, acme_issuer)
+    wrapped, _ = _row(k)
+    db = sqlite3.connect(k.db_path)
+    try:
+        db.executescript("ALTER TABLE tenant_keys DROP COLUMN signature; DROP TABLE meta; "
+                         "DELETE FROM schema_migrations WHERE version = 3;")
+    finally:
+        db.close()
+
+    k.start()
+    assert_key(k.client.get("/t/acme/user-keys", token=acme_issuer.token(user)), key)
+    assert k.stop() == 0, k.log()
+    signed, sig = _row(k)
+    assert signed == wrapped and sig is not None and len(sig) == 256
+
+    _set_row(k, wrapped, None)
+    log = _start_refused(k)
+    assert re.search(rf"tenant {TENANT}: .*: {re.escape(INTEGRITY)}", log), log
+    _set_row(k, wrapped, sig)
+    k.start()
+    assert_key(k.client.get("/t/acme/user-keys", token=acme_issuer.token(user)), key)
