@@ -78,6 +78,7 @@ struct kh_config {
         struct kh_config_tenant *tenants; /* tenants[0..n_tenants) */
         size_t n_tenants;
         bool dev;                   /* set by keyholdd --dev, never by the file */
+        bool sign_unsigned_deks;    /* set by keyholdd --sign-unsigned-deks, never by the file */
         char *data_dir;             /* dev mode data folder */
 };
 

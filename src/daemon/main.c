@@ -46,6 +46,10 @@ static const char usage[] =
         "      --dev           dev mode (never for production: tokens are minted locally)\n"
         "      --data DIR      dev mode data folder\n"
         "      --check-config  check the configuration and exit\n"
+        "      --sign-unsigned-deks\n"
+        "                      sign tenant DEKs stored without a signature (a database from\n"
+        "                      before keyhold signed them) instead of refusing to start; only\n"
+        "                      for a database you trust, once\n"
         "  -v, --verbose       debug logging\n"
         "  -h, --help          this help\n"
         "      --version       print the version\n";
@@ -53,17 +57,19 @@ static const char usage[] =
 struct options {
         const char *config;
         const char *data;
-        bool dev, check, verbose;
+        bool dev, check, verbose, sign_unsigned_deks;
 };
 
 static int parse_args(int argc, char **argv, struct options *o) {
-        enum { OPT_DEV = 256, OPT_DATA, OPT_CHECK, OPT_VERSION };
+        enum { OPT_DEV = 256, OPT_DATA, OPT_CHECK, OPT_VERSION, OPT_SIGN_UNSIGNED };
         static const struct option longopts[] = {
                 { "config", required_argument, NULL, 'c' }, { "dev", no_argument, NULL, OPT_DEV },
                 { "data", required_argument, NULL, OPT_DATA },
                 { "check-config", no_argument, NULL, OPT_CHECK },
                 { "verbose", no_argument, NULL, 'v' },      { "help", no_argument, NULL, 'h' },
-                { "version", no_argument, NULL, OPT_VERSION }, { NULL, 0, NULL, 0 },
+                { "version", no_argument, NULL, OPT_VERSION },
+                { "sign-unsigned-deks", no_argument, NULL, OPT_SIGN_UNSIGNED },
+                { NULL, 0, NULL, 0 },
         };
         int c;
 
@@ -73,6 +79,7 @@ static int parse_args(int argc, char **argv, struct options *o) {
                 case OPT_DEV: o->dev = true; break;
                 case OPT_DATA: o->data = optarg; break;
                 case OPT_CHECK: o->check = true; break;
+                case OPT_SIGN_UNSIGNED: o->sign_unsigned_deks = true; break;
                 case 'v': o->verbose = true; break;
                 case 'h': fputs(usage, stdout); exit(EXIT_SUCCESS);
                 case OPT_VERSION: puts("keyholdd " KH_VERSION); exit(EXIT_SUCCESS);
@@ -333,6 +340,7 @@ int main(int argc, char **argv) {
                 return 1;
         }
         forget_env_secret("KEYHOLD_KEYSTORE_PASSPHRASE");
+        cfg->sign_unsigned_deks = o.sign_unsigned_deks;
         if (o.check) {
                 printf("keyholdd: configuration OK (%zu tenant%s)\n", cfg->n_tenants,
                        cfg->n_tenants == 1 ? "" : "s");

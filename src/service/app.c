@@ -1,6 +1,7 @@
 #include "app.h"
 
 #include <errno.h>
+#include <inttypes.h>
 #include <stdio.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -76,33 +77,54 @@ static int tenant_first_version(struct kh_app *app, struct kh_store *store, cons
 }
 
 /* Every tenant's key versions, read from the database through the app's connection. */
-static int snapshot_from_store(struct kh_app *app, struct kh_keys **ret, size_t *ret_failed) {
+static int snapshot_from_store(struct kh_app *app, unsigned flags, struct kh_keys **ret,
+                               struct kh_keys_failure *failed) {
         const char *ids[KH_TENANTS_MAX];
 
         for (size_t i = 0; i < app->n_tenants; i++)
                 ids[i] = app->tenants[i].id;
-        return kh_keys_load(app->store, app->keystore, ids, app->n_tenants, ret, ret_failed);
+        return kh_keys_load(app->store, app->keystore, ids, app->n_tenants, flags, ret, failed);
+}
+
+/* The log line for a snapshot that could not be read: which version, and for a DEK without
+ * any signature, what the operator may do about it. */
+static void emit_load_failure(struct kh_app *app, const struct kh_keys_failure *f, int r) {
+        char what[320];
+
+        if (f->unsigned_dek)
+                (void) snprintf(what, sizeof(what),
+                                "tenant key version %" PRIu32 " has a DEK without a signature "
+                                "(a database from before keyhold signed DEKs, or a planted "
+                                "row); only if this database is trusted, start once with "
+                                "--sign-unsigned-deks", f->version);
+        else if (f->version)
+                (void) snprintf(what, sizeof(what), "cannot load tenant key version %" PRIu32,
+                                f->version);
+        else
+                (void) snprintf(what, sizeof(what), "cannot load tenant keys");
+        emit(app, app->tenants[f->tenant].id, what, r);
 }
 
 /* The first key snapshot, creating version 1 for every tenant that has none yet. */
 static int load_keys(struct kh_app *app, struct kh_keys **ret) {
+        unsigned flags = app->cfg->sign_unsigned_deks ? KH_KEYS_SIGN_UNSIGNED : 0;
+        struct kh_keys_failure failed = { 0 };
         struct kh_keys *keys = NULL;
-        size_t failed = 0;
         int r;
 
         /* each round creates the first version of one more tenant, at most */
         for (size_t round = 0; round <= app->n_tenants; round++) {
-                r = snapshot_from_store(app, &keys, &failed);
+                r = snapshot_from_store(app, flags, &keys, &failed);
                 if (r != -ENOENT)
                         break;
-                r = tenant_first_version(app, app->store, app->tenants[failed].id);
+                r = tenant_first_version(app, app->store, app->tenants[failed.tenant].id);
                 if (r < 0)
                         break;
-                emit(app, app->tenants[failed].id, "created tenant key version 1", 0);
+                emit(app, app->tenants[failed.tenant].id, "created tenant key version 1", 0);
                 r = -ENOENT;
         }
         if (r < 0) {
-                emit(app, app->tenants[failed].id, "cannot load tenant keys", r);
+                emit_load_failure(app, &failed, r);
                 return r;
         }
         for (size_t i = 0; i < app->n_tenants; i++)
@@ -307,12 +329,13 @@ struct kh_keyring *kh_app_keyring(const struct kh_app *app) {
 }
 
 int kh_app_reload_keys(struct kh_app *app) {
+        struct kh_keys_failure failed;
         struct kh_keys *keys = NULL;
-        size_t failed = 0;
         int r;
 
+        /* never signs: --sign-unsigned-deks vouches for the database as it was at start */
         pthread_mutex_lock(&app->reload_lock);
-        r = snapshot_from_store(app, &keys, &failed);
+        r = snapshot_from_store(app, 0, &keys, &failed);
         pthread_mutex_unlock(&app->reload_lock);
         if (r < 0)
                 return r;

@@ -176,32 +176,6 @@ static int sign_unsigned(struct kh_store *store, struct kh_keystore *ks, const c
         return 0;
 }
 
-/* Until the meta key says signatures are required, rows without one are signed (trust on
- * first use: the first start after the upgrade cannot tell a planted row from a genuine
- * one) and then the key is written. A process that finds rows signed by another one in the
- * meantime keeps their signatures (kh_store_tenant_key_set_signature() never replaces one). */
-static int sign_legacy_deks(struct kh_store *store, struct kh_keystore *ks,
-                            const char *const *tenants, size_t n, struct kh_keys_failure *failed) {
-        static const char required[] = "required";
-        KH_CLEANUP(kh_buf_freep) struct kh_buf value = { 0 };
-        int r;
-
-        kh_buf_init(&value, KH_STORE_META_VALUE_MAX, false);
-        r = kh_store_meta_get(store, KH_DEK_SIGNATURES_META, &value);
-        if (r != -ENOENT)
-                return r; /* 0: required already (whatever the value says) */
-
-        for (size_t t = 0; t < n; t++) {
-                r = sign_unsigned(store, ks, tenants[t], &failed->version);
-                if (r < 0) {
-                        failed->tenant = t;
-                        return r;
-                }
-        }
-        return kh_store_meta_put(store, KH_DEK_SIGNATURES_META, (const uint8_t *) required,
-                                 sizeof(required) - 1);
-}
-
 /* ---- loading ---- */
 
 struct load_ctx {
@@ -209,6 +183,7 @@ struct load_ctx {
         const char *tenant;
         struct kh_tenant_keys *tk;
         uint32_t failed_version;
+        bool unsigned_dek;
         int error;
 };
 
@@ -230,6 +205,7 @@ static int load_version(const struct kh_tenant_key *key, void *userdata) {
          * checked first: unwrapping proves only that the DEK was wrapped under the public
          * key, which anyone may hold. */
         if (state_decrypts(key->state)) {
+                c->unsigned_dek = !key->signature;
                 r = dek_verify(c->ks, c->tenant, key);
                 if (r >= 0)
                         r = kh_keystore_unwrap(c->ks, &ref, key->wrapped_dek, key->wrapped_dek_len,
@@ -244,15 +220,19 @@ static int load_version(const struct kh_tenant_key *key, void *userdata) {
         return 0;
 }
 
-int kh_keys_load_full(struct kh_store *store, struct kh_keystore *ks, const char *const *tenants,
-                      size_t n, struct kh_keys **ret, struct kh_keys_failure *failed) {
+int kh_keys_load(struct kh_store *store, struct kh_keystore *ks, const char *const *tenants,
+                 size_t n, unsigned flags, struct kh_keys **ret, struct kh_keys_failure *failed) {
         KH_CLEANUP(kh_keys_unrefp) struct kh_keys *k = NULL;
         int r;
 
         *failed = (struct kh_keys_failure) { 0 };
-        r = sign_legacy_deks(store, ks, tenants, n, failed);
-        if (r < 0)
-                return r;
+        for (size_t t = 0; t < n && (flags & KH_KEYS_SIGN_UNSIGNED); t++) {
+                r = sign_unsigned(store, ks, tenants[t], &failed->version);
+                if (r < 0) {
+                        failed->tenant = t;
+                        return r;
+                }
+        }
 
         k = calloc(1, sizeof(*k) + n * sizeof(k->tenants[0]));
         if (!k)
@@ -269,23 +249,13 @@ int kh_keys_load_full(struct kh_store *store, struct kh_keystore *ks, const char
                 if (r < 0) {
                         /* a row the store refused is not the one load_version saw last */
                         *failed = (struct kh_keys_failure) {
-                                .tenant = t, .version = c.error ? c.failed_version : 0 };
+                                .tenant = t, .version = c.error ? c.failed_version : 0,
+                                .unsigned_dek = c.error && c.unsigned_dek };
                         return c.error ? c.error : r;
                 }
         }
         *ret = KH_TAKE_PTR(k);
         return 0;
-}
-
-int kh_keys_load(struct kh_store *store, struct kh_keystore *ks, const char *const *tenants,
-                 size_t n, struct kh_keys **ret, size_t *ret_tenant) {
-        struct kh_keys_failure failed;
-        int r;
-
-        r = kh_keys_load_full(store, ks, tenants, n, ret, &failed);
-        if (r < 0)
-                *ret_tenant = failed.tenant;
-        return r;
 }
 
 /* ---- the ring ---- */

@@ -63,11 +63,9 @@ static inline size_t kh_key_version_slot(const struct kh_tenant_keys *tk,
         return (size_t) (v - tk->versions);
 }
 
-/* What a DEK signature covers, and the meta key (store.h) that records that every DEK
- * must carry one. Both are part of the database format: change them only with a
+/* What a DEK signature covers: part of the database format, change it only with a
  * migration. */
 #define KH_DEK_SIGNATURE_LABEL "keyhold-dek:1"
-#define KH_DEK_SIGNATURES_META "dek-signatures"
 
 /**
  * kh_dek_sign() - the signature that authenticates @wrapped as the DEK of version @version
@@ -85,41 +83,42 @@ static inline size_t kh_key_version_slot(const struct kh_tenant_keys *tk,
 KH_MUST_CHECK int kh_dek_sign(struct kh_keystore *ks, const char *tenant, uint32_t version,
                               const uint8_t *wrapped, size_t len, struct kh_buf *sig);
 
-/* Where kh_keys_load_full() failed, for the caller's log. */
+/* Where kh_keys_load() failed, for the caller's log. */
 struct kh_keys_failure {
-        size_t tenant;    /* index into tenants[]; 0 for a failure of no one tenant (the
-                           * database's meta) */
+        size_t tenant;    /* index into tenants[] */
         uint32_t version; /* the version that failed; 0 when the failure was not one
                            * version's (a tenant without versions, a database error) */
+        bool unsigned_dek; /* that version's DEK has no signature at all (-KH_E_INTEGRITY) */
+};
+
+/* kh_keys_load() flags */
+enum {
+        /* Sign DEKs that have no signature instead of refusing them: the operator vouches
+         * for a database from before DEKs were signed (keyholdd --sign-unsigned-deks). */
+        KH_KEYS_SIGN_UNSIGNED = 1 << 0,
 };
 
 /**
- * kh_keys_load_full() - a new snapshot of the key versions of tenants[0..n) read from
+ * kh_keys_load() - a new snapshot of the key versions of tenants[0..n) read from
  * store, the DEK of every version whose state decrypts (active, archived, revoked)
  * checked against its signature (kh_dek_sign()) and then unwrapped by ks into locked
  * memory. A tenant without any version is -ENOENT (app.c creates version 1 first).
  *
- * Rows written before DEKs were signed have no signature. While the database's meta does
- * not hold KH_DEK_SIGNATURES_META (the first load after the upgrade), this signs every
- * such row whose state decrypts, trusting it on first use, and then records the key; from
- * then on a row without a signature is refused like a row with a wrong one. Several
- * processes may do this at once: the store keeps the first signature of a row, and each
- * process checks what is stored.
+ * Rows written before DEKs were signed have no signature, and neither has a row someone
+ * planted. Nothing stored in the database can tell them apart (whoever can write a planted
+ * row can write any marker too), so a row without a signature is refused, naming it, unless
+ * @flags has KH_KEYS_SIGN_UNSIGNED: then every such row whose state decrypts is signed
+ * first. Several processes may do that at once: the store keeps the first signature of a
+ * row, and each process checks what is stored.
  *
  * Returns 0, -ENOENT, -E2BIG (more than KH_KEY_VERSIONS_MAX versions), -KH_E_INTEGRITY (a
  * DEK whose signature is missing or does not verify, or that does not unwrap), an error of
  * the store or key store, or -ENOMEM. On failure, @failed says which tenant and version
  * failed; @ret is written only on success.
  */
-KH_MUST_CHECK int kh_keys_load_full(struct kh_store *store, struct kh_keystore *ks,
-                                    const char *const *tenants, size_t n, struct kh_keys **ret,
-                                    struct kh_keys_failure *failed);
-
-/* kh_keys_load_full() reporting only the tenant that failed, through @ret_tenant (written
- * on failure). For callers that do not log the version yet. */
 KH_MUST_CHECK int kh_keys_load(struct kh_store *store, struct kh_keystore *ks,
-                               const char *const *tenants, size_t n, struct kh_keys **ret,
-                               size_t *ret_tenant);
+                               const char *const *tenants, size_t n, unsigned flags,
+                               struct kh_keys **ret, struct kh_keys_failure *failed);
 
 /* Another holder of k, beyond the current pass (any thread). */
 struct kh_keys *kh_keys_ref(const struct kh_keys *k);

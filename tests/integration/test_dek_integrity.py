@@ -94,9 +94,6 @@ def test_planted_dek_is_refused_at_start(make_keyholdd, acme_issuer, signature):
     assert_key(k.client.get("/t/acme/user-keys", token=acme_issuer.token(user)), key)
 
 
-@pytest.mark.xfail(strict=True, reason="kh_keys_load_full() reports the failing version, but "
-                   "load_keys() in src/service/app.c does not log it yet (it still calls "
-                   "kh_keys_load()); remove this mark when it does")
 def test_refusal_names_the_version(make_keyholdd, acme_issuer):
     k, _, _ = _serving_with_key(make_keyholdd, acme_issuer)
     _, sig = _row(k)
@@ -106,10 +103,12 @@ def test_refusal_names_the_version(make_keyholdd, acme_issuer):
                      rf"{re.escape(INTEGRITY)}", log), log
 
 
-def test_database_from_before_signatures_is_signed_once(make_keyholdd, acme_issuer):
+def test_database_from_before_signatures_needs_the_operator(make_keyholdd, acme_issuer):
     """A database as a build before signatures left it (schema 2: no signature column, no
-    meta table) starts, serves its keys, and comes out signed; from then on a cleared
-    signature is refused instead of being signed again."""
+    meta table) looks exactly like one whose signatures an attacker cleared, so keyholdd
+    refuses it, naming the version and the way out; started once with --sign-unsigned-deks
+    it signs the rows as they are and serves; later starts need no flag, and a signature
+    cleared afterwards is refused again instead of being signed."""
     k, user, key = _serving_with_key(make_keyholdd, acme_issuer)
     wrapped, _ = _row(k)
     db = sqlite3.connect(k.db_path)
@@ -119,15 +118,27 @@ def test_database_from_before_signatures_is_signed_once(make_keyholdd, acme_issu
     finally:
         db.close()
 
+    log = _start_refused(k)
+    assert re.search(r"tenant default: tenant key version 1 has a DEK without a signature "
+                     r"[^\n]*--sign-unsigned-deks: " + re.escape(INTEGRITY), log), log
+    assert _row(k) == (wrapped, None)   # refusing signs nothing
+
+    k.args = ["--sign-unsigned-deks"]
     k.start()
     assert_key(k.client.get("/t/acme/user-keys", token=acme_issuer.token(user)), key)
     assert k.stop() == 0, k.log()
     signed, sig = _row(k)
     assert signed == wrapped and sig is not None and len(sig) == 256
 
+    k.args = []
+    k.start()
+    assert_key(k.client.get("/t/acme/user-keys", token=acme_issuer.token(user)), key)
+    assert k.stop() == 0, k.log()
+
     _set_row(k, wrapped, None)
     log = _start_refused(k)
-    assert re.search(rf"tenant {TENANT}: .*: {re.escape(INTEGRITY)}", log), log
+    assert re.search(rf"tenant {TENANT}: tenant key version 1 has a DEK without a signature "
+                     rf"[^\n]*: {re.escape(INTEGRITY)}", log), log
     _set_row(k, wrapped, sig)
     k.start()
     assert_key(k.client.get("/t/acme/user-keys", token=acme_issuer.token(user)), key)

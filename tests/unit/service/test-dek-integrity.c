@@ -1,5 +1,5 @@
 /* Wrapped DEKs are authenticated (keyring.h): each carries a signature by the tenant key
- * version that wraps it, checked by kh_keys_load_full() before it is unwrapped. On a real
+ * version that wraps it, checked by kh_keys_load() before it is unwrapped. On a real
  * app (SQLite file, file key store, two tenants whose issuer keys come from a local JWKS
  * file), the database is tampered with the way an attacker who can write it and holds the
  * tenants' public keys would: a DEK of the test's choosing wrapped under the public key
@@ -150,17 +150,6 @@ static void row_put(struct fixture *f, const char *tenant, uint32_t version, con
         (void) sqlite3_finalize(st);
 }
 
-static bool meta_has(struct fixture *f, const char *key) {
-        struct kh_buf b;
-        int r;
-
-        kh_buf_init(&b, KH_STORE_META_VALUE_MAX, false);
-        r = kh_store_meta_get(f->store, key, &b);
-        kh_buf_free(&b);
-        assert_true(r == 0 || r == -ENOENT);
-        return r == 0;
-}
-
 /* SHA-256 of the message a DEK signature covers, framed here independently of keyring.c:
  * "keyhold-dek:1" NUL | u8 tenant length | tenant | u32 version | u16 length | wrapped,
  * integers big-endian. */
@@ -260,17 +249,21 @@ static void sign_row(struct fixture *f, const char *tenant, uint32_t version, st
         kh_buf_free(&sig);
 }
 
-/* kh_keys_load_full() on the fixture's store: its result, with the snapshot dropped. */
-static int load(struct fixture *f, struct kh_keys_failure *failed) {
+/* kh_keys_load() on the fixture's store: its result, with the snapshot dropped. */
+static int load_flags(struct fixture *f, unsigned flags, struct kh_keys_failure *failed) {
         struct kh_keys *keys = NULL;
         int r;
 
-        *failed = (struct kh_keys_failure) { .tenant = 99, .version = 99 };
-        r = kh_keys_load_full(f->store, f->ks, tenants, N_TENANTS, &keys, failed);
+        *failed = (struct kh_keys_failure) { .tenant = 99, .version = 99, .unsigned_dek = true };
+        r = kh_keys_load(f->store, f->ks, tenants, N_TENANTS, flags, &keys, failed);
         if (r < 0)
                 assert_null(keys);
         kh_keys_unref(keys);
         return r;
+}
+
+static int load(struct fixture *f, struct kh_keys_failure *failed) {
+        return load_flags(f, 0, failed);
 }
 
 /* The snapshot of a load that must succeed, with an active version for every tenant. */
@@ -278,8 +271,7 @@ static struct kh_keys *loaded(struct fixture *f) {
         struct kh_keys_failure failed;
         struct kh_keys *keys;
 
-        assert_int_equal(kh_keys_load_full(f->store, f->ks, tenants, N_TENANTS, &keys, &failed),
-                         0);
+        assert_int_equal(kh_keys_load(f->store, f->ks, tenants, N_TENANTS, 0, &keys, &failed), 0);
         for (size_t t = 0; t < N_TENANTS; t++)
                 assert_non_null(keys->tenants[t].active);
         return keys;
@@ -293,7 +285,8 @@ static void expect_loads(struct fixture *f, const struct row *r) {
         assert_int_equal(load(f, &failed), 0);
 }
 
-/* Writes r as acme's version 1 and expects the load to refuse exactly that version. */
+/* Writes r as acme's version 1 and expects the load to refuse exactly that version, and
+ * to say whether it was for a missing signature. */
 static void expect_refused(struct fixture *f, const struct row *r) {
         struct kh_keys_failure failed;
 
@@ -301,9 +294,10 @@ static void expect_refused(struct fixture *f, const struct row *r) {
         assert_int_equal(load(f, &failed), -KH_E_INTEGRITY);
         assert_int_equal(failed.tenant, ACME);
         assert_int_equal(failed.version, 1);
+        assert_int_equal(failed.unsigned_dek, r->sig_len == 0);
 }
 
-/* A second version of acme's key, archived, with a DEK signed as kh_keys_load_full()
+/* A second version of acme's key, archived, with a DEK signed as kh_keys_load()
  * expects (what a rekey will write). */
 static void add_version_2(struct fixture *f) {
         KH_CLEANUP(kh_secret_freep) struct kh_secret *dek = NULL;
@@ -334,7 +328,6 @@ static void make_legacy(struct fixture *f) {
                     "DELETE FROM schema_migrations WHERE version = 3");
         open_store(f);
         assert_int_equal(kh_store_schema_version(f->store), 3);
-        assert_false(meta_has(f, KH_DEK_SIGNATURES_META));
 }
 
 /* The app's first start signed each DEK it created, over exactly the documented message:
@@ -389,7 +382,6 @@ static void test_signed_deks_load(void **state) {
         struct row r;
 
         assert_int_equal(load(f, &failed), 0);
-        assert_true(meta_has(f, KH_DEK_SIGNATURES_META)); /* a new database needs no back-fill */
 
         dek = plant(f, &r);
         sign_row(f, "acme", 1, &r);
@@ -414,8 +406,7 @@ static void test_planted_dek_with_the_old_signature_is_refused(void **state) {
         expect_loads(f, &original);
 }
 
-/* Without a signature once signatures are required (any database this build created, or
- * one already back-filled): refused, and not signed on the way. */
+/* Without a signature: refused, and not signed on the way. */
 static void test_planted_dek_without_signature_is_refused(void **state) {
         struct fixture *f = *state;
         KH_CLEANUP(kh_secret_freep) struct kh_secret *dek = NULL;
@@ -486,10 +477,10 @@ static void test_signature_by_another_key_is_refused(void **state) {
         }
 }
 
-/* A database from before signatures: the first load signs its rows (trust on first use)
- * and records that signatures are required; from then on a cleared signature is refused,
- * not signed again. */
-static void test_legacy_rows_are_signed_once_then_required(void **state) {
+/* A database from before signatures: refused, naming the first unsigned version, until the
+ * operator vouches for it (KH_KEYS_SIGN_UNSIGNED); that load signs its rows, later ones
+ * need no flag, and a signature cleared afterwards is refused again, not signed. */
+static void test_unsigned_rows_are_refused_until_the_operator_signs_them(void **state) {
         struct fixture *f = *state;
         struct kh_keys_failure failed;
         struct row before[N_TENANTS], after;
@@ -502,8 +493,16 @@ static void test_legacy_rows_are_signed_once_then_required(void **state) {
                 assert_int_equal(after.sig_len, 0);
         }
 
-        assert_int_equal(load(f, &failed), 0);
-        assert_true(meta_has(f, KH_DEK_SIGNATURES_META));
+        assert_int_equal(load(f, &failed), -KH_E_INTEGRITY);
+        assert_int_equal(failed.tenant, 0);
+        assert_int_equal(failed.version, 1);
+        assert_true(failed.unsigned_dek);
+        for (size_t t = 0; t < N_TENANTS; t++) {
+                row_get(f, tenants[t], 1, &after);
+                assert_int_equal(after.sig_len, 0);   /* refusing signs nothing */
+        }
+
+        assert_int_equal(load_flags(f, KH_KEYS_SIGN_UNSIGNED, &failed), 0);
         for (size_t t = 0; t < N_TENANTS; t++) {
                 row_get(f, tenants[t], 1, &after);
                 assert_int_equal(after.wrapped_len, before[t].wrapped_len);
@@ -542,7 +541,8 @@ static void *backfill_thread(void *p) {
         struct kh_keys *keys = NULL;
 
         (void) pthread_barrier_wait(b->barrier);
-        b->r = kh_keys_load_full(b->store, b->ks, tenants, N_TENANTS, &keys, &b->failed);
+        b->r = kh_keys_load(b->store, b->ks, tenants, N_TENANTS, KH_KEYS_SIGN_UNSIGNED, &keys,
+                            &b->failed);
         kh_keys_unref(keys);
         return NULL;
 }
@@ -560,7 +560,7 @@ static void test_legacy_rows_signed_by_two_at_once(void **state) {
                 pthread_t t[BACKFILLERS];
                 pthread_barrier_t barrier;
 
-                raw_exec(f, "UPDATE tenant_keys SET signature = NULL; DELETE FROM meta");
+                raw_exec(f, "UPDATE tenant_keys SET signature = NULL");
                 assert_int_equal(pthread_barrier_init(&barrier, NULL, BACKFILLERS), 0);
                 for (int i = 0; i < BACKFILLERS; i++) {
                         b[i] = (struct backfiller) { .barrier = &barrier, .r = 1 };
@@ -582,7 +582,6 @@ static void test_legacy_rows_signed_by_two_at_once(void **state) {
                         row_get(f, tenants[i], 1, &r);
                         assert_true(row_verifies(f, tenants[i], 1, &r));
                 }
-                assert_true(meta_has(f, KH_DEK_SIGNATURES_META));
                 assert_int_equal(load(f, &failed), 0);
         }
 }
@@ -630,6 +629,37 @@ static void test_app_refuses_a_planted_dek_at_start_and_reload(void **state) {
         app = kh_app_close(app);
 }
 
+/* keyholdd --sign-unsigned-deks: kh_app_open() refuses a legacy database without it (the
+ * event names the tenant), signs it with it; a reload never signs. */
+static void test_app_signs_unsigned_deks_only_when_told(void **state) {
+        struct fixture *f = *state;
+        struct events e = { .r = 0 };
+        struct kh_app *app = NULL;
+        struct row r;
+
+        make_legacy(f);
+        assert_int_equal(kh_app_open(f->cfg, on_event, &e, &app), -KH_E_INTEGRITY);
+        assert_null(app);
+        assert_string_equal(e.tenant, tenants[0]);
+
+        f->cfg->sign_unsigned_deks = true;
+        assert_int_equal(kh_app_open(f->cfg, on_event, &e, &app), 0);
+        f->cfg->sign_unsigned_deks = false;
+        for (size_t t = 0; t < N_TENANTS; t++) {
+                row_get(f, tenants[t], 1, &r);
+                assert_true(row_verifies(f, tenants[t], 1, &r));
+        }
+        row_get(f, "acme", 1, &r);
+        r.sig_len = 0;
+        row_put(f, "acme", 1, &r);
+        f->cfg->sign_unsigned_deks = true; /* even when the app was opened with it */
+        assert_int_equal(kh_app_reload_keys(app), -KH_E_INTEGRITY);
+        row_get(f, "acme", 1, &r);
+        assert_int_equal(r.sig_len, 0);
+        f->cfg->sign_unsigned_deks = false;
+        app = kh_app_close(app);
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
@@ -639,7 +669,8 @@ int main(void) {
                 T(test_planted_dek_without_signature_is_refused),
                 T(test_row_or_signature_of_another_version_is_refused),
                 T(test_signature_by_another_key_is_refused),
-                T(test_legacy_rows_are_signed_once_then_required),
+                T(test_unsigned_rows_are_refused_until_the_operator_signs_them),
+                T(test_app_signs_unsigned_deks_only_when_told),
                 T(test_legacy_rows_signed_by_two_at_once),
                 T(test_app_refuses_a_planted_dek_at_start_and_reload),
 #undef T
