@@ -5,6 +5,8 @@
 #include <stdbool.h>
 #include <stdlib.h>
 
+#include "common/fifo.h"
+
 struct kh_jobs {
         pthread_mutex_t lock;
         pthread_cond_t wake;
@@ -41,13 +43,9 @@ static void *worker(void *userdata) {
                 pthread_mutex_lock(&jobs->lock);
                 while (!jobs->head && !jobs->stopping)
                         pthread_cond_wait(&jobs->wake, &jobs->lock);
-                job = jobs->head;
-                if (job) {
-                        jobs->head = job->next;
-                        if (!jobs->head)
-                                jobs->tail = NULL;
+                KH_FIFO_POP(jobs->head, jobs->tail, job);
+                if (job)
                         jobs->queued--;
-                }
                 bool stopping = jobs->stopping;
                 pthread_mutex_unlock(&jobs->lock);
 
@@ -95,12 +93,7 @@ int kh_jobs_submit(struct kh_jobs *jobs, struct kh_loop *loop, struct kh_job *jo
                 r = -EAGAIN;
         if (r == 0) {
                 job->loop = loop;
-                job->next = NULL;
-                if (jobs->tail)
-                        jobs->tail->next = job;
-                else
-                        jobs->head = job;
-                jobs->tail = job;
+                KH_FIFO_PUSH(jobs->head, jobs->tail, job);
                 jobs->queued++;
                 pthread_cond_signal(&jobs->wake);
         }

@@ -6,6 +6,7 @@
 #pragma once
 
 #include <stdbool.h>
+#include <stddef.h>
 
 #include "common/cleanup.h"
 
@@ -41,4 +42,16 @@ static inline void kh_loop_defer(struct kh_loop *loop, struct kh_loop_task *task
 
 KH_MUST_CHECK static inline int kh_loop_post(struct kh_loop *loop, struct kh_loop_task *task) {
         return loop->ops->post(loop, task);
+}
+
+/* For implementations of defer: runs the deferred tasks of list (taken off the loop first,
+ * so that what they defer waits for the next pass) in order, each no longer queued. */
+static inline void kh_loop_run_deferred(struct kh_loop_task *list) {
+        while (list) {
+                struct kh_loop_task *next = list->next;
+                list->queued = false;
+                list->next = NULL;
+                list->run(list);
+                list = next;
+        }
 }

@@ -5,6 +5,7 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 
+#include "common/fifo.h"
 #include "common/limits.h"
 
 #define LOOP_WAIT_MS 200
@@ -41,16 +42,10 @@ struct kh_workers {
 static void run_deferred(h2o_timeout_entry_t *entry) {
         struct worker *w = kh_container_of(entry, struct worker, deferred_entry);
 
-        /* Tasks deferred while these run wait for the next pass: take the list first. */
-        struct kh_loop_task *t = w->deferred_head;
+        struct kh_loop_task *list = w->deferred_head;
+
         w->deferred_head = w->deferred_tail = NULL;
-        while (t) {
-                struct kh_loop_task *next = t->next;
-                t->queued = false;
-                t->next = NULL;
-                t->run(t);
-                t = next;
-        }
+        kh_loop_run_deferred(list);
 }
 
 static void loop_defer(struct kh_loop *loop, struct kh_loop_task *task) {
@@ -59,12 +54,7 @@ static void loop_defer(struct kh_loop *loop, struct kh_loop_task *task) {
         if (task->queued)
                 return;
         task->queued = true;
-        task->next = NULL;
-        if (w->deferred_tail)
-                w->deferred_tail->next = task;
-        else
-                w->deferred_head = task;
-        w->deferred_tail = task;
+        KH_FIFO_PUSH(w->deferred_head, w->deferred_tail, task);
         if (!h2o_timeout_is_linked(&w->deferred_entry))
                 h2o_timeout_link(w->evloop, &w->zero, &w->deferred_entry);
 }

@@ -3,6 +3,7 @@
 #include <stdbool.h>
 
 #include "common/errors.h"
+#include "common/fifo.h"
 #include "service/service-internal.h"
 #include "store/store.h"
 
@@ -11,13 +12,8 @@ void kh_service_submit(struct kh_service *svc, struct kh_service_op *op) {
          * never completed from inside the call that submits it. */
         if (svc->batch_len == KH_SERVICE_BATCH_MAX)
                 kh_service_batch_flush(svc);
-        op->next = NULL;
         op->result = 0;
-        if (svc->batch_tail)
-                svc->batch_tail->next = op;
-        else
-                svc->batch_head = op;
-        svc->batch_tail = op;
+        KH_FIFO_PUSH(svc->batch_head, svc->batch_tail, op);
         svc->batch_len++;
         kh_loop_defer(svc->loop, &svc->flush);
 }

@@ -12,66 +12,7 @@
 
 #include "common/jobs.h"
 
-struct test_loop {
-        struct kh_loop base;
-        pthread_mutex_t lock;
-        pthread_cond_t posted;
-        struct kh_loop_task *head, *tail;
-        pthread_t thread;          /* the "loop thread": the test's */
-        int fail_posts;            /* this many posts fail with -ENOMEM */
-};
-
-static void tl_defer(struct kh_loop *loop, struct kh_loop_task *task) {
-        (void) loop;
-        (void) task;
-        fail_msg("defer is not used by the pool");
-}
-
-static int tl_post(struct kh_loop *loop, struct kh_loop_task *task) {
-        struct test_loop *l = (struct test_loop *) loop;
-
-        pthread_mutex_lock(&l->lock);
-        if (l->fail_posts > 0) {
-                l->fail_posts--;
-                pthread_mutex_unlock(&l->lock);
-                return -ENOMEM;
-        }
-        task->next = NULL;
-        if (l->tail)
-                l->tail->next = task;
-        else
-                l->head = task;
-        l->tail = task;
-        pthread_cond_signal(&l->posted);
-        pthread_mutex_unlock(&l->lock);
-        return 0;
-}
-
-static const struct kh_loop_ops tl_ops = { .defer = tl_defer, .post = tl_post };
-
-static void tl_init(struct test_loop *l) {
-        *l = (struct test_loop) { .base = { &tl_ops }, .thread = pthread_self() };
-        pthread_mutex_init(&l->lock, NULL);
-        pthread_cond_init(&l->posted, NULL);
-}
-
-/* Runs posted tasks on this thread until n have run. */
-static void tl_run(struct test_loop *l, int n) {
-        while (n > 0) {
-                struct kh_loop_task *t;
-
-                pthread_mutex_lock(&l->lock);
-                while (!l->head)
-                        pthread_cond_wait(&l->posted, &l->lock);
-                t = l->head;
-                l->head = t->next;
-                if (!l->head)
-                        l->tail = NULL;
-                pthread_mutex_unlock(&l->lock);
-                t->run(t);
-                n--;
-        }
-}
+#include "../test-loop.h"
 
 struct test_job {
         struct kh_job job;
@@ -120,7 +61,7 @@ static void test_jobs_run_off_the_loop_and_complete_on_it(void **state) {
                 tj_init(&t[i], &l, i + 1);
                 assert_int_equal(kh_jobs_submit(jobs, &l.base, &t[i].job), 0);
         }
-        tl_run(&l, 8);
+        tl_run_until(&l, 8);
         for (int i = 0; i < 8; i++) {
                 assert_int_equal(t[i].ran, 1);
                 assert_int_equal(t[i].done, 1);
@@ -168,7 +109,7 @@ static void test_jobs_queue_is_bounded_and_stop_cancels(void **state) {
         assert_int_equal(r, -ESHUTDOWN);
         pthread_mutex_unlock(&gate);
 
-        tl_run(&l, 3);
+        tl_run_until(&l, 3);
         assert_int_equal(blocker.ran, 1);
         assert_int_equal(blocker.result_seen, 0);
         for (int i = 0; i < 2; i++) {

@@ -25,48 +25,7 @@
 #include "service/user-keys.h"
 
 #include "app-test.h"
-
-struct test_loop {
-        struct kh_loop base;
-        struct kh_loop_task *head, *tail;
-        int deferred;                    /* defer calls that queued a task */
-};
-
-static void tl_defer(struct kh_loop *loop, struct kh_loop_task *task) {
-        struct test_loop *l = (struct test_loop *) loop;
-
-        if (task->queued)
-                return;
-        task->queued = true;
-        task->next = NULL;
-        if (l->tail)
-                l->tail->next = task;
-        else
-                l->head = task;
-        l->tail = task;
-        l->deferred++;
-}
-
-static int tl_post(struct kh_loop *loop, struct kh_loop_task *task) {
-        (void) loop;
-        (void) task;
-        return -ENOTSUP;
-}
-
-static const struct kh_loop_ops tl_ops = { .defer = tl_defer, .post = tl_post };
-
-/* The end of a pass: runs what was deferred. */
-static void end_of_pass(struct test_loop *l) {
-        struct kh_loop_task *t = l->head;
-
-        l->head = l->tail = NULL;
-        while (t) {
-                struct kh_loop_task *next = t->next;
-                t->queued = false;
-                t->run(t);
-                t = next;
-        }
-}
+#include "../test-loop.h"
 
 struct fixture {
         char dir[64];
@@ -77,7 +36,7 @@ struct fixture {
 };
 
 static void open_app(struct fixture *f) {
-        f->loop = (struct test_loop) { .base = { &tl_ops } };
+        tl_init(&f->loop);
         assert_int_equal(kh_app_open(f->cfg, NULL, NULL, &f->app), 0);
         assert_int_equal(kh_service_new(f->app, &f->loop.base, &f->svc), 0);
 }
@@ -184,14 +143,14 @@ static void test_writes_wait_for_the_end_of_the_pass(void **state) {
         assert_int_equal(a.done_calls + b.done_calls, 0);
         assert_int_equal(f->loop.deferred, 1);          /* one flush for the whole pass */
 
-        end_of_pass(&f->loop);
+        tl_end_of_pass(&f->loop);
         assert_int_equal(a.done_calls, 1);
         assert_int_equal(b.done_calls, 1);
         assert_int_equal(a.result, 0);
         assert_int_equal(b.result, 0);
         assert_int_equal(stored_byte(f->svc, 1), 0xa1);
         assert_int_equal(stored_byte(f->svc, 2), 0xb2);
-        end_of_pass(&f->loop);                          /* nothing left: nothing happens */
+        tl_end_of_pass(&f->loop);                          /* nothing left: nothing happens */
         assert_int_equal(a.done_calls, 1);
 }
 
@@ -201,7 +160,7 @@ static void test_a_failing_write_fails_alone(void **state) {
 
         write_init(&first, 1, 0x11, false);
         kh_service_submit(f->svc, &first.op);
-        end_of_pass(&f->loop);
+        tl_end_of_pass(&f->loop);
         assert_int_equal(first.result, 0);
 
         write_init(&dup, 1, 0x22, false);       /* POST over an existing key */
@@ -210,7 +169,7 @@ static void test_a_failing_write_fails_alone(void **state) {
         kh_service_submit(f->svc, &dup.op);
         kh_service_submit(f->svc, &other.op);
         kh_service_submit(f->svc, &replace.op);
-        end_of_pass(&f->loop);
+        tl_end_of_pass(&f->loop);
         assert_int_equal(dup.result, -KH_E_KEY_EXISTS);
         assert_int_equal(other.result, 0);
         assert_int_equal(replace.result, 0);
@@ -236,7 +195,7 @@ static void test_a_full_batch_commits_before_the_next_write_joins(void **state) 
                 assert_int_equal(ops[i].result, 0);
         }
         assert_int_equal(ops[KH_SERVICE_BATCH_MAX].done_calls, 0);  /* never from submit */
-        end_of_pass(&f->loop);
+        tl_end_of_pass(&f->loop);
         assert_int_equal(ops[KH_SERVICE_BATCH_MAX].done_calls, 1);
         assert_int_equal(stored_byte(f->svc, 100 + 7), 7);
         assert_int_equal(stored_byte(f->svc, 999), 0x99);
@@ -249,7 +208,7 @@ static void test_committed_writes_survive_a_reopen(void **state) {
 
         write_init(&a, 5, 0x55, false);
         kh_service_submit(f->svc, &a.op);
-        end_of_pass(&f->loop);
+        tl_end_of_pass(&f->loop);
         assert_int_equal(a.result, 0);
 
         /* submitted but never committed (the process "dies" before its pass ends) */
@@ -274,7 +233,7 @@ static void test_reload_takes_in_a_state_change(void **state) {
 
         write_init(&a, 8, 0x88, false);
         kh_service_submit(f->svc, &a.op);
-        end_of_pass(&f->loop);
+        tl_end_of_pass(&f->loop);
         assert_int_equal(a.result, 0);
         before = kh_keyring_get(kh_app_keyring(f->app));
         assert_int_equal(before->tenants[0].versions[0].state, KH_KEY_ACTIVE);

@@ -22,6 +22,7 @@
 #include "token/issuer.h"
 #include "token/jwt-sign.h"
 #include "token-test.h"
+#include "../test-loop.h"
 
 static EVP_PKEY *key_a, *key_b;
 
@@ -442,52 +443,6 @@ static void test_discovery_failures(void **state) {
 
 /* ---- waiting for a load, periodic loads, removed keys ---- */
 
-/* A loop whose posted tasks the test runs; the refresh thread posts from its own thread. */
-struct test_loop {
-        struct kh_loop base;
-        pthread_mutex_t lock;
-        pthread_cond_t posted;
-        struct kh_loop_task *head;
-        int n_posted;
-};
-
-static void tl_defer(struct kh_loop *loop, struct kh_loop_task *task) {
-        (void) loop;
-        (void) task;
-        fail_msg("the issuer only posts");
-}
-
-static int tl_post(struct kh_loop *loop, struct kh_loop_task *task) {
-        struct test_loop *l = (struct test_loop *) loop;
-
-        pthread_mutex_lock(&l->lock);
-        task->next = l->head;
-        l->head = task;
-        l->n_posted++;
-        pthread_cond_signal(&l->posted);
-        pthread_mutex_unlock(&l->lock);
-        return 0;
-}
-
-static const struct kh_loop_ops tl_ops = { .defer = tl_defer, .post = tl_post };
-
-/* Waits (bounded; never asserted on) until n tasks were posted, and runs them. */
-static void tl_run(struct test_loop *l, int n) {
-        struct timespec until;
-
-        clock_gettime(CLOCK_REALTIME, &until);
-        until.tv_sec += 10;
-        pthread_mutex_lock(&l->lock);
-        while (l->n_posted < n && pthread_cond_timedwait(&l->posted, &l->lock, &until) == 0)
-                ;
-        struct kh_loop_task *t = l->head;
-        l->head = NULL;
-        pthread_mutex_unlock(&l->lock);
-        assert_int_equal(l->n_posted, n);
-        for (; t; t = t->next)
-                t->run(t);
-}
-
 static int woken;
 
 static void on_woken(struct kh_loop_task *task) {
@@ -499,15 +454,14 @@ static void test_a_waiting_request_is_woken_after_the_load(void **state) {
         char dir[] = "/tmp/kh-issuer-XXXXXX", path[64];
         char *ja = jwks_a(), *jab = jwks_ab(), *tb;
         struct kh_issuer_config cfg = { .tenant = "acme", .issuer_url = "https://idp.test" };
-        struct test_loop l = { .base = { &tl_ops } };
+        struct test_loop l;
         struct kh_issuer_waiter w = { .task = { .run = on_woken }, .loop = &l.base };
         struct kh_issuer *iss = NULL;
         struct kh_principal p;
         uint64_t seen;
         (void) state;
 
-        pthread_mutex_init(&l.lock, NULL);
-        pthread_cond_init(&l.posted, NULL);
+        tl_init(&l);
         assert_non_null(mkdtemp(dir));
         snprintf(path, sizeof(path), "%s/jwks.json", dir);
         write_file(path, ja);
@@ -520,13 +474,15 @@ static void test_a_waiting_request_is_woken_after_the_load(void **state) {
         seen = kh_issuer_refresh_count(iss);
         assert_int_equal(verify(iss, tb, TEST_NOW, &p), KH_ISSUER_WAIT);
         kh_issuer_wait(iss, &w, seen);
-        tl_run(&l, 1);
+        tl_run_until(&l, 1);
+        assert_int_equal(l.n_posted, 1);   /* one post per wake-up, no more */
         assert_int_equal(woken, 1);
         assert_int_equal(verify(iss, tb, TEST_NOW, &p), 0);   /* the rotation did not log b out */
 
         /* a waiter that comes after the load it waited for is posted at once */
         kh_issuer_wait(iss, &w, seen);
-        tl_run(&l, 2);
+        tl_run_until(&l, 2);
+        assert_int_equal(l.n_posted, 2);   /* one post per wake-up, no more */
         assert_int_equal(woken, 2);
 
         kh_issuer_close(iss);
