@@ -31,6 +31,13 @@ def keyholdd_binary() -> pathlib.Path:
     return build_dir() / "src" / "daemon" / "keyholdd"
 
 
+def sanitized_build() -> bool:
+    """Whether the keyholdd under test is an ASan/UBSan build (meson's b_sanitize)."""
+    intro = build_dir() / "meson-info" / "intro-buildoptions.json"
+    opts = {o["name"]: o["value"] for o in json.loads(intro.read_text())}
+    return opts.get("b_sanitize", "none") not in ("none", "")
+
+
 def new_key() -> str:
     """A fresh 32-byte key connector key, standard base64 with padding (44 chars)."""
     return base64.b64encode(os.urandom(32)).decode()
@@ -376,6 +383,7 @@ class Keyholdd:
         self._log = open(self.log_path, "ab")
         env = {k: v for k, v in os.environ.items() if not k.startswith("KEYHOLD_")}
         env.update(self.env)
+        self.started_env = env
         cmd = self.prefix + [str(self.binary or keyholdd_binary()), "--config",
                              str(self.config_path)] + self.args
         self.proc = subprocess.Popen(cmd, stdout=self._log, stderr=subprocess.STDOUT, env=env,

@@ -358,17 +358,10 @@ def _smaps(text: str) -> list[dict]:
     return maps
 
 
-def _sanitized_build() -> bool:
-    """ASan replaces mlock() with a no-op, so "lo" cannot show in an ASan build."""
-    intro = harness.build_dir() / "meson-info" / "intro-buildoptions.json"
-    opts = {o["name"]: o["value"] for o in json.loads(intro.read_text())}
-    return opts.get("b_sanitize", "none") not in ("none", "")
-
-
 def test_secret_pages_locked_not_dumped_wiped_on_fork(exercised):
     maps = _smaps(exercised.smaps)
     assert maps and all("flags" in m for m in maps)
-    locked = not _sanitized_build()
+    locked = not harness.sanitized_build()  # ASan makes mlock() a no-op
     # struct kh_secret slab chunks: mlock + MADV_DONTDUMP + MADV_WIPEONFORK, 64 KiB each.
     slab = [m for m in maps if {"dd", "wf"} <= m["flags"]]
     assert slab, "no mapping is both non-dumpable (dd) and wiped on fork (wf)"
