@@ -214,7 +214,9 @@ def make_tokens(d: pathlib.Path) -> tuple[pathlib.Path, pathlib.Path]:
     workers = max(1, NCPU)
     step = (len(subs) + workers - 1) // workers
     chunks = [(pem, subs[i:i + step], now) for i in range(0, len(subs), step)]
-    with multiprocessing.get_context("fork").Pool(workers) as pool:
+    # spawn, not fork: a forked child can inherit a lock some thread of this process held
+    # (one run hung here for minutes with both processes idle)
+    with multiprocessing.get_context("spawn").Pool(workers) as pool:
         toks = [t for part in pool.map(_mint_chunk, chunks) for t in part]
     path = d / "tokens.tsv"
     with open(path, "w") as f:
