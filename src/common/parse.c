@@ -77,3 +77,45 @@ bool kh_tenant_id_is_valid(const char *s, size_t len) {
         }
         return true;
 }
+
+bool kh_utf8_is_valid(const char *s, size_t len) {
+        const unsigned char *p = (const unsigned char *) s;
+        size_t i = 0;
+
+        while (i < len) {
+                unsigned c = p[i];
+                unsigned lo = 0x80, hi = 0xbf;   /* the second byte's range */
+                size_t n;
+
+                if (c == 0)
+                        return false;
+                if (c < 0x80) {
+                        i++;
+                        continue;
+                }
+                if (c >= 0xc2 && c <= 0xdf)
+                        n = 1;
+                else if (c >= 0xe0 && c <= 0xef) {
+                        n = 2;
+                        if (c == 0xe0)
+                                lo = 0xa0;       /* no overlong 3-byte forms */
+                        else if (c == 0xed)
+                                hi = 0x9f;       /* no surrogates */
+                } else if (c >= 0xf0 && c <= 0xf4) {
+                        n = 3;
+                        if (c == 0xf0)
+                                lo = 0x90;       /* no overlong 4-byte forms */
+                        else if (c == 0xf4)
+                                hi = 0x8f;       /* nothing above U+10FFFF */
+                } else {
+                        return false;            /* 0x80..0xc1 and 0xf5..0xff never lead */
+                }
+                if (len - i <= n || p[i + 1] < lo || p[i + 1] > hi)
+                        return false;
+                for (size_t k = 2; k <= n; k++)
+                        if (p[i + k] < 0x80 || p[i + k] > 0xbf)
+                                return false;
+                i += n + 1;
+        }
+        return true;
+}

@@ -23,3 +23,7 @@ KH_MUST_CHECK int kh_parse_guid(const char *s, size_t len, char ret[static KH_GU
 
 /* A tenant id: [a-z0-9][a-z0-9-]{0,62}. */
 bool kh_tenant_id_is_valid(const char *s, size_t len);
+
+/* Whether s[0..len) is well-formed UTF-8 (RFC 3629: no overlong forms, no surrogates,
+ * nothing above U+10FFFF) without NUL bytes. */
+bool kh_utf8_is_valid(const char *s, size_t len);

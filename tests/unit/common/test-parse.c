@@ -61,12 +61,47 @@ static void test_tenant_id_syntax(void **state) {
         assert_false(kh_tenant_id_is_valid("aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa", 64));
 }
 
+/* RFC 3629 section 4's syntax, each boundary on both sides. */
+static void test_utf8_validity(void **state) {
+        static const struct { const char *s; size_t len; bool ok; } cases[] = {
+                { "", 0, true },
+                { "plain ascii", 11, true },
+                { "\xc3\xa9", 2, true },                 /* U+00E9 */
+                { "\xc2\x80", 2, true },                 /* U+0080, smallest 2-byte */
+                { "\xc1\xbf", 2, false },                /* overlong U+007F */
+                { "\xc0\x80", 2, false },                /* overlong NUL */
+                { "\xe0\xa0\x80", 3, true },             /* U+0800 */
+                { "\xe0\x9f\xbf", 3, false },            /* overlong U+07FF */
+                { "\xed\x9f\xbf", 3, true },             /* U+D7FF */
+                { "\xed\xa0\x80", 3, false },            /* U+D800, a surrogate */
+                { "\xee\x80\x80", 3, true },             /* U+E000 */
+                { "\xef\xbf\xbf", 3, true },             /* U+FFFF */
+                { "\xf0\x90\x80\x80", 4, true },         /* U+10000 */
+                { "\xf0\x8f\xbf\xbf", 4, false },        /* overlong U+FFFF */
+                { "\xf4\x8f\xbf\xbf", 4, true },         /* U+10FFFF */
+                { "\xf4\x90\x80\x80", 4, false },        /* U+110000 */
+                { "\xf5\x80\x80\x80", 4, false },
+                { "\x80", 1, false },                    /* a lone continuation byte */
+                { "\xc3", 1, false },                    /* truncated */
+                { "\xe2\x82", 2, false },                /* truncated */
+                { "\xe2\x28\xa1", 3, false },            /* bad continuation */
+                { "a\0b", 3, false },                    /* NUL */
+                { "\xff", 1, false },
+        };
+        (void) state;
+
+        for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
+                if (kh_utf8_is_valid(cases[i].s, cases[i].len) != cases[i].ok)
+                        fail_msg("case %zu: expected %s", i, cases[i].ok ? "valid" : "invalid");
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_parse_u64_accepts_only_plain_digits),
                 cmocka_unit_test(test_parse_bool_spellings),
                 cmocka_unit_test(test_parse_guid_canonicalises_and_rejects),
                 cmocka_unit_test(test_tenant_id_syntax),
+                cmocka_unit_test(test_utf8_validity),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }
