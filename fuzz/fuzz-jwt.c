@@ -55,10 +55,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         }
 
         r = kh_jwt_check_claims(jwt, &policy, &p);
-        CHECK(r == 0 || r == -KH_E_INVALID_TOKEN || r == -KH_E_INSUFFICIENT_SCOPE ||
-              r == -KH_E_INVALID_SUBJECT);
+        CHECK(r == 0 || r == -KH_E_INVALID_TOKEN);
         if (r == 0) {
-                CHECK(is_canonical_guid(p.sub));
+                CHECK(p.member_refusal == 0 || p.member_refusal == -KH_E_INSUFFICIENT_SCOPE ||
+                      p.member_refusal == -KH_E_INVALID_SUBJECT);
+                CHECK(p.member_refusal != 0 || is_canonical_guid(p.sub));
+                CHECK(!p.admin || p.sub[0]);
                 CHECK(p.tenant[0] == 0);
                 CHECK(memcmp(p.token_hash, kh_jwt_token_hash(jwt), sizeof(p.token_hash)) == 0);
                 int64_t limit;

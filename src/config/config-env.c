@@ -57,7 +57,7 @@ int kh_cfg_env_tenant_key(const struct kh_cfg_key *keys, size_t n_keys, const ch
 
 /* "unknown key: ... with KEY one of ISSUER, ISSUER_CA, ...", from the table. */
 static int fail_unknown_tenant_key(struct kh_cfg_ctx *c, const char *name, size_t name_len) {
-        char keys[256];
+        char keys[400];     /* every tenant key, upper-cased; fits in kh_config_error.reason */
         size_t n = 0;
 
         for (size_t k = 0; k < KH_CFG_N_KEYS; k++) {

@@ -65,6 +65,8 @@ struct kh_config_tenant {
                                      * then "iss" must equal issuer verbatim */
         char *cors_origins[KH_CORS_ORIGINS_MAX]; /* optional, added to [server] cors_origins */
         size_t n_cors_origins;
+        char *admin_issuer;         /* optional: a second IdP whose tokens may only administer */
+        char *admin_issuer_ca;      /* optional: the only CA trusted for admin_issuer */
         unsigned jwks_refresh_s;    /* reload the issuer's keys this often; 0 = on unknown kid */
         bool accept_scope_string;   /* also take "scope" as one space-separated string */
         uint32_t max_token_lifetime_s; /* refuse tokens with exp further ahead than this;
@@ -85,7 +87,7 @@ struct kh_config {
 /* Why a configuration was refused: the exact key and the reason, for --check-config. */
 struct kh_config_error {
         char key[128];              /* "section.key" (or "KEYHOLD_..." for the environment) */
-        char reason[256];
+        char reason[512];
         unsigned line;              /* line in the file, 0 if not from the file */
 };
 

@@ -196,13 +196,10 @@ static int authenticate(struct kh_http_req *req, enum kh_auth auth, struct kh_pr
                 kh_service_count_token_rejection(req->worker->svc);
         if (r < 0)
                 return r;
-        r = kh_service_authenticate(req->worker->svc, req->tenant, token, token_len,
-                                    (int64_t) time(NULL), who);
-        if (r != 0)
-                return r;          /* an error, or KH_SERVICE_WAIT: no principal yet */
-        if (auth == KH_AUTH_ADMIN && !who->admin)
-                return -KH_E_NOT_ADMIN;
-        return 0;
+        return kh_service_authenticate(req->worker->svc, req->tenant, token, token_len,
+                                       (int64_t) time(NULL),
+                                       auth == KH_AUTH_ADMIN ? KH_CALLER_ADMIN : KH_CALLER_MEMBER,
+                                       who);     /* KH_SERVICE_WAIT: no principal yet */
 }
 
 /* h2o 2.2.5 hides Content-Length and Transfer-Encoding from handlers (it frames the body

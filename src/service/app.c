@@ -138,16 +138,18 @@ static int load_keys(struct kh_app *app, struct kh_keys **ret) {
         return 0;
 }
 
-static int tenant_open_issuer(struct kh_tenant *t) {
+/* Opens one of the tenant's issuers into slot unless it is open already. */
+static int open_issuer(struct kh_tenant *t, struct kh_issuer *_Atomic *slot, const char *url,
+                       const char *ca, const char *jwks_file) {
         struct kh_claim_matcher admins[KH_ADMIN_MATCHERS_MAX];
         struct kh_issuer *issuer = NULL;
         const struct kh_config_tenant *tc = t->config;
         struct kh_issuer_config ic = {
                 .tenant = t->id,
-                .issuer_url = tc->issuer,
-                .issuer_ca = tc->issuer_ca,
+                .issuer_url = url,
+                .issuer_ca = ca,
                 .audience = tc->audience && *tc->audience ? tc->audience : NULL,
-                .jwks_file = tc->jwks_file,
+                .jwks_file = jwks_file,
                 .max_lifetime_s = tc->max_token_lifetime_s,
                 .refresh_interval_s = tc->jwks_refresh_s,
                 /* Bitwarden sends scope as an array and answers 403 to a string (spec 3.3) */
@@ -157,13 +159,31 @@ static int tenant_open_issuer(struct kh_tenant *t) {
         };
         int r;
 
+        if (atomic_load_explicit(slot, memory_order_acquire))
+                return 0;
         for (size_t i = 0; i < tc->n_admins; i++)
                 admins[i] = (struct kh_claim_matcher) { tc->admins[i].claim, tc->admins[i].value };
         r = kh_issuer_open(&ic, &issuer);
         if (r < 0)
                 return r;
-        atomic_store_explicit(&t->issuer, issuer, memory_order_release);
+        atomic_store_explicit(slot, issuer, memory_order_release);
         return 0;
+}
+
+/* The tenant's issuer, and its admin_issuer if it has one (a company IdP for admin tokens
+ * only, always through discovery). */
+static int tenant_open_issuer(struct kh_tenant *t) {
+        const struct kh_config_tenant *tc = t->config;
+        int r;
+
+        r = open_issuer(t, &t->issuer, tc->issuer, tc->issuer_ca, tc->jwks_file);
+        if (r >= 0 && tc->admin_issuer)
+                r = open_issuer(t, &t->admin_issuer, tc->admin_issuer, tc->admin_issuer_ca, NULL);
+        return r;
+}
+
+static bool tenant_issuers_open(const struct kh_tenant *t) {
+        return atomic_load(&t->issuer) && (!t->config->admin_issuer || atomic_load(&t->admin_issuer));
 }
 
 /* The start-up log line for an issuer that could not be loaded: what to check. */
@@ -191,7 +211,7 @@ static void *issuer_retry(void *userdata) {
                 bool missing = false;
                 for (size_t i = 0; i < app->n_tenants; i++) {
                         struct kh_tenant *t = &app->tenants[i];
-                        if (atomic_load(&t->issuer))
+                        if (tenant_issuers_open(t))
                                 continue;
                         int r = tenant_open_issuer(t);
                         if (r < 0)
@@ -289,6 +309,7 @@ struct kh_app *kh_app_close(struct kh_app *app) {
         for (size_t i = 0; i < app->n_tenants; i++) {
                 struct kh_tenant *t = &app->tenants[i];
                 kh_issuer_close(atomic_load(&t->issuer));
+                kh_issuer_close(atomic_load(&t->admin_issuer));
         }
         kh_keyring_free(app->keyring);
         pthread_mutex_destroy(&app->reload_lock);
@@ -355,8 +376,11 @@ bool kh_app_storage_full(const struct kh_app *app) {
 
 bool kh_app_issuers_ready(const struct kh_app *app) {
         for (size_t i = 0; i < app->n_tenants; i++) {
-                struct kh_issuer *issuer = atomic_load(&app->tenants[i].issuer);
-                if (!issuer || !kh_issuer_has_keys(issuer))
+                const struct kh_tenant *t = &app->tenants[i];
+                struct kh_issuer *issuer = atomic_load(&t->issuer);
+                struct kh_issuer *admin = atomic_load(&t->admin_issuer);
+                if (!issuer || !kh_issuer_has_keys(issuer) ||
+                    (t->config->admin_issuer && (!admin || !kh_issuer_has_keys(admin))))
                         return false;
         }
         return true;

@@ -25,6 +25,8 @@ struct kh_tenant {
                                                 * in every key snapshot */
         const struct kh_config_tenant *config; /* borrowed from the app's config */
         struct kh_issuer *_Atomic issuer;      /* NULL until discovery succeeded */
+        struct kh_issuer *_Atomic admin_issuer;/* [tenant.*] admin_issuer: NULL when there is
+                                                * none, or until its discovery succeeded */
 };
 
 /* Progress and failures of start-up, for the daemon to log. */

@@ -64,10 +64,32 @@ void kh_service_count_token_rejection(struct kh_service *svc) {
         atomic_fetch_add_explicit(&svc->counters.token_rejections, 1, memory_order_relaxed);
 }
 
+/* What a valid token's principal may do here: a route's kind of caller, or why not. */
+static int admit(struct kh_service *svc, const struct kh_principal *p,
+                 enum kh_service_caller as) {
+        int r = as == KH_CALLER_MEMBER ? p->member_refusal : p->admin ? 0 : -KH_E_NOT_ADMIN;
+
+        if (r < 0)
+                atomic_fetch_add_explicit(&svc->counters.token_rejections, 1, memory_order_relaxed);
+        return r;
+}
+
+/* The issuer that verifies a token: the tenant's, or for an admin route its admin_issuer
+ * when the token says it comes from there (checked again, strictly, by that issuer). */
+static struct kh_issuer *issuer_for(const struct kh_tenant *t, const char *token, size_t len,
+                                    enum kh_service_caller as, bool *ret_admin_issuer) {
+        struct kh_issuer *admin = atomic_load_explicit(&t->admin_issuer, memory_order_acquire);
+
+        *ret_admin_issuer = as == KH_CALLER_ADMIN && admin && kh_issuer_names_itself(admin, token, len);
+        return *ret_admin_issuer ? admin : atomic_load_explicit(&t->issuer, memory_order_acquire);
+}
+
 int kh_service_authenticate(struct kh_service *svc, const struct kh_tenant *t, const char *token,
-                            size_t len, int64_t now, struct kh_principal *ret) {
+                            size_t len, int64_t now, enum kh_service_caller as,
+                            struct kh_principal *ret) {
         uint8_t hash[KH_SHA256_LEN];
         struct kh_issuer *issuer;
+        bool via_admin_issuer;
         uint64_t seen;
         int r;
 
@@ -79,15 +101,18 @@ int kh_service_authenticate(struct kh_service *svc, const struct kh_tenant *t, c
         /* Bearer tokens are secrets too: the cache is keyed by their SHA-256 and a hit must
          * be for the same tenant, so a token is never accepted by another tenant. A hit
          * verified under a key set the issuer has since dropped a key from is a miss. */
-        issuer = atomic_load_explicit(&t->issuer, memory_order_acquire);
         kh_sha256(token, len, hash);
-        if (kh_token_cache_get(svc->tokens, hash, t->id, now, ret) &&
-            issuer && ret->key_generation == kh_issuer_key_generation(issuer)) {
-                atomic_fetch_add_explicit(&svc->counters.token_cache_hits, 1, memory_order_relaxed);
-                return 0;
+        if (kh_token_cache_get(svc->tokens, hash, t->id, now, ret)) {
+                issuer = ret->via_admin_issuer ? atomic_load(&t->admin_issuer) : atomic_load(&t->issuer);
+                if (issuer && ret->key_generation == kh_issuer_key_generation(issuer)) {
+                        atomic_fetch_add_explicit(&svc->counters.token_cache_hits, 1,
+                                                  memory_order_relaxed);
+                        return admit(svc, ret, as);
+                }
         }
         atomic_fetch_add_explicit(&svc->counters.token_cache_misses, 1, memory_order_relaxed);
 
+        issuer = issuer_for(t, token, len, as, &via_admin_issuer);
         if (!issuer)
                 return -KH_E_NOT_READY;
 
@@ -102,8 +127,12 @@ int kh_service_authenticate(struct kh_service *svc, const struct kh_tenant *t, c
                 atomic_fetch_add_explicit(&svc->counters.token_rejections, 1, memory_order_relaxed);
                 return r;
         }
+        /* the company's admin IdP vouches for administrators, never for members */
+        ret->via_admin_issuer = via_admin_issuer;
+        if (via_admin_issuer)
+                ret->member_refusal = -KH_E_INSUFFICIENT_SCOPE;
         kh_token_cache_put(svc->tokens, ret);
-        return 0;
+        return admit(svc, ret, as);
 }
 
 void kh_service_wait_keys(struct kh_service *svc, struct kh_issuer_waiter *w) {

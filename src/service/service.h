@@ -29,17 +29,27 @@ struct kh_app *kh_service_app(const struct kh_service *svc);
  * authenticate it again once woken. */
 #define KH_SERVICE_WAIT 1
 
+/* Who a route lets in (http/routes.def): a member of the tenant (Bitwarden's claim policy)
+ * or one of its administrators (its admins matchers; no scope or amr needed). */
+enum kh_service_caller {
+        KH_CALLER_MEMBER,
+        KH_CALLER_ADMIN,
+};
+
 /**
- * kh_service_authenticate() - the principal a bearer token proves for tenant t.
+ * kh_service_authenticate() - the principal a bearer token proves for tenant t, if it is a
+ * caller of kind @as.
  * @token: the bearer token (NULL if none was sent), @len its length.
  * Verifies strictly (issuer of t only, algorithm allow-list, signature, expiry, claims) or
  * answers from the worker's cache of verified tokens. Returns 0, KH_SERVICE_WAIT,
- * -KH_E_MISSING_TOKEN, -KH_E_INVALID_TOKEN, -KH_E_INSUFFICIENT_SCOPE, -KH_E_INVALID_SUBJECT
- * or -KH_E_NOT_READY.
+ * -KH_E_MISSING_TOKEN, -KH_E_INVALID_TOKEN or -KH_E_NOT_READY; for a valid token that is no
+ * caller of that kind, -KH_E_INSUFFICIENT_SCOPE or -KH_E_INVALID_SUBJECT (member) or
+ * -KH_E_NOT_ADMIN (admin). @ret holds the principal whenever the token was valid, refused
+ * for its kind or not, so that a refusal can name who was refused.
  */
 KH_MUST_CHECK int kh_service_authenticate(struct kh_service *svc, const struct kh_tenant *t,
                                           const char *token, size_t len, int64_t now,
-                                          struct kh_principal *ret);
+                                          enum kh_service_caller as, struct kh_principal *ret);
 
 /* After KH_SERVICE_WAIT: runs w->task on the worker's loop once the issuer's key load has
  * ended (at once if it already has). Loop thread only, right after that answer. */

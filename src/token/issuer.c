@@ -411,6 +411,16 @@ uint64_t kh_issuer_key_generation(const struct kh_issuer *iss) {
         return atomic_load_explicit(&iss->key_generation, memory_order_acquire);
 }
 
+bool kh_issuer_names_itself(const struct kh_issuer *iss, const char *token, size_t len) {
+        KH_CLEANUP(kh_jwt_freep) struct kh_jwt *jwt = NULL;
+        const char *claimed;
+
+        if (kh_jwt_parse(token, len, &jwt) < 0)
+                return false;
+        claimed = kh_jwt_unverified_iss(jwt);
+        return claimed && iss->expected_issuer && strcmp(claimed, iss->expected_issuer) == 0;
+}
+
 int kh_issuer_verify(struct kh_issuer *iss, const char *token, size_t len, int64_t now,
                      struct kh_principal *ret) {
         KH_CLEANUP(kh_jwt_freep) struct kh_jwt *jwt = NULL;

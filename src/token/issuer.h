@@ -84,8 +84,8 @@ bool kh_issuer_has_keys(const struct kh_issuer *iss);
  * not log members out; the caller parks the request (kh_issuer_wait()) instead of blocking.
  * Thread-safe; call it on a token-cache miss. ret->key_generation is the key set's.
  *
- * Returns 0, KH_ISSUER_WAIT, -KH_E_INVALID_TOKEN, -KH_E_INSUFFICIENT_SCOPE,
- * -KH_E_INVALID_SUBJECT, -ENOMEM or -EIO.
+ * Returns 0 (a valid token: whether it is a member's or an admin's is in @ret),
+ * KH_ISSUER_WAIT, -KH_E_INVALID_TOKEN, -ENOMEM or -EIO.
  */
 KH_MUST_CHECK int kh_issuer_verify(struct kh_issuer *iss, const char *token, size_t len,
                                    int64_t now, struct kh_principal *ret);
@@ -100,6 +100,10 @@ void kh_issuer_wait(struct kh_issuer *iss, struct kh_issuer_waiter *w, uint64_t 
 /* Bumped whenever a key load drops or replaces a key: a principal verified under an older
  * generation must be verified again (the key that signed it may be the one removed). */
 uint64_t kh_issuer_key_generation(const struct kh_issuer *iss);
+
+/* Whether token, parsed but not verified, names this issuer in "iss": to pick which of a
+ * tenant's issuers verifies it (kh_issuer_verify() then checks everything). Thread-safe. */
+bool kh_issuer_names_itself(const struct kh_issuer *iss, const char *token, size_t len);
 
 /* JWKS loads finished so far, successful or not, the one in kh_issuer_open() included (for
  * /metrics and tests). Bumped after a new key set is in place. Thread-safe. */

@@ -103,6 +103,22 @@ static bool is_admin(const json_t *c, const struct kh_claims_policy *p) {
         return false;
 }
 
+/* The "sub" of a token that is not a member's, kept as sent when it can name an actor in
+ * the audit log: 1..KH_SUB_MAX bytes of UTF-8 without control characters. A member's is
+ * the canonical GUID (kh_parse_guid()) instead. */
+static void admin_sub(const json_t *sub, char out[static KH_SUB_MAX + 1]) {
+        const char *s = json_string_value(sub);
+        size_t n = json_string_length(sub);
+
+        if (n == 0 || n > KH_SUB_MAX || !kh_utf8_is_valid(s, n))
+                return;
+        for (size_t i = 0; i < n; i++)
+                if ((unsigned char) s[i] < 0x20 || s[i] == 0x7f)
+                        return;
+        memcpy(out, s, n);
+        out[n] = 0;
+}
+
 int kh_jwt_check_claims(const struct kh_jwt *jwt, const struct kh_claims_policy *p,
                         struct kh_principal *ret) {
         const json_t *c = jwt->payload;
@@ -143,17 +159,17 @@ int kh_jwt_check_claims(const struct kh_jwt *jwt, const struct kh_claims_policy 
         if (p->audience && (!aud || !has_value(aud, p->audience)))
                 return -KH_E_INVALID_TOKEN;
 
-        /* policy "Application" (spec 3.1): 403 */
-        if (!scope || !scope_has_api(scope, p->scope_array_only))
-                return -KH_E_INSUFFICIENT_SCOPE;
-        if (!amr || (!has_value(amr, "Application") && !has_value(amr, "external")))
-                return -KH_E_INSUFFICIENT_SCOPE;
-
-        if (!sub || kh_parse_guid(json_string_value(sub), json_string_length(sub), pr.sub) < 0)
-                return -KH_E_INVALID_SUBJECT;
+        /* A valid token. Is it a member's? Policy "Application" (spec 3.1), then the subject. */
+        if (!scope || !scope_has_api(scope, p->scope_array_only) || !amr ||
+            (!has_value(amr, "Application") && !has_value(amr, "external")))
+                pr.member_refusal = -KH_E_INSUFFICIENT_SCOPE;
+        else if (!sub || kh_parse_guid(json_string_value(sub), json_string_length(sub), pr.sub) < 0)
+                pr.member_refusal = -KH_E_INVALID_SUBJECT;
+        if (!pr.sub[0] && sub)
+                admin_sub(sub, pr.sub);
 
         pr.exp = exp_s;
-        pr.admin = is_admin(c, p);
+        pr.admin = pr.sub[0] && is_admin(c, p);
         memcpy(pr.token_hash, jwt->token_hash, sizeof(pr.token_hash));
         *ret = pr;
         return 0;

@@ -178,6 +178,10 @@ enum kh_jwt_alg kh_jwt_alg(const struct kh_jwt *jwt) {
         return jwt->alg;
 }
 
+const char *kh_jwt_unverified_iss(const struct kh_jwt *jwt) {
+        return json_string_value(json_object_get(jwt->payload, "iss"));
+}
+
 const char *kh_jwt_kid(const struct kh_jwt *jwt) {
         return jwt->kid;
 }

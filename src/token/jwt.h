@@ -46,6 +46,10 @@ enum kh_jwt_alg kh_jwt_alg(const struct kh_jwt *jwt);
 /* The header's "kid", or NULL if it has none. Lives as long as jwt. */
 const char *kh_jwt_kid(const struct kh_jwt *jwt);
 
+/* The payload's "iss" if it is a string, else NULL: what the token claims before anything
+ * is verified, only to pick the issuer that will verify it. Lives as long as jwt. */
+const char *kh_jwt_unverified_iss(const struct kh_jwt *jwt);
+
 /* SHA-256 of the token text as given to kh_jwt_parse (the token cache key). */
 const uint8_t *kh_jwt_token_hash(const struct kh_jwt *jwt);
 
@@ -96,15 +100,15 @@ struct kh_claims_policy {
  * Every claim used must have its JSON type: "iss" string; "exp" (required), "nbf" and "iat"
  * numbers (integers, or finite reals: exp rounds down, nbf and iat up); "aud", "scope", "amr",
  * "roles" and every claim an admin matcher names a string or an array of strings; "sub" a
- * string. Then, in this order:
- *   - any wrong type, "iss" != p->issuer, now > exp + skew, now + skew < nbf or iat, a cap set and
- *     exp > now + p->max_lifetime_s + skew, or p->audience not among "aud":
- *     -KH_E_INVALID_TOKEN (401);
- *   - "scope" without "api", or "amr" without "Application" or "external" (exact,
- *     case-sensitive): -KH_E_INSUFFICIENT_SCOPE (403);
- *   - "sub" missing or not a GUID: -KH_E_INVALID_SUBJECT (403).
- * The principal is admin when one of p->admins matches.
- * Returns 0 or one of those errors. Never allocates.
+ * string. Any wrong type, "iss" != p->issuer, now > exp + skew, now + skew < nbf or iat, a cap
+ * set and exp > now + p->max_lifetime_s + skew, or p->audience not among "aud" is
+ * -KH_E_INVALID_TOKEN (401). Otherwise the token is valid (0), and the principal says what
+ * it proves:
+ *   - member_refusal: -KH_E_INSUFFICIENT_SCOPE (403) for "scope" without "api" or "amr"
+ *     without "Application" or "external" (exact, case-sensitive); else
+ *     -KH_E_INVALID_SUBJECT (403) for "sub" missing or not a GUID; else 0, a member;
+ *   - admin: one of p->admins matches and the token has a sub (kh_principal).
+ * Returns 0 or -KH_E_INVALID_TOKEN. Never allocates.
  */
 KH_MUST_CHECK int kh_jwt_check_claims(const struct kh_jwt *jwt, const struct kh_claims_policy *p,
                                       struct kh_principal *ret);

@@ -88,7 +88,8 @@ static void test_messages_from_the_table(void **state) {
 
         expect_reason(REST, unknown, "KEYHOLD_TENANT_ACME_ISSUR",
                       "unknown key: expected KEYHOLD_TENANT_<ID>_<KEY> with KEY one of ISSUER, "
-                      "ISSUER_CA, AUDIENCE, ADMINS, JWKS_FILE, CORS_ORIGINS, JWKS_REFRESH, ACCEPT_SCOPE_STRING, MAX_TOKEN_LIFETIME");
+                      "ISSUER_CA, ADMIN_ISSUER, ADMIN_ISSUER_CA, AUDIENCE, ADMINS, JWKS_FILE, CORS_ORIGINS, "
+                      "JWKS_REFRESH, ACCEPT_SCOPE_STRING, MAX_TOKEN_LIFETIME");
         expect_reason("[keystore]\npassphrase = x\n" REST, no_env, "keystore.passphrase",
                       "secrets don't belong in config files: set KEYHOLD_KEYSTORE_PASSPHRASE in "
                       "the environment instead");

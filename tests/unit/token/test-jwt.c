@@ -575,7 +575,8 @@ static void add(char *buf, size_t size, const char *name, const char *v) {
                  strlen(buf) > 1 ? "," : "", name, v);
 }
 
-static int check_with(struct cl c, const struct kh_claims_policy *p, struct kh_principal *ret) {
+/* kh_jwt_check_claims() as it answers: 0 for any valid token. */
+static int check_raw(struct cl c, const struct kh_claims_policy *p, struct kh_principal *ret) {
         char json[2048] = "{";
         struct kh_jwt *jwt = NULL;
         char *t;
@@ -600,6 +601,13 @@ static int check_with(struct cl c, const struct kh_claims_policy *p, struct kh_p
         kh_jwt_free(jwt);
         free(t);
         return r;
+}
+
+/* The verdict for a member route: a valid token that is no member's gives its refusal. */
+static int check_with(struct cl c, const struct kh_claims_policy *p, struct kh_principal *ret) {
+        int r = check_raw(c, p, ret);
+
+        return r == 0 ? ret->member_refusal : r;
 }
 
 static int check(struct cl c) {
@@ -855,9 +863,55 @@ static void test_claims_admin_matchers(void **state) {
         assert_false(p.admin);
 }
 
+/* An admin token needs none of the member claims: no scope, no amr, any printable sub. It
+ * is valid (0), no member's (the refusal says why), admin when a matcher holds, and its sub
+ * is kept as sent for the audit log; a sub that cannot name an actor makes nobody admin. */
+static void test_claims_admin_token_without_member_claims(void **state) {
+        static const struct kh_claim_matcher m[] = { { "groups", "security" } };
+        struct kh_claims_policy pol = default_policy;
+        struct kh_principal p;
+        char long_sub[80];
+        (void) state;
+
+        pol.admins = m;
+        pol.n_admins = 1;
+        assert_int_equal(check_raw(CL(.scope = OMIT, .amr = OMIT, .sub = "\"alice@corp\"",
+                                      .extra = "\"groups\":\"security\""), &pol, &p), 0);
+        assert_int_equal(p.member_refusal, SCOPE);
+        assert_true(p.admin);
+        assert_string_equal(p.sub, "alice@corp");
+        /* scope and amr right, sub not a GUID: no member either, still an admin */
+        assert_int_equal(check_raw(CL(.sub = "\"alice@corp\"", .extra = "\"groups\":\"security\""),
+                                   &pol, &p), 0);
+        assert_int_equal(p.member_refusal, SUBJECT);
+        assert_true(p.admin);
+        /* a member who is also an admin: both */
+        assert_int_equal(check_raw(CL(.extra = "\"groups\":\"security\""), &pol, &p), 0);
+        assert_int_equal(p.member_refusal, 0);
+        assert_true(p.admin);
+        assert_string_equal(p.sub, TEST_SUB_CANON);
+        /* no usable sub: nobody to name in the audit log, so no admin */
+        assert_int_equal(check_raw(CL(.sub = OMIT, .extra = "\"groups\":\"security\""), &pol, &p), 0);
+        assert_false(p.admin);
+        assert_string_equal(p.sub, "");
+        assert_int_equal(check_raw(CL(.sub = "\"a\\u0001b\"", .extra = "\"groups\":\"security\""),
+                                   &pol, &p), 0);
+        assert_false(p.admin);
+        snprintf(long_sub, sizeof(long_sub), "\"%064d\"", 0);      /* 64 bytes: one too many */
+        assert_int_equal(check_raw(CL(.sub = long_sub, .extra = "\"groups\":\"security\""), &pol, &p), 0);
+        assert_false(p.admin);
+        snprintf(long_sub, sizeof(long_sub), "\"%063d\"", 0);      /* 63: the most */
+        assert_int_equal(check_raw(CL(.sub = long_sub, .extra = "\"groups\":\"security\""), &pol, &p), 0);
+        assert_true(p.admin);
+        /* still a valid token first: an expired admin token is 401 */
+        assert_int_equal(check_raw(CL(.exp = "1", .scope = OMIT, .extra = "\"groups\":\"security\""),
+                                   &pol, &p), INVALID);
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_sign_roundtrip_all_algs),
+                cmocka_unit_test(test_claims_admin_token_without_member_claims),
                 cmocka_unit_test(test_independently_signed_tokens_verify),
                 cmocka_unit_test(test_no_kid_is_null),
                 cmocka_unit_test(test_alg_none_in_any_spelling_refused),
