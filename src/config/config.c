@@ -182,7 +182,7 @@ int kh_config_parse_string(const char *text, size_t len, char *const *envp,
 int kh_config_load(const char *path, char *const *envp, struct kh_config **ret,
                    struct kh_config_error *ret_err) {
         /* sensitive: a misplaced secret should not outlive the parse */
-        KH_CLEANUP(kh_buf_freep) struct kh_buf text;
+        KH_CLEANUP(kh_buf_freep) struct kh_buf text = { 0 };
         struct kh_config_error scratch;
         struct kh_cfg_ctx c = { .err = ret_err ? ret_err : &scratch };
         int r;

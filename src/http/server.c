@@ -113,8 +113,16 @@ static int bind_unix(const char *path, int *ret_fd) {
                 close(fd);
                 return -EADDRINUSE;
         }
-        if (errno == ECONNREFUSED)
-                (void) unlink(path);    /* nobody listens: what a crash left behind */
+        /* Nobody listens: a socket is what a crash left behind. Linux says ECONNREFUSED for
+         * any file that is not a socket too, and that one is not ours to remove. */
+        if (errno == ECONNREFUSED) {
+                struct stat st;
+                if (lstat(path, &st) == 0 && !S_ISSOCK(st.st_mode)) {
+                        close(fd);
+                        return -EEXIST;
+                }
+                (void) unlink(path);
+        }
         close(fd);
 
         fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);

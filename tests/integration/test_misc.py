@@ -330,3 +330,17 @@ def test_a_stale_admin_socket_is_replaced_and_a_live_one_refused(make_keyholdd):
     assert proc.returncode != 0, proc
     assert "admin socket" in proc.stderr + proc.stdout, proc
     assert a.operator.get("/health").status == 200
+
+
+def test_admin_socket_path_on_another_file_is_refused_and_the_file_kept(make_keyholdd):
+    """connect() to a file that is no socket says ECONNREFUSED as a stale socket does: a
+    mistyped admin_socket (here the configuration itself) must not be removed."""
+    b = make_keyholdd(start=False)
+    b.admin_socket = b.config_path
+    b.write_config()
+    before = b.config_path.read_bytes()
+    proc = subprocess.run([str(harness.keyholdd_binary()), "--config", str(b.config_path)],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode != 0, proc
+    assert "admin socket" in proc.stderr + proc.stdout, proc
+    assert b.config_path.read_bytes() == before
