@@ -303,6 +303,9 @@ static void reclaim_locked(struct kh_keyring *ring) {
         uint64_t oldest = UINT64_MAX;
         struct retired **p = &ring->retired;
 
+        /* pairs with the fence in kh_keyring_quiescent(): the swap of current is ordered
+         * before these loads, as a reader's store of seen is before its next load of it */
+        atomic_thread_fence(memory_order_seq_cst);
         for (unsigned i = 0; i < ring->n_readers; i++) {
                 uint64_t s = atomic_load_explicit(&ring->readers[i].seen, memory_order_acquire);
                 if (s != 0 && s < oldest)
@@ -368,6 +371,10 @@ void kh_keyring_quiescent(struct kh_keyring *ring, unsigned r) {
         uint64_t e = atomic_load_explicit(&ring->epoch, memory_order_acquire);
 
         atomic_store_explicit(&ring->readers[r].seen, e, memory_order_release);
+        /* Store then load: without a full fence a reader coming online could load current
+         * before its seen is visible, and a writer that read seen == 0 would free what it
+         * loaded. */
+        atomic_thread_fence(memory_order_seq_cst);
         if (atomic_load_explicit(&ring->n_retired, memory_order_relaxed) == 0)
                 return;
         if (pthread_mutex_trylock(&ring->lock) == 0) {  /* a writer busy now reclaims itself */

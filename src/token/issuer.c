@@ -51,9 +51,11 @@ struct kh_issuer {
         pthread_mutex_t mutex; /* guards wanted, refreshing and waiters, with cond */
         pthread_cond_t cond;   /* on CLOCK_MONOTONIC */
         bool wanted, sync_ready;
-        bool refreshing;       /* a load is wanted or under way */
+        atomic_bool refreshing;/* a load is wanted or under way (written under mutex; read
+                                * without it on the rate-limited path) */
         struct kh_issuer_waiter *waiters; /* requests waiting for it to end */
         int64_t interval_s;    /* periodic refresh; 0 = only for unknown kids */
+        int64_t first_max_age; /* Cache-Control max-age of the first load (-1: none) */
         pthread_t thread;
         bool thread_started;
         atomic_bool stopping;
@@ -187,7 +189,7 @@ static void release_waiters(struct kh_issuer *iss) {
 
 static void *refresh_thread(void *userdata) {
         struct kh_issuer *iss = userdata;
-        struct timespec due = mono_after(next_refresh_s(iss, 0, -1));
+        struct timespec due = mono_after(next_refresh_s(iss, 0, iss->first_max_age));
 
         for (;;) {
                 struct kh_jwks *jwks = NULL;
@@ -335,8 +337,7 @@ int kh_issuer_open(const struct kh_issuer_config *cfg, struct kh_issuer **ret) {
                 r = discover(iss);
         if (r < 0)
                 return r;
-        int64_t max_age;
-        r = load_jwks(iss, &iss->jwks, &max_age);
+        r = load_jwks(iss, &iss->jwks, &iss->first_max_age);
         atomic_fetch_add(&iss->refreshes, 1);
         if (r < 0)
                 return r;
@@ -371,16 +372,26 @@ uint64_t kh_issuer_refresh_failures(const struct kh_issuer *iss) {
  * (asked for now, or already), false if one was asked for less than
  * KH_JWKS_REFRESH_MIN_INTERVAL_S of the caller's clock ago (a clock that went backwards
  * allows one at once): a stream of made-up kids costs one fetch per interval. */
+/* Whether a kid asked for at now is within the rate limit of the last request. */
+static bool too_soon(int64_t last, int64_t now) {
+        int64_t elapsed;
+
+        return last != REFRESH_NEVER && now >= last && !__builtin_sub_overflow(now, last, &elapsed) &&
+               elapsed < KH_JWKS_REFRESH_MIN_INTERVAL_S;
+}
+
 static bool request_refresh(struct kh_issuer *iss, int64_t now) {
-        int64_t last, elapsed;
+        int64_t last;
         bool asked = true;
 
+        /* Made-up kids are the common case here (a flood of forged tokens): refused without
+         * the lock while no load is under way and the last one is recent. */
+        if (!atomic_load(&iss->refreshing) && too_soon(atomic_load(&iss->last_request), now))
+                return false;
         (void) pthread_mutex_lock(&iss->mutex);
         last = atomic_load(&iss->last_request);
         if (!iss->refreshing) {
-                if (last != REFRESH_NEVER && now >= last &&
-                    !__builtin_sub_overflow(now, last, &elapsed) &&
-                    elapsed < KH_JWKS_REFRESH_MIN_INTERVAL_S) {
+                if (too_soon(last, now)) {
                         asked = false;
                 } else {
                         atomic_store(&iss->last_request, now);
