@@ -23,15 +23,10 @@ static void run_done(struct kh_loop_task *task) {
         job->done(job);
 }
 
-/* Hands job back to its loop. A loop that cannot take the message (-ENOMEM) gets it run
- * here instead of losing it: done must then cope with running off its loop, which is why
- * the post is retried first. */
+/* Hands job back to its loop. */
 static void complete(struct kh_job *job) {
         job->task = (struct kh_loop_task) { .run = run_done };
-        for (int attempt = 0; attempt < 3; attempt++)
-                if (kh_loop_post(job->loop, &job->task) == 0)
-                        return;
-        job->done(job);
+        kh_loop_post(job->loop, &job->task);
 }
 
 static void *worker(void *userdata) {

@@ -28,8 +28,10 @@ struct kh_loop_ops {
          * ready (for a worker: every request read in this pass), in the order deferred. A
          * task already waiting is not queued twice. */
         void (*defer)(struct kh_loop *loop, struct kh_loop_task *task);
-        /* Any thread. Runs task on the loop's thread soon. Returns 0 or -ENOMEM. */
-        int (*post)(struct kh_loop *loop, struct kh_loop_task *task);
+        /* Any thread. Runs task on the loop's thread soon. Cannot fail: the task is linked
+         * through its own next (so posting allocates nothing), which is why a task may be
+         * posted again only once it has run. */
+        void (*post)(struct kh_loop *loop, struct kh_loop_task *task);
 };
 
 struct kh_loop {
@@ -40,8 +42,8 @@ static inline void kh_loop_defer(struct kh_loop *loop, struct kh_loop_task *task
         loop->ops->defer(loop, task);
 }
 
-KH_MUST_CHECK static inline int kh_loop_post(struct kh_loop *loop, struct kh_loop_task *task) {
-        return loop->ops->post(loop, task);
+static inline void kh_loop_post(struct kh_loop *loop, struct kh_loop_task *task) {
+        loop->ops->post(loop, task);
 }
 
 /* For implementations of defer: runs the deferred tasks of list (taken off the loop first,

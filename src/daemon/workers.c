@@ -10,11 +10,6 @@
 
 #define LOOP_WAIT_MS 200
 
-struct posted {
-        h2o_multithread_message_t super;  /* first: h2o links it */
-        struct kh_loop_task *task;
-};
-
 struct worker {
         struct kh_loop base;              /* first: the struct kh_loop the layers below see */
         struct kh_workers *all;
@@ -23,8 +18,11 @@ struct worker {
         h2o_timeout_t zero;               /* deferred tasks run on it, after the pass's I/O */
         h2o_timeout_entry_t deferred_entry;
         struct kh_loop_task *deferred_head, *deferred_tail;
-        h2o_multithread_queue_t *queue;   /* tasks posted from other threads */
+        h2o_multithread_queue_t *queue;   /* wakes the loop for tasks posted from other threads */
         h2o_multithread_receiver_t receiver;
+        h2o_multithread_message_t wake;   /* in the queue while posted_head is not empty */
+        pthread_mutex_t post_lock;
+        struct kh_loop_task *posted_head, *posted_tail;    /* under post_lock */
         pthread_t thread;
         bool started;
         bool disposable;                  /* the stop hook left nothing on the loop */
@@ -59,26 +57,34 @@ static void loop_defer(struct kh_loop *loop, struct kh_loop_task *task) {
                 h2o_timeout_link(w->evloop, &w->zero, &w->deferred_entry);
 }
 
-static int loop_post(struct kh_loop *loop, struct kh_loop_task *task) {
+/* Posting allocates nothing: tasks wait in the worker's own list, and one preallocated
+ * message wakes the loop when that list stops being empty (so it is never in h2o's queue
+ * twice: the loop unlinks it before taking the list). */
+static void loop_post(struct kh_loop *loop, struct kh_loop_task *task) {
         struct worker *w = (struct worker *) loop;
-        struct posted *p = calloc(1, sizeof(*p));
 
-        if (!p)
-                return -ENOMEM;
-        p->task = task;
-        h2o_multithread_send_message(&w->receiver, &p->super);
-        return 0;
+        pthread_mutex_lock(&w->post_lock);
+        if (!w->posted_head)
+                h2o_multithread_send_message(&w->receiver, &w->wake);
+        KH_FIFO_PUSH(w->posted_head, w->posted_tail, task);
+        pthread_mutex_unlock(&w->post_lock);
 }
 
 static void on_posted(h2o_multithread_receiver_t *receiver, h2o_linklist_t *messages) {
-        (void) receiver;
-        while (!h2o_linklist_is_empty(messages)) {
-                struct posted *p = H2O_STRUCT_FROM_MEMBER(struct posted, super.link, messages->next);
-                struct kh_loop_task *task = p->task;
+        struct worker *w = kh_container_of(receiver, struct worker, receiver);
+        struct kh_loop_task *t;
 
-                h2o_linklist_unlink(&p->super.link);
-                free(p);
-                task->run(task);
+        while (!h2o_linklist_is_empty(messages))
+                h2o_linklist_unlink(messages->next);        /* only ever w->wake */
+        pthread_mutex_lock(&w->post_lock);
+        t = w->posted_head;
+        w->posted_head = w->posted_tail = NULL;
+        pthread_mutex_unlock(&w->post_lock);
+        while (t) {
+                struct kh_loop_task *next = t->next;
+                t->next = NULL;
+                t->run(t);
+                t = next;
         }
 }
 
@@ -107,6 +113,7 @@ int kh_workers_new(unsigned n, struct kh_workers **ret) {
                 w->deferred_entry.cb = run_deferred;
                 w->queue = h2o_multithread_create_queue(w->evloop);
                 h2o_multithread_register_receiver(w->queue, &w->receiver, on_posted);
+                pthread_mutex_init(&w->post_lock, NULL);
                 w->disposable = true;
         }
         *ret = KH_TAKE_PTR(all);
@@ -129,6 +136,7 @@ struct kh_workers *kh_workers_free(struct kh_workers *all) {
                         h2o_timeout_unlink(&w->deferred_entry);
                 h2o_timeout_dispose(w->evloop, &w->zero);
                 h2o_evloop_destroy(w->evloop);
+                pthread_mutex_destroy(&w->post_lock);
         }
         free(all->w);
         free(all);

@@ -177,12 +177,8 @@ static void release_waiters(struct kh_issuer *iss) {
 
         iss->waiters = NULL;
         while (w) {
-                struct kh_issuer_waiter *next = w->next;
-                /* a loop that cannot take it now gets a few more tries; failing that the
-                 * request keeps waiting for the next refresh */
-                for (int attempt = 0; attempt < 3; attempt++)
-                        if (kh_loop_post(w->loop, &w->task) == 0)
-                                break;
+                struct kh_issuer_waiter *next = w->next;   /* the post relinks w->task only */
+                kh_loop_post(w->loop, &w->task);
                 w = next;
         }
 }
@@ -202,7 +198,8 @@ static void *refresh_thread(void *userdata) {
                                 (void) pthread_cond_wait(&iss->cond, &iss->mutex);
                         } else if (pthread_cond_timedwait(&iss->cond, &iss->mutex, &due) ==
                                    ETIMEDOUT) {
-                                iss->wanted = iss->refreshing = true;   /* periodic */
+                                atomic_store(&iss->refreshing, true);     /* periodic */
+                                iss->wanted = true;
                         }
                 }
                 iss->wanted = false;
@@ -223,7 +220,7 @@ static void *refresh_thread(void *userdata) {
                 (void) pthread_mutex_lock(&iss->mutex);
                 /* counted once done, so a reader who sees the count sees the new keys */
                 atomic_fetch_add(&iss->refreshes, 1);
-                iss->refreshing = iss->wanted;
+                atomic_store(&iss->refreshing, iss->wanted);
                 release_waiters(iss);
                 (void) pthread_mutex_unlock(&iss->mutex);
         }
@@ -395,7 +392,8 @@ static bool request_refresh(struct kh_issuer *iss, int64_t now) {
                         asked = false;
                 } else {
                         atomic_store(&iss->last_request, now);
-                        iss->wanted = iss->refreshing = true;
+                        atomic_store(&iss->refreshing, true);
+                        iss->wanted = true;
                         (void) pthread_cond_signal(&iss->cond);
                 }
         }
@@ -408,9 +406,7 @@ void kh_issuer_wait(struct kh_issuer *iss, struct kh_issuer_waiter *w, uint64_t 
         if (atomic_load(&iss->refreshes) != seen || !iss->refreshing) {
                 /* a load ended since the caller looked: try again at once */
                 (void) pthread_mutex_unlock(&iss->mutex);
-                for (int attempt = 0; attempt < 3; attempt++)
-                        if (kh_loop_post(w->loop, &w->task) == 0)
-                                return;
+                kh_loop_post(w->loop, &w->task);
                 return;
         }
         w->next = iss->waiters;

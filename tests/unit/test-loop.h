@@ -1,7 +1,6 @@
 /* A kh_loop (common/loop.h) for unit tests, on the test's own thread: deferred tasks run
  * when the test ends a pass (tl_end_of_pass), posted ones when the test runs them
- * (tl_run_until). Posts may come from any thread; tl_fail_posts makes them fail. Include
- * after <cmocka.h>. */
+ * (tl_run_until). Posts may come from any thread. Include after <cmocka.h>. */
 #pragma once
 
 #include <errno.h>
@@ -22,7 +21,6 @@ struct test_loop {
         int deferred;      /* defer calls that queued a task */
         int n_posted;      /* posts accepted (under lock) */
         int n_run;         /* posted tasks run */
-        int fail_posts;    /* this many posts fail with -ENOMEM (under lock) */
         pthread_t thread;  /* the loop's thread: the one that called tl_init() */
 };
 
@@ -36,21 +34,14 @@ static inline void tl_defer(struct kh_loop *loop, struct kh_loop_task *task) {
         l->deferred++;
 }
 
-static inline int tl_post(struct kh_loop *loop, struct kh_loop_task *task) {
+static inline void tl_post(struct kh_loop *loop, struct kh_loop_task *task) {
         struct test_loop *l = (struct test_loop *) loop;
-        int r = 0;
 
         pthread_mutex_lock(&l->lock);
-        if (l->fail_posts > 0) {
-                l->fail_posts--;
-                r = -ENOMEM;
-        } else {
-                KH_FIFO_PUSH(l->posted_head, l->posted_tail, task);
-                l->n_posted++;
-                pthread_cond_signal(&l->posted);
-        }
+        KH_FIFO_PUSH(l->posted_head, l->posted_tail, task);
+        l->n_posted++;
+        pthread_cond_signal(&l->posted);
         pthread_mutex_unlock(&l->lock);
-        return r;
 }
 
 static const struct kh_loop_ops tl_ops = { .defer = tl_defer, .post = tl_post };

@@ -122,25 +122,6 @@ static void test_jobs_queue_is_bounded_and_stop_cancels(void **state) {
         kh_jobs_free(jobs);
 }
 
-static void test_jobs_complete_off_the_loop_when_posting_fails(void **state) {
-        struct kh_jobs *jobs = NULL;
-        struct test_loop l;
-        struct test_job t;
-        (void) state;
-
-        tl_init(&l);
-        l.fail_posts = 1000;
-        tj_init(&t, &l, 3);
-        assert_int_equal(kh_jobs_new(1, 4, &jobs), 0);
-        assert_int_equal(kh_jobs_submit(jobs, &l.base, &t.job), 0);
-        while (!atomic_load(&t.done))
-                usleep(1000);          /* no post got through: the pool ran done itself */
-        kh_jobs_free(jobs);
-        assert_int_equal(t.ran, 1);
-        assert_int_equal(t.done, 1);
-        assert_false(pthread_equal(t.done_on, l.thread));
-}
-
 static void test_jobs_new_checks_its_arguments(void **state) {
         struct kh_jobs *jobs = NULL;
         (void) state;
@@ -156,7 +137,6 @@ int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_jobs_run_off_the_loop_and_complete_on_it),
                 cmocka_unit_test(test_jobs_queue_is_bounded_and_stop_cancels),
-                cmocka_unit_test(test_jobs_complete_off_the_loop_when_posting_fails),
                 cmocka_unit_test(test_jobs_new_checks_its_arguments),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
