@@ -1,0 +1,349 @@
+/* The streaming verifier of an exported audit chain (verify.h). */
+#include "audit/verify.h"
+
+#include <assert.h>
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <openssl/bio.h>
+#include <openssl/err.h>
+#include <openssl/pem.h>
+#include <openssl/x509.h>
+
+#include "audit/json.h"
+#include "common/errors.h"
+#include "crypto/rsa.h"
+
+KH_DEFINE_CLEANUP(fclose, FILE *)
+KH_DEFINE_CLEANUP(BIO_free, BIO *)
+
+struct kh_audit_verifier {
+        EVP_PKEY *pub;
+        struct kh_audit_verify_expect expect;
+        struct kh_audit_verify_result res; /* counters so far; the verdict once failed */
+        bool failed;
+        uint64_t position;       /* records fed, the current one included */
+        uint64_t last_seq;       /* of the last record that passed */
+        uint8_t last_hash[KH_AUDIT_HASH_LEN];
+        uint64_t records_signed; /* records up to and including the last checkpoint */
+        char tenant[KH_AUDIT_STR_MAX + 1];
+        struct kh_audit_parsed parsed; /* add_line's storage: too large for a stack frame */
+};
+
+/* A PEM block's parts, as PEM_read_bio() hands them out. */
+struct pem_block {
+        char *name;
+        char *header;
+        unsigned char *data;
+        long len;
+};
+
+static void pem_block_clear(struct pem_block *b) {
+        OPENSSL_free(b->name);
+        OPENSSL_free(b->header);
+        OPENSSL_free(b->data);
+        *b = (struct pem_block) { 0 };
+}
+
+int kh_audit_public_key_load(const char *pem_path, EVP_PKEY **ret) {
+        KH_CLEANUP(fclosep) FILE *f = NULL;
+        KH_CLEANUP(BIO_freep) BIO *bio = NULL;
+        KH_CLEANUP(pem_block_clear) struct pem_block block = { 0 }, extra = { 0 };
+        KH_CLEANUP(EVP_PKEY_freep) EVP_PKEY *pkey = NULL;
+        char text[KH_AUDIT_PUBKEY_PEM_MAX + 1];
+        const unsigned char *p;
+        size_t n;
+        int bits;
+
+        f = fopen(pem_path, "re");
+        if (!f)
+                return -errno;
+        n = fread(text, 1, sizeof(text), f);
+        if (ferror(f))
+                return -EIO;
+        if (n > KH_AUDIT_PUBKEY_PEM_MAX)
+                return -EFBIG;
+
+        bio = BIO_new_mem_buf(text, (int) n);
+        if (!bio)
+                return -ENOMEM;
+        if (PEM_read_bio(bio, &block.name, &block.header, &block.data, &block.len) != 1) {
+                ERR_clear_error();
+                return -EINVAL;
+        }
+        /* Exactly one block, an SPKI public key: a private key or a certificate given by
+         * mistake is refused, not quietly reduced to its public half. */
+        if (PEM_read_bio(bio, &extra.name, &extra.header, &extra.data, &extra.len) == 1)
+                return -EINVAL;
+        ERR_clear_error();
+        if (strcmp(block.name, PEM_STRING_PUBLIC) != 0 || block.header[0] != '\0')
+                return -EINVAL;
+
+        p = block.data;
+        pkey = d2i_PUBKEY(NULL, &p, block.len);
+        if (!pkey || p != block.data + block.len) {
+                ERR_clear_error();
+                return -EINVAL;
+        }
+        bits = EVP_PKEY_get_bits(pkey);
+        if (!EVP_PKEY_is_a(pkey, "RSA") || bits < 2048 || bits > 8192)
+                return -EINVAL;
+
+        *ret = KH_TAKE_PTR(pkey);
+        return 0;
+}
+
+int kh_audit_verifier_new(EVP_PKEY *pub, struct kh_audit_verifier **ret) {
+        struct kh_audit_verifier *v;
+
+        if (!pub || !EVP_PKEY_is_a(pub, "RSA"))
+                return -EINVAL;
+        v = calloc(1, sizeof(*v));
+        if (!v)
+                return -ENOMEM;
+        if (EVP_PKEY_up_ref(pub) != 1) {
+                free(v);
+                return -ENOMEM;
+        }
+        v->pub = pub;
+        *ret = v;
+        return 0;
+}
+
+struct kh_audit_verifier *kh_audit_verifier_free(struct kh_audit_verifier *v) {
+        if (v) {
+                EVP_PKEY_free(v->pub);
+                free(v);
+        }
+        return NULL;
+}
+
+void kh_audit_verifier_expect(struct kh_audit_verifier *v, const struct kh_audit_verify_expect *e) {
+        assert(v->position == 0); /* before the first record */
+        v->expect = *e;
+}
+
+/* The seq the current record should carry; 0 when it is the first and no first seq is
+ * expected (any would do). */
+static uint64_t next_seq(const struct kh_audit_verifier *v) {
+        return v->res.records ? v->last_seq + 1 : v->expect.first_seq;
+}
+
+static int fail(struct kh_audit_verifier *v, unsigned step, uint64_t seq, const char *reason) {
+        v->failed = true;
+        v->res.first_bad_seq = seq;
+        v->res.step = step;
+        v->res.line = v->position;
+        v->res.reason = reason;
+        return -KH_E_INTEGRITY;
+}
+
+/* Steps 2-6 on a well-formed record, at v->position. */
+static int check(struct kh_audit_verifier *v, const struct kh_audit_record *rec) {
+        static const uint8_t zero[KH_AUDIT_HASH_LEN];
+        const bool first = v->res.records == 0;
+        const bool checkpoint = strcmp(rec->action, KH_AUDIT_ACTION_CHECKPOINT) == 0;
+        const uint64_t want = next_seq(v);
+        uint8_t h[KH_AUDIT_HASH_LEN];
+
+        if (!first && strcmp(rec->tenant, v->tenant) != 0)
+                return fail(v, 2, rec->seq, "other tenant");
+        if (want != 0 && rec->seq != want)
+                return fail(v, 3, want, rec->seq > want ? "seq gap" : "seq out of order");
+        /* The first record of an export --since, or of a pruned chain, links to a record
+         * the file does not hold: its prev_hash is taken as given (the next checkpoint's
+         * signature covers it through this record's hash). */
+        if (first ? rec->seq == 1 && memcmp(rec->prev_hash, zero, sizeof(zero)) != 0
+                  : memcmp(rec->prev_hash, v->last_hash, sizeof(v->last_hash)) != 0)
+                return fail(v, 4, rec->seq, "prev_hash mismatch");
+        kh_audit_record_hash(rec, h);
+        if (memcmp(h, rec->hash, sizeof(h)) != 0)
+                return fail(v, 5, rec->seq, "hash mismatch");
+        if (checkpoint) {
+                uint8_t digest[KH_AUDIT_HASH_LEN];
+                int r;
+
+                kh_audit_checkpoint_digest(rec->tenant, rec->seq, rec->hash, digest);
+                r = kh_rsa_pss_verify(v->pub, digest, rec->signature, rec->signature_len);
+                if (r == -KH_E_INTEGRITY)
+                        return fail(v, 6, rec->seq, "bad signature");
+                if (r < 0) {
+                        v->position--; /* not checked: as if never fed */
+                        return r;
+                }
+        }
+
+        if (first) {
+                memcpy(v->tenant, rec->tenant, strlen(rec->tenant) + 1);
+                v->res.first_seq = rec->seq;
+        }
+        v->res.records++;
+        v->last_seq = rec->seq;
+        memcpy(v->last_hash, rec->hash, sizeof(v->last_hash));
+        if (checkpoint) {
+                v->res.checkpoints++;
+                v->res.signed_through = rec->seq;
+                v->records_signed = v->res.records;
+        }
+        return 0;
+}
+
+int kh_audit_verifier_add(struct kh_audit_verifier *v, const struct kh_audit_record *rec) {
+        if (v->failed)
+                return -KH_E_INTEGRITY;
+        v->position++;
+        if (!kh_audit_record_is_valid(rec))
+                return fail(v, 1,
+                            rec->seq >= 1 && rec->seq <= KH_AUDIT_SEQ_MAX ? rec->seq
+                                                                          : next_seq(v),
+                            "malformed: record");
+        return check(v, rec);
+}
+
+int kh_audit_verifier_add_line(struct kh_audit_verifier *v, const char *line, size_t len) {
+        const char *reason = NULL;
+        int r;
+
+        if (v->failed)
+                return -KH_E_INTEGRITY;
+        v->position++;
+        r = kh_audit_json_parse(line, len, &v->parsed, &reason);
+        if (r == -EINVAL) /* the seq the line carries, if it could be read */
+                return fail(v, 1, v->parsed.rec.seq ? v->parsed.rec.seq : next_seq(v), reason);
+        if (r < 0) {
+                v->position--;
+                return r;
+        }
+        return check(v, &v->parsed.rec);
+}
+
+void kh_audit_verifier_result(const struct kh_audit_verifier *v,
+                              struct kh_audit_verify_result *ret) {
+        struct kh_audit_verify_result res = v->res;
+
+        res.unsigned_records = res.records - v->records_signed;
+        res.ok = !v->failed && res.records > 0;
+        if (!v->failed && res.records == 0)
+                res.reason = "no records"; /* step, line and first_bad_seq stay 0 */
+        if (res.ok && v->last_seq < v->expect.through_seq) {
+                res.ok = false;
+                res.first_bad_seq = v->last_seq + 1;
+                res.step = 3;
+                res.line = v->position + 1;
+                res.reason = "truncated";
+        }
+        *ret = res;
+}
+
+/* Lines of a stream, each at most KH_AUDIT_LINE_MAX bytes, through one fixed buffer. */
+struct reader {
+        FILE *f;
+        char *buf; /* KH_AUDIT_LINE_MAX + 1 bytes: a whole line and its newline */
+        size_t start, end;
+        bool eof;
+};
+
+/* The next line, without its newline: returns 1 and sets *line and *len; 0 at the end;
+ * -E2BIG for a line longer than KH_AUDIT_LINE_MAX (*line then holds its first
+ * KH_AUDIT_LINE_MAX + 1 bytes); -EIO on a read error. */
+static int next_line(struct reader *rd, const char **line, size_t *len) {
+        for (;;) {
+                char *s = rd->buf + rd->start;
+                size_t have = rd->end - rd->start, n;
+                char *nl = memchr(s, '\n', have);
+
+                if (nl) {
+                        *line = s;
+                        *len = (size_t) (nl - s);
+                        rd->start += *len + 1;
+                        return 1;
+                }
+                if (have > KH_AUDIT_LINE_MAX) {
+                        *line = s;
+                        *len = have;
+                        return -E2BIG;
+                }
+                if (rd->eof) {
+                        if (have == 0)
+                                return 0;
+                        *line = s; /* the last line, without a newline */
+                        *len = have;
+                        rd->start = rd->end;
+                        return 1;
+                }
+                memmove(rd->buf, s, have);
+                rd->start = 0;
+                rd->end = have;
+                n = fread(rd->buf + rd->end, 1, KH_AUDIT_LINE_MAX + 1 - rd->end, rd->f);
+                rd->end += n;
+                if (n == 0) {
+                        if (ferror(rd->f))
+                                return -EIO;
+                        rd->eof = true;
+                }
+        }
+}
+
+int kh_audit_verify_stream_expect(FILE *f, EVP_PKEY *pub, const struct kh_audit_verify_expect *e,
+                                  struct kh_audit_verify_result *ret) {
+        KH_CLEANUP(kh_audit_verifier_freep) struct kh_audit_verifier *v = NULL;
+        KH_CLEANUP_FREE char *buf = NULL;
+        struct reader rd = { .f = f };
+        int r;
+
+        r = kh_audit_verifier_new(pub, &v);
+        if (r < 0)
+                return r;
+        if (e)
+                kh_audit_verifier_expect(v, e);
+        buf = malloc(KH_AUDIT_LINE_MAX + 1);
+        if (!buf)
+                return -ENOMEM;
+        rd.buf = buf;
+
+        for (;;) {
+                const char *line;
+                size_t len;
+
+                r = next_line(&rd, &line, &len);
+                if (r == 0)
+                        break;
+                if (r < 0 && r != -E2BIG)
+                        return r;
+                /* a line too long (-E2BIG) is handed over as its first KH_AUDIT_LINE_MAX + 1
+                 * bytes, which the parser refuses as such, without reading the rest */
+                r = kh_audit_verifier_add_line(v, line, len);
+                if (r == -KH_E_INTEGRITY)
+                        break; /* the verdict: nothing after the first failure matters */
+                if (r < 0)
+                        return r;
+        }
+        kh_audit_verifier_result(v, ret);
+        return 0;
+}
+
+int kh_audit_verify_stream(FILE *f, EVP_PKEY *pub, struct kh_audit_verify_result *ret) {
+        return kh_audit_verify_stream_expect(f, pub, NULL, ret);
+}
+
+int kh_audit_verify_file_expect(const char *path, const char *pubkey_pem_path,
+                                const struct kh_audit_verify_expect *e,
+                                struct kh_audit_verify_result *ret) {
+        KH_CLEANUP(EVP_PKEY_freep) EVP_PKEY *pub = NULL;
+        KH_CLEANUP(fclosep) FILE *f = NULL;
+        int r;
+
+        r = kh_audit_public_key_load(pubkey_pem_path, &pub);
+        if (r < 0)
+                return r;
+        f = fopen(path, "re");
+        if (!f)
+                return -errno;
+        return kh_audit_verify_stream_expect(f, pub, e, ret);
+}
+
+int kh_audit_verify_file(const char *path, const char *pubkey_pem_path,
+                         struct kh_audit_verify_result *ret) {
+        return kh_audit_verify_file_expect(path, pubkey_pem_path, NULL, ret);
+}
