@@ -249,9 +249,17 @@ int kh_audit_json_parse(const char *line, size_t len, struct kh_audit_parsed *p,
                 switch (json_error_code(&jerr)) {
                 case json_error_out_of_memory:
                         return -ENOMEM;
-                case json_error_duplicate_key:
-                        *reason = "malformed: duplicate field";
+                case json_error_duplicate_key: {
+                        /* JSON with a member twice, or not JSON at all (jansson stops at
+                         * whichever comes first): the reason must not depend on that order */
+                        json_auto_t *any = json_loadb(line, len, JSON_ALLOW_NUL | JSON_DECODE_ANY,
+                                                      &jerr);
+
+                        if (!any && json_error_code(&jerr) == json_error_out_of_memory)
+                                return -ENOMEM;
+                        *reason = any ? "malformed: duplicate field" : "malformed: not JSON";
                         return -EINVAL;
+                }
                 default:
                         *reason = "malformed: not JSON";
                         return -EINVAL;

@@ -62,8 +62,8 @@ KH_MUST_CHECK int kh_audit_json_format(const struct kh_audit_record *rec, struct
  *          "not JSON" includes what JSON allows but this reader does not: a number beyond
  *          a 64-bit integer or a double, a lone surrogate escape ("\ud800"), invalid UTF-8,
  *          a NUL in a member name, nesting deeper than 2048. A "\u0000" inside a string is
- *          that member's error. Members are checked in the documented order, so WHAT names
- *          the first bad one.
+ *          that member's error; "duplicate field" is for JSON only. Members are checked in
+ *          the documented order, so WHAT names the first bad one.
  *
  * Returns 0, -EINVAL or -ENOMEM.
  */

@@ -204,8 +204,14 @@ def parse_line(line: bytes) -> dict:
         raise Malformed("line too long")
     try:
         text = line.decode("utf-8")
-        obj = json.loads(text, object_pairs_hook=_no_duplicates, parse_constant=_no_constant,
-                         parse_int=_int64, parse_float=_double)
+        kw = dict(parse_constant=_no_constant, parse_int=_int64, parse_float=_double)
+        try:
+            obj = json.loads(text, object_pairs_hook=_no_duplicates, **kw)
+        except Malformed as e:
+            if e.what != "duplicate field":
+                raise
+            _check_text(json.loads(text, **kw))  # a member twice, but is it JSON at all?
+            raise
         _check_text(obj)
     except (UnicodeDecodeError, ValueError, RecursionError):
         raise Malformed("not JSON")

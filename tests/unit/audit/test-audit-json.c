@@ -483,6 +483,13 @@ static void test_unknown_duplicate_and_non_object(void **state) {
                             "malformed: duplicate field", 0);
         assert_refused_edit(example_line, "\"count\":1,", "\"count\":1,\"count\":1,",
                             "malformed: duplicate field", 0);
+        {       /* a member twice in what is not JSON anyway: "not JSON", whichever comes first */
+                char *twice = replace(example_line, "{\"seq\":1,", "{\"seq\":1,\"seq\":1,");
+
+                assert_refused_edit(twice, "}\n", "}}\n", "malformed: not JSON", 0);
+                assert_refused_edit(twice, "\"ok\"", "\"ok", "malformed: not JSON", 0);
+                free(twice);
+        }
         assert_refused("[1]", "malformed: not an object", 0);
         assert_refused("\"seq\"", "malformed: not an object", 0);
         assert_refused("null\n", "malformed: not an object", 0);
