@@ -1,0 +1,475 @@
+/* keyhold audit ...: the audit chain from the server (GET /admin/audit and its public key,
+ * or /server/... for the server's own chain) and its offline verification. */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <jansson.h>
+
+#include "audit/json.h"
+#include "audit/verify.h"
+#include "cli/audit-line.h"
+#include "cli/cli.h"
+#include "cli/commands.h"
+#include "cli/outfile.h"
+#include "cli/output.h"
+#include "common/buf.h"
+#include "crypto/rsa.h"
+
+#define AUDIT_PAGE_MAX     10000 /* the server's largest page (docs/admin-api.md) */
+#define AUDIT_TAIL_DEFAULT 20
+#define AUDIT_POLL_MS      1000
+
+KH_DEFINE_CLEANUP(fclose, FILE *)
+
+/* Where the chain's routes are: the tenant's /admin/audit or, with --server, the server's
+ * /server/audit, which only the admin socket serves (the operator's chain spans tenants).
+ * Returns 0 or the exit status after reporting why not. */
+static int audit_scope(struct kh_cli *cli, enum kh_client_scope *ret_scope,
+                       const char **ret_base) {
+        struct kh_client *c;
+        int r;
+
+        r = kh_cli_connect(cli, &c);
+        if (r != 0)
+                return r;
+        if (!kh_cli_flag(cli, "server")) {
+                *ret_scope = KH_CLIENT_TENANT;
+                *ret_base = "/admin/audit";
+                return 0;
+        }
+        if (!kh_client_is_socket(c))
+                return kh_cli_usage_error(cli, "--server: the server's chain is served only on "
+                                               "the admin socket, not over --url");
+        if (kh_cli_global(cli, KH_CLI_G_TENANT))
+                return kh_cli_usage_error(cli, "--server and --tenant name two different chains");
+        *ret_scope = KH_CLIENT_SERVER;
+        *ret_base = "/server/audit";
+        return 0;
+}
+
+/* One page of GET .../audit: {"records": [objects], "next": SEQ, "head": SEQ}. */
+struct page {
+        json_t *body; /* owns what the others point into */
+        json_t *records;
+        uint64_t next, head;
+};
+
+static void page_clear(struct page *p) {
+        json_decref(p->body);
+        *p = (struct page) { 0 };
+}
+
+static bool get_seq(const json_t *o, const char *name, uint64_t *ret) {
+        const json_t *v = json_object_get(o, name);
+
+        if (!json_is_integer(v) || json_integer_value(v) < 0)
+                return false;
+        *ret = (uint64_t) json_integer_value(v);
+        return true;
+}
+
+/* GET base + query into p (cleared first). Returns 0 or the exit status. */
+static int get_page(struct kh_cli *cli, enum kh_client_scope scope, const char *base,
+                    const char *query, struct page *p) {
+        char path[256];
+        const json_t *rec;
+        size_t i;
+        int r;
+
+        page_clear(p);
+        (void) snprintf(path, sizeof(path), "%s?%s", base, query);
+        r = kh_cli_get(cli, scope, path, &p->body);
+        if (r != 0)
+                return r;
+        p->records = json_object_get(p->body, "records");
+        if (!json_is_array(p->records) || !get_seq(p->body, "next", &p->next) ||
+            !get_seq(p->body, "head", &p->head))
+                return kh_cli_fail(cli, "bad_response", "the server's audit page lacks records, "
+                                                        "next or head");
+        json_array_foreach(p->records, i, rec)
+                if (!json_is_object(rec))
+                        return kh_cli_fail(cli, "bad_response",
+                                           "the server's audit page holds a record that is no "
+                                           "object");
+        return 0;
+}
+
+/* Prints the page's records: with --json each object as the server sent it (its members in
+ * their order), else one line each. Returns 0 or the exit status. */
+static int print_records(struct kh_cli *cli, const struct page *p) {
+        const json_t *rec;
+        size_t i;
+
+        json_array_foreach(p->records, i, rec) {
+                KH_CLEANUP(kh_freep) char *line = NULL;
+
+                if (kh_cli_json(cli))
+                        line = json_dumps(rec, JSON_COMPACT | JSON_PRESERVE_ORDER);
+                else
+                        line = kh_audit_line_format(rec);
+                if (!line)
+                        return kh_cli_fail(cli, "internal_error", "out of memory");
+                if (puts(line) < 0)
+                        return 0; /* main reports a stdout that cannot be written, once */
+        }
+        (void) fflush(stdout); /* tail -f shows each record as it comes, even into a pipe */
+        return 0;
+}
+
+int kh_cmd_audit_tail(struct kh_cli *cli) {
+        struct page p __attribute__((cleanup(page_clear))) = { 0 };
+        enum kh_client_scope scope;
+        const char *base;
+        char query[64];
+        uint64_t n, since;
+        int r;
+
+        r = kh_cli_number(cli, "lines", 1, AUDIT_PAGE_MAX, AUDIT_TAIL_DEFAULT, &n);
+        if (r == 0)
+                r = audit_scope(cli, &scope, &base);
+        if (r != 0)
+                return r;
+        (void) snprintf(query, sizeof(query), "last=%" PRIu64, n);
+        r = get_page(cli, scope, base, query, &p);
+        if (r != 0)
+                return r;
+        r = print_records(cli, &p);
+        if (r != 0 || !kh_cli_flag(cli, "follow"))
+                return r;
+
+        /* Following ends only by a signal: SIGINT and SIGTERM are the normal way out, so
+         * they stop the wait or the request in progress and exit 0. */
+        kh_cli_catch_signals();
+        since = p.next;
+        while (kh_cli_sleep_ms(AUDIT_POLL_MS)) {
+                do {
+                        (void) snprintf(query, sizeof(query), "since=%" PRIu64 "&limit=%u",
+                                        since, AUDIT_PAGE_MAX);
+                        r = get_page(cli, scope, base, query, &p);
+                        if (r != 0)
+                                return kh_cli_interrupted() ? 0 : r;
+                        if (p.next < since)
+                                return kh_cli_fail(cli, "bad_response",
+                                                   "the server's audit chain went back from "
+                                                   "seq %" PRIu64 " to %" PRIu64,
+                                                   since, p.next);
+                        since = p.next;
+                        r = print_records(cli, &p);
+                        if (r != 0)
+                                return r;
+                        /* a full page: more are waiting, no need to sleep */
+                } while (json_array_size(p.records) == AUDIT_PAGE_MAX && !kh_cli_interrupted());
+        }
+        return 0;
+}
+
+/* What an export has written so far. */
+struct export_state {
+        FILE *out;
+        struct kh_audit_parsed *parsed; /* 8 KiB: not on the stack */
+        struct kh_buf line;
+        uint64_t records, first_seq, last_seq, expected_total;
+        bool progress;
+};
+
+/* Writes rec as its canonical line (audit/json.h): parsed and formatted again, so the file
+ * holds exactly what `audit verify` reads, whatever spelling of JSON the server used, and a
+ * record that is not one is refused here rather than written. Returns 0 or the exit status. */
+static int export_record(struct kh_cli *cli, struct export_state *s, const json_t *rec) {
+        KH_CLEANUP(kh_freep) char *text = json_dumps(rec, JSON_COMPACT | JSON_PRESERVE_ORDER);
+        const char *reason = NULL;
+        uint64_t seq;
+        int r;
+
+        if (!text)
+                return kh_cli_fail(cli, "internal_error", "out of memory");
+        r = kh_audit_json_parse(text, strlen(text), s->parsed, &reason);
+        if (r == -ENOMEM)
+                return kh_cli_fail(cli, "internal_error", "out of memory");
+        seq = s->parsed->rec.seq;
+        if (r < 0)
+                return kh_cli_fail(cli, "bad_response",
+                                   "the server sent an audit record (seq %" PRIu64 ") that is "
+                                   "not one: %s",
+                                   seq, reason ? reason : "malformed");
+        if (s->records > 0 && seq != s->last_seq + 1)
+                return kh_cli_fail(cli, "bad_response",
+                                   "the server's audit chain goes from seq %" PRIu64
+                                   " to %" PRIu64,
+                                   s->last_seq, seq);
+        kh_buf_reset(&s->line);
+        r = kh_audit_json_format(&s->parsed->rec, &s->line);
+        if (r < 0)
+                return kh_cli_fail(cli, "internal_error", "cannot write record seq %" PRIu64
+                                   ": %s", seq, strerror(-r));
+        if (fwrite(s->line.data, 1, s->line.len, s->out) != s->line.len)
+                return kh_cli_fail(cli, "file_error", "cannot write: %s", strerror(errno));
+        if (s->records++ == 0)
+                s->first_seq = seq;
+        s->last_seq = seq;
+        return 0;
+}
+
+static void show_progress(const struct export_state *s, bool done) {
+        if (!s->progress)
+                return;
+        if (s->expected_total > 0)
+                fprintf(stderr, "\rexporting: %" PRIu64 " of %" PRIu64 " records (%u%%)",
+                        s->records, s->expected_total,
+                        (unsigned) (s->records >= s->expected_total
+                                            ? 100
+                                            : s->records * 100 / s->expected_total));
+        else
+                fprintf(stderr, "\rexporting: %" PRIu64 " records", s->records);
+        if (done)
+                fputc('\n', stderr);
+}
+
+/* Pages through the chain from since into s->out. Returns 0 or the exit status. */
+static int export_pages(struct kh_cli *cli, enum kh_client_scope scope, const char *base,
+                        uint64_t since, struct export_state *s) {
+        struct page p __attribute__((cleanup(page_clear))) = { 0 };
+        char query[64];
+        const json_t *rec;
+        size_t i;
+        int r;
+
+        for (;;) {
+                (void) snprintf(query, sizeof(query), "since=%" PRIu64 "&limit=%u", since,
+                                AUDIT_PAGE_MAX);
+                r = get_page(cli, scope, base, query, &p);
+                if (r != 0)
+                        return r;
+                if (s->expected_total == 0 && p.head >= since)
+                        s->expected_total = p.head - since + 1;
+                json_array_foreach(p.records, i, rec) {
+                        r = export_record(cli, s, rec);
+                        if (r != 0)
+                                return r;
+                }
+                show_progress(s, false);
+                if (json_array_size(p.records) == 0 || p.next > p.head)
+                        return 0;
+                if (p.next <= since)
+                        return kh_cli_fail(cli, "bad_response",
+                                           "the server's audit paging does not advance (next "
+                                           "%" PRIu64 " after since %" PRIu64 ")",
+                                           p.next, since);
+                since = p.next;
+        }
+}
+
+static int print_export_summary(struct kh_cli *cli, const char *file,
+                                const struct export_state *s) {
+        json_auto_t *out = NULL;
+
+        if (!kh_cli_json(cli)) {
+                FILE *f = strcmp(file, "-") == 0 ? stderr : stdout; /* stdout holds records */
+
+                if (s->records == 0)
+                        fprintf(f, "Exported no records: the chain holds none from there.\n");
+                else
+                        fprintf(f, "Exported %" PRIu64 " records (seq %" PRIu64 " to %" PRIu64
+                                   ").\n",
+                                s->records, s->first_seq, s->last_seq);
+                return 0;
+        }
+        out = json_pack("{s:s, s:I, s:o, s:o}", "file", file, "records", (json_int_t) s->records,
+                        "first_seq", s->records ? json_integer((json_int_t) s->first_seq)
+                                                : json_null(),
+                        "last_seq", s->records ? json_integer((json_int_t) s->last_seq)
+                                               : json_null());
+        if (!out)
+                return kh_cli_fail(cli, "internal_error", "out of memory");
+        return kh_cli_print_json(cli, out);
+}
+
+int kh_cmd_audit_export(struct kh_cli *cli) {
+        const char *file = kh_cli_operand(cli, 0);
+        bool to_stdout = strcmp(file, "-") == 0, force = kh_cli_flag(cli, "force");
+        KH_CLEANUP(kh_outfile_freep) struct kh_outfile *o = NULL;
+        KH_CLEANUP(kh_freep) struct kh_audit_parsed *parsed = NULL;
+        struct export_state s = { 0 };
+        enum kh_client_scope scope;
+        const char *base;
+        struct stat st;
+        uint64_t since;
+        int r;
+
+        r = kh_cli_number(cli, "since", 1, INT64_MAX, 1, &since);
+        if (r != 0)
+                return r;
+        if (to_stdout && kh_cli_json(cli))
+                return kh_cli_usage_error(cli, "--json would mix its summary into the records "
+                                               "written to stdout ('-'); name a FILE");
+        /* Checked now to fail before the download; kh_outfile_commit() checks again. */
+        if (!to_stdout && !force && lstat(file, &st) == 0)
+                return kh_cli_fail(cli, "file_exists", "%s exists; --force replaces it", file);
+        r = audit_scope(cli, &scope, &base);
+        if (r != 0)
+                return r;
+        parsed = malloc(sizeof(*parsed));
+        if (!parsed)
+                return kh_cli_fail(cli, "internal_error", "out of memory");
+        if (!to_stdout) {
+                r = kh_outfile_open(file, &o);
+                if (r < 0)
+                        return kh_cli_fail(cli, "file_error", "cannot create a file beside %s: %s",
+                                           file, strerror(-r));
+        }
+
+        /* An interrupted export must leave no partial file: the signal stops the transfer,
+         * and the temporary file is removed on the way out. */
+        kh_cli_catch_signals();
+        s = (struct export_state) { .out = o ? kh_outfile_stream(o) : stdout, .parsed = parsed,
+                                    .progress = !to_stdout && isatty(STDERR_FILENO) };
+        kh_buf_init(&s.line, KH_AUDIT_LINE_MAX + 1, false);
+        r = export_pages(cli, scope, base, since, &s);
+        kh_buf_free(&s.line);
+        if (r == 0 && kh_cli_interrupted())
+                r = kh_cli_fail(cli, "interrupted", "interrupted; nothing written");
+        show_progress(&s, true);
+        if (r != 0)
+                return r;
+
+        if (o) {
+                r = kh_outfile_commit(o, force);
+                if (r == -EEXIST)
+                        return kh_cli_fail(cli, "file_exists",
+                                           "%s appeared meanwhile; --force replaces it", file);
+                if (r < 0)
+                        return kh_cli_fail(cli, "file_error", "cannot write %s: %s", file,
+                                           strerror(-r));
+        } else if (fflush(stdout) != 0) {
+                return kh_cli_fail(cli, "file_error", "cannot write to stdout: %s",
+                                   strerror(errno));
+        }
+        return print_export_summary(cli, file, &s);
+}
+
+int kh_cmd_audit_public_key(struct kh_cli *cli) {
+        json_auto_t *body = NULL;
+        enum kh_client_scope scope;
+        const char *base, *pem;
+        char path[64];
+        size_t len;
+        int r;
+
+        r = audit_scope(cli, &scope, &base);
+        if (r != 0)
+                return r;
+        (void) snprintf(path, sizeof(path), "%s/public-key", base);
+        r = kh_cli_get(cli, scope, path, &body);
+        if (r != 0)
+                return r;
+        pem = json_string_value(json_object_get(body, "pem"));
+        if (!pem || strncmp(pem, "-----BEGIN PUBLIC KEY-----", 26) != 0)
+                return kh_cli_fail(cli, "bad_response", "the server's answer holds no PEM public "
+                                                        "key");
+        if (kh_cli_json(cli))
+                return kh_cli_print_json(cli, body);
+        len = strlen(pem);
+        /* The PEM is printed as it came (a file to save), but only if it is plain text. */
+        for (size_t i = 0; i < len; i++)
+                if ((pem[i] < 0x20 && pem[i] != '\n') || pem[i] >= 0x7f)
+                        return kh_cli_fail(cli, "bad_response",
+                                           "the server's PEM holds characters no PEM has");
+        fputs(pem, stdout);
+        if (len > 0 && pem[len - 1] != '\n')
+                putchar('\n');
+        return 0;
+}
+
+/* "FILE: record seq 7 (line 7) fails: hash mismatch" and its JSON, exit 1. */
+static int verify_failed(struct kh_cli *cli, const char *file,
+                         const struct kh_audit_verify_result *v) {
+        json_auto_t *out = NULL;
+        char message[512];
+
+        if (v->step == 0)
+                (void) snprintf(message, sizeof(message), "%s: %s", file, v->reason);
+        else
+                (void) snprintf(message, sizeof(message),
+                                "%s: record seq %" PRIu64 " (line %" PRIu64 ") fails: %s; "
+                                "the %" PRIu64 " records before it are intact",
+                                file, v->first_bad_seq, v->line, v->reason, v->records);
+        if (!kh_cli_json(cli))
+                return kh_cli_fail(cli, "chain_broken", "%s", message);
+        out = json_pack("{s:b, s:I, s:s, s:I, s:I, s:I, s:s, s:s}", "ok", 0, "first_bad_seq",
+                        (json_int_t) v->first_bad_seq, "reason", v->reason, "line",
+                        (json_int_t) v->line, "step", (json_int_t) v->step, "records",
+                        (json_int_t) v->records, "code", "chain_broken", "message", message);
+        if (!out)
+                return kh_cli_fail(cli, "internal_error", "out of memory");
+        (void) kh_cli_print_json(cli, out);
+        return 1;
+}
+
+static int verify_passed(struct kh_cli *cli, const char *file,
+                         const struct kh_audit_verify_result *v) {
+        json_auto_t *out = NULL;
+        uint64_t last = v->first_seq + v->records - 1;
+
+        if (kh_cli_json(cli)) {
+                out = json_pack("{s:b, s:I, s:I, s:I, s:I, s:I}", "ok", 1, "records",
+                                (json_int_t) v->records, "checkpoints",
+                                (json_int_t) v->checkpoints, "first_seq",
+                                (json_int_t) v->first_seq, "signed_through",
+                                (json_int_t) v->signed_through, "unsigned",
+                                (json_int_t) v->unsigned_records);
+                if (!out)
+                        return kh_cli_fail(cli, "internal_error", "out of memory");
+                return kh_cli_print_json(cli, out);
+        }
+        {
+                KH_CLEANUP(kh_freep) char *shown = kh_out_printable(file);
+                printf("%s: intact: %" PRIu64 " records (seq %" PRIu64 " to %" PRIu64 "), %" PRIu64
+                       " checkpoints\n",
+                       shown ? shown : "-", v->records, v->first_seq, last, v->checkpoints);
+        }
+        if (v->signed_through > 0)
+                printf("%" PRIu64 " records verified through the checkpoint at seq %" PRIu64 "\n",
+                       v->records - v->unsigned_records, v->signed_through);
+        if (v->unsigned_records > 0)
+                printf("%" PRIu64 " records after the last checkpoint are not yet signed (intact "
+                       "as far as the chain shows, but no signature vouches for them yet)\n",
+                       v->unsigned_records);
+        return 0;
+}
+
+int kh_cmd_audit_verify(struct kh_cli *cli) {
+        const char *file = kh_cli_operand(cli, 0), *pem = kh_cli_value(cli, "public-key");
+        KH_CLEANUP(EVP_PKEY_freep) EVP_PKEY *pub = NULL;
+        KH_CLEANUP(fclosep) FILE *f = NULL;
+        struct kh_audit_verify_result v;
+        int r;
+
+        if (!pem)
+                return kh_cli_usage_error(cli, "--public-key PEM is required (the key that "
+                                               "`keyhold audit public-key` prints)");
+        /* Key and file are opened here, not by kh_audit_verify_file(), to say which failed. */
+        r = kh_audit_public_key_load(pem, &pub);
+        if (r == -EINVAL)
+                return kh_cli_fail(cli, "invalid_public_key",
+                                   "%s is not an RSA public key in PEM (\"PUBLIC KEY\", as "
+                                   "`keyhold audit public-key` prints it)",
+                                   pem);
+        if (r < 0)
+                return kh_cli_fail(cli, "file_error", "cannot read the public key %s: %s", pem,
+                                   r == -EFBIG ? "too large for a public key" : strerror(-r));
+        if (strcmp(file, "-") != 0) {
+                f = fopen(file, "re");
+                if (!f)
+                        return kh_cli_fail(cli, "file_error", "cannot read %s: %s", file,
+                                           strerror(errno));
+        }
+        r = kh_audit_verify_stream(f ? f : stdin, pub, &v);
+        if (r < 0)
+                return kh_cli_fail(cli, "file_error", "cannot verify %s: %s", file, strerror(-r));
+        return v.ok ? verify_passed(cli, file, &v) : verify_failed(cli, file, &v);
+}

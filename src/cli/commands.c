@@ -1,0 +1,190 @@
+#include "cli/commands.h"
+
+#include <stdbool.h>
+#include <string.h>
+
+#include "config/dev-names.h"
+
+/* The table. Rows of a group ("key ...") stay together, in the order help lists them. */
+const struct kh_cli_command kh_cli_commands[] = {
+        {
+                .path = "key list",
+                .operands = "",
+                .summary = "the tenant's key versions, their state and use",
+                .description =
+                        "Lists every version of the tenant key: its state (active, archived,\n"
+                        "retired, revoked, destroyed), algorithm, when it was created, how many\n"
+                        "member records are sealed under it now, and how often it encrypted and\n"
+                        "decrypted since it was created.",
+                .example = "keyhold key list --tenant acme",
+                .run = kh_cmd_key_list,
+        },
+        {
+                .path = "key status",
+                .operands = "",
+                .summary = "the active version, every version and the re-encryption job",
+                .description =
+                        "Shows which version encrypts new records, the versions as `key list`\n"
+                        "does, and the progress of the re-encryption job that a rekey starts.",
+                .example = "keyhold key status --json",
+                .run = kh_cmd_key_status,
+        },
+        {
+                .path = "audit tail",
+                .operands = "",
+                .summary = "the last audit records; -f follows new ones",
+                .description =
+                        "Prints the last N records of the tenant's audit chain, one line each\n"
+                        "(with --json, one JSON object per line). With -f it keeps asking for\n"
+                        "new records every second until interrupted (Ctrl-C), then exits 0.",
+                .options = (const struct kh_cli_option[]) {
+                        { "lines", 'n', "N", "how many records (1..10000, default 20)" },
+                        { "follow", 'f', NULL, "keep printing new records as they come" },
+                        { "server", 0, NULL, "the server's own chain (admin socket only)" },
+                        { 0 },
+                },
+                .example = "keyhold audit tail -n 50 -f",
+                .run = kh_cmd_audit_tail,
+        },
+        {
+                .path = "audit export",
+                .operands = "FILE",
+                .summary = "write the audit chain to FILE as JSON Lines",
+                .description =
+                        "Writes the tenant's audit chain to FILE, one record per line, as\n"
+                        "`keyhold audit verify` reads it (docs/audit.md). FILE appears only once\n"
+                        "complete (mode 0600); an existing FILE is kept unless --force. FILE '-'\n"
+                        "writes to stdout. Progress shows on stderr when it is a terminal.",
+                .options = (const struct kh_cli_option[]) {
+                        { "since", 0, "SEQ", "the first record to export (default 1)" },
+                        { "server", 0, NULL, "the server's own chain (admin socket only)" },
+                        { "force", 0, NULL, "replace FILE if it exists" },
+                        { 0 },
+                },
+                .example = "keyhold audit export acme-audit.jsonl --tenant acme",
+                .run = kh_cmd_audit_export,
+        },
+        {
+                .path = "audit public-key",
+                .operands = "",
+                .summary = "the PEM public key that verifies the audit chain's checkpoints",
+                .description =
+                        "Prints the public half of the tenant's audit signing key as PEM, for\n"
+                        "`keyhold audit verify FILE --public-key PEM`. The private half never\n"
+                        "leaves the key store.",
+                .options = (const struct kh_cli_option[]) {
+                        { "server", 0, NULL, "the key of the server's own chain (admin socket only)" },
+                        { 0 },
+                },
+                .example = "keyhold audit public-key --tenant acme > acme-audit.pem",
+                .run = kh_cmd_audit_public_key,
+        },
+        {
+                .path = "audit verify",
+                .operands = "FILE",
+                .summary = "check an exported audit chain offline",
+                .description =
+                        "Checks an export (`keyhold audit export`; FILE '-' reads stdin) against\n"
+                        "the chain's public key, without the server: every record's fields,\n"
+                        "sequence and hash, and every checkpoint's signature. Names the first\n"
+                        "record that fails and exits 1; exits 0 only for an intact chain. Records\n"
+                        "after the last checkpoint are reported as not yet signed.",
+                .options = (const struct kh_cli_option[]) {
+                        { "public-key", 0, "PEM", "the chain's public key (`audit public-key`)" },
+                        { 0 },
+                },
+                .example = "keyhold audit verify acme-audit.jsonl --public-key acme-audit.pem",
+                .run = kh_cmd_audit_verify,
+        },
+        {
+                .path = "dev-token",
+                .operands = "",
+                .summary = "a bearer token from a `keyholdd --dev` data folder (dev mode only)",
+                .description =
+                        "Prints a token signed by the dev issuer of a `keyholdd --dev` data\n"
+                        "folder, with the claims a Bitwarden client's token carries (scope api,\n"
+                        "amr external). With --json: {\"token\": ..., \"expires\": ...}.",
+                .options = (const struct kh_cli_option[]) {
+                        { "user", 0, "GUID", "the member's user id (sub claim)" },
+                        { "data", 0, "DIR", "the dev data folder (default " KH_DEV_DATA_DEFAULT ")" },
+                        { "ttl", 0, "SECONDS", "lifetime, 1..86400 (default 3600)" },
+                        { 0 },
+                },
+                .example = "keyhold dev-token --user 3fa85f64-5717-4562-b3fc-2c963f66afa6",
+                .run = kh_cmd_dev_token,
+        },
+};
+
+const size_t kh_cli_commands_n = sizeof(kh_cli_commands) / sizeof(kh_cli_commands[0]);
+
+/* Whether path starts with the words words[0..n), each followed by a space or the end;
+ * *ret_rest (if not NULL) points after them. */
+static bool path_starts_with(const char *path, const char *const *words, size_t n,
+                             const char **ret_rest) {
+        const char *p = path;
+
+        for (size_t i = 0; i < n; i++) {
+                size_t len = strlen(words[i]);
+
+                if (i > 0) {
+                        if (*p != ' ')
+                                return false;
+                        p++;
+                }
+                if (len == 0 || strncmp(p, words[i], len) != 0 || (p[len] != ' ' && p[len] != 0))
+                        return false;
+                p += len;
+        }
+        if (ret_rest)
+                *ret_rest = p;
+        return true;
+}
+
+bool kh_cli_command_has_prefix(const struct kh_cli_command *cmd, const char *const *words,
+                               size_t n) {
+        return path_starts_with(cmd->path, words, n, NULL);
+}
+
+const struct kh_cli_command *kh_cli_command_find(const char *const *words, size_t n) {
+        const char *rest;
+
+        for (size_t i = 0; i < kh_cli_commands_n; i++)
+                if (path_starts_with(kh_cli_commands[i].path, words, n, &rest) && *rest == 0)
+                        return &kh_cli_commands[i];
+        return NULL;
+}
+
+bool kh_cli_command_prefix_exists(const char *const *words, size_t n) {
+        for (size_t i = 0; i < kh_cli_commands_n; i++)
+                if (path_starts_with(kh_cli_commands[i].path, words, n, NULL))
+                        return true;
+        return false;
+}
+
+const struct kh_cli_option *kh_cli_command_option(const struct kh_cli_command *cmd,
+                                                  const char *name) {
+        for (const struct kh_cli_option *o = cmd->options; o && o->name; o++)
+                if (strcmp(o->name, name) == 0)
+                        return o;
+        return NULL;
+}
+
+void kh_cli_command_operands(const struct kh_cli_command *cmd, size_t *ret_min, size_t *ret_max) {
+        size_t min = 0, max = 0;
+        bool in_word = false;
+
+        for (const char *p = cmd->operands; *p; p++) {
+                if (*p == ' ') {
+                        in_word = false;
+                        continue;
+                }
+                if (!in_word) {
+                        max++;
+                        if (*p != '[')
+                                min++;
+                }
+                in_word = true;
+        }
+        *ret_min = min;
+        *ret_max = max;
+}
