@@ -332,7 +332,10 @@ int kh_cli_get(struct kh_cli *cli, enum kh_client_scope scope, const char *path,
         r = kh_cli_connect(cli, &c);
         if (r != 0)
                 return r;
-        if (kh_client_get(c, scope, path, ret_body, &error) < 0)
+        r = kh_client_get(c, scope, path, ret_body, &error);
+        if (r == -ECANCELED)
+                return 1; /* the caller asked for signals: it says what stopping means */
+        if (r < 0)
                 return kh_cli_fail_with(cli, error);
         return 0;
 }

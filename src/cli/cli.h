@@ -70,7 +70,9 @@ KH_MUST_CHECK int kh_cli_connect(struct kh_cli *cli, struct kh_client **ret);
  * kh_cli_get() - GET path from the server (kh_cli_connect(), then kh_client_get()).
  * @ret_body: on success, the answer object; the caller owns it.
  * Returns 0, or the exit status (1 or 2) after reporting the failure: the server's error as
- * it sent it, or why it could not be reached.
+ * it sent it, or why it could not be reached. A request stopped by a signal (after
+ * kh_cli_catch_signals()) returns 1 unreported: for `tail -f` that is the normal end, for
+ * an export a failure, so the caller reports it (kh_cli_interrupted() tells).
  */
 KH_MUST_CHECK int kh_cli_get(struct kh_cli *cli, enum kh_client_scope scope, const char *path,
                              json_t **ret_body);

@@ -331,7 +331,7 @@ int kh_cmd_audit_export(struct kh_cli *cli) {
         kh_buf_init(&s.line, KH_AUDIT_LINE_MAX + 1, false);
         r = export_pages(cli, scope, base, since, &s);
         kh_buf_free(&s.line);
-        if (r == 0 && kh_cli_interrupted())
+        if (kh_cli_interrupted()) /* between pages, or a request stopped unreported */
                 r = kh_cli_fail(cli, "interrupted", "interrupted; nothing written");
         show_progress(&s, true);
         if (r != 0)

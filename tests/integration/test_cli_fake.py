@@ -62,6 +62,9 @@ class FakeAdmin:
         self.token: str | None = None  # required as bearer token when set
         self.requests: list[str] = []
         self.lock = threading.Lock()
+        self.stall_after_first = False  # later audit pages wait for `release`
+        self.stalled = threading.Event()
+        self.release = threading.Event()
 
     def answer(self, path: str, headers) -> tuple[int, object]:
         with self.lock:
@@ -91,6 +94,9 @@ class FakeAdmin:
                 page = recs[-int(q["last"]):]
             else:
                 since, limit = int(q.get("since", 1)), int(q.get("limit", 1000))
+                if self.stall_after_first and since > 1:
+                    self.stalled.set()
+                    self.release.wait()
                 page = [r for r in recs if r["seq"] >= since][:min(limit, self.page_max)]
             nxt = page[-1]["seq"] + 1 if page else head + 1
             # members reversed and spaced: the export must write canonical lines anyway
@@ -380,6 +386,27 @@ def test_audit_export_server_chain(fake, tmp_path):
     assert [json.loads(l)["tenant"] for l in out.read_text().splitlines()] == ["", "", ""]
     p = cli(fake, "audit", "export", tmp_path / "y", "--server", "--tenant", "acme")
     assert p.returncode == 2 and "two different chains" in p.stderr
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_interrupted_export_leaves_nothing(fake, tmp_path, sig):
+    fake.page_max, fake.stall_after_first = 4, True
+    out = tmp_path / "x.jsonl"
+    proc = subprocess.Popen([str(cli_binary()), "--json", "audit", "export", str(out),
+                             "--socket", str(fake.socket)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=cli_env())
+    try:
+        assert fake.stalled.wait(60)  # the first page is written, the second on its way
+        proc.send_signal(sig)
+        stdout, _ = proc.communicate(timeout=60)
+    finally:
+        fake.release.set()
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 1
+    assert json.loads(stdout) == {"code": "interrupted", "message": "interrupted; nothing written"}
+    assert sorted(os.listdir(tmp_path)) == ["admin.sock"]
 
 
 def test_audit_export_to_a_missing_folder(fake, tmp_path):
