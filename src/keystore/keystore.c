@@ -23,8 +23,19 @@ static bool tenant_is_valid(const char *tenant, size_t max) {
         return len <= max && kh_tenant_id_is_valid(tenant, len);
 }
 
+/* The server's audit chain has a key but no tenant. */
+static bool owner_is_valid(const char *tenant, enum kh_key_purpose purpose) {
+        switch (purpose) {
+        case KH_KEY_DATA:
+                return tenant_is_valid(tenant, KH_TENANT_ID_MAX);
+        case KH_KEY_AUDIT:
+                return !tenant[0] || tenant_is_valid(tenant, KH_TENANT_ID_MAX);
+        }
+        return false;
+}
+
 static bool ref_is_valid(const struct kh_key_ref *ref) {
-        return tenant_is_valid(ref->tenant, KH_TENANT_ID_MAX) && ref->version >= 1;
+        return owner_is_valid(ref->tenant, ref->purpose) && ref->version >= 1;
 }
 
 int kh_keystore_open(const struct kh_config_keystore *cfg, struct kh_keystore **ret) {
@@ -56,8 +67,7 @@ int kh_keystore_generate(struct kh_keystore *ks, const struct kh_key_spec *spec,
                          struct kh_key_ref *ret_ref) {
         assert(ks && spec && ret_ref);
 
-        if (!spec->tenant || !tenant_is_valid(spec->tenant, KH_TENANT_ID_MAX) ||
-            spec->version < 1)
+        if (!spec->tenant || !owner_is_valid(spec->tenant, spec->purpose) || spec->version < 1)
                 return -EINVAL;
         if (spec->rsa_bits < KH_RSA_BITS_MIN || spec->rsa_bits > KH_RSA_BITS_MAX ||
             spec->rsa_bits % 1024 != 0)

@@ -3,7 +3,7 @@
  * backends include keystore-backend.h. Not thread-safe: call one store from one thread at a
  * time (keyholdd uses it at start-up and from admin jobs, never on the request path).
  * Every operation below also returns -EINVAL for a tenant id that is not
- * [a-z0-9][a-z0-9-]{0,62}, a version of 0, or (generate) rsa_bits outside 2048..8192 or not
+ * [a-z0-9][a-z0-9-]{0,62} (or "" for an audit key), a version of 0, or (generate) rsa_bits outside 2048..8192 or not
  * a multiple of 1024, and -KH_E_INTEGRITY when stored key material fails its check. */
 #pragma once
 
@@ -20,16 +20,26 @@
 
 struct kh_keystore;
 
-/* Names one tenant key version inside a key store. */
+/* What a key is for. A key of one purpose never stands in for another: the purpose is
+ * part of its name and of what authenticates it in the store. */
+enum kh_key_purpose {
+        KH_KEY_DATA = 0,                 /* a tenant key version: wraps and signs DEKs */
+        KH_KEY_AUDIT = 1,                /* signs a chain's audit checkpoints; tenant "" is
+                                          * the server's own chain */
+};
+
+/* Names one key version inside a key store. */
 struct kh_key_ref {
         char tenant[KH_TENANT_ID_MAX + 1];
         uint32_t version;                /* 1, 2, ... */
+        enum kh_key_purpose purpose;
 };
 
 struct kh_key_spec {
         const char *tenant;
         uint32_t version;
         unsigned rsa_bits;               /* 2048..8192 */
+        enum kh_key_purpose purpose;
 };
 
 enum {
@@ -72,7 +82,7 @@ KH_MUST_CHECK int kh_keystore_sign(struct kh_keystore *ks, const struct kh_key_r
 KH_MUST_CHECK int kh_keystore_public_key(struct kh_keystore *ks, const struct kh_key_ref *ref,
                                          EVP_PKEY **ret);
 
-/* Calls fn for each version of tenant, ascending; stops early and returns fn's value if it
+/* Calls fn for each version (of purpose KH_KEY_DATA) of tenant, ascending; stops early and returns fn's value if it
  * returns non-zero. */
 KH_MUST_CHECK int kh_keystore_list(struct kh_keystore *ks, const char *tenant, kh_key_ref_fn fn,
                                    void *userdata);

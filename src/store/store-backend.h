@@ -27,6 +27,14 @@ struct kh_store_ops {
                            void *userdata);
         int (*tenant_key_set_state)(struct kh_store *s, const char *tenant, uint32_t version,
                                     enum kh_key_state state);
+        int (*tenant_key_add_uses)(struct kh_store *s, const char *tenant, uint32_t version,
+                                   uint64_t encrypts, uint64_t decrypts);
+        int (*audit_append)(struct kh_store *s, const char *chain,
+                            const struct kh_store_audit_block *b);
+        int (*audit_last)(struct kh_store *s, const char *chain,
+                          struct kh_store_audit_block *ret);
+        int (*audit_scan)(struct kh_store *s, const char *chain, uint64_t seq, bool descending,
+                          kh_store_audit_block_fn fn, void *userdata);
         int (*record_get)(struct kh_store *s, const char *tenant, enum kh_record_kind kind,
                           const char *owner, uint32_t *ret_version, struct kh_buf *blob);
         int (*record_insert)(struct kh_store *s, const char *tenant, enum kh_record_kind kind,

@@ -137,6 +137,48 @@ int kh_store_tenant_key_set_state(struct kh_store *s, const char *tenant, uint32
         return s->ops->tenant_key_set_state(s, tenant, version, state);
 }
 
+int kh_store_tenant_key_add_uses(struct kh_store *s, const char *tenant, uint32_t version,
+                                 uint64_t encrypts, uint64_t decrypts) {
+        assert(s);
+        if (!tenant_ok(tenant) || encrypts > INT64_MAX || decrypts > INT64_MAX)
+                return -EINVAL;
+        return s->ops->tenant_key_add_uses(s, tenant, version, encrypts, decrypts);
+}
+
+/* "" is the server's own chain. */
+static bool chain_ok(const char *chain) {
+        return chain && (!chain[0] || tenant_ok(chain));
+}
+
+static bool audit_seq_ok(uint64_t seq) {
+        return seq >= 1 && seq <= INT64_MAX;
+}
+
+int kh_store_audit_append(struct kh_store *s, const char *chain,
+                          const struct kh_store_audit_block *b) {
+        assert(s && b);
+        if (!chain_ok(chain) || !audit_seq_ok(b->first_seq) || !audit_seq_ok(b->last_seq) ||
+            b->last_seq < b->first_seq || !b->head_hash || !b->data || b->len == 0 ||
+            b->len > KH_STORE_AUDIT_BLOCK_MAX)
+                return -EINVAL;
+        return s->ops->audit_append(s, chain, b);
+}
+
+int kh_store_audit_last(struct kh_store *s, const char *chain, struct kh_store_audit_block *ret) {
+        assert(s && ret);
+        if (!chain_ok(chain))
+                return -EINVAL;
+        return s->ops->audit_last(s, chain, ret);
+}
+
+int kh_store_audit_scan(struct kh_store *s, const char *chain, uint64_t seq, bool descending,
+                        kh_store_audit_block_fn fn, void *userdata) {
+        assert(s && fn);
+        if (!chain_ok(chain) || seq > INT64_MAX)
+                return -EINVAL;
+        return s->ops->audit_scan(s, chain, seq, descending, fn, userdata);
+}
+
 int kh_store_record_get(struct kh_store *s, const char *tenant, enum kh_record_kind kind,
                         const char *owner, uint32_t *ret_version, struct kh_buf *blob) {
         assert(s && ret_version && blob);

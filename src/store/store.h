@@ -52,6 +52,8 @@ struct kh_tenant_key {
                                       * written before DEKs were signed; valid during the
                                       * callback only */
         size_t signature_len;        /* 0 exactly when signature is NULL */
+        int64_t created_at;          /* unix seconds */
+        uint64_t encrypts, decrypts; /* durable use counters (kh_store_tenant_key_add_uses) */
 };
 
 typedef int (*kh_tenant_key_fn)(const struct kh_tenant_key *key, void *userdata);
@@ -96,6 +98,11 @@ KH_MUST_CHECK int kh_store_tenant_keys(struct kh_store *s, const char *tenant,
 KH_MUST_CHECK int kh_store_tenant_key_set_state(struct kh_store *s, const char *tenant,
                                                 uint32_t version, enum kh_key_state state);
 
+/* Adds to the durable use counters of a version. Returns 0, -ENOENT or -EIO. */
+KH_MUST_CHECK int kh_store_tenant_key_add_uses(struct kh_store *s, const char *tenant,
+                                               uint32_t version, uint64_t encrypts,
+                                               uint64_t decrypts);
+
 /* The sealed record (tenant, kind, owner): its key version and blob, appended to blob.
  * Returns 0, -ENOENT, -E2BIG (blob's maximum is too small; blob unchanged), -KH_E_INTEGRITY
  * or -EIO. Never writes. */
@@ -127,6 +134,41 @@ KH_MUST_CHECK int kh_store_meta_get(struct kh_store *s, const char *key, struct 
  * (outside a transaction). */
 KH_MUST_CHECK int kh_store_meta_put(struct kh_store *s, const char *key, const uint8_t *value,
                                     size_t len);
+
+/* ---- audit chains ----
+ * A chain (a tenant id, or "" for the server's own) is stored as blocks: each a run of
+ * consecutive records first_seq..last_seq, as the JSON Lines the export format defines,
+ * with the hash of its last record. The service assigns sequence numbers and hashes; the
+ * store keeps blocks in order and never looks inside them. Appending inside a transaction
+ * (kh_store_tx_begin) makes the block part of that group commit. */
+#define KH_STORE_AUDIT_BLOCK_MAX (16u << 20) /* bytes of one block's data */
+#define KH_STORE_AUDIT_HASH_LEN  32
+
+struct kh_store_audit_block {
+        uint64_t first_seq, last_seq;
+        const uint8_t *head_hash;        /* KH_STORE_AUDIT_HASH_LEN bytes */
+        const uint8_t *data;             /* valid during the callback only */
+        size_t len;
+};
+
+typedef int (*kh_store_audit_block_fn)(const struct kh_store_audit_block *b, void *userdata);
+
+/* Appends block b to chain. Returns 0, -EEXIST (a block starting at b->first_seq exists),
+ * -EIO or -ENOSPC. */
+KH_MUST_CHECK int kh_store_audit_append(struct kh_store *s, const char *chain,
+                                        const struct kh_store_audit_block *b);
+
+/* The last block of chain (its data is not read: b->data is NULL, b->len 0); -ENOENT for
+ * an empty chain. */
+KH_MUST_CHECK int kh_store_audit_last(struct kh_store *s, const char *chain,
+                                      struct kh_store_audit_block *ret);
+
+/* Calls fn for the blocks of chain holding a record at or after seq, ascending (or, when
+ * descending, at or before seq, newest first) until fn returns non-zero. Returns 0, fn's
+ * value, -KH_E_INTEGRITY (a row out of range) or -EIO. fn must not call the store. */
+KH_MUST_CHECK int kh_store_audit_scan(struct kh_store *s, const char *chain, uint64_t seq,
+                                      bool descending, kh_store_audit_block_fn fn,
+                                      void *userdata);
 
 /* Group commit: the writes between kh_store_tx_begin() (which takes the write lock) and
  * kh_store_tx_commit() become durable together, with one synchronous commit; inside a

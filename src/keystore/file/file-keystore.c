@@ -1,11 +1,13 @@
 /* The file key store's operations and its key file format.
  *
- * <tenant>/v<N>.key:
+ * <tenant>/v<N>.key (a tenant key version), <tenant>/audit-v<N>.key (an audit signing key;
+ * _server/ for the server's chain):
  *   "KHKS" | format (1) | algorithm (1 = RSA) | bits (u16) | version (u32) | tenant length
  *   (u8) | tenant | public key length (u16) | SubjectPublicKeyInfo DER       -- the header
  *   | AES-256-GCM seal of the PKCS#8 DER private key under the master key
  * Integers are big-endian. The seal's associated data is "keyhold-keystore:1" followed by
- * the whole header, and a load checks the header's tenant and version against the name it
+ * the whole header ("keyhold-keystore-audit:1" for an audit key, so that neither kind of
+ * file opens as the other), and a load checks the header's tenant and version against the name it
  * was asked for: a file copied to another name, or with another public key, fails to open. */
 #include <dirent.h>
 #include <errno.h>
@@ -35,9 +37,11 @@
 #define KEY_FORMAT 1
 #define KEY_ALG_RSA 1
 #define KEY_AAD_LABEL "keyhold-keystore:1"
+#define KEY_AAD_LABEL_AUDIT "keyhold-keystore-audit:1"
+#define SERVER_DIR "_server"     /* the server's audit key: no tenant id starts with '_' */
 #define KEY_FILE_MAX (32 * 1024) /* RSA-8192: ~1.1 KiB public + ~4.8 KiB sealed private */
 #define KEY_VERSIONS_MAX 65536   /* versions listed per tenant */
-#define KEY_NAME_MAX (KH_TENANT_ID_MAX + sizeof("/v4294967295.key"))
+#define KEY_NAME_MAX (KH_TENANT_ID_MAX + sizeof("/audit-v4294967295.key"))
 #define SIG_MAX 1024             /* RSA-8192 */
 
 struct kh_file_ks {
@@ -130,8 +134,20 @@ struct key_hdr {
         size_t len; /* header bytes; the seal follows */
 };
 
-static int key_name(const char *tenant, uint32_t version, char name[static KEY_NAME_MAX]) {
-        int n = snprintf(name, KEY_NAME_MAX, "%s/v%" PRIu32 ".key", tenant, version);
+/* The folder of a key's owner under the store. */
+static const char *owner_dir(const char *tenant) {
+        return tenant[0] ? tenant : SERVER_DIR;
+}
+
+static const char *file_prefix(enum kh_key_purpose purpose) {
+        return purpose == KH_KEY_AUDIT ? "audit-v" : "v";
+}
+
+/* "v<N>.key" or "audit-v<N>.key" (ext ".key" or ".pub"), in the owner's folder or not. */
+static int key_file_name(const char *tenant, enum kh_key_purpose purpose, uint32_t version,
+                         const char *ext, bool with_dir, char name[static KEY_NAME_MAX]) {
+        int n = snprintf(name, KEY_NAME_MAX, "%s%s%s%" PRIu32 "%s", with_dir ? owner_dir(tenant) : "",
+                         with_dir ? "/" : "", file_prefix(purpose), version, ext);
 
         return n < 0 || (size_t) n >= KEY_NAME_MAX ? -EINVAL : 0;
 }
@@ -157,11 +173,13 @@ static int key_hdr_parse(const uint8_t *p, size_t n, struct key_hdr *h) {
         return 0;
 }
 
-static int key_aad(const uint8_t *hdr, size_t hdr_len, struct kh_buf *aad) {
+static int key_aad(enum kh_key_purpose purpose, const uint8_t *hdr, size_t hdr_len,
+                   struct kh_buf *aad) {
+        const char *label = purpose == KH_KEY_AUDIT ? KEY_AAD_LABEL_AUDIT : KEY_AAD_LABEL;
         int r;
 
-        kh_buf_init(aad, sizeof(KEY_AAD_LABEL) - 1 + hdr_len, false);
-        r = kh_buf_append(aad, KEY_AAD_LABEL, sizeof(KEY_AAD_LABEL) - 1);
+        kh_buf_init(aad, strlen(label) + hdr_len, false);
+        r = kh_buf_append(aad, label, strlen(label));
         if (r < 0)
                 return r;
         return kh_buf_append(aad, hdr, hdr_len);
@@ -220,7 +238,7 @@ static int key_load(struct kh_file_ks *ks, const struct kh_key_ref *ref, EVP_PKE
         struct key_hdr h;
         int r;
 
-        r = key_name(ref->tenant, ref->version, name);
+        r = key_file_name(ref->tenant, ref->purpose, ref->version, ".key", true, name);
         if (r < 0)
                 return r;
         kh_buf_init(&file, KEY_FILE_MAX, false);
@@ -237,7 +255,7 @@ static int key_load(struct kh_file_ks *ks, const struct kh_key_ref *ref, EVP_PKE
             memcmp(h.tenant, ref->tenant, h.tenant_len) != 0)
                 return -KH_E_INTEGRITY; /* a key file under another key's name */
 
-        r = key_aad(file.data, h.len, &aad);
+        r = key_aad(ref->purpose, file.data, h.len, &aad);
         if (r < 0)
                 return r;
         r = kh_aead_unseal(ks->master, aad.data, aad.len, file.data + h.len, file.len - h.len,
@@ -314,7 +332,7 @@ static int key_file_build(struct kh_file_ks *ks, const struct kh_key_spec *spec,
             (r = kh_buf_append(out, spki, (size_t) spki_len)) < 0)
                 return r;
 
-        r = key_aad(out->data, out->len, &aad);
+        r = key_aad(spec->purpose, out->data, out->len, &aad);
         if (r < 0)
                 return r;
         r = privkey_encode(pkey, &der);
@@ -323,9 +341,9 @@ static int key_file_build(struct kh_file_ks *ks, const struct kh_key_spec *spec,
         return kh_aead_seal(ks->master, aad.data, aad.len, der, out);
 }
 
-static int pub_pem_write(int tdir, uint32_t version, EVP_PKEY *pkey) {
+static int pub_pem_write(int tdir, const struct kh_key_spec *spec, EVP_PKEY *pkey) {
         KH_CLEANUP(BIO_freep) BIO *bio = NULL;
-        char name[32];
+        char name[KEY_NAME_MAX];
         char *pem;
         long len;
 
@@ -337,7 +355,8 @@ static int pub_pem_write(int tdir, uint32_t version, EVP_PKEY *pkey) {
         len = BIO_get_mem_data(bio, &pem);
         if (len <= 0)
                 return -EIO;
-        (void) snprintf(name, sizeof(name), "v%" PRIu32 ".pub", version);
+        if (key_file_name(spec->tenant, spec->purpose, spec->version, ".pub", false, name) < 0)
+                return -EINVAL;
         return kh_fks_write_at(tdir, name, pem, (size_t) len, true);
 }
 
@@ -349,20 +368,22 @@ static int file_generate(struct kh_keystore *base, const struct kh_key_spec *spe
         KH_CLEANUP(EVP_PKEY_freep) EVP_PKEY *pkey = NULL;
         KH_CLEANUP(kh_buf_freep) struct kh_buf out = { 0 };
         KH_CLEANUP(kh_closep) int tdir = -1;
-        char name[32];
+        char name[KEY_NAME_MAX];
         struct stat st;
         int r;
 
-        if (mkdirat(ks->dirfd, spec->tenant, 0700) == 0) {
+        if (mkdirat(ks->dirfd, owner_dir(spec->tenant), 0700) == 0) {
                 if (fsync(ks->dirfd) < 0)
                         return -errno;
         } else if (errno != EEXIST)
                 return -errno;
-        tdir = openat(ks->dirfd, spec->tenant, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
+        tdir = openat(ks->dirfd, owner_dir(spec->tenant), O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
         if (tdir < 0)
                 return -errno;
 
-        (void) snprintf(name, sizeof(name), "v%" PRIu32 ".key", spec->version);
+        r = key_file_name(spec->tenant, spec->purpose, spec->version, ".key", false, name);
+        if (r < 0)
+                return r;
         if (fstatat(tdir, name, &st, AT_SYMLINK_NOFOLLOW) == 0)
                 return -EEXIST; /* spare a key generation; link() below decides races */
 
@@ -376,13 +397,14 @@ static int file_generate(struct kh_keystore *base, const struct kh_key_spec *spe
         r = kh_fks_write_at(tdir, name, out.data, out.len, false);
         if (r < 0)
                 return r;
-        r = pub_pem_write(tdir, spec->version, pkey);
+        r = pub_pem_write(tdir, spec, pkey);
         if (r < 0)
                 return r;
 
         memset(ret_ref, 0, sizeof(*ret_ref));
         memcpy(ret_ref->tenant, spec->tenant, strlen(spec->tenant));
         ret_ref->version = spec->version;
+        ret_ref->purpose = spec->purpose;
         return 0;
 }
 

@@ -42,6 +42,21 @@ const struct kh_store_migration kh_store_sqlite_migrations[] = {
           "  key   TEXT NOT NULL PRIMARY KEY,"
           "  value BLOB NOT NULL"
           ") WITHOUT ROWID;" },
+        /* how often each version was used (durable use counters, written now and then from
+         * the workers' in-memory counts), and the audit chains: one row per group commit
+         * holding a run of consecutive records as JSON Lines (docs/audit.md "Export"), so
+         * that auditing every read costs one row per commit, not one per request */
+        { 4,
+          "ALTER TABLE tenant_keys ADD COLUMN encrypts INTEGER NOT NULL DEFAULT 0;"
+          "ALTER TABLE tenant_keys ADD COLUMN decrypts INTEGER NOT NULL DEFAULT 0;"
+          "CREATE TABLE audit_blocks ("
+          "  chain     TEXT    NOT NULL,"
+          "  first_seq INTEGER NOT NULL CHECK (first_seq >= 1),"
+          "  last_seq  INTEGER NOT NULL CHECK (last_seq >= first_seq),"
+          "  head_hash BLOB    NOT NULL,"
+          "  data      BLOB    NOT NULL,"
+          "  PRIMARY KEY (chain, first_seq)"
+          ") WITHOUT ROWID;" },
 };
 
 const size_t kh_store_sqlite_n_migrations =

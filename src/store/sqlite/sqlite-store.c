@@ -35,6 +35,11 @@ enum {
         ST_TENANT_KEY_SET_STATE,
         ST_TENANT_KEY_SET_SIGNATURE,
         ST_TENANT_KEY_EXISTS,
+        ST_TENANT_KEY_ADD_USES,
+        ST_AUDIT_APPEND,
+        ST_AUDIT_LAST,
+        ST_AUDIT_SCAN_ASC,
+        ST_AUDIT_SCAN_DESC,
         ST_META_GET,
         ST_META_PUT,
         ST_RECORD_GET,
@@ -54,7 +59,8 @@ static const char *const statements[ST_N_] = {
                 "(tenant, version, state, wrapped_dek, signature, created_at) "
                 "VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT (tenant, version) DO NOTHING",
         [ST_TENANT_KEYS] =
-                "SELECT version, state, wrapped_dek, signature FROM tenant_keys "
+                "SELECT version, state, wrapped_dek, signature, created_at, encrypts, decrypts "
+                "FROM tenant_keys "
                 "WHERE tenant = ?1 ORDER BY version",
         [ST_TENANT_KEY_SET_STATE] =
                 "UPDATE tenant_keys SET state = ?3 WHERE tenant = ?1 AND version = ?2",
@@ -64,6 +70,24 @@ static const char *const statements[ST_N_] = {
                 "WHERE tenant = ?1 AND version = ?2 AND signature IS NULL",
         [ST_TENANT_KEY_EXISTS] =
                 "SELECT 1 FROM tenant_keys WHERE tenant = ?1 AND version = ?2",
+        [ST_TENANT_KEY_ADD_USES] =
+                "UPDATE tenant_keys SET encrypts = encrypts + ?3, decrypts = decrypts + ?4 "
+                "WHERE tenant = ?1 AND version = ?2",
+        [ST_AUDIT_APPEND] =
+                "INSERT INTO audit_blocks (chain, first_seq, last_seq, head_hash, data) "
+                "VALUES (?1, ?2, ?3, ?4, ?5)",
+        [ST_AUDIT_LAST] =
+                "SELECT first_seq, last_seq, head_hash FROM audit_blocks WHERE chain = ?1 "
+                "ORDER BY first_seq DESC LIMIT 1",
+        /* blocks are consecutive runs, so the one holding seq is the last starting at or
+         * before it; (chain, first_seq) is the primary key */
+        [ST_AUDIT_SCAN_ASC] =
+                "SELECT first_seq, last_seq, head_hash, data FROM audit_blocks "
+                "WHERE chain = ?1 AND first_seq >= COALESCE((SELECT MAX(first_seq) FROM "
+                "audit_blocks WHERE chain = ?1 AND first_seq <= ?2), 0) ORDER BY first_seq",
+        [ST_AUDIT_SCAN_DESC] =
+                "SELECT first_seq, last_seq, head_hash, data FROM audit_blocks "
+                "WHERE chain = ?1 AND first_seq <= ?2 ORDER BY first_seq DESC",
         [ST_META_GET] = "SELECT value FROM meta WHERE key = ?1",
         [ST_META_PUT] =
                 "INSERT INTO meta (key, value) VALUES (?1, ?2) "
@@ -94,6 +118,7 @@ struct kh_sqlite_store {
         sqlite3 *db;
         sqlite3_stmt *st[ST_N_];
         int schema_version;
+        uint8_t head_hash[KH_STORE_AUDIT_HASH_LEN]; /* audit_last's answer */
         char error[256];
 };
 
@@ -469,8 +494,17 @@ static int sqlite_tenant_keys(struct kh_store *store, const char *tenant, kh_ten
                                 return -KH_E_INTEGRITY;
                 }
 
+                if (sqlite3_column_type(st, 4) != SQLITE_INTEGER ||
+                    sqlite3_column_type(st, 5) != SQLITE_INTEGER ||
+                    sqlite3_column_type(st, 6) != SQLITE_INTEGER ||
+                    sqlite3_column_int64(st, 5) < 0 || sqlite3_column_int64(st, 6) < 0)
+                        return -KH_E_INTEGRITY;
+
                 r = fn(&(const struct kh_tenant_key) {
                                .version = (uint32_t) version,
+                               .created_at = sqlite3_column_int64(st, 4),
+                               .encrypts = (uint64_t) sqlite3_column_int64(st, 5),
+                               .decrypts = (uint64_t) sqlite3_column_int64(st, 6),
                                .state = (enum kh_key_state) state,
                                .wrapped_dek = dek,
                                .wrapped_dek_len = (size_t) dek_len,
@@ -634,6 +668,119 @@ static int sqlite_record_count(struct kh_store *store, const char *tenant, uint3
         return 0;
 }
 
+static int sqlite_tenant_key_add_uses(struct kh_store *store, const char *tenant,
+                                      uint32_t version, uint64_t encrypts, uint64_t decrypts) {
+        struct kh_sqlite_store *s = to_sqlite(store);
+        STMT_USE(st, s, ST_TENANT_KEY_ADD_USES);
+        int rc;
+
+        rc = bind_tenant_version(st, tenant, version);
+        if (rc == SQLITE_OK)
+                rc = sqlite3_bind_int64(st, 3, (sqlite3_int64) encrypts);
+        if (rc == SQLITE_OK)
+                rc = sqlite3_bind_int64(st, 4, (sqlite3_int64) decrypts);
+        if (rc == SQLITE_OK)
+                rc = sqlite3_step(st);
+        if (rc != SQLITE_DONE)
+                return fail(s, rc);
+        return sqlite3_changes(s->db) > 0 ? 0 : -ENOENT;
+}
+
+static int sqlite_audit_append(struct kh_store *store, const char *chain,
+                               const struct kh_store_audit_block *b) {
+        struct kh_sqlite_store *s = to_sqlite(store);
+        STMT_USE(st, s, ST_AUDIT_APPEND);
+        int rc;
+
+        rc = sqlite3_bind_text(st, 1, chain, -1, SQLITE_STATIC);
+        if (rc == SQLITE_OK)
+                rc = sqlite3_bind_int64(st, 2, (sqlite3_int64) b->first_seq);
+        if (rc == SQLITE_OK)
+                rc = sqlite3_bind_int64(st, 3, (sqlite3_int64) b->last_seq);
+        if (rc == SQLITE_OK)
+                rc = sqlite3_bind_blob(st, 4, b->head_hash, KH_STORE_AUDIT_HASH_LEN, SQLITE_STATIC);
+        if (rc == SQLITE_OK)
+                rc = sqlite3_bind_blob(st, 5, b->data, (int) b->len, SQLITE_STATIC);
+        if (rc == SQLITE_OK)
+                rc = sqlite3_step(st);
+        if ((rc & 0xff) == SQLITE_CONSTRAINT)
+                return -EEXIST;
+        return rc == SQLITE_DONE ? 0 : fail(s, rc);
+}
+
+/* The columns first_seq, last_seq, head_hash (and data when with_data) of st's row. */
+static int audit_block_read(sqlite3_stmt *st, bool with_data, struct kh_store_audit_block *b) {
+        sqlite3_int64 first, last;
+
+        if (sqlite3_column_type(st, 0) != SQLITE_INTEGER ||
+            sqlite3_column_type(st, 1) != SQLITE_INTEGER ||
+            sqlite3_column_type(st, 2) != SQLITE_BLOB ||
+            (with_data && sqlite3_column_type(st, 3) != SQLITE_BLOB))
+                return -KH_E_INTEGRITY;
+        first = sqlite3_column_int64(st, 0);
+        last = sqlite3_column_int64(st, 1);
+        if (first < 1 || last < first || sqlite3_column_bytes(st, 2) != KH_STORE_AUDIT_HASH_LEN)
+                return -KH_E_INTEGRITY;
+        *b = (struct kh_store_audit_block) {
+                .first_seq = (uint64_t) first, .last_seq = (uint64_t) last,
+                .head_hash = sqlite3_column_blob(st, 2),
+        };
+        if (with_data) {
+                int len = sqlite3_column_bytes(st, 3);
+
+                b->data = sqlite3_column_blob(st, 3);
+                if (!b->data || len <= 0 || (size_t) len > KH_STORE_AUDIT_BLOCK_MAX)
+                        return -KH_E_INTEGRITY;
+                b->len = (size_t) len;
+        }
+        return 0;
+}
+
+static int sqlite_audit_last(struct kh_store *store, const char *chain,
+                             struct kh_store_audit_block *ret) {
+        struct kh_sqlite_store *s = to_sqlite(store);
+        STMT_USE(st, s, ST_AUDIT_LAST);
+        int r;
+
+        r = step_one_row(s, st, sqlite3_bind_text(st, 1, chain, -1, SQLITE_STATIC));
+        if (r < 0)
+                return r;
+        /* head_hash points into the row, valid until the statement is reset: copy it */
+        r = audit_block_read(st, false, ret);
+        if (r < 0)
+                return r;
+        memcpy(s->head_hash, ret->head_hash, KH_STORE_AUDIT_HASH_LEN);
+        ret->head_hash = s->head_hash;
+        return 0;
+}
+
+static int sqlite_audit_scan(struct kh_store *store, const char *chain, uint64_t seq,
+                             bool descending, kh_store_audit_block_fn fn, void *userdata) {
+        struct kh_sqlite_store *s = to_sqlite(store);
+        STMT_USE(st, s, descending ? ST_AUDIT_SCAN_DESC : ST_AUDIT_SCAN_ASC);
+        int rc, r;
+
+        rc = sqlite3_bind_text(st, 1, chain, -1, SQLITE_STATIC);
+        if (rc == SQLITE_OK)
+                rc = sqlite3_bind_int64(st, 2, (sqlite3_int64) seq);
+        if (rc != SQLITE_OK)
+                return fail(s, rc);
+        for (;;) {
+                struct kh_store_audit_block b;
+
+                rc = sqlite3_step(st);
+                if (rc == SQLITE_DONE)
+                        return 0;
+                if (rc != SQLITE_ROW)
+                        return fail(s, rc);
+                r = audit_block_read(st, true, &b);
+                if (r == 0)
+                        r = fn(&b, userdata);
+                if (r != 0)
+                        return r;
+        }
+}
+
 static int sqlite_meta_get(struct kh_store *store, const char *key, struct kh_buf *value) {
         struct kh_sqlite_store *s = to_sqlite(store);
         STMT_USE(st, s, ST_META_GET);
@@ -713,6 +860,10 @@ const struct kh_store_ops kh_store_sqlite_ops = {
         .tenant_keys = sqlite_tenant_keys,
         .tenant_key_set_state = sqlite_tenant_key_set_state,
         .tenant_key_set_signature = sqlite_tenant_key_set_signature,
+        .tenant_key_add_uses = sqlite_tenant_key_add_uses,
+        .audit_append = sqlite_audit_append,
+        .audit_last = sqlite_audit_last,
+        .audit_scan = sqlite_audit_scan,
         .record_get = sqlite_record_get,
         .record_insert = sqlite_record_insert,
         .record_put = sqlite_record_put,

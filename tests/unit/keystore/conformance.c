@@ -40,7 +40,7 @@ static int case_teardown(void **state) {
 }
 
 static void generate(struct kh_keystore *ks, const char *tenant, uint32_t version) {
-        const struct kh_key_spec spec = { tenant, version, KH_KS_TEST_BITS };
+        const struct kh_key_spec spec = { tenant, version, KH_KS_TEST_BITS, KH_KEY_DATA };
         struct kh_key_ref ref;
 
         memset(&ref, 0xaa, sizeof(ref));
@@ -115,7 +115,7 @@ static void test_generate_then_list_ascending(void **state) {
 
 static void test_generate_existing_version_is_eexist(void **state) {
         struct kh_keystore *ks = *state;
-        const struct kh_key_spec spec = { "acme", 1, KH_KS_TEST_BITS };
+        const struct kh_key_spec spec = { "acme", 1, KH_KS_TEST_BITS, KH_KEY_DATA };
         const struct kh_key_ref ref1 = key_ref("acme", 1);
         KH_CLEANUP(EVP_PKEY_freep) EVP_PKEY *before = NULL, *after = NULL;
         struct kh_key_ref ref = { .version = 99 };
@@ -133,15 +133,15 @@ static void test_generate_rejects_bad_spec(void **state) {
         struct kh_key_ref ref;
         struct versions vs = { 0 };
 
-        assert_int_equal(kh_keystore_generate(ks, &(struct kh_key_spec) { "Acme", 1, 2048 }, &ref),
+        assert_int_equal(kh_keystore_generate(ks, &(struct kh_key_spec) { "Acme", 1, 2048, KH_KEY_DATA }, &ref),
                          -EINVAL);
-        assert_int_equal(kh_keystore_generate(ks, &(struct kh_key_spec) { "../x", 1, 2048 }, &ref),
+        assert_int_equal(kh_keystore_generate(ks, &(struct kh_key_spec) { "../x", 1, 2048, KH_KEY_DATA }, &ref),
                          -EINVAL);
-        assert_int_equal(kh_keystore_generate(ks, &(struct kh_key_spec) { "acme", 0, 2048 }, &ref),
+        assert_int_equal(kh_keystore_generate(ks, &(struct kh_key_spec) { "acme", 0, 2048, KH_KEY_DATA }, &ref),
                          -EINVAL);
-        assert_int_equal(kh_keystore_generate(ks, &(struct kh_key_spec) { "acme", 1, 1024 }, &ref),
+        assert_int_equal(kh_keystore_generate(ks, &(struct kh_key_spec) { "acme", 1, 1024, KH_KEY_DATA }, &ref),
                          -EINVAL);
-        assert_int_equal(kh_keystore_generate(ks, &(struct kh_key_spec) { "acme", 1, 2500 }, &ref),
+        assert_int_equal(kh_keystore_generate(ks, &(struct kh_key_spec) { "acme", 1, 2500, KH_KEY_DATA }, &ref),
                          -EINVAL);
         assert_int_equal(kh_keystore_list(ks, "-acme", collect, &vs), -EINVAL);
         assert_int_equal(kh_keystore_list(ks, "acme", collect, &vs), 0);
@@ -276,7 +276,7 @@ static void test_unknown_key_is_enoent(void **state) {
         uint8_t digest[32] = { 0 };
 
         generate(ks, "acme", 1);
-        wrap_test_dek(ks, &(struct kh_key_ref) { "acme", 1 }, &wrapped);
+        wrap_test_dek(ks, &(struct kh_key_ref) { "acme", 1, KH_KEY_DATA }, &wrapped);
         kh_buf_init(&out, 2048, false);
 
         const struct kh_key_ref *refs[] = { &v3, &other };
@@ -292,10 +292,47 @@ static void test_unknown_key_is_enoent(void **state) {
         assert_null(got);
         assert_null(pub);
 
-        assert_int_equal(kh_keystore_wrap(ks, &(struct kh_key_ref) { "acme", 0 }, dek, &out),
+        assert_int_equal(kh_keystore_wrap(ks, &(struct kh_key_ref) { "acme", 0, KH_KEY_DATA }, dek, &out),
                          -EINVAL);
-        assert_int_equal(kh_keystore_wrap(ks, &(struct kh_key_ref) { "ac/me", 1 }, dek, &out),
+        assert_int_equal(kh_keystore_wrap(ks, &(struct kh_key_ref) { "ac/me", 1, KH_KEY_DATA }, dek, &out),
                          -EINVAL);
+}
+
+
+/* An audit key is a key of its own: another key than the tenant key of the same version,
+ * not listed among the tenant's versions, and the server's chain ("") has one too. */
+static void test_audit_keys_are_apart(void **state) {
+        struct kh_keystore *ks = *state;
+        struct kh_key_ref data = key_ref("acme", 1), audit = key_ref("acme", 1),
+                          server = key_ref("", 1), got;
+        KH_CLEANUP(EVP_PKEY_freep) EVP_PKEY *pd = NULL;
+        KH_CLEANUP(EVP_PKEY_freep) EVP_PKEY *pa = NULL;
+        KH_CLEANUP(EVP_PKEY_freep) EVP_PKEY *ps = NULL;
+        KH_CLEANUP(kh_buf_freep) struct kh_buf sig = { 0 };
+        uint8_t digest[32] = { 7 };
+        struct versions vs = { 0 };
+
+        audit.purpose = server.purpose = KH_KEY_AUDIT;
+        generate(ks, "acme", 1);
+        assert_int_equal(kh_keystore_public_key(ks, &audit, &pa), -ENOENT);
+        assert_int_equal(kh_keystore_generate(ks, &(struct kh_key_spec) { "acme", 1, KH_KS_TEST_BITS, KH_KEY_AUDIT }, &got), 0);
+        assert_int_equal(got.purpose, KH_KEY_AUDIT);
+        assert_int_equal(kh_keystore_generate(ks, &(struct kh_key_spec) { "", 1, KH_KS_TEST_BITS, KH_KEY_AUDIT }, &got), 0);
+        assert_int_equal(kh_keystore_generate(ks, &(struct kh_key_spec) { "", 1, KH_KS_TEST_BITS, KH_KEY_DATA }, &got), -EINVAL);
+
+        assert_int_equal(kh_keystore_public_key(ks, &data, &pd), 0);
+        assert_int_equal(kh_keystore_public_key(ks, &audit, &pa), 0);
+        assert_int_equal(kh_keystore_public_key(ks, &server, &ps), 0);
+        assert_int_not_equal(EVP_PKEY_eq(pd, pa), 1);
+        assert_int_not_equal(EVP_PKEY_eq(ps, pa), 1);
+
+        kh_buf_init(&sig, 1024, false);
+        assert_int_equal(kh_keystore_sign(ks, &audit, digest, sizeof(digest), &sig), 0);
+        assert_true(pss_verifies(pa, &sig, digest, 32));
+        assert_false(pss_verifies(pd, &sig, digest, 32));
+
+        assert_int_equal(kh_keystore_list(ks, "acme", collect, &vs), 0);
+        assert_int_equal(vs.n, 1);
 }
 
 int kh_ks_conformance_run(const struct kh_ks_conformance *c) {
@@ -310,6 +347,7 @@ int kh_ks_conformance_run(const struct kh_ks_conformance *c) {
                 CASE(test_sign_verifies_with_public_key),
                 CASE(test_public_key_wraps_for_keystore),
                 CASE(test_unknown_key_is_enoent),
+                CASE(test_audit_keys_are_apart),
         };
 #undef CASE
 

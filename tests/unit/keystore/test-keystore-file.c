@@ -113,7 +113,7 @@ static void generate(struct kh_keystore *ks, const char *tenant, uint32_t versio
         struct kh_key_ref ref;
 
         assert_int_equal(
-                kh_keystore_generate(ks, &(struct kh_key_spec) { tenant, version, 2048 }, &ref), 0);
+                kh_keystore_generate(ks, &(struct kh_key_spec) { tenant, version, 2048, KH_KEY_DATA }, &ref), 0);
 }
 
 static void wrap_dek(struct kh_keystore *ks, const struct kh_key_ref *ref, struct kh_buf *out) {
@@ -181,7 +181,7 @@ static void test_name_caps_and_layout(void **state) {
 
 static void test_reopen_keeps_keys(void **state) {
         struct fixture *f = *state;
-        const struct kh_key_ref ref = { "acme", 1 };
+        const struct kh_key_ref ref = { "acme", 1, KH_KEY_DATA };
         KH_CLEANUP(kh_buf_freep) struct kh_buf wrapped = { 0 };
         struct kh_keystore *ks = NULL;
 
@@ -278,7 +278,7 @@ static void test_bad_config_is_einval(void **state) {
 
 static void test_passphrase_round_trip(void **state) {
         struct fixture *f = *state;
-        const struct kh_key_ref ref = { "acme", 1 };
+        const struct kh_key_ref ref = { "acme", 1, KH_KEY_DATA };
         KH_CLEANUP(kh_buf_freep) struct kh_buf wrapped = { 0 };
         struct kh_keystore *ks = NULL;
         char wrong[] = "correct horse battery stapl3";
@@ -305,7 +305,7 @@ static void test_passphrase_round_trip(void **state) {
  * the stored cost, computed here independently and then used as a key file. */
 static void test_passphrase_key_is_argon2id(void **state) {
         struct fixture *f = *state;
-        const struct kh_key_ref ref = { "acme", 1 };
+        const struct kh_key_ref ref = { "acme", 1, KH_KEY_DATA };
         KH_CLEANUP(kh_buf_freep) struct kh_buf wrapped = { 0 };
         struct kh_keystore *ks = NULL;
         uint8_t meta[200], key[32];
@@ -365,7 +365,7 @@ static void test_corrupt_meta_is_refused(void **state) {
  * the seal, so neither the name nor an edited header makes it pass for version 2. */
 static void test_renamed_key_file_is_integrity(void **state) {
         struct fixture *f = *state;
-        const struct kh_key_ref v1 = { "acme", 1 }, v2 = { "acme", 2 };
+        const struct kh_key_ref v1 = { "acme", 1, KH_KEY_DATA }, v2 = { "acme", 2, KH_KEY_DATA };
         KH_CLEANUP(kh_buf_freep) struct kh_buf w1 = { 0 }, w2 = { 0 };
         KH_CLEANUP(kh_keystore_closep) struct kh_keystore *ks = NULL;
         struct kh_secret *dek = NULL;
@@ -398,11 +398,33 @@ static void test_renamed_key_file_is_integrity(void **state) {
         assert_unwraps_to_dek(ks, &v1, &w1); /* the original is untouched */
 }
 
+
+/* A tenant key file copied to the audit key's name does not open as the audit key: the
+ * purpose is part of what the seal authenticates. */
+static void test_data_key_does_not_open_as_audit_key(void **state) {
+        struct fixture *f = *state;
+        const struct kh_key_ref audit = { "acme", 1, KH_KEY_AUDIT };
+        KH_CLEANUP(kh_keystore_closep) struct kh_keystore *ks = NULL;
+        EVP_PKEY *pub = NULL;
+        uint8_t file[8192];
+        size_t n;
+        char p1[400], p2[400];
+
+        assert_int_equal(kh_keystore_open(&f->cfg, &ks), 0);
+        generate(ks, "acme", 1);
+        path_in_store(f, "acme/v1.key", p1);
+        path_in_store(f, "acme/audit-v1.key", p2);
+        n = read_file(p1, file, sizeof(file));
+        write_file(p2, file, n, 0600);
+        assert_int_equal(kh_keystore_public_key(ks, &audit, &pub), -KH_E_INTEGRITY);
+        assert_null(pub);
+}
+
 /* Replacing the stored public key would make new DEKs wrap to someone else: the public key
  * is authenticated with the private one. */
 static void test_swapped_public_key_is_integrity(void **state) {
         struct fixture *f = *state;
-        const struct kh_key_ref v1 = { "acme", 1 };
+        const struct kh_key_ref v1 = { "acme", 1, KH_KEY_DATA };
         KH_CLEANUP(kh_keystore_closep) struct kh_keystore *ks = NULL;
         KH_CLEANUP(kh_secret_freep) struct kh_secret *dek = NULL;
         KH_CLEANUP(kh_buf_freep) struct kh_buf out = { 0 };
@@ -435,7 +457,7 @@ static bool contains(const uint8_t *hay, size_t n, const void *needle, size_t m)
  * of its bytes appear in the file in the clear. */
 static void test_key_file_holds_private_key_only_sealed(void **state) {
         struct fixture *f = *state;
-        const struct kh_key_ref v1 = { "acme", 1 };
+        const struct kh_key_ref v1 = { "acme", 1, KH_KEY_DATA };
         KH_CLEANUP(kh_keystore_closep) struct kh_keystore *ks = NULL;
         KH_CLEANUP(kh_secret_freep) struct kh_secret *master = NULL, *der = NULL;
         KH_CLEANUP(EVP_PKEY_freep) EVP_PKEY *pub = NULL, *priv = NULL, *pem_pub = NULL;
@@ -531,7 +553,7 @@ static void test_list_ignores_stray_names(void **state) {
 /* ---- two processes creating the same store and key at once ---- */
 
 static int child_race(struct fixture *f, int gate, const char *out_path) {
-        const struct kh_key_ref v1 = { "acme", 1 };
+        const struct kh_key_ref v1 = { "acme", 1, KH_KEY_DATA };
         struct kh_keystore *ks = NULL;
         struct kh_secret *dek = NULL, *back = NULL;
         struct kh_buf wrapped;
@@ -543,7 +565,7 @@ static int child_race(struct fixture *f, int gate, const char *out_path) {
                 return 10;
         if (kh_keystore_file_open_kdf(&f->cfg, &cheap_kdf, &ks) < 0)
                 return 11;
-        g = kh_keystore_generate(ks, &(struct kh_key_spec) { "acme", 1, 2048 }, &ref);
+        g = kh_keystore_generate(ks, &(struct kh_key_spec) { "acme", 1, 2048, KH_KEY_DATA }, &ref);
         if (g == 0)
                 code = 0;
         else if (g == -EEXIST)
@@ -575,7 +597,7 @@ static int child_race(struct fixture *f, int gate, const char *out_path) {
 
 static void test_concurrent_creators_agree(void **state) {
         struct fixture *f = *state;
-        const struct kh_key_ref v1 = { "acme", 1 };
+        const struct kh_key_ref v1 = { "acme", 1, KH_KEY_DATA };
         KH_CLEANUP(kh_keystore_closep) struct kh_keystore *ks = NULL;
         char out[2][300];
         pid_t pid[2];
@@ -640,6 +662,7 @@ int main(void) {
                 CASE(test_passphrase_key_is_argon2id),
                 CASE(test_corrupt_meta_is_refused),
                 CASE(test_renamed_key_file_is_integrity),
+                CASE(test_data_key_does_not_open_as_audit_key),
                 CASE(test_swapped_public_key_is_integrity),
                 CASE(test_key_file_holds_private_key_only_sealed),
                 CASE(test_list_ignores_stray_names),

@@ -320,14 +320,18 @@ static void add_version_2(struct fixture *f) {
 }
 
 /* The database as a build before signatures left it: schema 2, no signature column, no
- * meta table. The store is reopened on it, which migrates it again. */
+ * meta table (and nothing of the schemas after it). The store is reopened on it, which migrates it again. */
 static void make_legacy(struct fixture *f) {
         f->store = kh_store_close(f->store);
-        raw_exec(f, "ALTER TABLE tenant_keys DROP COLUMN signature;"
+        raw_exec(f, "DROP TABLE audit_blocks;"
+                    "ALTER TABLE tenant_keys DROP COLUMN encrypts;"
+                    "ALTER TABLE tenant_keys DROP COLUMN decrypts;"
+                    "DELETE FROM schema_migrations WHERE version = 4;"
+                    "ALTER TABLE tenant_keys DROP COLUMN signature;"
                     "DROP TABLE meta;"
                     "DELETE FROM schema_migrations WHERE version = 3");
         open_store(f);
-        assert_int_equal(kh_store_schema_version(f->store), 3);
+        assert_int_equal(kh_store_schema_version(f->store), 4);
 }
 
 /* The app's first start signed each DEK it created, over exactly the documented message:

@@ -908,6 +908,146 @@ static void test_racing_signers_keep_exactly_one_signature(void **state) {
         free(c);
 }
 
+
+/* ---- audit chains ---- */
+
+struct blocks_seen {
+        size_t n;
+        uint64_t first[16], last[16];
+        uint8_t data0[16];                /* each block's first data byte */
+        size_t stop_after;
+};
+
+static int collect_block(const struct kh_store_audit_block *b, void *userdata) {
+        struct blocks_seen *c = userdata;
+
+        if (c->n == 16 || !b->data || b->len == 0 || !b->head_hash)
+                return -ENOSPC;
+        c->first[c->n] = b->first_seq;
+        c->last[c->n] = b->last_seq;
+        c->data0[c->n] = b->data[0];
+        c->n++;
+        return c->stop_after && c->n == c->stop_after ? 42 : 0;
+}
+
+static void append_block(struct kh_store *s, const char *chain, uint64_t first, uint64_t last,
+                         uint8_t tag) {
+        uint8_t hash[KH_STORE_AUDIT_HASH_LEN], data[3] = { tag, '\n', tag };
+
+        fill(hash, sizeof(hash), tag);
+        assert_int_equal(kh_store_audit_append(s, chain, &(struct kh_store_audit_block) {
+                                 .first_seq = first, .last_seq = last, .head_hash = hash,
+                                 .data = data, .len = sizeof(data) }), 0);
+}
+
+static void test_audit_blocks_append_last_and_scan(void **state) {
+        struct fixture *f = *state;
+        struct kh_store_audit_block last;
+        uint8_t hash[KH_STORE_AUDIT_HASH_LEN];
+        struct blocks_seen seen = { 0 };
+
+        assert_int_equal(kh_store_audit_last(f->s, "acme", &last), -ENOENT);
+        assert_int_equal(kh_store_audit_last(f->s, "", &last), -ENOENT);
+        append_block(f->s, "acme", 1, 3, 'a');
+        append_block(f->s, "acme", 4, 4, 'b');
+        append_block(f->s, "acme", 5, 9, 'c');
+        append_block(f->s, "", 1, 2, 's');      /* the server's chain is its own */
+
+        assert_int_equal(kh_store_audit_last(f->s, "acme", &last), 0);
+        fill(hash, sizeof(hash), 'c');
+        assert_int_equal(last.first_seq, 5);
+        assert_int_equal(last.last_seq, 9);
+        assert_memory_equal(last.head_hash, hash, sizeof(hash));
+        assert_int_equal(kh_store_audit_last(f->s, "", &last), 0);
+        assert_int_equal(last.last_seq, 2);
+
+        /* ascending from a seq inside a block: that block first */
+        assert_int_equal(kh_store_audit_scan(f->s, "acme", 2, false, collect_block, &seen), 0);
+        assert_int_equal(seen.n, 3);
+        assert_int_equal(seen.first[0], 1);
+        assert_int_equal(seen.data0[2], 'c');
+        seen = (struct blocks_seen) { 0 };
+        assert_int_equal(kh_store_audit_scan(f->s, "acme", 4, false, collect_block, &seen), 0);
+        assert_int_equal(seen.n, 2);
+        assert_int_equal(seen.first[0], 4);
+        seen = (struct blocks_seen) { 0 };
+        assert_int_equal(kh_store_audit_scan(f->s, "acme", 10, false, collect_block, &seen), 0);
+        assert_int_equal(seen.n, 1);            /* the last block may still hold it */
+        /* descending: the blocks starting at or before seq, newest first */
+        seen = (struct blocks_seen) { 0 };
+        assert_int_equal(kh_store_audit_scan(f->s, "acme", 4, true, collect_block, &seen), 0);
+        assert_int_equal(seen.n, 2);
+        assert_int_equal(seen.first[0], 4);
+        assert_int_equal(seen.first[1], 1);
+        /* stops at the callback's value */
+        seen = (struct blocks_seen) { .stop_after = 1 };
+        assert_int_equal(kh_store_audit_scan(f->s, "acme", 1, false, collect_block, &seen), 42);
+        assert_int_equal(seen.n, 1);
+        /* another chain sees none of it */
+        seen = (struct blocks_seen) { 0 };
+        assert_int_equal(kh_store_audit_scan(f->s, "other", 1, false, collect_block, &seen), 0);
+        assert_int_equal(seen.n, 0);
+}
+
+static void test_audit_block_twice_is_eexist_and_rolls_back(void **state) {
+        struct fixture *f = *state;
+        uint8_t hash[KH_STORE_AUDIT_HASH_LEN] = { 0 }, data[1] = { 'x' };
+        struct kh_store_audit_block b = { .first_seq = 1, .last_seq = 1, .head_hash = hash,
+                                          .data = data, .len = 1 }, last;
+
+        assert_int_equal(kh_store_audit_append(f->s, "acme", &b), 0);
+        assert_int_equal(kh_store_audit_append(f->s, "acme", &b), -EEXIST);
+        assert_int_equal(kh_store_tx_begin(f->s), 0);
+        b.first_seq = b.last_seq = 2;
+        assert_int_equal(kh_store_audit_append(f->s, "acme", &b), 0);
+        kh_store_tx_rollback(f->s);
+        assert_int_equal(kh_store_audit_last(f->s, "acme", &last), 0);
+        assert_int_equal(last.last_seq, 1);
+
+        /* out of range: programming errors */
+        b.first_seq = 0;
+        assert_int_equal(kh_store_audit_append(f->s, "acme", &b), -EINVAL);
+        b.first_seq = 3;
+        b.last_seq = 2;
+        assert_int_equal(kh_store_audit_append(f->s, "acme", &b), -EINVAL);
+        b.last_seq = 3;
+        b.len = 0;
+        assert_int_equal(kh_store_audit_append(f->s, "acme", &b), -EINVAL);
+        b.len = 1;
+        assert_int_equal(kh_store_audit_append(f->s, "Bad Chain", &b), -EINVAL);
+}
+
+static int collect_uses(const struct kh_tenant_key *key, void *userdata) {
+        uint64_t *out = userdata;
+
+        out[2 * (key->version - 1)] = key->encrypts;
+        out[2 * (key->version - 1) + 1] = key->decrypts;
+        return key->created_at > 0 ? 0 : -EINVAL;
+}
+
+static void test_tenant_key_uses_add_up(void **state) {
+        struct fixture *f = *state;
+        uint64_t uses[4] = { 9, 9, 9, 9 };
+        uint8_t dek[256];
+
+        fill(dek, sizeof(dek), 5);
+        assert_int_equal(kh_store_tenant_key_insert_if_absent(f->s, "acme", 1, KH_KEY_ACTIVE, dek,
+                                                              sizeof(dek), sig, sizeof(sig)), 1);
+        assert_int_equal(kh_store_tenant_key_insert_if_absent(f->s, "acme", 2, KH_KEY_ARCHIVED, dek,
+                                                              sizeof(dek), sig, sizeof(sig)), 1);
+        assert_int_equal(kh_store_tenant_keys(f->s, "acme", collect_uses, uses), 0);
+        assert_int_equal(uses[0] + uses[1] + uses[2] + uses[3], 0);
+        assert_int_equal(kh_store_tenant_key_add_uses(f->s, "acme", 1, 3, 5), 0);
+        assert_int_equal(kh_store_tenant_key_add_uses(f->s, "acme", 1, 1, 0), 0);
+        assert_int_equal(kh_store_tenant_key_add_uses(f->s, "acme", 2, 0, 7), 0);
+        assert_int_equal(kh_store_tenant_key_add_uses(f->s, "acme", 3, 1, 1), -ENOENT);
+        assert_int_equal(kh_store_tenant_keys(f->s, "acme", collect_uses, uses), 0);
+        assert_int_equal(uses[0], 4);
+        assert_int_equal(uses[1], 5);
+        assert_int_equal(uses[2], 0);
+        assert_int_equal(uses[3], 7);
+}
+
 int kh_store_conformance_run(const struct kh_store_test_backend *b) {
         const struct CMUnitTest tests[] = {
 #define T(fn) cmocka_unit_test_setup_teardown(fn, fixture_setup, fixture_teardown)
@@ -929,6 +1069,9 @@ int kh_store_conformance_run(const struct kh_store_test_backend *b) {
                 T(test_arguments_out_of_range_are_einval),
                 T(test_racing_inserts_have_exactly_one_winner),
                 T(test_racing_signers_keep_exactly_one_signature),
+                T(test_audit_blocks_append_last_and_scan),
+                T(test_audit_block_twice_is_eexist_and_rolls_back),
+                T(test_tenant_key_uses_add_up),
                 cmocka_unit_test(test_concurrent_openers_of_empty_database_migrate_once),
 #undef T
         };

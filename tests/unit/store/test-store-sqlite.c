@@ -383,13 +383,17 @@ static void test_schema_2_database_upgrades_with_unsigned_rows(void **state) {
 
         assert_int_equal(insert_wrapped(f->s), 1);
         f->s = kh_store_close(f->s);
-        assert_int_equal(raw_exec(f->raw, "ALTER TABLE tenant_keys DROP COLUMN signature;"
+        assert_int_equal(raw_exec(f->raw, "DROP TABLE audit_blocks;"
+                                          "ALTER TABLE tenant_keys DROP COLUMN encrypts;"
+                                          "ALTER TABLE tenant_keys DROP COLUMN decrypts;"
+                                          "DELETE FROM schema_migrations WHERE version = 4;"
+                                          "ALTER TABLE tenant_keys DROP COLUMN signature;"
                                           "DROP TABLE meta;"
                                           "DELETE FROM schema_migrations WHERE version = 3"),
                          SQLITE_OK);
 
         assert_int_equal(kh_store_open(&f->cfg, &f->s), 0);
-        assert_int_equal(kh_store_schema_version(f->s), 3);
+        assert_int_equal(kh_store_schema_version(f->s), 4);
         assert_int_equal(sqlite_migration_count(&f->cfg, 3, &n), 0);
         assert_int_equal(n, 1);
         assert_int_equal(kh_store_tenant_keys(f->s, "acme", copy_key, &stored), 0);
