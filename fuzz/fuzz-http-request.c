@@ -1,6 +1,6 @@
 /* The request front end keyhold parses itself: target (tenant prefix + route), bearer
- * token, content type and the user-key body. Input: path NUL authorization NUL
- * content-type NUL body. Invariants: results point inside the input and respect the caps. */
+ * token, query string, content type and the user-key body. Input: path NUL authorization
+ * NUL content-type NUL body; the path's query (after '?') goes to the query parser. Invariants: results point inside the input and respect the caps. */
 #include <stdint.h>
 #include <string.h>
 
@@ -33,6 +33,22 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         /* the whole input as a raw request head: any bytes, a verdict, never a crash */
         r = kh_http_framing_check((const char *) data, size);
         CHECK(r == 0 || r == -KH_E_LENGTH_REQUIRED || r == -KH_E_AMBIGUOUS_FRAMING);
+
+        {
+                const char *qm = memchr(path, '?', path_len);
+                struct kh_query_param q[] = {
+                        { .name = "since", .max = INT64_MAX }, { .name = "limit", .max = 10000 },
+                        { .name = "last", .max = 10000 },
+                };
+
+                r = kh_http_query_parse(qm ? qm + 1 : path, qm ? path_len - (size_t) (qm + 1 - path) : 0,
+                                        q, 3);
+                CHECK(r == 0 || r == -KH_E_INVALID_PARAMETER);
+                for (size_t i = 0; r == 0 && i < 3; i++)
+                        CHECK(!q[i].present || q[i].value <= q[i].max);
+                if (qm)
+                        path_len = (size_t) (qm - path);
+        }
 
         r = kh_http_target_parse(path, path_len, &target);
         CHECK(r == 0 || r == -KH_E_NOT_FOUND || r == -KH_E_UNKNOWN_TENANT || r == -KH_E_URI_TOO_LONG);

@@ -18,6 +18,7 @@ const struct kh_cfg_section kh_cfg_sections[] = {
         [S_SERVER] = { "server", "KEYHOLD_SERVER_" },
         [S_STORAGE] = { "storage", "KEYHOLD_STORAGE_" },
         [S_KEYSTORE] = { "keystore", "KEYHOLD_KEYSTORE_" },
+        [S_AUDIT] = { "audit", "KEYHOLD_AUDIT_" },
         [S_TENANT] = { "tenant", "KEYHOLD_TENANT_" },
 };
 
@@ -26,6 +27,7 @@ const struct kh_cfg_section kh_cfg_sections[] = {
 #define KH_CFG_STRUCT_SERVER struct kh_config_server
 #define KH_CFG_STRUCT_STORAGE struct kh_config_storage
 #define KH_CFG_STRUCT_KEYSTORE struct kh_config_keystore
+#define KH_CFG_STRUCT_AUDIT struct kh_config_audit
 #define KH_CFG_STRUCT_TENANT struct kh_config_tenant
 
 /* The C type each value type's field has (a list's array as a pointer to its first element). */
@@ -247,6 +249,8 @@ static char *section_base(struct kh_config *cfg, enum sect s, size_t t) {
                 return (char *) &cfg->storage;
         case S_KEYSTORE:
                 return (char *) &cfg->keystore;
+        case S_AUDIT:
+                return (char *) &cfg->audit;
         case S_TENANT:
                 return (char *) &cfg->tenants[t];
         case S_NONE:

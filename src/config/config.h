@@ -47,6 +47,14 @@ struct kh_config_keystore {
         unsigned rsa_bits;          /* tenant key size for new versions; default 3072 */
 };
 
+struct kh_config_audit {
+        unsigned checkpoint_records; /* a signed checkpoint after this many records ... */
+        unsigned checkpoint_seconds; /* ... or this many seconds, whichever comes first */
+        unsigned keep_days;          /* 0 = keep everything */
+        bool log_reads;              /* a record for every key read (false: writes, admin
+                                      * actions and refusals only) */
+};
+
 /* CLAIM:VALUE: a token matches when its claim CLAIM equals VALUE or is an array holding
  * VALUE (DESIGN.md "Administration": role:keyhold-admin, groups:security, sub:<guid>). */
 struct kh_config_matcher {
@@ -77,6 +85,7 @@ struct kh_config {
         struct kh_config_server server;
         struct kh_config_storage storage;
         struct kh_config_keystore keystore;
+        struct kh_config_audit audit;
         struct kh_config_tenant *tenants; /* tenants[0..n_tenants) */
         size_t n_tenants;
         bool dev;                   /* set by keyholdd --dev, never by the file */

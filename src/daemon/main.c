@@ -193,6 +193,7 @@ static int worker_start(unsigned i, void *userdata) {
 static void worker_pass(unsigned i, void *userdata) {
         struct worker_ctx *c = userdata;
 
+        kh_http_worker_pass(c->server, i);
         kh_keyring_quiescent(c->keyring, i);  /* no request of this pass is in a handler */
 }
 

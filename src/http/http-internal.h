@@ -79,12 +79,20 @@ struct kh_http_req {
         const struct kh_request_target *target; /* route and path parameters */
         enum kh_listener_kind listener;  /* where the request came in */
         int status;                      /* set when the reply is sent, for metrics */
+        /* for its audit record (router.c): */
+        struct kh_principal who;         /* whom the token proved (zero: nobody) */
+        const char *action;              /* the route's action, or the handler's; NULL:
+                                          * the request is not audited */
+        uint32_t key_version;            /* the tenant key version the handler used */
+        char request_id[KH_REQUEST_ID_LEN + 1]; /* "" until the route is known */
 };
 
 typedef int (*kh_route_fn)(struct kh_http_req *req, const struct kh_principal *who);
 
 /* The methods a route answers (routes.def): a NULL handler is a method it does not. */
 struct kh_route_handlers {
+        const char *action;              /* its audit action (docs/audit.md); NULL: the route
+                                          * is not audited */
         kh_route_fn get, post, put, delete_, patch;
 };
 
@@ -93,8 +101,12 @@ struct kh_route_handlers {
 /* The router's own: the request waits for its tenant's keys (router.c). */
 #define KH_HTTP_PARKED 2
 
+/* The audit event of req with outcome r (0: ok), as the router records it. */
+void kh_http_audit_event(const struct kh_http_req *req, int r, struct kh_audit_event *ev);
+
 /* Submits a member key write to the worker's next group commit (service.h); the reply goes
- * out once it is durable. Takes ownership of key. Returns KH_HTTP_DEFERRED. */
+ * out once it is durable, with its audit record in the same commit. Takes ownership of
+ * key. Returns KH_HTTP_DEFERRED. */
 int kh_http_write_enqueue(struct kh_http_req *req, const struct kh_principal *who,
                           struct kh_secret *key, bool replace);
 
@@ -123,3 +135,7 @@ int kh_route_user_keys_put(struct kh_http_req *req, const struct kh_principal *w
 int kh_route_alive(struct kh_http_req *req, const struct kh_principal *who);
 int kh_route_health(struct kh_http_req *req, const struct kh_principal *who);
 int kh_route_metrics(struct kh_http_req *req, const struct kh_principal *who);
+int kh_route_user_keys_history(struct kh_http_req *req, const struct kh_principal *who);
+int kh_route_admin_keys(struct kh_http_req *req, const struct kh_principal *who);
+int kh_route_admin_audit(struct kh_http_req *req, const struct kh_principal *who);
+int kh_route_admin_audit_public_key(struct kh_http_req *req, const struct kh_principal *who);

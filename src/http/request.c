@@ -6,6 +6,7 @@
 
 #include "common/errors.h"
 #include "common/limits.h"
+#include "common/parse.h"
 
 /* Whether line[0..len) is the field name (case-insensitive) followed by ':' (RFC 9112 5.1:
  * no whitespace between name and colon; a line with some is not that field, and h2o has
@@ -100,5 +101,36 @@ int kh_http_bearer_parse(const char *authz, size_t len, const char **ret_token, 
                 return -KH_E_INVALID_TOKEN;
         *ret_token = token;
         *ret_len = len;
+        return 0;
+}
+
+int kh_http_query_parse(const char *q, size_t len, struct kh_query_param *params, size_t n) {
+        const char *p = q, *end = q + len;
+
+        for (size_t i = 0; i < n; i++)
+                params[i].present = false;
+        while (p < end) {
+                const char *amp = memchr(p, '&', (size_t) (end - p));
+                const char *pair_end = amp ? amp : end;
+                const char *eq = memchr(p, '=', (size_t) (pair_end - p));
+                struct kh_query_param *param = NULL;
+
+                if (!eq)
+                        return -KH_E_INVALID_PARAMETER;
+                for (size_t i = 0; i < n; i++)
+                        if (strlen(params[i].name) == (size_t) (eq - p) &&
+                            memcmp(params[i].name, p, (size_t) (eq - p)) == 0)
+                                param = &params[i];
+                if (!param || param->present || pair_end - (eq + 1) > 20 ||
+                    kh_parse_u64(eq + 1, (size_t) (pair_end - (eq + 1)), param->max,
+                                 &param->value) < 0)
+                        return -KH_E_INVALID_PARAMETER;
+                param->present = true;
+                if (!amp)
+                        break;
+                p = amp + 1;
+                if (p == end)
+                        return -KH_E_INVALID_PARAMETER;  /* a trailing '&' */
+        }
         return 0;
 }

@@ -6,6 +6,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "common/cleanup.h"
 #include "http/route.h"
@@ -29,3 +30,21 @@ KH_MUST_CHECK int kh_http_framing_check(const char *head, size_t len);
  */
 KH_MUST_CHECK int kh_http_bearer_parse(const char *authz, size_t len, const char **ret_token,
                                        size_t *ret_len);
+
+/* One query parameter a route takes: a decimal integer of 0..max. */
+struct kh_query_param {
+        const char *name;
+        uint64_t max;
+        uint64_t value;                  /* set when present */
+        bool present;
+};
+
+/**
+ * kh_http_query_parse() - the query string q[0..len) (after the '?'; may be empty) as
+ * name=value pairs separated by '&', each name one of params[0..n) and given at most once,
+ * each value 1 to 20 decimal digits within the parameter's max. No percent-decoding: no
+ * name or value that keyhold takes needs it. Returns 0 or -KH_E_INVALID_PARAMETER. A total
+ * function over untrusted bytes.
+ */
+KH_MUST_CHECK int kh_http_query_parse(const char *q, size_t len, struct kh_query_param *params,
+                                      size_t n);

@@ -1,7 +1,10 @@
 /* Routing: routes are data. The router resolves /t/{tenant} (404 unknown_tenant before
  * authentication, so tenant names are not secret), applies CORS, authenticates before any
  * handler runs, and turns every error a handler returns into a reply in one place. */
+#include <arpa/inet.h>
+#include <stdio.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <time.h>
 
 #include <openssl/crypto.h>
@@ -161,9 +164,11 @@ static bool served_on(const struct kh_route *route, enum kh_listener_kind listen
         return true;
 }
 
-/* Authenticates the caller as the route's row demands (routes.def). On the operator socket
- * the caller is the operator: administrator of every tenant, without a token. */
-static int authenticate(struct kh_http_req *req, enum kh_auth auth, struct kh_principal *who) {
+/* Authenticates the caller as the route's row demands (routes.def), into req->who. On the
+ * operator socket the caller is the operator: administrator of every tenant, without a
+ * token. */
+static int authenticate(struct kh_http_req *req, enum kh_auth auth) {
+        struct kh_principal *who = &req->who;
         const h2o_iovec_t *authz;
         const char *token;
         size_t token_len;
@@ -222,6 +227,88 @@ static int check_framing(const h2o_req_t *h) {
         return kh_http_framing_check(sock->input->bytes, sock->input->size);
 }
 
+/* ---- audit ---- */
+
+/* The uid of the process at the other end of the operator socket: SO_PEERCRED of the
+ * connection's socket (reached as check_framing() does). UINT32_MAX when not known. */
+static uint32_t operator_uid(const h2o_req_t *h) {
+        const struct h2o_http1_conn_head *c = (const void *) h->conn;
+        struct ucred cred;
+        socklen_t len = sizeof(cred);
+
+        if (!c->sock || c->sock->data != (void *) h->conn ||
+            getsockopt(h2o_socket_get_fd(c->sock), SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0)
+                return UINT32_MAX;
+        return (uint32_t) cred.uid;
+}
+
+static void client_of(const struct kh_http_req *req, char *buf, size_t n) {
+        struct sockaddr_storage ss;
+        socklen_t len;
+        const void *addr = NULL;
+
+        buf[0] = '\0';
+        if (req->listener == KH_LISTENER_OPERATOR) {
+                (void) snprintf(buf, n, "local");
+                return;
+        }
+        len = req->h2o->conn->callbacks->get_peername(req->h2o->conn, (struct sockaddr *) &ss);
+        if (len == 0)
+                return;
+        if (ss.ss_family == AF_INET)
+                addr = &((const struct sockaddr_in *) &ss)->sin_addr;
+        else if (ss.ss_family == AF_INET6)
+                addr = &((const struct sockaddr_in6 *) &ss)->sin6_addr;
+        if (!addr || !inet_ntop(ss.ss_family, addr, buf, (socklen_t) n))
+                buf[0] = '\0';
+}
+
+void kh_http_audit_event(const struct kh_http_req *req, int r, struct kh_audit_event *ev) {
+        const struct kh_route *route = req->target ? req->target->route : NULL;
+        bool server = !req->tenant || (route && route->scope == KH_SCOPE_SERVER);
+
+        *ev = (struct kh_audit_event) {
+                .time_ms = kh_audit_now_ms(), .key_version = req->key_version, .count = 1,
+                .chain = server ? KH_AUDIT_SERVER_CHAIN : (uint32_t) req->tenant->index,
+        };
+        if (req->listener == KH_LISTENER_OPERATOR)
+                (void) snprintf(ev->actor, sizeof(ev->actor), "local:uid=%u", operator_uid(req->h2o));
+        else
+                KH_AUDIT_SET(ev->actor, req->who.sub[0] ? req->who.sub : "-");
+        KH_AUDIT_SET(ev->action, r < 0 ? "refused" : req->action);
+        /* a member's own events name the member, so that their history finds them */
+        if (route && route->auth == KH_AUTH_MEMBER && req->who.sub[0])
+                KH_AUDIT_SET(ev->target, req->who.sub);
+        else if (route)
+                KH_AUDIT_SET(ev->target, kh_route_name(route->id));
+        KH_AUDIT_SET(ev->outcome, r < 0 ? kh_err_info(r)->code : "ok");
+        KH_AUDIT_SET(ev->request_id, req->request_id);
+        client_of(req, ev->client, sizeof(ev->client));
+}
+
+/* Gives an audited request its id, and its answer the X-Request-Id header. */
+static void audit_start(struct kh_http_req *req, const char *action) {
+        h2o_iovec_t id;
+
+        req->action = action;
+        kh_service_request_id(req->worker->svc, req->request_id);
+        /* h2o keeps the value's pointer: a copy in the request's pool outlives this frame
+         * (a write is answered after its commit) */
+        id = h2o_strdup(&req->h2o->pool, req->request_id, KH_REQUEST_ID_LEN);
+        kh_http_add_header_str(req, "x-request-id", id.base, id.len);
+}
+
+static void audit_end(struct kh_http_req *req, int r) {
+        struct kh_service *svc = req->worker->svc;
+        struct kh_audit_event ev;
+
+        /* [audit] log_reads = false keeps only the key reads out */
+        if (r >= 0 && strcmp(req->action, "read") == 0 && !kh_service_audits_reads(svc))
+                return;
+        kh_http_audit_event(req, r, &ev);
+        kh_service_audit(svc, &ev);
+}
+
 /* A request waiting for its tenant's signing keys (kh_service_wait_keys()), in its own
  * pool: h2o reads nothing more from the connection until the request is answered, so the
  * request and its pool stay alive while it waits. */
@@ -241,11 +328,10 @@ static void on_keys_loaded(struct kh_loop_task *task);
  * woken, it is authenticated once more, without parking again. */
 static int call(struct kh_http_req *req, const struct kh_route *route, kh_route_fn handler,
                 uint64_t start_ns, bool may_park) {
-        struct kh_principal who;
         struct parked *p;
         int r;
 
-        r = authenticate(req, route->auth, &who);
+        r = authenticate(req, route->auth);
         if (r == KH_SERVICE_WAIT && !may_park)
                 r = -KH_E_INVALID_TOKEN;
         if (r == KH_SERVICE_WAIT) {
@@ -259,7 +345,7 @@ static int call(struct kh_http_req *req, const struct kh_route *route, kh_route_
         }
         if (r < 0)
                 return r;
-        return handler(req, &who);
+        return handler(req, &req->who);
 }
 
 static int dispatch(struct kh_http_req *req, struct kh_request_target *target,
@@ -292,14 +378,21 @@ static int dispatch(struct kh_http_req *req, struct kh_request_target *target,
                 route = target->route = NULL;
         req->target = target;
         req->tenant = kh_app_tenant(req->worker->server->app, target->tenant, target->tenant_len);
-        if (target->tenant && !req->tenant)
-                return -KH_E_UNKNOWN_TENANT;   /* before authentication: tenant names are not secret */
+        if (target->tenant && !req->tenant) {
+                /* before authentication: tenant names are not secret. The server's chain
+                 * records it: no tenant's is concerned */
+                if (route && handlers[route->id].action)
+                        audit_start(req, "refused");
+                return -KH_E_UNKNOWN_TENANT;
+        }
 
         if (apply_cors(req, route))
                 return 0;
         if (!route)
                 return -KH_E_NOT_FOUND;
         *ret_route = route->id;
+        if (handlers[route->id].action)
+                audit_start(req, handlers[route->id].action);
 
         /* No cache of any kind may keep what an authenticated route answers (a member's key,
          * or why there is none), including its errors. */
@@ -326,9 +419,11 @@ static void complete(struct kh_http_req *req, enum kh_route_id route, int r, uin
         if (h->entity.base && h->entity.len)
                 OPENSSL_cleanse(h->entity.base, h->entity.len);
         if (r == KH_HTTP_DEFERRED)
-                return;                  /* writes.c replies and counts it after the commit */
+                return;                  /* writes.c replies, records and counts it */
         if (r < 0)
                 kh_http_reply_error(req, r);
+        if (req->action)
+                audit_end(req, r);
         kh_http_metrics_observe(&req->worker->metrics, route, req->status,
                                 kh_http_now_ns() - start_ns);
 }
@@ -345,6 +440,7 @@ int kh_http_route(h2o_handler_t *self, h2o_req_t *h) {
         struct kh_http_req req = {
                 .h2o = h, .worker = w, .status = 0,
                 .listener = ((const struct kh_http_handler *) self)->kind,
+                .target = NULL,
         };
         struct kh_request_target target;
         enum kh_route_id route = KH_ROUTE_NONE;

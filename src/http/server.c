@@ -396,6 +396,11 @@ bool kh_http_worker_close(struct kh_http_server *s, unsigned i) {
         return true;
 }
 
+void kh_http_worker_pass(struct kh_http_server *s, unsigned i) {
+        if (s->workers[i].open)
+                kh_service_pass(s->workers[i].svc);
+}
+
 uint16_t kh_http_server_port(const struct kh_http_server *s, size_t i) {
         return i < s->n_listeners ? s->ports[i] : 0;
 }

@@ -40,6 +40,9 @@ KH_MUST_CHECK int kh_http_worker_open(struct kh_http_server *s, unsigned i);
  * the server is left on the loop, so that the loop may be destroyed. */
 bool kh_http_worker_close(struct kh_http_server *s, unsigned i);
 
+/* On worker i's thread, after every pass of its loop. */
+void kh_http_worker_pass(struct kh_http_server *s, unsigned i);
+
 /* The port listener i is bound to (useful with port 0). */
 uint16_t kh_http_server_port(const struct kh_http_server *s, size_t i);
 size_t kh_http_server_n_listeners(const struct kh_http_server *s);

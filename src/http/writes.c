@@ -13,13 +13,22 @@ struct user_key_write {
         struct kh_secret *key;           /* owned */
         bool replace;                    /* PUT: create or replace; POST: create only */
         uint64_t start_ns;
+        struct kh_audit_event event;     /* its record, but for outcome and key version */
 };
 
+/* The write and its audit record, in the same group commit. */
 static int apply(struct kh_service *svc, struct kh_service_op *op) {
         struct user_key_write *w = kh_container_of(op, struct user_key_write, op);
+        int r = w->replace ? kh_user_keys_put(svc, w->tenant, &w->who, w->key, &w->event.key_version)
+                           : kh_user_keys_post(svc, w->tenant, &w->who, w->key, &w->event.key_version);
 
-        return w->replace ? kh_user_keys_put(svc, w->tenant, &w->who, w->key)
-                          : kh_user_keys_post(svc, w->tenant, &w->who, w->key);
+        if (r < 0) {
+                KH_AUDIT_SET(w->event.action, "refused");
+                KH_AUDIT_SET(w->event.outcome, kh_err_info(r)->code);
+        }
+        w->event.time_ms = kh_audit_now_ms();
+        kh_service_audit_write(svc, &w->event);
+        return r;
 }
 
 static void done(struct kh_service_op *op, int result) {
@@ -44,6 +53,7 @@ int kh_http_write_enqueue(struct kh_http_req *req, const struct kh_principal *wh
                 .op = { .apply = apply, .done = done }, .h2o = req->h2o, .worker = req->worker,
                 .tenant = req->tenant, .who = *who, .key = key, .replace = replace, .start_ns = kh_http_now_ns(),
         };
+        kh_http_audit_event(req, 0, &w->event);
         kh_service_submit(req->worker->svc, &w->op);
         return KH_HTTP_DEFERRED;
 }

@@ -12,6 +12,7 @@
 #include "common/errors.h"
 #include "crypto/random.h"
 #include "keystore/keystore.h"
+#include "service/audit.h"
 #include "token/issuer.h"
 
 struct kh_app {
@@ -25,7 +26,10 @@ struct kh_app {
         struct kh_tenant *tenants;
         size_t n_tenants;
         struct kh_keyring *keyring;
-        pthread_mutex_t reload_lock;         /* kh_app_reload_keys(): one store user at a time */
+        /* The key store and the app's own store connection are used by one thread at a
+         * time: kh_app_reload_keys() and the auditor (signing checkpoints) take this. */
+        pthread_mutex_t reload_lock;
+        struct kh_auditor *auditor;
         kh_app_event_fn event;
         void *userdata;
         pthread_t retry_thread;
@@ -289,6 +293,19 @@ int kh_app_open(const struct kh_config *cfg, kh_app_event_fn event, void *userda
                 }
         }
 
+        {
+                const char *ids[KH_TENANTS_MAX];
+
+                for (size_t i = 0; i < cfg->n_tenants; i++)
+                        ids[i] = app->tenants[i].id;
+                r = kh_auditor_new(cfg, ids, cfg->n_tenants, app->keystore, &app->reload_lock,
+                                   &app->auditor);
+                if (r < 0) {
+                        emit(app, NULL, "cannot open the audit log", r);
+                        return r;
+                }
+        }
+
         if (missing) {
                 r = -pthread_create(&app->retry_thread, NULL, issuer_retry, app);
                 if (r < 0)
@@ -311,6 +328,7 @@ struct kh_app *kh_app_close(struct kh_app *app) {
                 kh_issuer_close(atomic_load(&t->issuer));
                 kh_issuer_close(atomic_load(&t->admin_issuer));
         }
+        kh_auditor_free(app->auditor);
         kh_keyring_free(app->keyring);
         pthread_mutex_destroy(&app->reload_lock);
         free(app->tenants);
@@ -343,6 +361,10 @@ const struct kh_tenant *kh_app_tenant(const struct kh_app *app, const char *id, 
                         return t;
         }
         return NULL;
+}
+
+struct kh_auditor *kh_app_auditor(const struct kh_app *app) {
+        return app->auditor;
 }
 
 struct kh_keyring *kh_app_keyring(const struct kh_app *app) {

@@ -53,6 +53,9 @@ const struct kh_tenant *kh_app_tenant_at(const struct kh_app *app, size_t i);
 /* The tenant named id[0..len), or the "default" tenant when id is NULL. NULL if none. */
 const struct kh_tenant *kh_app_tenant(const struct kh_app *app, const char *id, size_t len);
 
+/* The audit chains (audit.h). */
+struct kh_auditor *kh_app_auditor(const struct kh_app *app);
+
 /* The tenant key snapshots; readers are the worker loops, by worker index. */
 struct kh_keyring *kh_app_keyring(const struct kh_app *app);
 

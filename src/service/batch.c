@@ -4,6 +4,7 @@
 
 #include "common/errors.h"
 #include "common/fifo.h"
+#include "service/app.h"
 #include "service/service-internal.h"
 #include "store/store.h"
 
@@ -48,7 +49,14 @@ void kh_service_batch_flush(struct kh_service *svc) {
         for (op = ops; op; op = op->next)
                 op->result = r < 0 ? r : op->apply(svc, op);
         if (r >= 0) {
-                r = kh_store_tx_commit(svc->store);
+                /* the writes' audit records (and whatever else waits) in the same commit:
+                 * no write is acknowledged without its record */
+                kh_service_audit_handoff(svc);
+                r = kh_auditor_tx_append(kh_app_auditor(svc->app), svc->store, svc->audit.tx,
+                                         svc->audit.n_tx);
+                if (r >= 0)
+                        r = kh_store_tx_commit(svc->store);
+                kh_auditor_tx_end(kh_app_auditor(svc->app), r >= 0);
                 if (r < 0) {
                         kh_store_tx_rollback(svc->store);
                         for (op = ops; op; op = op->next)
@@ -56,6 +64,7 @@ void kh_service_batch_flush(struct kh_service *svc) {
                                         op->result = r;   /* none of them happened */
                 }
         }
+        svc->audit.n_tx = 0;
         note_storage(svc, ops);
         /* done may free the op (and reuse its memory): read next first */
         for (op = ops; op; op = next) {

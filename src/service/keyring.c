@@ -103,7 +103,8 @@ int kh_dek_sign(struct kh_keystore *ks, const char *tenant, uint32_t version,
 }
 
 /* 0 if key's signature is by its own version of tenant over its own bytes. */
-static int dek_verify(struct kh_keystore *ks, const char *tenant, const struct kh_tenant_key *key) {
+static int dek_verify(struct kh_keystore *ks, const char *tenant, const struct kh_tenant_key *key,
+                      unsigned *ret_bits) {
         KH_CLEANUP(EVP_PKEY_freep) EVP_PKEY *pub = NULL;
         uint8_t digest[KH_SHA256_LEN];
         struct kh_key_ref ref = key_ref(tenant, key->version);
@@ -117,6 +118,8 @@ static int dek_verify(struct kh_keystore *ks, const char *tenant, const struct k
         r = kh_keystore_public_key(ks, &ref, &pub);
         if (r < 0)
                 return r;
+        if (ret_bits)
+                *ret_bits = (unsigned) EVP_PKEY_get_bits(pub);
         return kh_rsa_pss_verify(pub, digest, key->signature, key->signature_len);
 }
 
@@ -198,7 +201,8 @@ static int load_version(const struct kh_tenant_key *key, void *userdata) {
         if (tk->n_versions >= KH_KEY_VERSIONS_MAX)
                 return c->error = -E2BIG;
         v = &tk->versions[tk->n_versions];
-        *v = (struct kh_key_version) { .version = key->version, .state = key->state };
+        *v = (struct kh_key_version) { .version = key->version, .state = key->state,
+                                       .created = key->created_at };
 
         /* A revoked version keeps its DEK loaded so that reinstate needs no key store
          * round trip; reads of it are refused by state, not by absence. The signature is
@@ -206,7 +210,7 @@ static int load_version(const struct kh_tenant_key *key, void *userdata) {
          * key, which anyone may hold. */
         if (state_decrypts(key->state)) {
                 c->unsigned_dek = !key->signature;
-                r = dek_verify(c->ks, c->tenant, key);
+                r = dek_verify(c->ks, c->tenant, key, &v->rsa_bits);
                 if (r >= 0)
                         r = kh_keystore_unwrap(c->ks, &ref, key->wrapped_dek, key->wrapped_dek_len,
                                                &v->dek);

@@ -38,6 +38,8 @@ struct kh_key_version {
         uint32_t version;
         enum kh_key_state state;
         struct kh_secret *dek;   /* NULL unless the state allows decryption */
+        unsigned rsa_bits;       /* of the tenant key; 0 when not loaded (no DEK) */
+        int64_t created;         /* unix seconds */
 };
 
 struct kh_tenant_keys {

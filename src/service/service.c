@@ -30,9 +30,14 @@ int kh_service_new(struct kh_app *app, struct kh_loop *loop, struct kh_service *
 
         if (__builtin_mul_overflow(kh_app_n_tenants(app), (size_t) KH_KEY_VERSIONS_MAX, &n))
                 return -ENOMEM;
-        svc->counters.key_version_uses = calloc(n ? n : 1, sizeof(*svc->counters.key_version_uses));
-        if (!svc->counters.key_version_uses)
+        n = n ? n : 1;
+        svc->counters.key_version_encrypts = calloc(n, sizeof(*svc->counters.key_version_encrypts));
+        svc->counters.key_version_decrypts = calloc(n, sizeof(*svc->counters.key_version_decrypts));
+        if (!svc->counters.key_version_encrypts || !svc->counters.key_version_decrypts)
                 return -ENOMEM;
+        r = kh_service_audit_init(svc, n);
+        if (r < 0)
+                return r;
 
         r = kh_store_open(&kh_app_config(app)->storage, &svc->store);
         if (r < 0)
@@ -48,10 +53,17 @@ int kh_service_new(struct kh_app *app, struct kh_loop *loop, struct kh_service *
 struct kh_service *kh_service_free(struct kh_service *svc) {
         if (!svc)
                 return NULL;
+        /* what the worker gathered for the audit log still reaches it (its loop is gone:
+         * nothing may be deferred to it any more) */
+        svc->loop = NULL;
+        if (svc->audit.sent_encrypts)
+                kh_service_audit_drain(svc);
+        kh_service_audit_fini(svc);
         kh_store_close(svc->store);
         kh_token_cache_free(svc->tokens);
         kh_buf_free(&svc->blob);
-        free(svc->counters.key_version_uses);
+        free(svc->counters.key_version_encrypts);
+        free(svc->counters.key_version_decrypts);
         free(svc);
         return NULL;
 }

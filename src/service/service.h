@@ -10,6 +10,7 @@
 #include "common/cleanup.h"
 #include "common/loop.h"
 #include "service/app.h"
+#include "service/audit.h"
 #include "token/issuer.h"
 #include "token/principal.h"
 
@@ -54,6 +55,26 @@ KH_MUST_CHECK int kh_service_authenticate(struct kh_service *svc, const struct k
 /* After KH_SERVICE_WAIT: runs w->task on the worker's loop once the issuer's key load has
  * ended (at once if it already has). Loop thread only, right after that answer. */
 void kh_service_wait_keys(struct kh_service *svc, struct kh_issuer_waiter *w);
+
+/* ---- audit ----
+ * Events of the worker's requests for the audit log (audit.h). */
+
+/* Records an event that is no write of a group commit (a read, a refusal, an admin read):
+ * handed to the auditor at the end of the pass; refusals of one second that differ only in
+ * their request id are one record with a count. Loop thread only. */
+void kh_service_audit(struct kh_service *svc, const struct kh_audit_event *ev);
+
+/* Records a write's event in the group commit of the write: call from the op's apply. */
+void kh_service_audit_write(struct kh_service *svc, const struct kh_audit_event *ev);
+
+/* A new request id: KH_REQUEST_ID_LEN hex digits and a NUL. */
+void kh_service_request_id(struct kh_service *svc, char out[static KH_REQUEST_ID_LEN + 1]);
+
+/* Whether key reads are audited ([audit] log_reads). */
+bool kh_service_audits_reads(const struct kh_service *svc);
+
+/* After every pass of the worker's loop: hands over refusals whose second has passed. */
+void kh_service_pass(struct kh_service *svc);
 
 /* Counts a bearer token refused before verification (malformed at the HTTP layer), so
  * that keyhold_token_rejections_total covers every refused token. */

@@ -42,7 +42,8 @@ int kh_stats_collect(struct kh_service *const *svcs, size_t n, struct kh_stats *
                         sv->version = tk->versions[v].version;
                         sv->state = tk->versions[v].state;
                         for (size_t i = 0; i < n; i++)
-                                sv->uses += load(&svcs[i]->counters.key_version_uses[t * KH_KEY_VERSIONS_MAX + v]);
+                                sv->uses += load(&svcs[i]->counters.key_version_encrypts[t * KH_KEY_VERSIONS_MAX + v]) +
+                                            load(&svcs[i]->counters.key_version_decrypts[t * KH_KEY_VERSIONS_MAX + v]);
                 }
         }
         st->n_versions = k;

@@ -9,11 +9,9 @@
 #include "service/service-internal.h"
 
 static void count_use(struct kh_service *svc, const struct kh_tenant *t,
-                      const struct kh_tenant_keys *tk, const struct kh_key_version *v) {
-        size_t slot = kh_key_version_slot(tk, v);
-
-        atomic_fetch_add_explicit(&svc->counters.key_version_uses[t->index * KH_KEY_VERSIONS_MAX + slot],
-                                  1, memory_order_relaxed);
+                      const struct kh_tenant_keys *tk, const struct kh_key_version *v,
+                      bool encrypt) {
+        kh_service_count_use(svc, t->index, kh_key_version_slot(tk, v), encrypt);
 }
 
 static void count_integrity_failure(struct kh_service *svc) {
@@ -21,7 +19,8 @@ static void count_integrity_failure(struct kh_service *svc) {
 }
 
 int kh_user_keys_get(struct kh_service *svc, const struct kh_tenant *t,
-                     const struct kh_principal *who, struct kh_secret **ret_key) {
+                     const struct kh_principal *who, struct kh_secret **ret_key,
+                     uint32_t *ret_version) {
         const struct kh_tenant_keys *tk = kh_tenant_keys(kh_keyring_get(svc->keyring), t);
         const struct kh_key_version *v;
         uint32_t version;
@@ -30,6 +29,8 @@ int kh_user_keys_get(struct kh_service *svc, const struct kh_tenant *t,
         /* Reads never write. Counting this access in the row would put a write on the
          * hottest path and make replicas contend on one row; usage goes to the worker's
          * counters instead. */
+        if (ret_version)
+                *ret_version = 0;
         kh_buf_reset(&svc->blob);
         r = kh_store_record_get(svc->store, t->id, KH_RECORD_USER_KEY, who->sub, &version,
                                 &svc->blob);
@@ -37,6 +38,8 @@ int kh_user_keys_get(struct kh_service *svc, const struct kh_tenant *t,
                 return -KH_E_KEY_NOT_FOUND;
         if (r < 0)
                 return r;
+        if (ret_version)
+                *ret_version = version;
 
         v = kh_tenant_keys_version(tk, version);
         if (!v) {
@@ -54,19 +57,23 @@ int kh_user_keys_get(struct kh_service *svc, const struct kh_tenant *t,
                 count_integrity_failure(svc);
         if (r < 0)
                 return r;
-        count_use(svc, t, tk, v);
+        count_use(svc, t, tk, v, false);
         return 0;
 }
 
 static int user_keys_write(struct kh_service *svc, const struct kh_tenant *t,
                            const struct kh_principal *who, const struct kh_secret *key,
-                           bool replace) {
+                           bool replace, uint32_t *ret_version) {
         const struct kh_tenant_keys *tk = kh_tenant_keys(kh_keyring_get(svc->keyring), t);
         const struct kh_key_version *v = tk->active;
         int r;
 
+        if (ret_version)
+                *ret_version = 0;
         if (!v || !v->dek)
                 return -KH_E_NOT_READY;
+        if (ret_version)
+                *ret_version = v->version;
 
         kh_buf_reset(&svc->blob);
         r = kh_record_seal(v->dek, t->id, KH_RECORD_USER_KEY, who->sub, v->version, key, &svc->blob);
@@ -83,16 +90,18 @@ static int user_keys_write(struct kh_service *svc, const struct kh_tenant *t,
                 return -KH_E_KEY_EXISTS;
         if (r < 0)
                 return r;
-        count_use(svc, t, tk, v);
+        count_use(svc, t, tk, v, true);
         return 0;
 }
 
 int kh_user_keys_post(struct kh_service *svc, const struct kh_tenant *t,
-                      const struct kh_principal *who, const struct kh_secret *key) {
-        return user_keys_write(svc, t, who, key, false);
+                      const struct kh_principal *who, const struct kh_secret *key,
+                      uint32_t *ret_version) {
+        return user_keys_write(svc, t, who, key, false, ret_version);
 }
 
 int kh_user_keys_put(struct kh_service *svc, const struct kh_tenant *t,
-                     const struct kh_principal *who, const struct kh_secret *key) {
-        return user_keys_write(svc, t, who, key, true);
+                     const struct kh_principal *who, const struct kh_secret *key,
+                     uint32_t *ret_version) {
+        return user_keys_write(svc, t, who, key, true, ret_version);
 }

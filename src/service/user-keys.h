@@ -12,19 +12,25 @@
 /**
  * kh_user_keys_get() - the member's stored key, decrypted.
  * @ret_key: on success a new secret; the caller frees it.
+ * @ret_version: if not NULL, the tenant key version the record is sealed under (also when
+ * that version is revoked or the record does not open), else 0.
  * Returns 0, -KH_E_KEY_NOT_FOUND, -KH_E_INTEGRITY (the record does not open under its
  * binding), -KH_E_KEY_REVOKED, -EIO or -ENOMEM. Never writes to the store.
  */
 KH_MUST_CHECK int kh_user_keys_get(struct kh_service *svc, const struct kh_tenant *t,
-                                   const struct kh_principal *who, struct kh_secret **ret_key);
+                                   const struct kh_principal *who, struct kh_secret **ret_key,
+                                   uint32_t *ret_version);
 
 /* Stores the member's key unless one exists (atomic). Returns 0, -KH_E_KEY_EXISTS,
  * -KH_E_NOT_READY (no active version), -EIO. Durable when it returns, or, applied in a group
- * commit (service.h), once the batch commits. */
+ * commit (service.h), once the batch commits. @ret_version (if not NULL): the version it was
+ * sealed under, else 0. */
 KH_MUST_CHECK int kh_user_keys_post(struct kh_service *svc, const struct kh_tenant *t,
-                                    const struct kh_principal *who, const struct kh_secret *key);
+                                    const struct kh_principal *who, const struct kh_secret *key,
+                                    uint32_t *ret_version);
 
 /* Stores or replaces the member's key. Returns 0, -KH_E_NOT_READY or -EIO. Durable as for
  * post. */
 KH_MUST_CHECK int kh_user_keys_put(struct kh_service *svc, const struct kh_tenant *t,
-                                   const struct kh_principal *who, const struct kh_secret *key);
+                                   const struct kh_principal *who, const struct kh_secret *key,
+                                   uint32_t *ret_version);

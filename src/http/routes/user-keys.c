@@ -17,7 +17,7 @@ int kh_route_user_keys_get(struct kh_http_req *req, const struct kh_principal *w
         int r;
 
         kh_buf_init(&body, 128, true);
-        r = kh_user_keys_get(req->worker->svc, req->tenant, who, &key);
+        r = kh_user_keys_get(req->worker->svc, req->tenant, who, &key, &req->key_version);
         if (r < 0)
                 return r;
 
@@ -52,6 +52,7 @@ static int user_keys_write(struct kh_http_req *req, const struct kh_principal *w
         struct kh_secret *key = NULL;
         int r;
 
+        req->action = replace ? "replace" : "create";
         r = decode_key(req, &key);
         if (r < 0)
                 return r;

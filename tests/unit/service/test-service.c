@@ -100,8 +100,8 @@ static int write_apply(struct kh_service *svc, struct kh_service_op *op) {
 
         const struct kh_tenant *t = kh_app_tenant(kh_service_app(svc), NULL, 0);
 
-        return w->replace ? kh_user_keys_put(svc, t, &w->who, w->key)
-                          : kh_user_keys_post(svc, t, &w->who, w->key);
+        return w->replace ? kh_user_keys_put(svc, t, &w->who, w->key, NULL)
+                          : kh_user_keys_post(svc, t, &w->who, w->key, NULL);
 }
 
 static void write_done(struct kh_service_op *op, int result) {
@@ -121,7 +121,7 @@ static void write_init(struct write_op *w, unsigned who, uint8_t byte, bool repl
 static int stored_byte(struct kh_service *svc, unsigned n) {
         struct kh_principal p = member(n);
         struct kh_secret *k = NULL;
-        int r = kh_user_keys_get(svc, kh_app_tenant(kh_service_app(svc), NULL, 0), &p, &k), b;
+        int r = kh_user_keys_get(svc, kh_app_tenant(kh_service_app(svc), NULL, 0), &p, &k, NULL), b;
 
         if (r == -KH_E_KEY_NOT_FOUND)
                 return -1;
@@ -248,7 +248,7 @@ static void test_reload_takes_in_a_state_change(void **state) {
                          KH_KEY_REVOKED);
         struct kh_principal p = member(8);
         struct kh_secret *k = NULL;
-        assert_int_equal(kh_user_keys_get(f->svc, kh_app_tenant(f->app, NULL, 0), &p, &k),
+        assert_int_equal(kh_user_keys_get(f->svc, kh_app_tenant(f->app, NULL, 0), &p, &k, NULL),
                          -KH_E_KEY_REVOKED);
         assert_null(k);
 }

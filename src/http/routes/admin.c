@@ -1,0 +1,227 @@
+/* The admin routes (docs/admin-api.md) and a member's access history: each parses its query,
+ * calls one service function and encodes the answer as JSON. */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <jansson.h>
+
+#include "common/errors.h"
+#include "http/http-internal.h"
+#include "http/request.h"
+#include "service/admin.h"
+#include "service/stats.h"
+
+#define JSON_TYPE "application/json; charset=utf-8"
+
+/* The query string of req (without the '?'), or an empty one. */
+static void query_of(const struct kh_http_req *req, const char **ret, size_t *ret_len) {
+        const h2o_req_t *h = req->h2o;
+
+        if (h->query_at == SIZE_MAX) {
+                *ret = "";
+                *ret_len = 0;
+                return;
+        }
+        *ret = h->path.base + h->query_at + 1;
+        *ret_len = h->path.len - h->query_at - 1;
+}
+
+static int parse_query(const struct kh_http_req *req, struct kh_query_param *params, size_t n) {
+        const char *q;
+        size_t len;
+
+        query_of(req, &q, &len);
+        return kh_http_query_parse(q, len, params, n);
+}
+
+/* Whose chain a route reads: the server's for the /server/ routes. */
+static uint32_t chain_of(const struct kh_http_req *req) {
+        return req->target->route->scope == KH_SCOPE_SERVER ? KH_AUDIT_SERVER_CHAIN
+                                                            : (uint32_t) req->tenant->index;
+}
+
+static int reply_json(struct kh_http_req *req, json_t *doc) {
+        char *text;
+
+        if (!doc)
+                return -ENOMEM;
+        text = json_dumps(doc, JSON_COMPACT);
+        json_decref(doc);
+        if (!text)
+                return -ENOMEM;
+        kh_http_reply(req, 200, JSON_TYPE, text, strlen(text), false);
+        free(text);
+        return 0;
+}
+
+static json_t *json_time(int64_t unix_s) {
+        char buf[KH_AUDIT_TIME_LEN + 1];
+        struct tm tm;
+        time_t t = (time_t) unix_s;
+
+        if (!gmtime_r(&t, &tm) || strftime(buf, sizeof(buf), "%Y-%m-%dT%H:%M:%SZ", &tm) == 0)
+                return json_null();
+        return json_string(buf);
+}
+
+int kh_route_admin_keys(struct kh_http_req *req, const struct kh_principal *who) {
+        KH_CLEANUP_FREE struct kh_keys_status *st = NULL;
+        json_t *doc, *versions;
+        int r;
+
+        (void) who;
+        r = parse_query(req, NULL, 0);
+        if (r < 0)
+                return r;
+        st = malloc(sizeof(*st));
+        if (!st)
+                return -ENOMEM;
+        r = kh_admin_keys_status(req->worker->svc, req->tenant, st);
+        if (r < 0)
+                return r;
+
+        versions = json_array();
+        for (size_t i = 0; versions && i < st->n; i++) {
+                const struct kh_key_status *v = &st->versions[i];
+                char alg[32];
+
+                if (v->rsa_bits)
+                        (void) snprintf(alg, sizeof(alg), "rsa-%u", v->rsa_bits);
+                else
+                        (void) snprintf(alg, sizeof(alg), "rsa");
+                if (json_array_append_new(versions, json_pack("{sI ss ss so sI sI sI}",
+                                "version", (json_int_t) v->version,
+                                "state", kh_key_state_name(v->state),
+                                "algorithm", alg,
+                                "created", json_time(v->created),
+                                "records", (json_int_t) v->records,
+                                "encrypts", (json_int_t) v->encrypts,
+                                "decrypts", (json_int_t) v->decrypts)) < 0) {
+                        json_decref(versions);
+                        return -ENOMEM;
+                }
+        }
+        if (!versions)
+                return -ENOMEM;
+        /* the re-encryption job comes with key rekey (key lifecycle); none ran yet */
+        doc = json_pack("{so so s{ss si si si si sn}}",
+                        "active", st->active ? json_integer(st->active) : json_null(),
+                        "versions", versions,
+                        "job", "state", "none", "moved", 0, "skipped", 0, "total", 0,
+                        "rate", 0, "eta_s");
+        return reply_json(req, doc);
+}
+
+int kh_route_admin_audit(struct kh_http_req *req, const struct kh_principal *who) {
+        struct kh_query_param q[] = {
+                { .name = "since", .max = INT64_MAX },
+                { .name = "limit", .max = KH_AUDIT_PAGE_MAX },
+                { .name = "last", .max = KH_AUDIT_PAGE_MAX },
+        };
+        KH_CLEANUP(kh_buf_freep) struct kh_buf body = { 0 };
+        struct kh_audit_page page;
+        uint64_t limit = KH_AUDIT_PAGE_DEFAULT;
+        char tail[96];
+        int r;
+
+        (void) who;
+        r = parse_query(req, q, KH_ELEMENTSOF(q));
+        if (r < 0)
+                return r;
+        if ((q[0].present && q[2].present) || (q[1].present && q[1].value == 0) ||
+            (q[2].present && q[2].value == 0) || (q[0].present && q[0].value == 0))
+                return -KH_E_INVALID_PARAMETER;
+        if (q[1].present)
+                limit = q[1].value;
+        if (q[2].present)
+                limit = q[2].value;
+
+        /* the stored lines are the records' JSON already: read them behind the opening
+         * of the answer, then make each newline a comma */
+        kh_buf_init(&body, (size_t) 64 << 20, false);
+        r = kh_buf_append_str(&body, "{\"records\":[");
+        if (r < 0)
+                return r;
+        r = kh_audit_read(req->worker->svc, chain_of(req), q[0].present ? q[0].value : 1,
+                          q[2].present ? q[2].value : 0, (size_t) limit, &body, &page);
+        if (r < 0)
+                return r;
+        for (size_t i = sizeof("{\"records\":[") - 1; i < body.len; i++)
+                if (body.data[i] == '\n')
+                        body.data[i] = ',';
+        if (page.n)
+                body.len--;      /* the last comma */
+        (void) snprintf(tail, sizeof(tail), "],\"next\":%" PRIu64 ",\"head\":%" PRIu64 "}",
+                        page.next, page.head);
+        r = kh_buf_append_str(&body, tail);
+        if (r < 0)
+                return r;
+        kh_http_reply(req, 200, JSON_TYPE, body.data, body.len, false);
+        return 0;
+}
+
+int kh_route_admin_audit_public_key(struct kh_http_req *req, const struct kh_principal *who) {
+        KH_CLEANUP(kh_buf_freep) struct kh_buf pem = { 0 };
+        int r;
+
+        (void) who;
+        r = parse_query(req, NULL, 0);
+        if (r < 0)
+                return r;
+        kh_buf_init(&pem, 16 * 1024, false);
+        r = kh_auditor_public_key(kh_app_auditor(kh_service_app(req->worker->svc)),
+                                  chain_of(req), &pem);
+        if (r < 0)
+                return r;
+        if (kh_buf_append(&pem, "", 1) < 0)
+                return -ENOMEM;
+        return reply_json(req, json_pack("{ss ss}", "pem", (const char *) pem.data,
+                                         "algorithm", "rsa-pss-sha256"));
+}
+
+int kh_route_user_keys_history(struct kh_http_req *req, const struct kh_principal *who) {
+        struct kh_query_param q[] = {
+                { .name = "limit", .max = KH_HISTORY_MAX },
+                { .name = "before", .max = INT64_MAX },
+        };
+        KH_CLEANUP_FREE struct kh_history_event *ev = NULL;
+        uint64_t next_before = 0;
+        size_t n = 0;
+        json_t *events;
+        int r;
+
+        r = parse_query(req, q, KH_ELEMENTSOF(q));
+        if (r < 0)
+                return r;
+        if ((q[0].present && q[0].value == 0) || (q[1].present && q[1].value == 0))
+                return -KH_E_INVALID_PARAMETER;
+        ev = calloc(KH_HISTORY_MAX, sizeof(*ev));
+        if (!ev)
+                return -ENOMEM;
+        r = kh_audit_history(req->worker->svc, req->tenant, who->sub,
+                             q[1].present ? q[1].value : 0,
+                             q[0].present ? (size_t) q[0].value : KH_HISTORY_DEFAULT, ev, &n,
+                             &next_before);
+        if (r < 0)
+                return r;
+
+        events = json_array();
+        for (size_t i = 0; events && i < n; i++)
+                if (json_array_append_new(events, json_pack("{sI ss ss ss sI ss ss}",
+                                "seq", (json_int_t) ev[i].seq, "time", ev[i].time,
+                                "action", ev[i].action, "outcome", ev[i].outcome,
+                                "key_version", (json_int_t) ev[i].key_version,
+                                "client", ev[i].client, "request_id", ev[i].request_id)) < 0) {
+                        json_decref(events);
+                        return -ENOMEM;
+                }
+        if (!events)
+                return -ENOMEM;
+        return reply_json(req, json_pack("{so so}", "events", events, "next_before",
+                                         next_before ? json_integer((json_int_t) next_before)
+                                                     : json_null()));
+}

@@ -1,0 +1,280 @@
+#include "admin.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "audit/json.h"
+#include "common/errors.h"
+#include "common/parse.h"
+#include "service/app.h"
+#include "service/service-internal.h"
+
+/* ---- key status ---- */
+
+struct status_ctx {
+        struct kh_keys_status *st;
+};
+
+static int collect_status(const struct kh_tenant_key *key, void *userdata) {
+        struct kh_keys_status *st = ((struct status_ctx *) userdata)->st;
+        struct kh_key_status *v;
+
+        if (st->n == KH_KEY_VERSIONS_MAX)
+                return -E2BIG;
+        v = &st->versions[st->n++];
+        *v = (struct kh_key_status) { .version = key->version, .state = key->state,
+                                      .created = key->created_at, .encrypts = key->encrypts,
+                                      .decrypts = key->decrypts };
+        return 0;
+}
+
+int kh_admin_keys_status(struct kh_service *svc, const struct kh_tenant *t,
+                         struct kh_keys_status *ret) {
+        const struct kh_tenant_keys *tk = kh_tenant_keys(kh_keyring_get(svc->keyring), t);
+        struct status_ctx c = { ret };
+        int r;
+
+        memset(ret, 0, sizeof(*ret));
+        r = kh_store_tenant_keys(svc->store, t->id, collect_status, &c);
+        if (r < 0)
+                return r;
+        for (size_t i = 0; i < ret->n; i++) {
+                struct kh_key_status *v = &ret->versions[i];
+                const struct kh_key_version *kv = kh_tenant_keys_version(tk, v->version);
+                uint64_t e, d;
+
+                /* the state in force is the snapshot's; the row may be ahead of it */
+                if (kv) {
+                        v->state = kv->state;
+                        v->rsa_bits = kv->rsa_bits;
+                }
+                if (v->state == KH_KEY_ACTIVE)
+                        ret->active = v->version;
+                kh_auditor_pending_uses(kh_app_auditor(svc->app), t->index, v->version, &e, &d);
+                v->encrypts += e;
+                v->decrypts += d;
+                r = kh_store_record_count(svc->store, t->id, v->version, &v->records);
+                if (r < 0)
+                        return r;
+        }
+        return 0;
+}
+
+/* ---- reading chains ---- */
+
+/* The seq of a stored line: every line the server writes starts {"seq":N, (json.h writes
+ * the members in their documented order). */
+static int line_seq(const uint8_t *line, size_t len, uint64_t *ret) {
+        static const char prefix[] = "{\"seq\":";
+        size_t n = sizeof(prefix) - 1, end = n;
+
+        if (len <= n || memcmp(line, prefix, n) != 0)
+                return -KH_E_INTEGRITY;
+        while (end < len && line[end] >= '0' && line[end] <= '9')
+                end++;
+        if (end == len || line[end] != ',' ||
+            kh_parse_u64((const char *) line + n, end - n, INT64_MAX, ret) < 0)
+                return -KH_E_INTEGRITY;
+        return 0;
+}
+
+/* Calls fn for each line of a block (without its newline), with its seq. */
+static int block_lines(const struct kh_store_audit_block *b,
+                       int (*fn)(const uint8_t *line, size_t len, uint64_t seq, void *userdata),
+                       void *userdata) {
+        const uint8_t *p = b->data, *end = b->data + b->len;
+
+        while (p < end) {
+                const uint8_t *nl = memchr(p, '\n', (size_t) (end - p));
+                size_t len = nl ? (size_t) (nl - p) : (size_t) (end - p);
+                uint64_t seq;
+                int r = line_seq(p, len, &seq);
+
+                if (r == 0)
+                        r = fn(p, len, seq, userdata);
+                if (r != 0)
+                        return r;
+                p += len + 1;
+        }
+        return 0;
+}
+
+struct read_ctx {
+        uint64_t since;
+        size_t limit;
+        struct kh_buf *lines;
+        struct kh_audit_page *page;
+        int error;
+};
+
+#define READ_FULL 1
+
+static int read_line(const uint8_t *line, size_t len, uint64_t seq, void *userdata) {
+        struct read_ctx *c = userdata;
+        int r;
+
+        if (seq < c->since)
+                return 0;
+        if (c->page->n == c->limit)
+                return READ_FULL;
+        r = kh_buf_append(c->lines, line, len);
+        if (r == 0)
+                r = kh_buf_append(c->lines, "\n", 1);
+        if (r < 0)
+                return c->error = r;
+        c->page->n++;
+        c->page->next = seq + 1;
+        return 0;
+}
+
+static int read_block(const struct kh_store_audit_block *b, void *userdata) {
+        return block_lines(b, read_line, userdata);
+}
+
+int kh_audit_read(struct kh_service *svc, uint32_t chain, uint64_t since, uint64_t last,
+                  size_t limit, struct kh_buf *lines, struct kh_audit_page *ret) {
+        const char *id = kh_auditor_chain_id(kh_app_auditor(svc->app), chain);
+        struct kh_store_audit_block head;
+        struct read_ctx c = { .limit = limit, .lines = lines, .page = ret };
+        int r;
+
+        if (!id || limit == 0 || limit > KH_AUDIT_PAGE_MAX)
+                return -EINVAL;
+        *ret = (struct kh_audit_page) { 0 };
+        r = kh_store_audit_last(svc->store, id, &head);
+        if (r == -ENOENT) {
+                ret->next = since ? since : 1;
+                return 0;
+        }
+        if (r < 0)
+                return r;
+        ret->head = head.last_seq;
+        if (last)
+                since = head.last_seq >= last ? head.last_seq - last + 1 : 1;
+        if (since == 0)
+                since = 1;
+        c.since = since;
+        ret->next = since;
+        r = kh_store_audit_scan(svc->store, id, since, false, read_block, &c);
+        if (c.error < 0)
+                return c.error;
+        /* READ_FULL: the page is full; next says where the following one starts */
+        return r < 0 ? r : 0;
+}
+
+/* ---- a member's history ---- */
+
+struct history_ctx {
+        const char *sub;
+        char needle[KH_AUDIT_TARGET_MAX + 16];
+        size_t needle_len;
+        uint64_t before;
+        size_t limit;
+        struct kh_history_event *ev;
+        size_t n;
+        /* matches of the block being read, ascending: taken newest first */
+        struct kh_history_event block[64];
+        size_t n_block;
+        bool more;
+        int error;
+};
+
+static const char *history_action(const char *action, const char *outcome) {
+        static const char *const actions[] = { "read", "create", "replace" };
+
+        if (strcmp(action, "refused") == 0)
+                return "refused";
+        for (size_t i = 0; i < KH_ELEMENTSOF(actions); i++)
+                if (strcmp(action, actions[i]) == 0)
+                        return strcmp(outcome, "ok") == 0 ? actions[i] : "refused";
+        return NULL;
+}
+
+static void history_take(struct history_ctx *c) {
+        while (c->n_block > 0) {
+                if (c->n == c->limit) {
+                        c->more = true;
+                        c->n_block = 0;
+                        return;
+                }
+                c->ev[c->n++] = c->block[--c->n_block];
+        }
+}
+
+static int history_line(const uint8_t *line, size_t len, uint64_t seq, void *userdata) {
+        struct history_ctx *c = userdata;
+        struct kh_audit_parsed p;
+        struct kh_history_event *e;
+        const char *action, *reason;
+        int r;
+
+        if (c->before && seq >= c->before)
+                return 0;
+        /* most lines are other members' or other actions: skip them without parsing */
+        if (!memmem(line, len, c->needle, c->needle_len))
+                return 0;
+        r = kh_audit_json_parse((const char *) line, len, &p, &reason);
+        if (r < 0)
+                return c->error = r == -EINVAL ? -KH_E_INTEGRITY : r;
+        if (strcmp(p.rec.target, c->sub) != 0)
+                return 0;
+        action = history_action(p.rec.action, p.rec.outcome);
+        if (!action)
+                return 0;
+        if (c->n_block == KH_ELEMENTSOF(c->block)) {
+                /* keep the newest of the block: drop its oldest match */
+                memmove(&c->block[0], &c->block[1], (c->n_block - 1) * sizeof(c->block[0]));
+                c->n_block--;
+                c->more = true;
+        }
+        e = &c->block[c->n_block++];
+        *e = (struct kh_history_event) { .seq = p.rec.seq, .key_version = p.rec.key_version };
+        memcpy(e->time, p.rec.time, sizeof(e->time));
+        KH_AUDIT_SET(e->action, action);
+        KH_AUDIT_SET(e->outcome, p.rec.outcome);
+        KH_AUDIT_SET(e->client, p.rec.client);
+        KH_AUDIT_SET(e->request_id, p.rec.request_id);
+        return 0;
+}
+
+static int history_block(const struct kh_store_audit_block *b, void *userdata) {
+        struct history_ctx *c = userdata;
+        int r;
+
+        c->n_block = 0;
+        r = block_lines(b, history_line, c);
+        if (r != 0)
+                return r;
+        history_take(c);
+        return c->more ? READ_FULL : 0;
+}
+
+int kh_audit_history(struct kh_service *svc, const struct kh_tenant *t, const char *sub,
+                     uint64_t before, size_t limit, struct kh_history_event *ev, size_t *ret_n,
+                     uint64_t *ret_next_before) {
+        struct history_ctx *c;
+        int n, r;
+
+        if (limit == 0 || limit > KH_HISTORY_MAX || !sub[0])
+                return -EINVAL;
+        c = calloc(1, sizeof(*c));
+        if (!c)
+                return -ENOMEM;
+        *c = (struct history_ctx) { .sub = sub, .before = before, .limit = limit, .ev = ev };
+        /* the target member as json.h writes it; a sub with characters it escapes falls
+         * back to parsing every line (the needle of an empty string matches all) */
+        n = snprintf(c->needle, sizeof(c->needle), "\"target\":\"%s\"", sub);
+        c->needle_len = n > 0 && (size_t) n < sizeof(c->needle) && !strpbrk(sub, "\"\\")
+                                ? (size_t) n : 0;
+        r = kh_store_audit_scan(svc->store, t->id, before ? before - 1 : INT64_MAX, true,
+                                history_block, c);
+        if (c->error < 0)
+                r = c->error;
+        *ret_n = c->n;
+        /* another page exists when one was cut short; it starts below the last event */
+        *ret_next_before = r >= 0 && c->more && c->n ? c->ev[c->n - 1].seq : 0;
+        free(c);
+        return r < 0 ? r : 0;
+}

@@ -1,0 +1,745 @@
+/* The audit chains (audit.h explains the two ways records reach the database). */
+#include "audit.h"
+
+#include <errno.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <openssl/bio.h>
+#include <openssl/pem.h>
+
+#include "audit/json.h"
+#include "audit/record.h"
+#include "common/errors.h"
+#include "common/limits.h"
+
+#define QUEUE_MAX        65536   /* events waiting for the database; beyond, the oldest go */
+#define FLUSH_GAP_MS     10      /* between two commits of the thread: lets reads batch up */
+#define IDLE_WAKE_MS     1000    /* an idle thread still looks for due checkpoints */
+#define RETRY_MS         200     /* after a failed commit (a full disk, a locked file) */
+#define BLOCK_RECORDS    4096    /* records per stored block (one commit may store several) */
+#define AUDIT_KEY_VERSION 1
+
+struct chain {
+        char id[KH_TENANT_ID_MAX + 1];   /* "" for the server */
+        uint64_t seq;                    /* the head: last seq, 0 while empty */
+        uint8_t hash[KH_AUDIT_HASH_LEN];
+        uint64_t since_checkpoint;       /* records after the last checkpoint */
+        int64_t checkpoint_ms;           /* when the last checkpoint was appended (or start) */
+        /* the open transaction's (under chain_lock) */
+        bool touched;
+        uint64_t saved_seq, saved_since;
+        int64_t saved_checkpoint_ms;
+        uint8_t saved_hash[KH_AUDIT_HASH_LEN];
+        struct kh_buf block;             /* lines of the block being built */
+        uint64_t block_first, block_records;
+        /* the signing key: set under ks_lock, read by any worker without it */
+        _Atomic int key;                 /* 0 not looked at yet, 1 ready, < 0 failed */
+        char *_Atomic pem;               /* its public half, set once before key is 1 */
+};
+
+struct uses {
+        size_t tenant;
+        uint32_t version;
+        uint64_t encrypts, decrypts;
+};
+
+struct kh_auditor {
+        const struct kh_config *cfg;
+        struct kh_keystore *ks;
+        pthread_mutex_t *ks_lock;        /* the key store is used by one thread at a time */
+        struct kh_store *store;          /* the thread's own connection */
+        struct chain *chains;            /* [0, n_tenants) tenants, [n_tenants] the server */
+        size_t n_chains;
+
+        pthread_mutex_t chain_lock;      /* held from kh_auditor_tx_append to _tx_end */
+        uint32_t *touched;               /* chains written by the open transaction */
+        size_t n_touched;
+        struct kh_audit_event *inflight; /* queued events the open transaction took */
+        size_t n_inflight, inflight_cap;
+        struct uses *inflight_uses;      /* and the use counts it writes */
+        size_t n_inflight_uses;
+
+        pthread_mutex_t qlock;           /* guards everything below */
+        pthread_cond_t qcond;            /* the thread waits for work */
+        pthread_cond_t synced;           /* kh_auditor_sync() waits for a commit */
+        struct kh_audit_event *queue;
+        size_t qlen, qcap;
+        uint64_t sync_asked, sync_done;
+        struct uses *uses;               /* use counts not yet in the database */
+        size_t n_uses, cap_uses;
+        bool stopping;
+
+        pthread_t thread;
+        bool running;
+        _Atomic uint64_t dropped;
+};
+
+void kh_audit_field_set(char *field, size_t n, const char *s) {
+        size_t len = strnlen(s, n - 1);
+
+        /* a cut never splits a UTF-8 sequence: back off over continuation bytes */
+        if (s[len] != '\0')
+                while (len > 0 && ((unsigned char) s[len] & 0xc0) == 0x80)
+                        len--;
+        memcpy(field, s, len);
+        field[len] = '\0';
+}
+
+int64_t kh_audit_now_ms(void) {
+        struct timespec ts;
+
+        (void) clock_gettime(CLOCK_REALTIME, &ts);
+        return (int64_t) ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static size_t chain_index(const struct kh_auditor *a, uint32_t chain) {
+        if (chain == KH_AUDIT_SERVER_CHAIN)
+                return a->n_chains - 1;
+        return chain < a->n_chains - 1 ? chain : SIZE_MAX;
+}
+
+static struct chain *chain_of(struct kh_auditor *a, uint32_t chain) {
+        size_t i = chain_index(a, chain);
+        return i == SIZE_MAX ? NULL : &a->chains[i];
+}
+
+const char *kh_auditor_chain_id(const struct kh_auditor *a, uint32_t chain) {
+        size_t i = chain_index(a, chain);
+        return i == SIZE_MAX ? NULL : a->chains[i].id;
+}
+
+uint64_t kh_auditor_dropped(const struct kh_auditor *a) {
+        return atomic_load_explicit(&a->dropped, memory_order_relaxed);
+}
+
+/* ---- signing keys ---- */
+
+static int pem_of(EVP_PKEY *pub, char **ret) {
+        BIO *bio = BIO_new(BIO_s_mem());
+        char *data, *pem;
+        long len;
+
+        if (!bio)
+                return -ENOMEM;
+        if (PEM_write_bio_PUBKEY(bio, pub) != 1 || (len = BIO_get_mem_data(bio, &data)) <= 0) {
+                BIO_free(bio);
+                return -EIO;
+        }
+        /* not strndup: the BIO's bytes have no NUL to stop at */
+        pem = malloc((size_t) len + 1);
+        if (pem) {
+                memcpy(pem, data, (size_t) len);
+                pem[len] = '\0';
+        }
+        BIO_free(bio);
+        if (!pem)
+                return -ENOMEM;
+        *ret = pem;
+        return 0;
+}
+
+/* Loads the chain's signing key, creating it the first time. Under ks_lock. */
+static int key_ensure_locked(struct kh_auditor *a, struct chain *c) {
+        struct kh_key_ref ref = { .version = AUDIT_KEY_VERSION, .purpose = KH_KEY_AUDIT };
+        struct kh_key_spec spec = { .tenant = c->id, .version = AUDIT_KEY_VERSION,
+                                    .rsa_bits = a->cfg->keystore.rsa_bits,
+                                    .purpose = KH_KEY_AUDIT };
+        EVP_PKEY *pub = NULL;
+        int r;
+
+        if (atomic_load(&c->key) > 0)
+                return 0;
+        memcpy(ref.tenant, c->id, sizeof(ref.tenant));
+        r = kh_keystore_public_key(a->ks, &ref, &pub);
+        if (r == -ENOENT) {
+                r = kh_keystore_generate(a->ks, &spec, &ref);
+                if (r == -EEXIST)
+                        r = 0;
+                if (r == 0)
+                        r = kh_keystore_public_key(a->ks, &ref, &pub);
+        }
+        if (r == 0) {
+                char *pem = NULL;
+
+                r = pem_of(pub, &pem);
+                EVP_PKEY_free(pub);
+                if (r == 0)
+                        atomic_store(&c->pem, pem);
+        }
+        atomic_store(&c->key, r < 0 ? r : 1);
+        return r;
+}
+
+static int key_ensure(struct kh_auditor *a, struct chain *c) {
+        int r;
+
+        pthread_mutex_lock(a->ks_lock);
+        r = key_ensure_locked(a, c);
+        pthread_mutex_unlock(a->ks_lock);
+        return r;
+}
+
+int kh_auditor_public_key(struct kh_auditor *a, uint32_t chain, struct kh_buf *out) {
+        struct chain *c = chain_of(a, chain);
+        int key;
+
+        if (!c)
+                return -EINVAL;
+        /* the thread creates missing keys; a key it has not reached yet is not ready */
+        key = atomic_load(&c->key);
+        if (key == 0)
+                return -KH_E_NOT_READY;
+        if (key < 0)
+                return -EIO;
+        return kh_buf_append_str(out, atomic_load(&c->pem));
+}
+
+static int store_uses(struct kh_auditor *a, struct kh_store *store);
+static void uses_done(struct kh_auditor *a, bool committed);
+
+/* ---- appending (under chain_lock, inside a transaction) ---- */
+
+static void touch(struct kh_auditor *a, struct chain *c) {
+        if (c->touched)
+                return;
+        c->touched = true;
+        c->saved_seq = c->seq;
+        c->saved_since = c->since_checkpoint;
+        c->saved_checkpoint_ms = c->checkpoint_ms;
+        memcpy(c->saved_hash, c->hash, sizeof(c->hash));
+        kh_buf_reset(&c->block);
+        c->block_first = c->seq + 1;
+        c->block_records = 0;
+        a->touched[a->n_touched++] = (uint32_t) (c - a->chains);
+}
+
+static int block_store(struct kh_auditor *a, struct kh_store *store, struct chain *c) {
+        int r;
+
+        (void) a;
+        if (c->block_records == 0)
+                return 0;
+        r = kh_store_audit_append(store, c->id, &(struct kh_store_audit_block) {
+                                          .first_seq = c->block_first, .last_seq = c->seq,
+                                          .head_hash = c->hash, .data = c->block.data,
+                                          .len = c->block.len });
+        kh_buf_reset(&c->block);
+        c->block_first = c->seq + 1;
+        c->block_records = 0;
+        return r;
+}
+
+/* Appends one record to c's block: the event with the next seq, chained to the head. A
+ * checkpoint is signed here, with the chain's key. */
+static int append(struct kh_auditor *a, struct kh_store *store, struct chain *c,
+                  const struct kh_audit_event *ev) {
+        bool checkpoint = strcmp(ev->action, KH_AUDIT_ACTION_CHECKPOINT) == 0;
+        struct kh_audit_record rec = {
+                .seq = c->seq + 1, .tenant = c->id, .actor = ev->actor, .action = ev->action,
+                .target = ev->target, .outcome = ev->outcome, .key_version = ev->key_version,
+                .request_id = ev->request_id, .client = ev->client,
+                .count = ev->count ? ev->count : 1,
+        };
+        KH_CLEANUP(kh_buf_freep) struct kh_buf sig = { 0 };
+        int r;
+
+        touch(a, c);
+        if (kh_audit_time_format(ev->time_ms, rec.time) < 0)
+                return -EINVAL;
+        memcpy(rec.prev_hash, c->hash, sizeof(c->hash));
+        kh_audit_record_hash(&rec, rec.hash);
+        if (checkpoint) {
+                struct kh_key_ref ref = { .version = AUDIT_KEY_VERSION, .purpose = KH_KEY_AUDIT };
+                uint8_t digest[KH_AUDIT_HASH_LEN];
+
+                memcpy(ref.tenant, c->id, sizeof(ref.tenant));
+                kh_audit_checkpoint_digest(c->id, rec.seq, rec.hash, digest);
+                kh_buf_init(&sig, KH_AUDIT_SIG_MAX, false);
+                pthread_mutex_lock(a->ks_lock);
+                r = key_ensure_locked(a, c);
+                if (r == 0)
+                        r = kh_keystore_sign(a->ks, &ref, digest, sizeof(digest), &sig);
+                pthread_mutex_unlock(a->ks_lock);
+                if (r < 0)
+                        return r;
+                rec.signature = sig.data;
+                rec.signature_len = sig.len;
+        }
+        r = kh_audit_json_format(&rec, &c->block);
+        if (r < 0)
+                return r;
+        c->seq = rec.seq;
+        memcpy(c->hash, rec.hash, sizeof(c->hash));
+        if (checkpoint) {
+                c->since_checkpoint = 0;
+                c->checkpoint_ms = ev->time_ms;
+        } else {
+                c->since_checkpoint++;
+        }
+        if (++c->block_records == BLOCK_RECORDS)
+                return block_store(a, store, c);
+        return 0;
+}
+
+static int append_events(struct kh_auditor *a, struct kh_store *store,
+                         const struct kh_audit_event *ev, size_t n) {
+        for (size_t i = 0; i < n; i++) {
+                struct chain *c = chain_of(a, ev[i].chain);
+                int r;
+
+                if (!c)
+                        continue;        /* a tenant index from nowhere: a bug, not a record */
+                r = append(a, store, c, &ev[i]);
+                if (r < 0)
+                        return r;
+        }
+        return 0;
+}
+
+static void checkpoint_event(struct kh_audit_event *ev, uint32_t chain, int64_t ms) {
+        *ev = (struct kh_audit_event) { .time_ms = ms, .chain = chain, .count = 1 };
+        KH_AUDIT_SET(ev->actor, KH_AUDIT_ACTOR_SERVER);
+        KH_AUDIT_SET(ev->action, KH_AUDIT_ACTION_CHECKPOINT);
+        KH_AUDIT_SET(ev->outcome, "ok");
+}
+
+/* Checkpoints for every chain whose records since its last one reached the count or the
+ * age (all of them with records since, when closing). */
+static int append_checkpoints(struct kh_auditor *a, struct kh_store *store, bool closing) {
+        const int64_t ms = kh_audit_now_ms();
+
+        for (size_t i = 0; i < a->n_chains; i++) {
+                struct chain *c = &a->chains[i];
+                struct kh_audit_event ev;
+                int r;
+
+                if (c->since_checkpoint == 0)
+                        continue;
+                if (!closing && c->since_checkpoint < a->cfg->audit.checkpoint_records &&
+                    ms - c->checkpoint_ms < (int64_t) a->cfg->audit.checkpoint_seconds * 1000)
+                        continue;
+                checkpoint_event(&ev, i == a->n_chains - 1 ? KH_AUDIT_SERVER_CHAIN : (uint32_t) i,
+                                 ms);
+                r = append(a, store, c, &ev);
+                if (r < 0)
+                        return r;
+        }
+        return 0;
+}
+
+static int store_blocks(struct kh_auditor *a, struct kh_store *store) {
+        for (size_t i = 0; i < a->n_touched; i++) {
+                int r = block_store(a, store, &a->chains[a->touched[i]]);
+                if (r < 0)
+                        return r;
+        }
+        return 0;
+}
+
+/* Takes what is queued into inflight (the open transaction's), under qlock. */
+static int take_queue(struct kh_auditor *a) {
+        pthread_mutex_lock(&a->qlock);
+        if (a->qlen > a->inflight_cap - a->n_inflight) {
+                size_t cap = a->n_inflight + a->qlen;
+                struct kh_audit_event *p = reallocarray(a->inflight, cap, sizeof(*p));
+                if (!p) {
+                        pthread_mutex_unlock(&a->qlock);
+                        return -ENOMEM;
+                }
+                a->inflight = p;
+                a->inflight_cap = cap;
+        }
+        if (a->qlen)
+                memcpy(a->inflight + a->n_inflight, a->queue, a->qlen * sizeof(*a->queue));
+        a->n_inflight += a->qlen;
+        a->qlen = 0;
+        pthread_mutex_unlock(&a->qlock);
+        return 0;
+}
+
+int kh_auditor_tx_append(struct kh_auditor *a, struct kh_store *store,
+                         const struct kh_audit_event *ev, size_t n) {
+        int r;
+
+        pthread_mutex_lock(&a->chain_lock);
+        /* what was queued before goes first: it happened first */
+        r = take_queue(a);
+        if (r == 0)
+                r = append_events(a, store, a->inflight, a->n_inflight);
+        if (r == 0)
+                r = append_events(a, store, ev, n);
+        if (r == 0)
+                r = store_blocks(a, store);
+        if (r == 0)
+                r = store_uses(a, store);
+        return r;
+}
+
+/* Puts events back at the head of the queue (a transaction that did not commit), keeping
+ * at most QUEUE_MAX; under qlock. */
+static void requeue_locked(struct kh_auditor *a, const struct kh_audit_event *ev, size_t n) {
+        size_t keep = n + a->qlen > QUEUE_MAX ? (QUEUE_MAX > a->qlen ? QUEUE_MAX - a->qlen : 0) : n;
+        size_t drop = n - keep;
+
+        if (a->qlen + keep > a->qcap) {
+                size_t cap = a->qlen + keep;
+                struct kh_audit_event *p = reallocarray(a->queue, cap, sizeof(*p));
+                if (!p) {
+                        drop = n;
+                        keep = 0;
+                } else {
+                        a->queue = p;
+                        a->qcap = cap;
+                }
+        }
+        if (keep) {
+                memmove(a->queue + keep, a->queue, a->qlen * sizeof(*a->queue));
+                memcpy(a->queue, ev + drop, keep * sizeof(*ev));   /* the oldest are dropped */
+                a->qlen += keep;
+        }
+        if (drop)
+                atomic_fetch_add_explicit(&a->dropped, drop, memory_order_relaxed);
+}
+
+void kh_auditor_tx_end(struct kh_auditor *a, bool committed) {
+        for (size_t i = 0; i < a->n_touched; i++) {
+                struct chain *c = &a->chains[a->touched[i]];
+                if (!committed) {
+                        c->seq = c->saved_seq;
+                        c->since_checkpoint = c->saved_since;
+                        c->checkpoint_ms = c->saved_checkpoint_ms;
+                        memcpy(c->hash, c->saved_hash, sizeof(c->hash));
+                }
+                kh_buf_reset(&c->block);
+                c->touched = false;
+        }
+        a->n_touched = 0;
+        if (!committed && a->n_inflight) {
+                pthread_mutex_lock(&a->qlock);
+                requeue_locked(a, a->inflight, a->n_inflight);
+                pthread_mutex_unlock(&a->qlock);
+        }
+        a->n_inflight = 0;
+        uses_done(a, committed);
+        pthread_mutex_unlock(&a->chain_lock);
+}
+
+/* ---- use counters ---- */
+
+static void add_uses_locked(struct kh_auditor *a, size_t tenant, uint32_t version,
+                            uint64_t encrypts, uint64_t decrypts) {
+        for (size_t i = 0; i < a->n_uses; i++)
+                if (a->uses[i].tenant == tenant && a->uses[i].version == version) {
+                        a->uses[i].encrypts += encrypts;
+                        a->uses[i].decrypts += decrypts;
+                        return;
+                }
+        if (a->n_uses == a->cap_uses) {
+                size_t cap = a->cap_uses ? 2 * a->cap_uses : 16;
+                struct uses *p = reallocarray(a->uses, cap, sizeof(*p));
+                if (!p)
+                        return;  /* counts are best effort: the records are what matters */
+                a->uses = p;
+                a->cap_uses = cap;
+        }
+        a->uses[a->n_uses++] = (struct uses) { tenant, version, encrypts, decrypts };
+}
+
+void kh_auditor_add_uses(struct kh_auditor *a, size_t tenant, uint32_t version,
+                         uint64_t encrypts, uint64_t decrypts) {
+        pthread_mutex_lock(&a->qlock);
+        add_uses_locked(a, tenant, version, encrypts, decrypts);
+        pthread_mutex_unlock(&a->qlock);
+}
+
+void kh_auditor_pending_uses(struct kh_auditor *a, size_t tenant, uint32_t version,
+                             uint64_t *ret_encrypts, uint64_t *ret_decrypts) {
+        *ret_encrypts = *ret_decrypts = 0;
+        pthread_mutex_lock(&a->qlock);
+        for (size_t i = 0; i < a->n_uses; i++)
+                if (a->uses[i].tenant == tenant && a->uses[i].version == version) {
+                        *ret_encrypts = a->uses[i].encrypts;
+                        *ret_decrypts = a->uses[i].decrypts;
+                }
+        pthread_mutex_unlock(&a->qlock);
+}
+
+/* Writes the pending use counts inside the open transaction (under chain_lock). Until it
+ * commits they are not counted by kh_auditor_pending_uses: a status read in between may
+ * miss them, never count them twice. */
+static int store_uses(struct kh_auditor *a, struct kh_store *store) {
+        pthread_mutex_lock(&a->qlock);
+        a->inflight_uses = a->uses;
+        a->n_inflight_uses = a->n_uses;
+        a->uses = NULL;
+        a->n_uses = a->cap_uses = 0;
+        pthread_mutex_unlock(&a->qlock);
+        for (size_t i = 0; i < a->n_inflight_uses; i++) {
+                const struct uses *u = &a->inflight_uses[i];
+                int r = kh_store_tenant_key_add_uses(store, a->chains[u->tenant].id, u->version,
+                                                     u->encrypts, u->decrypts);
+                if (r < 0 && r != -ENOENT)
+                        return r;
+        }
+        return 0;
+}
+
+/* After the commit: forgets what was written, or makes it pending again. */
+static void uses_done(struct kh_auditor *a, bool committed) {
+        if (!committed && a->n_inflight_uses) {
+                pthread_mutex_lock(&a->qlock);
+                for (size_t i = 0; i < a->n_inflight_uses; i++) {
+                        const struct uses *u = &a->inflight_uses[i];
+                        add_uses_locked(a, u->tenant, u->version, u->encrypts, u->decrypts);
+                }
+                pthread_mutex_unlock(&a->qlock);
+        }
+        free(a->inflight_uses);
+        a->inflight_uses = NULL;
+        a->n_inflight_uses = 0;
+}
+
+/* ---- the thread ---- */
+
+/* One commit of whatever is queued, with the checkpoints that are due. Returns 0 or the
+ * store's error (the events are queued again). */
+static int flush(struct kh_auditor *a, bool closing, const struct kh_audit_event *extra,
+                 size_t n_extra) {
+        int r = kh_store_tx_begin(a->store), t;
+
+        if (r < 0)
+                return r;
+        t = kh_auditor_tx_append(a, a->store, extra, n_extra);
+        if (t == 0)
+                t = append_checkpoints(a, a->store, closing);
+        if (t == 0)
+                t = store_blocks(a, a->store);
+        if (t == 0)
+                t = kh_store_tx_commit(a->store);
+        if (t < 0)
+                kh_store_tx_rollback(a->store);
+        kh_auditor_tx_end(a, t == 0);
+        return t;
+}
+
+static bool checkpoint_due(struct kh_auditor *a) {
+        const int64_t ms = kh_audit_now_ms();
+        bool due = false;
+
+        /* a racy read of the heads is fine: the flush decides again under the lock */
+        pthread_mutex_lock(&a->chain_lock);
+        for (size_t i = 0; i < a->n_chains && !due; i++) {
+                const struct chain *c = &a->chains[i];
+                due = c->since_checkpoint > 0 &&
+                      (c->since_checkpoint >= a->cfg->audit.checkpoint_records ||
+                       ms - c->checkpoint_ms >= (int64_t) a->cfg->audit.checkpoint_seconds * 1000);
+        }
+        pthread_mutex_unlock(&a->chain_lock);
+        return due;
+}
+
+static void deadline_in(struct timespec *ts, int64_t ms) {
+        (void) clock_gettime(CLOCK_REALTIME, ts);
+        ts->tv_sec += ms / 1000;
+        ts->tv_nsec += (ms % 1000) * 1000000;
+        if (ts->tv_nsec >= 1000000000) {
+                ts->tv_sec++;
+                ts->tv_nsec -= 1000000000;
+        }
+}
+
+static void sleep_ms(int64_t ms) {
+        struct timespec ts = { ms / 1000, (ms % 1000) * 1000000 };
+        (void) nanosleep(&ts, NULL);
+}
+
+static void *run(void *userdata) {
+        struct kh_auditor *a = userdata;
+        size_t next_key = 0;
+
+        pthread_mutex_lock(&a->qlock);
+        while (!a->stopping) {
+                uint64_t asked;
+                bool work, uses, woken = false;
+                int r;
+
+                if (a->qlen == 0 && a->sync_asked == a->sync_done && next_key == a->n_chains) {
+                        struct timespec until;
+
+                        deadline_in(&until, IDLE_WAKE_MS);
+                        woken = pthread_cond_timedwait(&a->qcond, &a->qlock, &until) == 0;
+                }
+                asked = a->sync_asked;
+                work = a->qlen > 0 || asked != a->sync_done;
+                uses = a->n_uses > 0;
+                pthread_mutex_unlock(&a->qlock);
+
+                /* creates the chains' signing keys one by one, off the request path */
+                if (next_key < a->n_chains)
+                        (void) key_ensure(a, &a->chains[next_key++]);
+                r = 0;
+                /* use counts alone are written once per idle wake-up, not per pass */
+                if (work || checkpoint_due(a) || (uses && !woken))
+                        r = flush(a, false, NULL, 0);
+                if (r < 0)
+                        sleep_ms(RETRY_MS);
+                pthread_mutex_lock(&a->qlock);
+                if (r == 0 && a->sync_done < asked) {
+                        a->sync_done = asked;
+                        pthread_cond_broadcast(&a->synced);
+                }
+                if (r == 0 && work && !a->stopping) {
+                        /* let the next reads gather: one commit per gap at most */
+                        pthread_mutex_unlock(&a->qlock);
+                        sleep_ms(FLUSH_GAP_MS);
+                        pthread_mutex_lock(&a->qlock);
+                }
+        }
+        pthread_mutex_unlock(&a->qlock);
+        return NULL;
+}
+
+void kh_auditor_enqueue(struct kh_auditor *a, const struct kh_audit_event *ev, size_t n) {
+        pthread_mutex_lock(&a->qlock);
+        if (a->qlen + n > a->qcap && a->qlen + n <= QUEUE_MAX) {
+                size_t cap = a->qcap ? a->qcap : 256;
+                struct kh_audit_event *p;
+
+                while (cap < a->qlen + n)
+                        cap *= 2;
+                p = reallocarray(a->queue, cap, sizeof(*p));
+                if (p) {
+                        a->queue = p;
+                        a->qcap = cap;
+                }
+        }
+        if (a->qlen + n <= a->qcap) {
+                memcpy(a->queue + a->qlen, ev, n * sizeof(*ev));
+                a->qlen += n;
+        } else {
+                atomic_fetch_add_explicit(&a->dropped, n, memory_order_relaxed);
+        }
+        pthread_cond_signal(&a->qcond);
+        pthread_mutex_unlock(&a->qlock);
+}
+
+void kh_auditor_sync(struct kh_auditor *a) {
+        uint64_t want;
+
+        pthread_mutex_lock(&a->qlock);
+        want = ++a->sync_asked;
+        pthread_cond_signal(&a->qcond);
+        while (a->sync_done < want && !a->stopping && a->running)
+                pthread_cond_wait(&a->synced, &a->qlock);
+        pthread_mutex_unlock(&a->qlock);
+}
+
+/* ---- life ---- */
+
+static void server_event(struct kh_audit_event *ev, const char *action) {
+        *ev = (struct kh_audit_event) { .time_ms = kh_audit_now_ms(), .chain = KH_AUDIT_SERVER_CHAIN,
+                                        .count = 1 };
+        KH_AUDIT_SET(ev->actor, KH_AUDIT_ACTOR_SERVER);
+        KH_AUDIT_SET(ev->action, action);
+        KH_AUDIT_SET(ev->outcome, "ok");
+}
+
+static int chain_load(struct kh_auditor *a, struct chain *c) {
+        struct kh_store_audit_block last;
+        int r = kh_store_audit_last(a->store, c->id, &last);
+
+        c->checkpoint_ms = kh_audit_now_ms();
+        kh_buf_init(&c->block, KH_STORE_AUDIT_BLOCK_MAX, false);
+        if (r == -ENOENT)
+                return 0;
+        if (r < 0)
+                return r;
+        c->seq = last.last_seq;
+        memcpy(c->hash, last.head_hash, sizeof(c->hash));
+        /* unknown after a crash: count the chain as due for a checkpoint by age */
+        c->since_checkpoint = 0;
+        return 0;
+}
+
+int kh_auditor_new(const struct kh_config *cfg, const char *const *tenants, size_t n,
+                   struct kh_keystore *ks, pthread_mutex_t *ks_lock, struct kh_auditor **ret) {
+        KH_CLEANUP(kh_auditor_freep) struct kh_auditor *a = NULL;
+        struct kh_audit_event start;
+        int r;
+
+        a = calloc(1, sizeof(*a));
+        if (!a)
+                return -ENOMEM;
+        a->cfg = cfg;
+        a->ks = ks;
+        a->ks_lock = ks_lock;
+        pthread_mutex_init(&a->chain_lock, NULL);
+        pthread_mutex_init(&a->qlock, NULL);
+        pthread_cond_init(&a->qcond, NULL);
+        pthread_cond_init(&a->synced, NULL);
+        a->n_chains = n + 1;
+        a->chains = calloc(a->n_chains, sizeof(*a->chains));
+        a->touched = calloc(a->n_chains, sizeof(*a->touched));
+        if (!a->chains || !a->touched)
+                return -ENOMEM;
+        r = kh_store_open(&cfg->storage, &a->store);
+        if (r < 0)
+                return r;
+        for (size_t i = 0; i < a->n_chains; i++) {
+                struct chain *c = &a->chains[i];
+                if (i < n)
+                        KH_AUDIT_SET(c->id, tenants[i]);
+                r = chain_load(a, c);
+                if (r < 0)
+                        return r;
+        }
+
+        server_event(&start, "start");
+        r = flush(a, false, &start, 1);
+        if (r < 0)
+                return r;
+        r = -pthread_create(&a->thread, NULL, run, a);
+        if (r < 0)
+                return r;
+        a->running = true;
+        *ret = KH_TAKE_PTR(a);
+        return 0;
+}
+
+struct kh_auditor *kh_auditor_free(struct kh_auditor *a) {
+        if (!a)
+                return NULL;
+        if (a->running) {
+                struct kh_audit_event stop;
+
+                pthread_mutex_lock(&a->qlock);
+                a->stopping = true;
+                pthread_cond_broadcast(&a->qcond);
+                pthread_cond_broadcast(&a->synced);
+                pthread_mutex_unlock(&a->qlock);
+                (void) pthread_join(a->thread, NULL);
+                a->running = false;
+                server_event(&stop, "stop");
+                /* nothing to do about a failure here but keep what is durable */
+                (void) flush(a, true, &stop, 1);
+        }
+        for (size_t i = 0; a->chains && i < a->n_chains; i++) {
+                kh_buf_free(&a->chains[i].block);
+                free(atomic_load(&a->chains[i].pem));
+        }
+        kh_store_close(a->store);
+        free(a->chains);
+        free(a->touched);
+        free(a->inflight);
+        free(a->queue);
+        free(a->uses);
+        pthread_cond_destroy(&a->synced);
+        pthread_cond_destroy(&a->qcond);
+        pthread_mutex_destroy(&a->qlock);
+        pthread_mutex_destroy(&a->chain_lock);
+        free(a);
+        return NULL;
+}

@@ -1,0 +1,434 @@
+"""The audit log through the real keyholdd: what each request records, refusals aggregated,
+the admin routes and who may call them, a member's own history, checkpoints that verify
+with the chain's public key (auditref.py, an independent reading of docs/audit.md), use
+counters that survive restarts, and a chain that survives kill -9 under load."""
+import json
+import os
+import pathlib
+import random
+import socket
+import stat
+import subprocess
+import tempfile
+import threading
+import uuid
+
+import pytest
+
+import auditref
+import harness
+from harness import assert_error, new_key, poll_until
+
+ADMINS = "role:keyhold-admin"
+ADMIN_ROUTES = ("/admin/keys", "/admin/audit", "/admin/audit/public-key")
+
+
+def tenants(issuers, **extra):
+    return {"default": {"issuer": issuers["default"], "admins": ADMINS, **extra},
+            "acme": {"issuer": issuers["acme"], "admins": ADMINS, **extra}}
+
+
+AUDIT_EXTRA = "\n[audit]\ncheckpoint_records = 5\n"
+
+
+@pytest.fixture(scope="module")
+def k(pki, issuers, tmp_path_factory):
+    d = harness.Keyholdd(tmp_path_factory.mktemp("keyholdd-audit"), pki, tenants(issuers),
+                         extra=AUDIT_EXTRA)
+    yield from harness.serve(d)
+
+
+def admin_token(issuer, sub="admin@example.test", **claims):
+    """A token whose claims match the admins matcher; its sub is no GUID, so it is no
+    member token."""
+    return issuer.token(sub, role="keyhold-admin", **claims)
+
+
+def chain(d, prefix="", server=False):
+    """Every record of a chain, read through the operator socket page by page."""
+    path = "/server/audit" if server else prefix + "/admin/audit"
+    out, since = [], 1
+    while True:
+        r = d.operator.get(f"{path}?since={since}&limit=10000")
+        assert r.status == 200, r
+        page = r.json()
+        out += page["records"]
+        if not page["records"]:
+            return out
+        since = page["next"]
+
+
+def wait_record(d, pred, prefix="", server=False):
+    """The first record matching pred once it is in the chain (reads trail their answer by
+    a batch)."""
+    found = poll_until(lambda: [x for x in chain(d, prefix, server) if pred(x)], timeout=10)
+    assert found, f"no such record in {chain(d, prefix, server)[-10:]}"
+    return found
+
+
+def public_key(d, prefix="", server=False):
+    path = "/server/audit/public-key" if server else prefix + "/admin/audit/public-key"
+    r = poll_until(lambda: (lambda x: x if x.status == 200 else None)(d.operator.get(path)))
+    assert r and r.status == 200, r
+    doc = r.json()
+    assert doc["algorithm"] == "rsa-pss-sha256"
+    return auditref.load_public_key(doc["pem"].encode())
+
+
+def lines_of(records):
+    """Records as export lines (any JSON spelling: the hash covers values, not text)."""
+    return [json.dumps(x, separators=(",", ":"), ensure_ascii=False).encode() for x in records]
+
+
+def verify(d, prefix="", server=False):
+    lines = lines_of(chain(d, prefix, server))
+    return auditref.verify_lines(lines, public_key(d, prefix, server))
+
+
+# ------------------------------------------------------------------------ key operations
+
+
+def test_key_operations_are_records_with_the_answers_request_id(k, default_issuer, user):
+    tok = default_issuer.token(user)
+    answers = {
+        "create": k.client.post("/user-keys", token=tok, json_body={"key": new_key()}),
+        "read": k.client.get("/user-keys", token=tok),
+        "replace": k.client.put("/user-keys", token=tok, json_body={"key": new_key()}),
+    }
+    for action, r in answers.items():
+        assert r.status == 200, r
+        rid = r.header("X-Request-Id")
+        assert rid and len(rid) == 16 and int(rid, 16) >= 0, r
+        rec = wait_record(k, lambda x, rid=rid: x["request_id"] == rid)[0]
+        assert (rec["tenant"], rec["actor"], rec["action"], rec["target"], rec["outcome"],
+                rec["key_version"], rec["client"], rec["count"]) == \
+            ("default", user, action, user, "ok", 1, "127.0.0.1", 1), rec
+    assert len({r.header("X-Request-Id") for r in answers.values()}) == 3
+
+
+def test_refusal_of_a_verified_token_names_the_member(k, default_issuer, user):
+    r = k.client.get("/user-keys", token=default_issuer.token(user, scope=["other"]))
+    assert_error(r, 403, "insufficient_scope")
+    rid = r.header("X-Request-Id")
+    rec = wait_record(k, lambda x: x["request_id"] == rid)[0]
+    assert (rec["action"], rec["outcome"], rec["target"], rec["actor"]) == \
+        ("refused", "insufficient_scope", user, user), rec
+
+
+def test_a_refused_write_is_a_record_and_changes_nothing(k, default_issuer, user):
+    tok = default_issuer.token(user)
+    assert k.client.post("/user-keys", token=tok, json_body={"key": new_key()}).status == 200
+    r = k.client.post("/user-keys", token=tok, json_body={"key": new_key()})
+    assert_error(r, 400, "key_exists")
+    rec = wait_record(k, lambda x: x["request_id"] == r.header("X-Request-Id"))[0]
+    assert (rec["action"], rec["outcome"], rec["target"]) == ("refused", "key_exists", user)
+
+
+def test_unknown_tenant_is_a_record_of_the_servers_chain(k, default_issuer, user):
+    r = k.client.get("/t/nosuchtenant/user-keys", token=default_issuer.token(user))
+    assert_error(r, 404, "unknown_tenant")
+    rid = r.header("X-Request-Id")
+    assert rid
+    rec = wait_record(k, lambda x: x["request_id"] == rid, server=True)[0]
+    assert (rec["tenant"], rec["action"], rec["outcome"]) == ("", "refused", "unknown_tenant")
+
+
+def test_floods_of_bad_tokens_are_aggregated_with_counts(make_keyholdd, issuers):
+    d = make_keyholdd(tenants(issuers))
+    n = 60
+    for _ in range(n):
+        assert_error(d.client.get("/t/acme/user-keys", token="not.a.token"), 401, "invalid_token")
+    refused = lambda: [x for x in chain(d, "/t/acme") if x["outcome"] == "invalid_token"]
+    recs = poll_until(lambda: (lambda v: v if sum(x["count"] for x in v) >= n else None)(refused()),
+                      timeout=10)
+    assert recs, refused()
+    assert sum(x["count"] for x in recs) == n
+    # one record per worker, route, outcome and second: far fewer than requests
+    assert len(recs) < n / 5, recs
+    assert all(x["actor"] == "-" and x["target"] == "user-keys" and x["action"] == "refused"
+               for x in recs), recs
+
+
+def test_log_reads_false_keeps_reads_out_but_not_writes(make_keyholdd, issuers, default_issuer, user):
+    d = make_keyholdd(tenants(issuers), extra="\n[audit]\nlog_reads = false\n")
+    tok = default_issuer.token(user)
+    w = d.client.post("/user-keys", token=tok, json_body={"key": new_key()})
+    g = d.client.get("/user-keys", token=tok)
+    bad = d.client.get("/user-keys", token=default_issuer.token(user, scope=["x"]))
+    assert w.status == 200 and g.status == 200 and bad.status == 403
+    wait_record(d, lambda x: x["request_id"] == bad.header("X-Request-Id"))
+    ids = {x["request_id"] for x in chain(d)}
+    assert w.header("X-Request-Id") in ids
+    assert g.header("X-Request-Id") not in ids
+
+
+# ------------------------------------------------------------------------ admin routes
+
+
+@pytest.mark.parametrize("route", ADMIN_ROUTES)
+def test_admin_routes_take_admin_tokens_only(k, default_issuer, acme_issuer, user, route):
+    assert_error(k.client.get(route), 401, "missing_token")
+    assert_error(k.client.get(route, token=default_issuer.token(user)), 403, "not_admin")
+    assert_error(k.client.get(route, token=admin_token(acme_issuer)), 401, "invalid_token")
+    assert_error(k.client.get(route, token="x.y.z"), 401, "invalid_token")
+    r = k.client.get(route, token=admin_token(default_issuer))
+    if route.endswith("public-key"):
+        r = poll_until(lambda: (lambda x: x if x.status == 200 else None)(
+            k.client.get(route, token=admin_token(default_issuer))))
+    assert r.status == 200, r
+    r = k.client.get("/t/acme" + route, token=admin_token(acme_issuer))
+    assert r.status in (200, 503) and (r.status == 200 or r.json()["code"] == "not_ready"), r
+    # the operator socket: the same route without a token
+    assert k.operator.get(route).status in (200, 503)
+
+
+def test_admin_token_is_no_member_token(k, default_issuer):
+    r = k.client.get("/user-keys", token=admin_token(default_issuer))
+    assert r.status == 403, r
+
+
+def test_admin_actions_and_their_refusals_are_records(k, default_issuer, user):
+    ok = k.client.get("/admin/keys", token=admin_token(default_issuer, sub="alice-admin"))
+    no = k.client.get("/admin/keys", token=default_issuer.token(user))
+    assert ok.status == 200 and no.status == 403
+    a = wait_record(k, lambda x: x["request_id"] == ok.header("X-Request-Id"))[0]
+    assert (a["actor"], a["action"], a["outcome"], a["target"]) == \
+        ("alice-admin", "key.status", "ok", "admin/keys"), a
+    b = wait_record(k, lambda x: x["outcome"] == "not_admin" and x["actor"] == user)[0]
+    assert (b["action"], b["target"]) == ("refused", "admin/keys"), b
+
+
+def test_operator_is_local_uid(k):
+    r = k.operator.get("/admin/keys")
+    assert r.status == 200, r
+    rec = wait_record(k, lambda x: x["request_id"] == r.header("X-Request-Id"))[0]
+    assert (rec["actor"], rec["client"]) == (f"local:uid={os.getuid()}", "local"), rec
+
+
+def test_server_routes_are_on_the_socket_only(k):
+    assert_error(k.client.get("/server/audit"), 404, "not_found")
+    assert_error(k.client.get("/server/audit/public-key"), 404, "not_found")
+    assert k.operator.get("/server/audit").status == 200
+
+
+@pytest.mark.parametrize("query", ["since=abc", "limit=0", "limit=10001", "since=1&last=2",
+                                   "foo=1", "since=1&since=2", "since=", "since", "last=0",
+                                   "since=1&", "since=-1", "since=99999999999999999999"])
+def test_bad_audit_parameters_are_invalid_parameter(k, query):
+    assert_error(k.operator.get("/admin/audit?" + query), 400, "invalid_parameter")
+
+
+def test_audit_pages_and_last(k, default_issuer, user):
+    tok = default_issuer.token(user)
+    for _ in range(3):
+        assert k.client.get("/user-keys", token=tok).status in (200, 404)
+    wait_record(k, lambda x: x["target"] == user)
+    full = chain(k)
+    head = full[-1]["seq"]
+    page = k.operator.get("/admin/audit?since=2&limit=3").json()
+    assert [x["seq"] for x in page["records"]] == [2, 3, 4]
+    assert page["next"] == 5 and page["head"] >= head
+    last = k.operator.get("/admin/audit?last=2").json()
+    assert len(last["records"]) == 2 and last["records"][-1]["seq"] >= head
+    beyond = k.operator.get(f"/admin/audit?since={last['head'] + 100}").json()
+    assert beyond["records"] == [] and beyond["next"] == last["head"] + 100
+
+
+def test_keys_status(k, default_issuer, user):
+    tok = default_issuer.token(user)
+    assert k.client.post("/user-keys", token=tok, json_body={"key": new_key()}).status == 200
+    doc = k.operator.get("/admin/keys").json()
+    assert doc["active"] == 1
+    (v,) = doc["versions"]
+    assert (v["version"], v["state"], v["algorithm"]) == (1, "active", "rsa-2048")
+    assert v["records"] >= 1 and v["encrypts"] >= 1
+    assert len(v["created"]) == 20 and v["created"].endswith("Z")
+    assert doc["job"]["state"] == "none"
+
+
+def test_use_counters_are_durable_across_restarts(make_keyholdd, issuers, default_issuer, user):
+    d = make_keyholdd(tenants(issuers))
+    tok = default_issuer.token(user)
+    assert d.client.post("/user-keys", token=tok, json_body={"key": new_key()}).status == 200
+    for _ in range(3):
+        assert d.client.get("/user-keys", token=tok).status == 200
+
+    def uses():
+        (v,) = d.operator.get("/admin/keys").json()["versions"]
+        return (v["encrypts"], v["decrypts"], v["records"])
+    assert poll_until(lambda: uses() == (1, 3, 1)), uses()
+    assert d.stop() == 0
+    d.start()
+    assert uses() == (1, 3, 1)
+    d.kill()                     # a kill -9 right after a write: that write's count is in its commit
+    d.start()
+    assert d.client.put("/user-keys", token=tok, json_body={"key": new_key()}).status == 200
+    d.kill()
+    d.start()
+    assert uses()[0] == 2
+
+
+# ------------------------------------------------------------------------ history
+
+
+def test_history_shows_a_members_own_events_newest_first(k, default_issuer):
+    alice, bob = str(uuid.uuid4()), str(uuid.uuid4())
+    ta, tb = default_issuer.token(alice), default_issuer.token(bob)
+    assert k.client.post("/user-keys", token=ta, json_body={"key": new_key()}).status == 200
+    assert k.client.post("/user-keys", token=tb, json_body={"key": new_key()}).status == 200
+    assert k.client.get("/user-keys", token=ta).status == 200
+    assert k.client.get("/user-keys", token=tb).status == 200
+    assert k.client.get("/user-keys", token=default_issuer.token(alice, scope=["x"])).status == 403
+    last = k.client.put("/user-keys", token=ta, json_body={"key": new_key()})
+
+    def history(tok, q=""):
+        r = k.client.get("/user-keys/history" + q, token=tok)
+        assert r.status == 200, r
+        return r.json()
+    h = poll_until(lambda: (lambda x: x if len(x["events"]) >= 4 else None)(history(ta)))
+    # in chain order; a refusal is written once its second is over (refusals of a second
+    # are one record), so it may come after the events that followed it
+    actions = [e["action"] for e in h["events"]]
+    assert [a for a in actions if a != "refused"] == ["replace", "read", "create"], h
+    assert actions.count("refused") == 1, h
+    assert [e for e in h["events"] if e["action"] == "replace"][0]["request_id"] == \
+        last.header("X-Request-Id")
+    assert [e for e in h["events"] if e["action"] == "refused"][0]["outcome"] == \
+        "insufficient_scope"
+    assert all(e["client"] == "127.0.0.1" and e["key_version"] in (0, 1) for e in h["events"])
+    assert h["next_before"] is None
+    seqs = [e["seq"] for e in h["events"]]
+    assert seqs == sorted(seqs, reverse=True)
+    # bob's events are never alice's
+    own = {x["request_id"] for x in chain(k) if x["target"] == alice}
+    assert {e["request_id"] for e in h["events"]} <= own
+    hb = history(tb)
+    assert [e["action"] for e in hb["events"]] == ["read", "create"]
+
+    # paging: two at a time, each page below the last
+    p1 = history(ta, "?limit=2")
+    assert [e["seq"] for e in p1["events"]] == seqs[:2] and p1["next_before"] == seqs[1]
+    p2 = history(ta, f"?limit=2&before={p1['next_before']}")
+    assert [e["seq"] for e in p2["events"]] == seqs[2:4]
+    assert_error(k.client.get("/user-keys/history?limit=501", token=ta), 400, "invalid_parameter")
+    assert_error(k.client.get("/user-keys/history?who=bob", token=ta), 400, "invalid_parameter")
+    assert_error(k.client.get("/user-keys/history"), 401, "missing_token")
+
+
+# ------------------------------------------------------------------------ integrity
+
+
+def test_chain_verifies_with_its_public_key(k, default_issuer, user):
+    tok = default_issuer.token(user)
+    for _ in range(12):          # checkpoint_records = 5: at least two checkpoints
+        k.client.get("/user-keys", token=tok)
+    result = poll_until(lambda: (lambda v: v if v["checkpoints"] >= 2 else None)(verify(k)))
+    assert result and result["ok"], result
+    assert verify(k, server=True)["ok"]
+
+
+def test_a_checkpoint_does_not_verify_under_another_chains_key(k):
+    lines = lines_of(chain(k))
+    assert any(b'"checkpoint"' in x for x in lines)
+    other = auditref.verify_lines(lines, public_key(k, "/t/acme"))
+    assert not other["ok"] and other["reason"] == "bad signature", other
+
+
+def test_restart_continues_the_chain(make_keyholdd, issuers, default_issuer, user):
+    d = make_keyholdd(tenants(issuers), extra=AUDIT_EXTRA)
+    tok = default_issuer.token(user)
+    assert d.client.post("/user-keys", token=tok, json_body={"key": new_key()}).status == 200
+    assert d.stop() == 0
+    d.start()
+    assert d.client.get("/user-keys", token=tok).status == 200
+    wait_record(d, lambda x: x["action"] == "read")
+    actions = [x["action"] for x in chain(d, server=True)]
+    assert actions[:4] == ["start", "stop", "checkpoint", "start"], actions
+    assert verify(d)["ok"] and verify(d, server=True)["ok"]
+
+
+def test_chain_survives_kill9_under_load(make_keyholdd, issuers, default_issuer):
+    """Writers and readers run while keyholdd is killed with SIGKILL, three times. After
+    each restart the chain goes on from its head: no gap, no fork, it verifies, and every
+    write that was acknowledged has its record."""
+    d = make_keyholdd(tenants(issuers), extra=AUDIT_EXTRA)
+    acknowledged = set()
+    users = [str(uuid.uuid4()) for _ in range(8)]
+    toks = {u: default_issuer.token(u) for u in users}
+    for round_ in range(3):
+        stop = threading.Event()
+
+        def load(seed):
+            rnd = random.Random(seed)
+            c = harness.Client(d.port, harness.client_tls_context(d.pki.ca_pem))
+            while not stop.is_set():
+                u = rnd.choice(users)
+                try:
+                    if rnd.random() < 0.5:
+                        r = c.put("/user-keys", token=toks[u], json_body={"key": new_key()})
+                        if r.status == 200:
+                            acknowledged.add(r.header("X-Request-Id"))
+                    else:
+                        c.get("/user-keys", token=toks[u])
+                except OSError:
+                    return
+        threads = [threading.Thread(target=load, args=(round_ * 10 + i,)) for i in range(3)]
+        for t in threads:
+            t.start()
+        poll_until(lambda: len(acknowledged) >= 20 * (round_ + 1), timeout=20)
+        d.kill()
+        stop.set()
+        for t in threads:
+            t.join()
+        d.start()
+    records = chain(d)
+    assert [x["seq"] for x in records] == list(range(1, len(records) + 1))
+    assert verify(d)["ok"]
+    ids = {x["request_id"] for x in records if x["action"] == "replace"}
+    assert acknowledged and acknowledged <= ids, acknowledged - ids
+
+
+def test_no_secret_reaches_the_log(make_keyholdd, issuers, default_issuer, user):
+    d = make_keyholdd(tenants(issuers))
+    tok = default_issuer.token(user)
+    key = new_key()
+    assert d.client.post("/user-keys", token=tok, json_body={"key": key}).status == 200
+    assert d.client.get("/user-keys", token=tok).status == 200
+    wait_record(d, lambda x: x["action"] == "read")
+    assert d.stop() == 0
+    wal = d.db_path.with_name(d.db_path.name + "-wal")
+    raw = d.db_path.read_bytes() + (wal.read_bytes() if wal.exists() else b"")
+    for secret in (tok, tok.split(".")[2], key):
+        assert secret.encode() not in raw
+
+
+# ------------------------------------------------------------------------ the socket
+
+
+def test_admin_socket_refuses_another_uid(make_keyholdd, issuers):
+    """As root, another uid's connect() to the 0600 socket fails; made world-writable for a
+    moment, the same connect works, which shows the check can fail."""
+    if os.getuid() != 0:
+        pytest.skip("needs root to run a check as another uid")
+    where = tempfile.mkdtemp(prefix="kh-sock-")
+    os.chmod(where, 0o755)
+    d = make_keyholdd(tenants(issuers), start=False)
+    d.admin_socket = pathlib_path = pathlib.Path(where) / "admin.sock"
+    d.write_config()
+    d.start()
+    assert stat.S_IMODE(os.stat(pathlib_path).st_mode) == 0o600
+
+    def connect_as_nobody():
+        code = ("import socket,sys\ns=socket.socket(socket.AF_UNIX)\n"
+                "try:\n s.connect(sys.argv[1]); print('connected')\n"
+                "except PermissionError: print('denied')\n")
+        return subprocess.run(["/usr/bin/python3", "-c", code, str(pathlib_path)],
+                              preexec_fn=lambda: (os.setgid(65534), os.setuid(65534)),
+                              capture_output=True, text=True, timeout=30).stdout.strip()
+    assert connect_as_nobody() == "denied"
+    os.chmod(pathlib_path, 0o666)
+    try:
+        assert connect_as_nobody() == "connected"
+    finally:
+        os.chmod(pathlib_path, 0o600)
+    socket.socket(socket.AF_UNIX).connect(str(pathlib_path))
