@@ -2,7 +2,9 @@
 #include "audit.h"
 
 #include <errno.h>
+#include <inttypes.h>
 #include <stdatomic.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -21,6 +23,7 @@
 #define RETRY_MS         200     /* after a failed commit (a full disk, a locked file) */
 #define BLOCK_RECORDS    4096    /* records per stored block (one commit may store several) */
 #define AUDIT_KEY_VERSION 1
+#define PRUNE_EVERY_MS   (3600 * 1000) /* [audit] keep_days: at start, then hourly */
 
 struct chain {
         char id[KH_TENANT_ID_MAX + 1];   /* "" for the server */
@@ -74,6 +77,7 @@ struct kh_auditor {
 
         pthread_t thread;
         bool running;
+        int64_t pruned_ms;               /* the thread's: when retention last ran */
         _Atomic uint64_t dropped;
 };
 
@@ -502,6 +506,110 @@ static void uses_done(struct kh_auditor *a, bool committed) {
         a->n_inflight_uses = 0;
 }
 
+/* ---- retention ---- */
+
+/* The seq of a stored line, which starts {"seq":N, (bounded: blocks are not strings). */
+static bool line_seq(const uint8_t *line, size_t len, uint64_t *ret) {
+        static const char key[] = "{\"seq\":";
+        size_t i = sizeof(key) - 1;
+        uint64_t v = 0;
+
+        if (len <= i || memcmp(line, key, i) != 0)
+                return false;
+        for (; i < len && line[i] >= '0' && line[i] <= '9'; i++) {
+                if (v > (UINT64_MAX - 9) / 10)
+                        return false;
+                v = v * 10 + (uint64_t) (line[i] - '0');
+        }
+        if (i == len || line[i] != ',')
+                return false;
+        *ret = v;
+        return true;
+}
+
+/* The time of a stored line, which starts {"seq":N,"time":"YYYY-MM-DDTHH:MM:SS.mmmZ". */
+static bool line_time_ms(const uint8_t *line, size_t len, int64_t *ret) {
+        static const char key[] = ",\"time\":\"";
+        const uint8_t *p = memmem(line, len, key, sizeof(key) - 1);
+        char t[KH_AUDIT_TIME_LEN + 1];
+        struct tm tm = { 0 };
+        int ms;
+
+        if (!p || (size_t) (line + len - p) < sizeof(key) - 1 + KH_AUDIT_TIME_LEN)
+                return false;
+        memcpy(t, p + sizeof(key) - 1, KH_AUDIT_TIME_LEN);
+        t[KH_AUDIT_TIME_LEN] = '\0';
+        if (!kh_audit_time_is_valid(t) ||
+            sscanf(t, "%4d-%2d-%2dT%2d:%2d:%2d.%3dZ", &tm.tm_year, &tm.tm_mon, &tm.tm_mday,
+                   &tm.tm_hour, &tm.tm_min, &tm.tm_sec, &ms) != 7)
+                return false;
+        tm.tm_year -= 1900;
+        tm.tm_mon -= 1;
+        *ret = (int64_t) timegm(&tm) * 1000 + ms;
+        return true;
+}
+
+struct prune_scan {
+        int64_t cutoff_ms;
+        uint64_t keep_from;              /* the first seq to keep: after the old blocks */
+        uint64_t newest_checkpoint;      /* seq of the newest checkpoint seen */
+        bool vouched;                    /* a checkpoint at or after keep_from was seen */
+};
+
+static int prune_block(const struct kh_store_audit_block *b, void *userdata) {
+        static const char cp[] = "\"action\":\"checkpoint\"";
+        struct prune_scan *ps = userdata;
+        const uint8_t *p = b->data, *end = b->data + b->len, *last = NULL;
+        int64_t t;
+
+        /* the block's checkpoints (the member can appear only as itself: a string field
+         * holding those characters would have its quotes escaped) and its last line */
+        while (p < end) {
+                const uint8_t *nl = memchr(p, '\n', (size_t) (end - p));
+                size_t len = nl ? (size_t) (nl - p) : (size_t) (end - p);
+                uint64_t seq = 0;
+
+                if (len && memmem(p, len, cp, sizeof(cp) - 1) && line_seq(p, len, &seq)) {
+                        ps->newest_checkpoint = seq;
+                        if (seq >= ps->keep_from)
+                                ps->vouched = true;
+                }
+                if (len)
+                        last = p;
+                p += len + 1;
+        }
+        if (last && line_time_ms(last, (size_t) (end - last), &t) && t < ps->cutoff_ms) {
+                ps->keep_from = b->last_seq + 1;
+                ps->vouched = false;
+                return 0;
+        }
+        /* newer than the cutoff: done once something signs what is kept */
+        return ps->vouched ? 1 : 0;
+}
+
+/* Removes the blocks older than [audit] keep_days, keeping the chain verifiable: what is
+ * kept starts at a block boundary and a checkpoint at or after that start is kept (the
+ * newest checkpoint, when every record is older), so the signature vouches for it. */
+static void prune(struct kh_auditor *a) {
+        const int64_t days = a->cfg->audit.keep_days;
+
+        if (days == 0)
+                return;
+        for (size_t i = 0; i < a->n_chains; i++) {
+                struct prune_scan ps = { .cutoff_ms = kh_audit_now_ms() - days * 86400000 };
+                uint64_t before;
+
+                if (kh_store_audit_scan(a->store, a->chains[i].id, 1, false, prune_block, &ps) < 0)
+                        continue;        /* tried again in an hour */
+                before = ps.keep_from;
+                if (!ps.vouched)
+                        before = ps.newest_checkpoint < before ? ps.newest_checkpoint : before;
+                /* a failure is tried again in an hour */
+                if (before > 1 && kh_store_audit_prune(a->store, a->chains[i].id, before) < 0)
+                        continue;
+        }
+}
+
 /* ---- the thread ---- */
 
 /* One commit of whatever is queued, with the checkpoints that are due. Returns 0 or the
@@ -580,6 +688,10 @@ static void *run(void *userdata) {
                 /* creates the chains' signing keys one by one, off the request path */
                 if (next_key < a->n_chains)
                         (void) key_ensure(a, &a->chains[next_key++]);
+                if (kh_audit_now_ms() - a->pruned_ms >= PRUNE_EVERY_MS) {
+                        a->pruned_ms = kh_audit_now_ms();
+                        prune(a);
+                }
                 r = 0;
                 /* use counts alone are written once per idle wake-up, not per pass */
                 if (work || checkpoint_due(a) || (uses && !woken))

@@ -35,6 +35,7 @@ struct kh_store_ops {
                           struct kh_store_audit_block *ret);
         int (*audit_scan)(struct kh_store *s, const char *chain, uint64_t seq, bool descending,
                           kh_store_audit_block_fn fn, void *userdata);
+        int (*audit_prune)(struct kh_store *s, const char *chain, uint64_t before_seq);
         int (*record_get)(struct kh_store *s, const char *tenant, enum kh_record_kind kind,
                           const char *owner, uint32_t *ret_version, struct kh_buf *blob);
         int (*record_insert)(struct kh_store *s, const char *tenant, enum kh_record_kind kind,

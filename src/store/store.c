@@ -179,6 +179,13 @@ int kh_store_audit_scan(struct kh_store *s, const char *chain, uint64_t seq, boo
         return s->ops->audit_scan(s, chain, seq, descending, fn, userdata);
 }
 
+int kh_store_audit_prune(struct kh_store *s, const char *chain, uint64_t before_seq) {
+        assert(s);
+        if (!chain_ok(chain) || before_seq > INT64_MAX)
+                return -EINVAL;
+        return s->ops->audit_prune(s, chain, before_seq);
+}
+
 int kh_store_record_get(struct kh_store *s, const char *tenant, enum kh_record_kind kind,
                         const char *owner, uint32_t *ret_version, struct kh_buf *blob) {
         assert(s && ret_version && blob);

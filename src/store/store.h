@@ -170,6 +170,10 @@ KH_MUST_CHECK int kh_store_audit_scan(struct kh_store *s, const char *chain, uin
                                       bool descending, kh_store_audit_block_fn fn,
                                       void *userdata);
 
+/* Removes the blocks of chain whose records all have a seq below before_seq (retention).
+ * Returns how many were removed, or -EIO. */
+KH_MUST_CHECK int kh_store_audit_prune(struct kh_store *s, const char *chain, uint64_t before_seq);
+
 /* Group commit: the writes between kh_store_tx_begin() (which takes the write lock) and
  * kh_store_tx_commit() become durable together, with one synchronous commit; inside a
  * transaction the record writes above are not durable on their own. Returns 0, -EBUSY or

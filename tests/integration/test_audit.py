@@ -2,15 +2,18 @@
 the admin routes and who may call them, a member's own history, checkpoints that verify
 with the chain's public key (auditref.py, an independent reading of docs/audit.md), use
 counters that survive restarts, and a chain that survives kill -9 under load."""
+import base64
 import json
 import os
 import pathlib
 import random
 import socket
+import sqlite3
 import stat
 import subprocess
 import tempfile
 import threading
+import time
 import uuid
 
 import pytest
@@ -66,13 +69,18 @@ def wait_record(d, pred, prefix="", server=False):
     return found
 
 
-def public_key(d, prefix="", server=False):
+def public_pem(d, prefix="", server=False) -> str:
+    """The chain's public key (made in the background at a chain's first start: awaited)."""
     path = "/server/audit/public-key" if server else prefix + "/admin/audit/public-key"
     r = poll_until(lambda: (lambda x: x if x.status == 200 else None)(d.operator.get(path)))
     assert r and r.status == 200, r
     doc = r.json()
     assert doc["algorithm"] == "rsa-pss-sha256"
-    return auditref.load_public_key(doc["pem"].encode())
+    return doc["pem"]
+
+
+def public_key(d, prefix="", server=False):
+    return auditref.load_public_key(public_pem(d, prefix, server).encode())
 
 
 def lines_of(records):
@@ -432,3 +440,168 @@ def test_admin_socket_refuses_another_uid(make_keyholdd, issuers):
     finally:
         os.chmod(pathlib_path, 0o600)
     socket.socket(socket.AF_UNIX).connect(str(pathlib_path))
+
+
+# ------------------------------------------------------------------------ admin issuer
+
+
+def test_admin_issuer_tokens_administer_and_are_no_member_tokens(make_keyholdd, make_issuer,
+                                                                  issuers, default_issuer, user):
+    """[tenant.*] admin_issuer: a company IdP whose tokens may administer the tenant, never
+    act as a member; the tenant's own issuer still serves members and admins."""
+    corp = make_issuer("corp")
+    t = tenants(issuers)
+    t["default"].update(admin_issuer=corp.url, admin_issuer_ca=corp.ca_pem)
+    d = make_keyholdd(t)
+    corp_admin = admin_token(corp, sub="carol@corp.example")
+    r = poll_until(lambda: (lambda x: x if x.status == 200 else None)(
+        d.client.get("/admin/keys", token=corp_admin)))
+    assert r and r.status == 200, r
+    rec = wait_record(d, lambda x: x["request_id"] == r.header("X-Request-Id"))[0]
+    assert rec["actor"] == "carol@corp.example"
+    # a member-shaped token of the admin IdP (GUID sub, api scope) is still no member: member
+    # routes take the tenant's issuer only
+    assert_error(d.client.get("/user-keys", token=corp.token(user)), 401, "invalid_token")
+    assert_error(d.client.get("/admin/keys", token=corp.token(user)), 403, "not_admin")
+    # the tenant's issuer keeps working for both
+    assert d.client.post("/user-keys", token=default_issuer.token(user),
+                         json_body={"key": new_key()}).status == 200
+    assert d.client.get("/admin/keys", token=admin_token(default_issuer)).status == 200
+    # another tenant does not take the admin IdP's tokens
+    assert_error(d.client.get("/t/acme/admin/keys", token=corp_admin), 401, "invalid_token")
+
+
+# ------------------------------------------------------------------------ tampering
+
+
+def _export(d, out):
+    """The chain as the server holds it, one record per line (what `audit export` writes;
+    the export command itself refuses a chain with gaps, which is what is tested here)."""
+    out.write_bytes(b"".join(l + b"\n" for l in lines_of(chain(d))))
+    return out
+
+
+def _verify(out, pem):
+    p = subprocess.run([str(harness.build_dir() / "src" / "cli" / "keyhold"), "--json", "audit",
+                        "verify", str(out), "--public-key", str(pem)],
+                       capture_output=True, text=True, timeout=60)
+    return p.returncode, json.loads(p.stdout)
+
+
+def _rewrite_blocks(db_path, edit):
+    """Applies edit(list of (first_seq, last_seq, head_hash, data)) -> same to the default
+    chain's stored blocks, with the database's own client (keyholdd stopped)."""
+    db = sqlite3.connect(db_path)
+    try:
+        rows = db.execute("SELECT first_seq, last_seq, head_hash, data FROM audit_blocks "
+                          "WHERE chain = 'default' ORDER BY first_seq").fetchall()
+        db.execute("DELETE FROM audit_blocks WHERE chain = 'default'")
+        db.executemany("INSERT INTO audit_blocks (chain, first_seq, last_seq, head_hash, data) "
+                       "VALUES ('default', ?, ?, ?, ?)", edit(rows))
+        db.commit()
+    finally:
+        db.close()
+
+
+def _lines(rows):
+    return [l for r in rows for l in bytes(r[3]).split(b"\n") if l]
+
+
+def _as_one_block(lines, rows):
+    """The lines as one block (the store does not look inside blocks)."""
+    first = json.loads(lines[0])["seq"]
+    last = json.loads(lines[-1])["seq"]
+    return [(first, last, rows[-1][2], b"\n".join(lines) + b"\n")]
+
+
+@pytest.mark.parametrize("kind", ["changed", "removed", "inserted", "swapped", "forged"])
+def test_verify_names_tampering_of_the_database(make_keyholdd, issuers, default_issuer,
+                                                 tmp_path, kind):
+    """Whoever can write the database edits the stored chain; the export of the server that
+    then opens it fails verification at the record that was touched."""
+    d = make_keyholdd(tenants(issuers), extra=AUDIT_EXTRA)
+    users = [str(uuid.uuid4()) for _ in range(4)]
+    for u in users:
+        assert d.client.post("/user-keys", token=default_issuer.token(u),
+                             json_body={"key": new_key()}).status == 200
+        assert d.client.get("/user-keys", token=default_issuer.token(u)).status == 200
+    pem = tmp_path / "default.pem"
+    pem.write_text(public_pem(d))
+    assert d.stop() == 0
+    d.start()
+    intact = _export(d, tmp_path / "intact.jsonl")
+    assert _verify(intact, pem)[0] == 0
+    assert d.stop() == 0
+
+    victim = 3                           # seq of the record tampered with
+    forged = {}
+
+    def edit(rows):
+        lines = _lines(rows)
+        i = victim - 1
+        if kind == "changed":
+            lines[i] = lines[i].replace(b'"client":"127.0.0.1"', b'"client":"127.0.0.2"')
+        elif kind == "removed":
+            del lines[i]
+        elif kind == "inserted":
+            lines.insert(i, lines[i])
+        elif kind == "swapped":
+            lines[i], lines[i + 1] = lines[i + 1], lines[i]
+        elif kind == "forged":
+            cp = next(j for j, l in enumerate(lines) if b'"checkpoint"' in l)
+            rec = json.loads(lines[cp])
+            sig = bytearray(base64.b64decode(rec["signature"]))
+            sig[10] ^= 1
+            rec["signature"] = base64.b64encode(bytes(sig)).decode()
+            lines[cp] = json.dumps(rec, separators=(",", ":")).encode()
+            forged["seq"] = rec["seq"]
+        return _as_one_block(lines, rows)
+    _rewrite_blocks(d.db_path, edit)
+    d.start()
+    rc, verdict = _verify(_export(d, tmp_path / "tampered.jsonl"), pem)
+    assert rc == 1 and verdict["ok"] is False, verdict
+    # the copy inserted after record 3 is the bad one: it should have been 4
+    expected = {"forged": forged.get("seq"), "inserted": victim + 1}.get(kind, victim)
+    assert verdict["first_bad_seq"] == expected, verdict
+
+
+# ------------------------------------------------------------------------ retention
+
+FAKETIME_LIB = pathlib.Path("/usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1")
+
+
+def test_retention_prunes_old_records_and_the_rest_verifies(make_keyholdd, issuers):
+    """[audit] keep_days = 1: a chain written ten days ago (keyholdd run under libfaketime)
+    loses its old blocks at the next start, but keeps a checkpoint that signs what is left,
+    so the pruned chain still verifies from its first record on."""
+    assert FAKETIME_LIB.exists(), "faketime is a test dependency (scripts/install-deps)"
+    d = make_keyholdd(tenants(issuers), extra=AUDIT_EXTRA, start=False)
+    asan = os.environ.get("ASAN_OPTIONS", "")
+    d.env = {"LD_PRELOAD": str(FAKETIME_LIB), "FAKETIME": "-10d",
+             # the sanitizer runtime must otherwise come first in the library list
+             "ASAN_OPTIONS": (asan + ":" if asan else "") + "verify_asan_link_order=0"}
+    d.start()
+    for _ in range(12):                      # operator reads: no token, no clock checks
+        assert d.operator.get("/admin/keys").status == 200
+    wait_record(d, lambda x: x["seq"] >= 12)
+    old_records = chain(d)
+    assert d.stop() == 0
+
+    d.env = {}
+    d.extra = "\n[audit]\ncheckpoint_records = 5\nkeep_days = 1\n"
+    d.write_config()
+    d.start()
+    pruned = poll_until(lambda: (lambda c: c if c and c[0]["seq"] > 1 else None)(chain(d)),
+                        timeout=15)
+    assert pruned, chain(d)[:3]
+    last_old = max(x["seq"] for x in old_records)
+    cutoff = auditref.fmt_time(int((time.time() - 86400) * 1000))
+    # what is kept starts at the old run's last checkpoint (its shut-down), the only old
+    # record left; everything after it is from this run
+    assert pruned[0]["action"] == "checkpoint" and pruned[0]["time"] < cutoff, pruned[0]
+    assert pruned[0]["seq"] > last_old
+    assert all(x["time"] >= cutoff for x in pruned[1:]), pruned[:3]
+    assert d.operator.get("/admin/keys").status == 200
+    wait_record(d, lambda x: x["seq"] > last_old)
+    result = verify(d)
+    assert result["ok"] and result["first_seq"] == pruned[0]["seq"], result

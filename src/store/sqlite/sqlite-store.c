@@ -40,6 +40,7 @@ enum {
         ST_AUDIT_LAST,
         ST_AUDIT_SCAN_ASC,
         ST_AUDIT_SCAN_DESC,
+        ST_AUDIT_PRUNE,
         ST_META_GET,
         ST_META_PUT,
         ST_RECORD_GET,
@@ -88,6 +89,7 @@ static const char *const statements[ST_N_] = {
         [ST_AUDIT_SCAN_DESC] =
                 "SELECT first_seq, last_seq, head_hash, data FROM audit_blocks "
                 "WHERE chain = ?1 AND first_seq <= ?2 ORDER BY first_seq DESC",
+        [ST_AUDIT_PRUNE] = "DELETE FROM audit_blocks WHERE chain = ?1 AND last_seq < ?2",
         [ST_META_GET] = "SELECT value FROM meta WHERE key = ?1",
         [ST_META_PUT] =
                 "INSERT INTO meta (key, value) VALUES (?1, ?2) "
@@ -781,6 +783,21 @@ static int sqlite_audit_scan(struct kh_store *store, const char *chain, uint64_t
         }
 }
 
+static int sqlite_audit_prune(struct kh_store *store, const char *chain, uint64_t before_seq) {
+        struct kh_sqlite_store *s = to_sqlite(store);
+        STMT_USE(st, s, ST_AUDIT_PRUNE);
+        int rc;
+
+        rc = sqlite3_bind_text(st, 1, chain, -1, SQLITE_STATIC);
+        if (rc == SQLITE_OK)
+                rc = sqlite3_bind_int64(st, 2, (sqlite3_int64) before_seq);
+        if (rc == SQLITE_OK)
+                rc = sqlite3_step(st);
+        if (rc != SQLITE_DONE)
+                return fail(s, rc);
+        return sqlite3_changes(s->db);
+}
+
 static int sqlite_meta_get(struct kh_store *store, const char *key, struct kh_buf *value) {
         struct kh_sqlite_store *s = to_sqlite(store);
         STMT_USE(st, s, ST_META_GET);
@@ -864,6 +881,7 @@ const struct kh_store_ops kh_store_sqlite_ops = {
         .audit_append = sqlite_audit_append,
         .audit_last = sqlite_audit_last,
         .audit_scan = sqlite_audit_scan,
+        .audit_prune = sqlite_audit_prune,
         .record_get = sqlite_record_get,
         .record_insert = sqlite_record_insert,
         .record_put = sqlite_record_put,

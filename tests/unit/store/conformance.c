@@ -987,6 +987,16 @@ static void test_audit_blocks_append_last_and_scan(void **state) {
         seen = (struct blocks_seen) { 0 };
         assert_int_equal(kh_store_audit_scan(f->s, "other", 1, false, collect_block, &seen), 0);
         assert_int_equal(seen.n, 0);
+
+        /* retention removes whole blocks below a seq, of one chain only */
+        assert_int_equal(kh_store_audit_prune(f->s, "acme", 5), 2);
+        assert_int_equal(kh_store_audit_prune(f->s, "acme", 5), 0);
+        seen = (struct blocks_seen) { 0 };
+        assert_int_equal(kh_store_audit_scan(f->s, "acme", 1, false, collect_block, &seen), 0);
+        assert_int_equal(seen.n, 1);
+        assert_int_equal(seen.first[0], 5);
+        assert_int_equal(kh_store_audit_last(f->s, "", &last), 0);
+        assert_int_equal(last.first_seq, 1);
 }
 
 static void test_audit_block_twice_is_eexist_and_rolls_back(void **state) {
