@@ -12,6 +12,7 @@
  * two different records verify as one. Pure functions; no logging. */
 #pragma once
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -69,3 +70,11 @@ KH_MUST_CHECK int kh_audit_json_format(const struct kh_audit_record *rec, struct
  */
 KH_MUST_CHECK int kh_audit_json_parse(const char *line, size_t len, struct kh_audit_parsed *p,
                                       const char **reason);
+
+/**
+ * kh_audit_json_line_seq() - the seq of a line kh_audit_json_format() wrote, read from its
+ * start ({"seq":N,) without parsing the rest: how the server finds records in its stored
+ * blocks. @line need not be NUL-terminated. Returns true and sets @ret, or false when the line
+ * does not start that way.
+ */
+bool kh_audit_json_line_seq(const uint8_t *line, size_t len, uint64_t *ret);

@@ -64,22 +64,6 @@ int kh_admin_keys_status(struct kh_service *svc, const struct kh_tenant *t,
 
 /* ---- reading chains ---- */
 
-/* The seq of a stored line: every line the server writes starts {"seq":N, (json.h writes
- * the members in their documented order). */
-static int line_seq(const uint8_t *line, size_t len, uint64_t *ret) {
-        static const char prefix[] = "{\"seq\":";
-        size_t n = sizeof(prefix) - 1, end = n;
-
-        if (len <= n || memcmp(line, prefix, n) != 0)
-                return -KH_E_INTEGRITY;
-        while (end < len && line[end] >= '0' && line[end] <= '9')
-                end++;
-        if (end == len || line[end] != ',' ||
-            kh_parse_u64((const char *) line + n, end - n, INT64_MAX, ret) < 0)
-                return -KH_E_INTEGRITY;
-        return 0;
-}
-
 /* Calls fn for each line of a block (without its newline), with its seq. */
 static int block_lines(const struct kh_store_audit_block *b,
                        int (*fn)(const uint8_t *line, size_t len, uint64_t seq, void *userdata),
@@ -90,7 +74,8 @@ static int block_lines(const struct kh_store_audit_block *b,
                 const uint8_t *nl = memchr(p, '\n', (size_t) (end - p));
                 size_t len = nl ? (size_t) (nl - p) : (size_t) (end - p);
                 uint64_t seq;
-                int r = line_seq(p, len, &seq);
+                /* every line the server writes starts {"seq":N, */
+                int r = kh_audit_json_line_seq(p, len, &seq) ? 0 : -KH_E_INTEGRITY;
 
                 if (r == 0)
                         r = fn(p, len, seq, userdata);

@@ -508,25 +508,6 @@ static void uses_done(struct kh_auditor *a, bool committed) {
 
 /* ---- retention ---- */
 
-/* The seq of a stored line, which starts {"seq":N, (bounded: blocks are not strings). */
-static bool line_seq(const uint8_t *line, size_t len, uint64_t *ret) {
-        static const char key[] = "{\"seq\":";
-        size_t i = sizeof(key) - 1;
-        uint64_t v = 0;
-
-        if (len <= i || memcmp(line, key, i) != 0)
-                return false;
-        for (; i < len && line[i] >= '0' && line[i] <= '9'; i++) {
-                if (v > (UINT64_MAX - 9) / 10)
-                        return false;
-                v = v * 10 + (uint64_t) (line[i] - '0');
-        }
-        if (i == len || line[i] != ',')
-                return false;
-        *ret = v;
-        return true;
-}
-
 /* The time of a stored line, which starts {"seq":N,"time":"YYYY-MM-DDTHH:MM:SS.mmmZ". */
 static bool line_time_ms(const uint8_t *line, size_t len, int64_t *ret) {
         static const char key[] = ",\"time\":\"";
@@ -569,7 +550,8 @@ static int prune_block(const struct kh_store_audit_block *b, void *userdata) {
                 size_t len = nl ? (size_t) (nl - p) : (size_t) (end - p);
                 uint64_t seq = 0;
 
-                if (len && memmem(p, len, cp, sizeof(cp) - 1) && line_seq(p, len, &seq)) {
+                if (len && memmem(p, len, cp, sizeof(cp) - 1) &&
+                    kh_audit_json_line_seq(p, len, &seq)) {
                         ps->newest_checkpoint = seq;
                         if (seq >= ps->keep_from)
                                 ps->vouched = true;
