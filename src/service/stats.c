@@ -33,6 +33,7 @@ int kh_stats_collect(struct kh_service *const *svcs, size_t n, struct kh_stats *
                 st->token_cache_entries += kh_token_cache_size(svcs[i]->tokens);
         }
         st->secret_locked_bytes = kh_secret_locked_bytes();
+        st->audit_dropped = kh_auditor_dropped(kh_app_auditor(app));
 
         for (size_t t = 0; t < keys->n_tenants; t++) {
                 const struct kh_tenant_keys *tk = &keys->tenants[t];

@@ -24,6 +24,7 @@ struct kh_stats {
         uint64_t integrity_failures;
         uint64_t token_cache_entries;
         size_t secret_locked_bytes;
+        uint64_t audit_dropped;      /* audit events the database could not take in time */
         size_t n_versions;
         struct kh_stats_version versions[]; /* tenants in table order, versions ascending */
 };

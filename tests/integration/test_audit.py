@@ -326,6 +326,12 @@ def test_history_shows_a_members_own_events_newest_first(k, default_issuer):
 # ------------------------------------------------------------------------ integrity
 
 
+def test_nothing_dropped_is_a_metric(k):
+    m = k.metrics()
+    assert m.has("keyhold_audit_dropped_total")
+    assert m.sum("keyhold_audit_dropped_total") == 0
+
+
 def test_chain_verifies_with_its_public_key(k, default_issuer, user):
     tok = default_issuer.token(user)
     for _ in range(12):          # checkpoint_records = 5: at least two checkpoints

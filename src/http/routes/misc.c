@@ -98,6 +98,10 @@ int kh_route_metrics(struct kh_http_req *req, const struct kh_principal *who) {
         r |= append_metric(&out, "counter", "keyhold_integrity_failures_total",
                            "Stored records that failed to open under their binding.",
                            st->integrity_failures);
+        r |= append_metric(&out, "counter", "keyhold_audit_dropped_total",
+                           "Audit events lost because the database could not store them "
+                           "(full disk) before the queue's bound; should stay 0.",
+                           st->audit_dropped);
         r |= append_metric(&out, "gauge", "keyhold_token_cache_entries",
                            "Verified tokens cached, all workers.", st->token_cache_entries);
         r |= append_metric(&out, "gauge", "keyhold_secret_locked_bytes",
