@@ -78,6 +78,7 @@ struct kh_auditor {
         pthread_t thread;
         bool running;
         int64_t pruned_ms;               /* the thread's: when retention last ran */
+        uint64_t dropped_recorded;       /* the thread's: drops the server's chain tells of */
         _Atomic uint64_t dropped;
 };
 
@@ -202,6 +203,7 @@ int kh_auditor_public_key(struct kh_auditor *a, uint32_t chain, struct kh_buf *o
 }
 
 static int store_uses(struct kh_auditor *a, struct kh_store *store);
+static void server_event(struct kh_audit_event *ev, const char *action);
 static void uses_done(struct kh_auditor *a, bool committed);
 
 /* ---- appending (under chain_lock, inside a transaction) ---- */
@@ -598,11 +600,25 @@ static void prune(struct kh_auditor *a) {
  * store's error (the events are queued again). */
 static int flush(struct kh_auditor *a, bool closing, const struct kh_audit_event *extra,
                  size_t n_extra) {
+        uint64_t dropped = kh_auditor_dropped(a);
+        struct kh_audit_event lost;
         int r = kh_store_tx_begin(a->store), t;
 
         if (r < 0)
                 return r;
         t = kh_auditor_tx_append(a, a->store, extra, n_extra);
+        /* events lost to a database that could not take them leave a mark in the server's
+         * chain, so that the chain itself says it is incomplete, and by how much */
+        if (t == 0 && dropped > a->dropped_recorded) {
+                uint64_t n = dropped - a->dropped_recorded;
+
+                server_event(&lost, "audit.dropped");
+                lost.count = n > UINT32_MAX ? UINT32_MAX : (uint32_t) n;
+                KH_AUDIT_SET(lost.outcome, "insufficient_storage");
+                t = append(a, a->store, &a->chains[a->n_chains - 1], &lost);
+                if (t == 0)
+                        t = store_blocks(a, a->store);
+        }
         if (t == 0)
                 t = append_checkpoints(a, a->store, closing);
         if (t == 0)
@@ -612,6 +628,8 @@ static int flush(struct kh_auditor *a, bool closing, const struct kh_audit_event
         if (t < 0)
                 kh_store_tx_rollback(a->store);
         kh_auditor_tx_end(a, t == 0);
+        if (t == 0 && dropped > a->dropped_recorded)
+                a->dropped_recorded += lost.count;
         return t;
 }
 
