@@ -249,6 +249,37 @@ static void test_strings_round_trip(void **state) {
         free(again);
 }
 
+/* The writer's strings are jansson's compact dump of the same values, byte for byte (the
+ * writer does not use jansson: json.c says why). */
+static void test_writer_escapes_as_jansson_does(void **state) {
+        static char every[128];
+        struct kh_audit_record r = {
+                .seq = 12, .tenant = "Z\xc3\xbcrich \"q\" \\ / \x7f", .actor = every,
+                .action = "\xe2\x80\xa8", .target = "", .outcome = "ok", .request_id = "\t",
+                .client = "\xf0\x9f\x94\x91", .count = 1, .key_version = 7,
+        };
+        const char *strs[] = { r.tenant, r.actor, r.action, r.target, r.outcome, r.request_id,
+                               r.client };
+        char *line, *dumped;
+        (void) state;
+
+        for (size_t i = 0; i < 127; i++)
+                every[i] = (char) (i + 1);           /* 0x01 .. 0x7f */
+        memcpy(r.time, "2026-12-06T14:00:00.000Z", KH_AUDIT_TIME_LEN + 1);
+        line = format(&r);
+        for (size_t i = 0; i < sizeof(strs) / sizeof(strs[0]); i++) {
+                json_t *v = json_string(strs[i]);
+
+                assert_non_null(v);
+                dumped = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);
+                json_decref(v);
+                assert_non_null(dumped);
+                assert_non_null(strstr(line, dumped));
+                free(dumped);
+        }
+        free(line);
+}
+
 /* The longest valid records fit KH_AUDIT_LINE_MAX: seven strings of 1024 control
  * characters, each written as a six-byte escape; a checkpoint with six of them and an
  * RSA-8192 signature. */
@@ -615,6 +646,7 @@ int main(int argc, char **argv) {
                 cmocka_unit_test(test_strings_utf8_nul_and_length),
                 cmocka_unit_test(test_line_length_limit),
                 cmocka_unit_test(test_line_seq_reads_the_start_of_written_lines),
+                cmocka_unit_test(test_writer_escapes_as_jansson_does),
         };
 
         if (argc != 2) {
