@@ -16,6 +16,13 @@ Settings (environment):
   BENCH_PROFILE      1: profile keyholdd under the GET workload (1)
   BENCH_PROFILER     auto (perf if it works, else callgrind) | perf | callgrind
   BENCH_WAIT_QUIET   wait up to this many seconds for other processes to go quiet (0)
+  BENCH_AUDIT        1: the audit log's workloads (GET with every read audited against
+                     [audit] log_reads = false and against the baseline, PUT against the
+                     baseline, bytes of audit log per request) (1)
+  BENCH_BASELINE_KEYHOLDD  an older keyholdd to compare with (bench/run builds 2b11f4e,
+                     the last commit before the audit log); unset: no baseline runs
+  BENCH_BASELINE_REV its commit, for the table
+  BENCH_REV          the commit keyholdd was built from, if not the work tree (bench/run)
   BENCH_BUILD        meson build directory holding keyholdd (build-bench)
   BENCH_WORKDIR      scratch directory, emptied first (bench/.work)
   BENCH_RESULTS      where the table goes (bench/results/latest.md)
@@ -62,6 +69,10 @@ REFERENCE = env_int("BENCH_REFERENCE", 1) != 0
 PROFILE = env_int("BENCH_PROFILE", 1) != 0
 PROFILER = os.environ.get("BENCH_PROFILER", "auto")  # auto | perf | callgrind
 WAIT_QUIET = env_int("BENCH_WAIT_QUIET", 0)
+AUDIT = env_int("BENCH_AUDIT", 1) != 0
+BASELINE = pathlib.Path(os.environ["BENCH_BASELINE_KEYHOLDD"]) \
+    if os.environ.get("BENCH_BASELINE_KEYHOLDD") else None
+BASELINE_REV = os.environ.get("BENCH_BASELINE_REV") or "baseline"
 BUILD = pathlib.Path(os.environ.get("BENCH_BUILD") or REPO / "build-bench")
 WORK = pathlib.Path(os.environ.get("BENCH_WORKDIR") or HERE / ".work")
 RESULTS = pathlib.Path(os.environ.get("BENCH_RESULTS") or HERE / "results" / "latest.md")
@@ -229,8 +240,12 @@ def make_tokens(d: pathlib.Path) -> tuple[pathlib.Path, pathlib.Path]:
 
 
 class Keyholdd:
-    def __init__(self, d: pathlib.Path, jwks: pathlib.Path, threads: int, tls=None):
+    def __init__(self, d: pathlib.Path, jwks: pathlib.Path, threads: int, tls=None,
+                 binary: pathlib.Path | None = None, extra: list[str] | None = None):
+        """binary: another keyholdd (the baseline); extra: more config lines, at the end."""
         self.d, self.jwks, self.threads, self.tls = d, jwks, threads, tls
+        self.binary = binary or KEYHOLDD
+        self.extra = extra or []
         self.proc = None
         self.port = self.metrics_port = 0
         self.data = d / "data"
@@ -253,6 +268,8 @@ class Keyholdd:
                   "", "[keystore]", "driver = file", f"path = {self.data / 'keystore'}",
                   f"master_key_file = {self.master}",
                   "", "[tenant.default]", f"issuer = {ISS}", f"jwks_file = {self.jwks}", ""]
+        if self.extra:
+            lines += self.extra + [""]
         conf = self.d / "keyhold.conf"
         conf.write_text("\n".join(lines))
         return conf
@@ -265,7 +282,7 @@ class Keyholdd:
         logf = open(self.d / "keyholdd.log", "ab")
         env = {k: v for k, v in os.environ.items() if not k.startswith("KEYHOLD_")}
         t0 = time.monotonic()
-        self.proc = PROCS.start([str(KEYHOLDD), "--config", str(conf)], cpus=cpus,
+        self.proc = PROCS.start([str(self.binary), "--config", str(conf)], cpus=cpus,
                                 stdout=logf, stderr=subprocess.STDOUT, env=env)
         logf.close()
         ctx = None
@@ -536,6 +553,56 @@ def seed_users(k: "Keyholdd", tokens: pathlib.Path, mode: str = "seed") -> int:
     return p.returncode
 
 
+# ----------------------------------------------------------------------------- audit log
+
+
+def audit_stats(k: "Keyholdd") -> dict:
+    """What k's audit log holds: the JSON Lines bytes in audit_blocks, the records, the rows,
+    and the size of the database files. Only while k is stopped (it owns the file)."""
+    assert k.proc is None
+    files = sum(f.stat().st_size for f in k.data.glob("keyhold.db*"))
+    db = sqlite3.connect(k.db)
+    try:
+        b, r, n = db.execute("SELECT COALESCE(SUM(length(CAST(data AS BLOB))), 0), "
+                             "COALESCE(SUM(last_seq - first_seq + 1), 0), COUNT(*) "
+                             "FROM audit_blocks").fetchone()
+    except sqlite3.OperationalError:
+        b = r = n = 0  # no audit log (a keyholdd from before it)
+    finally:
+        db.close()
+    return {"bytes": b, "records": r, "rows": n, "file_bytes": files}
+
+
+def growth(before: dict, after: dict, requests: int) -> dict:
+    """The audit log's growth per request served between two audit_stats()."""
+    return {"requests": requests,
+            "bytes": (after["bytes"] - before["bytes"]) / requests,
+            "records": (after["records"] - before["records"]) / requests,
+            "file_bytes": (after["file_bytes"] - before["file_bytes"]) / requests}
+
+
+def ab_runs(label: str, mode: str, servers: list, tokens: pathlib.Path, served: dict) -> dict:
+    """Each of servers [(name, Keyholdd)] measured twice, in the order A B ... B A, so that a
+    machine whose speed drifts during the run hurts none of them more than another. Every
+    request each server answered (warm-ups included) is added to served[name]."""
+    order = servers + list(reversed(servers))
+    out = {name: [] for name, _ in servers}
+    for i, (name, kk) in enumerate(order):
+        if WARMUP:
+            w = wrk(kk.url(), mode, tokens, kk.pids(), duration=WARMUP,
+                    name=f"{label}-{name}-{i}-warmup")
+            served[name] = served.get(name, 0) + w.stats["requests"]
+        r = wrk(kk.url(), mode, tokens, kk.pids(), name=f"{label}-{name}-{i}")
+        served[name] = served.get(name, 0) + r.stats["requests"]
+        out[name].append(r)
+        log(f"{label} {name}: {r.rps:,.0f} req/s, p99 {r.lat_ms('p99'):.2f} ms, errors {r.errors}")
+    return out
+
+
+def mean_rps(runs: list) -> float:
+    return statistics.mean(r.rps for r in runs)
+
+
 # ------------------------------------------------------------------------------- profile
 
 
@@ -602,6 +669,21 @@ def profile_callgrind(k_factory, tokens: pathlib.Path, requests_s: int) -> dict:
 # ---------------------------------------------------------------------------------- main
 
 
+def work_tree_rev() -> str:
+    rev = "?"
+    try:
+        # read-only: --no-optional-locks keeps status from refreshing the index
+        git = ["git", "--no-optional-locks", "-C", str(REPO)]
+        rev = subprocess.run(git + ["rev-parse", "--short", "HEAD"], capture_output=True,
+                             text=True, timeout=10).stdout.strip() or "?"
+        if subprocess.run(git + ["status", "--porcelain", "--untracked-files=no", "--", "src"],
+                          capture_output=True, text=True, timeout=10).stdout.strip():
+            rev += " + uncommitted changes in src/"
+    except (OSError, subprocess.TimeoutExpired):
+        pass
+    return rev
+
+
 def machine() -> dict:
     model = "unknown"
     try:
@@ -623,17 +705,10 @@ def machine() -> dict:
         pass
     nginx_v = subprocess.run(["nginx", "-v"], capture_output=True, text=True).stderr.strip()
     wrk_v = subprocess.run(["wrk", "-v"], capture_output=True, text=True).stdout.split("[")[0].strip()
-    rev = "?"
-    try:
-        # read-only: --no-optional-locks keeps status from refreshing the index
-        git = ["git", "--no-optional-locks", "-C", str(REPO)]
-        rev = subprocess.run(git + ["rev-parse", "--short", "HEAD"], capture_output=True,
-                             text=True, timeout=10).stdout.strip() or "?"
-        if subprocess.run(git + ["status", "--porcelain", "--untracked-files=no", "--", "src"],
-                          capture_output=True, text=True, timeout=10).stdout.strip():
-            rev += " + uncommitted changes in src/"
-    except (OSError, subprocess.TimeoutExpired):
-        pass
+    if os.environ.get("BENCH_REV"):
+        rev = os.environ["BENCH_REV"] + " (built from `git archive`, apart from the work tree)"
+    else:
+        rev = work_tree_rev()
     return {"rev": rev, "cpu": model, "cores": os.cpu_count(), "kernel": platform.release(), "memory": mem,
             "os": osname, "nginx": nginx_v.replace("nginx version: ", ""), "wrk": wrk_v,
             "openssl": ssl.OPENSSL_VERSION,
@@ -707,6 +782,11 @@ def main() -> int:
         raise RuntimeError(f"seeding stored {n} of {USERS} users (wrk exit status {seed_rc}):\n"
                            + (WORK / "wrk-seed.out").read_text(errors="replace")[-2000:])
     res["db_bytes"] = sum(f.stat().st_size for f in k.data.glob("keyhold.db*"))
+    # the same seeded state (database, key store, master key) for keyholdd with
+    # [audit] log_reads = false, before the runs below add to this one's audit log
+    offdir = WORK / "keyholdd-noreads"
+    if AUDIT:
+        shutil.copytree(kdir, offdir, ignore=shutil.ignore_patterns("*.log", "*.sock", "*.conf"))
 
     # 2. start-up time to /health 200 with USERS stored (the last start stays up)
     starts = []
@@ -801,6 +881,16 @@ def main() -> int:
     kt.stop()
     ngx.stop()
 
+    # 7. the audit log (#12): GET with every read audited (this keyholdd, as above) against
+    # the same build with [audit] log_reads = false (on a copy of the seeded database) and
+    # against the baseline build from before the audit log (its own database, seeded the
+    # same way); then PUT, whose records cannot be configured out, against the baseline.
+    # All are up at once, pinned alike, and idle while another is measured; each is
+    # measured twice (A B C C B A). The audit log's growth per request is read from the
+    # database between the phases, with keyholdd stopped.
+    if AUDIT:
+        res["audit"] = audit_runs(kdir, offdir, jwks, tokens, prime)
+
     # 7. reference: 2 threads / 2 workers / 2 wrk threads, nobody pinned
     if REFERENCE and NCPU >= 2:
         k2 = Keyholdd(kdir, jwks, 2)
@@ -827,6 +917,56 @@ def main() -> int:
     RESULTS.write_text(text)
     log(f"done in {res['total_s']:.0f} s; table written to {RESULTS}")
     return 0
+
+
+def audit_runs(kdir: pathlib.Path, offdir: pathlib.Path, jwks: pathlib.Path,
+               tokens: pathlib.Path, prime) -> dict:
+    out: dict = {}
+    kon = Keyholdd(kdir, jwks, THREADS)
+    koff = Keyholdd(offdir, jwks, THREADS, extra=["[audit]", "log_reads = false"])
+    kbase = None
+    if BASELINE:
+        if not BASELINE.exists():
+            raise RuntimeError(f"{BASELINE} is missing (bench/run builds it)")
+        kbase = Keyholdd(WORK / "keyholdd-baseline", jwks, THREADS, binary=BASELINE)
+        log(f"starting the baseline keyholdd ({BASELINE_REV}) and seeding {USERS} users")
+        kbase.start()
+        rc = seed_users(kbase, tokens)  # also fills its token cache
+        if rc != 0:
+            raise RuntimeError(f"seeding the baseline failed ({rc}):\n"
+                               + (WORK / "wrk-seed.out").read_text(errors="replace")[-2000:])
+    before_on, before_off = audit_stats(kon), audit_stats(koff)
+    served = {"on": USERS, "off": USERS}     # the priming GETs are audited too
+    kon.start()
+    prime(kon)
+    koff.start()
+    prime(koff)
+    servers = [("on", kon), ("off", koff)] + ([("base", kbase)] if kbase else [])
+    out["get"] = ab_runs("audit-get", "get", servers, tokens, served)
+    kon.stop()
+    koff.stop()
+    mid_on = audit_stats(kon)
+    out["growth_get"] = growth(before_on, mid_on, served["on"])
+    out["growth_get_off"] = growth(before_off, audit_stats(koff), served["off"])
+
+    # PUT: a fresh start whose token cache is filled by PUTs (every user once), so that
+    # every request between the two readings of the log is a PUT
+    served = {"on": USERS}
+    kon.start()
+    rc = seed_users(kon, tokens)
+    if rc != 0:
+        raise RuntimeError(f"PUT priming failed ({rc})")
+    servers = [("on", kon)] + ([("base", kbase)] if kbase else [])
+    out["put"] = ab_runs("audit-put", "put", servers, tokens, served)
+    kon.stop()
+    if kbase:
+        kbase.stop()
+    out["growth_put"] = growth(mid_on, audit_stats(kon), served["on"])
+    for name in ("growth_get", "growth_get_off", "growth_put"):
+        g = out[name]
+        log(f"audit log {name}: {g['bytes']:.0f} bytes/request in audit_blocks, "
+            f"{g['records']:.4f} records/request, {g['file_bytes']:.0f} bytes/request on disk")
+    return out
 
 
 class KeyholddUnder(Keyholdd):
@@ -900,8 +1040,22 @@ def render(res: dict) -> str:
     L.append("| target | measured | verdict |")
     L.append("|---|---|---|")
     cpu_ratio = runs["get"]["nginx"].us_per_req / runs["get"]["keyholdd"].us_per_req
-    L.append(f"| GET ≥ 0.70 × nginx | {get_ratio:.2f} × (per CPU-second: {cpu_ratio:.2f} ×) | "
+    L.append(f"| GET ≥ 0.70 × nginx{' (every read audited)' if 'audit' in res else ''} | "
+             f"{get_ratio:.2f} × (per CPU-second: {cpu_ratio:.2f} ×) | "
              f"{verdict(get_ratio >= 0.70)} |")
+    a = res.get("audit")
+    if a:
+        g = a["get"]
+        r = mean_rps(g["on"]) / mean_rps(g["off"])
+        L.append(f"| GET, every read audited ≥ 0.90 × `log_reads = false` | {r:.2f} × "
+                 f"({mean_rps(g['on']):,.0f} / {mean_rps(g['off']):,.0f} req/s) | "
+                 f"{verdict(r >= 0.90)} |")
+        if "base" in a["put"]:
+            p = a["put"]
+            r = mean_rps(p["on"]) / mean_rps(p["base"])
+            L.append(f"| PUT, every write audited ≥ 0.90 × before the audit log ({BASELINE_REV}) | "
+                     f"{r:.2f} × ({mean_rps(p['on']):,.0f} / {mean_rps(p['base']):,.0f} req/s) | "
+                     f"{verdict(r >= 0.90)} |")
     L.append(f"| PUT ≥ 0.20 × GET | {put_ratio:.3f} × ({runs['put']['keyholdd'].rps:,.0f} req/s) | "
              f"{verdict(put_ratio >= 0.20)} |")
     L.append(f"| p99 ≤ 2 ms at half load | {p99_half:.2f} ms at {h['keyholdd'].rps:,.0f} req/s | "
@@ -927,6 +1081,8 @@ def render(res: dict) -> str:
              f"TLS: {res.get('tls_version', '?')}. Seeding {USERS:,} users (PUT, wrk -c16): "
              f"{res['seed']['seconds']:.1f} s. Database with {USERS:,} users: "
              f"{res['db_bytes'] / 1048576:.1f} MiB. Whole run: {res['total_s']:.0f} s.")
+    if a:
+        L += render_audit(a)
     p = res.get("profile")
     if p:
         L.append("")
@@ -943,6 +1099,47 @@ def render(res: dict) -> str:
         for pct, name in p["symbols"][:20]:
             L.append(f"| {pct:.1f}% | `{name}` |")
     return "\n".join(L) + "\n"
+
+
+def render_audit(a: dict) -> list[str]:
+    L = ["", "The audit log (#12): every server measured twice, in the order "
+         + " ".join(list(a["get"]) + list(reversed(a["get"])))
+         + " for GET and " + " ".join(list(a["put"]) + list(reversed(a["put"])))
+         + " for PUT (all up at once, pinned alike, idle while another runs). `on`: this "
+         "build, every read and write audited (the default); `off`: this build with "
+         "`[audit] log_reads = false`, on a copy of the seeded database"
+         + (f"; `base`: {BASELINE_REV}, the build from before the audit log, on its own "
+            "database seeded the same way" if "base" in a["get"] else "") + ".", "",
+         "| workload | keyholdd | req/s, 1st | req/s, 2nd | mean | ratio | p99 ms (1st, 2nd) "
+         "| server µs CPU/req | other CPU | errors |",
+         "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    names = {"on": "audit on", "off": "`log_reads = false`", "base": f"{BASELINE_REV} (no audit)"}
+    for wl, label, ref in (("get", "GET /user-keys", "off"), ("put", "PUT /user-keys", "base")):
+        runs = a[wl]
+        for who, rr in runs.items():
+            if who == ref or ref not in runs:
+                ratio = "1.00" if who == ref else "—"
+            else:
+                ratio = f"{mean_rps(rr) / mean_rps(runs[ref]):.2f} × {ref}"
+            us = statistics.mean(r.us_per_req for r in rr)
+            other = max(r.other_cpu for r in rr)
+            L.append(f"| {label} | {names[who]} | {rr[0].rps:,.0f} | {rr[1].rps:,.0f} | "
+                     f"{mean_rps(rr):,.0f} | {ratio} | "
+                     f"{fmt_ms(rr[0].lat_ms('p99'))}, {fmt_ms(rr[1].lat_ms('p99'))} | {us:.1f} | "
+                     f"{other * 100:.0f}% | {sum(r.errors for r in rr)} |")
+    L.append("")
+    L.append("Audit log growth (read from the database with keyholdd stopped; all requests "
+             "the server answered in the phase, warm-ups and priming included, divided into "
+             "what `audit_blocks` gained: the JSON Lines of the records, and the database files):")
+    L.append("")
+    L.append("| workload | requests | audit bytes/request | records/request | database file bytes/request |")
+    L.append("|---|---:|---:|---:|---:|")
+    for key, label in (("growth_get", "GET, audit on"), ("growth_get_off", "GET, `log_reads = false`"),
+                       ("growth_put", "PUT, audit on")):
+        g = a[key]
+        L.append(f"| {label} | {g['requests']:,} | {g['bytes']:.0f} | {g['records']:.4f} | "
+                 f"{g['file_bytes']:.0f} |")
+    return L
 
 
 if __name__ == "__main__":
