@@ -14,6 +14,7 @@
 #include "audit/verify.h"
 #include "cli/audit-line.h"
 #include "cli/cli.h"
+#include "cli/cmd-audit.h"
 #include "cli/commands.h"
 #include "cli/outfile.h"
 #include "cli/output.h"
@@ -253,8 +254,26 @@ static int export_pages(struct kh_cli *cli, enum kh_client_scope scope, const ch
                                 return r;
                 }
                 show_progress(s, false);
-                if (json_array_size(p.records) == 0 || p.next > p.head)
+                /* The export ends at the head the last page names, so that the summary's
+                 * last seq is the chain's head (the --through-seq of a later verify). */
+                if (p.next > p.head) {
+                        if (s->records == 0 && since <= p.head)
+                                return kh_cli_fail(cli, "bad_response",
+                                                   "the server's audit chain reaches seq %" PRIu64
+                                                   " but it sent no record from seq %" PRIu64,
+                                                   p.head, since);
+                        if (s->records > 0 && s->last_seq < p.head)
+                                return kh_cli_fail(cli, "bad_response",
+                                                   "the server's audit chain reaches seq %" PRIu64
+                                                   " but the records it sent end at seq %" PRIu64,
+                                                   p.head, s->last_seq);
                         return 0;
+                }
+                if (json_array_size(p.records) == 0)
+                        return kh_cli_fail(cli, "bad_response",
+                                           "the server's audit chain reaches seq %" PRIu64
+                                           " but its page from seq %" PRIu64 " is empty",
+                                           p.head, since);
                 if (p.next <= since)
                         return kh_cli_fail(cli, "bad_response",
                                            "the server's audit paging does not advance (next "
@@ -264,6 +283,45 @@ static int export_pages(struct kh_cli *cli, enum kh_client_scope scope, const ch
         }
 }
 
+/* Whether name can stand in a shell command line as it is. */
+static bool shell_plain(const char *name) {
+        if (!*name)
+                return false;
+        for (const char *p = name; *p; p++)
+                if (!strchr("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
+                            "._/+-=,:@%", *p))
+                        return false;
+        return true;
+}
+
+/* The command that checks the export just written, with where its chain must start and
+ * end: a later verify then catches records removed from either end of the file, which the
+ * file alone cannot show (docs/audit.md "Verifying"). The file name is quoted for a shell
+ * when it needs to be, and made safe for a terminal (a name with control characters
+ * then shows, but will not paste as it is). Returns 0. */
+static int print_verify_hint(FILE *f, const char *file, const struct export_state *s) {
+        KH_CLEANUP(kh_freep) char *shown = kh_out_printable(strcmp(file, "-") == 0 ? "FILE" : file);
+        bool plain = shown && shell_plain(shown);
+
+        fputs("Check it: keyhold audit verify ", f);
+        if (!shown)
+                fputs("FILE", f);
+        else if (plain)
+                fputs(shown, f);
+        else {
+                fputc('\'', f);
+                for (const char *p = shown; *p; p++)
+                        if (*p == '\'')
+                                fputs("'\\''", f);
+                        else
+                                fputc(*p, f);
+                fputc('\'', f);
+        }
+        fprintf(f, " --public-key PEM --first-seq %" PRIu64 " --through-seq %" PRIu64 "\n",
+                s->first_seq, s->last_seq);
+        return 0;
+}
+
 static int print_export_summary(struct kh_cli *cli, const char *file,
                                 const struct export_state *s) {
         json_auto_t *out = NULL;
@@ -271,13 +329,14 @@ static int print_export_summary(struct kh_cli *cli, const char *file,
         if (!kh_cli_json(cli)) {
                 FILE *f = strcmp(file, "-") == 0 ? stderr : stdout; /* stdout holds records */
 
-                if (s->records == 0)
+                if (s->records == 0) {
                         fprintf(f, "Exported no records: the chain holds none from there.\n");
-                else
-                        fprintf(f, "Exported %" PRIu64 " records (seq %" PRIu64 " to %" PRIu64
-                                   ").\n",
-                                s->records, s->first_seq, s->last_seq);
-                return 0;
+                        return 0;
+                }
+                fprintf(f, "Exported %" PRIu64 " records (seq %" PRIu64 " to %" PRIu64
+                           ", the chain's head).\n",
+                        s->records, s->first_seq, s->last_seq);
+                return print_verify_hint(f, file, s);
         }
         out = json_pack("{s:s, s:I, s:o, s:o}", "file", file, "records", (json_int_t) s->records,
                         "first_seq", s->records ? json_integer((json_int_t) s->first_seq)
@@ -385,19 +444,64 @@ int kh_cmd_audit_public_key(struct kh_cli *cli) {
         return 0;
 }
 
-/* "FILE: record seq 7 (line 7) fails: hash mismatch" and its JSON, exit 1. */
-static int verify_failed(struct kh_cli *cli, const char *file,
-                         const struct kh_audit_verify_result *v) {
-        json_auto_t *out = NULL;
-        char message[512];
+int kh_cli_audit_verify_expect(struct kh_cli *cli, struct kh_audit_verify_expect *ret) {
+        uint64_t first, through;
+        int r;
 
+        r = kh_cli_number(cli, "first-seq", 1, KH_AUDIT_SEQ_MAX, 0, &first);
+        if (r == 0)
+                r = kh_cli_number(cli, "through-seq", 1, KH_AUDIT_SEQ_MAX, 0, &through);
+        if (r != 0)
+                return r;
+        if (first > 0 && through > 0 && through < first)
+                return kh_cli_usage_error(cli, "--through-seq %" PRIu64 " is below --first-seq "
+                                               "%" PRIu64 ": a chain cannot end before it "
+                                               "starts",
+                                          through, first);
+        *ret = (struct kh_audit_verify_expect) { .first_seq = first, .through_seq = through };
+        return 0;
+}
+
+/* What failed, in words: "FILE: record seq 7 (line 7) fails: hash mismatch; ...", or for a
+ * file that does not start or end where the options say, which of them it contradicts. */
+static void verify_message(char *buf, size_t len, const char *file,
+                           const struct kh_audit_verify_result *v,
+                           const struct kh_audit_verify_expect *e) {
         if (v->step == 0)
-                (void) snprintf(message, sizeof(message), "%s: %s", file, v->reason);
+                (void) snprintf(buf, len, "%s: %s", file, v->reason);
+        else if (strcmp(v->reason, "truncated") == 0)
+                /* only an expected through_seq makes a chain "truncated" */
+                (void) snprintf(buf, len,
+                                "%s: record seq %" PRIu64 " is missing (truncated): the file "
+                                "ends at seq %" PRIu64 " (line %" PRIu64 "), --through-seq says "
+                                "the chain reaches seq %" PRIu64 "; the %" PRIu64 " records in "
+                                "it are intact",
+                                file, v->first_bad_seq, v->first_bad_seq - 1, v->line - 1,
+                                e->through_seq, v->records);
+        else if (v->step == 3 && v->line == 1)
+                /* the first line may carry any seq unless --first-seq says which */
+                (void) snprintf(buf, len,
+                                "%s: record seq %" PRIu64 " (line 1) fails: %s: --first-seq "
+                                "says the chain starts at seq %" PRIu64 ", the file starts %s",
+                                file, v->first_bad_seq, v->reason, e->first_seq,
+                                strcmp(v->reason, "seq gap") == 0
+                                        ? "later (the records before it are missing)"
+                                        : "earlier");
         else
-                (void) snprintf(message, sizeof(message),
+                (void) snprintf(buf, len,
                                 "%s: record seq %" PRIu64 " (line %" PRIu64 ") fails: %s; "
                                 "the %" PRIu64 " records before it are intact",
                                 file, v->first_bad_seq, v->line, v->reason, v->records);
+}
+
+/* The failure as verify_message() says it, and its JSON; exit 1. */
+static int verify_failed(struct kh_cli *cli, const char *file,
+                         const struct kh_audit_verify_result *v,
+                         const struct kh_audit_verify_expect *e) {
+        json_auto_t *out = NULL;
+        char message[512];
+
+        verify_message(message, sizeof(message), file, v, e);
         if (!kh_cli_json(cli))
                 return kh_cli_fail(cli, "chain_broken", "%s", message);
         out = json_pack("{s:b, s:I, s:s, s:I, s:I, s:I, s:s, s:s}", "ok", 0, "first_bad_seq",
@@ -411,7 +515,8 @@ static int verify_failed(struct kh_cli *cli, const char *file,
 }
 
 static int verify_passed(struct kh_cli *cli, const char *file,
-                         const struct kh_audit_verify_result *v) {
+                         const struct kh_audit_verify_result *v,
+                         const struct kh_audit_verify_expect *e) {
         json_auto_t *out = NULL;
         uint64_t last = v->first_seq + v->records - 1;
 
@@ -439,6 +544,18 @@ static int verify_passed(struct kh_cli *cli, const char *file,
                 printf("%" PRIu64 " records after the last checkpoint are not yet signed (intact "
                        "as far as the chain shows, but no signature vouches for them yet)\n",
                        v->unsigned_records);
+        /* What the file alone cannot show (audit/verify.h): said, so that "intact" is not
+         * read as more than it is. A first record of seq 1 is the chain's start (its
+         * prev_hash is zero), --first-seq or not. */
+        if (e->first_seq == 0 && v->first_seq > 1)
+                printf("Not checked: whether records before seq %" PRIu64 " were removed "
+                       "(--first-seq states where the chain starts)\n",
+                       v->first_seq);
+        if (e->through_seq == 0)
+                printf("Not checked: whether records after seq %" PRIu64 " were removed "
+                       "(--through-seq states the seq it must reach: the head the export "
+                       "printed)\n",
+                       last);
         return 0;
 }
 
@@ -446,12 +563,16 @@ int kh_cmd_audit_verify(struct kh_cli *cli) {
         const char *file = kh_cli_operand(cli, 0), *pem = kh_cli_value(cli, "public-key");
         KH_CLEANUP(EVP_PKEY_freep) EVP_PKEY *pub = NULL;
         KH_CLEANUP(fclosep) FILE *f = NULL;
+        struct kh_audit_verify_expect e;
         struct kh_audit_verify_result v;
         int r;
 
         if (!pem)
                 return kh_cli_usage_error(cli, "--public-key PEM is required (the key that "
                                                "`keyhold audit public-key` prints)");
+        r = kh_cli_audit_verify_expect(cli, &e);
+        if (r != 0)
+                return r;
         /* Key and file are opened here, not by kh_audit_verify_file(), to say which failed. */
         r = kh_audit_public_key_load(pem, &pub);
         if (r == -EINVAL)
@@ -468,8 +589,8 @@ int kh_cmd_audit_verify(struct kh_cli *cli) {
                         return kh_cli_fail(cli, "file_error", "cannot read %s: %s", file,
                                            strerror(errno));
         }
-        r = kh_audit_verify_stream(f ? f : stdin, pub, &v);
+        r = kh_audit_verify_stream_expect(f ? f : stdin, pub, &e, &v);
         if (r < 0)
                 return kh_cli_fail(cli, "file_error", "cannot verify %s: %s", file, strerror(-r));
-        return v.ok ? verify_passed(cli, file, &v) : verify_failed(cli, file, &v);
+        return v.ok ? verify_passed(cli, file, &v, &e) : verify_failed(cli, file, &v, &e);
 }

@@ -88,12 +88,21 @@ const struct kh_cli_command kh_cli_commands[] = {
                         "the chain's public key, without the server: every record's fields,\n"
                         "sequence and hash, and every checkpoint's signature. Names the first\n"
                         "record that fails and exits 1; exits 0 only for an intact chain. Records\n"
-                        "after the last checkpoint are reported as not yet signed.",
+                        "after the last checkpoint are reported as not yet signed.\n"
+                        "\n"
+                        "A file alone cannot show that records were cut from its start or its\n"
+                        "end. Say where the chain must start (--first-seq: 1 for a whole chain,\n"
+                        "N for an export --since N) and the seq it must reach (--through-seq: the\n"
+                        "head seq that `audit export` reported or `audit tail` shows), and a file\n"
+                        "that starts elsewhere or ends before it fails.",
                 .options = (const struct kh_cli_option[]) {
                         { "public-key", 0, "PEM", "the chain's public key (`audit public-key`)" },
+                        { "first-seq", 0, "N", "the seq the file's first record must carry" },
+                        { "through-seq", 0, "N", "the seq the file must reach at least" },
                         { 0 },
                 },
-                .example = "keyhold audit verify acme-audit.jsonl --public-key acme-audit.pem",
+                .example = "keyhold audit verify acme-audit.jsonl --public-key acme-audit.pem "
+                           "--first-seq 1",
                 .run = kh_cmd_audit_verify,
         },
         {

@@ -14,6 +14,7 @@ import socketserver
 import ssl
 import stat
 import subprocess
+import sys
 import threading
 import urllib.parse
 
@@ -58,6 +59,7 @@ class FakeAdmin:
         self.chains = {"acme": [record(i) for i in range(1, 11)],
                        "": [record(i, "") for i in range(1, 4)]}
         self.page_max = 10000  # the server may answer fewer records than asked
+        self.hide_from = 2**63  # records from this seq are counted in the head, never sent
         self.error: tuple[int, dict] | None = None
         self.token: str | None = None  # required as bearer token when set
         self.requests: list[str] = []
@@ -97,7 +99,8 @@ class FakeAdmin:
                 if self.stall_after_first and since > 1:
                     self.stalled.set()
                     self.release.wait()
-                page = [r for r in recs if r["seq"] >= since][:min(limit, self.page_max)]
+                page = [r for r in recs if since <= r["seq"] < self.hide_from]
+                page = page[:min(limit, self.page_max)]
             nxt = page[-1]["seq"] + 1 if page else head + 1
             # members reversed and spaced: the export must write canonical lines anyway
             return 200, {"records": [dict(reversed(list(r.items()))) for r in page],
@@ -126,11 +129,19 @@ def _handler(fake: FakeAdmin):
     return Handler
 
 
-class UnixServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
+class QuietOnHangUp:
+    """A client that hangs up mid-answer (an interrupted export) is expected: no traceback."""
+
+    def handle_error(self, request, client_address):
+        if not isinstance(sys.exc_info()[1], (BrokenPipeError, ConnectionResetError)):
+            super().handle_error(request, client_address)
+
+
+class UnixServer(QuietOnHangUp, socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
     daemon_threads = True
 
 
-class TLSServer(socketserver.ThreadingMixIn, http.server.HTTPServer):
+class TLSServer(QuietOnHangUp, socketserver.ThreadingMixIn, http.server.HTTPServer):
     daemon_threads = True
 
 
@@ -322,10 +333,41 @@ def test_audit_export_human_summary_and_since(fake, tmp_path):
     out = tmp_path / "since.jsonl"
     p = cli(fake, "audit", "export", "--since", "7", out)
     assert p.returncode == 0, p
-    assert p.stdout == "Exported 4 records (seq 7 to 10).\n"
+    assert p.stdout == ("Exported 4 records (seq 7 to 10, the chain's head).\n"
+                        f"Check it: keyhold audit verify {out} --public-key PEM --first-seq 7 "
+                        "--through-seq 10\n")
     assert p.stderr == ""  # no progress bar: stderr is no terminal
     assert fake.requests == ["/admin/audit?since=7&limit=10000"]
     assert [json.loads(l)["seq"] for l in out.read_text().splitlines()] == [7, 8, 9, 10]
+
+
+def test_audit_export_hint_quotes_a_file_name_for_the_shell(fake, tmp_path):
+    out = tmp_path / "it's a chain.jsonl"
+    p = cli(fake, "audit", "export", out)
+    assert p.returncode == 0, p
+    quoted = "'" + str(out).replace("'", "'\\''") + "'"
+    assert p.stdout.splitlines()[1] == (f"Check it: keyhold audit verify {quoted} --public-key "
+                                        "PEM --first-seq 1 --through-seq 10")
+
+
+def test_audit_export_refuses_an_empty_page_below_the_head(fake, tmp_path):
+    """A page with no records while the head says more exist would end the export short of
+    the head it reports: refused, and nothing written."""
+    fake.page_max, fake.hide_from = 4, 5  # records 1-4, then an empty page; the head stays 10
+    out = tmp_path / "short.jsonl"
+    obj = json_error(cli(fake, "--json", "audit", "export", out), "bad_response")
+    assert "reaches seq 10 but the records it sent end at seq 4" in obj["message"], obj
+    assert not out.exists()
+
+    fake.page_max, fake.hide_from = 10000, 1  # no record at all, the head 10
+    obj = json_error(cli(fake, "--json", "audit", "export", out), "bad_response")
+    assert "reaches seq 10 but it sent no record from seq 1" in obj["message"], obj
+    assert not out.exists()
+
+    fake.hide_from = 2**63  # --since past the head: nothing to export, and that is right
+    p = cli(fake, "--json", "audit", "export", out, "--since", "11")
+    assert p.returncode == 0, p
+    assert json.loads(p.stdout)["records"] == 0
 
 
 def test_audit_export_refuses_to_overwrite(fake, tmp_path):
@@ -345,7 +387,9 @@ def test_audit_export_to_stdout(fake):
     p = cli(fake, "audit", "export", "-")
     assert p.returncode == 0, p
     assert p.stdout == "".join(canonical(r) + "\n" for r in fake.chains["acme"])
-    assert p.stderr == "Exported 10 records (seq 1 to 10).\n"
+    assert p.stderr == ("Exported 10 records (seq 1 to 10, the chain's head).\n"
+                        "Check it: keyhold audit verify FILE --public-key PEM --first-seq 1 "
+                        "--through-seq 10\n")
     p = cli(fake, "audit", "export", "-", "--json")
     assert p.returncode == 2
 

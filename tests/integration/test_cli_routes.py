@@ -128,6 +128,35 @@ def test_export_and_verify_round_trip(keyholdd, tmp_path, chain):
     v = json.loads(p.stdout)
     assert v["ok"] is True and v["records"] == len(lines)
 
+    # where the export says the chain starts and ends, as a later verify states it: met by
+    # the file, and a file missing its last record fails it
+    first, last = str(summary["first_seq"]), str(summary["last_seq"])
+    assert summary["first_seq"] == 1  # a whole chain
+    p = run_cli("--json", "audit", "verify", out, "--public-key", pem, "--first-seq", first,
+                "--through-seq", last)
+    assert p.returncode == 0, p
+    short = tmp_path / "short.jsonl"
+    short.write_text("".join(l + "\n" for l in lines[:-1]))
+    p = run_cli("--json", "audit", "verify", short, "--public-key", pem, "--first-seq", first,
+                "--through-seq", last)
+    assert p.returncode == 1, p
+    v = json.loads(p.stdout)
+    assert (v["reason"], v["first_bad_seq"]) == ("truncated" if lines[:-1] else "no records",
+                                                 summary["last_seq"] if lines[:-1] else 0), v
+
+
+def test_export_summary_names_the_head_tail_shows(keyholdd, tmp_path):
+    """The human summary of an export gives the verify command with the seqs it exported,
+    the last one being the chain's head (what `audit tail` shows last, absent new records)."""
+    out = tmp_path / "server.jsonl"
+    p = op(keyholdd, "audit", "export", out, "--server")
+    assert p.returncode == 0, p
+    first_line, hint = p.stdout.splitlines()
+    last = json.loads(out.read_text().splitlines()[-1])["seq"]
+    assert first_line.endswith(f" to {last}, the chain's head).")
+    assert hint == (f"Check it: keyhold audit verify {out} --public-key PEM --first-seq 1 "
+                    f"--through-seq {last}")
+
 
 def test_tenant_chain_does_not_verify_under_the_server_key(make_keyholdd, issuers, tmp_path):
     # a checkpoint every two records, so the acme chain has one after a few refusals

@@ -117,6 +117,11 @@ static const struct usage_case usage_cases[] = {
         { { "key", "list", "--url", "https://a", "--url", "https://b" },
           "option --url given twice" },
         { { "audit", "export", "f", "--since", "1", "--since=2" }, "option --since given twice" },
+        { { "audit", "verify", "f", "--first-seq" }, "option --first-seq needs a value (N)" },
+        { { "audit", "verify", "f", "--through-seq=1", "--through-seq=2" },
+          "option --through-seq given twice" },
+        { { "audit", "verify", "--first-seq", "1" }, "missing FILE" },
+        { { "--first-seq", "1", "audit", "verify", "f" }, "unknown option '--first-seq'" },
 };
 
 static void test_usage_errors_name_the_problem(void **state) {
@@ -134,6 +139,28 @@ static void test_usage_errors_name_the_problem(void **state) {
                 assert_int_equal(p.r, -EINVAL);
                 assert_string_equal(p.err, usage_cases[i].message);
         }
+}
+
+static void test_verify_expectations_are_its_options(void **state) {
+        (void) state;
+        const char *v[] = { "keyhold", "audit", "verify", "--first-seq", "1", "chain.jsonl",
+                            "--through-seq=12", "--public-key", "k.pem" };
+        const char *none[] = { "keyhold", "audit", "verify", "chain.jsonl" };
+        struct parsed p;
+
+        parse(&p, ARGC(v), v);
+        assert_int_equal(p.r, 0);
+        assert_string_equal(p.a.command->path, "audit verify");
+        assert_int_equal(p.a.n_operands, 1);
+        assert_string_equal(p.a.operands[0], "chain.jsonl");
+        assert_string_equal(kh_cli_args_value(&p.a, "first-seq"), "1");
+        assert_string_equal(kh_cli_args_value(&p.a, "through-seq"), "12");
+        assert_string_equal(kh_cli_args_value(&p.a, "public-key"), "k.pem");
+
+        parse(&p, ARGC(none), none);
+        assert_int_equal(p.r, 0);
+        assert_null(kh_cli_args_value(&p.a, "first-seq"));
+        assert_null(kh_cli_args_value(&p.a, "through-seq"));
 }
 
 static void test_flags_may_repeat(void **state) {
@@ -238,6 +265,7 @@ int main(void) {
                 cmocka_unit_test(test_globals_before_and_after_the_command),
                 cmocka_unit_test(test_command_options_short_long_and_bundled),
                 cmocka_unit_test(test_operands_and_options_mixed),
+                cmocka_unit_test(test_verify_expectations_are_its_options),
                 cmocka_unit_test(test_usage_errors_name_the_problem),
                 cmocka_unit_test(test_flags_may_repeat),
                 cmocka_unit_test(test_help_forms),

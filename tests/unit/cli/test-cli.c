@@ -15,6 +15,7 @@
 
 #include "cli/args.h"
 #include "cli/cli.h"
+#include "cli/cmd-audit.h"
 #include "config/config.h"
 
 static const char *const env_names[] = { "KEYHOLD_SOCKET", "KEYHOLD_URL", "KEYHOLD_TOKEN",
@@ -254,6 +255,63 @@ static void test_number_default_when_absent(void **state) {
         assert_null(kh_cli_operand(cli, 0));
 }
 
+/* `audit verify FILE --public-key K` and more: what kh_cli_audit_verify_expect() makes of the
+ * expectations. */
+struct expect_case {
+        const char *argv[5];
+        int r;                   /* 0, or 2: a usage error */
+        uint64_t first, through; /* when 0 is returned */
+};
+
+static const struct expect_case expect_cases[] = {
+        { { NULL }, 0, 0, 0 },
+        { { "--first-seq", "1" }, 0, 1, 0 },
+        { { "--through-seq", "12" }, 0, 0, 12 },
+        { { "--first-seq=4", "--through-seq", "12" }, 0, 4, 12 },
+        { { "--through-seq", "7", "--first-seq", "7" }, 0, 7, 7 },
+        { { "--first-seq", "9223372036854775807" }, 0, INT64_MAX, 0 },
+        { { "--through-seq", "9223372036854775807" }, 0, 0, INT64_MAX },
+        { { "--first-seq", "9223372036854775808" }, 2, 0, 0 },
+        { { "--through-seq", "18446744073709551616" }, 2, 0, 0 },
+        { { "--first-seq", "0" }, 2, 0, 0 },
+        { { "--through-seq", "0" }, 2, 0, 0 },
+        { { "--first-seq=-1" }, 2, 0, 0 },
+        { { "--first-seq", "1e3" }, 2, 0, 0 },
+        { { "--through-seq", "" }, 2, 0, 0 },
+        { { "--first-seq", "5", "--through-seq", "4" }, 2, 0, 0 },
+        { { "--first-seq", "x", "--through-seq", "4" }, 2, 0, 0 },
+};
+
+static void test_verify_expectations(void **state) {
+        (void) state;
+        for (size_t i = 0; i < sizeof(expect_cases) / sizeof(expect_cases[0]); i++) {
+                const struct expect_case *c = &expect_cases[i];
+                KH_CLEANUP(kh_cli_freep) struct kh_cli *cli = NULL;
+                static char *argv[16];
+                char err[KH_CLI_ERROR_MAX];
+                struct kh_cli_args args;
+                struct kh_audit_verify_expect e = { .first_seq = 77, .through_seq = 78 };
+                const char *head[] = { "keyhold", "audit", "verify", "f.jsonl", "--public-key",
+                                       "k.pem" };
+                int argc = 0;
+
+                for (size_t j = 0; j < sizeof(head) / sizeof(head[0]); j++)
+                        argv[argc++] = (char *) (uintptr_t) head[j];
+                for (size_t j = 0; j < 5 && c->argv[j]; j++)
+                        argv[argc++] = (char *) (uintptr_t) c->argv[j];
+                assert_int_equal(kh_cli_args_parse(argc, argv, &args, err), 0);
+                assert_int_equal(kh_cli_new(&args, &cli), 0);
+                assert_int_equal(kh_cli_audit_verify_expect(cli, &e), c->r);
+                if (c->r == 0) {
+                        assert_int_equal(e.first_seq, c->first);
+                        assert_int_equal(e.through_seq, c->through);
+                } else { /* untouched */
+                        assert_int_equal(e.first_seq, 77);
+                        assert_int_equal(e.through_seq, 78);
+                }
+        }
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test_setup(test_socket_option_and_variable, clear_env),
@@ -265,6 +323,7 @@ int main(void) {
                 cmocka_unit_test_setup(test_usage_errors_exit_2, clear_env),
                 cmocka_unit_test_setup(test_numbers_of_options, clear_env),
                 cmocka_unit_test_setup(test_number_default_when_absent, clear_env),
+                cmocka_unit_test_setup(test_verify_expectations, clear_env),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }
