@@ -1,6 +1,6 @@
 /* A worker's side of the audit log: events gathered during a pass of its loop and handed
  * to the auditor (audit.h) at the end of it, one lock per pass instead of one per request;
- * refusals aggregated per second; the writes' events put into their own group commit; and
+ * refusals aggregated per second (and reads of the log itself per minute); the writes' events put into their own group commit; and
  * the key use counters handed over for the auditor to keep durable. */
 #include <errno.h>
 #include <stdlib.h>
@@ -78,51 +78,71 @@ static void pend(struct kh_service *svc, const struct kh_audit_event *ev) {
         defer_handoff(svc);
 }
 
-/* The same refusal: everything but the time within its second and the request id. */
-static bool same_refusal(const struct kh_audit_event *a, const struct kh_audit_event *b) {
-        return a->chain == b->chain && a->time_ms / 1000 == b->time_ms / 1000 &&
+/* How long events that differ only in their time and request id are gathered into one
+ * record with a count (docs/audit.md): refusals per second, so that a flood cannot fill the
+ * disk; and an administrator's reads of the audit log itself per minute, since `audit tail
+ * -f` reads it every second and each read would otherwise be a record it then reads. Every
+ * other event is a record of its own. */
+static int64_t aggregation_ms(const struct kh_audit_event *ev) {
+        if (strcmp(ev->outcome, "ok") != 0)
+                return 1000;
+        if (strcmp(ev->action, "audit.export") == 0)
+                return 60000;
+        return 0;
+}
+
+static bool same_event(const struct kh_audit_event *a, const struct kh_audit_event *b,
+                       int64_t window_ms) {
+        return a->chain == b->chain && a->time_ms / window_ms == b->time_ms / window_ms &&
                a->key_version == b->key_version && strcmp(a->outcome, b->outcome) == 0 &&
                strcmp(a->action, b->action) == 0 && strcmp(a->client, b->client) == 0 &&
                strcmp(a->target, b->target) == 0 && strcmp(a->actor, b->actor) == 0;
 }
 
-/* Moves the aggregated refusals of seconds before now_s (all, when now_s is INT64_MAX) to
- * the pending events, in order. */
-static void release_refusals(struct kh_service *svc, int64_t now_s) {
+/* The end of the window an aggregated event gathers in. */
+static int64_t window_end(const struct kh_audit_event *ev) {
+        int64_t w = aggregation_ms(ev);
+        return (ev->time_ms / w + 1) * w;
+}
+
+/* Moves the aggregated events whose window ended by now_ms (all, when now_ms is INT64_MAX)
+ * to the pending events, in order. */
+static void release_aggregated(struct kh_service *svc, int64_t now_ms) {
         struct kh_service_audit *au = &svc->audit;
         size_t kept = 0;
 
-        for (size_t i = 0; i < au->n_refusals; i++) {
-                if (au->refusals[i].time_ms / 1000 < now_s)
-                        pend(svc, &au->refusals[i]);
+        for (size_t i = 0; i < au->n_gathered; i++) {
+                if (window_end(&au->gathered[i]) <= now_ms)
+                        pend(svc, &au->gathered[i]);
                 else
-                        au->refusals[kept++] = au->refusals[i];
+                        au->gathered[kept++] = au->gathered[i];
         }
-        au->n_refusals = kept;
+        au->n_gathered = kept;
 }
 
 void kh_service_audit(struct kh_service *svc, const struct kh_audit_event *ev) {
         struct kh_service_audit *au = &svc->audit;
+        int64_t window = aggregation_ms(ev);
 
-        if (strcmp(ev->outcome, "ok") == 0) {
+        if (window == 0) {
                 pend(svc, ev);
                 return;
         }
-        for (size_t i = 0; i < au->n_refusals; i++)
-                if (same_refusal(&au->refusals[i], ev)) {
-                        if (au->refusals[i].count < UINT32_MAX)
-                                au->refusals[i].count++;
+        for (size_t i = 0; i < au->n_gathered; i++)
+                if (same_event(&au->gathered[i], ev, window)) {
+                        if (au->gathered[i].count < UINT32_MAX)
+                                au->gathered[i].count++;
                         return;
                 }
-        if (au->n_refusals == KH_SERVICE_REFUSALS_MAX) {
-                pend(svc, &au->refusals[0]);
-                memmove(&au->refusals[0], &au->refusals[1],
-                        (KH_SERVICE_REFUSALS_MAX - 1) * sizeof(au->refusals[0]));
-                au->n_refusals--;
+        if (au->n_gathered == KH_SERVICE_GATHERED_MAX) {
+                pend(svc, &au->gathered[0]);
+                memmove(&au->gathered[0], &au->gathered[1],
+                        (KH_SERVICE_GATHERED_MAX - 1) * sizeof(au->gathered[0]));
+                au->n_gathered--;
         }
-        au->refusals[au->n_refusals] = *ev;
-        au->refusals[au->n_refusals].count = 1;
-        au->n_refusals++;
+        au->gathered[au->n_gathered] = *ev;
+        au->gathered[au->n_gathered].count = 1;
+        au->n_gathered++;
         defer_handoff(svc);
 }
 
@@ -191,10 +211,10 @@ static void hand_uses(struct kh_service *svc) {
         au->n_dirty = 0;
 }
 
-static void handoff(struct kh_service *svc, int64_t refusals_before_s) {
+static void handoff(struct kh_service *svc, int64_t now_ms) {
         struct kh_service_audit *au = &svc->audit;
 
-        release_refusals(svc, refusals_before_s);
+        release_aggregated(svc, now_ms);
         if (au->n_pending)
                 kh_auditor_enqueue(kh_app_auditor(svc->app), au->pending, au->n_pending);
         au->n_pending = 0;
@@ -203,16 +223,14 @@ static void handoff(struct kh_service *svc, int64_t refusals_before_s) {
 }
 
 void kh_service_audit_handoff(struct kh_service *svc) {
-        handoff(svc, kh_audit_now_ms() / 1000);
+        handoff(svc, kh_audit_now_ms());
 }
 
 void kh_service_pass(struct kh_service *svc) {
-        struct kh_service_audit *au = &svc->audit;
-
-        /* refusals still gathering their second wait for a pass after it: the loop passes
-         * at least every 200 ms, idle or not */
-        if (au->n_refusals && au->refusals[0].time_ms / 1000 < kh_audit_now_ms() / 1000)
-                handoff(svc, kh_audit_now_ms() / 1000);
+        /* events still gathering their window wait for a pass after it: the loop passes at
+         * least every 200 ms, idle or not */
+        if (svc->audit.n_gathered)
+                handoff(svc, kh_audit_now_ms());
 }
 
 void kh_service_audit_drain(struct kh_service *svc) {

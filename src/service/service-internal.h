@@ -11,8 +11,9 @@
 #include "store/store.h"
 #include "token/token-cache.h"
 
-/* Distinct refusals kept per second before the oldest is written as it is. */
-#define KH_SERVICE_REFUSALS_MAX 16
+/* Distinct events gathered (audit-queue.c: refusals, reads of the log) before the oldest is
+ * written as it is. */
+#define KH_SERVICE_GATHERED_MAX 16
 
 /* Written by the owning worker only (relaxed); stats.c sums every worker's. */
 struct kh_service_counters {
@@ -31,9 +32,9 @@ struct kh_service_audit {
         size_t n_pending, cap_pending;
         struct kh_audit_event *tx;       /* of the writes in the open group commit */
         size_t n_tx, cap_tx;
-        /* refusals of the current second, aggregated (docs/audit.md) */
-        struct kh_audit_event refusals[KH_SERVICE_REFUSALS_MAX];
-        size_t n_refusals;
+        /* events being gathered into one record with a count (docs/audit.md) */
+        struct kh_audit_event gathered[KH_SERVICE_GATHERED_MAX];
+        size_t n_gathered;
         struct kh_loop_task flush;       /* hands pending events to the auditor */
         bool flush_deferred;
         /* use counters handed to the auditor, to be kept durable */
@@ -70,7 +71,7 @@ KH_MUST_CHECK int kh_service_audit_init(struct kh_service *svc, size_t n_counter
 void kh_service_audit_fini(struct kh_service *svc);
 /* A key version was used: counts it (uses are kept durable through the auditor). */
 void kh_service_count_use(struct kh_service *svc, size_t tenant, size_t slot, bool encrypt);
-/* Gives the auditor the pending events, the refusals of past seconds and the counter
+/* Gives the auditor the pending events, the gathered ones whose window is over and the counter
  * changes (the end of a pass). */
 void kh_service_audit_handoff(struct kh_service *svc);
 /* The same with every refusal (the service is closing). */
