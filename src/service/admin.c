@@ -215,7 +215,8 @@ static int history_line(const uint8_t *line, size_t len, uint64_t seq, void *use
                 c->more = true;
         }
         e = &c->block[c->n_block++];
-        *e = (struct kh_history_event) { .seq = p.rec.seq, .key_version = p.rec.key_version };
+        *e = (struct kh_history_event) { .seq = p.rec.seq, .key_version = p.rec.key_version,
+                                         .count = p.rec.count };
         memcpy(e->time, p.rec.time, sizeof(e->time));
         KH_AUDIT_SET(e->action, action);
         KH_AUDIT_SET(e->outcome, p.rec.outcome);

@@ -60,6 +60,7 @@ struct kh_history_event {
         char action[16];                 /* "read", "create", "replace" or "refused" */
         char outcome[KH_AUDIT_NAME_MAX + 1];
         uint32_t key_version;
+        uint32_t count;                  /* > 1 for refusals of one second, gathered */
         char client[KH_AUDIT_CLIENT_MAX + 1];
         char request_id[KH_REQUEST_ID_LEN + 1];
 };

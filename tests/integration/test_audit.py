@@ -304,7 +304,8 @@ def test_history_shows_a_members_own_events_newest_first(k, default_issuer):
         last.header("X-Request-Id")
     assert [e for e in h["events"] if e["action"] == "refused"][0]["outcome"] == \
         "insufficient_scope"
-    assert all(e["client"] == "127.0.0.1" and e["key_version"] in (0, 1) for e in h["events"])
+    assert all(e["client"] == "127.0.0.1" and e["key_version"] in (0, 1) and e["count"] == 1
+               for e in h["events"])
     assert h["next_before"] is None
     seqs = [e["seq"] for e in h["events"]]
     assert seqs == sorted(seqs, reverse=True)

@@ -211,11 +211,12 @@ int kh_route_user_keys_history(struct kh_http_req *req, const struct kh_principa
 
         events = json_array();
         for (size_t i = 0; events && i < n; i++)
-                if (json_array_append_new(events, json_pack("{sI ss ss ss sI ss ss}",
+                if (json_array_append_new(events, json_pack("{sI ss ss ss sI ss ss sI}",
                                 "seq", (json_int_t) ev[i].seq, "time", ev[i].time,
                                 "action", ev[i].action, "outcome", ev[i].outcome,
                                 "key_version", (json_int_t) ev[i].key_version,
-                                "client", ev[i].client, "request_id", ev[i].request_id)) < 0) {
+                                "client", ev[i].client, "request_id", ev[i].request_id,
+                                "count", (json_int_t) ev[i].count)) < 0) {
                         json_decref(events);
                         return -ENOMEM;
                 }
