@@ -238,8 +238,11 @@ static int block_store(struct kh_auditor *a, struct kh_store *store, struct chai
         return r;
 }
 
+/* append()'s answer for a checkpoint the key store could not sign: nothing was appended. */
+#define NOT_SIGNED 1
+
 /* Appends one record to c's block: the event with the next seq, chained to the head. A
- * checkpoint is signed here, with the chain's key. */
+ * checkpoint is signed here, with the chain's key. Returns 0, NOT_SIGNED or an error. */
 static int append(struct kh_auditor *a, struct kh_store *store, struct chain *c,
                   const struct kh_audit_event *ev) {
         bool checkpoint = strcmp(ev->action, KH_AUDIT_ACTION_CHECKPOINT) == 0;
@@ -270,7 +273,7 @@ static int append(struct kh_auditor *a, struct kh_store *store, struct chain *c,
                         r = kh_keystore_sign(a->ks, &ref, digest, sizeof(digest), &sig);
                 pthread_mutex_unlock(a->ks_lock);
                 if (r < 0)
-                        return r;
+                        return NOT_SIGNED;       /* nothing appended */
                 rec.signature = sig.data;
                 rec.signature_len = sig.len;
         }
@@ -329,7 +332,12 @@ static int append_checkpoints(struct kh_auditor *a, struct kh_store *store, bool
                         continue;
                 checkpoint_event(&ev, i == a->n_chains - 1 ? KH_AUDIT_SERVER_CHAIN : (uint32_t) i,
                                  ms);
+                /* A key store that cannot sign now (no key yet, a device gone) must not
+                 * hold up the records: they go on, and the checkpoint is tried again at the
+                 * next commit. append() changed nothing when signing failed. */
                 r = append(a, store, c, &ev);
+                if (r == NOT_SIGNED)
+                        continue;
                 if (r < 0)
                         return r;
         }
