@@ -22,6 +22,7 @@
 KEYHOLD_SOAK_RUNS=N runs N kill cycles in test 1 (and prints progress): scripts/soak-kill.
 """
 import http.client
+import json
 import os
 import random
 import signal
@@ -34,6 +35,7 @@ import time
 
 import pytest
 
+import auditref
 import harness
 from harness import Keyholdd, new_key
 import tokens
@@ -344,6 +346,7 @@ def test_kill9_while_writing_loses_no_acknowledged_write(make_keyholdd, default_
     all_slots = [s for t in TENANTS for s in slots[t]]
     violations: list[str] = []
     totals = {"acked": 0, "inflight_new": 0, "inflight_old": 0, "kills": 0}
+    acked_by_tenant = {t: 0 for t in TENANTS}
     started = time.monotonic()
 
     for cycle in range(1, KILL_CYCLES + 1):
@@ -368,6 +371,8 @@ def test_kill9_while_writing_loses_no_acknowledged_write(make_keyholdd, default_
             violations.append(f"cycle {cycle}: keyholdd had exited by itself (rc {rc})\n{k.log()}")
         acked = sum(w.acked for w in writers)
         totals["acked"] += acked
+        for t, w in zip(TENANTS, writers):
+            acked_by_tenant[t] += w.acked
 
         k.start()
         stats = _verify(k, all_slots, untouched, violations, cycle)
@@ -391,6 +396,7 @@ def test_kill9_while_writing_loses_no_acknowledged_write(make_keyholdd, default_
     if rows != expected:
         violations.append(f"records table holds {rows}, expected {expected}")
     _assert_one_dek_per_tenant(k.db_path, "after the kill cycles")
+    violations += _audit_chains_intact(k, acked_by_tenant)
 
     summary = (f"SUMMARY: {totals['kills']} kill -9 cycles in {time.monotonic() - started:.1f} s, "
                f"{totals['acked']} acknowledged writes, in-flight writes read back as new "
@@ -400,6 +406,38 @@ def test_kill9_while_writing_loses_no_acknowledged_write(make_keyholdd, default_
     assert not violations, summary + "\n" + "\n".join(violations[:50])
     # The writers really wrote in every cycle (a test that acknowledges nothing proves nothing).
     assert totals["acked"] >= totals["kills"], summary
+
+
+def _audit_chains_intact(k, acked_by_tenant) -> list[str]:
+    """After the kill cycles, every audit chain read straight from the database goes on
+    without a gap or a fork and verifies with its public key (the .pub the key store keeps
+    beside the key), and each acknowledged write has its record (committed with it)."""
+    problems = []
+    db = sqlite3.connect(f"file:{k.db_path}?mode=ro", uri=True)
+    try:
+        chains = {c: [bytes(r[0]) for r in db.execute(
+                      "SELECT data FROM audit_blocks WHERE chain = ? ORDER BY first_seq", (c,))]
+                  for c in (*TENANTS, "")}
+    finally:
+        db.close()
+    for c, blocks in chains.items():
+        lines = [l for b in blocks for l in b.split(b"\n") if l]
+        recs = [json.loads(l) for l in lines]
+        if [r["seq"] for r in recs] != list(range(1, len(recs) + 1)):
+            problems.append(f"audit chain {c!r} is not 1..{len(recs)} without gaps")
+            continue
+        pub = auditref.load_public_key(
+            (k.data / "keystore" / (c or "_server") / "audit-v1.pub").read_bytes())
+        verdict = auditref.verify_lines(lines, pub)
+        if not verdict["ok"]:
+            problems.append(f"audit chain {c!r} does not verify: {verdict}")
+        if c:
+            writes = sum(r["count"] for r in recs
+                         if r["action"] in ("create", "replace") and r["outcome"] == "ok")
+            if writes < acked_by_tenant[c]:
+                problems.append(f"audit chain {c!r} holds {writes} write records for "
+                                f"{acked_by_tenant[c]} acknowledged writes")
+    return problems
 
 
 # ---------------------------------------------------------- 2. kill -9 during first start
