@@ -6,6 +6,8 @@
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/resource.h>
+#include <unistd.h>
 #include <string.h>
 #include <time.h>
 
@@ -26,6 +28,7 @@
 #define RETRY_MS         200     /* after a failed commit (a full disk, a locked file) */
 #define BLOCK_RECORDS    4096    /* records per stored block (one commit may store several) */
 #define AUDIT_KEY_VERSION 1
+#define AUDIT_NICE       5       /* the thread's nice value: see run() */
 #define PRUNE_EVERY_MS   (3600 * 1000) /* [audit] keep_days: at start, then hourly */
 
 struct chain {
@@ -715,6 +718,12 @@ static void *run(void *userdata) {
         struct kh_auditor *a = userdata;
         size_t next_key = 0;
 
+        /* The records of reads are written in bursts (one per FLUSH_GAP_MS); on a core it
+         * shares with a worker, a burst at equal priority holds that worker's requests for a
+         * whole time slice. A lower priority lets the workers' requests go first while the
+         * thread keeps a quarter of a busy core, more than auditing needs. */
+        (void) setpriority(PRIO_PROCESS, (id_t) gettid(), AUDIT_NICE);
+
         pthread_mutex_lock(&a->qlock);
         while (!a->stopping) {
                 uint64_t asked;
@@ -863,6 +872,7 @@ int kh_auditor_new(const struct kh_config *cfg, const char *const *tenants, size
         r = -pthread_create(&a->thread, NULL, run, a);
         if (r < 0)
                 return r;
+        (void) pthread_setname_np(a->thread, "kh-audit");     /* for top -H and perf */
         a->running = true;
         *ret = KH_TAKE_PTR(a);
         return 0;
