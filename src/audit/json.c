@@ -362,3 +362,16 @@ bool kh_audit_json_line_seq(const uint8_t *line, size_t len, uint64_t *ret) {
         *ret = v;
         return true;
 }
+
+bool kh_audit_json_next_line(const uint8_t **p, const uint8_t *end, const uint8_t **ret_line,
+                             size_t *ret_len) {
+        const uint8_t *nl;
+
+        if (*p >= end)
+                return false;
+        nl = memchr(*p, '\n', (size_t) (end - *p));
+        *ret_line = *p;
+        *ret_len = nl ? (size_t) (nl - *p) : (size_t) (end - *p);
+        *p = nl ? nl + 1 : end;
+        return true;
+}

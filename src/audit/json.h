@@ -78,3 +78,12 @@ KH_MUST_CHECK int kh_audit_json_parse(const char *line, size_t len, struct kh_au
  * does not start that way.
  */
 bool kh_audit_json_line_seq(const uint8_t *line, size_t len, uint64_t *ret);
+
+/**
+ * kh_audit_json_next_line() - the next line of JSON Lines text, as the server stores a run
+ * of records (each line with its newline; the last may lack it).
+ * @p:   the position, moved past the line and its newline; @end: the end of the text.
+ * Returns false at the end; else true with @ret_line, @ret_len the line without newline.
+ */
+bool kh_audit_json_next_line(const uint8_t **p, const uint8_t *end, const uint8_t **ret_line,
+                             size_t *ret_len);

@@ -132,9 +132,10 @@ static bool digits(const char *s, size_t n, unsigned *ret) {
         return true;
 }
 
-bool kh_audit_time_is_valid(const char *s) {
+bool kh_audit_time_parse(const char *s, int64_t *ret_ms) {
         static const unsigned days[] = { 31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31 };
         unsigned y, mo, d, h, mi, sec, ms, dim;
+        struct tm tm;
 
         if (strnlen(s, KH_AUDIT_TIME_LEN + 1) != KH_AUDIT_TIME_LEN || s[4] != '-' ||
             s[7] != '-' || s[10] != 'T' || s[13] != ':' || s[16] != ':' || s[19] != '.' ||
@@ -147,6 +148,16 @@ bool kh_audit_time_is_valid(const char *s) {
         if (mo < 1 || mo > 12 || h > 23 || mi > 59 || sec > 59)
                 return false;
         dim = days[mo - 1] + (mo == 2 && y % 4 == 0 && (y % 100 != 0 || y % 400 == 0));
-        (void) ms;
-        return d >= 1 && d <= dim;
+        if (d < 1 || d > dim)
+                return false;
+        tm = (struct tm) { .tm_year = (int) y - 1900, .tm_mon = (int) mo - 1, .tm_mday = (int) d,
+                           .tm_hour = (int) h, .tm_min = (int) mi, .tm_sec = (int) sec };
+        *ret_ms = (int64_t) timegm(&tm) * 1000 + ms;
+        return true;
+}
+
+bool kh_audit_time_is_valid(const char *s) {
+        int64_t ms;
+
+        return kh_audit_time_parse(s, &ms);
 }

@@ -58,3 +58,7 @@ int kh_audit_time_format(int64_t unix_ms, char out[static KH_AUDIT_TIME_LEN + 1]
 
 /* Whether s is exactly a record time: "YYYY-MM-DDTHH:MM:SS.mmmZ" with a real date. */
 bool kh_audit_time_is_valid(const char *s);
+
+/* The same, and the time as unix milliseconds in *ret_ms (the inverse of
+ * kh_audit_time_format()). */
+bool kh_audit_time_parse(const char *s, int64_t *ret_ms);

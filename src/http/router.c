@@ -218,11 +218,17 @@ struct h2o_http1_conn_head {
         h2o_socket_t *sock;
 };
 
-static int check_framing(const h2o_req_t *h) {
+/* The socket of h's HTTP/1 connection, or NULL when the layout is not the one we know. */
+static h2o_socket_t *http1_socket(const h2o_req_t *h) {
         const struct h2o_http1_conn_head *c = (const void *) h->conn;
-        const h2o_socket_t *sock = c->sock;
 
-        if (!sock || sock->data != (void *) h->conn || !sock->input || !sock->input->bytes)
+        return c->sock && c->sock->data == (void *) h->conn ? c->sock : NULL;
+}
+
+static int check_framing(const h2o_req_t *h) {
+        const h2o_socket_t *sock = http1_socket(h);
+
+        if (!sock || !sock->input || !sock->input->bytes)
                 return 0;          /* not the layout we know: h2o's own framing stands */
         return kh_http_framing_check(sock->input->bytes, sock->input->size);
 }
@@ -232,12 +238,11 @@ static int check_framing(const h2o_req_t *h) {
 /* The uid of the process at the other end of the operator socket: SO_PEERCRED of the
  * connection's socket (reached as check_framing() does). UINT32_MAX when not known. */
 static uint32_t operator_uid(const h2o_req_t *h) {
-        const struct h2o_http1_conn_head *c = (const void *) h->conn;
+        h2o_socket_t *sock = http1_socket(h);
         struct ucred cred;
         socklen_t len = sizeof(cred);
 
-        if (!c->sock || c->sock->data != (void *) h->conn ||
-            getsockopt(h2o_socket_get_fd(c->sock), SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0)
+        if (!sock || getsockopt(h2o_socket_get_fd(sock), SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0)
                 return UINT32_MAX;
         return (uint32_t) cred.uid;
 }

@@ -68,20 +68,18 @@ int kh_admin_keys_status(struct kh_service *svc, const struct kh_tenant *t,
 static int block_lines(const struct kh_store_audit_block *b,
                        int (*fn)(const uint8_t *line, size_t len, uint64_t seq, void *userdata),
                        void *userdata) {
-        const uint8_t *p = b->data, *end = b->data + b->len;
+        const uint8_t *p = b->data, *line;
+        size_t len;
 
-        while (p < end) {
-                const uint8_t *nl = memchr(p, '\n', (size_t) (end - p));
-                size_t len = nl ? (size_t) (nl - p) : (size_t) (end - p);
+        while (kh_audit_json_next_line(&p, b->data + b->len, &line, &len)) {
                 uint64_t seq;
                 /* every line the server writes starts {"seq":N, */
-                int r = kh_audit_json_line_seq(p, len, &seq) ? 0 : -KH_E_INTEGRITY;
+                int r = kh_audit_json_line_seq(line, len, &seq) ? 0 : -KH_E_INTEGRITY;
 
                 if (r == 0)
-                        r = fn(p, len, seq, userdata);
+                        r = fn(line, len, seq, userdata);
                 if (r != 0)
                         return r;
-                p += len + 1;
         }
         return 0;
 }

@@ -2,9 +2,7 @@
 #include "audit.h"
 
 #include <errno.h>
-#include <inttypes.h>
 #include <stdatomic.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <sys/resource.h>
 #include <unistd.h>
@@ -75,10 +73,8 @@ struct kh_auditor {
 
         pthread_mutex_t qlock;           /* guards everything below */
         pthread_cond_t qcond;            /* the thread waits for work */
-        pthread_cond_t synced;           /* kh_auditor_sync() waits for a commit */
         struct kh_audit_event *queue;
         size_t qlen, qcap;
-        uint64_t sync_asked, sync_done;
         struct uses *uses;               /* use counts not yet in the database */
         size_t n_uses, cap_uses;
         bool stopping;
@@ -230,10 +226,9 @@ static void touch(struct kh_auditor *a, struct chain *c) {
         a->touched[a->n_touched++] = (uint32_t) (c - a->chains);
 }
 
-static int block_store(struct kh_auditor *a, struct kh_store *store, struct chain *c) {
+static int block_store(struct kh_store *store, struct chain *c) {
         int r;
 
-        (void) a;
         if (c->block_records == 0)
                 return 0;
         r = kh_store_audit_append(store, c->id, &(struct kh_store_audit_block) {
@@ -317,7 +312,7 @@ static int append(struct kh_auditor *a, struct kh_store *store, struct chain *c,
                 c->since_checkpoint++;
         }
         if (++c->block_records == BLOCK_RECORDS)
-                return block_store(a, store, c);
+                return block_store(store, c);
         return 0;
 }
 
@@ -374,7 +369,7 @@ static int append_checkpoints(struct kh_auditor *a, struct kh_store *store, bool
 
 static int store_blocks(struct kh_auditor *a, struct kh_store *store) {
         for (size_t i = 0; i < a->n_touched; i++) {
-                int r = block_store(a, store, &a->chains[a->touched[i]]);
+                int r = block_store(store, &a->chains[a->touched[i]]);
                 if (r < 0)
                         return r;
         }
@@ -565,21 +560,12 @@ static bool line_time_ms(const uint8_t *line, size_t len, int64_t *ret) {
         static const char key[] = ",\"time\":\"";
         const uint8_t *p = memmem(line, len, key, sizeof(key) - 1);
         char t[KH_AUDIT_TIME_LEN + 1];
-        struct tm tm = { 0 };
-        int ms;
 
         if (!p || (size_t) (line + len - p) < sizeof(key) - 1 + KH_AUDIT_TIME_LEN)
                 return false;
         memcpy(t, p + sizeof(key) - 1, KH_AUDIT_TIME_LEN);
         t[KH_AUDIT_TIME_LEN] = '\0';
-        if (!kh_audit_time_is_valid(t) ||
-            sscanf(t, "%4d-%2d-%2dT%2d:%2d:%2d.%3dZ", &tm.tm_year, &tm.tm_mon, &tm.tm_mday,
-                   &tm.tm_hour, &tm.tm_min, &tm.tm_sec, &ms) != 7)
-                return false;
-        tm.tm_year -= 1900;
-        tm.tm_mon -= 1;
-        *ret = (int64_t) timegm(&tm) * 1000 + ms;
-        return true;
+        return kh_audit_time_parse(t, ret);
 }
 
 struct prune_scan {
@@ -592,27 +578,27 @@ struct prune_scan {
 static int prune_block(const struct kh_store_audit_block *b, void *userdata) {
         static const char cp[] = "\"action\":\"checkpoint\"";
         struct prune_scan *ps = userdata;
-        const uint8_t *p = b->data, *end = b->data + b->len, *last = NULL;
+        const uint8_t *p = b->data, *line, *last = NULL;
+        size_t len, last_len = 0;
         int64_t t;
 
         /* the block's checkpoints (the member can appear only as itself: a string field
          * holding those characters would have its quotes escaped) and its last line */
-        while (p < end) {
-                const uint8_t *nl = memchr(p, '\n', (size_t) (end - p));
-                size_t len = nl ? (size_t) (nl - p) : (size_t) (end - p);
+        while (kh_audit_json_next_line(&p, b->data + b->len, &line, &len)) {
                 uint64_t seq = 0;
 
-                if (len && memmem(p, len, cp, sizeof(cp) - 1) &&
-                    kh_audit_json_line_seq(p, len, &seq)) {
+                if (len && memmem(line, len, cp, sizeof(cp) - 1) &&
+                    kh_audit_json_line_seq(line, len, &seq)) {
                         ps->newest_checkpoint = seq;
                         if (seq >= ps->keep_from)
                                 ps->vouched = true;
                 }
-                if (len)
-                        last = p;
-                p += len + 1;
+                if (len) {
+                        last = line;
+                        last_len = len;
+                }
         }
-        if (last && line_time_ms(last, (size_t) (end - last), &t) && t < ps->cutoff_ms) {
+        if (last && line_time_ms(last, last_len, &t) && t < ps->cutoff_ms) {
                 ps->keep_from = b->last_seq + 1;
                 ps->vouched = false;
                 return 0;
@@ -726,18 +712,16 @@ static void *run(void *userdata) {
 
         pthread_mutex_lock(&a->qlock);
         while (!a->stopping) {
-                uint64_t asked;
                 bool work, uses, woken = false;
                 int r;
 
-                if (a->qlen == 0 && a->sync_asked == a->sync_done && next_key == a->n_chains) {
+                if (a->qlen == 0 && next_key == a->n_chains) {
                         struct timespec until;
 
                         deadline_in(&until, IDLE_WAKE_MS);
                         woken = pthread_cond_timedwait(&a->qcond, &a->qlock, &until) == 0;
                 }
-                asked = a->sync_asked;
-                work = a->qlen > 0 || asked != a->sync_done;
+                work = a->qlen > 0;
                 uses = a->n_uses > 0;
                 pthread_mutex_unlock(&a->qlock);
 
@@ -755,10 +739,6 @@ static void *run(void *userdata) {
                 if (r < 0)
                         sleep_ms(RETRY_MS);
                 pthread_mutex_lock(&a->qlock);
-                if (r == 0 && a->sync_done < asked) {
-                        a->sync_done = asked;
-                        pthread_cond_broadcast(&a->synced);
-                }
                 if (r == 0 && work && !a->stopping) {
                         /* let the next reads gather: one commit per gap at most */
                         pthread_mutex_unlock(&a->qlock);
@@ -794,17 +774,6 @@ void kh_auditor_enqueue(struct kh_auditor *a, const struct kh_audit_event *ev, s
         pthread_mutex_unlock(&a->qlock);
 }
 
-void kh_auditor_sync(struct kh_auditor *a) {
-        uint64_t want;
-
-        pthread_mutex_lock(&a->qlock);
-        want = ++a->sync_asked;
-        pthread_cond_signal(&a->qcond);
-        while (a->sync_done < want && !a->stopping && a->running)
-                pthread_cond_wait(&a->synced, &a->qlock);
-        pthread_mutex_unlock(&a->qlock);
-}
-
 /* ---- life ---- */
 
 static void server_event(struct kh_audit_event *ev, const char *action) {
@@ -827,7 +796,8 @@ static int chain_load(struct kh_auditor *a, struct chain *c) {
                 return r;
         c->seq = last.last_seq;
         memcpy(c->hash, last.head_hash, sizeof(c->hash));
-        /* unknown after a crash: count the chain as due for a checkpoint by age */
+        /* how many records follow the last checkpoint is not kept: after a crash they stay
+         * unsigned until the next checkpoint, which new records make due (by count or age) */
         c->since_checkpoint = 0;
         return 0;
 }
@@ -847,7 +817,6 @@ int kh_auditor_new(const struct kh_config *cfg, const char *const *tenants, size
         pthread_mutex_init(&a->chain_lock, NULL);
         pthread_mutex_init(&a->qlock, NULL);
         pthread_cond_init(&a->qcond, NULL);
-        pthread_cond_init(&a->synced, NULL);
         a->n_chains = n + 1;
         a->chains = calloc(a->n_chains, sizeof(*a->chains));
         a->touched = calloc(a->n_chains, sizeof(*a->touched));
@@ -887,7 +856,6 @@ struct kh_auditor *kh_auditor_free(struct kh_auditor *a) {
                 pthread_mutex_lock(&a->qlock);
                 a->stopping = true;
                 pthread_cond_broadcast(&a->qcond);
-                pthread_cond_broadcast(&a->synced);
                 pthread_mutex_unlock(&a->qlock);
                 (void) pthread_join(a->thread, NULL);
                 a->running = false;
@@ -905,7 +873,6 @@ struct kh_auditor *kh_auditor_free(struct kh_auditor *a) {
         free(a->inflight);
         free(a->queue);
         free(a->uses);
-        pthread_cond_destroy(&a->synced);
         pthread_cond_destroy(&a->qcond);
         pthread_mutex_destroy(&a->qlock);
         pthread_mutex_destroy(&a->chain_lock);

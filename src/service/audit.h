@@ -111,6 +111,3 @@ void kh_auditor_add_uses(struct kh_auditor *a, size_t tenant, uint32_t version,
 /* The uses of a version not yet in the database (to add to what it holds). */
 void kh_auditor_pending_uses(struct kh_auditor *a, size_t tenant, uint32_t version,
                              uint64_t *ret_encrypts, uint64_t *ret_decrypts);
-
-/* Writes every queued event now and waits until it is durable (tests and shut-down). */
-void kh_auditor_sync(struct kh_auditor *a);

@@ -165,6 +165,15 @@ static void test_time(void **state) {
                 if (kh_audit_time_is_valid(bad[i]))
                         fail_msg("accepted time %s", bad[i]);
         assert_false(kh_audit_time_is_valid("1900-02-29T00:00:00.000Z"));
+
+        /* parsing is formatting's inverse */
+        for (int64_t ms = 0; ms <= 253402300799999LL; ms += 7919LL * 86400000 + 37) {
+                int64_t back = -1;
+
+                assert_int_equal(kh_audit_time_format(ms, t), 0);
+                assert_true(kh_audit_time_parse(t, &back));
+                assert_int_equal(back, ms);
+        }
 }
 
 int main(void) {
