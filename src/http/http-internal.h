@@ -1,6 +1,7 @@
 /* Types shared by the files of http/ only. */
 #pragma once
 
+#include <arpa/inet.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -56,6 +57,14 @@ struct kh_http_worker {
         size_t n_conns;                  /* open connections */
         bool accept_paused;              /* listeners not read: full, or out of descriptors */
         h2o_timeout_entry_t accept_retry;/* resumes accepting after running out of fds */
+        /* the last client address an audit record named, and its text: most requests come
+         * from the address before (a proxy, a few clients), and inet_ntop formats with
+         * sprintf */
+        struct kh_http_client_text {
+                sa_family_t family;
+                uint8_t addr[16];
+                char text[INET6_ADDRSTRLEN];
+        } last_client;
 };
 
 struct kh_http_server {

@@ -251,6 +251,8 @@ static void client_of(const struct kh_http_req *req, char *buf, size_t n) {
         struct sockaddr_storage ss;
         socklen_t len;
         const void *addr = NULL;
+        size_t addr_len = 0;
+        struct kh_http_client_text *last = &req->worker->last_client;
 
         buf[0] = '\0';
         if (req->listener == KH_LISTENER_OPERATOR) {
@@ -260,12 +262,24 @@ static void client_of(const struct kh_http_req *req, char *buf, size_t n) {
         len = req->h2o->conn->callbacks->get_peername(req->h2o->conn, (struct sockaddr *) &ss);
         if (len == 0)
                 return;
-        if (ss.ss_family == AF_INET)
+        if (ss.ss_family == AF_INET) {
                 addr = &((const struct sockaddr_in *) &ss)->sin_addr;
-        else if (ss.ss_family == AF_INET6)
+                addr_len = sizeof(struct in_addr);
+        } else if (ss.ss_family == AF_INET6) {
                 addr = &((const struct sockaddr_in6 *) &ss)->sin6_addr;
-        if (!addr || !inet_ntop(ss.ss_family, addr, buf, (socklen_t) n))
-                buf[0] = '\0';
+                addr_len = sizeof(struct in6_addr);
+        }
+        if (!addr)
+                return;
+        if (last->family != ss.ss_family || memcmp(last->addr, addr, addr_len) != 0) {
+                if (!inet_ntop(ss.ss_family, addr, last->text, sizeof(last->text))) {
+                        last->family = AF_UNSPEC;
+                        return;
+                }
+                last->family = ss.ss_family;
+                memcpy(last->addr, addr, addr_len);
+        }
+        kh_audit_field_set(buf, n, last->text);
 }
 
 void kh_http_audit_event(const struct kh_http_req *req, int r, struct kh_audit_event *ev) {

@@ -64,27 +64,8 @@ int kh_admin_keys_status(struct kh_service *svc, const struct kh_tenant *t,
 
 /* ---- reading chains ---- */
 
-/* Calls fn for each line of a block (without its newline), with its seq. */
-static int block_lines(const struct kh_store_audit_block *b,
-                       int (*fn)(const uint8_t *line, size_t len, uint64_t seq, void *userdata),
-                       void *userdata) {
-        const uint8_t *p = b->data, *line;
-        size_t len;
-
-        while (kh_audit_json_next_line(&p, b->data + b->len, &line, &len)) {
-                uint64_t seq;
-                /* every line the server writes starts {"seq":N, */
-                int r = kh_audit_json_line_seq(line, len, &seq) ? 0 : -KH_E_INTEGRITY;
-
-                if (r == 0)
-                        r = fn(line, len, seq, userdata);
-                if (r != 0)
-                        return r;
-        }
-        return 0;
-}
-
 struct read_ctx {
+        const char *chain_id;
         uint64_t since;
         size_t limit;
         struct kh_buf *lines;
@@ -94,33 +75,34 @@ struct read_ctx {
 
 #define READ_FULL 1
 
-static int read_line(const uint8_t *line, size_t len, uint64_t seq, void *userdata) {
+static int read_record(const struct kh_audit_record *rec, int64_t time_ms, void *userdata) {
         struct read_ctx *c = userdata;
         int r;
 
-        if (seq < c->since)
+        (void) time_ms;
+        if (rec->seq < c->since)
                 return 0;
         if (c->page->n == c->limit)
                 return READ_FULL;
-        r = kh_buf_append(c->lines, line, len);
-        if (r == 0)
-                r = kh_buf_append(c->lines, "\n", 1);
+        r = kh_audit_json_format(rec, c->lines);
         if (r < 0)
                 return c->error = r;
         c->page->n++;
-        c->page->next = seq + 1;
+        c->page->next = rec->seq + 1;
         return 0;
 }
 
 static int read_block(const struct kh_store_audit_block *b, void *userdata) {
-        return block_lines(b, read_line, userdata);
+        struct read_ctx *c = userdata;
+
+        return kh_audit_block_each(b, c->chain_id, read_record, c);
 }
 
 int kh_audit_read(struct kh_service *svc, uint32_t chain, uint64_t since, uint64_t last,
                   size_t limit, struct kh_buf *lines, struct kh_audit_page *ret) {
         const char *id = kh_auditor_chain_id(kh_app_auditor(svc->app), chain);
         struct kh_store_audit_block head;
-        struct read_ctx c = { .limit = limit, .lines = lines, .page = ret };
+        struct read_ctx c = { .chain_id = id, .limit = limit, .lines = lines, .page = ret };
         int r;
 
         if (!id || limit == 0 || limit > KH_AUDIT_PAGE_MAX)
@@ -150,9 +132,8 @@ int kh_audit_read(struct kh_service *svc, uint32_t chain, uint64_t since, uint64
 /* ---- a member's history ---- */
 
 struct history_ctx {
+        const char *chain_id;
         const char *sub;
-        char needle[KH_AUDIT_TARGET_MAX + 16];
-        size_t needle_len;
         uint64_t before;
         size_t limit;
         struct kh_history_event *ev;
@@ -186,24 +167,17 @@ static void history_take(struct history_ctx *c) {
         }
 }
 
-static int history_line(const uint8_t *line, size_t len, uint64_t seq, void *userdata) {
+static int history_record(const struct kh_audit_record *rec, int64_t time_ms, void *userdata) {
         struct history_ctx *c = userdata;
-        struct kh_audit_parsed p;
         struct kh_history_event *e;
-        const char *action, *reason;
-        int r;
+        const char *action;
 
-        if (c->before && seq >= c->before)
+        (void) time_ms;
+        if (c->before && rec->seq >= c->before)
                 return 0;
-        /* most lines are other members' or other actions: skip them without parsing */
-        if (!memmem(line, len, c->needle, c->needle_len))
+        if (strcmp(rec->target, c->sub) != 0)
                 return 0;
-        r = kh_audit_json_parse((const char *) line, len, &p, &reason);
-        if (r < 0)
-                return c->error = r == -EINVAL ? -KH_E_INTEGRITY : r;
-        if (strcmp(p.rec.target, c->sub) != 0)
-                return 0;
-        action = history_action(p.rec.action, p.rec.outcome);
+        action = history_action(rec->action, rec->outcome);
         if (!action)
                 return 0;
         if (c->n_block == KH_ELEMENTSOF(c->block)) {
@@ -213,13 +187,13 @@ static int history_line(const uint8_t *line, size_t len, uint64_t seq, void *use
                 c->more = true;
         }
         e = &c->block[c->n_block++];
-        *e = (struct kh_history_event) { .seq = p.rec.seq, .key_version = p.rec.key_version,
-                                         .count = p.rec.count };
-        memcpy(e->time, p.rec.time, sizeof(e->time));
+        *e = (struct kh_history_event) { .seq = rec->seq, .key_version = rec->key_version,
+                                         .count = rec->count };
+        memcpy(e->time, rec->time, sizeof(e->time));
         KH_AUDIT_SET(e->action, action);
-        KH_AUDIT_SET(e->outcome, p.rec.outcome);
-        KH_AUDIT_SET(e->client, p.rec.client);
-        KH_AUDIT_SET(e->request_id, p.rec.request_id);
+        KH_AUDIT_SET(e->outcome, rec->outcome);
+        KH_AUDIT_SET(e->client, rec->client);
+        KH_AUDIT_SET(e->request_id, rec->request_id);
         return 0;
 }
 
@@ -228,7 +202,7 @@ static int history_block(const struct kh_store_audit_block *b, void *userdata) {
         int r;
 
         c->n_block = 0;
-        r = block_lines(b, history_line, c);
+        r = kh_audit_block_each(b, c->chain_id, history_record, c);
         if (r != 0)
                 return r;
         history_take(c);
@@ -239,19 +213,15 @@ int kh_audit_history(struct kh_service *svc, const struct kh_tenant *t, const ch
                      uint64_t before, size_t limit, struct kh_history_event *ev, size_t *ret_n,
                      uint64_t *ret_next_before) {
         struct history_ctx *c;
-        int n, r;
+        int r;
 
         if (limit == 0 || limit > KH_HISTORY_MAX || !sub[0])
                 return -EINVAL;
         c = calloc(1, sizeof(*c));
         if (!c)
                 return -ENOMEM;
-        *c = (struct history_ctx) { .sub = sub, .before = before, .limit = limit, .ev = ev };
-        /* the target member as json.h writes it; a sub with characters it escapes falls
-         * back to parsing every line (the needle of an empty string matches all) */
-        n = snprintf(c->needle, sizeof(c->needle), "\"target\":\"%s\"", sub);
-        c->needle_len = n > 0 && (size_t) n < sizeof(c->needle) && !strpbrk(sub, "\"\\")
-                                ? (size_t) n : 0;
+        *c = (struct history_ctx) { .chain_id = t->id, .sub = sub, .before = before,
+                                    .limit = limit, .ev = ev };
         r = kh_store_audit_scan(svc->store, t->id, before ? before - 1 : INT64_MAX, true,
                                 history_block, c);
         if (c->error < 0)

@@ -12,6 +12,7 @@
 #include <openssl/bio.h>
 #include <openssl/pem.h>
 
+#include "audit/block.h"
 #include "audit/json.h"
 #include "audit/record.h"
 #include "common/errors.h"
@@ -19,9 +20,12 @@
 
 #define QUEUE_MAX        65536   /* events waiting for the database; beyond, the oldest go */
 /* Between two commits of the thread: reads' records gather meanwhile. Each commit also
- * makes every worker's connection drop its page cache and read its pages again, so a
- * commit per 100 ms, not per pass, keeps that off the reads. */
-#define FLUSH_GAP_MS     100
+ * makes every worker's connection drop its page cache and read its pages again, so under
+ * load (a commit that took BUSY_RECORDS or more) the thread commits once a second at most;
+ * a quiet server's records are committed within QUIET_GAP_MS. */
+#define FLUSH_GAP_MS     1000
+#define QUIET_GAP_MS     10
+#define BUSY_RECORDS     64
 #define IDLE_WAKE_MS     1000    /* an idle thread still looks for due checkpoints */
 #define RETRY_MS         200     /* after a failed commit (a full disk, a locked file) */
 #define BLOCK_RECORDS    4096    /* records per stored block (one commit may store several) */
@@ -40,7 +44,8 @@ struct chain {
         uint64_t saved_seq, saved_since;
         int64_t saved_checkpoint_ms;
         uint8_t saved_hash[KH_AUDIT_HASH_LEN];
-        struct kh_buf block;             /* lines of the block being built */
+        struct kh_buf block;             /* the block being built (audit/block.h) */
+        struct kh_audit_block_writer writer;
         uint64_t block_first, block_records;
         /* the signing key: set under ks_lock, read by any worker without it */
         _Atomic int key;                 /* 0 not looked at yet, 1 ready, < 0 failed */
@@ -73,6 +78,7 @@ struct kh_auditor {
 
         pthread_mutex_t qlock;           /* guards everything below */
         pthread_cond_t qcond;            /* the thread waits for work */
+        pthread_cond_t stop_cond;        /* ... or, between two commits, for a stop */
         struct kh_audit_event *queue;
         size_t qlen, qcap;
         struct uses *uses;               /* use counts not yet in the database */
@@ -226,6 +232,10 @@ static void touch(struct kh_auditor *a, struct chain *c) {
         a->touched[a->n_touched++] = (uint32_t) (c - a->chains);
 }
 
+/* Adds rec to c's block, starting one when none is open, and a new one when it is full. */
+static int block_add(struct kh_store *store, struct chain *c, const struct kh_audit_record *rec,
+                     int64_t time_ms);
+
 static int block_store(struct kh_store *store, struct chain *c) {
         int r;
 
@@ -238,6 +248,28 @@ static int block_store(struct kh_store *store, struct chain *c) {
         kh_buf_reset(&c->block);
         c->block_first = c->seq + 1;
         c->block_records = 0;
+        return r;
+}
+
+static int block_add(struct kh_store *store, struct chain *c, const struct kh_audit_record *rec,
+                     int64_t time_ms) {
+        int r;
+
+        if (c->block_records == 0) {
+                r = kh_audit_block_begin(&c->writer, &c->block, rec->prev_hash);
+                if (r < 0)
+                        return r;
+        }
+        r = kh_audit_block_add(&c->writer, rec, time_ms);
+        if (r == -E2BIG && c->block_records > 0) {
+                r = block_store(store, c);
+                if (r == 0)
+                        r = kh_audit_block_begin(&c->writer, &c->block, rec->prev_hash);
+                if (r == 0)
+                        r = kh_audit_block_add(&c->writer, rec, time_ms);
+        }
+        if (r == 0)
+                c->block_records++;
         return r;
 }
 
@@ -300,7 +332,7 @@ static int append(struct kh_auditor *a, struct kh_store *store, struct chain *c,
                 rec.signature = sig.data;
                 rec.signature_len = sig.len;
         }
-        r = kh_audit_json_format(&rec, &c->block);
+        r = block_add(store, c, &rec, ev->time_ms);
         if (r < 0)
                 return r;
         c->seq = rec.seq;
@@ -311,7 +343,7 @@ static int append(struct kh_auditor *a, struct kh_store *store, struct chain *c,
         } else {
                 c->since_checkpoint++;
         }
-        if (++c->block_records == BLOCK_RECORDS)
+        if (c->block_records == BLOCK_RECORDS)
                 return block_store(store, c);
         return 0;
 }
@@ -555,50 +587,52 @@ static void uses_done(struct kh_auditor *a, bool committed) {
 
 /* ---- retention ---- */
 
-/* The time of a stored line, which starts {"seq":N,"time":"YYYY-MM-DDTHH:MM:SS.mmmZ". */
-static bool line_time_ms(const uint8_t *line, size_t len, int64_t *ret) {
-        static const char key[] = ",\"time\":\"";
-        const uint8_t *p = memmem(line, len, key, sizeof(key) - 1);
-        char t[KH_AUDIT_TIME_LEN + 1];
+int kh_audit_block_each(const struct kh_store_audit_block *b, const char *chain_id,
+                        int (*fn)(const struct kh_audit_record *rec, int64_t time_ms,
+                                  void *userdata),
+                        void *userdata) {
+        struct kh_audit_block_reader rd;
+        struct kh_audit_parsed *p = malloc(sizeof(*p));  /* 8 KiB: not on a worker's stack */
+        int64_t ms;
+        int r;
 
-        if (!p || (size_t) (line + len - p) < sizeof(key) - 1 + KH_AUDIT_TIME_LEN)
-                return false;
-        memcpy(t, p + sizeof(key) - 1, KH_AUDIT_TIME_LEN);
-        t[KH_AUDIT_TIME_LEN] = '\0';
-        return kh_audit_time_parse(t, ret);
+        if (!p)
+                return -ENOMEM;
+        r = kh_audit_block_read_begin(&rd, b->data, b->len, b->first_seq, chain_id);
+        while (r == 0 && (r = kh_audit_block_next(&rd, p, &ms)) == 1)
+                r = fn(&p->rec, ms, userdata);
+        free(p);
+        return r == -EINVAL ? -KH_E_INTEGRITY : r;
 }
 
 struct prune_scan {
+        const char *chain_id;
         int64_t cutoff_ms;
         uint64_t keep_from;              /* the first seq to keep: after the old blocks */
         uint64_t newest_checkpoint;      /* seq of the newest checkpoint seen */
         bool vouched;                    /* a checkpoint at or after keep_from was seen */
+        int64_t last_ms;                 /* the time of the block's last record */
 };
 
-static int prune_block(const struct kh_store_audit_block *b, void *userdata) {
-        static const char cp[] = "\"action\":\"checkpoint\"";
+static int prune_record(const struct kh_audit_record *rec, int64_t time_ms, void *userdata) {
         struct prune_scan *ps = userdata;
-        const uint8_t *p = b->data, *line, *last = NULL;
-        size_t len, last_len = 0;
-        int64_t t;
 
-        /* the block's checkpoints (the member can appear only as itself: a string field
-         * holding those characters would have its quotes escaped) and its last line */
-        while (kh_audit_json_next_line(&p, b->data + b->len, &line, &len)) {
-                uint64_t seq = 0;
-
-                if (len && memmem(line, len, cp, sizeof(cp) - 1) &&
-                    kh_audit_json_line_seq(line, len, &seq)) {
-                        ps->newest_checkpoint = seq;
-                        if (seq >= ps->keep_from)
-                                ps->vouched = true;
-                }
-                if (len) {
-                        last = line;
-                        last_len = len;
-                }
+        if (rec->signature_len) {
+                ps->newest_checkpoint = rec->seq;
+                if (rec->seq >= ps->keep_from)
+                        ps->vouched = true;
         }
-        if (last && line_time_ms(last, last_len, &t) && t < ps->cutoff_ms) {
+        ps->last_ms = time_ms;
+        return 0;
+}
+
+static int prune_block(const struct kh_store_audit_block *b, void *userdata) {
+        struct prune_scan *ps = userdata;
+
+        ps->last_ms = INT64_MAX;
+        if (kh_audit_block_each(b, ps->chain_id, prune_record, ps) < 0)
+                return 1;        /* an unreadable block ends what can be pruned */
+        if (ps->last_ms < ps->cutoff_ms) {
                 ps->keep_from = b->last_seq + 1;
                 ps->vouched = false;
                 return 0;
@@ -616,7 +650,8 @@ static void prune(struct kh_auditor *a) {
         if (days == 0)
                 return;
         for (size_t i = 0; i < a->n_chains; i++) {
-                struct prune_scan ps = { .cutoff_ms = kh_audit_now_ms() - days * 86400000 };
+                struct prune_scan ps = { .chain_id = a->chains[i].id,
+                                         .cutoff_ms = kh_audit_now_ms() - days * 86400000 };
                 uint64_t before;
 
                 if (kh_store_audit_scan(a->store, a->chains[i].id, 1, false, prune_block, &ps) < 0)
@@ -712,7 +747,8 @@ static void *run(void *userdata) {
 
         pthread_mutex_lock(&a->qlock);
         while (!a->stopping) {
-                bool work, uses, woken = false;
+                bool uses, woken = false;
+                size_t queued;
                 int r;
 
                 if (a->qlen == 0 && next_key == a->n_chains) {
@@ -721,7 +757,7 @@ static void *run(void *userdata) {
                         deadline_in(&until, IDLE_WAKE_MS);
                         woken = pthread_cond_timedwait(&a->qcond, &a->qlock, &until) == 0;
                 }
-                work = a->qlen > 0;
+                queued = a->qlen;
                 uses = a->n_uses > 0;
                 pthread_mutex_unlock(&a->qlock);
 
@@ -734,16 +770,20 @@ static void *run(void *userdata) {
                 }
                 r = 0;
                 /* use counts alone are written once per idle wake-up, not per pass */
-                if (work || checkpoint_due(a) || (uses && !woken))
+                if (queued || checkpoint_due(a) || (uses && !woken))
                         r = flush(a, false, NULL, 0);
                 if (r < 0)
                         sleep_ms(RETRY_MS);
                 pthread_mutex_lock(&a->qlock);
-                if (r == 0 && work && !a->stopping) {
-                        /* let the next reads gather: one commit per gap at most */
-                        pthread_mutex_unlock(&a->qlock);
-                        sleep_ms(FLUSH_GAP_MS);
-                        pthread_mutex_lock(&a->qlock);
+                if (r == 0 && queued) {
+                        /* let the next reads gather: one commit per gap at most (only a
+                         * stop ends the gap early, not the events arriving) */
+                        struct timespec until;
+
+                        deadline_in(&until, queued >= BUSY_RECORDS ? FLUSH_GAP_MS : QUIET_GAP_MS);
+                        while (!a->stopping &&
+                               pthread_cond_timedwait(&a->stop_cond, &a->qlock, &until) == 0)
+                                ;
                 }
         }
         pthread_mutex_unlock(&a->qlock);
@@ -817,6 +857,7 @@ int kh_auditor_new(const struct kh_config *cfg, const char *const *tenants, size
         pthread_mutex_init(&a->chain_lock, NULL);
         pthread_mutex_init(&a->qlock, NULL);
         pthread_cond_init(&a->qcond, NULL);
+        pthread_cond_init(&a->stop_cond, NULL);
         a->n_chains = n + 1;
         a->chains = calloc(a->n_chains, sizeof(*a->chains));
         a->touched = calloc(a->n_chains, sizeof(*a->touched));
@@ -856,6 +897,7 @@ struct kh_auditor *kh_auditor_free(struct kh_auditor *a) {
                 pthread_mutex_lock(&a->qlock);
                 a->stopping = true;
                 pthread_cond_broadcast(&a->qcond);
+                pthread_cond_broadcast(&a->stop_cond);
                 pthread_mutex_unlock(&a->qlock);
                 (void) pthread_join(a->thread, NULL);
                 a->running = false;
@@ -874,6 +916,7 @@ struct kh_auditor *kh_auditor_free(struct kh_auditor *a) {
         free(a->queue);
         free(a->uses);
         pthread_cond_destroy(&a->qcond);
+        pthread_cond_destroy(&a->stop_cond);
         pthread_mutex_destroy(&a->qlock);
         pthread_mutex_destroy(&a->chain_lock);
         free(a);

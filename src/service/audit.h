@@ -20,6 +20,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "audit/record.h"
 #include "common/buf.h"
 #include "common/cleanup.h"
 #include "config/config.h"
@@ -99,6 +100,18 @@ KH_MUST_CHECK int kh_auditor_public_key(struct kh_auditor *a, uint32_t chain, st
 
 /* The chain's id as the store and the records name it: a tenant id, or "". */
 const char *kh_auditor_chain_id(const struct kh_auditor *a, uint32_t chain);
+
+/**
+ * kh_audit_block_each() - calls fn for each record of a block the store returned, in order,
+ * with the record's time as unix milliseconds.
+ * @chain_id: the block's chain (kh_auditor_chain_id()): the records' tenant.
+ * Stops at fn's first non-zero answer and returns it; returns -KH_E_INTEGRITY for a block
+ * that does not read as one (an edited database), 0 at its end, or -ENOMEM.
+ */
+KH_MUST_CHECK int kh_audit_block_each(const struct kh_store_audit_block *b, const char *chain_id,
+                                      int (*fn)(const struct kh_audit_record *rec, int64_t time_ms,
+                                                void *userdata),
+                                      void *userdata);
 
 /* Events dropped so far because the database could not take them. */
 uint64_t kh_auditor_dropped(const struct kh_auditor *a);

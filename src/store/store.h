@@ -137,7 +137,8 @@ KH_MUST_CHECK int kh_store_meta_put(struct kh_store *s, const char *key, const u
 
 /* ---- audit chains ----
  * A chain (a tenant id, or "" for the server's own) is stored as blocks: each a run of
- * consecutive records first_seq..last_seq, as the JSON Lines the export format defines,
+ * consecutive records first_seq..last_seq in the form audit/block.h writes (the store
+ * does not read it),
  * with the hash of its last record. The service assigns sequence numbers and hashes; the
  * store keeps blocks in order and never looks inside them. Appending inside a transaction
  * (kh_store_tx_begin) makes the block part of that group commit. */
