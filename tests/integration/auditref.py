@@ -1,7 +1,8 @@
 #!/usr/bin/python3
 """A reference implementation of the audit log format, written from docs/audit.md alone (no
 look at keyhold's C code): the canonical encoding and hash, the checkpoint signature, the
-JSON Lines export, a verifier and a chain generator. It writes the fixtures of
+JSON Lines export, a verifier, the stored blocks of the database (decode_block, encode_block:
+"How blocks are stored") and a chain generator. It writes the fixtures of
 tests/unit/audit/data, which keyhold's own verifier (src/audit/verify.c) must judge the same
 way (tests/unit/audit/test-audit-verify.c), and tests/integration/test_audit_format.py
 cross-checks the two on many more inputs. Python standard library and python3-cryptography.
@@ -332,6 +333,268 @@ def verify_file(path, pem_path, first_seq: int = 0, through_seq: int = 0) -> dic
     pub = load_public_key(pathlib.Path(pem_path).read_bytes())
     return verify_lines(split_lines(pathlib.Path(path).read_bytes()), pub, first_seq,
                         through_seq)
+
+
+# ---- stored blocks ("How blocks are stored") ----
+
+BLOCK_V1 = 0x01
+F_ACTOR = 0x01              # actor is the previous record's
+F_TARGET_IS_ACTOR = 0x02    # target is this record's actor
+F_TARGET = 0x04             # target is the previous record's
+F_ACTION = 0x08
+F_OUTCOME = 0x10
+F_CLIENT = 0x20
+F_REQUEST_ID_HEX = 0x40     # request_id is 16 lower-case hex digits, stored as 8 bytes
+F_SIGNATURE = 0x80          # a checkpoint: a signature follows the hash
+REQUEST_ID_HEX_RE = re.compile(r"[0-9a-f]{16}")
+TIME_MS_MIN = -62135596800000  # 0001-01-01T00:00:00.000Z: the first 4-digit year
+TIME_MS_MAX = 253402300799999  # 9999-12-31T23:59:59.999Z: the last
+
+
+class BlockError(ValueError):
+    """A stored block that is neither form, or damaged: where and what."""
+
+    def __init__(self, what: str, offset: int):
+        super().__init__(f"{what} at byte {offset}")
+        self.what = what
+        self.offset = offset
+
+
+class _BlockReader:
+    def __init__(self, data: bytes):
+        self.data = data
+        self.pos = 0
+
+    def fail(self, what, at=None):
+        raise BlockError(what, self.pos if at is None else at)
+
+    def take(self, n: int) -> bytes:
+        if n > len(self.data) - self.pos:
+            self.fail("truncated")
+        b = self.data[self.pos:self.pos + n]
+        self.pos += n
+        return b
+
+    def uvarint(self) -> int:
+        """Unsigned LEB128 of at most 10 bytes and 64 bits."""
+        start, v = self.pos, 0
+        for i in range(10):
+            b = self.take(1)[0]
+            v |= (b & 0x7f) << (7 * i)
+            if not b & 0x80:
+                if v >= 2**64:
+                    self.fail("varint beyond 64 bits", start)
+                return v
+        self.fail("varint longer than 10 bytes", start)
+
+    def svarint(self) -> int:
+        z = self.uvarint()
+        return z >> 1 if not z & 1 else -(z >> 1) - 1
+
+    def string(self) -> str:
+        start = self.pos
+        n = self.uvarint()
+        if n > STR_MAX:
+            self.fail("string longer than 1024 bytes", start)
+        b = self.take(n)
+        if b"\x00" in b:
+            self.fail("NUL in a string", start)
+        try:
+            return b.decode("utf-8")  # strict: no overlong forms, no surrogates
+        except UnicodeDecodeError:
+            self.fail("string not UTF-8", start)
+
+
+def ms_of_time(s: str) -> int:
+    """A record time as unix milliseconds (the inverse of fmt_time)."""
+    import datetime
+    if not _time_ok(s):
+        raise ValueError(f"not a record time: {s!r}")
+    t = datetime.datetime.strptime(s[:19], "%Y-%m-%dT%H:%M:%S")
+    epoch = datetime.datetime(1970, 1, 1)
+    return (t - epoch) // datetime.timedelta(seconds=1) * 1000 + int(s[20:23])
+
+
+def time_of_ms(ms: int) -> str:
+    """fmt_time for every 4-digit year (strftime does not pad years before 1000)."""
+    import datetime
+    t = datetime.datetime(1970, 1, 1) + datetime.timedelta(milliseconds=ms)
+    return "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ" % (t.year, t.month, t.day, t.hour, t.minute,
+                                                  t.second, ms % 1000)
+
+
+def export_dict(rec: dict) -> dict:
+    """A record (hashes and signature as bytes) as the export writes it: the documented
+    fields in order, hashes in hex, the signature in base64 and only on checkpoints."""
+    return json.loads(to_line(rec))
+
+
+def _hash_bytes(v) -> bytes:
+    return bytes.fromhex(v) if isinstance(v, str) else bytes(v)
+
+
+def _decode_binary(data: bytes, first_seq: int, tenant: str) -> list:
+    """(record, spans) per record: spans maps each stored field to its (start, end) in data."""
+    r = _BlockReader(data)
+    if r.take(1)[0] != BLOCK_V1:
+        r.fail("unknown version", 0)
+    prev_hash = r.take(32)
+    prev = dict(actor="", target="", action="", outcome="", client="")
+    time_ms = 0
+    out = []
+    while r.pos < len(data):
+        start = r.pos
+        spans = {}
+
+        def field(name, read):
+            s = r.pos
+            v = read()
+            spans[name] = (s, r.pos)
+            return v
+
+        flags = field("flags", lambda: r.take(1)[0])
+        if flags & F_TARGET_IS_ACTOR and flags & F_TARGET:
+            r.fail("both target flags", start)
+        time_ms += field("time", r.svarint)
+        if not TIME_MS_MIN <= time_ms <= TIME_MS_MAX:
+            r.fail("time out of range", spans["time"][0])
+        rec = dict(seq=first_seq + len(out), time=time_of_ms(time_ms), tenant=tenant)
+        rec["actor"] = prev["actor"] if flags & F_ACTOR else field("actor", r.string)
+        if flags & F_TARGET_IS_ACTOR:
+            rec["target"] = rec["actor"]
+        elif flags & F_TARGET:
+            rec["target"] = prev["target"]
+        else:
+            rec["target"] = field("target", r.string)
+        rec["action"] = prev["action"] if flags & F_ACTION else field("action", r.string)
+        rec["outcome"] = prev["outcome"] if flags & F_OUTCOME else field("outcome", r.string)
+        rec["key_version"] = field("key_version", r.uvarint)
+        if rec["key_version"] > U32_MAX:
+            r.fail("key_version out of range", spans["key_version"][0])
+        if flags & F_REQUEST_ID_HEX:
+            rec["request_id"] = field("request_id", lambda: r.take(8)).hex()
+        else:
+            rec["request_id"] = field("request_id", r.string)
+        rec["client"] = prev["client"] if flags & F_CLIENT else field("client", r.string)
+        rec["count"] = field("count", r.uvarint)
+        if not 1 <= rec["count"] <= U32_MAX:
+            r.fail("count out of range", spans["count"][0])
+        rec["prev_hash"] = prev_hash
+        rec["hash"] = field("hash", lambda: r.take(32))
+        if flags & F_SIGNATURE:
+            n = field("signature_len", r.uvarint)
+            if n == 0:
+                r.fail("empty signature", spans["signature_len"][0])
+            rec["signature"] = field("signature", lambda: r.take(n))
+        if (rec["action"] == "checkpoint") != bool(flags & F_SIGNATURE):
+            r.fail("signature on a record that is not a checkpoint" if flags & F_SIGNATURE
+                   else "checkpoint without a signature", start)
+        if rec["seq"] > SEQ_MAX:
+            r.fail("seq out of range", start)
+        spans["record"] = (start, r.pos)
+        out.append((rec, spans))
+        prev = {k: rec[k] for k in prev}
+        prev_hash = rec["hash"]
+    return out
+
+
+def _decode_json(data: bytes) -> list:
+    out, offset = [], 0
+    for line in split_lines(data):
+        try:
+            rec = parse_line(line)
+        except Malformed as e:
+            raise BlockError("export line malformed: " + e.what, offset)
+        out.append((rec, {"record": (offset, offset + len(line))}))
+        offset += len(line) + 1
+    return out
+
+
+def block_layout(data: bytes, first_seq: int, tenant: str) -> list:
+    """Like decode_block, but (export record, spans) per record, spans mapping each field
+    that is stored (flags, time, actor, ..., hash, signature; "record" for the whole) to
+    its (start, end) in data: where a test edits a stored block."""
+    data = bytes(data)
+    recs = _decode_json(data) if data[:1] == b"{" else _decode_binary(data, first_seq, tenant)
+    return [(export_dict(rec), spans) for rec, spans in recs]
+
+
+def decode_block(data: bytes, first_seq: int, tenant: str) -> list:
+    """The records of one stored block (a row of audit_blocks: its data, first_seq and
+    chain) as the export dicts (docs/audit.md "Export"). Reads the binary form and the
+    older JSON Lines one (data starting with '{', whose lines carry their own seq and
+    tenant). Raises BlockError when data is neither or is damaged. The stored hashes are
+    given as stored, not checked: that is the verifier's job."""
+    return [rec for rec, _ in block_layout(data, first_seq, tenant)]
+
+
+def encode_block(records: list) -> bytes:
+    """The binary form of consecutive records of one chain (export dicts, or records with
+    hashes and signature as bytes). Their seq, tenant and, but for the first, prev_hash
+    are not stored: the reader derives them from the row and the position. The block's
+    prev_hash is the first record's. Records are written as given (no check of their
+    hashes), so that a test can store a forged chain."""
+    if not records:
+        raise ValueError("a block holds at least one record")
+    out = bytearray([BLOCK_V1]) + _hash_bytes(records[0]["prev_hash"])
+    prev = dict(actor="", target="", action="", outcome="", client="")
+    time_ms = 0
+
+    def uvarint(n: int) -> bytes:
+        if not 0 <= n < 2**64:
+            raise ValueError(f"{n} does not fit a uvarint")
+        b = bytearray()
+        while n >= 0x80:
+            b.append(n & 0x7f | 0x80)
+            n >>= 7
+        b.append(n)
+        return bytes(b)
+
+    def string(s: str) -> bytes:
+        b = s.encode("utf-8")
+        return uvarint(len(b)) + b
+
+    for rec in records:
+        flags = 0
+        body = bytearray()
+        ms = ms_of_time(rec["time"])
+        delta = ms - time_ms
+        body += uvarint(2 * delta if delta >= 0 else -2 * delta - 1)
+        time_ms = ms
+        if rec["actor"] == prev["actor"]:
+            flags |= F_ACTOR
+        else:
+            body += string(rec["actor"])
+        if rec["target"] == rec["actor"]:
+            flags |= F_TARGET_IS_ACTOR
+        elif rec["target"] == prev["target"]:
+            flags |= F_TARGET
+        else:
+            body += string(rec["target"])
+        for name, bit in (("action", F_ACTION), ("outcome", F_OUTCOME)):
+            if rec[name] == prev[name]:
+                flags |= bit
+            else:
+                body += string(rec[name])
+        body += uvarint(rec["key_version"])
+        if REQUEST_ID_HEX_RE.fullmatch(rec["request_id"]):
+            flags |= F_REQUEST_ID_HEX
+            body += bytes.fromhex(rec["request_id"])
+        else:
+            body += string(rec["request_id"])
+        if rec["client"] == prev["client"]:
+            flags |= F_CLIENT
+        else:
+            body += string(rec["client"])
+        body += uvarint(rec["count"]) + _hash_bytes(rec["hash"])
+        sig = rec.get("signature")
+        if sig is not None:
+            flags |= F_SIGNATURE
+            sig = base64.b64decode(sig, validate=True) if isinstance(sig, str) else bytes(sig)
+            body += uvarint(len(sig)) + sig
+        out += bytes([flags]) + body
+        prev = {k: rec[k] for k in prev}
+    return bytes(out)
 
 
 # ---- the generator ----
@@ -681,6 +944,46 @@ EXAMPLE = dict(seq=1, time="2026-12-06T14:00:00.000Z", tenant="acme", actor="key
 DATA = pathlib.Path(__file__).resolve().parent.parent / "unit" / "audit" / "data"
 
 
+def _uvarint_hex(n: int) -> str:
+    b = bytearray()
+    while n >= 0x80:
+        b.append(n & 0x7f | 0x80)
+        n >>= 7
+    return (bytes(b) + bytes([n])).hex()
+
+
+def block_selfcheck() -> list:
+    """The documented example as a block, spelt out byte by byte from "How blocks are
+    stored"; generated chains through encode_block and decode_block and as legacy blocks."""
+    problems = []
+    ex = dict(EXAMPLE, hash=record_hash(EXAMPLE))
+    want = ("01" + "00" * 32 +                     # version, prev_hash
+            "24" +                                 # flags: target and client repeat ("")
+            _uvarint_hex(2 * T0_MS) +              # time: zigzag of T0_MS - 0
+            "07" + b"keyhold".hex() + "05" + b"start".hex() + "02" + b"ok".hex() +
+            "00" + "00" +                          # key_version 0, request_id ""
+            "01" + ex["hash"].hex())               # count 1, hash
+    if encode_block([ex]).hex() != want:
+        problems.append(f"example block is {encode_block([ex]).hex()}, not {want}")
+    if decode_block(bytes.fromhex(want), 1, "acme") != [export_dict(ex)]:
+        problems.append("example block does not decode to the example")
+    keys = test_keys(DATA)
+    for tenant, chain in (("acme", make_chain(keys["acme"], "acme", 12, {5, 10})),
+                          ("", make_chain(keys["server"], "", 6, {3, 6}))):
+        want = [export_dict(r) for r in chain]
+        for i in range(0, len(chain), 5):          # blocks of 5 records, the last shorter
+            part = chain[i:i + 5]
+            got = decode_block(encode_block(part), part[0]["seq"], tenant)
+            if got != want[i:i + 5]:
+                problems.append(f"chain {tenant!r} block at {i + 1} does not round-trip")
+            if encode_block(got) != encode_block(part):
+                problems.append(f"chain {tenant!r} block at {i + 1} re-encodes differently")
+            legacy = b"".join(to_line(r) for r in part)
+            if decode_block(legacy, 99, "other") != want[i:i + 5]:
+                problems.append(f"chain {tenant!r} legacy block at {i + 1} reads differently")
+    return problems
+
+
 def selfcheck() -> list:
     """The documented example; the committed cases of tests/unit/audit/data as their
     expected.json says; and the cases written afresh (with the same keys) likewise."""
@@ -694,6 +997,7 @@ def selfcheck() -> list:
     if record_hash(EXAMPLE).hex() != \
             "2e5c2522d0e8f2998d81387be4431b55b236e17710b47540e89e4e545bd89f49":
         problems.append("example hash differs from docs/audit.md")
+    problems += block_selfcheck()
     problems += ["committed " + p for p in check_fixtures(DATA)]
     with tempfile.TemporaryDirectory() as tmp:
         shutil.copytree(DATA / "keys", pathlib.Path(tmp) / "keys")
