@@ -482,14 +482,16 @@ def test_admin_issuer_tokens_administer_and_are_no_member_tokens(make_keyholdd, 
 # ------------------------------------------------------------------------ tampering
 
 
-def _export(d, out):
-    """`keyhold audit export` of the default chain: a copy of what the server holds, gaps
-    and all (it warns), for `audit verify` to judge."""
+def _export(d, out, *args, check=True):
+    """`keyhold audit export` of the default chain (or, with args, --tenant T or --server):
+    a copy of what the server holds, gaps and all (it warns), for `audit verify` to judge."""
     p = subprocess.run([str(harness.build_dir() / "src" / "cli" / "keyhold"), "--socket",
-                        str(d.admin_socket), "--json", "audit", "export", str(out), "--force"],
-                       capture_output=True, text=True, timeout=60)
-    assert p.returncode == 0, p
-    return out
+                        str(d.admin_socket), "--json", "audit", "export", str(out), "--force",
+                        *args], capture_output=True, text=True, timeout=60)
+    if check:
+        assert p.returncode == 0, p
+        return out
+    return p
 
 
 def _verify(out, pem):
@@ -499,13 +501,23 @@ def _verify(out, pem):
     return p.returncode, json.loads(p.stdout)
 
 
+def _read_blocks(db_path, chain_id="default"):
+    """A chain's stored blocks, (first_seq, last_seq, head_hash, data) in chain order."""
+    db = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True)
+    try:
+        return [(a, b, bytes(h), bytes(x)) for a, b, h, x in db.execute(
+            "SELECT first_seq, last_seq, head_hash, data FROM audit_blocks WHERE chain = ? "
+            "ORDER BY first_seq", (chain_id,))]
+    finally:
+        db.close()
+
+
 def _rewrite_blocks(db_path, edit):
     """Applies edit(list of (first_seq, last_seq, head_hash, data)) -> same to the default
     chain's stored blocks, with the database's own client (keyholdd stopped)."""
+    rows = _read_blocks(db_path)
     db = sqlite3.connect(db_path)
     try:
-        rows = db.execute("SELECT first_seq, last_seq, head_hash, data FROM audit_blocks "
-                          "WHERE chain = 'default' ORDER BY first_seq").fetchall()
         db.execute("DELETE FROM audit_blocks WHERE chain = 'default'")
         db.executemany("INSERT INTO audit_blocks (chain, first_seq, last_seq, head_hash, data) "
                        "VALUES ('default', ?, ?, ?, ?)", edit(rows))
@@ -514,22 +526,66 @@ def _rewrite_blocks(db_path, edit):
         db.close()
 
 
-def _lines(rows):
-    return [l for r in rows for l in bytes(r[3]).split(b"\n") if l]
+def _records(rows, tenant="default"):
+    """The records of stored blocks as the export dicts (auditref: docs/audit.md alone)."""
+    return [x for r in rows for x in auditref.decode_block(r[3], r[0], tenant)]
 
 
-def _as_one_block(lines, rows):
-    """The lines as one block (the store does not look inside blocks)."""
-    first = json.loads(lines[0])["seq"]
-    last = json.loads(lines[-1])["seq"]
-    return [(first, last, rows[-1][2], b"\n".join(lines) + b"\n")]
+def _legacy_block(records) -> bytes:
+    """Records as a block of the form keyhold stored before the binary one: export lines."""
+    return b"".join(line + b"\n" for line in lines_of(records))
 
 
-@pytest.mark.parametrize("kind", ["changed", "removed", "inserted", "swapped", "forged"])
+def _as_one_block(records, rows, form):
+    """The records as one block (the store does not look inside blocks): binary, whose
+    records take their seq from the row and their position, or legacy JSON Lines, whose
+    records carry their own."""
+    if form == "binary":
+        first = rows[0][0]
+        return [(first, first + len(records) - 1, rows[-1][2], auditref.encode_block(records))]
+    first, last = records[0]["seq"], records[-1]["seq"]
+    return [(first, last, rows[-1][2], _legacy_block(records))]
+
+
+def _flip(rows, seq, pick):
+    """rows with bits flipped in one byte inside the stored binary block that holds record
+    seq: pick(spans, data) -> (offset, mask), from the record's field spans
+    (auditref.block_layout)."""
+    out = []
+    for first, last, head, data in rows:
+        if first <= seq <= last:
+            assert data[0] == auditref.BLOCK_V1, "the server wrote a legacy block"
+            layout = auditref.block_layout(data, first, "default")
+            rec, spans = layout[seq - first]
+            assert rec["seq"] == seq
+            data = bytearray(data)
+            at, mask = pick(spans, data)
+            data[at] ^= mask
+            data = bytes(data)
+        out.append((first, last, head, data))
+    return out
+
+
+def _flip_string(spans, data):
+    """The last byte of the first string record 3 stores (an ASCII byte stays UTF-8)."""
+    name = next(f for f in ("client", "actor", "target", "action", "outcome") if f in spans)
+    return spans[name][1] - 1, 0x01
+
+
+KINDS = [("changed", "binary"), ("removed", "binary"), ("inserted", "binary"),
+         ("swapped", "binary"), ("forged", "binary"), ("changed", "json"), ("removed", "json"),
+         ("inserted", "json"), ("swapped", "json"), ("forged", "json"),
+         ("flipped-string", "binary"), ("flipped-hash", "binary"),
+         ("flipped-flags", "binary")]
+
+
+@pytest.mark.parametrize("kind,form", KINDS, ids=[f"{k}-{f}" for k, f in KINDS])
 def test_verify_names_tampering_of_the_database(make_keyholdd, issuers, default_issuer,
-                                                 tmp_path, kind):
-    """Whoever can write the database edits the stored chain; the export of the server that
-    then opens it fails verification at the record that was touched."""
+                                                 tmp_path, kind, form):
+    """Whoever can write the database edits the stored chain, written back in the binary
+    form or as a legacy JSON block, or flips a byte inside a stored binary block; the export
+    of the server that then opens it fails verification at the record that was touched (or,
+    when the block no longer decodes, the export itself fails)."""
     d = make_keyholdd(tenants(issuers), extra=AUDIT_EXTRA)
     users = [str(uuid.uuid4()) for _ in range(4)]
     for u in users:
@@ -543,37 +599,130 @@ def test_verify_names_tampering_of_the_database(make_keyholdd, issuers, default_
     intact = _export(d, tmp_path / "intact.jsonl")
     assert _verify(intact, pem)[0] == 0
     assert d.stop() == 0
+    stored = _records(_read_blocks(d.db_path))
+    assert [x["seq"] for x in stored] == list(range(1, len(stored) + 1))
 
     victim = 3                           # seq of the record tampered with
     forged = {}
 
     def edit(rows):
-        lines = _lines(rows)
+        if kind == "flipped-string":
+            return _flip(rows, victim, _flip_string)
+        if kind == "flipped-hash":
+            return _flip(rows, victim, lambda spans, data: (spans["hash"][0] + 7, 0x80))
+        if kind == "flipped-flags":      # both target flags: no longer a block
+            both = auditref.F_TARGET_IS_ACTOR | auditref.F_TARGET
+            return _flip(rows, victim, lambda spans, data: (
+                spans["flags"][0], both & ~data[spans["flags"][0]]))
+        records = _records(rows)
         i = victim - 1
         if kind == "changed":
-            lines[i] = lines[i].replace(b'"client":"127.0.0.1"', b'"client":"127.0.0.2"')
+            assert records[i]["client"] == "127.0.0.1", records[i]
+            records[i]["client"] = "127.0.0.2"
         elif kind == "removed":
-            del lines[i]
+            del records[i]
         elif kind == "inserted":
-            lines.insert(i, lines[i])
+            records.insert(i, dict(records[i]))
         elif kind == "swapped":
-            lines[i], lines[i + 1] = lines[i + 1], lines[i]
+            records[i], records[i + 1] = records[i + 1], records[i]
         elif kind == "forged":
-            cp = next(j for j, l in enumerate(lines) if b'"checkpoint"' in l)
-            rec = json.loads(lines[cp])
+            rec = next(x for x in records if x["action"] == "checkpoint")
             sig = bytearray(base64.b64decode(rec["signature"]))
             sig[10] ^= 1
             rec["signature"] = base64.b64encode(bytes(sig)).decode()
-            lines[cp] = json.dumps(rec, separators=(",", ":")).encode()
             forged["seq"] = rec["seq"]
-        return _as_one_block(lines, rows)
+        return _as_one_block(records, rows, form)
+
     _rewrite_blocks(d.db_path, edit)
     d.start()
+    if kind == "flipped-flags":
+        # the block holding record 3 no longer decodes: the export stops with the server's
+        # answer for a stored record that fails its integrity check, and writes no chain
+        p = _export(d, tmp_path / "tampered.jsonl", check=False)
+        assert p.returncode == 1 and json.loads(p.stdout) == {
+            "message": "A stored record failed its integrity check.",
+            "code": "record_integrity"}, p
+        assert not (tmp_path / "tampered.jsonl").exists()
+        assert d.alive() and d.operator.get("/admin/keys").status == 200
+        return
     rc, verdict = _verify(_export(d, tmp_path / "tampered.jsonl"), pem)
     assert rc == 1 and verdict["ok"] is False, verdict
     # the copy inserted after record 3 is the bad one: it should have been 4
     expected = {"forged": forged.get("seq"), "inserted": victim + 1}.get(kind, victim)
     assert verdict["first_bad_seq"] == expected, verdict
+    if kind.startswith("flipped"):
+        assert verdict["reason"] == "hash mismatch", verdict
+
+
+def test_stored_blocks_decode_to_what_the_export_prints(make_keyholdd, issuers, default_issuer,
+                                                        acme_issuer, tmp_path):
+    """The blocks keyholdd writes, read with auditref.decode_block (docs/audit.md alone),
+    hold exactly the records `keyhold audit export` prints, in every chain: the C writer and
+    an independent reader of the format agree. Then the same chains rewritten as legacy JSON
+    blocks (what older servers stored) export the same, and new records follow them."""
+    d = make_keyholdd(tenants(issuers), extra=AUDIT_EXTRA)
+    users = [str(uuid.uuid4()) for _ in range(3)]
+    for prefix, issuer in (("", default_issuer), ("/t/acme", acme_issuer)):
+        for u in users:
+            tok = issuer.token(u)
+            assert d.client.post(prefix + "/user-keys", token=tok,
+                                 json_body={"key": new_key()}).status == 200
+            assert d.client.get(prefix + "/user-keys", token=tok).status == 200
+            assert d.client.put(prefix + "/user-keys", token=tok,
+                                json_body={"key": new_key()}).status == 200
+            # refused: a verified member token (target is the actor), then no token at all
+            assert_error(d.client.get(prefix + "/user-keys", token=issuer.token(u, scope=["x"])),
+                         403, "insufficient_scope")
+            assert_error(d.client.get(prefix + "/user-keys", token="x.y.z"), 401,
+                         "invalid_token")
+        assert d.client.get(prefix + "/admin/keys", token=admin_token(issuer)).status == 200
+        assert d.operator.get(prefix + "/admin/keys").status == 200
+    assert d.client.get("/t/nobody/user-keys").status == 404
+    assert d.stop() == 0                   # a checkpoint in every chain
+
+    chains = {"default": [], "acme": ["--tenant", "acme"], "": ["--server"]}
+    stored = {}
+    for c in chains:
+        rows = _read_blocks(d.db_path, c)
+        assert rows and all(r[3][0] == auditref.BLOCK_V1 for r in rows), c
+        for first, last, head, data in rows:
+            recs = auditref.decode_block(data, first, c)
+            assert (recs[0]["seq"], recs[-1]["seq"], recs[-1]["hash"]) == \
+                (first, last, head.hex()), (c, first, last)
+        stored[c] = _records(rows, c)
+        assert [x["seq"] for x in stored[c]] == list(range(1, len(stored[c]) + 1)), c
+        assert any("signature" in x for x in stored[c]), c
+    assert any(x["target"] == x["actor"] and x["action"] == "refused"
+               for x in stored["default"])
+
+    d.start()
+    for c, args in chains.items():
+        out = _export(d, tmp_path / f"{c or 'server'}.jsonl", *args)
+        exported = [json.loads(x) for x in out.read_bytes().splitlines()]
+        assert exported[:len(stored[c])] == stored[c], c
+    assert d.stop() == 0
+
+    # the default chain as legacy blocks, one per stored block: read as before, and the
+    # server goes on after them in the binary form
+    rows = _read_blocks(d.db_path)
+    _rewrite_blocks(d.db_path, lambda rows: [
+        (a, b, h, _legacy_block(auditref.decode_block(x, a, "default"))) for a, b, h, x in rows])
+    legacy = _records(_read_blocks(d.db_path))
+    assert legacy == _records(rows)
+    d.start()
+    assert d.client.get("/user-keys", token=default_issuer.token(users[0])).status == 200
+    wait_record(d, lambda x: x["seq"] > len(legacy) and x["action"] == "read")
+    out = _export(d, tmp_path / "after-legacy.jsonl")
+    exported = [json.loads(x) for x in out.read_bytes().splitlines()]
+    assert exported[:len(legacy)] == legacy
+    pem = tmp_path / "default.pem"
+    pem.write_text(public_pem(d))
+    assert d.stop() == 0               # signs what follows the legacy blocks
+    after = _read_blocks(d.db_path)
+    assert after[0][3][:1] == b"{" and after[-1][3][0] == auditref.BLOCK_V1
+    out = _export(d.start(), tmp_path / "signed.jsonl")
+    rc, verdict = _verify(out, pem)
+    assert rc == 0 and verdict["records"] > len(legacy), verdict
 
 
 # ------------------------------------------------------------------------ retention

@@ -415,14 +415,20 @@ def _audit_chains_intact(k, acked_by_tenant) -> list[str]:
     problems = []
     db = sqlite3.connect(f"file:{k.db_path}?mode=ro", uri=True)
     try:
-        chains = {c: [bytes(r[0]) for r in db.execute(
-                      "SELECT data FROM audit_blocks WHERE chain = ? ORDER BY first_seq", (c,))]
+        chains = {c: [(r[0], bytes(r[1])) for r in db.execute(
+                      "SELECT first_seq, data FROM audit_blocks WHERE chain = ? "
+                      "ORDER BY first_seq", (c,))]
                   for c in (*TENANTS, "")}
     finally:
         db.close()
     for c, blocks in chains.items():
-        lines = [l for b in blocks for l in b.split(b"\n") if l]
-        recs = [json.loads(l) for l in lines]
+        try:  # stored blocks, read as docs/audit.md says (auditref: the doc alone)
+            recs = [x for first, data in blocks for x in auditref.decode_block(data, first, c)]
+        except auditref.BlockError as e:
+            problems.append(f"audit chain {c!r} has a block that does not decode: {e}")
+            continue
+        lines = [json.dumps(x, separators=(",", ":"), ensure_ascii=False).encode()
+                 for x in recs]
         if [r["seq"] for r in recs] != list(range(1, len(recs) + 1)):
             problems.append(f"audit chain {c!r} is not 1..{len(recs)} without gaps")
             continue
