@@ -472,7 +472,7 @@ static void test_bad_version_is_refused(void **state) {
 
 /* A hand-built block of one record (after the 33-byte header): the fields as given. */
 struct hb {
-        uint8_t b[8192];
+        uint8_t b[16384];
         size_t n;
 };
 
@@ -584,6 +584,22 @@ static void test_overlong_varints_are_refused(void **state) {
                 hb_bytes(&h, bad[i], bad_len[i]);
                 assert_int_equal(read_all(h.b, h.n), -EINVAL);
         }
+
+        /* a count of 2^64 + 1, which is 1 if the 65th bit were dropped, and 1 spelt in
+         * 10 bytes (fine: at most 10) */
+        static const uint8_t count_65_bits[] = { 0x81, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80,
+                                                 0x80, 0x02 };
+        static const uint8_t count_1_in_10[] = { 0x81, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80,
+                                                 0x80, 0x00 };
+        uint8_t hash[KH_AUDIT_HASH_LEN] = { 0 };
+        for (size_t i = 0; i < 2; i++) {
+                hb_begin(&h, 0x01 | 0x04 | 0x08 | 0x10 | 0x20, 2 * (uint64_t) T0_MS);
+                hb_uvarint(&h, 0);
+                hb_str(&h, "", 0);
+                hb_bytes(&h, i ? count_1_in_10 : count_65_bits, sizeof(count_65_bits));
+                hb_bytes(&h, hash, sizeof(hash));
+                assert_int_equal(read_all(h.b, h.n), i ? 1 : -EINVAL);
+        }
 }
 
 static void test_long_string_is_refused(void **state) {
@@ -593,6 +609,11 @@ static void test_long_string_is_refused(void **state) {
         (void) state;
         memset(s, 'a', sizeof(s));
         hb_read_record(&h, s, KH_AUDIT_STR_MAX + 1, 1);
+        assert_int_equal(read_all(h.b, h.n), -EINVAL);
+        /* far longer than the reader's room for a string (ASan sees an overflow, if any) */
+        static char huge[12000];
+        memset(huge, 'a', sizeof(huge));
+        hb_read_record(&h, huge, sizeof(huge), 1);
         assert_int_equal(read_all(h.b, h.n), -EINVAL);
         /* a length far beyond the data */
         hb_begin(&h, 0x00, 2 * (uint64_t) T0_MS);
