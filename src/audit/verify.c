@@ -13,6 +13,7 @@
 
 #include "audit/json.h"
 #include "common/errors.h"
+#include "crypto/ecdsa.h"
 #include "crypto/rsa.h"
 
 KH_DEFINE_CLEANUP(fclose, FILE *)
@@ -54,7 +55,6 @@ int kh_audit_public_key_load(const char *pem_path, EVP_PKEY **ret) {
         char text[KH_AUDIT_PUBKEY_PEM_MAX + 1];
         const unsigned char *p;
         size_t n;
-        int bits;
 
         f = fopen(pem_path, "re");
         if (!f)
@@ -86,18 +86,37 @@ int kh_audit_public_key_load(const char *pem_path, EVP_PKEY **ret) {
                 ERR_clear_error();
                 return -EINVAL;
         }
-        bits = EVP_PKEY_get_bits(pkey);
-        if (!EVP_PKEY_is_a(pkey, "RSA") || bits < 2048 || bits > 8192)
+        if (!kh_audit_key_algorithm(pkey))
                 return -EINVAL;
 
         *ret = KH_TAKE_PTR(pkey);
         return 0;
 }
 
+const char *kh_audit_key_algorithm(EVP_PKEY *pub) {
+        int bits;
+
+        if (!pub)
+                return NULL;
+        if (kh_ec_is_p256(pub))
+                return KH_AUDIT_ALG_ECDSA;
+        bits = EVP_PKEY_get_bits(pub);
+        if (EVP_PKEY_is_a(pub, "RSA") && bits >= 2048 && bits <= 8192)
+                return KH_AUDIT_ALG_RSA_PSS;
+        return NULL;
+}
+
+int kh_audit_signature_verify(EVP_PKEY *pub, const uint8_t digest[static KH_AUDIT_HASH_LEN],
+                              const uint8_t *sig, size_t sig_len) {
+        if (kh_ec_is_p256(pub))
+                return kh_ecdsa_verify(pub, digest, sig, sig_len);
+        return kh_rsa_pss_verify(pub, digest, sig, sig_len);
+}
+
 int kh_audit_verifier_new(EVP_PKEY *pub, struct kh_audit_verifier **ret) {
         struct kh_audit_verifier *v;
 
-        if (!pub || !EVP_PKEY_is_a(pub, "RSA"))
+        if (!kh_audit_key_algorithm(pub))
                 return -EINVAL;
         v = calloc(1, sizeof(*v));
         if (!v)
@@ -165,7 +184,7 @@ static int check(struct kh_audit_verifier *v, const struct kh_audit_record *rec)
                 int r;
 
                 kh_audit_checkpoint_digest(rec->tenant, rec->seq, rec->hash, digest);
-                r = kh_rsa_pss_verify(v->pub, digest, rec->signature, rec->signature_len);
+                r = kh_audit_signature_verify(v->pub, digest, rec->signature, rec->signature_len);
                 if (r == -KH_E_INTEGRITY)
                         return fail(v, 6, rec->seq, "bad signature");
                 if (r < 0) {

@@ -78,23 +78,40 @@ struct kh_audit_verify_expect {
 
 struct kh_audit_verifier;
 
+/* The checkpoint signature algorithms (docs/audit.md "Checkpoints"), as the admin API
+ * names them: by the chain's key. */
+#define KH_AUDIT_ALG_ECDSA   "ecdsa-p256-sha256"
+#define KH_AUDIT_ALG_RSA_PSS "rsa-pss-sha256"
+
+/* The algorithm an audit key signs with: KH_AUDIT_ALG_ECDSA for a P-256 key,
+ * KH_AUDIT_ALG_RSA_PSS for an RSA key of 2048..8192 bits, NULL for any other key. */
+const char *kh_audit_key_algorithm(EVP_PKEY *pub);
+
+/* Checks a checkpoint signature by pub over digest (kh_audit_checkpoint_digest()), in
+ * pub's algorithm. Returns 0 if it verifies, -KH_E_INTEGRITY if not, -EINVAL (not an
+ * audit key), -ENOMEM or -EIO. */
+KH_MUST_CHECK int kh_audit_signature_verify(EVP_PKEY *pub,
+                                            const uint8_t digest[static KH_AUDIT_HASH_LEN],
+                                            const uint8_t *sig, size_t sig_len);
+
 /**
  * kh_audit_public_key_load() - an audit public key, as `keyhold audit public-key` prints it.
  * @pem_path: a file holding exactly one PEM block "PUBLIC KEY" (SubjectPublicKeyInfo) of an
- *            RSA key of 2048..8192 bits, and at most KH_AUDIT_PUBKEY_PEM_MAX bytes.
+ *            EC P-256 key or an RSA key of 2048..8192 bits (kh_audit_key_algorithm()), and
+ *            at most KH_AUDIT_PUBKEY_PEM_MAX bytes.
  * @ret:      on success a new key; the caller frees it (EVP_PKEY_free).
  *
  * Anything else is refused: a private key, a certificate, an "RSA PUBLIC KEY" block, a
- * second block, an EC or RSA-PSS-only key. Returns 0, -EINVAL (not such a file), -EFBIG,
+ * second block, an EC key on another curve or an RSA-PSS-only key. Returns 0, -EINVAL (not such a file), -EFBIG,
  * -ENOMEM, or -errno of opening or reading the file.
  */
 KH_MUST_CHECK int kh_audit_public_key_load(const char *pem_path, EVP_PKEY **ret);
 
 /**
  * kh_audit_verifier_new() - a verifier of one chain, before its first record.
- * @pub: the chain's public key (RSA); the verifier keeps its own reference.
+ * @pub: the chain's public key; the verifier keeps its own reference.
  *
- * Returns 0, -EINVAL (pub is not an RSA key) or -ENOMEM.
+ * Returns 0, -EINVAL (pub is not an audit key: kh_audit_key_algorithm()) or -ENOMEM.
  */
 KH_MUST_CHECK int kh_audit_verifier_new(EVP_PKEY *pub, struct kh_audit_verifier **ret);
 
@@ -132,11 +149,11 @@ void kh_audit_verifier_result(const struct kh_audit_verifier *v,
  * @f:   read to its end (or to the first bad line); lines are separated by "\n", the last
  *       one may lack it; an empty line is malformed; a line longer than KH_AUDIT_LINE_MAX
  *       is malformed ("malformed: line too long") without being read whole.
- * @pub: the chain's public key (RSA).
+ * @pub: the chain's public key.
  * @ret: the verdict, written when 0 is returned.
  *
  * Returns 0 when the input was checked (the verdict, good or bad, is in ret), or -EINVAL
- * (pub is not an RSA key), -EIO (a read error) or -ENOMEM. Memory use is bounded by
+ * (pub is not an audit key), -EIO (a read error) or -ENOMEM. Memory use is bounded by
  * KH_AUDIT_LINE_MAX whatever the input's size.
  */
 KH_MUST_CHECK int kh_audit_verify_stream(FILE *f, EVP_PKEY *pub,
@@ -147,7 +164,7 @@ KH_MUST_CHECK int kh_audit_verify_stream(FILE *f, EVP_PKEY *pub,
  * loaded by kh_audit_public_key_load() from pubkey_pem_path.
  *
  * Returns 0 (the verdict is in ret), or an error of loading the key (-EINVAL: the PEM file
- * is not an RSA public key), -errno of opening the file, -EIO or -ENOMEM. Nothing in the
+ * is not an audit public key), -errno of opening the file, -EIO or -ENOMEM. Nothing in the
  * export file's content gives an error: bad content is a verdict.
  */
 KH_MUST_CHECK int kh_audit_verify_file(const char *path, const char *pubkey_pem_path,

@@ -582,7 +582,7 @@ int kh_cmd_audit_verify(struct kh_cli *cli) {
         r = kh_audit_public_key_load(pem, &pub);
         if (r == -EINVAL)
                 return kh_cli_fail(cli, "invalid_public_key",
-                                   "%s is not an RSA public key in PEM (\"PUBLIC KEY\", as "
+                                   "%s is not an audit public key in PEM (\"PUBLIC KEY\", as "
                                    "`keyhold audit public-key` prints it)",
                                    pem);
         if (r < 0)

@@ -69,9 +69,13 @@ int kh_keystore_generate(struct kh_keystore *ks, const struct kh_key_spec *spec,
 
         if (!spec->tenant || !owner_is_valid(spec->tenant, spec->purpose) || spec->version < 1)
                 return -EINVAL;
-        if (spec->rsa_bits < KH_RSA_BITS_MIN || spec->rsa_bits > KH_RSA_BITS_MAX ||
-            spec->rsa_bits % 1024 != 0)
+        if (spec->alg == KH_KEY_ALG_EC_P256) {
+                if (spec->purpose != KH_KEY_AUDIT)
+                        return -EINVAL;  /* a tenant key wraps DEKs: RSA only */
+        } else if (spec->alg != KH_KEY_ALG_RSA || spec->rsa_bits < KH_RSA_BITS_MIN ||
+                   spec->rsa_bits > KH_RSA_BITS_MAX || spec->rsa_bits % 1024 != 0) {
                 return -EINVAL;
+        }
 
         return ks->ops->generate(ks, spec, ret_ref);
 }

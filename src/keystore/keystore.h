@@ -35,11 +35,19 @@ struct kh_key_ref {
         enum kh_key_purpose purpose;
 };
 
+/* A key's algorithm. Tenant keys (KH_KEY_DATA) are RSA: they wrap DEKs. */
+enum kh_key_alg {
+        KH_KEY_ALG_RSA = 0,              /* RSA of rsa_bits; signs with RSA-PSS */
+        KH_KEY_ALG_EC_P256 = 1,          /* ECDSA P-256 (audit keys only): signs 80 times
+                                          * faster than RSA-3072 */
+};
+
 struct kh_key_spec {
         const char *tenant;
         uint32_t version;
-        unsigned rsa_bits;               /* 2048..8192 */
+        unsigned rsa_bits;               /* 2048..8192 (RSA only) */
         enum kh_key_purpose purpose;
+        enum kh_key_alg alg;
 };
 
 enum {
@@ -73,8 +81,9 @@ KH_MUST_CHECK int kh_keystore_wrap(struct kh_keystore *ks, const struct kh_key_r
 KH_MUST_CHECK int kh_keystore_unwrap(struct kh_keystore *ks, const struct kh_key_ref *ref,
                                      const uint8_t *wrapped, size_t len, struct kh_secret **ret_dek);
 
-/* RSA-PSS (SHA-256, MGF1-SHA-256, salt = digest length) signature over a 32-byte SHA-256
- * digest, appended to sig. -EINVAL if len is not 32. */
+/* The signature over a 32-byte SHA-256 digest, appended to sig: RSA-PSS (SHA-256,
+ * MGF1-SHA-256, salt = digest length) by an RSA key, ECDSA (DER) by a P-256 key.
+ * -EINVAL if len is not 32. */
 KH_MUST_CHECK int kh_keystore_sign(struct kh_keystore *ks, const struct kh_key_ref *ref,
                                    const uint8_t *digest, size_t len, struct kh_buf *sig);
 

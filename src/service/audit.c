@@ -14,6 +14,7 @@
 
 #include "audit/block.h"
 #include "audit/json.h"
+#include "audit/verify.h"
 #include "audit/record.h"
 #include "common/errors.h"
 #include "common/limits.h"
@@ -50,6 +51,7 @@ struct chain {
         /* the signing key: set under ks_lock, read by any worker without it */
         _Atomic int key;                 /* 0 not looked at yet, 1 ready, < 0 failed */
         char *_Atomic pem;               /* its public half, set once before key is 1 */
+        const char *algorithm;           /* its signatures' (audit/verify.h), set before pem */
 };
 
 struct uses {
@@ -159,9 +161,10 @@ static int pem_of(EVP_PKEY *pub, char **ret) {
 /* Loads the chain's signing key, creating it the first time. Under ks_lock. */
 static int key_ensure_locked(struct kh_auditor *a, struct chain *c) {
         struct kh_key_ref ref = { .version = AUDIT_KEY_VERSION, .purpose = KH_KEY_AUDIT };
+        /* ECDSA P-256: a checkpoint is signed every checkpoint_records records, dozens of
+         * times a second under load (an older server's RSA key is kept and used) */
         struct kh_key_spec spec = { .tenant = c->id, .version = AUDIT_KEY_VERSION,
-                                    .rsa_bits = a->cfg->keystore.rsa_bits,
-                                    .purpose = KH_KEY_AUDIT };
+                                    .purpose = KH_KEY_AUDIT, .alg = KH_KEY_ALG_EC_P256 };
         EVP_PKEY *pub = NULL;
         int r;
 
@@ -179,7 +182,8 @@ static int key_ensure_locked(struct kh_auditor *a, struct chain *c) {
         if (r == 0) {
                 char *pem = NULL;
 
-                r = pem_of(pub, &pem);
+                c->algorithm = kh_audit_key_algorithm(pub);
+                r = c->algorithm ? pem_of(pub, &pem) : -EIO;
                 EVP_PKEY_free(pub);
                 if (r == 0)
                         atomic_store(&c->pem, pem);
@@ -197,7 +201,8 @@ static int key_ensure(struct kh_auditor *a, struct chain *c) {
         return r;
 }
 
-int kh_auditor_public_key(struct kh_auditor *a, uint32_t chain, struct kh_buf *out) {
+int kh_auditor_public_key(struct kh_auditor *a, uint32_t chain, struct kh_buf *out,
+                          const char **ret_algorithm) {
         struct chain *c = chain_of(a, chain);
         int key;
 
@@ -209,6 +214,7 @@ int kh_auditor_public_key(struct kh_auditor *a, uint32_t chain, struct kh_buf *o
                 return -KH_E_NOT_READY;
         if (key < 0)
                 return -EIO;
+        *ret_algorithm = c->algorithm;
         return kh_buf_append_str(out, atomic_load(&c->pem));
 }
 

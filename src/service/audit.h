@@ -94,9 +94,11 @@ KH_MUST_CHECK int kh_auditor_tx_append(struct kh_auditor *a, struct kh_store *st
 void kh_auditor_tx_end(struct kh_auditor *a, bool committed);
 
 /* The PEM of a chain's audit public key (a tenant index, or KH_AUDIT_SERVER_CHAIN),
- * appended to out. Returns 0, -KH_E_NOT_READY (the key is being created), -EIO (the key
+ * appended to out, and the algorithm its checkpoints are signed with (KH_AUDIT_ALG_* of
+ * audit/verify.h). Returns 0, -KH_E_NOT_READY (the key is being created), -EIO (the key
  * store failed to create it) or -ENOMEM. */
-KH_MUST_CHECK int kh_auditor_public_key(struct kh_auditor *a, uint32_t chain, struct kh_buf *out);
+KH_MUST_CHECK int kh_auditor_public_key(struct kh_auditor *a, uint32_t chain, struct kh_buf *out,
+                                        const char **ret_algorithm);
 
 /* The chain's id as the store and the records name it: a tenant id, or "". */
 const char *kh_auditor_chain_id(const struct kh_auditor *a, uint32_t chain);

@@ -37,7 +37,7 @@ import sys
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import padding, rsa, utils
+from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa, utils
 
 RECORD_LABEL = b"keyhold-audit:1\x00"
 CHECKPOINT_LABEL = b"keyhold-audit-checkpoint:1\x00"
@@ -92,9 +92,13 @@ def sign_checkpoint(key, tenant: str, seq: int, h: bytes) -> bytes:
 
 
 def signature_ok(pub, tenant: str, seq: int, h: bytes, sig: bytes) -> bool:
+    """By the key's type: ECDSA P-256 (DER) or RSA-PSS, both over SHA-256(message)."""
     digest = hashlib.sha256(checkpoint_message(tenant, seq, h)).digest()
     try:
-        pub.verify(sig, digest, PSS, utils.Prehashed(hashes.SHA256()))
+        if isinstance(pub, ec.EllipticCurvePublicKey):
+            pub.verify(sig, digest, ec.ECDSA(utils.Prehashed(hashes.SHA256())))
+        else:
+            pub.verify(sig, digest, PSS, utils.Prehashed(hashes.SHA256()))
         return True
     except InvalidSignature:
         return False
@@ -324,8 +328,10 @@ def split_lines(data: bytes) -> list:
 
 def load_public_key(pem: bytes):
     pub = serialization.load_pem_public_key(pem)
+    if isinstance(pub, ec.EllipticCurvePublicKey) and isinstance(pub.curve, ec.SECP256R1):
+        return pub
     if not isinstance(pub, rsa.RSAPublicKey):
-        raise ValueError("not an RSA public key")
+        raise ValueError("not an audit public key (EC P-256 or RSA)")
     return pub
 
 

@@ -75,7 +75,9 @@ def public_pem(d, prefix="", server=False) -> str:
     r = poll_until(lambda: (lambda x: x if x.status == 200 else None)(d.operator.get(path)))
     assert r and r.status == 200, r
     doc = r.json()
-    assert doc["algorithm"] == "rsa-pss-sha256"
+    # new chains sign with ECDSA P-256 (docs/audit.md "Checkpoints")
+    assert doc["algorithm"] == "ecdsa-p256-sha256"
+    assert "BEGIN PUBLIC KEY" in doc["pem"]
     return doc["pem"]
 
 

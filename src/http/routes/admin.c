@@ -166,6 +166,7 @@ int kh_route_admin_audit(struct kh_http_req *req, const struct kh_principal *who
 
 int kh_route_admin_audit_public_key(struct kh_http_req *req, const struct kh_principal *who) {
         KH_CLEANUP(kh_buf_freep) struct kh_buf pem = { 0 };
+        const char *algorithm = NULL;
         int r;
 
         (void) who;
@@ -174,13 +175,13 @@ int kh_route_admin_audit_public_key(struct kh_http_req *req, const struct kh_pri
                 return r;
         kh_buf_init(&pem, 16 * 1024, false);
         r = kh_auditor_public_key(kh_app_auditor(kh_service_app(req->worker->svc)),
-                                  chain_of(req), &pem);
+                                  chain_of(req), &pem, &algorithm);
         if (r < 0)
                 return r;
         if (kh_buf_append(&pem, "", 1) < 0)
                 return -ENOMEM;
         return reply_json(req, json_pack("{ss ss}", "pem", (const char *) pem.data,
-                                         "algorithm", "rsa-pss-sha256"));
+                                         "algorithm", algorithm));
 }
 
 int kh_route_user_keys_history(struct kh_http_req *req, const struct kh_principal *who) {

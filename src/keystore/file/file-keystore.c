@@ -2,7 +2,7 @@
  *
  * <tenant>/v<N>.key (a tenant key version), <tenant>/audit-v<N>.key (an audit signing key;
  * _server/ for the server's chain):
- *   "KHKS" | format (1) | algorithm (1 = RSA) | bits (u16) | version (u32) | tenant length
+ *   "KHKS" | format (1) | algorithm (1 = RSA, 2 = EC P-256) | bits (u16) | version (u32) | tenant length
  *   (u8) | tenant | public key length (u16) | SubjectPublicKeyInfo DER       -- the header
  *   | AES-256-GCM seal of the PKCS#8 DER private key under the master key
  * Integers are big-endian. The seal's associated data is "keyhold-keystore:1" followed by
@@ -29,6 +29,7 @@
 #include "common/errors.h"
 #include "common/parse.h"
 #include "crypto/aead.h"
+#include "crypto/ecdsa.h"
 #include "crypto/rsa.h"
 #include "keystore/file/file-internal.h"
 #include "keystore/keystore-backend.h"
@@ -36,6 +37,7 @@
 #define KEY_MAGIC "KHKS"
 #define KEY_FORMAT 1
 #define KEY_ALG_RSA 1
+#define KEY_ALG_EC_P256 2
 #define KEY_AAD_LABEL "keyhold-keystore:1"
 #define KEY_AAD_LABEL_AUDIT "keyhold-keystore-audit:1"
 #define SERVER_DIR "_server"     /* the server's audit key: no tenant id starts with '_' */
@@ -125,7 +127,7 @@ static void file_close(struct kh_keystore *ks) {
 /* ---- the key file ---- */
 
 struct key_hdr {
-        unsigned bits;
+        unsigned alg, bits;
         uint32_t version;
         const uint8_t *tenant;
         size_t tenant_len;
@@ -155,8 +157,10 @@ static int key_file_name(const char *tenant, enum kh_key_purpose purpose, uint32
 static int key_hdr_parse(const uint8_t *p, size_t n, struct key_hdr *h) {
         size_t off = 13;
 
-        if (n < off || memcmp(p, KEY_MAGIC, 4) != 0 || p[4] != KEY_FORMAT || p[5] != KEY_ALG_RSA)
+        if (n < off || memcmp(p, KEY_MAGIC, 4) != 0 || p[4] != KEY_FORMAT ||
+            (p[5] != KEY_ALG_RSA && p[5] != KEY_ALG_EC_P256))
                 return -KH_E_INTEGRITY;
+        h->alg = p[5];
         h->bits = (unsigned) p[6] << 8 | p[7];
         h->version = kh_fks_get_u32(p + 8);
         h->tenant_len = p[12];
@@ -185,7 +189,8 @@ static int key_aad(enum kh_key_purpose purpose, const uint8_t *hdr, size_t hdr_l
         return kh_buf_append(aad, hdr, hdr_len);
 }
 
-static int pubkey_parse(const uint8_t *der, size_t len, unsigned bits, EVP_PKEY **ret) {
+static int pubkey_parse(const uint8_t *der, size_t len, unsigned alg, unsigned bits,
+                        EVP_PKEY **ret) {
         const unsigned char *p = der;
         EVP_PKEY *pkey;
 
@@ -194,7 +199,9 @@ static int pubkey_parse(const uint8_t *der, size_t len, unsigned bits, EVP_PKEY 
                 ERR_clear_error();
                 return -KH_E_INTEGRITY;
         }
-        if (p != der + len || EVP_PKEY_get_base_id(pkey) != EVP_PKEY_RSA ||
+        if (p != der + len ||
+            (alg == KEY_ALG_RSA ? EVP_PKEY_get_base_id(pkey) != EVP_PKEY_RSA
+                                : !kh_ec_is_p256(pkey)) ||
             EVP_PKEY_get_bits(pkey) != (int) bits) {
                 EVP_PKEY_free(pkey);
                 return -KH_E_INTEGRITY;
@@ -218,7 +225,7 @@ static int privkey_parse(const struct kh_secret *der, EVP_PKEY *pub, EVP_PKEY **
                 ERR_clear_error();
                 return -KH_E_INTEGRITY;
         }
-        if (EVP_PKEY_get_base_id(pkey) != EVP_PKEY_RSA || EVP_PKEY_eq(pkey, pub) != 1) {
+        if (EVP_PKEY_get_base_id(pkey) != EVP_PKEY_get_base_id(pub) || EVP_PKEY_eq(pkey, pub) != 1) {
                 EVP_PKEY_free(pkey);
                 ERR_clear_error();
                 return -KH_E_INTEGRITY;
@@ -263,7 +270,7 @@ static int key_load(struct kh_file_ks *ks, const struct kh_key_ref *ref, EVP_PKE
         if (r < 0)
                 return r == -EINVAL ? -EIO : r;
 
-        r = pubkey_parse(h.spki, h.spki_len, h.bits, &pub);
+        r = pubkey_parse(h.spki, h.spki_len, h.alg, h.bits, &pub);
         if (r < 0)
                 return r;
         if (ret_priv) {
@@ -319,9 +326,9 @@ static int key_file_build(struct kh_file_ks *ks, const struct kh_key_spec *spec,
 
         memcpy(fixed, KEY_MAGIC, 4);
         fixed[4] = KEY_FORMAT;
-        fixed[5] = KEY_ALG_RSA;
-        fixed[6] = (uint8_t) (spec->rsa_bits >> 8);
-        fixed[7] = (uint8_t) spec->rsa_bits;
+        fixed[5] = spec->alg == KH_KEY_ALG_EC_P256 ? KEY_ALG_EC_P256 : KEY_ALG_RSA;
+        fixed[6] = (uint8_t) ((unsigned) EVP_PKEY_get_bits(pkey) >> 8);
+        fixed[7] = (uint8_t) EVP_PKEY_get_bits(pkey);
         kh_fks_put_u32(fixed + 8, spec->version);
         fixed[12] = (uint8_t) tenant_len;
 
@@ -387,7 +394,8 @@ static int file_generate(struct kh_keystore *base, const struct kh_key_spec *spe
         if (fstatat(tdir, name, &st, AT_SYMLINK_NOFOLLOW) == 0)
                 return -EEXIST; /* spare a key generation; link() below decides races */
 
-        r = kh_rsa_generate(spec->rsa_bits, &pkey);
+        r = spec->alg == KH_KEY_ALG_EC_P256 ? kh_ec_p256_generate(&pkey)
+                                             : kh_rsa_generate(spec->rsa_bits, &pkey);
         if (r < 0)
                 return r;
         kh_buf_init(&out, KEY_FILE_MAX, false);
@@ -441,6 +449,10 @@ static int file_sign(struct kh_keystore *base, const struct kh_key_ref *key,
         r = key_load(file_ks(base), key, NULL, &priv);
         if (r < 0)
                 return r;
+        if (kh_ec_is_p256(priv)) {
+                r = kh_ecdsa_sign(priv, digest, sig);
+                return r == -EINVAL ? -EIO : r;
+        }
 
         ctx = EVP_PKEY_CTX_new_from_pkey(NULL, priv, NULL);
         if (!ctx)

@@ -333,14 +333,16 @@ static void assert_key_refused(const char *text, size_t n, int want) {
         free(path);
 }
 
-/* Exactly one SPKI PEM block of an RSA key of 2048..8192 bits. */
+/* Exactly one SPKI PEM block of an EC P-256 key or an RSA key of 2048..8192 bits. */
 static void test_public_key_load(void **state) {
         KH_CLEANUP(EVP_PKEY_freep) EVP_PKEY *acme = NULL;
         KH_CLEANUP(EVP_PKEY_freep) EVP_PKEY *ec = EVP_PKEY_Q_keygen(NULL, NULL, "EC", "P-256");
+        KH_CLEANUP(EVP_PKEY_freep) EVP_PKEY *p384 = EVP_PKEY_Q_keygen(NULL, NULL, "EC", "P-384");
+        KH_CLEANUP(EVP_PKEY_freep) EVP_PKEY *loaded = NULL;
         KH_CLEANUP(EVP_PKEY_freep) EVP_PKEY *small = EVP_PKEY_Q_keygen(NULL, NULL, "RSA",
                                                                        (size_t) 1024);
         struct kh_audit_verifier *v = NULL;
-        char *pem, *two, *big;
+        char *pem, *two, *big, *path;
         size_t n;
         (void) state;
 
@@ -359,11 +361,25 @@ static void test_public_key_load(void **state) {
         free(pem);
         free(two);
 
+        /* P-256 is what keyholdd makes now; other curves are not audit keys */
         assert_non_null(ec);
         pem = pem_of(ec, false);
-        assert_key_refused(pem, strlen(pem), -EINVAL);          /* not RSA */
+        path = write_temp(pem, strlen(pem));
+        assert_int_equal(kh_audit_public_key_load(path, &loaded), 0);
+        assert_int_equal(EVP_PKEY_eq(loaded, ec), 1);
+        assert_string_equal(kh_audit_key_algorithm(loaded), KH_AUDIT_ALG_ECDSA);
+        assert_string_equal(kh_audit_key_algorithm(acme), KH_AUDIT_ALG_RSA_PSS);
+        unlink(path);
+        free(path);
         free(pem);
-        assert_int_equal(kh_audit_verifier_new(ec, &v), -EINVAL);
+        assert_int_equal(kh_audit_verifier_new(ec, &v), 0);
+        kh_audit_verifier_free(v);
+        v = NULL;
+        assert_non_null(p384);
+        pem = pem_of(p384, false);
+        assert_key_refused(pem, strlen(pem), -EINVAL);          /* not P-256 */
+        free(pem);
+        assert_int_equal(kh_audit_verifier_new(p384, &v), -EINVAL);
         assert_null(v);
 
         assert_non_null(small);

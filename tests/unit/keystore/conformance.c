@@ -11,6 +11,7 @@
 #include <openssl/rsa.h>
 
 #include "common/errors.h"
+#include "crypto/ecdsa.h"
 #include "crypto/rsa.h"
 #include "conformance.h"
 
@@ -40,7 +41,7 @@ static int case_teardown(void **state) {
 }
 
 static void generate(struct kh_keystore *ks, const char *tenant, uint32_t version) {
-        const struct kh_key_spec spec = { tenant, version, KH_KS_TEST_BITS, KH_KEY_DATA };
+        const struct kh_key_spec spec = { tenant, version, KH_KS_TEST_BITS, KH_KEY_DATA, KH_KEY_ALG_RSA };
         struct kh_key_ref ref;
 
         memset(&ref, 0xaa, sizeof(ref));
@@ -115,7 +116,7 @@ static void test_generate_then_list_ascending(void **state) {
 
 static void test_generate_existing_version_is_eexist(void **state) {
         struct kh_keystore *ks = *state;
-        const struct kh_key_spec spec = { "acme", 1, KH_KS_TEST_BITS, KH_KEY_DATA };
+        const struct kh_key_spec spec = { "acme", 1, KH_KS_TEST_BITS, KH_KEY_DATA, KH_KEY_ALG_RSA };
         const struct kh_key_ref ref1 = key_ref("acme", 1);
         KH_CLEANUP(EVP_PKEY_freep) EVP_PKEY *before = NULL, *after = NULL;
         struct kh_key_ref ref = { .version = 99 };
@@ -133,15 +134,15 @@ static void test_generate_rejects_bad_spec(void **state) {
         struct kh_key_ref ref;
         struct versions vs = { 0 };
 
-        assert_int_equal(kh_keystore_generate(ks, &(struct kh_key_spec) { "Acme", 1, 2048, KH_KEY_DATA }, &ref),
+        assert_int_equal(kh_keystore_generate(ks, &(struct kh_key_spec) { "Acme", 1, 2048, KH_KEY_DATA, KH_KEY_ALG_RSA }, &ref),
                          -EINVAL);
-        assert_int_equal(kh_keystore_generate(ks, &(struct kh_key_spec) { "../x", 1, 2048, KH_KEY_DATA }, &ref),
+        assert_int_equal(kh_keystore_generate(ks, &(struct kh_key_spec) { "../x", 1, 2048, KH_KEY_DATA, KH_KEY_ALG_RSA }, &ref),
                          -EINVAL);
-        assert_int_equal(kh_keystore_generate(ks, &(struct kh_key_spec) { "acme", 0, 2048, KH_KEY_DATA }, &ref),
+        assert_int_equal(kh_keystore_generate(ks, &(struct kh_key_spec) { "acme", 0, 2048, KH_KEY_DATA, KH_KEY_ALG_RSA }, &ref),
                          -EINVAL);
-        assert_int_equal(kh_keystore_generate(ks, &(struct kh_key_spec) { "acme", 1, 1024, KH_KEY_DATA }, &ref),
+        assert_int_equal(kh_keystore_generate(ks, &(struct kh_key_spec) { "acme", 1, 1024, KH_KEY_DATA, KH_KEY_ALG_RSA }, &ref),
                          -EINVAL);
-        assert_int_equal(kh_keystore_generate(ks, &(struct kh_key_spec) { "acme", 1, 2500, KH_KEY_DATA }, &ref),
+        assert_int_equal(kh_keystore_generate(ks, &(struct kh_key_spec) { "acme", 1, 2500, KH_KEY_DATA, KH_KEY_ALG_RSA }, &ref),
                          -EINVAL);
         assert_int_equal(kh_keystore_list(ks, "-acme", collect, &vs), -EINVAL);
         assert_int_equal(kh_keystore_list(ks, "acme", collect, &vs), 0);
@@ -315,10 +316,10 @@ static void test_audit_keys_are_apart(void **state) {
         audit.purpose = server.purpose = KH_KEY_AUDIT;
         generate(ks, "acme", 1);
         assert_int_equal(kh_keystore_public_key(ks, &audit, &pa), -ENOENT);
-        assert_int_equal(kh_keystore_generate(ks, &(struct kh_key_spec) { "acme", 1, KH_KS_TEST_BITS, KH_KEY_AUDIT }, &got), 0);
+        assert_int_equal(kh_keystore_generate(ks, &(struct kh_key_spec) { "acme", 1, 0, KH_KEY_AUDIT, KH_KEY_ALG_EC_P256 }, &got), 0);
         assert_int_equal(got.purpose, KH_KEY_AUDIT);
-        assert_int_equal(kh_keystore_generate(ks, &(struct kh_key_spec) { "", 1, KH_KS_TEST_BITS, KH_KEY_AUDIT }, &got), 0);
-        assert_int_equal(kh_keystore_generate(ks, &(struct kh_key_spec) { "", 1, KH_KS_TEST_BITS, KH_KEY_DATA }, &got), -EINVAL);
+        assert_int_equal(kh_keystore_generate(ks, &(struct kh_key_spec) { "", 1, KH_KS_TEST_BITS, KH_KEY_AUDIT, KH_KEY_ALG_RSA }, &got), 0);
+        assert_int_equal(kh_keystore_generate(ks, &(struct kh_key_spec) { "", 1, KH_KS_TEST_BITS, KH_KEY_DATA, KH_KEY_ALG_RSA }, &got), -EINVAL);
 
         assert_int_equal(kh_keystore_public_key(ks, &data, &pd), 0);
         assert_int_equal(kh_keystore_public_key(ks, &audit, &pa), 0);
@@ -326,10 +327,23 @@ static void test_audit_keys_are_apart(void **state) {
         assert_int_not_equal(EVP_PKEY_eq(pd, pa), 1);
         assert_int_not_equal(EVP_PKEY_eq(ps, pa), 1);
 
+        /* the tenant's audit key is ECDSA P-256 (what keyholdd makes), the server's RSA (what
+         * keyholdd made before): each signs with its own algorithm */
+        assert_true(kh_ec_is_p256(pa));
+        assert_int_equal(EVP_PKEY_get_base_id(ps), EVP_PKEY_RSA);
         kh_buf_init(&sig, 1024, false);
         assert_int_equal(kh_keystore_sign(ks, &audit, digest, sizeof(digest), &sig), 0);
-        assert_true(pss_verifies(pa, &sig, digest, 32));
+        assert_int_equal(kh_ecdsa_verify(pa, digest, sig.data, sig.len), 0);
+        digest[1] ^= 1;
+        assert_int_equal(kh_ecdsa_verify(pa, digest, sig.data, sig.len), -KH_E_INTEGRITY);
+        digest[1] ^= 1;
+        assert_int_equal(kh_ecdsa_verify(ps, digest, sig.data, sig.len), -EINVAL);
+        kh_buf_reset(&sig);
+        assert_int_equal(kh_keystore_sign(ks, &server, digest, sizeof(digest), &sig), 0);
+        assert_true(pss_verifies(ps, &sig, digest, 32));
         assert_false(pss_verifies(pd, &sig, digest, 32));
+        /* a tenant key wraps DEKs: never an EC key */
+        assert_int_equal(kh_keystore_generate(ks, &(struct kh_key_spec) { "acme", 2, 0, KH_KEY_DATA, KH_KEY_ALG_EC_P256 }, &got), -EINVAL);
 
         assert_int_equal(kh_keystore_list(ks, "acme", collect, &vs), 0);
         assert_int_equal(vs.n, 1);

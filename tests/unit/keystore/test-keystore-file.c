@@ -113,7 +113,7 @@ static void generate(struct kh_keystore *ks, const char *tenant, uint32_t versio
         struct kh_key_ref ref;
 
         assert_int_equal(
-                kh_keystore_generate(ks, &(struct kh_key_spec) { tenant, version, 2048, KH_KEY_DATA }, &ref), 0);
+                kh_keystore_generate(ks, &(struct kh_key_spec) { tenant, version, 2048, KH_KEY_DATA, KH_KEY_ALG_RSA }, &ref), 0);
 }
 
 static void wrap_dek(struct kh_keystore *ks, const struct kh_key_ref *ref, struct kh_buf *out) {
@@ -565,7 +565,7 @@ static int child_race(struct fixture *f, int gate, const char *out_path) {
                 return 10;
         if (kh_keystore_file_open_kdf(&f->cfg, &cheap_kdf, &ks) < 0)
                 return 11;
-        g = kh_keystore_generate(ks, &(struct kh_key_spec) { "acme", 1, 2048, KH_KEY_DATA }, &ref);
+        g = kh_keystore_generate(ks, &(struct kh_key_spec) { "acme", 1, 2048, KH_KEY_DATA, KH_KEY_ALG_RSA }, &ref);
         if (g == 0)
                 code = 0;
         else if (g == -EEXIST)
