@@ -280,7 +280,7 @@ int kh_audit_block_next(struct kh_audit_block_reader *r, struct kh_audit_parsed 
         char *const actor = s, *const target = s + (KH_AUDIT_STR_MAX + 1);
         char *const action = s + 2 * (KH_AUDIT_STR_MAX + 1), *const outcome = s + 3 * (KH_AUDIT_STR_MAX + 1);
         char *const client = s + 4 * (KH_AUDIT_STR_MAX + 1), *const reqid = s + 5 * (KH_AUDIT_STR_MAX + 1);
-        uint64_t flags_time, kv, count, sig_len;
+        uint64_t dt, kv, count, sig_len;
         uint8_t flags;
 
         if (r->json)
@@ -290,9 +290,8 @@ int kh_audit_block_next(struct kh_audit_block_reader *r, struct kh_audit_parsed 
         flags = *r->p++;
         if ((flags & F_TARGET_IS_ACTOR) && (flags & F_TARGET_SAME))
                 return -EINVAL;
-        if (!get_uvarint(r, &flags_time))
+        if (!get_uvarint(r, &dt) || __builtin_add_overflow(r->time_ms, unzigzag(dt), &r->time_ms))
                 return -EINVAL;
-        r->time_ms += unzigzag(flags_time);
 
         if (!(flags & F_ACTOR_SAME) && !get_str(r, r->actor))
                 return -EINVAL;
