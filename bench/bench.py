@@ -19,6 +19,8 @@ Settings (environment):
   BENCH_AUDIT        1: the audit log's workloads (GET with every read audited against
                      [audit] log_reads = false and against the baseline, PUT against the
                      baseline, bytes of audit log per request) (1)
+  BENCH_AUDIT_ROUNDS rounds of the audit workloads: each round measures every server twice,
+                     A B ... B A (3)
   BENCH_BASELINE_KEYHOLDD  an older keyholdd to compare with (bench/run builds 2b11f4e,
                      the last commit before the audit log); unset: no baseline runs
   BENCH_BASELINE_REV its commit, for the table
@@ -70,6 +72,7 @@ PROFILE = env_int("BENCH_PROFILE", 1) != 0
 PROFILER = os.environ.get("BENCH_PROFILER", "auto")  # auto | perf | callgrind
 WAIT_QUIET = env_int("BENCH_WAIT_QUIET", 0)
 AUDIT = env_int("BENCH_AUDIT", 1) != 0
+AUDIT_ROUNDS = max(1, env_int("BENCH_AUDIT_ROUNDS", 3))
 BASELINE = pathlib.Path(os.environ["BENCH_BASELINE_KEYHOLDD"]) \
     if os.environ.get("BENCH_BASELINE_KEYHOLDD") else None
 BASELINE_REV = os.environ.get("BENCH_BASELINE_REV") or "baseline"
@@ -582,10 +585,11 @@ def growth(before: dict, after: dict, requests: int) -> dict:
 
 
 def ab_runs(label: str, mode: str, servers: list, tokens: pathlib.Path, served: dict) -> dict:
-    """Each of servers [(name, Keyholdd)] measured twice, in the order A B ... B A, so that a
-    machine whose speed drifts during the run hurts none of them more than another. Every
+    """Each of servers [(name, Keyholdd)] measured twice per round, in the order A B ... B A,
+    so that a machine whose speed drifts during the run hurts none of them more than another;
+    AUDIT_ROUNDS rounds, since these machines' speed moves by 10-20% within a minute. Every
     request each server answered (warm-ups included) is added to served[name]."""
-    order = servers + list(reversed(servers))
+    order = (servers + list(reversed(servers))) * AUDIT_ROUNDS
     out = {name: [] for name, _ in servers}
     for i, (name, kk) in enumerate(order):
         if WARMUP:
@@ -1102,17 +1106,17 @@ def render(res: dict) -> str:
 
 
 def render_audit(a: dict) -> list[str]:
-    L = ["", "The audit log (#12): every server measured twice, in the order "
-         + " ".join(list(a["get"]) + list(reversed(a["get"])))
-         + " for GET and " + " ".join(list(a["put"]) + list(reversed(a["put"])))
+    L = ["", f"The audit log (#12): every server measured {2 * AUDIT_ROUNDS} times, in the order "
+         + " ".join((list(a["get"]) + list(reversed(a["get"]))) * AUDIT_ROUNDS)
+         + " for GET and " + " ".join((list(a["put"]) + list(reversed(a["put"]))) * AUDIT_ROUNDS)
          + " for PUT (all up at once, pinned alike, idle while another runs). `on`: this "
          "build, every read and write audited (the default); `off`: this build with "
          "`[audit] log_reads = false`, on a copy of the seeded database"
          + (f"; `base`: {BASELINE_REV}, the build from before the audit log, on its own "
             "database seeded the same way" if "base" in a["get"] else "") + ".", "",
-         "| workload | keyholdd | req/s, 1st | req/s, 2nd | mean | ratio | p99 ms (1st, 2nd) "
+         "| workload | keyholdd | req/s, each run | mean | ratio | p99 ms, each run "
          "| server µs CPU/req | other CPU | errors |",
-         "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+         "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
     names = {"on": "audit on", "off": "`log_reads = false`", "base": f"{BASELINE_REV} (no audit)"}
     for wl, label, ref in (("get", "GET /user-keys", "off"), ("put", "PUT /user-keys", "base")):
         runs = a[wl]
@@ -1123,9 +1127,10 @@ def render_audit(a: dict) -> list[str]:
                 ratio = f"{mean_rps(rr) / mean_rps(runs[ref]):.2f} × {ref}"
             us = statistics.mean(r.us_per_req for r in rr)
             other = max(r.other_cpu for r in rr)
-            L.append(f"| {label} | {names[who]} | {rr[0].rps:,.0f} | {rr[1].rps:,.0f} | "
-                     f"{mean_rps(rr):,.0f} | {ratio} | "
-                     f"{fmt_ms(rr[0].lat_ms('p99'))}, {fmt_ms(rr[1].lat_ms('p99'))} | {us:.1f} | "
+            each = ", ".join(f"{r.rps:,.0f}" for r in rr)
+            p99s = ", ".join(fmt_ms(r.lat_ms("p99")) for r in rr)
+            L.append(f"| {label} | {names[who]} | {each} | "
+                     f"{mean_rps(rr):,.0f} | {ratio} | {p99s} | {us:.1f} | "
                      f"{other * 100:.0f}% | {sum(r.errors for r in rr)} |")
     L.append("")
     L.append("Audit log growth (read from the database with keyholdd stopped; all requests "
