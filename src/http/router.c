@@ -285,22 +285,22 @@ static void client_of(const struct kh_http_req *req, char *buf, size_t n) {
 void kh_http_audit_event(const struct kh_http_req *req, int r, struct kh_audit_event *ev) {
         const struct kh_route *route = req->target ? req->target->route : NULL;
         bool server = !req->tenant || (route && route->scope == KH_SCOPE_SERVER);
+        bool member = route && route->auth == KH_AUTH_MEMBER && req->who.sub[0];
 
         *ev = (struct kh_audit_event) {
                 .time_ms = kh_audit_now_ms(), .key_version = req->key_version, .count = 1,
                 .chain = server ? KH_AUDIT_SERVER_CHAIN : (uint32_t) req->tenant->index,
         };
-        if (req->listener == KH_LISTENER_OPERATOR)
+        /* A member's token makes the member the actor, on the admin socket too (its client
+         * is then "local"); else the socket's caller is the operator. */
+        if (req->listener == KH_LISTENER_OPERATOR && !member)
                 (void) snprintf(ev->actor, sizeof(ev->actor), "local:uid=%u", operator_uid(req->h2o));
         else
                 KH_AUDIT_SET(ev->actor, req->who.sub[0] ? req->who.sub : "-");
-        KH_AUDIT_SET(ev->action, r < 0 ? "refused" : req->action);
+        ev->action = r < 0 ? "refused" : req->action;
         /* a member's own events name the member, so that their history finds them */
-        if (route && route->auth == KH_AUTH_MEMBER && req->who.sub[0])
-                KH_AUDIT_SET(ev->target, req->who.sub);
-        else if (route)
-                KH_AUDIT_SET(ev->target, kh_route_name(route->id));
-        KH_AUDIT_SET(ev->outcome, r < 0 ? kh_err_info(r)->code : "ok");
+        ev->target = member ? NULL : route ? kh_route_name(route->id) : "";
+        ev->outcome = r < 0 ? kh_err_info(r)->code : "ok";
         KH_AUDIT_SET(ev->request_id, req->request_id);
         client_of(req, ev->client, sizeof(ev->client));
 }

@@ -23,8 +23,8 @@ static int apply(struct kh_service *svc, struct kh_service_op *op) {
                            : kh_user_keys_post(svc, w->tenant, &w->who, w->key, &w->event.key_version);
 
         if (r < 0) {
-                KH_AUDIT_SET(w->event.action, "refused");
-                KH_AUDIT_SET(w->event.outcome, kh_err_info(r)->code);
+                w->event.action = "refused";
+                w->event.outcome = kh_err_info(r)->code;
         }
         w->event.time_ms = kh_audit_now_ms();
         kh_service_audit_write(svc, &w->event);

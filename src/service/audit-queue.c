@@ -96,7 +96,8 @@ static bool same_event(const struct kh_audit_event *a, const struct kh_audit_eve
         return a->chain == b->chain && a->time_ms / window_ms == b->time_ms / window_ms &&
                a->key_version == b->key_version && strcmp(a->outcome, b->outcome) == 0 &&
                strcmp(a->action, b->action) == 0 && strcmp(a->client, b->client) == 0 &&
-               strcmp(a->target, b->target) == 0 && strcmp(a->actor, b->actor) == 0;
+               strcmp(kh_audit_event_target(a), kh_audit_event_target(b)) == 0 &&
+               strcmp(a->actor, b->actor) == 0;
 }
 
 /* The end of the window an aggregated event gathers in. */

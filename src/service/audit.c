@@ -29,8 +29,9 @@
 #define QUIET_GAP_MS     10
 #define BUSY_RECORDS     64
 /* Queued events that end a gap early: a commit per second at most would hold a second of
- * reads in memory (and beyond QUEUE_MAX, drop them) on a server that reads fast enough. */
-#define COMMIT_RECORDS   16384
+ * reads in memory (and beyond QUEUE_MAX, drop them) on a server that reads fast enough;
+ * 32768 events are 6 MiB. */
+#define COMMIT_RECORDS   32768
 #define YIELD_RECORDS    256     /* see append_events() */
 #define IDLE_WAKE_MS     1000    /* an idle thread still looks for due checkpoints */
 #define RETRY_MS         200     /* after a failed commit (a full disk, a locked file) */
@@ -313,7 +314,8 @@ static int append(struct kh_auditor *a, struct kh_store *store, struct chain *c,
         bool checkpoint = strcmp(ev->action, KH_AUDIT_ACTION_CHECKPOINT) == 0;
         struct kh_audit_record rec = {
                 .seq = c->seq + 1, .tenant = c->id, .actor = ev->actor, .action = ev->action,
-                .target = ev->target, .outcome = ev->outcome, .key_version = ev->key_version,
+                .target = kh_audit_event_target(ev), .outcome = ev->outcome,
+                .key_version = ev->key_version,
                 .request_id = ev->request_id, .client = ev->client,
                 .count = ev->count ? ev->count : 1,
         };
@@ -385,8 +387,9 @@ static int append_events(struct kh_auditor *a, struct kh_store *store,
 static void checkpoint_event(struct kh_audit_event *ev, uint32_t chain, int64_t ms) {
         *ev = (struct kh_audit_event) { .time_ms = ms, .chain = chain, .count = 1 };
         KH_AUDIT_SET(ev->actor, KH_AUDIT_ACTOR_SERVER);
-        KH_AUDIT_SET(ev->action, KH_AUDIT_ACTION_CHECKPOINT);
-        KH_AUDIT_SET(ev->outcome, "ok");
+        ev->action = KH_AUDIT_ACTION_CHECKPOINT;
+        ev->outcome = "ok";
+        ev->target = "";
 }
 
 /* Checkpoints for every chain whose records since its last one reached the count or the
@@ -704,7 +707,7 @@ static int flush(struct kh_auditor *a, bool closing, const struct kh_audit_event
 
                 server_event(&lost, "audit.dropped");
                 lost.count = n > UINT32_MAX ? UINT32_MAX : (uint32_t) n;
-                KH_AUDIT_SET(lost.outcome, "insufficient_storage");
+                lost.outcome = "insufficient_storage";
                 t = append(a, a->store, &a->chains[a->n_chains - 1], &lost);
                 if (t == 0)
                         t = store_blocks(a, a->store);
@@ -842,8 +845,9 @@ static void server_event(struct kh_audit_event *ev, const char *action) {
         *ev = (struct kh_audit_event) { .time_ms = kh_audit_now_ms(), .chain = KH_AUDIT_SERVER_CHAIN,
                                         .count = 1 };
         KH_AUDIT_SET(ev->actor, KH_AUDIT_ACTOR_SERVER);
-        KH_AUDIT_SET(ev->action, action);
-        KH_AUDIT_SET(ev->outcome, "ok");
+        ev->action = action;             /* a literal */
+        ev->outcome = "ok";
+        ev->target = "";
 }
 
 static int chain_load(struct kh_auditor *a, struct chain *c) {

@@ -29,26 +29,32 @@
 
 #define KH_AUDIT_ACTOR_MAX   79        /* bytes: "local:uid=N", "keyhold", a token's sub */
 #define KH_AUDIT_NAME_MAX    39        /* bytes of an action or an outcome */
-#define KH_AUDIT_TARGET_MAX  79        /* bytes: a member id, a route, a key version */
-#define KH_AUDIT_CLIENT_MAX  63        /* bytes: an IP address, "local" */
+#define KH_AUDIT_CLIENT_MAX  45        /* bytes: an IP address (INET6_ADDRSTRLEN), "local" */
 #define KH_REQUEST_ID_LEN    16        /* hex digits of a request id */
 
 /* The chain of the server itself, in struct kh_audit_event.chain. */
 #define KH_AUDIT_SERVER_CHAIN UINT32_MAX
 
-/* One event to record: a record without its seq and hashes. Plain value. */
+/* One event to record: a record without its seq and hashes. Plain value, copied through
+ * queues that hold up to a second of reads: action, outcome and target point to strings
+ * that live as long as the program (route and error tables, literals), not copies. */
 struct kh_audit_event {
         int64_t time_ms;                 /* unix milliseconds */
         uint32_t chain;                  /* tenant index (app.h), or KH_AUDIT_SERVER_CHAIN */
         uint32_t key_version;            /* 0: none */
         uint32_t count;                  /* 1, more for aggregated refusals */
+        const char *action;              /* static */
+        const char *outcome;             /* static: "ok" or an error code */
+        const char *target;              /* static, or NULL: the actor (a member's own event) */
         char actor[KH_AUDIT_ACTOR_MAX + 1];
-        char action[KH_AUDIT_NAME_MAX + 1];
-        char target[KH_AUDIT_TARGET_MAX + 1];
-        char outcome[KH_AUDIT_NAME_MAX + 1];
         char request_id[KH_REQUEST_ID_LEN + 1];
         char client[KH_AUDIT_CLIENT_MAX + 1];
 };
+
+/* The event's target as its record names it. */
+static inline const char *kh_audit_event_target(const struct kh_audit_event *ev) {
+        return ev->target ? ev->target : ev->actor;
+}
 
 /* Now, in unix milliseconds: the time of an event. */
 int64_t kh_audit_now_ms(void);

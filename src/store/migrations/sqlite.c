@@ -44,8 +44,9 @@ const struct kh_store_migration kh_store_sqlite_migrations[] = {
           ") WITHOUT ROWID;" },
         /* how often each version was used (durable use counters, written now and then from
          * the workers' in-memory counts), and the audit chains: one row per group commit
-         * holding a run of consecutive records as JSON Lines (docs/audit.md "Export"), so
-         * that auditing every read costs one row per commit, not one per request */
+         * holding a run of consecutive records (JSON Lines when this was written, now the
+         * binary form of audit/block.h; docs/audit.md "How blocks are stored"), so that
+         * auditing every read costs one row per commit, not one per request */
         { 4,
           "ALTER TABLE tenant_keys ADD COLUMN encrypts INTEGER NOT NULL DEFAULT 0;"
           "ALTER TABLE tenant_keys ADD COLUMN decrypts INTEGER NOT NULL DEFAULT 0;"
