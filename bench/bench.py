@@ -560,8 +560,8 @@ def seed_users(k: "Keyholdd", tokens: pathlib.Path, mode: str = "seed") -> int:
 
 
 def audit_stats(k: "Keyholdd") -> dict:
-    """What k's audit log holds: the JSON Lines bytes in audit_blocks, the records, the rows,
-    and the size of the database files. Only while k is stopped (it owns the file)."""
+    """What k's audit log holds: the bytes of the stored records in audit_blocks, the
+    records, the rows, and the size of the database files. Only while k is stopped (it owns the file)."""
     assert k.proc is None
     files = sum(f.stat().st_size for f in k.data.glob("keyhold.db*"))
     db = sqlite3.connect(k.db)
@@ -1135,7 +1135,7 @@ def render_audit(a: dict) -> list[str]:
     L.append("")
     L.append("Audit log growth (read from the database with keyholdd stopped; all requests "
              "the server answered in the phase, warm-ups and priming included, divided into "
-             "what `audit_blocks` gained: the JSON Lines of the records, and the database files):")
+             "what `audit_blocks` gained: the stored records (the binary block form of docs/audit.md), and the database files):")
     L.append("")
     L.append("| workload | requests | audit bytes/request | records/request | database file bytes/request |")
     L.append("|---|---:|---:|---:|---:|")
