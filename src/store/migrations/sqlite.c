@@ -34,8 +34,9 @@ const struct kh_store_migration kh_store_sqlite_migrations[] = {
           ");"
           "INSERT INTO store_opens (id, opens, last_opened_at) VALUES (1, 0, 0);" },
         /* each wrapped DEK's signature by its own tenant key version (service/keyring.h);
-         * NULL in rows written before, which the service signs once (trust on first use)
-         * and then records in meta that every DEK must carry one */
+         * NULL in rows written before, which `keyholdd --sign-unsigned-deks` signs on an
+         * operator's word (a first design signed them on first use and noted it in meta;
+         * meta stays, a key-value table for the store's own settings) */
         { 3,
           "ALTER TABLE tenant_keys ADD COLUMN signature BLOB;"
           "CREATE TABLE meta ("
