@@ -109,14 +109,45 @@ static void emit_load_failure(struct kh_app *app, const struct kh_keys_failure *
         emit(app, app->tenants[f->tenant].id, what, r);
 }
 
+static int stop_at_first(const struct kh_tenant_key *k, void *userdata) {
+        (void) k;
+        *(bool *) userdata = true;
+        return 1;
+}
+
+/* Creates the first key version of every tenant the database has none of, so that a first
+ * start with many tenants loads the snapshot once (each load unwraps every tenant's keys),
+ * not once per new tenant. */
+static int first_versions(struct kh_app *app) {
+        for (size_t i = 0; i < app->n_tenants; i++) {
+                const char *id = app->tenants[i].id;
+                bool any = false;
+                int r = kh_store_tenant_keys(app->store, id, stop_at_first, &any);
+
+                /* a tenant whose rows do not read is the snapshot's to report, precisely */
+                if (any || r < 0)
+                        continue;
+                r = tenant_first_version(app, app->store, id);
+                if (r < 0) {
+                        emit(app, id, "cannot create tenant key version 1", r);
+                        return r;
+                }
+                emit(app, id, "created tenant key version 1", 0);
+        }
+        return 0;
+}
+
 /* The first key snapshot, creating version 1 for every tenant that has none yet. */
 static int load_keys(struct kh_app *app, struct kh_keys **ret) {
         unsigned flags = app->cfg->sign_unsigned_deks ? KH_KEYS_SIGN_UNSIGNED : 0;
         struct kh_keys_failure failed = { 0 };
         struct kh_keys *keys = NULL;
-        int r;
+        int r = first_versions(app);
 
-        /* each round creates the first version of one more tenant, at most */
+        if (r < 0)
+                return r;
+        /* each round creates the first version of one more tenant, at most: only when
+         * another replica's start raced this one's */
         for (size_t round = 0; round <= app->n_tenants; round++) {
                 r = snapshot_from_store(app, flags, &keys, &failed);
                 if (r != -ENOENT)
