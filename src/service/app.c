@@ -52,7 +52,7 @@ static int tenant_first_version(struct kh_app *app, struct kh_store *store, cons
         KH_CLEANUP(kh_buf_freep) struct kh_buf wrapped, sig;
         struct kh_key_spec spec = { .tenant = tenant, .version = 1,
                                     .rsa_bits = app->cfg->keystore.rsa_bits };
-        struct kh_key_ref ref;
+        struct kh_key_ref ref = { .version = 1, .purpose = KH_KEY_DATA };
         int r;
 
         kh_buf_init(&wrapped, KH_WRAPPED_DEK_MAX, false);
@@ -60,8 +60,8 @@ static int tenant_first_version(struct kh_app *app, struct kh_store *store, cons
 
         r = kh_keystore_generate(app->keystore, &spec, &ref);
         if (r == -EEXIST) {
+                /* made by a start that died before its row (or by another replica) */
                 snprintf(ref.tenant, sizeof(ref.tenant), "%s", tenant);
-                ref.version = 1;
         } else if (r < 0) {
                 return r;
         }
