@@ -343,26 +343,6 @@ int kh_audit_json_parse(const char *line, size_t len, struct kh_audit_parsed *p,
         return 0;
 }
 
-bool kh_audit_json_line_seq(const uint8_t *line, size_t len, uint64_t *ret) {
-        static const char key[] = "{\"seq\":";
-        size_t i = sizeof(key) - 1;
-        uint64_t v = 0;
-
-        if (len <= i || memcmp(line, key, i) != 0)
-                return false;
-        for (; i < len && line[i] >= '0' && line[i] <= '9'; i++) {
-                uint64_t d = (uint64_t) (line[i] - '0');
-
-                if (v > UINT64_MAX / 10 || (v == UINT64_MAX / 10 && d > UINT64_MAX % 10))
-                        return false;
-                v = v * 10 + d;
-        }
-        if (i == len || line[i] != ',' || i == sizeof(key) - 1)
-                return false;
-        *ret = v;
-        return true;
-}
-
 bool kh_audit_json_next_line(const uint8_t **p, const uint8_t *end, const uint8_t **ret_line,
                              size_t *ret_len) {
         const uint8_t *nl;

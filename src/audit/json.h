@@ -72,16 +72,9 @@ KH_MUST_CHECK int kh_audit_json_parse(const char *line, size_t len, struct kh_au
                                       const char **reason);
 
 /**
- * kh_audit_json_line_seq() - the seq of a line kh_audit_json_format() wrote, read from its
- * start ({"seq":N,) without parsing the rest: how the server finds records in its stored
- * blocks. @line need not be NUL-terminated. Returns true and sets @ret, or false when the line
- * does not start that way.
- */
-bool kh_audit_json_line_seq(const uint8_t *line, size_t len, uint64_t *ret);
-
-/**
- * kh_audit_json_next_line() - the next line of JSON Lines text, as the server stores a run
- * of records (each line with its newline; the last may lack it).
+ * kh_audit_json_next_line() - the next line of JSON Lines text, as servers before the binary
+ * block form (block.h) stored a run of records (each line with its newline; the last may
+ * lack it).
  * @p:   the position, moved past the line and its newline; @end: the end of the text.
  * Returns false at the end; else true with @ret_line, @ret_len the line without newline.
  */

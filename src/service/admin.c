@@ -142,7 +142,6 @@ struct history_ctx {
         struct kh_history_event block[64];
         size_t n_block;
         bool more;
-        int error;
 };
 
 static const char *history_action(const char *action, const char *outcome) {
@@ -224,8 +223,6 @@ int kh_audit_history(struct kh_service *svc, const struct kh_tenant *t, const ch
                                     .limit = limit, .ev = ev };
         r = kh_store_audit_scan(svc->store, t->id, before ? before - 1 : INT64_MAX, true,
                                 history_block, c);
-        if (c->error < 0)
-                r = c->error;
         *ret_n = c->n;
         /* another page exists when one was cut short; it starts below the last event */
         *ret_next_before = r >= 0 && c->more && c->n ? c->ev[c->n - 1].seq : 0;

@@ -14,7 +14,6 @@
 #include <openssl/pem.h>
 
 #include "audit/block.h"
-#include "audit/json.h"
 #include "audit/verify.h"
 #include "audit/record.h"
 #include "common/errors.h"

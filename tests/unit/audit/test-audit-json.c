@@ -602,32 +602,6 @@ static void test_line_length_limit(void **state) {
         free(line);
 }
 
-
-/* The server finds records in its blocks by their first member alone. */
-static void test_line_seq_reads_the_start_of_written_lines(void **state) {
-        static const struct { const char *line; bool ok; uint64_t seq; } cases[] = {
-                { "{\"seq\":1,\"time\"", true, 1 },
-                { "{\"seq\":9223372036854775807,", true, INT64_MAX },
-                { "{\"seq\":18446744073709551615,", true, UINT64_MAX },
-                { "{\"seq\":18446744073709551616,", false, 0 },
-                { "{\"seq\":,", false, 0 },
-                { "{\"seq\":12", false, 0 },       /* no comma before the end */
-                { "{\"seq\": 1,", false, 0 },
-                { "{\"time\":1,", false, 0 },
-                { "", false, 0 },
-        };
-        (void) state;
-        for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
-                uint64_t seq = 0;
-                bool ok = kh_audit_json_line_seq((const uint8_t *) cases[i].line,
-                                                 strlen(cases[i].line), &seq);
-
-                assert_int_equal(ok, cases[i].ok);
-                if (ok)
-                        assert_int_equal(seq, cases[i].seq);
-        }
-}
-
 int main(int argc, char **argv) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_example_record_formats_as_documented),
@@ -645,7 +619,6 @@ int main(int argc, char **argv) {
                 cmocka_unit_test(test_time_must_be_the_documented_form),
                 cmocka_unit_test(test_strings_utf8_nul_and_length),
                 cmocka_unit_test(test_line_length_limit),
-                cmocka_unit_test(test_line_seq_reads_the_start_of_written_lines),
                 cmocka_unit_test(test_writer_escapes_as_jansson_does),
         };
 
