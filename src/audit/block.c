@@ -82,6 +82,8 @@ static void reqid_unpack(const uint8_t *p, char out[static REQID_HEX_LEN + 1]) {
         out[REQID_HEX_LEN] = '\0';
 }
 
+/* Copies s (at most KH_AUDIT_STR_MAX bytes, checked by the caller) into a slot of
+ * KH_AUDIT_STR_MAX + 1: the kept previous strings, and the record handed out. */
 static void keep(char *kept, const char *s) {
         size_t n = strlen(s);
 
@@ -296,7 +298,7 @@ int kh_audit_block_next(struct kh_audit_block_reader *r, struct kh_audit_parsed 
         if (!(flags & F_ACTOR_SAME) && !get_str(r, r->actor))
                 return -EINVAL;
         if (flags & F_TARGET_IS_ACTOR)
-                memcpy(r->target, r->actor, strlen(r->actor) + 1);
+                keep(r->target, r->actor);
         else if (!(flags & F_TARGET_SAME) && !get_str(r, r->target))
                 return -EINVAL;
         if (!(flags & F_ACTION_SAME) && !get_str(r, r->action))
@@ -332,11 +334,11 @@ int kh_audit_block_next(struct kh_audit_block_reader *r, struct kh_audit_parsed 
                 rec->signature = out->sig;
                 rec->signature_len = (size_t) sig_len;
         }
-        memcpy(actor, r->actor, strlen(r->actor) + 1);
-        memcpy(target, r->target, strlen(r->target) + 1);
-        memcpy(action, r->action, strlen(r->action) + 1);
-        memcpy(outcome, r->outcome, strlen(r->outcome) + 1);
-        memcpy(client, r->client, strlen(r->client) + 1);
+        keep(actor, r->actor);
+        keep(target, r->target);
+        keep(action, r->action);
+        keep(outcome, r->outcome);
+        keep(client, r->client);
         memcpy(rec->prev_hash, r->prev_hash, KH_AUDIT_HASH_LEN);
         if (r->time_ms < 0 || kh_audit_time_format(r->time_ms, rec->time) < 0 ||
             !kh_audit_record_is_valid(rec))
