@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "fuzz.h"
+#include "fuzz-audit.h"
 #include "audit/json.h"
 
 static struct kh_audit_parsed p1, p2; /* large: not on the stack */
@@ -28,18 +29,6 @@ static bool reason_documented(const char *r) {
                 if (strcmp(r + strlen(prefix), reasons[i]) == 0)
                         return true;
         return false;
-}
-
-static bool same_record(const struct kh_audit_record *a, const struct kh_audit_record *b) {
-        return a->seq == b->seq && strcmp(a->time, b->time) == 0 &&
-               strcmp(a->tenant, b->tenant) == 0 && strcmp(a->actor, b->actor) == 0 &&
-               strcmp(a->action, b->action) == 0 && strcmp(a->target, b->target) == 0 &&
-               strcmp(a->outcome, b->outcome) == 0 && a->key_version == b->key_version &&
-               strcmp(a->request_id, b->request_id) == 0 && strcmp(a->client, b->client) == 0 &&
-               a->count == b->count && memcmp(a->prev_hash, b->prev_hash, KH_AUDIT_HASH_LEN) == 0 &&
-               memcmp(a->hash, b->hash, KH_AUDIT_HASH_LEN) == 0 &&
-               a->signature_len == b->signature_len &&
-               (!a->signature_len || memcmp(a->signature, b->signature, a->signature_len) == 0);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
