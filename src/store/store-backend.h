@@ -27,6 +27,16 @@ struct kh_store_ops {
                            void *userdata);
         int (*tenant_key_set_state)(struct kh_store *s, const char *tenant, uint32_t version,
                                     enum kh_key_state state);
+        int (*tenant_key_update)(struct kh_store *s, const char *tenant, uint32_t version,
+                                 enum kh_key_state from, enum kh_key_state to,
+                                 enum kh_key_state prior);
+        int (*tenant_key_destroy)(struct kh_store *s, const char *tenant, uint32_t version);
+        int (*records_under)(struct kh_store *s, const char *tenant, uint32_t version,
+                             enum kh_record_kind after_kind, const char *after_owner,
+                             size_t limit, kh_store_record_fn fn, void *userdata);
+        int (*record_move)(struct kh_store *s, const char *tenant, enum kh_record_kind kind,
+                           const char *owner, uint32_t from, const uint8_t *old,
+                           size_t old_len, uint32_t to, const uint8_t *blob, size_t len);
         int (*tenant_key_add_uses)(struct kh_store *s, const char *tenant, uint32_t version,
                                    uint64_t encrypts, uint64_t decrypts);
         int (*audit_append)(struct kh_store *s, const char *chain,

@@ -108,8 +108,17 @@ struct tenant_keys_ctx {
 static int tenant_key_checked(const struct kh_tenant_key *key, void *userdata) {
         const struct tenant_keys_ctx *ctx = userdata;
 
-        if (!kh_store_key_state_ok(key->state) || !key->wrapped_dek ||
-            !kh_store_wrapped_dek_len_ok(key->wrapped_dek_len))
+        /* a destroyed version's row keeps no DEK */
+        if (!kh_store_key_state_ok(key->state) ||
+            (key->state == KH_KEY_DESTROYED
+                     ? key->wrapped_dek_len != 0
+                     : !key->wrapped_dek || !kh_store_wrapped_dek_len_ok(key->wrapped_dek_len)))
+                return -KH_E_INTEGRITY;
+        /* a version revoked by kh_store_tenant_key_set_state() has none (reinstate: archived) */
+        if (key->state == KH_KEY_REVOKED
+                    ? key->prior_state != 0 && key->prior_state != KH_KEY_ACTIVE &&
+                              key->prior_state != KH_KEY_ARCHIVED
+                    : key->prior_state != 0)
                 return -KH_E_INTEGRITY;
         if (key->signature ? !kh_store_signature_len_ok(key->signature_len)
                            : key->signature_len != 0)
@@ -135,6 +144,30 @@ int kh_store_tenant_key_set_state(struct kh_store *s, const char *tenant, uint32
         if (!tenant_ok(tenant) || !kh_store_key_state_ok(state))
                 return -EINVAL;
         return s->ops->tenant_key_set_state(s, tenant, version, state);
+}
+
+static bool prior_ok(enum kh_key_state to, enum kh_key_state prior) {
+        return to == KH_KEY_REVOKED ? prior == KH_KEY_ACTIVE || prior == KH_KEY_ARCHIVED
+                                    : prior == 0;
+}
+
+int kh_store_tenant_key_update(struct kh_store *s, const char *tenant, uint32_t version,
+                               enum kh_key_state from, enum kh_key_state to,
+                               enum kh_key_state prior) {
+        assert(s);
+
+        if (!tenant_ok(tenant) || !kh_store_key_state_ok(from) || !kh_store_key_state_ok(to) ||
+            to == KH_KEY_DESTROYED || from == KH_KEY_DESTROYED || !prior_ok(to, prior))
+                return -EINVAL;
+        return s->ops->tenant_key_update(s, tenant, version, from, to, prior);
+}
+
+int kh_store_tenant_key_destroy(struct kh_store *s, const char *tenant, uint32_t version) {
+        assert(s);
+
+        if (!tenant_ok(tenant))
+                return -EINVAL;
+        return s->ops->tenant_key_destroy(s, tenant, version);
 }
 
 int kh_store_tenant_key_add_uses(struct kh_store *s, const char *tenant, uint32_t version,
@@ -213,6 +246,29 @@ int kh_store_record_put(struct kh_store *s, const char *tenant, enum kh_record_k
             !kh_store_sealed_len_ok(len))
                 return -EINVAL;
         return s->ops->record_put(s, tenant, kind, owner, version, blob, len);
+}
+
+int kh_store_records_under(struct kh_store *s, const char *tenant, uint32_t version,
+                           enum kh_record_kind after_kind, const char *after_owner, size_t limit,
+                           kh_store_record_fn fn, void *userdata) {
+        assert(s && fn);
+
+        if (!tenant_ok(tenant) || (int) after_kind < 0 || !after_owner ||
+            strlen(after_owner) > KH_STORE_OWNER_MAX || limit == 0 || limit > INT32_MAX)
+                return -EINVAL;
+        return s->ops->records_under(s, tenant, version, after_kind, after_owner, limit, fn,
+                                     userdata);
+}
+
+int kh_store_record_move(struct kh_store *s, const char *tenant, enum kh_record_kind kind,
+                         const char *owner, uint32_t from, const uint8_t *old, size_t old_len,
+                         uint32_t to, const uint8_t *blob, size_t len) {
+        assert(s);
+
+        if (!tenant_ok(tenant) || !kind_ok(kind) || !owner_ok(owner) || !old ||
+            !kh_store_sealed_len_ok(old_len) || !blob || !kh_store_sealed_len_ok(len))
+                return -EINVAL;
+        return s->ops->record_move(s, tenant, kind, owner, from, old, old_len, to, blob, len);
 }
 
 int kh_store_record_count(struct kh_store *s, const char *tenant, uint32_t version,

@@ -54,6 +54,8 @@ struct kh_tenant_key {
         size_t signature_len;        /* 0 exactly when signature is NULL */
         int64_t created_at;          /* unix seconds */
         uint64_t encrypts, decrypts; /* durable use counters (kh_store_tenant_key_add_uses) */
+        enum kh_key_state prior_state; /* of a revoked version: the state reinstate returns
+                                        * it to (active or archived); else 0 */
 };
 
 typedef int (*kh_tenant_key_fn)(const struct kh_tenant_key *key, void *userdata);
@@ -94,9 +96,25 @@ KH_MUST_CHECK int kh_store_tenant_key_set_signature(struct kh_store *s, const ch
 KH_MUST_CHECK int kh_store_tenant_keys(struct kh_store *s, const char *tenant,
                                        kh_tenant_key_fn fn, void *userdata);
 
-/* Sets the state of a version. Returns 0, -ENOENT or -EIO. */
+/* Sets the state of a version (no prior state: kh_store_tenant_key_update() is the lifecycle's
+ * way). Returns 0, -ENOENT or -EIO. */
 KH_MUST_CHECK int kh_store_tenant_key_set_state(struct kh_store *s, const char *tenant,
                                                 uint32_t version, enum kh_key_state state);
+
+/* Moves a version from state @from to state @to, with @prior (0: none; else active or
+ * archived) as its prior state, only if it is in state @from now: a compare-and-set, so
+ * that two administrators (or replicas) acting at once cannot both win. A destroyed version
+ * is reached through kh_store_tenant_key_destroy() only. Returns 0, -ENOENT (no such version
+ * in state @from) or -EIO. */
+KH_MUST_CHECK int kh_store_tenant_key_update(struct kh_store *s, const char *tenant,
+                                             uint32_t version, enum kh_key_state from,
+                                             enum kh_key_state to, enum kh_key_state prior);
+
+/* A retired version becomes destroyed, and its wrapped DEK and signature are deleted from
+ * the row (which stays, so that the version's number is never used again and its history
+ * still names it). Returns 0, -ENOENT (no such retired version) or -EIO. */
+KH_MUST_CHECK int kh_store_tenant_key_destroy(struct kh_store *s, const char *tenant,
+                                              uint32_t version);
 
 /* Adds to the durable use counters of a version. Returns 0, -ENOENT or -EIO. */
 KH_MUST_CHECK int kh_store_tenant_key_add_uses(struct kh_store *s, const char *tenant,
@@ -120,6 +138,33 @@ KH_MUST_CHECK int kh_store_record_insert(struct kh_store *s, const char *tenant,
 KH_MUST_CHECK int kh_store_record_put(struct kh_store *s, const char *tenant,
                                       enum kh_record_kind kind, const char *owner,
                                       uint32_t version, const uint8_t *blob, size_t len);
+
+/* A sealed record as the re-encryption job reads it; valid during the callback only. */
+struct kh_store_record {
+        enum kh_record_kind kind;
+        const char *owner;
+        const uint8_t *blob;
+        size_t len;
+};
+
+typedef int (*kh_store_record_fn)(const struct kh_store_record *rec, void *userdata);
+
+/* Calls fn for at most @limit records of tenant sealed under @version, in (kind, owner)
+ * order, starting after (@after_kind, @after_owner) (kind 0 and owner "": from the first).
+ * Returns 0, fn's non-zero value, -EIO or -KH_E_INTEGRITY. fn must not call s. */
+KH_MUST_CHECK int kh_store_records_under(struct kh_store *s, const char *tenant,
+                                         uint32_t version, enum kh_record_kind after_kind,
+                                         const char *after_owner, size_t limit,
+                                         kh_store_record_fn fn, void *userdata);
+
+/* Re-seals one record: from version @from with exactly the bytes old[0..old_len) to version
+ * @to with blob[0..len), only if the row still holds those bytes under @from (a member who
+ * wrote in between keeps their write; the job finds the record again). Returns 1 moved, 0 not
+ * (changed or gone since it was read), or -EIO. Call inside a transaction to move many. */
+KH_MUST_CHECK int kh_store_record_move(struct kh_store *s, const char *tenant,
+                                       enum kh_record_kind kind, const char *owner,
+                                       uint32_t from, const uint8_t *old, size_t old_len,
+                                       uint32_t to, const uint8_t *blob, size_t len);
 
 /* Number of records of tenant (all kinds) sealed under version. */
 KH_MUST_CHECK int kh_store_record_count(struct kh_store *s, const char *tenant, uint32_t version,

@@ -113,7 +113,9 @@ def test_database_from_before_signatures_needs_the_operator(make_keyholdd, acme_
     wrapped, _ = _row(k)
     db = sqlite3.connect(k.db_path)
     try:
-        db.executescript("DROP TABLE audit_blocks; ALTER TABLE tenant_keys DROP COLUMN encrypts; "
+        db.executescript("ALTER TABLE tenant_keys DROP COLUMN prior_state; "
+                         "DELETE FROM schema_migrations WHERE version = 5; "
+                         "DROP TABLE audit_blocks; ALTER TABLE tenant_keys DROP COLUMN encrypts; "
                          "ALTER TABLE tenant_keys DROP COLUMN decrypts; "
                          "DELETE FROM schema_migrations WHERE version = 4; "
                          "ALTER TABLE tenant_keys DROP COLUMN signature; DROP TABLE meta; "

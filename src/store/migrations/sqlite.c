@@ -59,6 +59,11 @@ const struct kh_store_migration kh_store_sqlite_migrations[] = {
           "  data      BLOB    NOT NULL,"
           "  PRIMARY KEY (chain, first_seq)"
           ") WITHOUT ROWID;" },
+        /* the key lifecycle: the state a revoked version had (reinstate returns it there);
+         * NULL for every version that is not revoked */
+        { 5,
+          "ALTER TABLE tenant_keys ADD COLUMN prior_state INTEGER "
+          "CHECK (prior_state IS NULL OR prior_state BETWEEN 1 AND 2);" },
 };
 
 const size_t kh_store_sqlite_n_migrations =

@@ -36,6 +36,10 @@ enum {
         ST_TENANT_KEY_SET_SIGNATURE,
         ST_TENANT_KEY_EXISTS,
         ST_TENANT_KEY_ADD_USES,
+        ST_TENANT_KEY_UPDATE,
+        ST_TENANT_KEY_DESTROY,
+        ST_RECORDS_UNDER,
+        ST_RECORD_MOVE,
         ST_AUDIT_APPEND,
         ST_AUDIT_LAST,
         ST_AUDIT_SCAN_ASC,
@@ -60,11 +64,12 @@ static const char *const statements[ST_N_] = {
                 "(tenant, version, state, wrapped_dek, signature, created_at) "
                 "VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT (tenant, version) DO NOTHING",
         [ST_TENANT_KEYS] =
-                "SELECT version, state, wrapped_dek, signature, created_at, encrypts, decrypts "
-                "FROM tenant_keys "
+                "SELECT version, state, wrapped_dek, signature, created_at, encrypts, decrypts, "
+                "prior_state FROM tenant_keys "
                 "WHERE tenant = ?1 ORDER BY version",
         [ST_TENANT_KEY_SET_STATE] =
-                "UPDATE tenant_keys SET state = ?3 WHERE tenant = ?1 AND version = ?2",
+                "UPDATE tenant_keys SET state = ?3, prior_state = NULL "
+                "WHERE tenant = ?1 AND version = ?2",
         /* never replaces a signature: of two processes signing one row, the first wins */
         [ST_TENANT_KEY_SET_SIGNATURE] =
                 "UPDATE tenant_keys SET signature = ?3 "
@@ -74,6 +79,22 @@ static const char *const statements[ST_N_] = {
         [ST_TENANT_KEY_ADD_USES] =
                 "UPDATE tenant_keys SET encrypts = encrypts + ?3, decrypts = decrypts + ?4 "
                 "WHERE tenant = ?1 AND version = ?2",
+        [ST_TENANT_KEY_UPDATE] =
+                "UPDATE tenant_keys SET state = ?4, prior_state = ?5 "
+                "WHERE tenant = ?1 AND version = ?2 AND state = ?3",
+        [ST_TENANT_KEY_DESTROY] =
+                "UPDATE tenant_keys SET state = 5, wrapped_dek = x'', signature = NULL, "
+                "prior_state = NULL WHERE tenant = ?1 AND version = ?2 AND state = 3",
+        /* records_by_key_version holds (tenant, key_version) and, the table being WITHOUT
+         * ROWID, the primary key's kind and owner after them: a range scan in that order */
+        [ST_RECORDS_UNDER] =
+                "SELECT kind, owner, blob FROM records "
+                "WHERE tenant = ?1 AND key_version = ?2 AND (kind, owner) > (?3, ?4) "
+                "ORDER BY kind, owner LIMIT ?5",
+        [ST_RECORD_MOVE] =
+                "UPDATE records SET key_version = ?6, blob = ?7 "
+                "WHERE tenant = ?1 AND kind = ?2 AND owner = ?3 AND key_version = ?4 "
+                "AND blob = ?5",
         [ST_AUDIT_APPEND] =
                 "INSERT INTO audit_blocks (chain, first_seq, last_seq, head_hash, data) "
                 "VALUES (?1, ?2, ?3, ?4, ?5)",
@@ -465,7 +486,7 @@ static int sqlite_tenant_keys(struct kh_store *store, const char *tenant, kh_ten
                 return fail(s, rc);
 
         for (;;) {
-                sqlite3_int64 version, state;
+                sqlite3_int64 version, state, prior;
                 const void *dek, *sig = NULL;
                 int dek_len, sig_len = 0;
 
@@ -485,6 +506,15 @@ static int sqlite_tenant_keys(struct kh_store *store, const char *tenant, kh_ten
                 dek_len = sqlite3_column_bytes(st, 2);
                 if (!kh_store_version_ok(version) || !kh_store_key_state_ok(state))
                         return -KH_E_INTEGRITY;
+                if (sqlite3_column_type(st, 7) == SQLITE_NULL) {
+                        prior = 0;
+                } else if (sqlite3_column_type(st, 7) == SQLITE_INTEGER) {
+                        prior = sqlite3_column_int64(st, 7);
+                        if (!kh_store_key_state_ok(prior))
+                                return -KH_E_INTEGRITY;
+                } else {
+                        return -KH_E_INTEGRITY;
+                }
                 /* NULL: a row from before signatures; any other type, or an empty blob
                  * (which would read back as NULL), is damage */
                 if (sqlite3_column_type(st, 3) != SQLITE_NULL) {
@@ -508,6 +538,7 @@ static int sqlite_tenant_keys(struct kh_store *store, const char *tenant, kh_ten
                                .encrypts = (uint64_t) sqlite3_column_int64(st, 5),
                                .decrypts = (uint64_t) sqlite3_column_int64(st, 6),
                                .state = (enum kh_key_state) state,
+                               .prior_state = (enum kh_key_state) prior,
                                .wrapped_dek = dek,
                                .wrapped_dek_len = (size_t) dek_len,
                                .signature = sig,
@@ -533,6 +564,41 @@ static int sqlite_tenant_key_set_state(struct kh_store *store, const char *tenan
         if (rc != SQLITE_DONE)
                 return fail(s, rc);
 
+        return sqlite3_changes(s->db) > 0 ? 0 : -ENOENT;
+}
+
+static int sqlite_tenant_key_update(struct kh_store *store, const char *tenant, uint32_t version,
+                                    enum kh_key_state from, enum kh_key_state to,
+                                    enum kh_key_state prior) {
+        struct kh_sqlite_store *s = to_sqlite(store);
+        STMT_USE(st, s, ST_TENANT_KEY_UPDATE);
+        int rc;
+
+        rc = bind_tenant_version(st, tenant, version);
+        if (rc == SQLITE_OK)
+                rc = sqlite3_bind_int(st, 3, (int) from);
+        if (rc == SQLITE_OK)
+                rc = sqlite3_bind_int(st, 4, (int) to);
+        if (rc == SQLITE_OK)
+                rc = prior ? sqlite3_bind_int(st, 5, (int) prior) : sqlite3_bind_null(st, 5);
+        if (rc == SQLITE_OK)
+                rc = sqlite3_step(st);
+        if (rc != SQLITE_DONE)
+                return fail(s, rc);
+        return sqlite3_changes(s->db) > 0 ? 0 : -ENOENT;
+}
+
+static int sqlite_tenant_key_destroy(struct kh_store *store, const char *tenant,
+                                     uint32_t version) {
+        struct kh_sqlite_store *s = to_sqlite(store);
+        STMT_USE(st, s, ST_TENANT_KEY_DESTROY);
+        int rc;
+
+        rc = bind_tenant_version(st, tenant, version);
+        if (rc == SQLITE_OK)
+                rc = sqlite3_step(st);
+        if (rc != SQLITE_DONE)
+                return fail(s, rc);
         return sqlite3_changes(s->db) > 0 ? 0 : -ENOENT;
 }
 
@@ -648,6 +714,83 @@ static int sqlite_record_put(struct kh_store *store, const char *tenant, enum kh
         if (rc != SQLITE_DONE)
                 return fail(s, rc);
         return 0;
+}
+
+static int sqlite_records_under(struct kh_store *store, const char *tenant, uint32_t version,
+                                enum kh_record_kind after_kind, const char *after_owner,
+                                size_t limit, kh_store_record_fn fn, void *userdata) {
+        struct kh_sqlite_store *s = to_sqlite(store);
+        STMT_USE(st, s, ST_RECORDS_UNDER);
+        int rc, r;
+
+        rc = bind_tenant_version(st, tenant, version);
+        if (rc == SQLITE_OK)
+                rc = sqlite3_bind_int(st, 3, (int) after_kind);
+        if (rc == SQLITE_OK)
+                rc = sqlite3_bind_text(st, 4, after_owner, -1, SQLITE_STATIC);
+        if (rc == SQLITE_OK)
+                rc = sqlite3_bind_int64(st, 5, (sqlite3_int64) limit);
+        if (rc != SQLITE_OK)
+                return fail(s, rc);
+
+        for (;;) {
+                const unsigned char *owner;
+                const void *blob;
+                sqlite3_int64 kind;
+                int owner_len, len;
+
+                rc = sqlite3_step(st);
+                if (rc == SQLITE_DONE)
+                        return 0;
+                if (rc != SQLITE_ROW)
+                        return fail(s, rc);
+                if (sqlite3_column_type(st, 0) != SQLITE_INTEGER ||
+                    sqlite3_column_type(st, 1) != SQLITE_TEXT ||
+                    sqlite3_column_type(st, 2) != SQLITE_BLOB)
+                        return -KH_E_INTEGRITY;
+                kind = sqlite3_column_int64(st, 0);
+                owner = sqlite3_column_text(st, 1);
+                owner_len = sqlite3_column_bytes(st, 1);
+                blob = sqlite3_column_blob(st, 2);
+                len = sqlite3_column_bytes(st, 2);
+                if (kind < 1 || kind > INT32_MAX || !owner || owner_len < 1 ||
+                    owner_len > KH_STORE_OWNER_MAX || strlen((const char *) owner) != (size_t) owner_len ||
+                    !blob || len < 0 || !kh_store_sealed_len_ok((size_t) len))
+                        return -KH_E_INTEGRITY;
+                r = fn(&(const struct kh_store_record) {
+                               .kind = (enum kh_record_kind) kind,
+                               .owner = (const char *) owner,
+                               .blob = blob,
+                               .len = (size_t) len,
+                       },
+                       userdata);
+                if (r != 0)
+                        return r;
+        }
+}
+
+static int sqlite_record_move(struct kh_store *store, const char *tenant,
+                              enum kh_record_kind kind, const char *owner, uint32_t from,
+                              const uint8_t *old, size_t old_len, uint32_t to,
+                              const uint8_t *blob, size_t len) {
+        struct kh_sqlite_store *s = to_sqlite(store);
+        STMT_USE(st, s, ST_RECORD_MOVE);
+        int rc;
+
+        rc = bind_record_key(st, tenant, kind, owner);
+        if (rc == SQLITE_OK)
+                rc = sqlite3_bind_int64(st, 4, from);
+        if (rc == SQLITE_OK)
+                rc = sqlite3_bind_blob(st, 5, old, (int) old_len, SQLITE_STATIC);
+        if (rc == SQLITE_OK)
+                rc = sqlite3_bind_int64(st, 6, to);
+        if (rc == SQLITE_OK)
+                rc = sqlite3_bind_blob(st, 7, blob, (int) len, SQLITE_STATIC);
+        if (rc == SQLITE_OK)
+                rc = sqlite3_step(st);
+        if (rc != SQLITE_DONE)
+                return fail(s, rc);
+        return sqlite3_changes(s->db) > 0 ? 1 : 0;
 }
 
 static int sqlite_record_count(struct kh_store *store, const char *tenant, uint32_t version,
@@ -878,6 +1021,10 @@ const struct kh_store_ops kh_store_sqlite_ops = {
         .tenant_key_set_state = sqlite_tenant_key_set_state,
         .tenant_key_set_signature = sqlite_tenant_key_set_signature,
         .tenant_key_add_uses = sqlite_tenant_key_add_uses,
+        .tenant_key_update = sqlite_tenant_key_update,
+        .tenant_key_destroy = sqlite_tenant_key_destroy,
+        .records_under = sqlite_records_under,
+        .record_move = sqlite_record_move,
         .audit_append = sqlite_audit_append,
         .audit_last = sqlite_audit_last,
         .audit_scan = sqlite_audit_scan,

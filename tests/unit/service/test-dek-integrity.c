@@ -323,7 +323,9 @@ static void add_version_2(struct fixture *f) {
  * meta table (and nothing of the schemas after it). The store is reopened on it, which migrates it again. */
 static void make_legacy(struct fixture *f) {
         f->store = kh_store_close(f->store);
-        raw_exec(f, "DROP TABLE audit_blocks;"
+        raw_exec(f, "ALTER TABLE tenant_keys DROP COLUMN prior_state;"
+                    "DELETE FROM schema_migrations WHERE version = 5;"
+                    "DROP TABLE audit_blocks;"
                     "ALTER TABLE tenant_keys DROP COLUMN encrypts;"
                     "ALTER TABLE tenant_keys DROP COLUMN decrypts;"
                     "DELETE FROM schema_migrations WHERE version = 4;"
@@ -331,7 +333,7 @@ static void make_legacy(struct fixture *f) {
                     "DROP TABLE meta;"
                     "DELETE FROM schema_migrations WHERE version = 3");
         open_store(f);
-        assert_int_equal(kh_store_schema_version(f->store), 4);
+        assert_int_equal(kh_store_schema_version(f->store), 5);
 }
 
 /* The app's first start signed each DEK it created, over exactly the documented message:

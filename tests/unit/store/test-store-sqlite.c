@@ -383,7 +383,9 @@ static void test_schema_2_database_upgrades_with_unsigned_rows(void **state) {
 
         assert_int_equal(insert_wrapped(f->s), 1);
         f->s = kh_store_close(f->s);
-        assert_int_equal(raw_exec(f->raw, "DROP TABLE audit_blocks;"
+        assert_int_equal(raw_exec(f->raw, "ALTER TABLE tenant_keys DROP COLUMN prior_state;"
+                    "DELETE FROM schema_migrations WHERE version = 5;"
+                    "DROP TABLE audit_blocks;"
                                           "ALTER TABLE tenant_keys DROP COLUMN encrypts;"
                                           "ALTER TABLE tenant_keys DROP COLUMN decrypts;"
                                           "DELETE FROM schema_migrations WHERE version = 4;"
@@ -393,7 +395,7 @@ static void test_schema_2_database_upgrades_with_unsigned_rows(void **state) {
                          SQLITE_OK);
 
         assert_int_equal(kh_store_open(&f->cfg, &f->s), 0);
-        assert_int_equal(kh_store_schema_version(f->s), 4);
+        assert_int_equal(kh_store_schema_version(f->s), 5);
         assert_int_equal(sqlite_migration_count(&f->cfg, 3, &n), 0);
         assert_int_equal(n, 1);
         assert_int_equal(kh_store_tenant_keys(f->s, "acme", copy_key, &stored), 0);
