@@ -25,6 +25,7 @@
 #define KH_THREADS_MAX       256
 #define KH_USER_KEY_LEN      32           /* Bitwarden key connector key */
 #define KH_DEK_LEN           32           /* AES-256 */
+#define KH_MASTER_KEY_LEN    32           /* the file key store's master key */
 #define KH_WRAPPED_DEK_MAX   1024         /* RSA-8192 OAEP output is 1024 bytes */
 #define KH_SEALED_MAX        4096         /* one sealed record */
 #define KH_GUID_LEN          36           /* 8-4-4-4-12 */

@@ -19,6 +19,7 @@ const struct kh_cfg_section kh_cfg_sections[] = {
         [S_STORAGE] = { "storage", "KEYHOLD_STORAGE_" },
         [S_KEYSTORE] = { "keystore", "KEYHOLD_KEYSTORE_" },
         [S_AUDIT] = { "audit", "KEYHOLD_AUDIT_" },
+        [S_JOBS] = { "jobs", "KEYHOLD_JOBS_" },
         [S_TENANT] = { "tenant", "KEYHOLD_TENANT_" },
 };
 
@@ -28,6 +29,7 @@ const struct kh_cfg_section kh_cfg_sections[] = {
 #define KH_CFG_STRUCT_STORAGE struct kh_config_storage
 #define KH_CFG_STRUCT_KEYSTORE struct kh_config_keystore
 #define KH_CFG_STRUCT_AUDIT struct kh_config_audit
+#define KH_CFG_STRUCT_JOBS struct kh_config_jobs
 #define KH_CFG_STRUCT_TENANT struct kh_config_tenant
 
 /* The C type each value type's field has (a list's array as a pointer to its first element). */
@@ -251,6 +253,8 @@ static char *section_base(struct kh_config *cfg, enum sect s, size_t t) {
                 return (char *) &cfg->keystore;
         case S_AUDIT:
                 return (char *) &cfg->audit;
+        case S_JOBS:
+                return (char *) &cfg->jobs;
         case S_TENANT:
                 return (char *) &cfg->tenants[t];
         case S_NONE:

@@ -10,7 +10,7 @@
 
 #include "config/config.h"
 
-enum sect { S_SERVER, S_STORAGE, S_KEYSTORE, S_AUDIT, S_TENANT, S_NONE };
+enum sect { S_SERVER, S_STORAGE, S_KEYSTORE, S_AUDIT, S_JOBS, S_TENANT, S_NONE };
 
 struct kh_cfg_section {
         const char *name;       /* "server"; tenants: "tenant" */

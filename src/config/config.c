@@ -38,10 +38,8 @@ static int validate(struct kh_cfg_ctx *c) {
                         return kh_cfg_fail_at(c, 0, KH_CFG_KEYSTORE_master_key_file,
                                               "set either master_key_file or "
                                               "KEYHOLD_KEYSTORE_PASSPHRASE, not both");
-                if (!ks->master_key_file && !ks->passphrase)
-                        return kh_cfg_fail_at(
-                                c, 0, KH_CFG_KEYSTORE_master_key_file,
-                                "is required unless KEYHOLD_KEYSTORE_PASSPHRASE is set");
+                /* neither: the server starts sealed, and an operator unseals it with the
+                 * passphrase or key (DESIGN.md "Administration") */
         }
         if (cfg->n_tenants == 0)
                 return kh_cfg_fail(c, 0, "tenant", strlen("tenant"),

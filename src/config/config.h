@@ -12,6 +12,8 @@
 #include "common/cleanup.h"
 #include "common/limits.h"
 
+struct kh_secret;
+
 struct kh_config_listen {
         char host[64];   /* numeric IPv4/IPv6 address or "localhost" */
         uint16_t port;   /* 0 = pick a free port (tests) */
@@ -44,7 +46,14 @@ struct kh_config_keystore {
         char *path;                 /* file key store directory */
         char *master_key_file;      /* 32 random bytes, mode 0600 ... */
         char *passphrase;           /* ... or a passphrase (only from KEYHOLD_KEYSTORE_PASSPHRASE) */
+        const struct kh_secret *master_key; /* ... or the key itself (unseal: never from the
+                                             * file or the environment; borrowed) */
         unsigned rsa_bits;          /* tenant key size for new versions; default 3072 */
+};
+
+struct kh_config_jobs {
+        unsigned reencrypt_rate;     /* records per second a re-encryption job may move; 0 = no
+                                      * limit (it still yields to requests: a low priority) */
 };
 
 struct kh_config_audit {
@@ -86,6 +95,7 @@ struct kh_config {
         struct kh_config_storage storage;
         struct kh_config_keystore keystore;
         struct kh_config_audit audit;
+        struct kh_config_jobs jobs;
         struct kh_config_tenant *tenants; /* tenants[0..n_tenants) */
         size_t n_tenants;
         bool dev;                   /* set by keyholdd --dev, never by the file */

@@ -132,3 +132,12 @@ int kh_keystore_list(struct kh_keystore *ks, const char *tenant, kh_key_ref_fn f
 
         return ks->ops->list(ks, tenant, fn, userdata);
 }
+
+int kh_keystore_destroy(struct kh_keystore *ks, const struct kh_key_ref *ref) {
+        assert(ks && ref);
+
+        if (!ref_is_valid(ref) || ref->purpose != KH_KEY_DATA)
+                return -EINVAL;
+
+        return ks->ops->destroy(ks, ref);
+}

@@ -91,6 +91,12 @@ KH_MUST_CHECK int kh_keystore_sign(struct kh_keystore *ks, const struct kh_key_r
 KH_MUST_CHECK int kh_keystore_public_key(struct kh_keystore *ks, const struct kh_key_ref *ref,
                                          EVP_PKEY **ret);
 
+/* Deletes tenant key version ref (purpose KH_KEY_DATA only: -EINVAL for an audit key) for
+ * good: a file store overwrites the key file before unlinking it, a device destroys the
+ * object. Irreversible; the caller has made sure nothing is sealed under it any more.
+ * Returns 0, -ENOENT (no such key: destroyed before) or -EIO. */
+KH_MUST_CHECK int kh_keystore_destroy(struct kh_keystore *ks, const struct kh_key_ref *ref);
+
 /* Calls fn for each version (of purpose KH_KEY_DATA) of tenant, ascending; stops early and returns fn's value if it
  * returns non-zero. */
 KH_MUST_CHECK int kh_keystore_list(struct kh_keystore *ks, const char *tenant, kh_key_ref_fn fn,

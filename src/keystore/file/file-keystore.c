@@ -552,6 +552,63 @@ static int file_list(struct kh_keystore *base, const char *tenant, kh_key_ref_fn
         return 0;
 }
 
+/* Overwrites dirfd/name with zeros and syncs it, so that the sealed private key is not
+ * left in the file's blocks for whoever later reads the disk (or a copy of an old master
+ * key); then unlinks it. On a copy-on-write or flash file system the old blocks may
+ * survive anyway: the key is also sealed under the master key, which is what protects it
+ * there (docs/security.md). */
+static int shred_at(int dirfd, const char *name) {
+        KH_CLEANUP(kh_closep) int fd = -1;
+        uint8_t zeros[4096] = { 0 };
+        struct stat st;
+        off_t off = 0;
+
+        fd = openat(dirfd, name, O_WRONLY | O_NOFOLLOW | O_CLOEXEC);
+        if (fd < 0)
+                return -errno;
+        if (fstat(fd, &st) < 0)
+                return -errno;
+        if (!S_ISREG(st.st_mode))
+                return -EIO;
+        while (off < st.st_size) {
+                size_t n = (size_t) (st.st_size - off) < sizeof(zeros) ? (size_t) (st.st_size - off)
+                                                                        : sizeof(zeros);
+                ssize_t w = pwrite(fd, zeros, n, off);
+                if (w < 0 && errno == EINTR)
+                        continue;
+                if (w <= 0)
+                        return w < 0 ? -errno : -EIO;
+                off += w;
+        }
+        if (fsync(fd) < 0)
+                return -errno;
+        return unlinkat(dirfd, name, 0) < 0 ? -errno : 0;
+}
+
+static int file_destroy(struct kh_keystore *base, const struct kh_key_ref *key) {
+        struct kh_file_ks *ks = file_ks(base);
+        KH_CLEANUP(kh_closep) int tdir = -1;
+        char name[KEY_NAME_MAX];
+        int r;
+
+        tdir = openat(ks->dirfd, owner_dir(key->tenant), O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
+        if (tdir < 0)
+                return -errno;
+        r = key_file_name(key->tenant, key->purpose, key->version, ".key", false, name);
+        if (r < 0)
+                return r;
+        r = shred_at(tdir, name);
+        if (r < 0)
+                return r;
+        /* the public half is no secret; it goes so that nothing names a key that is gone */
+        r = key_file_name(key->tenant, key->purpose, key->version, ".pub", false, name);
+        if (r < 0)
+                return r;
+        if (unlinkat(tdir, name, 0) < 0 && errno != ENOENT)
+                return -errno;
+        return fsync(tdir) < 0 ? -errno : 0;
+}
+
 const struct kh_keystore_ops kh_keystore_file_ops = {
         .name = "file",
         .caps = 0,
@@ -563,4 +620,5 @@ const struct kh_keystore_ops kh_keystore_file_ops = {
         .sign = file_sign,
         .public_key = file_public_key,
         .list = file_list,
+        .destroy = file_destroy,
 };

@@ -147,6 +147,11 @@ static size_t check_aad(const struct meta *m, uint8_t aad[static CHECK_AAD_LEN])
 
 static int master_get(const struct kh_config_keystore *cfg, const struct meta *m,
                       struct kh_secret **ret) {
+        if (cfg->master_key) {
+                if (kh_secret_len(cfg->master_key) != MASTER_KEY_LEN)
+                        return -EINVAL;
+                return kh_secret_new_from(kh_secret_bytes(cfg->master_key), MASTER_KEY_LEN, ret);
+        }
         if (cfg->master_key_file)
                 return master_from_file(cfg->master_key_file, ret);
         return master_from_passphrase(cfg->passphrase, m, ret);
@@ -214,7 +219,7 @@ static int meta_create(int dirfd, const struct kh_config_keystore *cfg,
 
 int kh_fks_master_load(int dirfd, const struct kh_config_keystore *cfg,
                        const struct kh_file_ks_kdf *kdf, struct kh_secret **ret_master) {
-        bool have_file = cfg->master_key_file && cfg->master_key_file[0];
+        bool have_file = (cfg->master_key_file && cfg->master_key_file[0]) || cfg->master_key;
         bool have_pass = cfg->passphrase && cfg->passphrase[0];
         int r;
 

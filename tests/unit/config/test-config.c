@@ -354,15 +354,20 @@ static void test_required_keys(void **state) {
                      NULL, "storage.url", 0, "is required when driver = postgresql");
         expect_error("[storage]\npath = /db\n[keystore]\nmaster_key_file = /m\n", NULL,
                      "keystore.path", 0, "is required");
-        expect_error("[storage]\npath = /db\n[keystore]\npath = /k\n[tenant.a]\nissuer = " ISSUER
-                     "\n",
-                     NULL, "keystore.master_key_file", 0,
-                     "is required unless KEYHOLD_KEYSTORE_PASSPHRASE is set");
         expect_error(REST, pass, "keystore.master_key_file", 5, "not both");
         expect_error("[storage]\npath = /db\n[keystore]\npath = /k\nmaster_key_file = /m\n", NULL,
                      "tenant", 0, "at least one [tenant.<id>] section is required");
         expect_error(REST "[tenant.acme]\naudience = x\n", NULL, "tenant.acme.issuer", 8,
                      "is required");
+
+        /* no secret at all: a server that starts sealed */
+        {
+                KH_CLEANUP(kh_config_freep) struct kh_config *sealed = parse_ok(
+                        "[storage]\npath = /db\n[keystore]\npath = /k\n[tenant.a]\nissuer = " ISSUER
+                        "\n", NULL);
+                assert_null(sealed->keystore.master_key_file);
+                assert_null(sealed->keystore.passphrase);
+        }
 
         /* pkcs11 needs neither */
         KH_CLEANUP(kh_config_freep) struct kh_config *cfg = parse_ok(
