@@ -1,4 +1,5 @@
 #include "app.h"
+#include "app-internal.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -13,30 +14,12 @@
 #include "crypto/random.h"
 #include "keystore/keystore.h"
 #include "service/audit.h"
+#include "service/reencrypt.h"
 #include "token/issuer.h"
 
-struct kh_app {
-        const struct kh_config *cfg;
-        struct kh_keystore *keystore;
-        /* The connection that loaded the tenant keys, kept open for the life of the app:
-         * an SQLite file is owned by the process that has it open (see the SQLite store),
-         * and the workers open theirs only later. Closing this one in between would let
-         * another process take the file after this one has loaded key states from it. */
-        struct kh_store *store;
-        struct kh_tenant *tenants;
-        size_t n_tenants;
-        struct kh_keyring *keyring;
-        /* The key store and the app's own store connection are used by one thread at a
-         * time: kh_app_reload_keys() and the auditor (signing checkpoints) take this. */
-        pthread_mutex_t reload_lock;
-        struct kh_auditor *auditor;
-        kh_app_event_fn event;
-        void *userdata;
-        pthread_t retry_thread;
-        bool retry_running;
-        atomic_bool stopping;
-        atomic_bool storage_full;            /* kh_app_note_storage_full() */
-};
+
+#define APP_JOB_THREADS 2      /* admin operations (rekey, seal, backup) at once */
+#define APP_JOB_QUEUE   64
 
 static void emit(const struct kh_app *app, const char *tenant, const char *what, int r) {
         if (app->event)
@@ -81,8 +64,8 @@ static int tenant_first_version(struct kh_app *app, struct kh_store *store, cons
 }
 
 /* Every tenant's key versions, read from the database through the app's connection. */
-static int snapshot_from_store(struct kh_app *app, unsigned flags, struct kh_keys **ret,
-                               struct kh_keys_failure *failed) {
+int kh_app_snapshot_locked(struct kh_app *app, unsigned flags, struct kh_keys **ret,
+                           struct kh_keys_failure *failed) {
         const char *ids[KH_TENANTS_MAX];
 
         for (size_t i = 0; i < app->n_tenants; i++)
@@ -118,7 +101,7 @@ static int stop_at_first(const struct kh_tenant_key *k, void *userdata) {
 /* Creates the first key version of every tenant the database has none of, so that a first
  * start with many tenants loads the snapshot once (each load unwraps every tenant's keys),
  * not once per new tenant. */
-static int first_versions(struct kh_app *app) {
+int kh_app_first_versions_locked(struct kh_app *app) {
         for (size_t i = 0; i < app->n_tenants; i++) {
                 const char *id = app->tenants[i].id;
                 bool any = false;
@@ -142,14 +125,25 @@ static int load_keys(struct kh_app *app, struct kh_keys **ret) {
         unsigned flags = app->cfg->sign_unsigned_deks ? KH_KEYS_SIGN_UNSIGNED : 0;
         struct kh_keys_failure failed = { 0 };
         struct kh_keys *keys = NULL;
-        int r = first_versions(app);
+        int r;
 
+        if (!app->keystore) {
+                /* sealed: the versions and states only, for key status and /health */
+                r = kh_app_snapshot_locked(app, 0, &keys, &failed);
+                if (r < 0) {
+                        emit_load_failure(app, &failed, r);
+                        return r;
+                }
+                *ret = keys;
+                return 0;
+        }
+        r = kh_app_first_versions_locked(app);
         if (r < 0)
                 return r;
         /* each round creates the first version of one more tenant, at most: only when
          * another replica's start raced this one's */
         for (size_t round = 0; round <= app->n_tenants; round++) {
-                r = snapshot_from_store(app, flags, &keys, &failed);
+                r = kh_app_snapshot_locked(app, flags, &keys, &failed);
                 if (r != -ENOENT)
                         break;
                 r = tenant_first_version(app, app->store, app->tenants[failed.tenant].id);
@@ -163,13 +157,36 @@ static int load_keys(struct kh_app *app, struct kh_keys **ret) {
                 return r;
         }
         for (size_t i = 0; i < app->n_tenants; i++)
-                if (!keys->tenants[i].active) {
+                if (!keys->tenants[i].active && !kh_tenant_keys_killed(&keys->tenants[i])) {
                         emit(app, app->tenants[i].id, "cannot load tenant keys: no active version",
                              -KH_E_NOT_READY);
                         kh_keys_unref(keys);
                         return -KH_E_NOT_READY;
                 }
         *ret = keys;
+        return 0;
+}
+
+/* start_sealed()'s reasons */
+#define SEALED_ON_PURPOSE 1
+#define SEALED_NO_SECRET  2
+
+/* Whether the server starts sealed: an operator sealed it (the seal persists across
+ * restarts, DESIGN.md "Administration"), or the file key store has no secret configured. */
+static int start_sealed(struct kh_app *app) {
+        const struct kh_config_keystore *ks = &app->cfg->keystore;
+        KH_CLEANUP(kh_buf_freep) struct kh_buf v = { 0 };
+        int r;
+
+        kh_buf_init(&v, 16, false);
+        r = kh_store_meta_get(app->store, KH_META_SEALED, &v);
+        if (r == 0 && v.len == 1 && v.data[0] == '1')
+                return SEALED_ON_PURPOSE;
+        if (r < 0 && r != -ENOENT)
+                return r;
+        if (strcmp(ks->driver, "file") == 0 && !(ks->master_key_file && ks->master_key_file[0]) &&
+            !(ks->passphrase && ks->passphrase[0]))
+                return SEALED_NO_SECRET;
         return 0;
 }
 
@@ -276,6 +293,7 @@ int kh_app_open(const struct kh_config *cfg, kh_app_event_fn event, void *userda
                 return -ENOMEM;
         app->cfg = cfg;
         pthread_mutex_init(&app->reload_lock, NULL);
+        pthread_mutex_init(&app->lifecycle_lock, NULL);
         app->event = event;
         app->userdata = userdata;
         app->tenants = calloc(cfg->n_tenants, sizeof(*app->tenants));
@@ -283,11 +301,6 @@ int kh_app_open(const struct kh_config *cfg, kh_app_event_fn event, void *userda
                 return -ENOMEM;
         app->n_tenants = cfg->n_tenants;
 
-        r = kh_keystore_open(&cfg->keystore, &app->keystore);
-        if (r < 0) {
-                emit(app, NULL, "cannot open the key store", r);
-                return r;
-        }
         r = kh_store_open(&cfg->storage, &app->store);
         if (r == -EBUSY) {
                 emit(app, NULL,
@@ -306,6 +319,26 @@ int kh_app_open(const struct kh_config *cfg, kh_app_event_fn event, void *userda
                 snprintf(t->id, sizeof(t->id), "%s", cfg->tenants[i].id);
                 t->index = i;
                 t->config = &cfg->tenants[i];
+        }
+        r = start_sealed(app);
+        if (r < 0) {
+                emit(app, NULL, "cannot read whether the server was sealed", r);
+                return r;
+        }
+        if (r > 0) {
+                atomic_store(&app->sealed, true);
+                emit(app, NULL, r == SEALED_NO_SECRET
+                                        ? "starting sealed: the key store has no secret "
+                                          "configured; unseal with `keyhold unseal`"
+                                        : "starting sealed: an operator sealed this server; "
+                                          "unseal with `keyhold unseal`",
+                     0);
+        } else {
+                r = kh_keystore_open(&cfg->keystore, &app->keystore);
+                if (r < 0) {
+                        emit(app, NULL, "cannot open the key store", r);
+                        return r;
+                }
         }
         r = load_keys(app, &keys);
         if (r < 0)
@@ -329,12 +362,21 @@ int kh_app_open(const struct kh_config *cfg, kh_app_event_fn event, void *userda
 
                 for (size_t i = 0; i < cfg->n_tenants; i++)
                         ids[i] = app->tenants[i].id;
-                r = kh_auditor_new(cfg, ids, cfg->n_tenants, app->keystore, &app->reload_lock,
+                r = kh_auditor_new(cfg, ids, cfg->n_tenants, &app->keystore, &app->reload_lock,
                                    &app->auditor);
                 if (r < 0) {
                         emit(app, NULL, "cannot open the audit log", r);
                         return r;
                 }
+        }
+
+        r = kh_jobs_new(APP_JOB_THREADS, APP_JOB_QUEUE, &app->jobs);
+        if (r < 0)
+                return r;
+        r = kh_reencrypt_start(app, &app->reencrypt);
+        if (r < 0) {
+                emit(app, NULL, "cannot start the re-encryption job", r);
+                return r;
         }
 
         if (missing) {
@@ -359,9 +401,12 @@ struct kh_app *kh_app_close(struct kh_app *app) {
                 kh_issuer_close(atomic_load(&t->issuer));
                 kh_issuer_close(atomic_load(&t->admin_issuer));
         }
+        kh_reencrypt_stop(app->reencrypt);
+        kh_jobs_free(app->jobs);
         kh_auditor_free(app->auditor);
         kh_keyring_free(app->keyring);
         pthread_mutex_destroy(&app->reload_lock);
+        pthread_mutex_destroy(&app->lifecycle_lock);
         free(app->tenants);
         kh_store_close(app->store);
         kh_keystore_close(app->keystore);
@@ -402,6 +447,14 @@ struct kh_keyring *kh_app_keyring(const struct kh_app *app) {
         return app->keyring;
 }
 
+struct kh_jobs *kh_app_jobs(const struct kh_app *app) {
+        return app->jobs;
+}
+
+bool kh_app_sealed(const struct kh_app *app) {
+        return atomic_load(&((struct kh_app *) (uintptr_t) app)->sealed);
+}
+
 int kh_app_reload_keys(struct kh_app *app) {
         struct kh_keys_failure failed;
         struct kh_keys *keys = NULL;
@@ -409,12 +462,12 @@ int kh_app_reload_keys(struct kh_app *app) {
 
         /* never signs: --sign-unsigned-deks vouches for the database as it was at start */
         pthread_mutex_lock(&app->reload_lock);
-        r = snapshot_from_store(app, 0, &keys, &failed);
+        r = kh_app_snapshot_locked(app, 0, &keys, &failed);
+        /* under the lock: two reloads publish in the order they read */
+        if (r >= 0)
+                kh_keyring_publish(app->keyring, keys);
         pthread_mutex_unlock(&app->reload_lock);
-        if (r < 0)
-                return r;
-        kh_keyring_publish(app->keyring, keys);
-        return 0;
+        return r < 0 ? r : 0;
 }
 
 void kh_app_note_storage_full(struct kh_app *app, bool full) {

@@ -53,6 +53,16 @@ const struct kh_tenant *kh_app_tenant_at(const struct kh_app *app, size_t i);
 /* The tenant named id[0..len), or the "default" tenant when id is NULL. NULL if none. */
 const struct kh_tenant *kh_app_tenant(const struct kh_app *app, const char *id, size_t len);
 
+/* The job pool of admin operations that block (key lifecycle, backup): common/jobs.h. */
+struct kh_jobs *kh_app_jobs(const struct kh_app *app);
+
+/* Whether the server is sealed (lifecycle.h): no key store secret and no DEK in memory. */
+bool kh_app_sealed(const struct kh_app *app);
+
+/* The meta key (store.h) whose value "1" means the server was sealed on purpose and must
+ * start sealed. */
+#define KH_META_SEALED "keyhold.sealed"
+
 /* The audit chains (audit.h). */
 struct kh_auditor *kh_app_auditor(const struct kh_app *app);
 

@@ -70,7 +70,7 @@ struct uses {
 
 struct kh_auditor {
         const struct kh_config *cfg;
-        struct kh_keystore *ks;
+        struct kh_keystore *const *ks;   /* the app's slot: NULL while the server is sealed */
         pthread_mutex_t *ks_lock;        /* the key store is used by one thread at a time */
         struct kh_store *store;          /* the thread's own connection */
         struct chain *chains;            /* [0, n_tenants) tenants, [n_tenants] the server */
@@ -176,16 +176,20 @@ static int key_ensure_locked(struct kh_auditor *a, struct chain *c) {
         EVP_PKEY *pub = NULL;
         int r;
 
+        struct kh_keystore *ks = *a->ks;
+
         if (atomic_load(&c->key) > 0)
                 return 0;
+        if (!ks)
+                return -KH_E_SEALED;     /* not an answer to keep: tried again once unsealed */
         memcpy(ref.tenant, c->id, sizeof(ref.tenant));
-        r = kh_keystore_public_key(a->ks, &ref, &pub);
+        r = kh_keystore_public_key(ks, &ref, &pub);
         if (r == -ENOENT) {
-                r = kh_keystore_generate(a->ks, &spec, &ref);
+                r = kh_keystore_generate(ks, &spec, &ref);
                 if (r == -EEXIST)
                         r = 0;
                 if (r == 0)
-                        r = kh_keystore_public_key(a->ks, &ref, &pub);
+                        r = kh_keystore_public_key(ks, &ref, &pub);
         }
         if (r == 0) {
                 char *pem = NULL;
@@ -340,7 +344,7 @@ static int append(struct kh_auditor *a, struct kh_store *store, struct chain *c,
                 pthread_mutex_lock(a->ks_lock);
                 r = key_ensure_locked(a, c);
                 if (r == 0)
-                        r = kh_keystore_sign(a->ks, &ref, digest, sizeof(digest), &sig);
+                        r = kh_keystore_sign(*a->ks, &ref, digest, sizeof(digest), &sig);
                 pthread_mutex_unlock(a->ks_lock);
                 if (r < 0)
                         return NOT_SIGNED;       /* nothing appended */
@@ -787,8 +791,8 @@ static void *run(void *userdata) {
                 pthread_mutex_unlock(&a->qlock);
 
                 /* creates the chains' signing keys one by one, off the request path */
-                if (next_key < a->n_chains)
-                        (void) key_ensure(a, &a->chains[next_key++]);
+                if (next_key < a->n_chains && key_ensure(a, &a->chains[next_key]) != -KH_E_SEALED)
+                        next_key++;
                 if (kh_audit_now_ms() - a->pruned_ms >= PRUNE_EVERY_MS) {
                         a->pruned_ms = kh_audit_now_ms();
                         prune(a);
@@ -871,7 +875,8 @@ static int chain_load(struct kh_auditor *a, struct chain *c) {
 }
 
 int kh_auditor_new(const struct kh_config *cfg, const char *const *tenants, size_t n,
-                   struct kh_keystore *ks, pthread_mutex_t *ks_lock, struct kh_auditor **ret) {
+                   struct kh_keystore *const *ks, pthread_mutex_t *ks_lock,
+                   struct kh_auditor **ret) {
         KH_CLEANUP(kh_auditor_freep) struct kh_auditor *a = NULL;
         struct kh_audit_event start;
         int r;

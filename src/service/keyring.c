@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "common/errors.h"
 #include "common/parse.h"
@@ -19,6 +20,16 @@ const struct kh_key_version *kh_tenant_keys_version(const struct kh_tenant_keys 
                 if (tk->versions[i].version == version)
                         return &tk->versions[i];
         return NULL;
+}
+
+bool kh_tenant_keys_killed(const struct kh_tenant_keys *tk) {
+        if (tk->active)
+                return false;
+        for (size_t i = 0; i < tk->n_versions; i++)
+                if (tk->versions[i].state == KH_KEY_REVOKED &&
+                    tk->versions[i].prior_state == KH_KEY_ACTIVE)
+                        return true;
+        return false;
 }
 
 struct kh_keys *kh_keys_ref(const struct kh_keys *k) {
@@ -202,13 +213,14 @@ static int load_version(const struct kh_tenant_key *key, void *userdata) {
                 return c->error = -E2BIG;
         v = &tk->versions[tk->n_versions];
         *v = (struct kh_key_version) { .version = key->version, .state = key->state,
+                                       .prior_state = key->prior_state,
                                        .created = key->created_at };
 
         /* A revoked version keeps its DEK loaded so that reinstate needs no key store
          * round trip; reads of it are refused by state, not by absence. The signature is
          * checked first: unwrapping proves only that the DEK was wrapped under the public
          * key, which anyone may hold. */
-        if (state_decrypts(key->state)) {
+        if (state_decrypts(key->state) && c->ks) {
                 c->unsigned_dek = !key->signature;
                 r = dek_verify(c->ks, c->tenant, key, &v->rsa_bits);
                 if (r >= 0)
@@ -230,7 +242,7 @@ int kh_keys_load(struct kh_store *store, struct kh_keystore *ks, const char *con
         int r;
 
         *failed = (struct kh_keys_failure) { 0 };
-        for (size_t t = 0; t < n && (flags & KH_KEYS_SIGN_UNSIGNED); t++) {
+        for (size_t t = 0; t < n && ks && (flags & KH_KEYS_SIGN_UNSIGNED); t++) {
                 r = sign_unsigned(store, ks, tenants[t], &failed->version);
                 if (r < 0) {
                         failed->tenant = t;
@@ -243,12 +255,13 @@ int kh_keys_load(struct kh_store *store, struct kh_keystore *ks, const char *con
                 return -ENOMEM;
         atomic_init(&k->refs_, 1);
         k->n_tenants = n;
+        k->sealed = !ks;
 
         for (size_t t = 0; t < n; t++) {
                 struct load_ctx c = { .ks = ks, .tenant = tenants[t], .tk = &k->tenants[t] };
 
                 r = kh_store_tenant_keys(store, tenants[t], load_version, &c);
-                if (r == 0 && k->tenants[t].n_versions == 0)
+                if (r == 0 && k->tenants[t].n_versions == 0 && ks)
                         r = -ENOENT;
                 if (r < 0) {
                         /* a row the store refused is not the one load_version saw last */
@@ -367,6 +380,39 @@ void kh_keyring_publish(struct kh_keyring *ring, struct kh_keys *k) {
                  * than free it under a reader (a leak of one snapshot, not a crash). */
                 (void) old;
         }
+        reclaim_locked(ring);
+        pthread_mutex_unlock(&ring->lock);
+}
+
+struct kh_keys *kh_keyring_acquire(struct kh_keyring *ring) {
+        struct kh_keys *k;
+
+        /* the ring's own reference to current is dropped only under the lock (publish puts
+         * it on the retired list; reclaim releases it there) */
+        pthread_mutex_lock(&ring->lock);
+        k = kh_keys_ref(atomic_load_explicit(&ring->current, memory_order_acquire));
+        pthread_mutex_unlock(&ring->lock);
+        return k;
+}
+
+void kh_keyring_synchronize(struct kh_keyring *ring) {
+        uint64_t target = atomic_load_explicit(&ring->epoch, memory_order_acquire);
+
+        for (;;) {
+                bool behind = false;
+
+                atomic_thread_fence(memory_order_seq_cst);
+                for (unsigned i = 0; i < ring->n_readers; i++) {
+                        uint64_t s = atomic_load_explicit(&ring->readers[i].seen,
+                                                          memory_order_acquire);
+                        if (s != 0 && s < target)
+                                behind = true;
+                }
+                if (!behind)
+                        break;
+                (void) nanosleep(&(struct timespec) { .tv_nsec = 1000 * 1000 }, NULL);
+        }
+        pthread_mutex_lock(&ring->lock);
         reclaim_locked(ring);
         pthread_mutex_unlock(&ring->lock);
 }

@@ -37,7 +37,9 @@
 struct kh_key_version {
         uint32_t version;
         enum kh_key_state state;
-        struct kh_secret *dek;   /* NULL unless the state allows decryption */
+        enum kh_key_state prior_state; /* of a revoked version: its state before; else 0 */
+        struct kh_secret *dek;   /* NULL unless the state allows decryption (and the server
+                                  * is not sealed) */
         unsigned rsa_bits;       /* of the tenant key; 0 when not loaded (no DEK) */
         int64_t created;         /* unix seconds */
 };
@@ -51,6 +53,9 @@ struct kh_tenant_keys {
 /* Immutable once published (but for the reference count, which is the ring's). */
 struct kh_keys {
         _Atomic unsigned long refs_;         /* kh_keys_ref / kh_keys_unref only */
+        bool sealed;                         /* no DEK is loaded: every key route answers
+                                              * 503 sealed (kh_keys_load() without a key
+                                              * store) */
         size_t n_tenants;
         struct kh_tenant_keys tenants[];     /* by tenant index (app.h) */
 };
@@ -58,6 +63,10 @@ struct kh_keys {
 /* The version entry, or NULL. */
 const struct kh_key_version *kh_tenant_keys_version(const struct kh_tenant_keys *tk,
                                                     uint32_t version);
+
+/* Whether the tenant's kill switch is on: no version is active, and one that was is revoked
+ * (writes are then refused with key_revoked). */
+bool kh_tenant_keys_killed(const struct kh_tenant_keys *tk);
 
 /* Position of v in its tenant's table (for per-version counters). */
 static inline size_t kh_key_version_slot(const struct kh_tenant_keys *tk,
@@ -113,6 +122,9 @@ enum {
  * first. Several processes may do that at once: the store keeps the first signature of a
  * row, and each process checks what is stored.
  *
+ * With @ks NULL (a sealed server) the snapshot holds the versions and their states only: no
+ * DEK, nothing checked, ->sealed set, and a tenant without versions is no error.
+ *
  * Returns 0, -ENOENT, -E2BIG (more than KH_KEY_VERSIONS_MAX versions), -KH_E_INTEGRITY (a
  * DEK whose signature is missing or does not verify, or that does not unwrap), an error of
  * the store or key store, or -ENOMEM. On failure, @failed says which tenant and version
@@ -145,6 +157,16 @@ const struct kh_keys *kh_keyring_get(const struct kh_keyring *ring);
 /* Makes k current (takes the caller's reference) and retires the previous one. Any
  * thread; writers are serialised by the ring. */
 void kh_keyring_publish(struct kh_keyring *ring, struct kh_keys *k);
+
+/* The current snapshot with a reference of the caller's own (kh_keys_unref when done): for
+ * a thread that is no reader of the ring (a job). Any thread. */
+struct kh_keys *kh_keyring_acquire(struct kh_keyring *ring);
+
+/* Waits until every online reader has passed a quiescent point after the last publish, then
+ * releases the snapshots none can hold any more: once it returns, no request uses an older
+ * snapshot (but a job's own reference). Blocks up to a loop pass (200 ms idle); never call
+ * it from a reader's thread. */
+void kh_keyring_synchronize(struct kh_keyring *ring);
 
 /* Reader r has passed a quiescent point: it holds no snapshot it got before. Also releases
  * the retired snapshots no online reader can hold any more. Reader r's thread only. */

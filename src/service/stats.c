@@ -64,6 +64,8 @@ const char *kh_key_state_name(enum kh_key_state s) {
 }
 
 struct kh_health kh_service_health(struct kh_service *svc) {
+        if (kh_app_sealed(svc->app))
+                return (struct kh_health) { false, "sealed: an operator must unseal the key store (keyhold unseal)" };
         if (kh_store_ping(svc->store) < 0)
                 return (struct kh_health) { false, "database unreachable" };
         if (!kh_app_issuers_ready(svc->app))

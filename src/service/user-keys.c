@@ -21,7 +21,8 @@ static void count_integrity_failure(struct kh_service *svc) {
 int kh_user_keys_get(struct kh_service *svc, const struct kh_tenant *t,
                      const struct kh_principal *who, struct kh_secret **ret_key,
                      uint32_t *ret_version) {
-        const struct kh_tenant_keys *tk = kh_tenant_keys(kh_keyring_get(svc->keyring), t);
+        const struct kh_keys *keys = kh_keyring_get(svc->keyring);
+        const struct kh_tenant_keys *tk = kh_tenant_keys(keys, t);
         const struct kh_key_version *v;
         uint32_t version;
         int r;
@@ -31,6 +32,8 @@ int kh_user_keys_get(struct kh_service *svc, const struct kh_tenant *t,
          * counters instead. */
         if (ret_version)
                 *ret_version = 0;
+        if (keys->sealed)
+                return -KH_E_SEALED;
         kh_buf_reset(&svc->blob);
         r = kh_store_record_get(svc->store, t->id, KH_RECORD_USER_KEY, who->sub, &version,
                                 &svc->blob);
@@ -64,12 +67,17 @@ int kh_user_keys_get(struct kh_service *svc, const struct kh_tenant *t,
 static int user_keys_write(struct kh_service *svc, const struct kh_tenant *t,
                            const struct kh_principal *who, const struct kh_secret *key,
                            bool replace, uint32_t *ret_version) {
-        const struct kh_tenant_keys *tk = kh_tenant_keys(kh_keyring_get(svc->keyring), t);
+        const struct kh_keys *keys = kh_keyring_get(svc->keyring);
+        const struct kh_tenant_keys *tk = kh_tenant_keys(keys, t);
         const struct kh_key_version *v = tk->active;
         int r;
 
         if (ret_version)
                 *ret_version = 0;
+        if (keys->sealed)
+                return -KH_E_SEALED;
+        if (!v && kh_tenant_keys_killed(tk))
+                return -KH_E_KEY_REVOKED;        /* the kill switch */
         if (!v || !v->dek)
                 return -KH_E_NOT_READY;
         if (ret_version)

@@ -124,7 +124,7 @@ static void test_chains_verify_under_ecdsa_and_an_older_rsa_key(void **state) {
         assert_int_equal(kh_keystore_generate(ks, &(struct kh_key_spec) {
                                  "acme", 1, 2048, KH_KEY_AUDIT, KH_KEY_ALG_RSA }, &ref),
                          0);
-        assert_int_equal(kh_auditor_new(cfg, tenants, 2, ks, &ks_lock, &a), 0);
+        assert_int_equal(kh_auditor_new(cfg, tenants, 2, &ks, &ks_lock, &a), 0);
         for (unsigned i = 0; i < 2 * EVENTS; i++) {
                 struct kh_audit_event ev;
 

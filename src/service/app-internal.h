@@ -1,0 +1,52 @@
+/* The application state's insides, for the files of service/ that change it (app.c, the
+ * key lifecycle in lifecycle.c, the re-encryption job in reencrypt.c). Nothing outside
+ * service/ includes this. */
+#pragma once
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+
+#include "common/jobs.h"
+#include "service/app.h"
+
+struct kh_reencrypt;
+
+struct kh_app {
+        const struct kh_config *cfg;
+        struct kh_keystore *keystore;        /* NULL while sealed; under reload_lock */
+        /* The connection that loaded the tenant keys, kept open for the life of the app:
+         * an SQLite file is owned by the process that has it open (see the SQLite store),
+         * and the workers open theirs only later. Closing this one in between would let
+         * another process take the file after this one has loaded key states from it. */
+        struct kh_store *store;
+        struct kh_tenant *tenants;
+        size_t n_tenants;
+        struct kh_keyring *keyring;
+        /* The key store and the app's own store connection are used by one thread at a
+         * time: kh_app_reload_keys() and the auditor (signing checkpoints) take this. */
+        pthread_mutex_t reload_lock;
+        struct kh_auditor *auditor;
+        kh_app_event_fn event;
+        void *userdata;
+        pthread_t retry_thread;
+        bool retry_running;
+        atomic_bool stopping;
+        atomic_bool storage_full;            /* kh_app_note_storage_full() */
+        /* the key lifecycle (lifecycle.c): its operations run one at a time, on the job
+         * pool, under lifecycle_lock (then reload_lock for the key store and store) */
+        pthread_mutex_t lifecycle_lock;
+        atomic_bool sealed;                  /* keystore is NULL, the snapshot has no DEK */
+        struct kh_jobs *jobs;
+        struct kh_reencrypt *reencrypt;
+};
+
+/* A new snapshot of every tenant's key versions from the database, through the app's
+ * connection (DEKs unwrapped by the key store; none while sealed). Caller holds
+ * reload_lock. */
+KH_MUST_CHECK int kh_app_snapshot_locked(struct kh_app *app, unsigned flags, struct kh_keys **ret,
+                                         struct kh_keys_failure *failed);
+
+/* Creates version 1 of every tenant that has none yet (a first start, or the first unseal of
+ * a server that started sealed on an empty database). Caller holds reload_lock. */
+KH_MUST_CHECK int kh_app_first_versions_locked(struct kh_app *app);

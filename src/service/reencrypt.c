@@ -1,0 +1,505 @@
+#include "reencrypt.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "common/errors.h"
+#include "common/limits.h"
+#include "service/app-internal.h"
+#include "service/audit.h"
+#include "service/record.h"
+
+/* Records per batch: one transaction each. Small enough that a member's write waiting for
+ * the database lock waits a few milliseconds at most; large enough that the commit's flush
+ * is spread over many records. */
+#define BATCH            500
+/* The thread runs below the workers: on a busy server it takes what they leave. */
+#define JOB_NICE         10
+/* Passes over one version: a pass after the first finds only records a member wrote under
+ * the old version from a stale snapshot, or that changed while read. */
+#define PASSES_MAX       8
+
+struct row {
+        enum kh_record_kind kind;
+        char owner[KH_STORE_OWNER_MAX + 1];
+        size_t len;
+        uint8_t blob[KH_SEALED_MAX];
+        bool ok;                         /* sealed anew in sealed[] */
+        size_t new_len;
+        uint8_t sealed[KH_SEALED_MAX];
+};
+
+struct batch {
+        size_t n;
+        struct row rows[BATCH];
+};
+
+struct tenant_job {
+        struct kh_job_progress p;        /* under the job's lock */
+        int64_t started_ms, ended_ms;    /* ended: 0 while running */
+};
+
+struct kh_reencrypt {
+        struct kh_app *app;
+        struct kh_store *store;          /* the thread's own connection */
+        pthread_t thread;
+        bool started;
+        pthread_mutex_t lock;            /* guards wake, stop and every tenant's progress */
+        pthread_cond_t cond;
+        bool wake, stop;
+        struct batch *batch;
+        struct kh_buf buf;
+        size_t n;
+        struct tenant_job tenants[];
+};
+
+const char *kh_job_state_name(enum kh_job_state s) {
+        switch (s) {
+        case KH_JOB_RUNNING:
+                return "running";
+        case KH_JOB_DONE:
+                return "done";
+        case KH_JOB_FAILED:
+                return "failed";
+        case KH_JOB_NONE:
+                break;
+        }
+        return "none";
+}
+
+static int64_t now_ms(void) {
+        struct timespec ts;
+
+        (void) clock_gettime(CLOCK_MONOTONIC, &ts);
+        return (int64_t) ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static bool stopping(struct kh_reencrypt *job) {
+        bool s;
+
+        pthread_mutex_lock(&job->lock);
+        s = job->stop;
+        pthread_mutex_unlock(&job->lock);
+        return s || atomic_load(&job->app->sealed);
+}
+
+/* ---- progress ---- */
+
+static void progress_update(struct kh_reencrypt *job, size_t t, const struct kh_job_progress *p) {
+        pthread_mutex_lock(&job->lock);
+        job->tenants[t].p = *p;
+        job->tenants[t].ended_ms = p->state == KH_JOB_RUNNING ? 0 : now_ms();
+        pthread_mutex_unlock(&job->lock);
+}
+
+void kh_reencrypt_progress(struct kh_reencrypt *job, size_t tenant, struct kh_job_progress *ret) {
+        struct tenant_job *tj;
+        int64_t elapsed;
+
+        *ret = (struct kh_job_progress) { .state = KH_JOB_NONE, .eta_s = -1 };
+        if (!job || tenant >= job->n)
+                return;
+        tj = &job->tenants[tenant];
+        pthread_mutex_lock(&job->lock);
+        *ret = tj->p;
+        elapsed = (tj->ended_ms ? tj->ended_ms : now_ms()) - tj->started_ms;
+        pthread_mutex_unlock(&job->lock);
+
+        ret->eta_s = -1;
+        if (ret->state == KH_JOB_NONE)
+                return;
+        if (elapsed > 0)
+                ret->rate = (double) ret->moved * 1000.0 / (double) elapsed;
+        if (ret->state == KH_JOB_RUNNING && ret->rate > 0) {
+                uint64_t done = ret->moved + ret->skipped + ret->failed;
+                uint64_t left = ret->total > done ? ret->total - done : 0;
+                ret->eta_s = (int64_t) ((double) left / ret->rate + 0.5);
+        } else if (ret->state == KH_JOB_DONE) {
+                ret->eta_s = 0;
+        }
+}
+
+/* ---- one batch ---- */
+
+static int collect(const struct kh_store_record *rec, void *userdata) {
+        struct batch *b = userdata;
+        struct row *row = &b->rows[b->n];
+
+        if (b->n == BATCH)
+                return -EOVERFLOW;
+        row->kind = rec->kind;
+        memcpy(row->owner, rec->owner, strlen(rec->owner) + 1);
+        memcpy(row->blob, rec->blob, rec->len);
+        row->len = rec->len;
+        row->ok = false;
+        b->n++;
+        return 0;
+}
+
+/* Seals every row of the batch anew: from @from to @to. Rows that do not open stay !ok. */
+static void reseal(struct kh_reencrypt *job, const char *tenant, const struct kh_key_version *from,
+                   const struct kh_key_version *to, uint64_t *failed) {
+        struct batch *b = job->batch;
+
+        for (size_t i = 0; i < b->n; i++) {
+                struct row *row = &b->rows[i];
+                KH_CLEANUP(kh_secret_freep) struct kh_secret *pt = NULL;
+                int r;
+
+                r = kh_record_unseal(from->dek, tenant, row->kind, row->owner, from->version,
+                                     row->blob, row->len, &pt);
+                if (r < 0) {
+                        (*failed)++;
+                        continue;
+                }
+                kh_buf_reset(&job->buf);
+                r = kh_record_seal(to->dek, tenant, row->kind, row->owner, to->version, pt,
+                                   &job->buf);
+                if (r < 0 || job->buf.len > sizeof(row->sealed)) {
+                        (*failed)++;
+                        continue;
+                }
+                memcpy(row->sealed, job->buf.data, job->buf.len);
+                row->new_len = job->buf.len;
+                row->ok = true;
+                OPENSSL_cleanse(job->buf.data, job->buf.len);
+        }
+}
+
+/* Commits the moves of the batch's resealed rows as one transaction; adds to *moved. */
+static int commit_moves(struct kh_reencrypt *job, const char *tenant, uint32_t from, uint32_t to,
+                        uint64_t *moved) {
+        struct batch *b = job->batch;
+        uint64_t n = 0;
+        int r;
+
+        r = kh_store_tx_begin(job->store);
+        if (r < 0)
+                return r;
+        for (size_t i = 0; i < b->n; i++) {
+                struct row *row = &b->rows[i];
+                if (!row->ok)
+                        continue;
+                r = kh_store_record_move(job->store, tenant, row->kind, row->owner, from,
+                                         row->blob, row->len, to, row->sealed, row->new_len);
+                if (r < 0) {
+                        kh_store_tx_rollback(job->store);
+                        return r;
+                }
+                n += (uint64_t) r;
+        }
+        r = kh_store_tx_commit(job->store);
+        if (r < 0) {
+                kh_store_tx_rollback(job->store);
+                return r;
+        }
+        *moved += n;
+        return 0;
+}
+
+/* move_batch()'s answer when @from can no longer be moved from (revoked meanwhile, or the
+ * active version changed): the tenant is looked at again from the start. */
+#define VERSION_GONE 1
+
+/* Reads the next batch of records under version @from after the cursor (the last row of
+ * the previous batch, or none) and moves them to the active version. */
+static int move_batch(struct kh_reencrypt *job, size_t t, uint32_t from_version,
+                      uint32_t target, bool first, uint64_t *moved, uint64_t *failed,
+                      size_t *ret_n) {
+        const struct kh_tenant *tenant = kh_app_tenant_at(job->app, t);
+        KH_CLEANUP(kh_keys_unrefp) struct kh_keys *keys = kh_keyring_acquire(job->app->keyring);
+        const struct kh_tenant_keys *tk = &keys->tenants[t];
+        const struct kh_key_version *from = kh_tenant_keys_version(tk, from_version);
+        struct batch *b = job->batch;
+        enum kh_record_kind after_kind = 0;
+        char after[KH_STORE_OWNER_MAX + 1] = "";
+        int r;
+
+        *ret_n = 0;
+        if (keys->sealed)
+                return -KH_E_SEALED;
+        if (!tk->active || tk->active->version != target || !from ||
+            from->state != KH_KEY_ARCHIVED || !from->dek)
+                return VERSION_GONE;
+        if (!first && b->n > 0) {
+                after_kind = b->rows[b->n - 1].kind;
+                memcpy(after, b->rows[b->n - 1].owner, sizeof(after));
+        }
+        b->n = 0;
+        r = kh_store_records_under(job->store, tenant->id, from_version, after_kind, after,
+                                   BATCH, collect, b);
+        if (r < 0)
+                return r;
+        if (b->n == 0)
+                return 0;
+        reseal(job, tenant->id, from, tk->active, failed);
+        r = commit_moves(job, tenant->id, from_version, target, moved);
+        for (size_t i = 0; i < b->n; i++)
+                OPENSSL_cleanse(b->rows[i].sealed, sizeof(b->rows[i].sealed));
+        if (r < 0)
+                return r;
+        *ret_n = b->n;
+        return 0;
+}
+
+/* ---- a tenant ---- */
+
+/* Sleeps as long as [jobs] reencrypt_rate asks after moving *moved records since start_ms. */
+static void throttle(struct kh_reencrypt *job, uint64_t moved, int64_t start_ms) {
+        unsigned rate = job->app->cfg->jobs.reencrypt_rate;
+        int64_t due, now;
+
+        if (rate == 0)
+                return;
+        due = start_ms + (int64_t) (moved * 1000 / rate);
+        now = now_ms();
+        while (due > now && !stopping(job)) {
+                int64_t ms = due - now > 100 ? 100 : due - now;
+                (void) nanosleep(&(struct timespec) { .tv_sec = 0, .tv_nsec = ms * 1000000 }, NULL);
+                now = now_ms();
+        }
+}
+
+/* Records under archived (to move) and revoked (skipped) versions older than the active. */
+static int count_old(struct kh_reencrypt *job, size_t t, const struct kh_tenant_keys *tk,
+                     uint64_t *ret_archived, uint64_t *ret_revoked) {
+        const char *id = kh_app_tenant_at(job->app, t)->id;
+
+        *ret_archived = *ret_revoked = 0;
+        for (size_t i = 0; i < tk->n_versions; i++) {
+                const struct kh_key_version *v = &tk->versions[i];
+                uint64_t n;
+                int r;
+
+                if (v == tk->active || (v->state != KH_KEY_ARCHIVED && v->state != KH_KEY_REVOKED))
+                        continue;
+                r = kh_store_record_count(job->store, id, v->version, &n);
+                if (r < 0)
+                        return r;
+                if (v->state == KH_KEY_ARCHIVED)
+                        *ret_archived += n;
+                else
+                        *ret_revoked += n;
+        }
+        return 0;
+}
+
+/* Every pass over version v until a pass moves nothing or nothing is left. */
+static int move_version(struct kh_reencrypt *job, size_t t, uint32_t v, uint32_t target,
+                        struct kh_job_progress *p, int64_t start_ms) {
+        const char *id = kh_app_tenant_at(job->app, t)->id;
+
+        for (unsigned pass = 0; pass < PASSES_MAX; pass++) {
+                uint64_t moved_before = p->moved, failed = 0, left;
+                bool first = true;
+                size_t n;
+                int r;
+
+                do {
+                        if (stopping(job))
+                                return -ECANCELED;
+                        r = move_batch(job, t, v, target, first, &p->moved, &failed, &n);
+                        if (r != 0)
+                                return r;
+                        first = false;
+                        p->failed = failed;
+                        progress_update(job, t, p);
+                        throttle(job, p->moved, start_ms);
+                } while (n == BATCH);
+
+                r = kh_store_record_count(job->store, id, v, &left);
+                if (r < 0)
+                        return r;
+                if (left <= failed || p->moved == moved_before)
+                        return 0;
+        }
+        return 0;
+}
+
+/* The job's audit record in the tenant's chain: started, done or failed. */
+static void audit(struct kh_reencrypt *job, size_t t, const char *action, const char *outcome,
+                  uint32_t version) {
+        struct kh_audit_event ev = {
+                .time_ms = kh_audit_now_ms(), .chain = (uint32_t) t, .key_version = version,
+                .count = 1, .action = action, .outcome = outcome, .target = "key",
+        };
+
+        KH_AUDIT_SET(ev.actor, "keyhold:reencrypt");
+        KH_AUDIT_SET(ev.client, "local");
+        kh_auditor_enqueue(job->app->auditor, &ev, 1);
+}
+
+static void report(struct kh_reencrypt *job, size_t t, const char *what, int r) {
+        if (job->app->event)
+                job->app->event(kh_app_tenant_at(job->app, t)->id, what, r, job->app->userdata);
+}
+
+/* Moves what is under the tenant's archived versions. Returns 0 (nothing to do, done), or
+ * an error that stopped it (-ECANCELED: stopping or sealed). */
+static int run_tenant(struct kh_reencrypt *job, size_t t) {
+        struct kh_job_progress p = { .state = KH_JOB_RUNNING, .eta_s = -1 };
+        uint32_t versions[KH_KEY_VERSIONS_MAX];
+        size_t n_versions = 0;
+        uint64_t archived, revoked;
+        int64_t start_ms;
+        char what[160];
+        int r;
+
+        {
+                KH_CLEANUP(kh_keys_unrefp) struct kh_keys *keys =
+                        kh_keyring_acquire(job->app->keyring);
+                const struct kh_tenant_keys *tk = &keys->tenants[t];
+
+                if (keys->sealed)
+                        return -ECANCELED;
+                if (!tk->active)
+                        return 0;
+                r = count_old(job, t, tk, &archived, &revoked);
+                if (r < 0)
+                        return r;
+                if (archived == 0) {
+                        struct kh_job_progress cur;
+                        kh_reencrypt_progress(job, t, &cur);
+                        if (cur.state == KH_JOB_RUNNING || cur.state == KH_JOB_FAILED) {
+                                cur.state = KH_JOB_DONE;
+                                cur.skipped = revoked;
+                                progress_update(job, t, &cur);
+                        }
+                        return 0;
+                }
+                p.target = tk->active->version;
+                for (size_t i = 0; i < tk->n_versions; i++)
+                        if (tk->versions[i].state == KH_KEY_ARCHIVED)
+                                versions[n_versions++] = tk->versions[i].version;
+        }
+
+        p.total = archived + revoked;
+        p.skipped = revoked;
+        start_ms = now_ms();
+        pthread_mutex_lock(&job->lock);
+        job->tenants[t].started_ms = start_ms;
+        job->tenants[t].ended_ms = 0;
+        job->tenants[t].p = p;
+        pthread_mutex_unlock(&job->lock);
+        audit(job, t, "key.reencrypt", "started", p.target);
+
+        for (size_t i = 0; i < n_versions; i++) {
+                r = move_version(job, t, versions[i], p.target, &p, start_ms);
+                if (r == VERSION_GONE)
+                        continue;        /* revoked meanwhile: its records are skipped */
+                if (r < 0) {
+                        if (r != -ECANCELED && r != -KH_E_SEALED) {
+                                p.state = KH_JOB_FAILED;
+                                progress_update(job, t, &p);
+                                audit(job, t, "key.reencrypt", kh_err_info(r)->code, p.target);
+                                report(job, t, "re-encryption stopped on an error; it is tried "
+                                               "again at the next rekey, reinstate or start", r);
+                        }
+                        return r;
+                }
+        }
+
+        {
+                KH_CLEANUP(kh_keys_unrefp) struct kh_keys *keys =
+                        kh_keyring_acquire(job->app->keyring);
+                r = count_old(job, t, &keys->tenants[t], &archived, &revoked);
+                if (r < 0)
+                        return r;
+        }
+        p.skipped = revoked;
+        p.state = KH_JOB_DONE;
+        progress_update(job, t, &p);
+        audit(job, t, "key.reencrypt", "ok", p.target);
+        (void) snprintf(what, sizeof(what),
+                        "re-encryption done: %llu records moved to version %u, %llu skipped "
+                        "(revoked), %llu did not open",
+                        (unsigned long long) p.moved, p.target, (unsigned long long) revoked,
+                        (unsigned long long) p.failed);
+        report(job, t, what, 0);
+        return 0;
+}
+
+static void *job_thread(void *userdata) {
+        struct kh_reencrypt *job = userdata;
+
+        (void) setpriority(PRIO_PROCESS, (id_t) gettid(), JOB_NICE);
+        for (;;) {
+                pthread_mutex_lock(&job->lock);
+                while (!job->wake && !job->stop)
+                        pthread_cond_wait(&job->cond, &job->lock);
+                if (job->stop) {
+                        pthread_mutex_unlock(&job->lock);
+                        break;
+                }
+                job->wake = false;
+                pthread_mutex_unlock(&job->lock);
+
+                for (size_t t = 0; t < job->n; t++)
+                        if (run_tenant(job, t) == -ECANCELED)
+                                break;
+        }
+        return NULL;
+}
+
+int kh_reencrypt_start(struct kh_app *app, struct kh_reencrypt **ret) {
+        struct kh_reencrypt *job;
+        size_t n = kh_app_n_tenants(app);
+        int r;
+
+        job = calloc(1, sizeof(*job) + n * sizeof(job->tenants[0]));
+        if (!job)
+                return -ENOMEM;
+        job->app = app;
+        job->n = n;
+        job->wake = true;                /* a job a crash interrupted resumes at once */
+        pthread_mutex_init(&job->lock, NULL);
+        pthread_cond_init(&job->cond, NULL);
+        kh_buf_init(&job->buf, KH_SEALED_MAX, true);
+        job->batch = calloc(1, sizeof(*job->batch));
+        r = job->batch ? kh_store_open(&app->cfg->storage, &job->store) : -ENOMEM;
+        if (r == 0)
+                r = -pthread_create(&job->thread, NULL, job_thread, job);
+        if (r < 0) {
+                kh_reencrypt_stop(job);
+                return r;
+        }
+        job->started = true;
+        *ret = job;
+        return 0;
+}
+
+void kh_reencrypt_wake(struct kh_reencrypt *job) {
+        if (!job)
+                return;
+        pthread_mutex_lock(&job->lock);
+        job->wake = true;
+        pthread_cond_signal(&job->cond);
+        pthread_mutex_unlock(&job->lock);
+}
+
+void kh_reencrypt_stop(struct kh_reencrypt *job) {
+        if (!job)
+                return;
+        if (job->started) {
+                pthread_mutex_lock(&job->lock);
+                job->stop = true;
+                pthread_cond_signal(&job->cond);
+                pthread_mutex_unlock(&job->lock);
+                (void) pthread_join(job->thread, NULL);
+        }
+        kh_store_close(job->store);
+        if (job->batch)
+                OPENSSL_cleanse(job->batch, sizeof(*job->batch));
+        free(job->batch);
+        kh_buf_free(&job->buf);
+        pthread_cond_destroy(&job->cond);
+        pthread_mutex_destroy(&job->lock);
+        free(job);
+}
