@@ -49,6 +49,7 @@ struct kh_http_worker {
         h2o_accept_ctx_t accept_ctx[KH_LISTENER_KINDS_];
         struct kh_http_server *server;
         h2o_evloop_t *evloop;            /* the worker thread's loop (daemon/workers.c) */
+        struct kh_loop *loop;            /* the same, as the job pool posts to it */
         struct kh_service *svc;
         struct kh_http_metrics metrics;
         struct kh_http_listener listeners[KH_WORKER_LISTENERS_MAX];
@@ -121,6 +122,12 @@ int kh_http_write_enqueue(struct kh_http_req *req, const struct kh_principal *wh
 
 uint64_t kh_http_now_ns(void);
 
+/* Ends a request a handler answered later (KH_HTTP_DEFERRED, on its worker's loop): the
+ * error reply when r < 0 and nothing was replied yet, its audit record (outcome r) and its
+ * metrics.
+ * req may be a copy of the handler's (its target must outlive the call). */
+void kh_http_finish(struct kh_http_req *req, int r, uint64_t start_ns);
+
 /* The request entry point registered with h2o. */
 int kh_http_route(h2o_handler_t *self, h2o_req_t *h2o);
 
@@ -148,3 +155,12 @@ int kh_route_user_keys_history(struct kh_http_req *req, const struct kh_principa
 int kh_route_admin_keys(struct kh_http_req *req, const struct kh_principal *who);
 int kh_route_admin_audit(struct kh_http_req *req, const struct kh_principal *who);
 int kh_route_admin_audit_public_key(struct kh_http_req *req, const struct kh_principal *who);
+int kh_route_admin_rekey(struct kh_http_req *req, const struct kh_principal *who);
+int kh_route_admin_key_retire(struct kh_http_req *req, const struct kh_principal *who);
+int kh_route_admin_key_destroy(struct kh_http_req *req, const struct kh_principal *who);
+int kh_route_admin_key_revoke(struct kh_http_req *req, const struct kh_principal *who);
+int kh_route_admin_key_reinstate(struct kh_http_req *req, const struct kh_principal *who);
+int kh_route_admin_keys_revoke_all(struct kh_http_req *req, const struct kh_principal *who);
+int kh_route_admin_keys_reinstate_all(struct kh_http_req *req, const struct kh_principal *who);
+int kh_route_server_seal(struct kh_http_req *req, const struct kh_principal *who);
+int kh_route_server_unseal(struct kh_http_req *req, const struct kh_principal *who);

@@ -447,6 +447,15 @@ static void complete(struct kh_http_req *req, enum kh_route_id route, int r, uin
                                 kh_http_now_ns() - start_ns);
 }
 
+void kh_http_finish(struct kh_http_req *req, int r, uint64_t start_ns) {
+        if (r < 0 && req->status == 0)
+                kh_http_reply_error(req, r);
+        if (req->action)
+                audit_end(req, r);
+        kh_http_metrics_observe(&req->worker->metrics, req->target->route->id, req->status,
+                                kh_http_now_ns() - start_ns);
+}
+
 static void on_keys_loaded(struct kh_loop_task *task) {
         struct parked *p = kh_container_of(task, struct parked, wait.task);
         int r = call(&p->req, p->route, p->handler, p->start_ns, false);

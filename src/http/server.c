@@ -243,6 +243,7 @@ int kh_http_server_new(const struct kh_config_server *cfg, struct kh_app *app, u
         for (unsigned i = 0; i < s->n_workers; i++) {
                 struct kh_http_worker *w = &s->workers[i];
                 w->evloop = evloops[i];
+                w->loop = loops[i];
                 r = kh_service_new(app, loops[i], &w->svc);
                 if (r < 0) {
                         set_err(err, err_len, "cannot open the database for a worker", "");

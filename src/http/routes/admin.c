@@ -13,6 +13,8 @@
 #include "http/http-internal.h"
 #include "http/request.h"
 #include "service/admin.h"
+#include "service/lifecycle.h"
+#include "service/reencrypt.h"
 #include "service/stats.h"
 
 #define JSON_TYPE "application/json; charset=utf-8"
@@ -70,6 +72,7 @@ static json_t *json_time(int64_t unix_s) {
 
 int kh_route_admin_keys(struct kh_http_req *req, const struct kh_principal *who) {
         KH_CLEANUP_FREE struct kh_keys_status *st = NULL;
+        struct kh_job_progress job;
         json_t *doc, *versions;
         int r;
 
@@ -107,12 +110,17 @@ int kh_route_admin_keys(struct kh_http_req *req, const struct kh_principal *who)
         }
         if (!versions)
                 return -ENOMEM;
-        /* the re-encryption job comes with key rekey (key lifecycle); none ran yet */
-        doc = json_pack("{so so s{ss si si si si sn}}",
+        kh_key_job_progress(kh_service_app(req->worker->svc), req->tenant, &job);
+        doc = json_pack("{so so sb s{ss sI sI sI sI sI sf so}}",
                         "active", st->active ? json_integer(st->active) : json_null(),
                         "versions", versions,
-                        "job", "state", "none", "moved", 0, "skipped", 0, "total", 0,
-                        "rate", 0, "eta_s");
+                        "sealed", kh_app_sealed(kh_service_app(req->worker->svc)),
+                        "job", "state", kh_job_state_name(job.state),
+                        "target", (json_int_t) job.target,
+                        "moved", (json_int_t) job.moved, "skipped", (json_int_t) job.skipped,
+                        "failed", (json_int_t) job.failed, "total", (json_int_t) job.total,
+                        "rate", job.rate,
+                        "eta_s", job.eta_s >= 0 ? json_integer(job.eta_s) : json_null());
         return reply_json(req, doc);
 }
 
