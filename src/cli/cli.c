@@ -340,6 +340,23 @@ int kh_cli_get(struct kh_cli *cli, enum kh_client_scope scope, const char *path,
         return 0;
 }
 
+int kh_cli_post(struct kh_cli *cli, enum kh_client_scope scope, const char *path,
+                const json_t *body, json_t **ret_body) {
+        json_auto_t *error = NULL;
+        struct kh_client *c;
+        int r;
+
+        r = kh_cli_connect(cli, &c);
+        if (r != 0)
+                return r;
+        r = kh_client_post(c, scope, path, body, ret_body, &error);
+        if (r == -ECANCELED)
+                return 1;
+        if (r < 0)
+                return kh_cli_fail_with(cli, error);
+        return 0;
+}
+
 int kh_cli_print_json(struct kh_cli *cli, const json_t *v) {
         if (kh_out_json(stdout, v) == -ENOMEM)
                 return kh_cli_fail(cli, "internal_error", "out of memory");

@@ -77,6 +77,10 @@ KH_MUST_CHECK int kh_cli_connect(struct kh_cli *cli, struct kh_client **ret);
 KH_MUST_CHECK int kh_cli_get(struct kh_cli *cli, enum kh_client_scope scope, const char *path,
                              json_t **ret_body);
 
+/* POST path with body (NULL: none), as kh_cli_get() (kh_client_post()). */
+KH_MUST_CHECK int kh_cli_post(struct kh_cli *cli, enum kh_client_scope scope, const char *path,
+                              const json_t *body, json_t **ret_body);
+
 /* Prints v as one line of compact JSON on stdout. Returns 0, or 1 after reporting that memory
  * ran out (a stdout that cannot be written is main's to report, once). */
 int kh_cli_print_json(struct kh_cli *cli, const json_t *v);

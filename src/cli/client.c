@@ -290,8 +290,56 @@ static bool is_keyhold_error(const json_t *v) {
                json_is_string(json_object_get(v, "message"));
 }
 
+/* The headers of a POST with a JSON body: the client's, and its Content-Type. */
+static struct curl_slist *post_headers(const struct kh_client *c) {
+        struct curl_slist *list = NULL, *h;
+
+        for (h = c->headers; h; h = h->next) {
+                struct curl_slist *n = curl_slist_append(list, h->data);
+                if (!n)
+                        goto fail;
+                list = n;
+        }
+        h = curl_slist_append(list, "Content-Type: application/json");
+        if (h)
+                return h;
+fail:
+        wipe_headers(list);
+        curl_slist_free_all(list);
+        return NULL;
+}
+
+/* GET path, or POST it with body[0..len) (NULL: an empty POST) when post is true. */
+static int perform(struct kh_client *c, enum kh_client_scope scope, const char *path, bool post,
+                   const char *body_text, size_t len, json_t **ret_body, json_t **ret_error);
+
 int kh_client_get(struct kh_client *c, enum kh_client_scope scope, const char *path,
                   json_t **ret_body, json_t **ret_error) {
+        return perform(c, scope, path, false, NULL, 0, ret_body, ret_error);
+}
+
+int kh_client_post(struct kh_client *c, enum kh_client_scope scope, const char *path,
+                   const json_t *body, json_t **ret_body, json_t **ret_error) {
+        char *text = NULL;
+        int r;
+
+        *ret_error = NULL;
+        if (body) {
+                text = json_dumps(body, JSON_COMPACT);
+                if (!text)
+                        return -ENOMEM;
+        }
+        r = perform(c, scope, path, true, text, text ? strlen(text) : 0, ret_body, ret_error);
+        if (text) {
+                OPENSSL_cleanse(text, strlen(text));   /* an unseal secret */
+                free(text);
+        }
+        return r;
+}
+
+static int perform(struct kh_client *c, enum kh_client_scope scope, const char *path, bool post,
+                   const char *body_text, size_t len, json_t **ret_body, json_t **ret_error) {
+        struct curl_slist *headers = NULL;
         KH_CLEANUP(kh_freep) char *url = NULL;
         struct answer a = { .too_big = false };
         json_t *body;
@@ -309,7 +357,27 @@ int kh_client_get(struct kh_client *c, enum kh_client_scope scope, const char *p
         c->errbuf[0] = 0;
         (void) curl_easy_setopt(c->curl, CURLOPT_URL, url);
         (void) curl_easy_setopt(c->curl, CURLOPT_WRITEDATA, &a);
+        if (post) {
+                headers = body_text ? post_headers(c) : NULL;
+                if (body_text && !headers) {
+                        kh_buf_free(&a.body);
+                        return -ENOMEM;
+                }
+                (void) curl_easy_setopt(c->curl, CURLOPT_POST, 1L);
+                (void) curl_easy_setopt(c->curl, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t) len);
+                (void) curl_easy_setopt(c->curl, CURLOPT_POSTFIELDS, body_text ? body_text : "");
+                (void) curl_easy_setopt(c->curl, CURLOPT_HTTPHEADER, headers ? headers : c->headers);
+        } else {
+                (void) curl_easy_setopt(c->curl, CURLOPT_HTTPGET, 1L);
+        }
         rc = curl_easy_perform(c->curl);
+        if (headers) {
+                (void) curl_easy_setopt(c->curl, CURLOPT_HTTPHEADER, c->headers);
+                wipe_headers(headers);
+                curl_slist_free_all(headers);
+        }
+        if (post)
+                (void) curl_easy_setopt(c->curl, CURLOPT_POSTFIELDS, NULL);
         if (rc != CURLE_OK) {
                 r = transfer_error(c, rc, &a, ret_error);
                 kh_buf_free(&a.body);

@@ -47,6 +47,12 @@ const char *kh_client_target(const struct kh_client *c);
 /* Whether c talks to the admin socket (the operator), not to a URL. */
 bool kh_client_is_socket(const struct kh_client *c);
 
+/* POST path with body (a JSON value, or NULL: an empty body), answered as kh_client_get()
+ * answers. The body's text is wiped after sending (it may carry an unseal secret). */
+KH_MUST_CHECK int kh_client_post(struct kh_client *c, enum kh_client_scope scope,
+                                 const char *path, const json_t *body, json_t **ret_body,
+                                 json_t **ret_error);
+
 /**
  * kh_client_get() - GET path (with its query) and its JSON answer.
  * @scope:     where path lives: KH_CLIENT_TENANT prefixes the tenant's /t/TENANT.

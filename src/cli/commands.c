@@ -30,6 +30,121 @@ const struct kh_cli_command kh_cli_commands[] = {
                 .run = kh_cmd_key_status,
         },
         {
+                .path = "key rekey",
+                .operands = "",
+                .summary = "a new active version; older records move to it in the background",
+                .description =
+                        "Creates a new version of the tenant key in the key store with a new\n"
+                        "DEK, and makes it active at once: new records are sealed under it. The\n"
+                        "older active version becomes archived (it still decrypts), and a\n"
+                        "background job re-encrypts every record under archived versions into\n"
+                        "the new one while serving goes on; `key status` shows its progress. The\n"
+                        "job survives restarts and crashes. A rekey is refused (job_running)\n"
+                        "while records of an earlier one are still to move. With --wait the\n"
+                        "command stays until the job is done, with a progress bar on a terminal.",
+                .options = (const struct kh_cli_option[]) {
+                        { "algorithm", 0, "ALG", "rsa-3072 or rsa-4096 (default: [keystore] rsa_bits)" },
+                        { "wait", 0, NULL, "wait for the re-encryption job to finish" },
+                        { 0 },
+                },
+                .example = "keyhold key rekey --algorithm rsa-4096 --wait",
+                .run = kh_cmd_key_rekey,
+        },
+        {
+                .path = "key retire",
+                .operands = "V",
+                .summary = "an archived version that no record uses any more stops decrypting",
+                .description =
+                        "Retires version V: it no longer decrypts anything. Refused with\n"
+                        "records_remain (and the count) while records are still sealed under it\n"
+                        "(wait for the job of `key rekey`), and with last_active for the active\n"
+                        "version. A retired version can then be destroyed.",
+                .example = "keyhold key retire 1",
+                .run = kh_cmd_key_retire,
+        },
+        {
+                .path = "key destroy",
+                .operands = "V",
+                .summary = "delete a retired version's tenant key for good (asks first)",
+                .description =
+                        "Destroys retired version V: its tenant key is deleted from the key store\n"
+                        "(a file store overwrites the key file first) and its wrapped DEK from\n"
+                        "the database. Irreversible and audited. On a terminal it asks you to\n"
+                        "type the version number; --yes skips that; with neither a terminal nor\n"
+                        "--yes it refuses and changes nothing. Refused (not_retired) for a\n"
+                        "version that is not retired.",
+                .options = (const struct kh_cli_option[]) {
+                        { "yes", 0, NULL, "do not ask for confirmation" },
+                        { 0 },
+                },
+                .example = "keyhold key destroy 1 --yes",
+                .run = kh_cmd_key_destroy,
+        },
+        {
+                .path = "key revoke",
+                .operands = "[V]",
+                .summary = "a version encrypts and decrypts nothing; --all: the kill switch",
+                .description =
+                        "Revokes version V: members whose record is sealed under it get 403\n"
+                        "key_revoked, and the re-encryption job skips its records. `reinstate V`\n"
+                        "undoes it. The active version is refused (last_active) unless --all:\n"
+                        "the tenant kill switch, which revokes every active and archived version\n"
+                        "at once, so that every key read and write of the tenant is refused\n"
+                        "until `key reinstate --all`.",
+                .options = (const struct kh_cli_option[]) {
+                        { "all", 0, NULL, "revoke every active and archived version (kill switch)" },
+                        { 0 },
+                },
+                .example = "keyhold key revoke 2",
+                .run = kh_cmd_key_revoke,
+        },
+        {
+                .path = "key reinstate",
+                .operands = "[V]",
+                .summary = "a revoked version returns to its former state; --all: every one",
+                .description =
+                        "Returns revoked version V to the state it had before (active or\n"
+                        "archived). With --all, every revoked version of the tenant: the undo of\n"
+                        "`key revoke --all`. Refused (not_revoked) for a version that is not\n"
+                        "revoked.",
+                .options = (const struct kh_cli_option[]) {
+                        { "all", 0, NULL, "reinstate every revoked version" },
+                        { 0 },
+                },
+                .example = "keyhold key reinstate --all",
+                .run = kh_cmd_key_reinstate,
+        },
+        {
+                .path = "seal",
+                .operands = "",
+                .summary = "the emergency brake: drop every key from memory (operator)",
+                .description =
+                        "Drops the key store's master secret and every unwrapped DEK from the\n"
+                        "server's memory (wiped). Every key route answers 503 sealed, and\n"
+                        "/health 503, until `keyhold unseal`; the seal is recorded, so a restart\n"
+                        "comes back sealed. Admin socket only.",
+                .example = "keyhold seal",
+                .run = kh_cmd_seal,
+        },
+        {
+                .path = "unseal",
+                .operands = "",
+                .summary = "open the key store again with its passphrase or master key (operator)",
+                .description =
+                        "Gives the server the key store's secret again: the master key file (32\n"
+                        "raw bytes), a file holding the passphrase (one trailing newline is\n"
+                        "dropped), or the passphrase typed on the terminal. A wrong secret is\n"
+                        "refused (wrong_secret) and the server stays sealed. Also how a server\n"
+                        "whose configuration holds no secret gets one. Admin socket only.",
+                .options = (const struct kh_cli_option[]) {
+                        { "master-key-file", 0, "FILE", "the 32-byte master key file" },
+                        { "passphrase-file", 0, "FILE", "a file holding the passphrase" },
+                        { 0 },
+                },
+                .example = "keyhold unseal --master-key-file /etc/keyhold/master.key",
+                .run = kh_cmd_unseal,
+        },
+        {
                 .path = "audit tail",
                 .operands = "",
                 .summary = "the last audit records; -f follows new ones",

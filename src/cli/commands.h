@@ -57,6 +57,13 @@ void kh_cli_command_operands(const struct kh_cli_command *cmd, size_t *ret_min, 
 int kh_cmd_dev_token(struct kh_cli *cli);
 int kh_cmd_key_list(struct kh_cli *cli);
 int kh_cmd_key_status(struct kh_cli *cli);
+int kh_cmd_key_rekey(struct kh_cli *cli);
+int kh_cmd_key_retire(struct kh_cli *cli);
+int kh_cmd_key_destroy(struct kh_cli *cli);
+int kh_cmd_key_revoke(struct kh_cli *cli);
+int kh_cmd_key_reinstate(struct kh_cli *cli);
+int kh_cmd_seal(struct kh_cli *cli);
+int kh_cmd_unseal(struct kh_cli *cli);
 int kh_cmd_audit_tail(struct kh_cli *cli);
 int kh_cmd_audit_export(struct kh_cli *cli);
 int kh_cmd_audit_public_key(struct kh_cli *cli);
