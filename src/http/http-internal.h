@@ -148,3 +148,4 @@ int kh_route_user_keys_history(struct kh_http_req *req, const struct kh_principa
 int kh_route_admin_keys(struct kh_http_req *req, const struct kh_principal *who);
 int kh_route_admin_audit(struct kh_http_req *req, const struct kh_principal *who);
 int kh_route_admin_audit_public_key(struct kh_http_req *req, const struct kh_principal *who);
+int kh_route_server_backup(struct kh_http_req *req, const struct kh_principal *who);

@@ -132,3 +132,12 @@ int kh_keystore_list(struct kh_keystore *ks, const char *tenant, kh_key_ref_fn f
 
         return ks->ops->list(ks, tenant, fn, userdata);
 }
+
+int kh_keystore_backup_key(struct kh_keystore *ks, const uint8_t salt[static KH_BACKUP_SALT_LEN],
+                           struct kh_secret **ret) {
+        assert(ks && salt && ret);
+
+        if (!ks->ops->backup_key)
+                return -EOPNOTSUPP;
+        return ks->ops->backup_key(ks, salt, ret);
+}

@@ -10,6 +10,7 @@
 #include <time.h>
 
 #include "common/errors.h"
+#include "common/jobs.h"
 #include "crypto/random.h"
 #include "keystore/keystore.h"
 #include "service/audit.h"
@@ -36,7 +37,11 @@ struct kh_app {
         bool retry_running;
         atomic_bool stopping;
         atomic_bool storage_full;            /* kh_app_note_storage_full() */
+        struct kh_jobs *jobs;                /* kh_app_jobs() */
 };
+
+#define APP_JOBS_THREADS 2
+#define APP_JOBS_QUEUE_MAX 64
 
 static void emit(const struct kh_app *app, const char *tenant, const char *what, int r) {
         if (app->event)
@@ -282,6 +287,9 @@ int kh_app_open(const struct kh_config *cfg, kh_app_event_fn event, void *userda
         if (!app->tenants)
                 return -ENOMEM;
         app->n_tenants = cfg->n_tenants;
+        r = kh_jobs_new(APP_JOBS_THREADS, APP_JOBS_QUEUE_MAX, &app->jobs);
+        if (r < 0)
+                return r;
 
         r = kh_keystore_open(&cfg->keystore, &app->keystore);
         if (r < 0) {
@@ -354,6 +362,8 @@ struct kh_app *kh_app_close(struct kh_app *app) {
         atomic_store(&app->stopping, true);
         if (app->retry_running)
                 (void) pthread_join(app->retry_thread, NULL);
+        /* the running jobs end before what they use (the key store, the config) goes */
+        kh_jobs_free(app->jobs);
         for (size_t i = 0; i < app->n_tenants; i++) {
                 struct kh_tenant *t = &app->tenants[i];
                 kh_issuer_close(atomic_load(&t->issuer));
@@ -437,4 +447,18 @@ bool kh_app_issuers_ready(const struct kh_app *app) {
                         return false;
         }
         return true;
+}
+
+struct kh_jobs *kh_app_jobs(const struct kh_app *app) {
+        return app->jobs;
+}
+
+int kh_app_backup_key(struct kh_app *app, const uint8_t salt[static KH_BACKUP_SALT_LEN],
+                      struct kh_secret **ret) {
+        int r;
+
+        pthread_mutex_lock(&app->reload_lock);
+        r = kh_keystore_backup_key(app->keystore, salt, ret);
+        pthread_mutex_unlock(&app->reload_lock);
+        return r;
 }
