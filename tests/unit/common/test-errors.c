@@ -29,8 +29,7 @@ static void test_err_info_maps_errno_and_garbage_to_internal(void **state) {
 }
 
 /* The server's own conditions (a damaged record, not ready, a full disk, a busy job pool, a
- * failed backup) are 5xx; whatever
- * a client can cause is 4xx. */
+ * failed backup) are 5xx; whatever a client can cause is 4xx. */
 static void test_every_client_error_is_4xx_except_server_conditions(void **state) {
         (void) state;
 
