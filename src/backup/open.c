@@ -148,6 +148,7 @@ static int on_entry(void *userdata, enum kh_backup_entry_type type, const char *
         if (type == KH_BACKUP_MANIFEST) {
                 if (size > KH_BACKUP_MANIFEST_MAX)
                         return ex_fail(x, -EBADMSG, "damaged", "the manifest is too large");
+                kh_buf_free(&x->buf);
                 kh_buf_init(&x->buf, KH_BACKUP_MANIFEST_MAX, false);
                 return 0;
         }
@@ -167,7 +168,7 @@ static int on_entry(void *userdata, enum kh_backup_entry_type type, const char *
         if (strncmp(name, KEYSTORE_PREFIX, strlen(KEYSTORE_PREFIX)) != 0 ||
             size > KEYSTORE_FILE_MAX)
                 return ex_fail(x, -EBADMSG, "damaged", "entry %s is not part of a backup", name);
-        kh_buf_reset(&x->buf);
+        kh_buf_free(&x->buf);
         kh_buf_init(&x->buf, KEYSTORE_FILE_MAX, false);
         return 0;
 }
