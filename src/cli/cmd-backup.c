@@ -21,6 +21,7 @@
 #include "cli/outfile.h"
 #include "common/buf.h"
 #include "common/file.h"
+#include "common/parse.h"
 #include "crypto/stream.h"
 
 #define PASSPHRASE_MAX 1024
@@ -71,13 +72,7 @@ static int create_sink(const uint8_t *p, size_t n, void *userdata) {
 }
 
 static bool parse_count(const char *s, uint64_t *ret) {
-        char *end;
-
-        if (!*s || *s < '0' || *s > '9')
-                return false;
-        errno = 0;
-        *ret = strtoull(s, &end, 10);
-        return errno == 0 && *end == 0;
+        return kh_parse_u64(s, strlen(s), UINT64_MAX, ret) == 0;
 }
 
 int kh_cmd_backup_create(struct kh_cli *cli) {

@@ -9,7 +9,6 @@
 #include <unistd.h>
 
 #include "common/errors.h"
-#include "common/log.h"
 #include "http/http-internal.h"
 #include "http/request.h"
 #include "service/backup.h"
@@ -77,8 +76,7 @@ static void on_built(struct kh_backup_job *job, int result) {
         h2o_req_t *h = b->req.h2o;
 
         if (result < 0) {
-                /* the boundary of a job: the one place its cause can be told (no secret in it) */
-                kh_log_error("backup failed: %s", job->error);
+                /* job->error holds the cause; kh_http_reply_error() logs the 5xx itself */
                 kh_http_reply_error(&b->req, result);
                 audit_and_count(b, result);
                 return;
