@@ -2,6 +2,7 @@
 
 #include <errno.h>
 #include <stdarg.h>
+#include <strings.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -398,5 +399,135 @@ static int perform(struct kh_client *c, enum kh_client_scope scope, const char *
         *ret_error = local_error("bad_response",
                                  "%s answered %s with HTTP %ld and no keyhold answer (is it keyholdd?)",
                                  c->target, path, status);
+        return -EBADMSG;
+}
+
+struct download {
+        CURL *curl;
+        kh_client_sink_fn sink;
+        void *userdata;
+        struct kh_client_header *headers;
+        size_t n_headers;
+        long status;              /* once known */
+        struct kh_buf error;      /* a refusal's body */
+        bool sink_failed, too_big;
+};
+
+static size_t dl_on_data(char *p, size_t size, size_t n, void *userdata) {
+        struct download *d = userdata;
+
+        if (d->status == 0)
+                (void) curl_easy_getinfo(d->curl, CURLINFO_RESPONSE_CODE, &d->status);
+        if (d->status == 200) {
+                if (d->sink((const uint8_t *) p, size * n, d->userdata) != 0) {
+                        d->sink_failed = true;
+                        return 0;
+                }
+                return size * n;
+        }
+        if (kh_buf_append(&d->error, p, size * n) < 0) {
+                d->too_big = true;
+                return 0;
+        }
+        return size * n;
+}
+
+/* "Name: value\r\n": keeps the value of the headers asked for (a new status line, as after
+ * a 100 Continue, starts over). */
+static size_t dl_on_header(char *p, size_t size, size_t n, void *userdata) {
+        struct download *d = userdata;
+        size_t len = size * n, name_len;
+        const char *colon = memchr(p, ':', len);
+
+        if (len >= 5 && memcmp(p, "HTTP/", 5) == 0)
+                for (size_t i = 0; i < d->n_headers; i++)
+                        d->headers[i].value[0] = 0;
+        if (!colon)
+                return len;
+        name_len = (size_t) (colon - p);
+        for (size_t i = 0; i < d->n_headers; i++) {
+                struct kh_client_header *h = &d->headers[i];
+                const char *v = colon + 1, *end = p + len;
+
+                if (strlen(h->name) != name_len || strncasecmp(h->name, p, name_len) != 0)
+                        continue;
+                while (v < end && (*v == ' ' || *v == '\t'))
+                        v++;
+                while (end > v && (end[-1] == '\r' || end[-1] == '\n' || end[-1] == ' '))
+                        end--;
+                if ((size_t) (end - v) < sizeof(h->value)) {
+                        memcpy(h->value, v, (size_t) (end - v));
+                        h->value[end - v] = 0;
+                }
+        }
+        return len;
+}
+
+int kh_client_download(struct kh_client *c, enum kh_client_scope scope, const char *path,
+                       kh_client_sink_fn sink, void *userdata, struct kh_client_header *headers,
+                       size_t n_headers, json_t **ret_error) {
+        KH_CLEANUP(kh_freep) char *url = NULL;
+        struct download d = { .curl = c->curl, .sink = sink, .userdata = userdata,
+                              .headers = headers, .n_headers = n_headers };
+        struct answer a = { .too_big = false };
+        json_t *body;
+        CURLcode rc;
+        int r;
+
+        *ret_error = NULL;
+        for (size_t i = 0; i < n_headers; i++)
+                headers[i].value[0] = 0;
+        if (asprintf(&url, "%s%s%s", c->base, scope == KH_CLIENT_TENANT ? c->tenant_prefix : "",
+                     path) < 0) {
+                url = NULL;
+                return -ENOMEM;
+        }
+        kh_buf_init(&d.error, KH_CLIENT_ERROR_ANSWER_MAX, false);
+        c->errbuf[0] = 0;
+        (void) curl_easy_setopt(c->curl, CURLOPT_URL, url);
+        (void) curl_easy_setopt(c->curl, CURLOPT_POST, 1L);
+        (void) curl_easy_setopt(c->curl, CURLOPT_POSTFIELDS, "");
+        (void) curl_easy_setopt(c->curl, CURLOPT_POSTFIELDSIZE, 0L);
+        (void) curl_easy_setopt(c->curl, CURLOPT_TIMEOUT_MS, 0L);
+        (void) curl_easy_setopt(c->curl, CURLOPT_MAXFILESIZE_LARGE, (curl_off_t) 0);
+        (void) curl_easy_setopt(c->curl, CURLOPT_WRITEFUNCTION, dl_on_data);
+        (void) curl_easy_setopt(c->curl, CURLOPT_WRITEDATA, &d);
+        (void) curl_easy_setopt(c->curl, CURLOPT_HEADERFUNCTION, dl_on_header);
+        (void) curl_easy_setopt(c->curl, CURLOPT_HEADERDATA, &d);
+        rc = curl_easy_perform(c->curl);
+        /* back to what kh_client_get() expects */
+        (void) curl_easy_setopt(c->curl, CURLOPT_HTTPGET, 1L);
+        (void) curl_easy_setopt(c->curl, CURLOPT_TIMEOUT_MS, KH_CLIENT_TIMEOUT_MS);
+        (void) curl_easy_setopt(c->curl, CURLOPT_MAXFILESIZE_LARGE,
+                                (curl_off_t) KH_CLIENT_ANSWER_MAX);
+        (void) curl_easy_setopt(c->curl, CURLOPT_WRITEFUNCTION, on_data);
+        (void) curl_easy_setopt(c->curl, CURLOPT_HEADERFUNCTION, NULL);
+        (void) curl_easy_setopt(c->curl, CURLOPT_HEADERDATA, NULL);
+
+        if (rc == CURLE_WRITE_ERROR && d.sink_failed) {
+                kh_buf_free(&d.error);
+                return -EIO;
+        }
+        if (rc != CURLE_OK) {
+                a.too_big = d.too_big;
+                r = transfer_error(c, rc, &a, ret_error);
+                kh_buf_free(&d.error);
+                return r;
+        }
+        (void) curl_easy_getinfo(c->curl, CURLINFO_RESPONSE_CODE, &d.status);
+        if (d.status == 200) {
+                kh_buf_free(&d.error);
+                return 0;
+        }
+        body = json_loadb((const char *) d.error.data, d.error.len, JSON_REJECT_DUPLICATES, NULL);
+        kh_buf_free(&d.error);
+        if (d.status >= 400 && d.status <= 599 && is_keyhold_error(body)) {
+                *ret_error = body;
+                return -EPROTO;
+        }
+        json_decref(body);
+        *ret_error = local_error("bad_response",
+                                 "%s answered %s with HTTP %ld and no keyhold answer (is it keyholdd?)",
+                                 c->target, path, d.status);
         return -EBADMSG;
 }

@@ -5,6 +5,8 @@
 
 #include <signal.h>
 #include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
 
 #include <jansson.h>
 
@@ -69,3 +71,29 @@ KH_MUST_CHECK int kh_client_post(struct kh_client *c, enum kh_client_scope scope
  */
 KH_MUST_CHECK int kh_client_get(struct kh_client *c, enum kh_client_scope scope,
                                 const char *path, json_t **ret_body, json_t **ret_error);
+
+/* Receives a 200 answer's body in pieces, as it arrives; a non-zero return stops the transfer
+ * (kh_client_download() then returns -ECANCELED... see there). */
+typedef int (*kh_client_sink_fn)(const uint8_t *p, size_t n, void *userdata);
+
+/* An answer header to capture: name (lower case) in, value out. */
+struct kh_client_header {
+        const char *name;
+        char value[64];        /* "" when absent or longer */
+};
+
+#define KH_CLIENT_ERROR_ANSWER_MAX (64u * 1024) /* a refusal's body: a small JSON object */
+
+/**
+ * kh_client_download() - POST path with an empty body and stream a 200 answer of any size
+ * into sink, without the request timeout (a large answer takes as long as it takes; the
+ * cancel flag still stops it) and without holding it in memory.
+ * @headers: n_headers answer headers to capture (values of the 200 answer).
+ * Returns 0, -EIO (sink returned non-zero: its own reason is the caller's to report), or as
+ * kh_client_get(): -EPROTO with the server's error, -ECONNREFUSED, -EKEYREJECTED,
+ * -ECANCELED, -EBADMSG (a refusal that is no keyhold error), -ENOMEM; *ret_error then set.
+ */
+KH_MUST_CHECK int kh_client_download(struct kh_client *c, enum kh_client_scope scope,
+                                     const char *path, kh_client_sink_fn sink, void *userdata,
+                                     struct kh_client_header *headers, size_t n_headers,
+                                     json_t **ret_error);

@@ -221,6 +221,70 @@ const struct kh_cli_command kh_cli_commands[] = {
                 .run = kh_cmd_audit_verify,
         },
         {
+                .path = "backup create",
+                .operands = "FILE",
+                .summary = "write a backup of the whole server to FILE (operator)",
+                .description =
+                        "Asks keyholdd, through the admin socket only, for a backup of the whole\n"
+                        "server: a consistent snapshot of the database taken while it serves, and\n"
+                        "the key store's files (every key in them already sealed), the whole file\n"
+                        "encrypted and authenticated under a key that only the same key store\n"
+                        "secret derives (docs/backup.md). FILE appears only once complete (mode\n"
+                        "0600); an existing FILE is kept unless --force. Prints the tenants and\n"
+                        "records it holds and its SHA-256. Progress shows on stderr on a terminal.",
+                .options = (const struct kh_cli_option[]) {
+                        { "force", 0, NULL, "replace FILE if it exists" },
+                        { 0 },
+                },
+                .example = "keyhold backup create /var/backups/keyhold-2024-05-01.khb",
+                .run = kh_cmd_backup_create,
+        },
+        {
+                .path = "backup verify",
+                .operands = "FILE",
+                .summary = "check a backup offline: intact, complete, opened by this secret",
+                .description =
+                        "Reads the whole backup without a server and without keeping anything:\n"
+                        "every chunk's authentication, the manifest, the database snapshot\n"
+                        "(SQLite's own check, the schema, the record counts against the manifest)\n"
+                        "and every key-store file. Only the key store's secret opens a backup:\n"
+                        "give the master key file, a file holding the passphrase, or the server's\n"
+                        "--config (its master_key_file or KEYHOLD_KEYSTORE_PASSPHRASE); on a\n"
+                        "terminal it asks for the passphrase otherwise. Exits 1 naming what is\n"
+                        "wrong (code wrong_secret, damaged, truncated, not_a_backup).",
+                .options = (const struct kh_cli_option[]) {
+                        { "master-key-file", 0, "F", "the key store's 32-byte master key file" },
+                        { "passphrase-file", 0, "F", "a file holding the key store's passphrase" },
+                        { "config", 0, "FILE", "find the secret in keyholdd's configuration" },
+                        { 0 },
+                },
+                .example = "keyhold backup verify keyhold.khb --master-key-file /etc/keyhold/master.key",
+                .run = kh_cmd_backup_verify,
+        },
+        {
+                .path = "backup restore",
+                .operands = "FILE",
+                .summary = "rebuild a data folder from a backup, offline, into an empty DIR",
+                .description =
+                        "Checks the backup as `backup verify` does and writes DIR/keyhold.db and\n"
+                        "DIR/keystore/ (files 0600, folders 0700; never the master secret). DIR\n"
+                        "must be absent or empty. The files are written beside DIR first and\n"
+                        "moved into place only once everything checked, so a failure or a crash\n"
+                        "leaves DIR as it was and the command can be run again. Then point\n"
+                        "[storage] path and [keystore] path there and start keyholdd with the\n"
+                        "same master key file or passphrase.",
+                .options = (const struct kh_cli_option[]) {
+                        { "data", 0, "DIR", "the folder to restore into (absent or empty)" },
+                        { "master-key-file", 0, "F", "the key store's 32-byte master key file" },
+                        { "passphrase-file", 0, "F", "a file holding the key store's passphrase" },
+                        { "config", 0, "FILE", "find the secret in keyholdd's configuration" },
+                        { 0 },
+                },
+                .example = "keyhold backup restore keyhold.khb --data /var/lib/keyhold-restored "
+                           "--master-key-file /etc/keyhold/master.key",
+                .run = kh_cmd_backup_restore,
+        },
+        {
                 .path = "dev-token",
                 .operands = "",
                 .summary = "a bearer token from a `keyholdd --dev` data folder (dev mode only)",

@@ -68,3 +68,6 @@ int kh_cmd_audit_tail(struct kh_cli *cli);
 int kh_cmd_audit_export(struct kh_cli *cli);
 int kh_cmd_audit_public_key(struct kh_cli *cli);
 int kh_cmd_audit_verify(struct kh_cli *cli);
+int kh_cmd_backup_create(struct kh_cli *cli);
+int kh_cmd_backup_verify(struct kh_cli *cli);
+int kh_cmd_backup_restore(struct kh_cli *cli);

@@ -164,3 +164,4 @@ int kh_route_admin_keys_revoke_all(struct kh_http_req *req, const struct kh_prin
 int kh_route_admin_keys_reinstate_all(struct kh_http_req *req, const struct kh_principal *who);
 int kh_route_server_seal(struct kh_http_req *req, const struct kh_principal *who);
 int kh_route_server_unseal(struct kh_http_req *req, const struct kh_principal *who);
+int kh_route_server_backup(struct kh_http_req *req, const struct kh_principal *who);

@@ -22,6 +22,8 @@ struct kh_keystore_ops {
         int (*public_key)(struct kh_keystore *ks, const struct kh_key_ref *key, EVP_PKEY **ret);
         int (*list)(struct kh_keystore *ks, const char *tenant, kh_key_ref_fn fn, void *userdata);
         int (*destroy)(struct kh_keystore *ks, const struct kh_key_ref *key);
+        int (*backup_key)(struct kh_keystore *ks, const uint8_t salt[static KH_BACKUP_SALT_LEN],
+                          struct kh_secret **ret);
 };
 
 /* The first member of each backend's state; reach the rest with kh_container_of(). */

@@ -141,3 +141,12 @@ int kh_keystore_destroy(struct kh_keystore *ks, const struct kh_key_ref *ref) {
 
         return ks->ops->destroy(ks, ref);
 }
+
+int kh_keystore_backup_key(struct kh_keystore *ks, const uint8_t salt[static KH_BACKUP_SALT_LEN],
+                           struct kh_secret **ret) {
+        assert(ks && salt && ret);
+
+        if (!ks->ops->backup_key)
+                return -EOPNOTSUPP;
+        return ks->ops->backup_key(ks, salt, ret);
+}

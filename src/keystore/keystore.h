@@ -101,3 +101,18 @@ KH_MUST_CHECK int kh_keystore_destroy(struct kh_keystore *ks, const struct kh_ke
  * returns non-zero. */
 KH_MUST_CHECK int kh_keystore_list(struct kh_keystore *ks, const char *tenant, kh_key_ref_fn fn,
                                    void *userdata);
+
+/* Bytes of the random salt a backup's key is derived with (backup/format.h). */
+#define KH_BACKUP_SALT_LEN 32
+
+/**
+ * kh_keystore_backup_key() - the 32-byte key that seals a backup made with this salt: only
+ * this key store's secret derives it (the file store: HKDF-SHA256 of its master key with
+ * the salt and info "keyhold-backup:1"; an HSM store will derive it with a key in the
+ * token). Offline, kh_keystore_file_backup_key() derives the same key from keystore.meta and
+ * the master key file or passphrase. On success *ret is a new secret the caller frees.
+ * Returns 0, -EOPNOTSUPP (a store that cannot make backups), -ENOMEM or -EIO.
+ */
+KH_MUST_CHECK int kh_keystore_backup_key(struct kh_keystore *ks,
+                                         const uint8_t salt[static KH_BACKUP_SALT_LEN],
+                                         struct kh_secret **ret);

@@ -11,12 +11,12 @@
 #include <time.h>
 
 #include "common/errors.h"
+#include "common/jobs.h"
 #include "crypto/random.h"
 #include "keystore/keystore.h"
 #include "service/audit.h"
 #include "service/reencrypt.h"
 #include "token/issuer.h"
-
 
 #define APP_JOB_THREADS 2      /* admin operations (rekey, seal, backup) at once */
 #define APP_JOB_QUEUE   64
@@ -300,7 +300,6 @@ int kh_app_open(const struct kh_config *cfg, kh_app_event_fn event, void *userda
         if (!app->tenants)
                 return -ENOMEM;
         app->n_tenants = cfg->n_tenants;
-
         r = kh_store_open(&cfg->storage, &app->store);
         if (r == -EBUSY) {
                 emit(app, NULL,
@@ -396,13 +395,14 @@ struct kh_app *kh_app_close(struct kh_app *app) {
         atomic_store(&app->stopping, true);
         if (app->retry_running)
                 (void) pthread_join(app->retry_thread, NULL);
+        /* the running jobs end before what they use (the key store, the config) goes */
+        kh_jobs_free(app->jobs);
         for (size_t i = 0; i < app->n_tenants; i++) {
                 struct kh_tenant *t = &app->tenants[i];
                 kh_issuer_close(atomic_load(&t->issuer));
                 kh_issuer_close(atomic_load(&t->admin_issuer));
         }
         kh_reencrypt_stop(app->reencrypt);
-        kh_jobs_free(app->jobs);
         kh_auditor_free(app->auditor);
         kh_keyring_free(app->keyring);
         pthread_mutex_destroy(&app->reload_lock);
@@ -490,4 +490,14 @@ bool kh_app_issuers_ready(const struct kh_app *app) {
                         return false;
         }
         return true;
+}
+
+int kh_app_backup_key(struct kh_app *app, const uint8_t salt[static KH_BACKUP_SALT_LEN],
+                      struct kh_secret **ret) {
+        int r;
+
+        pthread_mutex_lock(&app->reload_lock);
+        r = app->keystore ? kh_keystore_backup_key(app->keystore, salt, ret) : -KH_E_SEALED;
+        pthread_mutex_unlock(&app->reload_lock);
+        return r;
 }

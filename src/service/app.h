@@ -13,6 +13,7 @@
 #include "common/limits.h"
 #include "common/secret.h"
 #include "config/config.h"
+#include "keystore/keystore.h"
 #include "service/keyring.h"
 #include "store/store.h"
 
@@ -53,9 +54,6 @@ const struct kh_tenant *kh_app_tenant_at(const struct kh_app *app, size_t i);
 /* The tenant named id[0..len), or the "default" tenant when id is NULL. NULL if none. */
 const struct kh_tenant *kh_app_tenant(const struct kh_app *app, const char *id, size_t len);
 
-/* The job pool of admin operations that block (key lifecycle, backup): common/jobs.h. */
-struct kh_jobs *kh_app_jobs(const struct kh_app *app);
-
 /* Whether the server is sealed (lifecycle.h): no key store secret and no DEK in memory. */
 bool kh_app_sealed(const struct kh_app *app);
 
@@ -92,3 +90,17 @@ bool kh_app_issuers_ready(const struct kh_app *app);
  * so that a balancer sends writes elsewhere while reads would still work. */
 void kh_app_note_storage_full(struct kh_app *app, bool full);
 bool kh_app_storage_full(const struct kh_app *app);
+
+/* The app's job pool (common/jobs.h): 2 threads, a queue of 64, for work that must not run
+ * on a loop (backups, ...). Created by kh_app_open(), stopped and freed by kh_app_close(). */
+struct kh_jobs *kh_app_jobs(const struct kh_app *app);
+
+/**
+ * kh_app_backup_key() - the key that seals a backup made with salt (kh_keystore_backup_key()
+ * of the app's key store, which it holds for the call). Blocks on the key store: call it
+ * from a job, never from a loop. On success *ret is a new secret the caller frees. Returns
+ * 0, -KH_E_SEALED or an error of kh_keystore_backup_key().
+ */
+KH_MUST_CHECK int kh_app_backup_key(struct kh_app *app,
+                                    const uint8_t salt[static KH_BACKUP_SALT_LEN],
+                                    struct kh_secret **ret);

@@ -62,6 +62,7 @@ struct kh_store_ops {
         int (*tx_begin)(struct kh_store *s);
         int (*tx_commit)(struct kh_store *s);
         void (*tx_rollback)(struct kh_store *s);
+        int (*snapshot)(struct kh_store *s, const char *path); /* NULL: not supported */
 };
 
 /* The first member of every backend's struct; the backend reaches its own with

@@ -317,3 +317,10 @@ int kh_store_tx_commit(struct kh_store *s) {
 void kh_store_tx_rollback(struct kh_store *s) {
         s->ops->tx_rollback(s);
 }
+
+int kh_store_snapshot(struct kh_store *s, const char *path) {
+        assert(s && path);
+        if (!s->ops->snapshot)
+                return -EOPNOTSUPP;
+        return s->ops->snapshot(s, path);
+}

@@ -235,3 +235,36 @@ KH_MUST_CHECK int kh_store_ping(struct kh_store *s);
  * material, as the store only sees sealed bytes), or "" if none. Lives until the next call
  * on s. */
 const char *kh_store_last_error(struct kh_store *s);
+
+/* ---- snapshots (backups) ---- */
+
+/**
+ * kh_store_snapshot() - writes a consistent copy of the whole database, as of one commit,
+ * into path, an existing empty file, as a self-contained SQLite database (rollback journal,
+ * no -wal file needed), while other connections keep reading and writing. Blocks for as long
+ * as the copy takes: call it from a job thread, on a connection of its own. Returns 0,
+ * -EOPNOTSUPP (a backend that has no such snapshot), -ENOSPC, -EBUSY, -ENOMEM or -EIO.
+ */
+KH_MUST_CHECK int kh_store_snapshot(struct kh_store *s, const char *path);
+
+struct kh_store_snapshot_info {
+        int schema_version;
+        uint64_t records;      /* every record */
+        size_t versions;       /* tenant key versions */
+};
+
+/* One tenant key version of a snapshot and the records under it; non-zero stops. */
+typedef int (*kh_store_snapshot_fn)(const char *tenant, uint32_t version,
+                                    enum kh_key_state state, uint64_t records, void *userdata);
+
+/**
+ * kh_store_snapshot_inspect() - opens the SQLite file path read-only (nothing is written
+ * beside it), checks it (SQLite's quick_check, a schema this build knows, every record under
+ * a tenant key version) and calls fn (may be NULL) for each tenant key version in order of
+ * tenant and version. On failure error (n bytes) says why.
+ * Returns 0, fn's non-zero value, -EBADMSG (not a database, damaged, rows out of range),
+ * -EPROTO (unknown schema), -ENOENT, -ENOMEM or -EIO.
+ */
+KH_MUST_CHECK int kh_store_snapshot_inspect(const char *path, kh_store_snapshot_fn fn,
+                                            void *userdata, struct kh_store_snapshot_info *ret,
+                                            char *error, size_t n);

@@ -28,6 +28,15 @@ KH_MUST_CHECK int kh_fks_master_load(int dirfd, const struct kh_config_keystore 
                                      const struct kh_file_ks_kdf *kdf,
                                      struct kh_secret **ret_master);
 
+/* The backup key of a store whose master key is master (HKDF-SHA256, info
+ * "keyhold-backup:1"). */
+KH_MUST_CHECK int kh_fks_backup_key(const struct kh_secret *master,
+                                    const uint8_t salt[static KH_BACKUP_SALT_LEN],
+                                    struct kh_secret **ret);
+
+/* Whether p[0..n) is a well-formed keystore.meta (nothing is unsealed). */
+bool kh_fks_meta_is_valid(const uint8_t *p, size_t n);
+
 static inline void kh_fks_put_u32(uint8_t *p, uint32_t v) {
         p[0] = (uint8_t) (v >> 24);
         p[1] = (uint8_t) (v >> 16);

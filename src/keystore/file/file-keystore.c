@@ -609,6 +609,68 @@ static int file_destroy(struct kh_keystore *base, const struct kh_key_ref *key) 
         return fsync(tdir) < 0 ? -errno : 0;
 }
 
+static int file_backup_key(struct kh_keystore *base, const uint8_t salt[static KH_BACKUP_SALT_LEN],
+                           struct kh_secret **ret) {
+        return kh_fks_backup_key(file_ks(base)->master, salt, ret);
+}
+
+/* ---- files as a backup carries them ---- */
+
+static bool owner_dir_is_valid(const char *dir, size_t len) {
+        return (len == strlen(SERVER_DIR) && memcmp(dir, SERVER_DIR, len) == 0) ||
+               (len <= KH_TENANT_ID_MAX && kh_tenant_id_is_valid(dir, len));
+}
+
+/* "v<N>" or "audit-v<N>" followed by ext: the purpose and N. */
+static bool key_name_parse(const char *base, const char *ext, enum kh_key_purpose *ret_purpose,
+                           uint32_t *ret_version) {
+        size_t len = strlen(base), ext_len = strlen(ext), pre;
+        uint64_t v;
+
+        if (strncmp(base, "audit-v", 7) == 0) {
+                *ret_purpose = KH_KEY_AUDIT;
+                pre = 7;
+        } else if (base[0] == 'v') {
+                *ret_purpose = KH_KEY_DATA;
+                pre = 1;
+        } else {
+                return false;
+        }
+        if (len <= pre + ext_len || strcmp(base + len - ext_len, ext) != 0 || base[pre] == '0')
+                return false;
+        if (kh_parse_u64(base + pre, len - pre - ext_len, UINT32_MAX, &v) < 0 || v == 0)
+                return false;
+        *ret_version = (uint32_t) v;
+        return true;
+}
+
+int kh_keystore_file_check_file(const char *name, const uint8_t *p, size_t n) {
+        static const char pem[] = "-----BEGIN PUBLIC KEY-----";
+        const char *slash = strchr(name, '/');
+        enum kh_key_purpose purpose;
+        struct key_hdr h;
+        uint32_t version;
+        size_t dir_len;
+        bool server;
+
+        if (!slash)
+                return strcmp(name, "keystore.meta") == 0 && kh_fks_meta_is_valid(p, n) ? 0
+                                                                                       : -EBADMSG;
+        dir_len = (size_t) (slash - name);
+        if (strchr(slash + 1, '/') || !owner_dir_is_valid(name, dir_len))
+                return -EBADMSG;
+        server = dir_len == strlen(SERVER_DIR) && memcmp(name, SERVER_DIR, dir_len) == 0;
+        if (key_name_parse(slash + 1, ".pub", &purpose, &version))
+                return n > sizeof(pem) && memcmp(p, pem, sizeof(pem) - 1) == 0 ? 0 : -EBADMSG;
+        if (!key_name_parse(slash + 1, ".key", &purpose, &version) ||
+            (server && purpose != KH_KEY_AUDIT) || n > KEY_FILE_MAX)
+                return -EBADMSG;
+        if (key_hdr_parse(p, n, &h) < 0 || h.version != version ||
+            h.tenant_len != (server ? 0 : dir_len) || memcmp(h.tenant, name, h.tenant_len) != 0)
+                return -EBADMSG;
+        return 0;
+}
+
 const struct kh_keystore_ops kh_keystore_file_ops = {
         .name = "file",
         .caps = 0,
@@ -621,4 +683,5 @@ const struct kh_keystore_ops kh_keystore_file_ops = {
         .public_key = file_public_key,
         .list = file_list,
         .destroy = file_destroy,
+        .backup_key = file_backup_key,
 };

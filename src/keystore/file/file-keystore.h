@@ -43,3 +43,27 @@ extern const struct kh_file_ks_kdf kh_file_ks_kdf_default;
 KH_MUST_CHECK int kh_keystore_file_open_kdf(const struct kh_config_keystore *cfg,
                                             const struct kh_file_ks_kdf *kdf,
                                             struct kh_keystore **ret);
+
+/**
+ * kh_keystore_file_backup_key() - offline, the key kh_keystore_backup_key() gives for salt,
+ * from the bytes of a store's keystore.meta (as a backup carries them) and the store's
+ * secret: cfg->master_key_file or cfg->passphrase (exactly one; cfg->path is not used).
+ * The secret must open meta's check value first, so a wrong one is told apart from a
+ * damaged backup.
+ * Returns 0, -EINVAL (neither or both secrets, a key file not of 32 bytes), -EKEYREJECTED
+ * (this secret does not open this key store), -EACCES (a key file readable by group or
+ * others, or owned by another user), -EBADMSG (meta malformed), -ENOENT, -ENOMEM or -EIO.
+ */
+KH_MUST_CHECK int kh_keystore_file_backup_key(const uint8_t *meta, size_t meta_len,
+                                              const struct kh_config_keystore *cfg,
+                                              const uint8_t salt[static KH_BACKUP_SALT_LEN],
+                                              struct kh_secret **ret);
+
+/**
+ * kh_keystore_file_check_file() - whether name (relative to the store's folder:
+ * "keystore.meta", "<tenant>/v<N>.key", "<tenant>/audit-v<N>.key", "_server/audit-v<N>.key",
+ * or a ".pub" beside one) holding p[0..n) is a file of a file key store: a well-formed meta
+ * file, or a key file whose header names the tenant and version of its name, or a PEM
+ * public key. Does not unseal anything. Returns 0 or -EBADMSG.
+ */
+KH_MUST_CHECK int kh_keystore_file_check_file(const char *name, const uint8_t *p, size_t n);

@@ -17,6 +17,7 @@
 #include "common/file.h"
 #include "crypto/aead.h"
 #include "crypto/random.h"
+#include "crypto/stream.h"
 #include "keystore/file/file-internal.h"
 
 #define META_NAME "keystore.meta"
@@ -28,6 +29,7 @@
 #define META_LEN (META_HDR_LEN + KH_AEAD_OVERHEAD + META_CHECK_LEN)
 #define META_CHECK_AAD "keyhold-keystore-check:1"
 #define MASTER_KEY_LEN 32
+#define BACKUP_KEY_INFO "keyhold-backup:1"
 
 #define KDF_T_MAX 64
 #define KDF_M_KIB_MAX (4u * 1024 * 1024) /* 4 GiB */
@@ -157,18 +159,24 @@ static int master_get(const struct kh_config_keystore *cfg, const struct meta *m
         return master_from_passphrase(cfg->passphrase, m, ret);
 }
 
+/* Whether key opens m's check value: 0, -KH_E_INTEGRITY (another key), -ENOMEM, -EIO. */
+static int meta_check(const struct kh_secret *key, const struct meta *m) {
+        KH_CLEANUP(kh_secret_freep) struct kh_secret *check = NULL;
+        uint8_t aad[CHECK_AAD_LEN];
+
+        return kh_aead_unseal(key, aad, check_aad(m, aad), m->check, sizeof(m->check), &check);
+}
+
 /* The existing store: the master key must open the check value. */
 static int meta_verify(const struct kh_config_keystore *cfg, const struct meta *m,
                        struct kh_secret **ret) {
-        KH_CLEANUP(kh_secret_freep) struct kh_secret *key = NULL, *check = NULL;
-        uint8_t aad[CHECK_AAD_LEN];
+        KH_CLEANUP(kh_secret_freep) struct kh_secret *key = NULL;
         int r;
 
         r = master_get(cfg, m, &key);
         if (r < 0)
                 return r;
-        r = kh_aead_unseal(key, aad, check_aad(m, aad), m->check, sizeof(m->check),
-                           &check);
+        r = meta_check(key, m);
         if (r == -KH_E_INTEGRITY)
                 return -EACCES;
         if (r < 0)
@@ -250,4 +258,41 @@ int kh_fks_master_load(int dirfd, const struct kh_config_keystore *cfg,
                         return r;
         }
         return -EIO;
+}
+
+int kh_fks_backup_key(const struct kh_secret *master, const uint8_t salt[static KH_BACKUP_SALT_LEN],
+                      struct kh_secret **ret) {
+        return kh_hkdf_sha256(master, salt, KH_BACKUP_SALT_LEN, BACKUP_KEY_INFO, MASTER_KEY_LEN,
+                              ret);
+}
+
+bool kh_fks_meta_is_valid(const uint8_t *p, size_t n) {
+        struct meta m;
+
+        return meta_parse(p, n, &m) == 0;
+}
+
+int kh_keystore_file_backup_key(const uint8_t *meta, size_t meta_len,
+                                const struct kh_config_keystore *cfg,
+                                const uint8_t salt[static KH_BACKUP_SALT_LEN],
+                                struct kh_secret **ret) {
+        KH_CLEANUP(kh_secret_freep) struct kh_secret *master = NULL;
+        bool have_file = cfg->master_key_file && cfg->master_key_file[0];
+        bool have_pass = cfg->passphrase && cfg->passphrase[0];
+        struct meta m;
+        int r;
+
+        if (have_file == have_pass)
+                return -EINVAL;
+        if (meta_parse(meta, meta_len, &m) < 0)
+                return -EBADMSG;
+        r = master_get(cfg, &m, &master);   /* -EACCES here: the key file's permissions */
+        if (r < 0)
+                return r;
+        r = meta_check(master, &m);
+        if (r == -KH_E_INTEGRITY)
+                return -EKEYREJECTED;
+        if (r < 0)
+                return r;
+        return kh_fks_backup_key(master, salt, ret);
 }

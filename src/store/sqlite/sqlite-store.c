@@ -27,6 +27,7 @@
 #include "common/cleanup.h"
 #include "common/errors.h"
 #include "store/migrations/migrations.h"
+#include "store/sqlite/sqlite-snapshot.h"
 #include "store/store-backend.h"
 
 enum {
@@ -1011,6 +1012,12 @@ static void sqlite_tx_rollback(struct kh_store *store) {
                 (void) step_done(s, ST_TX_ROLLBACK);
 }
 
+static int sqlite_snapshot(struct kh_store *store, const char *path) {
+        struct kh_sqlite_store *s = to_sqlite(store);
+
+        return kh_sqlite_snapshot(s->db, path, s->error, sizeof(s->error));
+}
+
 const struct kh_store_ops kh_store_sqlite_ops = {
         .name = "sqlite",
         .open = sqlite_open,
@@ -1040,4 +1047,5 @@ const struct kh_store_ops kh_store_sqlite_ops = {
         .tx_begin = sqlite_tx_begin,
         .tx_commit = sqlite_tx_commit,
         .tx_rollback = sqlite_tx_rollback,
+        .snapshot = sqlite_snapshot,
 };

@@ -28,15 +28,15 @@ static void test_err_info_maps_errno_and_garbage_to_internal(void **state) {
         assert_int_equal(kh_err_info(12345678)->status, 500);
 }
 
-/* The server's own conditions (a damaged record, not ready, a full disk, sealed) are 5xx; whatever
- * a client can cause is 4xx. */
+/* The server's own conditions (a damaged record, not ready, a full disk, a busy job pool, a
+ * failed backup, sealed) are 5xx; whatever a client can cause is 4xx. */
 static void test_every_client_error_is_4xx_except_server_conditions(void **state) {
         (void) state;
 
         for (int e = KH_E_FIRST_ + 1; e < KH_E_LAST_; e++) {
                 const struct kh_err_info *i = kh_err_info(-e);
                 if (e == KH_E_INTEGRITY || e == KH_E_NOT_READY || e == KH_E_INSUFFICIENT_STORAGE ||
-                    e == KH_E_SEALED)
+                    e == KH_E_SEALED || e == KH_E_BUSY || e == KH_E_BACKUP_FAILED)
                         assert_true(i->status >= 500);
                 else
                         assert_in_range(i->status, 400, 499);

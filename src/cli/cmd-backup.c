@@ -1,0 +1,311 @@
+/* keyhold backup create | verify | restore: a whole server's backup through the admin socket
+ * (POST /server/backup), and opening one offline with the key store's secret (backup/open.h).
+ * docs/backup.md says what a backup holds and how to restore one. */
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <termios.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <jansson.h>
+#include <openssl/crypto.h>
+
+#include "backup/open.h"
+#include "cli/cli.h"
+#include "cli/commands.h"
+#include "cli/outfile.h"
+#include "common/buf.h"
+#include "common/file.h"
+#include "common/parse.h"
+#include "crypto/stream.h"
+
+#define PASSPHRASE_MAX 1024
+
+extern char **environ;
+
+/* ---- create ---- */
+
+struct create_state {
+        FILE *out;
+        struct kh_sha256_ctx *sha;
+        uint64_t bytes, total;     /* total: Content-Length, 0 if unknown */
+        bool progress;
+        int write_errno;
+        time_t shown;
+};
+
+static void show_progress(struct create_state *s, bool done) {
+        time_t now;
+
+        if (!s->progress)
+                return;
+        now = time(NULL);
+        if (!done && now == s->shown)
+                return;
+        s->shown = now;
+        if (s->total)
+                fprintf(stderr, "\rbackup: %.1f of %.1f MiB (%u%%)", s->bytes / 1048576.0,
+                        s->total / 1048576.0,
+                        (unsigned) (s->bytes >= s->total ? 100 : s->bytes * 100 / s->total));
+        else
+                fprintf(stderr, "\rbackup: %.1f MiB", s->bytes / 1048576.0);
+        if (done)
+                fputc('\n', stderr);
+}
+
+static int create_sink(const uint8_t *p, size_t n, void *userdata) {
+        struct create_state *s = userdata;
+
+        if (fwrite(p, 1, n, s->out) != n) {
+                s->write_errno = errno ? errno : EIO;
+                return -1;
+        }
+        kh_sha256_update(s->sha, p, n);
+        s->bytes += n;
+        show_progress(s, false);
+        return 0;
+}
+
+static bool parse_count(const char *s, uint64_t *ret) {
+        return kh_parse_u64(s, strlen(s), UINT64_MAX, ret) == 0;
+}
+
+int kh_cmd_backup_create(struct kh_cli *cli) {
+        const char *file = kh_cli_operand(cli, 0);
+        bool force = kh_cli_flag(cli, "force");
+        KH_CLEANUP(kh_outfile_freep) struct kh_outfile *o = NULL;
+        KH_CLEANUP(kh_sha256_freep) struct kh_sha256_ctx *sha = NULL;
+        json_auto_t *error = NULL, *out = NULL;
+        struct kh_client_header headers[] = {
+                { .name = "x-keyhold-backup-tenants" },
+                { .name = "x-keyhold-backup-records" },
+                { .name = "content-length" },
+        };
+        struct create_state s = { 0 };
+        uint8_t digest[KH_SHA256_LEN];
+        char hex[2 * KH_SHA256_LEN + 1];
+        uint64_t tenants, records;
+        struct kh_client *c;
+        struct stat st;
+        int r;
+
+        r = kh_cli_connect(cli, &c);
+        if (r != 0)
+                return r;
+        if (!kh_client_is_socket(c))
+                return kh_cli_usage_error(cli, "a backup of the whole server is made only through "
+                                               "the admin socket (the operator), not over --url");
+        if (!force && lstat(file, &st) == 0)
+                return kh_cli_fail(cli, "file_exists", "%s exists; --force replaces it", file);
+        if (kh_sha256_new(&sha) < 0)
+                return kh_cli_fail(cli, "internal_error", "out of memory");
+        r = kh_outfile_open(file, &o);
+        if (r < 0)
+                return kh_cli_fail(cli, "file_error", "cannot create a file beside %s: %s", file,
+                                   strerror(-r));
+
+        /* An interrupted download leaves no FILE: the transfer stops, the temporary file goes. */
+        kh_cli_catch_signals();
+        s = (struct create_state) { .out = kh_outfile_stream(o), .sha = sha,
+                                    .progress = isatty(STDERR_FILENO) };
+        r = kh_client_download(c, KH_CLIENT_SERVER, "/server/backup", create_sink, &s, headers,
+                               KH_ELEMENTSOF(headers), &error);
+        if (s.progress && s.bytes)
+                show_progress(&s, true);
+        if (r == -ECANCELED || kh_cli_interrupted())
+                return kh_cli_fail(cli, "interrupted", "interrupted; nothing written");
+        if (r == -EIO)
+                return kh_cli_fail(cli, "file_error", "cannot write beside %s: %s", file,
+                                   strerror(s.write_errno));
+        if (r < 0)
+                return kh_cli_fail_with(cli, error);
+        if (!parse_count(headers[0].value, &tenants) || !parse_count(headers[1].value, &records) ||
+            (headers[2].value[0] && (!parse_count(headers[2].value, &s.total) || s.total != s.bytes)))
+                return kh_cli_fail(cli, "bad_response", "the server's answer is not a whole "
+                                                        "backup; nothing written");
+        r = kh_outfile_commit(o, force);
+        if (r == -EEXIST)
+                return kh_cli_fail(cli, "file_exists", "%s appeared meanwhile; --force replaces it",
+                                   file);
+        if (r < 0)
+                return kh_cli_fail(cli, "file_error", "cannot write %s: %s", file, strerror(-r));
+
+        kh_sha256_final(sha, digest);
+        for (size_t i = 0; i < sizeof(digest); i++)
+                (void) snprintf(hex + 2 * i, 3, "%02x", digest[i]);
+        if (!kh_cli_json(cli)) {
+                printf("Backup written to %s\n", file);
+                printf("  tenants  %" PRIu64 "\n  records  %" PRIu64 "\n  bytes    %" PRIu64
+                       "\n  sha256   %s\n",
+                       tenants, records, s.bytes, hex);
+                printf("Check it with: keyhold backup verify %s --master-key-file FILE\n", file);
+                return 0;
+        }
+        out = json_pack("{ss sI sI ss sI}", "file", file, "tenants", (json_int_t) tenants,
+                        "records", (json_int_t) records, "sha256", hex, "bytes",
+                        (json_int_t) s.bytes);
+        if (!out)
+                return kh_cli_fail(cli, "internal_error", "out of memory");
+        return kh_cli_print_json(cli, out);
+}
+
+/* ---- the key store's secret, for verify and restore ---- */
+
+struct secret {
+        struct kh_config_keystore ks;      /* master_key_file or passphrase */
+        struct kh_buf pass;                /* the passphrase's bytes, wiped */
+        struct kh_config *cfg;             /* --config's, when read */
+};
+
+static void secret_clear(struct secret *s) {
+        kh_buf_free(&s->pass);
+        kh_config_free(s->cfg);
+}
+
+/* The passphrase from the terminal, without echo. */
+static int prompt_passphrase(struct secret *s) {
+        struct termios old, quiet;
+        char line[PASSPHRASE_MAX + 2];
+        FILE *tty = fopen("/dev/tty", "r+e");
+        size_t len;
+        int r = 0;
+
+        if (!tty)
+                return -ENOTTY;
+        fputs("Key store passphrase: ", tty);
+        fflush(tty);
+        if (tcgetattr(fileno(tty), &old) == 0) {
+                quiet = old;
+                quiet.c_lflag &= ~(tcflag_t) ECHO;
+                (void) tcsetattr(fileno(tty), TCSAFLUSH, &quiet);
+        }
+        if (!fgets(line, sizeof(line), tty))
+                r = -EIO;
+        (void) tcsetattr(fileno(tty), TCSAFLUSH, &old);
+        fputc('\n', tty);
+        fclose(tty);
+        if (r == 0) {
+                len = strcspn(line, "\n");
+                line[len] = 0;
+                r = kh_buf_append(&s->pass, line, len + 1);
+        }
+        OPENSSL_cleanse(line, sizeof(line));
+        return r;
+}
+
+/* Returns 0, or the exit status after reporting why there is no secret. */
+static int secret_get(struct kh_cli *cli, struct secret *s) {
+        const char *key_file = kh_cli_value(cli, "master-key-file");
+        const char *pass_file = kh_cli_value(cli, "passphrase-file");
+        const char *config = kh_cli_value(cli, "config");
+        struct kh_config_error cerr = { 0 };
+        int r;
+
+        kh_buf_init(&s->pass, PASSPHRASE_MAX + 2, true);
+        if (!!key_file + !!pass_file + !!config > 1)
+                return kh_cli_usage_error(cli, "give one of --master-key-file, --passphrase-file "
+                                               "and --config");
+        if (key_file) {
+                s->ks.master_key_file = (char *) (uintptr_t) key_file;
+                return 0;
+        }
+        if (pass_file) {
+                r = kh_file_read(AT_FDCWD, pass_file, 0, PASSPHRASE_MAX + 1, &s->pass);
+                if (r < 0)
+                        return kh_cli_fail(cli, "file_error", "cannot read %s: %s", pass_file,
+                                           r == -EFBIG ? "larger than a passphrase"
+                                                       : strerror(-r));
+                /* the file's content with one trailing newline removed */
+                if (s->pass.len && s->pass.data[s->pass.len - 1] == '\n')
+                        s->pass.data[--s->pass.len] = 0;
+                if (s->pass.len == 0)
+                        return kh_cli_fail(cli, "bad_secret", "%s is empty", pass_file);
+                s->ks.passphrase = (char *) s->pass.data;
+                return 0;
+        }
+        if (config) {
+                r = kh_config_load(config, environ, &s->cfg, &cerr);
+                if (r == -EINVAL)
+                        return kh_cli_fail(cli, "bad_config", "%s: %s: %s", config, cerr.key,
+                                           cerr.reason);
+                if (r < 0)
+                        return kh_cli_fail(cli, "file_error", "cannot read %s: %s", config,
+                                           strerror(-r));
+                s->ks.master_key_file = s->cfg->keystore.master_key_file;
+                s->ks.passphrase = s->cfg->keystore.passphrase;
+                return 0;
+        }
+        if (!isatty(STDIN_FILENO))
+                return kh_cli_usage_error(cli, "only the key store's secret opens a backup: give "
+                                               "--master-key-file, --passphrase-file or --config");
+        r = prompt_passphrase(s);
+        if (r < 0)
+                return kh_cli_fail(cli, "bad_secret", "no passphrase read from the terminal");
+        s->ks.passphrase = (char *) s->pass.data;
+        return 0;
+}
+
+static int report(struct kh_cli *cli, const struct kh_backup_error *err) {
+        return kh_cli_fail(cli, err->code ? err->code : "internal_error", "%s", err->message);
+}
+
+int kh_cmd_backup_verify(struct kh_cli *cli) {
+        const char *file = kh_cli_operand(cli, 0);
+        struct secret s __attribute__((cleanup(secret_clear))) = { 0 };
+        struct kh_backup_error err = { 0 };
+        struct kh_backup_summary sum;
+        json_auto_t *out = NULL;
+        int r;
+
+        r = secret_get(cli, &s);
+        if (r != 0)
+                return r;
+        r = kh_backup_verify(file, &s.ks, &sum, &err);
+        if (r < 0)
+                return report(cli, &err);
+        if (!kh_cli_json(cli)) {
+                printf("%s is a whole backup that this secret opens: %zu tenants, %" PRIu64
+                       " records\n", file, sum.tenants, sum.records);
+                return 0;
+        }
+        out = json_pack("{sb sI sI sI}", "ok", 1, "tenants", (json_int_t) sum.tenants, "records",
+                        (json_int_t) sum.records, "created", (json_int_t) sum.created);
+        if (!out)
+                return kh_cli_fail(cli, "internal_error", "out of memory");
+        return kh_cli_print_json(cli, out);
+}
+
+int kh_cmd_backup_restore(struct kh_cli *cli) {
+        const char *file = kh_cli_operand(cli, 0), *dir = kh_cli_value(cli, "data");
+        struct secret s __attribute__((cleanup(secret_clear))) = { 0 };
+        struct kh_backup_error err = { 0 };
+        struct kh_backup_summary sum;
+        json_auto_t *out = NULL;
+        int r;
+
+        if (!dir || !*dir)
+                return kh_cli_usage_error(cli, "--data DIR names the (empty) folder to restore into");
+        r = secret_get(cli, &s);
+        if (r != 0)
+                return r;
+        r = kh_backup_restore(file, &s.ks, dir, &sum, &err);
+        if (r < 0)
+                return report(cli, &err);
+        if (!kh_cli_json(cli)) {
+                printf("Restored %zu tenants, %" PRIu64 " records into %s\n", sum.tenants,
+                       sum.records, dir);
+                printf("Point [storage] path at %s/keyhold.db and [keystore] path at %s/keystore,\n"
+                       "with the same master key file or passphrase.\n", dir, dir);
+                return 0;
+        }
+        out = json_pack("{sb ss sI sI}", "ok", 1, "data", dir, "tenants", (json_int_t) sum.tenants,
+                        "records", (json_int_t) sum.records);
+        if (!out)
+                return kh_cli_fail(cli, "internal_error", "out of memory");
+        return kh_cli_print_json(cli, out);
+}
