@@ -1058,6 +1058,242 @@ static void test_tenant_key_uses_add_up(void **state) {
         assert_int_equal(uses[3], 7);
 }
 
+/* ---- the key lifecycle's operations ---- */
+
+struct owners {
+        size_t n;
+        char owner[8][16];
+        enum kh_record_kind kind[8];
+        size_t len[8];
+        int stop_after;   /* return 7 after this many calls; 0 = never */
+};
+
+static int collect_owner(const struct kh_store_record *rec, void *userdata) {
+        struct owners *o = userdata;
+
+        if (o->n == 8 || strlen(rec->owner) >= sizeof(o->owner[0]))
+                return -ENOSPC;
+        (void) snprintf(o->owner[o->n], sizeof(o->owner[0]), "%s", rec->owner);
+        o->kind[o->n] = rec->kind;
+        o->len[o->n] = rec->len;
+        o->n++;
+        return o->stop_after && (int) o->n == o->stop_after ? 7 : 0;
+}
+
+static void test_records_under_pages_in_owner_order(void **state) {
+        struct fixture *f = *state;
+        static const char *const names[] = { "u3", "u1", "u5", "u2", "u4" };
+        struct owners o = { 0 };
+        uint8_t a[40];
+
+        fill(a, sizeof(a), 12);
+        for (size_t i = 0; i < 5; i++)
+                assert_int_equal(kh_store_record_insert(f->s, "acme", KH_RECORD_USER_KEY, names[i],
+                                                        i == 4 ? 2 : 1, a, sizeof(a) - i),
+                                 0);
+        assert_int_equal(kh_store_record_insert(f->s, "other", KH_RECORD_USER_KEY, "u0", 1, a,
+                                                sizeof(a)),
+                         0);
+        /* version 1 of acme: u1, u2, u3, u5 (u4 is under 2, u0 another tenant's) */
+        assert_int_equal(kh_store_records_under(f->s, "acme", 1, 0, "", 2, collect_owner, &o), 0);
+        assert_int_equal(o.n, 2);
+        assert_string_equal(o.owner[0], "u1");
+        assert_string_equal(o.owner[1], "u2");
+        assert_int_equal(o.kind[0], KH_RECORD_USER_KEY);
+        assert_int_equal(o.len[0], sizeof(a) - 1);
+        assert_int_equal(kh_store_records_under(f->s, "acme", 1, KH_RECORD_USER_KEY, "u2", 10,
+                                                collect_owner, &o),
+                         0);
+        assert_int_equal(o.n, 4);
+        assert_string_equal(o.owner[2], "u3");
+        assert_string_equal(o.owner[3], "u5");
+        /* past the last: nothing; another version; the callback's value stops it */
+        o.n = 0;
+        assert_int_equal(kh_store_records_under(f->s, "acme", 1, KH_RECORD_USER_KEY, "u5", 10,
+                                                collect_owner, &o),
+                         0);
+        assert_int_equal(o.n, 0);
+        assert_int_equal(kh_store_records_under(f->s, "acme", 2, 0, "", 10, collect_owner, &o), 0);
+        assert_int_equal(o.n, 1);
+        assert_string_equal(o.owner[0], "u4");
+        o = (struct owners) { .stop_after = 1 };
+        assert_int_equal(kh_store_records_under(f->s, "acme", 1, 0, "", 10, collect_owner, &o), 7);
+        assert_int_equal(o.n, 1);
+        o.n = 0;
+        assert_int_equal(kh_store_records_under(f->s, "acme", 9, 0, "", 10, collect_owner, &o), 0);
+        assert_int_equal(o.n, 0);
+}
+
+static void test_record_move_is_a_compare_and_set(void **state) {
+        struct fixture *f = *state;
+        uint8_t a[48], b[52], c[48];
+        uint64_t n = 99;
+
+        fill(a, sizeof(a), 21);
+        fill(b, sizeof(b), 22);
+        fill(c, sizeof(c), 23);
+        assert_int_equal(kh_store_record_insert(f->s, "acme", KH_RECORD_USER_KEY, "u1", 1, a,
+                                                sizeof(a)),
+                         0);
+        /* the bytes read: moved, once */
+        assert_int_equal(kh_store_record_move(f->s, "acme", KH_RECORD_USER_KEY, "u1", 1, a,
+                                              sizeof(a), 2, b, sizeof(b)),
+                         1);
+        expect_record(f->s, "acme", "u1", 2, b, sizeof(b));
+        assert_int_equal(kh_store_record_move(f->s, "acme", KH_RECORD_USER_KEY, "u1", 1, a,
+                                              sizeof(a), 2, c, sizeof(c)),
+                         0);
+        expect_record(f->s, "acme", "u1", 2, b, sizeof(b));
+        /* a member wrote in between (other bytes, same version): the write stays */
+        assert_int_equal(kh_store_record_put(f->s, "acme", KH_RECORD_USER_KEY, "u2", 1, c,
+                                             sizeof(c)),
+                         0);
+        assert_int_equal(kh_store_record_move(f->s, "acme", KH_RECORD_USER_KEY, "u2", 1, a,
+                                              sizeof(a), 2, b, sizeof(b)),
+                         0);
+        expect_record(f->s, "acme", "u2", 1, c, sizeof(c));
+        /* a prefix of the stored bytes is not the stored bytes */
+        assert_int_equal(kh_store_record_move(f->s, "acme", KH_RECORD_USER_KEY, "u2", 1, c,
+                                              sizeof(c) - 1, 2, b, sizeof(b)),
+                         0);
+        /* wrong from-version, another tenant, no such owner: nothing */
+        assert_int_equal(kh_store_record_move(f->s, "acme", KH_RECORD_USER_KEY, "u2", 3, c,
+                                              sizeof(c), 2, b, sizeof(b)),
+                         0);
+        assert_int_equal(kh_store_record_move(f->s, "other", KH_RECORD_USER_KEY, "u2", 1, c,
+                                              sizeof(c), 2, b, sizeof(b)),
+                         0);
+        assert_int_equal(kh_store_record_move(f->s, "acme", KH_RECORD_USER_KEY, "nobody", 1, c,
+                                              sizeof(c), 2, b, sizeof(b)),
+                         0);
+        expect_record(f->s, "acme", "u2", 1, c, sizeof(c));
+        /* inside a rolled back transaction a move does not happen */
+        assert_int_equal(kh_store_tx_begin(f->s), 0);
+        assert_int_equal(kh_store_record_move(f->s, "acme", KH_RECORD_USER_KEY, "u2", 1, c,
+                                              sizeof(c), 2, a, sizeof(a)),
+                         1);
+        kh_store_tx_rollback(f->s);
+        expect_record(f->s, "acme", "u2", 1, c, sizeof(c));
+        assert_int_equal(kh_store_tx_begin(f->s), 0);
+        assert_int_equal(kh_store_record_move(f->s, "acme", KH_RECORD_USER_KEY, "u2", 1, c,
+                                              sizeof(c), 2, a, sizeof(a)),
+                         1);
+        assert_int_equal(kh_store_tx_commit(f->s), 0);
+        expect_record(f->s, "acme", "u2", 2, a, sizeof(a));
+        assert_int_equal(kh_store_record_count(f->s, "acme", 1, &n), 0);
+        assert_int_equal(n, 0);
+        assert_int_equal(kh_store_record_count(f->s, "acme", 2, &n), 0);
+        assert_int_equal(n, 2);
+}
+
+static int collect_prior(const struct kh_tenant_key *key, void *userdata) {
+        enum kh_key_state *p = userdata;
+
+        if (key->version >= 1 && key->version <= 3) {
+                p[2 * (key->version - 1)] = key->state;
+                p[2 * (key->version - 1) + 1] = key->prior_state;
+        }
+        return 0;
+}
+
+static void test_tenant_key_update_compare_and_set_with_prior(void **state) {
+        struct fixture *f = *state;
+        enum kh_key_state p[6] = { 0 };
+        uint8_t d[32];
+
+        fill(d, sizeof(d), 31);
+        assert_int_equal(kh_store_tenant_key_insert_if_absent(f->s, "acme", 1, KH_KEY_ARCHIVED, d,
+                                                              sizeof(d), sig, sizeof(sig)),
+                         1);
+        assert_int_equal(kh_store_tenant_key_insert_if_absent(f->s, "acme", 2, KH_KEY_ACTIVE, d,
+                                                              sizeof(d), sig, sizeof(sig)),
+                         1);
+        /* revoke: from the state it is in, remembering it */
+        assert_int_equal(kh_store_tenant_key_update(f->s, "acme", 1, KH_KEY_ARCHIVED,
+                                                    KH_KEY_REVOKED, KH_KEY_ARCHIVED),
+                         0);
+        assert_int_equal(kh_store_tenant_key_update(f->s, "acme", 2, KH_KEY_ACTIVE,
+                                                    KH_KEY_REVOKED, KH_KEY_ACTIVE),
+                         0);
+        assert_int_equal(kh_store_tenant_keys(f->s, "acme", collect_prior, p), 0);
+        assert_int_equal(p[0], KH_KEY_REVOKED);
+        assert_int_equal(p[1], KH_KEY_ARCHIVED);
+        assert_int_equal(p[2], KH_KEY_REVOKED);
+        assert_int_equal(p[3], KH_KEY_ACTIVE);
+        /* a second administrator acting on the old state loses */
+        assert_int_equal(kh_store_tenant_key_update(f->s, "acme", 1, KH_KEY_ARCHIVED,
+                                                    KH_KEY_RETIRED, 0),
+                         -ENOENT);
+        assert_int_equal(kh_store_tenant_key_update(f->s, "acme", 3, KH_KEY_ACTIVE,
+                                                    KH_KEY_ARCHIVED, 0),
+                         -ENOENT);
+        assert_int_equal(kh_store_tenant_key_update(f->s, "other", 1, KH_KEY_REVOKED,
+                                                    KH_KEY_ARCHIVED, 0),
+                         -ENOENT);
+        /* reinstate: back, prior cleared */
+        assert_int_equal(kh_store_tenant_key_update(f->s, "acme", 1, KH_KEY_REVOKED,
+                                                    KH_KEY_ARCHIVED, 0),
+                         0);
+        assert_int_equal(kh_store_tenant_key_update(f->s, "acme", 2, KH_KEY_REVOKED,
+                                                    KH_KEY_ACTIVE, 0),
+                         0);
+        memset(p, 0, sizeof(p));
+        assert_int_equal(kh_store_tenant_keys(f->s, "acme", collect_prior, p), 0);
+        assert_int_equal(p[0], KH_KEY_ARCHIVED);
+        assert_int_equal(p[1], 0);
+        assert_int_equal(p[2], KH_KEY_ACTIVE);
+        assert_int_equal(p[3], 0);
+        /* a rolled back update leaves the state */
+        assert_int_equal(kh_store_tx_begin(f->s), 0);
+        assert_int_equal(kh_store_tenant_key_update(f->s, "acme", 1, KH_KEY_ARCHIVED,
+                                                    KH_KEY_RETIRED, 0),
+                         0);
+        kh_store_tx_rollback(f->s);
+        memset(p, 0, sizeof(p));
+        assert_int_equal(kh_store_tenant_keys(f->s, "acme", collect_prior, p), 0);
+        assert_int_equal(p[0], KH_KEY_ARCHIVED);
+}
+
+static void test_tenant_key_destroy_wipes_the_dek_and_keeps_the_row(void **state) {
+        struct fixture *f = *state;
+        struct collected c = { 0 };
+        uint8_t d[64];
+
+        fill(d, sizeof(d), 33);
+        assert_int_equal(kh_store_tenant_key_insert_if_absent(f->s, "acme", 1, KH_KEY_ARCHIVED, d,
+                                                              sizeof(d), sig, sizeof(sig)),
+                         1);
+        assert_int_equal(kh_store_tenant_key_insert_if_absent(f->s, "acme", 2, KH_KEY_ACTIVE, d,
+                                                              sizeof(d), sig, sizeof(sig)),
+                         1);
+        /* only a retired version */
+        assert_int_equal(kh_store_tenant_key_destroy(f->s, "acme", 1), -ENOENT);
+        assert_int_equal(kh_store_tenant_key_destroy(f->s, "acme", 2), -ENOENT);
+        assert_int_equal(kh_store_tenant_key_destroy(f->s, "acme", 3), -ENOENT);
+        assert_int_equal(kh_store_tenant_key_update(f->s, "acme", 1, KH_KEY_ARCHIVED,
+                                                    KH_KEY_RETIRED, 0),
+                         0);
+        assert_int_equal(kh_store_tenant_key_destroy(f->s, "other", 1), -ENOENT);
+        assert_int_equal(kh_store_tenant_key_destroy(f->s, "acme", 1), 0);
+        assert_int_equal(kh_store_tenant_key_destroy(f->s, "acme", 1), -ENOENT);
+        assert_int_equal(kh_store_tenant_keys(f->s, "acme", collect, &c), 0);
+        assert_int_equal(c.n, 2);
+        assert_int_equal(c.k[0].version, 1);
+        assert_int_equal(c.k[0].state, KH_KEY_DESTROYED);
+        assert_int_equal(c.k[0].len, 0);
+        assert_int_equal(c.k[0].sig_len, 0);
+        assert_int_equal(c.k[1].state, KH_KEY_ACTIVE);
+        assert_int_equal(c.k[1].len, sizeof(d));
+        assert_memory_equal(c.k[1].dek, d, sizeof(d));
+        /* the number is never used again; a destroyed version goes nowhere */
+        assert_int_equal(kh_store_tenant_key_insert_if_absent(f->s, "acme", 1, KH_KEY_ACTIVE, d,
+                                                              sizeof(d), sig, sizeof(sig)),
+                         0);
+        assert_int_equal(kh_store_tenant_key_update(f->s, "acme", 1, KH_KEY_RETIRED,
+                                                    KH_KEY_ARCHIVED, 0),
+                         -ENOENT);
+}
+
 int kh_store_conformance_run(const struct kh_store_test_backend *b) {
         const struct CMUnitTest tests[] = {
 #define T(fn) cmocka_unit_test_setup_teardown(fn, fixture_setup, fixture_teardown)
@@ -1082,6 +1318,10 @@ int kh_store_conformance_run(const struct kh_store_test_backend *b) {
                 T(test_audit_blocks_append_last_and_scan),
                 T(test_audit_block_twice_is_eexist_and_rolls_back),
                 T(test_tenant_key_uses_add_up),
+                T(test_records_under_pages_in_owner_order),
+                T(test_record_move_is_a_compare_and_set),
+                T(test_tenant_key_update_compare_and_set_with_prior),
+                T(test_tenant_key_destroy_wipes_the_dek_and_keeps_the_row),
                 cmocka_unit_test(test_concurrent_openers_of_empty_database_migrate_once),
 #undef T
         };
