@@ -341,8 +341,14 @@ static int append(struct kh_auditor *a, struct kh_store *store, struct chain *c,
                 memcpy(ref.tenant, c->id, sizeof(ref.tenant));
                 kh_audit_checkpoint_digest(c->id, rec.seq, rec.hash, digest);
                 kh_buf_init(&sig, KH_AUDIT_SIG_MAX, false);
-                pthread_mutex_lock(a->ks_lock);
+                /* Never wait for the key store here: this runs inside a write transaction,
+                 * and whoever holds the key store (a rekey, an unseal) may be waiting for
+                 * the database in turn. The checkpoint is tried again at the next commit. */
+                if (pthread_mutex_trylock(a->ks_lock) != 0)
+                        return NOT_SIGNED;
                 r = key_ensure_locked(a, c);
+                if (r == 0 && !*a->ks)
+                        r = -KH_E_SEALED;        /* sealed after the key was loaded */
                 if (r == 0)
                         r = kh_keystore_sign(*a->ks, &ref, digest, sizeof(digest), &sig);
                 pthread_mutex_unlock(a->ks_lock);
