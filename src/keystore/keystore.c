@@ -14,8 +14,6 @@ static const struct kh_keystore_ops *const backends[] = {
         /* pkcs11 later, inside #if KH_WITH_PKCS11 */
 };
 
-#define KH_RSA_BITS_MIN 2048
-#define KH_RSA_BITS_MAX 8192
 
 static bool tenant_is_valid(const char *tenant, size_t max) {
         size_t len = strnlen(tenant, max + 1);

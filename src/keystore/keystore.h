@@ -42,6 +42,10 @@ enum kh_key_alg {
                                           * faster than RSA-3072 */
 };
 
+/* The RSA sizes a key store makes (rsa_bits), in steps of 1024. */
+#define KH_RSA_BITS_MIN 2048
+#define KH_RSA_BITS_MAX 8192
+
 struct kh_key_spec {
         const char *tenant;
         uint32_t version;

@@ -200,7 +200,8 @@ int kh_key_rekey(struct kh_app *app, const struct kh_tenant *t, unsigned rsa_bit
         struct op op;
         int r;
 
-        if (rsa_bits != 3072 && rsa_bits != 4096)
+        /* rsa-3072 or rsa-4096 by name; [keystore] rsa_bits (2048..8192) by default */
+        if (rsa_bits < KH_RSA_BITS_MIN || rsa_bits > KH_RSA_BITS_MAX || rsa_bits % 1024 != 0)
                 return -KH_E_INVALID_ALGORITHM;
         r = op_begin(&op, app, t);
         if (r < 0)
@@ -228,7 +229,7 @@ int kh_key_rekey(struct kh_app *app, const struct kh_tenant *t, unsigned rsa_bit
         r = op_end(&op, r);
         if (r < 0)
                 return r;
-        kh_reencrypt_wake(app->reencrypt);
+        kh_reencrypt_begin(app->reencrypt, t->index, version);
         *ret = (struct kh_key_change) { version, KH_KEY_ACTIVE };
         return 0;
 }

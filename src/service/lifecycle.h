@@ -24,7 +24,8 @@ struct kh_key_change {
 
 /**
  * kh_key_rekey() - a new active version of tenant t's key: a new RSA key of @rsa_bits
- * (3072 or 4096) in the key store, a new DEK wrapped by it and signed, the old active version
+ * (2048..8192, a multiple of 1024: what [keystore] rsa_bits allows; the API names 3072 and
+ * 4096) in the key store, a new DEK wrapped by it and signed, the old active version
  * archived; then wakes the re-encryption job.
  * Returns 0, -KH_E_JOB_RUNNING (records of an earlier rekey are not all moved yet),
  * -KH_E_TOO_MANY_VERSIONS, -KH_E_SEALED, -KH_E_INVALID_ALGORITHM, or an error of the key

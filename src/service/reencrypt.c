@@ -20,6 +20,12 @@
  * the database lock waits a few milliseconds at most; large enough that the commit's flush
  * is spread over many records. */
 #define BATCH            500
+/* How long one transaction of the job may stay open. Every commit by any connection makes
+ * every other connection of the process drop its page cache (SQLite notices the changed
+ * database and cannot tell which pages changed), so a commit per batch would make every
+ * worker re-read its B-tree pages hundreds of times a second; a member's write waits at most
+ * this long for the lock instead. */
+#define COMMIT_MS        250
 /* The thread runs below the workers: on a busy server it takes what they leave. */
 #define JOB_NICE         10
 /* Passes over one version: a pass after the first finds only records a member wrote under
@@ -54,6 +60,9 @@ struct kh_reencrypt {
         pthread_mutex_t lock;            /* guards wake, stop and every tenant's progress */
         pthread_cond_t cond;
         bool wake, stop;
+        bool tx_open;                    /* the thread's connection holds a write transaction */
+        int64_t tx_since_ms;
+        uint64_t tx_moved;               /* moves in the open transaction, not yet counted */
         struct batch *batch;
         struct kh_buf buf;
         size_t n;
@@ -173,16 +182,47 @@ static void reseal(struct kh_reencrypt *job, const char *tenant, const struct kh
         }
 }
 
-/* Commits the moves of the batch's resealed rows as one transaction; adds to *moved. */
+/* Commits the open transaction, if any: its moves count from now on. */
+static int tx_commit(struct kh_reencrypt *job, uint64_t *moved) {
+        int r;
+
+        if (!job->tx_open)
+                return 0;
+        job->tx_open = false;
+        r = kh_store_tx_commit(job->store);
+        if (r < 0) {
+                kh_store_tx_rollback(job->store);
+                job->tx_moved = 0;
+                return r;
+        }
+        *moved += job->tx_moved;
+        job->tx_moved = 0;
+        return 0;
+}
+
+/* Drops the open transaction's moves (an error, a stop): the records stay where they were,
+ * to be found again. */
+static void tx_abort(struct kh_reencrypt *job) {
+        if (job->tx_open)
+                kh_store_tx_rollback(job->store);
+        job->tx_open = false;
+        job->tx_moved = 0;
+}
+
+/* Adds the moves of the batch's resealed rows to the open transaction (opening one), and
+ * commits it once it has been open COMMIT_MS. */
 static int commit_moves(struct kh_reencrypt *job, const char *tenant, uint32_t from, uint32_t to,
                         uint64_t *moved) {
         struct batch *b = job->batch;
-        uint64_t n = 0;
         int r;
 
-        r = kh_store_tx_begin(job->store);
-        if (r < 0)
-                return r;
+        if (!job->tx_open) {
+                r = kh_store_tx_begin(job->store);
+                if (r < 0)
+                        return r;
+                job->tx_open = true;
+                job->tx_since_ms = now_ms();
+        }
         for (size_t i = 0; i < b->n; i++) {
                 struct row *row = &b->rows[i];
                 if (!row->ok)
@@ -190,17 +230,13 @@ static int commit_moves(struct kh_reencrypt *job, const char *tenant, uint32_t f
                 r = kh_store_record_move(job->store, tenant, row->kind, row->owner, from,
                                          row->blob, row->len, to, row->sealed, row->new_len);
                 if (r < 0) {
-                        kh_store_tx_rollback(job->store);
+                        tx_abort(job);
                         return r;
                 }
-                n += (uint64_t) r;
+                job->tx_moved += (uint64_t) r;
         }
-        r = kh_store_tx_commit(job->store);
-        if (r < 0) {
-                kh_store_tx_rollback(job->store);
-                return r;
-        }
-        *moved += n;
+        if (now_ms() - job->tx_since_ms >= COMMIT_MS)
+                return tx_commit(job, moved);
         return 0;
 }
 
@@ -303,16 +339,32 @@ static int move_version(struct kh_reencrypt *job, size_t t, uint32_t v, uint32_t
                 int r;
 
                 do {
-                        if (stopping(job))
+                        if (stopping(job)) {
+                                tx_abort(job);
                                 return -ECANCELED;
+                        }
                         r = move_batch(job, t, v, target, first, &p->moved, &failed, &n);
-                        if (r != 0)
+                        if (r != 0) {
+                                tx_abort(job);
                                 return r;
+                        }
                         first = false;
                         p->failed = failed;
-                        progress_update(job, t, p);
-                        throttle(job, p->moved, start_ms);
+                        if (job->app->cfg->jobs.reencrypt_rate) {
+                                /* never sleep holding the lock */
+                                r = tx_commit(job, &p->moved);
+                                if (r < 0)
+                                        return r;
+                                progress_update(job, t, p);
+                                throttle(job, p->moved, start_ms);
+                        } else {
+                                progress_update(job, t, p);
+                        }
                 } while (n == BATCH);
+                r = tx_commit(job, &p->moved);
+                if (r < 0)
+                        return r;
+                progress_update(job, t, p);
 
                 r = kh_store_record_count(job->store, id, v, &left);
                 if (r < 0)
@@ -367,8 +419,13 @@ static int run_tenant(struct kh_reencrypt *job, size_t t) {
                 if (archived == 0) {
                         struct kh_job_progress cur;
                         kh_reencrypt_progress(job, t, &cur);
-                        if (cur.state == KH_JOB_RUNNING || cur.state == KH_JOB_FAILED) {
+                        /* a rekey's job (kh_reencrypt_begin()) ends here when nothing was
+                         * under the old versions; one for a version this snapshot does not
+                         * know yet is the next wake-up's */
+                        if ((cur.state == KH_JOB_RUNNING || cur.state == KH_JOB_FAILED) &&
+                            (cur.target == 0 || cur.target == tk->active->version)) {
                                 cur.state = KH_JOB_DONE;
+                                cur.target = tk->active->version;
                                 cur.skipped = revoked;
                                 progress_update(job, t, &cur);
                         }
@@ -473,6 +530,18 @@ int kh_reencrypt_start(struct kh_app *app, struct kh_reencrypt **ret) {
         job->started = true;
         *ret = job;
         return 0;
+}
+
+void kh_reencrypt_begin(struct kh_reencrypt *job, size_t tenant, uint32_t version) {
+        if (!job || tenant >= job->n)
+                return;
+        pthread_mutex_lock(&job->lock);
+        job->tenants[tenant].p = (struct kh_job_progress) {
+                .state = KH_JOB_RUNNING, .target = version, .eta_s = -1 };
+        job->tenants[tenant].started_ms = now_ms();
+        job->tenants[tenant].ended_ms = 0;
+        pthread_mutex_unlock(&job->lock);
+        kh_reencrypt_wake(job);
 }
 
 void kh_reencrypt_wake(struct kh_reencrypt *job) {

@@ -49,6 +49,11 @@ void kh_reencrypt_stop(struct kh_reencrypt *job);
 /* There may be work: a rekey, a reinstate, an unseal. Any thread. */
 void kh_reencrypt_wake(struct kh_reencrypt *job);
 
+/* A rekey of tenant index @tenant made @version active: its job is running from now on (so
+ * that key status and a second rekey see it before the thread has looked), and wakes the
+ * thread. Any thread. */
+void kh_reencrypt_begin(struct kh_reencrypt *job, size_t tenant, uint32_t version);
+
 /* The progress of tenant index @tenant's job. Any thread. */
 void kh_reencrypt_progress(struct kh_reencrypt *job, size_t tenant, struct kh_job_progress *ret);
 
