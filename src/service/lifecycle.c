@@ -256,16 +256,19 @@ int kh_key_retire(struct kh_app *app, const struct kh_tenant *t, uint32_t versio
         case KH_KEY_ACTIVE:
                 return op_end(&op, -KH_E_LAST_ACTIVE);
         case KH_KEY_ARCHIVED:
+        case KH_KEY_REVOKED:
                 /* the gate: the count and the state change are one transaction, so no move
                  * can land between them (a writer never seals under an archived version:
-                 * every worker is past the rekey's snapshot, kh_key_rekey() waited) */
+                 * every worker is past the rekey's snapshot, kh_key_rekey() waited). A
+                 * revoked version retires too once nothing is under it: the leaked-key
+                 * playbook revokes before it retires and destroys. */
                 r = kh_store_tx_begin(app->store);
                 if (r >= 0)
                         r = kh_store_record_count(app->store, t->id, version, &n);
                 if (r >= 0 && n > 0)
                         r = -KH_E_RECORDS_REMAIN;
                 if (r >= 0)
-                        r = update(&op, version, KH_KEY_ARCHIVED, KH_KEY_RETIRED, 0);
+                        r = update(&op, version, v->state, KH_KEY_RETIRED, 0);
                 if (r >= 0)
                         r = kh_store_tx_commit(app->store);
                 if (r < 0) {

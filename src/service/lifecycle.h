@@ -35,10 +35,11 @@ KH_MUST_CHECK int kh_key_rekey(struct kh_app *app, const struct kh_tenant *t, un
                                struct kh_key_change *ret);
 
 /**
- * kh_key_retire() - archived → retired, once no record is sealed under the version.
+ * kh_key_retire() - archived (or revoked) → retired, once no record is sealed under the
+ * version.
  * @ret_records: the count that refused it (-KH_E_RECORDS_REMAIN).
  * Returns 0 (retired already: 0 too), -KH_E_VERSION_NOT_FOUND, -KH_E_RECORDS_REMAIN,
- * -KH_E_LAST_ACTIVE (the active version), -KH_E_INVALID_STATE (revoked, destroyed),
+ * -KH_E_LAST_ACTIVE (the active version), -KH_E_INVALID_STATE (destroyed),
  * -KH_E_SEALED or a database error.
  */
 KH_MUST_CHECK int kh_key_retire(struct kh_app *app, const struct kh_tenant *t, uint32_t version,
