@@ -1072,3 +1072,31 @@ def test_no_command_route_log_or_file_yields_a_private_key_or_dek(make_keyholdd,
     # the search would have found them (a search that looks at nothing proves nothing)
     assert sum(len(h) for h in haystack.values()) > 100000
     assert len([s for s in secrets if "-dek-raw" in s]) == len(rows) >= 4
+
+
+# ------------------------------------------------------------------------------- metrics
+
+
+def test_job_progress_and_seal_in_metrics(make_keyholdd, issuers):
+    """/metrics shows each tenant's job as key status does, and whether the server is sealed."""
+    k = make_keyholdd(tenants(issuers), extra=jobs(400))
+    seed(k, issuers["default"], 600)
+    m = k.metrics()
+    assert m.sum("keyhold_reencrypt_running", tenant="default") == 0
+    assert m.sum("keyhold_sealed") == 0
+    assert rekey(k) == 2
+    # the job moves its first batch of 500, then sleeps: running, with 500 moved of 600
+    got = poll_until(lambda: (lambda mm: mm if mm.sum("keyhold_reencrypt_moved", tenant="default")
+                              >= BATCH else None)(k.metrics()), timeout=JOB_TIMEOUT_S)
+    assert got, k.metrics()
+    assert got.sum("keyhold_reencrypt_total", tenant="default") == 600
+    assert got.sum("keyhold_reencrypt_running", tenant="default") == 1
+    # the other tenant has no job
+    assert got.sum("keyhold_reencrypt_running", tenant="acme") == 0
+    job = wait_job_done(k)["job"]
+    m = k.metrics()
+    assert m.sum("keyhold_reencrypt_running", tenant="default") == 0
+    assert m.sum("keyhold_reencrypt_moved", tenant="default") == job["moved"] == 600
+    assert m.sum("keyhold_reencrypt_eta_seconds", tenant="default") == 0
+    assert post_ok(k, "/server/seal") == {"sealed": True}
+    assert k.metrics().sum("keyhold_sealed") == 1

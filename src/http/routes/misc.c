@@ -11,6 +11,8 @@
 #include "common/errors.h"
 #include "common/secret.h"
 #include "http/http-internal.h"
+#include "service/lifecycle.h"
+#include "service/reencrypt.h"
 #include "service/service.h"
 #include "service/stats.h"
 
@@ -68,6 +70,52 @@ static int append_metric(struct kh_buf *out, const char *type, const char *name,
         return kh_buf_append_str(out, line);
 }
 
+/* Each tenant's re-encryption job (service/reencrypt.h): what `key status` shows. */
+static int append_job_metrics(struct kh_buf *out, struct kh_app *app) {
+        static const struct {
+                const char *name, *type, *help;
+        } m[] = {
+                { "keyhold_reencrypt_running", "gauge",
+                  "1 while the tenant's re-encryption job runs." },
+                { "keyhold_reencrypt_moved", "gauge",
+                  "Records the job moved to the active version since it (re)started." },
+                { "keyhold_reencrypt_skipped", "gauge",
+                  "Records under revoked versions the job leaves where they are." },
+                { "keyhold_reencrypt_total", "gauge",
+                  "Records under older versions when the job (re)started." },
+                { "keyhold_reencrypt_rate", "gauge", "Records per second the job moves." },
+                { "keyhold_reencrypt_eta_seconds", "gauge",
+                  "Seconds the job still needs at its rate (-1: not known)." },
+        };
+        char line[256];
+        int r = 0;
+
+        for (size_t i = 0; i < KH_ELEMENTSOF(m); i++) {
+                (void) snprintf(line, sizeof(line), "# HELP %s %s\n# TYPE %s %s\n", m[i].name,
+                                m[i].help, m[i].name, m[i].type);
+                r |= kh_buf_append_str(out, line);
+                for (size_t t = 0; t < kh_app_n_tenants(app); t++) {
+                        const struct kh_tenant *tenant = kh_app_tenant_at(app, t);
+                        struct kh_job_progress p;
+                        double v;
+
+                        kh_key_job_progress(app, tenant, &p);
+                        switch (i) {
+                        case 0: v = p.state == KH_JOB_RUNNING; break;
+                        case 1: v = (double) p.moved; break;
+                        case 2: v = (double) p.skipped; break;
+                        case 3: v = (double) p.total; break;
+                        case 4: v = p.rate; break;
+                        default: v = (double) p.eta_s; break;
+                        }
+                        (void) snprintf(line, sizeof(line), "%s{tenant=\"%s\"} %.17g\n", m[i].name,
+                                        tenant->id, v);
+                        r |= kh_buf_append_str(out, line);
+                }
+        }
+        return r;
+}
+
 int kh_route_metrics(struct kh_http_req *req, const struct kh_principal *who) {
         struct kh_http_server *s = req->worker->server;
         const struct kh_http_metrics *all[KH_THREADS_MAX];
@@ -116,6 +164,10 @@ int kh_route_metrics(struct kh_http_req *req, const struct kh_principal *who) {
                                 v->tenant, v->version, (unsigned long long) v->uses);
                 r |= kh_buf_append_str(&out, line);
         }
+        r |= append_job_metrics(&out, s->app);
+        r |= append_metric(&out, "gauge", "keyhold_sealed",
+                           "1 while the server is sealed (every key route answers 503).",
+                           kh_app_sealed(s->app));
         if (r < 0)
                 return -ENOMEM;
         kh_http_reply(req, 200, "text/plain; version=0.0.4", out.data, out.len, false);
