@@ -138,7 +138,8 @@ int kh_aead_seal(const struct kh_secret *key, const uint8_t *aad, size_t aad_len
                         return -ENOMEM;
         }
 
-        r = kh_random_bytes(blob, KH_AEAD_NONCE_LEN);
+        _Static_assert(KH_AEAD_NONCE_LEN == KH_NONCE_LEN, "a GCM nonce is 96 bits");
+        r = kh_random_nonce(blob);
         if (r >= 0)
                 r = gcm_run(true, key, blob, aad, aad_len, kh_secret_bytes(pt), pt_len,
                             blob + KH_AEAD_NONCE_LEN, blob + KH_AEAD_NONCE_LEN + pt_len);

@@ -4,6 +4,10 @@
 #include <limits.h>
 #include <stdint.h>
 
+#include <pthread.h>
+#include <string.h>
+
+#include <openssl/crypto.h>
 #include <openssl/rand.h>
 
 int kh_random_bytes(void *buf, size_t n) {
@@ -35,5 +39,40 @@ int kh_random_secret(size_t len, struct kh_secret **ret) {
                 return r;
 
         *ret = KH_TAKE_PTR(s);
+        return 0;
+}
+
+/* A multiple of the nonce size, so that no nonce straddles two refills. */
+#define NONCE_POOL (KH_NONCE_LEN * 340)
+
+static _Thread_local uint8_t nonce_pool[NONCE_POOL];
+static _Thread_local size_t nonce_used = NONCE_POOL;   /* all used: refill first */
+static pthread_once_t nonce_once = PTHREAD_ONCE_INIT;
+
+/* In a forked child (only the forking thread survives): its pool is also the parent's, and
+ * both would hand out the same nonces. */
+static void nonce_forget(void) {
+        OPENSSL_cleanse(nonce_pool, sizeof(nonce_pool));
+        nonce_used = NONCE_POOL;
+}
+
+static void nonce_init(void) {
+        (void) pthread_atfork(NULL, NULL, nonce_forget);
+}
+
+int kh_random_nonce(void *out) {
+        int r;
+
+        (void) pthread_once(&nonce_once, nonce_init);
+        if (nonce_used == NONCE_POOL) {
+                r = kh_random_bytes(nonce_pool, sizeof(nonce_pool));
+                if (r < 0)
+                        return r;
+                nonce_used = 0;
+        }
+        memcpy(out, nonce_pool + nonce_used, KH_NONCE_LEN);
+        /* a nonce handed out is gone from the pool */
+        memset(nonce_pool + nonce_used, 0, KH_NONCE_LEN);
+        nonce_used += KH_NONCE_LEN;
         return 0;
 }

@@ -175,10 +175,10 @@ static void reseal(struct kh_reencrypt *job, const char *tenant, const struct kh
                         (*failed)++;
                         continue;
                 }
+                /* ciphertext: nothing here needs wiping (the key was in pt, a secret) */
                 memcpy(row->sealed, job->buf.data, job->buf.len);
                 row->new_len = job->buf.len;
                 row->ok = true;
-                OPENSSL_cleanse(job->buf.data, job->buf.len);
         }
 }
 
@@ -277,8 +277,6 @@ static int move_batch(struct kh_reencrypt *job, size_t t, uint32_t from_version,
                 return 0;
         reseal(job, tenant->id, from, tk->active, failed);
         r = commit_moves(job, tenant->id, from_version, target, moved);
-        for (size_t i = 0; i < b->n; i++)
-                OPENSSL_cleanse(b->rows[i].sealed, sizeof(b->rows[i].sealed));
         if (r < 0)
                 return r;
         *ret_n = b->n;
@@ -518,7 +516,7 @@ int kh_reencrypt_start(struct kh_app *app, struct kh_reencrypt **ret) {
         job->wake = true;                /* a job a crash interrupted resumes at once */
         pthread_mutex_init(&job->lock, NULL);
         pthread_cond_init(&job->cond, NULL);
-        kh_buf_init(&job->buf, KH_SEALED_MAX, true);
+        kh_buf_init(&job->buf, KH_SEALED_MAX, false);
         job->batch = calloc(1, sizeof(*job->batch));
         r = job->batch ? kh_store_open(&app->cfg->storage, &job->store) : -ENOMEM;
         if (r == 0)
@@ -564,8 +562,6 @@ void kh_reencrypt_stop(struct kh_reencrypt *job) {
                 (void) pthread_join(job->thread, NULL);
         }
         kh_store_close(job->store);
-        if (job->batch)
-                OPENSSL_cleanse(job->batch, sizeof(*job->batch));
         free(job->batch);
         kh_buf_free(&job->buf);
         pthread_cond_destroy(&job->cond);

@@ -4,6 +4,9 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>
+#include <stdlib.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
@@ -56,11 +59,59 @@ static void test_random_secret(void **state) {
         assert_null(none);
 }
 
+static int nonce_cmp(const void *a, const void *b) {
+        return memcmp(a, b, KH_NONCE_LEN);
+}
+
+/* Nonces from the pool: none repeats across several refills, and none is all zeros (the
+ * pool zeroes what it handed out: a bug reusing a slot would show as zeros). */
+static void test_random_nonces_never_repeat(void **state) {
+        enum { N = 5000 };                      /* about 15 refills of the pool */
+        static uint8_t n[N][KH_NONCE_LEN];
+        static const uint8_t zero[KH_NONCE_LEN];
+
+        (void) state;
+        for (size_t i = 0; i < N; i++) {
+                assert_int_equal(kh_random_nonce(n[i]), 0);
+                assert_memory_not_equal(n[i], zero, KH_NONCE_LEN);
+        }
+        qsort(n, N, KH_NONCE_LEN, nonce_cmp);
+        for (size_t i = 1; i < N; i++)
+                assert_memory_not_equal(n[i - 1], n[i], KH_NONCE_LEN);
+}
+
+/* A forked child does not hand out the nonces its parent has in its pool. */
+static void test_random_nonce_after_fork(void **state) {
+        uint8_t first[KH_NONCE_LEN], parent[KH_NONCE_LEN], child[KH_NONCE_LEN];
+        int fds[2], status;
+        pid_t pid;
+
+        (void) state;
+        assert_int_equal(kh_random_nonce(first), 0);   /* the pool is filled */
+        assert_int_equal(pipe(fds), 0);
+        pid = fork();
+        assert_true(pid >= 0);
+        if (pid == 0) {
+                uint8_t c[KH_NONCE_LEN];
+                _exit(kh_random_nonce(c) == 0 && write(fds[1], c, sizeof(c)) == (ssize_t) sizeof(c)
+                              ? 0 : 1);
+        }
+        assert_int_equal(kh_random_nonce(parent), 0);
+        assert_int_equal(read(fds[0], child, sizeof(child)), (ssize_t) sizeof(child));
+        assert_int_equal(waitpid(pid, &status, 0), pid);
+        assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+        assert_memory_not_equal(parent, child, KH_NONCE_LEN);
+        close(fds[0]);
+        close(fds[1]);
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_sha256_fips_vectors),
                 cmocka_unit_test(test_random_bytes_fill_and_differ),
                 cmocka_unit_test(test_random_secret),
+                cmocka_unit_test(test_random_nonces_never_repeat),
+                cmocka_unit_test(test_random_nonce_after_fork),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }
