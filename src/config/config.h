@@ -48,6 +48,8 @@ struct kh_config_keystore {
         char *passphrase;           /* ... or a passphrase (only from KEYHOLD_KEYSTORE_PASSPHRASE) */
         const struct kh_secret *master_key; /* ... or the key itself (unseal: never from the
                                              * file or the environment; borrowed) */
+        const struct kh_secret *passphrase_secret; /* ... or the passphrase, NUL-terminated,
+                                                    * in locked memory (unseal; borrowed) */
         unsigned rsa_bits;          /* tenant key size for new versions; default 3072 */
 };
 

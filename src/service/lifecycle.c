@@ -452,7 +452,8 @@ int kh_app_unseal(struct kh_app *app, const struct kh_unseal_secret *secret) {
                 return -EINVAL;
         cfg.master_key = secret->master_key;
         cfg.master_key_file = NULL;
-        cfg.passphrase = (char *) (uintptr_t) secret->passphrase;
+        cfg.passphrase = NULL;
+        cfg.passphrase_secret = secret->passphrase;
 
         pthread_mutex_lock(&app->lifecycle_lock);
         if (!atomic_load(&app->sealed)) {

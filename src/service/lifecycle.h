@@ -72,7 +72,7 @@ KH_MUST_CHECK int kh_key_switch_all(struct kh_app *app, const struct kh_tenant *
 /* What unseals a server: the file key store's master key (32 bytes) or its passphrase. */
 struct kh_unseal_secret {
         const struct kh_secret *master_key;  /* or NULL */
-        const char *passphrase;              /* or NULL */
+        const struct kh_secret *passphrase;  /* NUL-terminated text, or NULL */
 };
 
 /**

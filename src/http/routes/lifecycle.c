@@ -81,12 +81,8 @@ static void run(struct kh_job *job) {
                 r = kh_app_seal(app);
                 break;
         case OP_UNSEAL:
-                secret = (struct kh_unseal_secret) {
-                        .master_key = op->master_key,
-                        .passphrase = op->passphrase
-                                              ? (const char *) kh_secret_bytes(op->passphrase)
-                                              : NULL,
-                };
+                secret = (struct kh_unseal_secret) { .master_key = op->master_key,
+                                                     .passphrase = op->passphrase };
                 r = kh_app_unseal(app, &secret);
                 break;
         default:

@@ -92,8 +92,8 @@ static int master_from_file(const char *path, struct kh_secret **ret) {
         return 0;
 }
 
-static int master_from_passphrase(const char *passphrase, const struct meta *m,
-                                  struct kh_secret **ret) {
+static int master_from_passphrase(const char *passphrase, size_t passphrase_len,
+                                  const struct meta *m, struct kh_secret **ret) {
         KH_CLEANUP(kh_secret_freep) struct kh_secret *key = NULL;
         int r;
 
@@ -101,7 +101,7 @@ static int master_from_passphrase(const char *passphrase, const struct meta *m,
         if (r < 0)
                 return r;
         r = argon2id_hash_raw(m->kdf.t_cost, m->kdf.m_kib, m->kdf.parallelism, passphrase,
-                              strlen(passphrase), m->salt, META_SALT_LEN,
+                              passphrase_len, m->salt, META_SALT_LEN,
                               kh_secret_bytes_mut(key), MASTER_KEY_LEN);
         if (r == ARGON2_MEMORY_ALLOCATION_ERROR)
                 return -ENOMEM;
@@ -156,7 +156,15 @@ static int master_get(const struct kh_config_keystore *cfg, const struct meta *m
         }
         if (cfg->master_key_file)
                 return master_from_file(cfg->master_key_file, ret);
-        return master_from_passphrase(cfg->passphrase, m, ret);
+        if (cfg->passphrase_secret) {
+                /* NUL-terminated: the text is one byte shorter than the secret */
+                size_t len = kh_secret_len(cfg->passphrase_secret);
+                if (len < 2)
+                        return -EINVAL;
+                return master_from_passphrase((const char *) kh_secret_bytes(cfg->passphrase_secret),
+                                              len - 1, m, ret);
+        }
+        return master_from_passphrase(cfg->passphrase, strlen(cfg->passphrase), m, ret);
 }
 
 /* Whether key opens m's check value: 0, -KH_E_INTEGRITY (another key), -ENOMEM, -EIO. */
@@ -228,7 +236,7 @@ static int meta_create(int dirfd, const struct kh_config_keystore *cfg,
 int kh_fks_master_load(int dirfd, const struct kh_config_keystore *cfg,
                        const struct kh_file_ks_kdf *kdf, struct kh_secret **ret_master) {
         bool have_file = (cfg->master_key_file && cfg->master_key_file[0]) || cfg->master_key;
-        bool have_pass = cfg->passphrase && cfg->passphrase[0];
+        bool have_pass = (cfg->passphrase && cfg->passphrase[0]) || cfg->passphrase_secret;
         int r;
 
         if (have_file == have_pass || !kdf_is_valid(kdf))
@@ -277,8 +285,8 @@ int kh_keystore_file_backup_key(const uint8_t *meta, size_t meta_len,
                                 const uint8_t salt[static KH_BACKUP_SALT_LEN],
                                 struct kh_secret **ret) {
         KH_CLEANUP(kh_secret_freep) struct kh_secret *master = NULL;
-        bool have_file = cfg->master_key_file && cfg->master_key_file[0];
-        bool have_pass = cfg->passphrase && cfg->passphrase[0];
+        bool have_file = (cfg->master_key_file && cfg->master_key_file[0]) || cfg->master_key;
+        bool have_pass = (cfg->passphrase && cfg->passphrase[0]) || cfg->passphrase_secret;
         struct meta m;
         int r;
 
