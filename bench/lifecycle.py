@@ -19,8 +19,10 @@ bench.py (BENCH_LIFECYCLE=0 leaves it out) and docs/benchmarks.md describes the 
 Settings (environment), besides bench.py's (BENCH_DURATION, BENCH_USERS, BENCH_THREADS,
 BENCH_CONNECTIONS, BENCH_BUILD):
   BENCH_RECORDS          records re-encrypted and backed up (1000000)
-  BENCH_LIFECYCLE_CPUS   all: keyholdd may use every CPU, so that the job's thread runs beside
-                         the worker (default); pinned: keyholdd on bench.py's server CPU only
+  BENCH_LIFECYCLE_CPUS   pinned: keyholdd (its worker and the job's thread) on bench.py's server
+                         CPU, wrk on the other, as bench.py measures (default); all: keyholdd may
+                         use every CPU (then the job competes with wrk, the client, as much as
+                         with the server)
   BENCH_LIFECYCLE_RESULTS  where the table goes (bench/results/lifecycle.md)
 """
 import http.client
@@ -40,7 +42,7 @@ sys.path.insert(0, str(HERE))
 import bench as B  # noqa: E402  (bench/bench.py: servers, wrk, tokens)
 
 RECORDS = B.env_int("BENCH_RECORDS", 1000000)
-CPUS_MODE = os.environ.get("BENCH_LIFECYCLE_CPUS", "all")
+CPUS_MODE = os.environ.get("BENCH_LIFECYCLE_CPUS", "pinned")
 RESULTS = pathlib.Path(os.environ.get("BENCH_LIFECYCLE_RESULTS") or HERE / "results" / "lifecycle.md")
 KEYHOLD = B.BUILD / "src" / "cli" / "keyhold"
 SEEDER = B.BUILD / "kh-seed-records"
