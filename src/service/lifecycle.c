@@ -99,6 +99,17 @@ static int op_end(struct op *op, int r) {
         return r;
 }
 
+/* op_begin() for an operation on one version: *ret is its row. */
+static int op_begin_version(struct op *op, struct kh_app *app, const struct kh_tenant *t,
+                            uint32_t version, const struct row **ret) {
+        int r = op_begin(op, app, t);
+
+        if (r < 0)
+                return r;
+        *ret = find_row(&op->rows, version);
+        return *ret ? 0 : -KH_E_VERSION_NOT_FOUND;
+}
+
 static int update(struct op *op, uint32_t version, enum kh_key_state from, enum kh_key_state to,
                   enum kh_key_state prior) {
         int r = kh_store_tenant_key_update(op->app->store, op->t->id, version, from, to, prior);
@@ -244,12 +255,9 @@ int kh_key_retire(struct kh_app *app, const struct kh_tenant *t, uint32_t versio
         int r;
 
         *ret_records = 0;
-        r = op_begin(&op, app, t);
+        r = op_begin_version(&op, app, t, version, &v);
         if (r < 0)
                 return op_end(&op, r);
-        v = find_row(&op.rows, version);
-        if (!v)
-                return op_end(&op, -KH_E_VERSION_NOT_FOUND);
         switch (v->state) {
         case KH_KEY_RETIRED:
                 break;
@@ -292,12 +300,9 @@ int kh_key_destroy(struct kh_app *app, const struct kh_tenant *t, uint32_t versi
         struct op op;
         int r;
 
-        r = op_begin(&op, app, t);
+        r = op_begin_version(&op, app, t, version, &v);
         if (r < 0)
                 return op_end(&op, r);
-        v = find_row(&op.rows, version);
-        if (!v)
-                return op_end(&op, -KH_E_VERSION_NOT_FOUND);
         if (v->state != KH_KEY_DESTROYED) {
                 if (v->state != KH_KEY_RETIRED)
                         return op_end(&op, -KH_E_NOT_RETIRED);
@@ -322,12 +327,9 @@ int kh_key_revoke(struct kh_app *app, const struct kh_tenant *t, uint32_t versio
         struct op op;
         int r;
 
-        r = op_begin(&op, app, t);
+        r = op_begin_version(&op, app, t, version, &v);
         if (r < 0)
                 return op_end(&op, r);
-        v = find_row(&op.rows, version);
-        if (!v)
-                return op_end(&op, -KH_E_VERSION_NOT_FOUND);
         switch (v->state) {
         case KH_KEY_REVOKED:
                 break;
@@ -352,12 +354,9 @@ int kh_key_reinstate(struct kh_app *app, const struct kh_tenant *t, uint32_t ver
         struct op op;
         int r;
 
-        r = op_begin(&op, app, t);
+        r = op_begin_version(&op, app, t, version, &v);
         if (r < 0)
                 return op_end(&op, r);
-        v = find_row(&op.rows, version);
-        if (!v)
-                return op_end(&op, -KH_E_VERSION_NOT_FOUND);
         if (v->state != KH_KEY_REVOKED)
                 return op_end(&op, -KH_E_NOT_REVOKED);
         to = v->prior == KH_KEY_ACTIVE ? KH_KEY_ACTIVE : KH_KEY_ARCHIVED;
