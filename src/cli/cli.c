@@ -323,8 +323,9 @@ int kh_cli_connect(struct kh_cli *cli, struct kh_client **ret) {
         return 0;
 }
 
-int kh_cli_get(struct kh_cli *cli, enum kh_client_scope scope, const char *path,
-               json_t **ret_body) {
+/* GET path, or POST it with body when post is true. */
+static int request(struct kh_cli *cli, enum kh_client_scope scope, const char *path, bool post,
+                   const json_t *body, json_t **ret_body) {
         json_auto_t *error = NULL;
         struct kh_client *c;
         int r;
@@ -332,7 +333,8 @@ int kh_cli_get(struct kh_cli *cli, enum kh_client_scope scope, const char *path,
         r = kh_cli_connect(cli, &c);
         if (r != 0)
                 return r;
-        r = kh_client_get(c, scope, path, ret_body, &error);
+        r = post ? kh_client_post(c, scope, path, body, ret_body, &error)
+                 : kh_client_get(c, scope, path, ret_body, &error);
         if (r == -ECANCELED)
                 return 1; /* the caller asked for signals: it says what stopping means */
         if (r < 0)
@@ -340,21 +342,14 @@ int kh_cli_get(struct kh_cli *cli, enum kh_client_scope scope, const char *path,
         return 0;
 }
 
+int kh_cli_get(struct kh_cli *cli, enum kh_client_scope scope, const char *path,
+               json_t **ret_body) {
+        return request(cli, scope, path, false, NULL, ret_body);
+}
+
 int kh_cli_post(struct kh_cli *cli, enum kh_client_scope scope, const char *path,
                 const json_t *body, json_t **ret_body) {
-        json_auto_t *error = NULL;
-        struct kh_client *c;
-        int r;
-
-        r = kh_cli_connect(cli, &c);
-        if (r != 0)
-                return r;
-        r = kh_client_post(c, scope, path, body, ret_body, &error);
-        if (r == -ECANCELED)
-                return 1;
-        if (r < 0)
-                return kh_cli_fail_with(cli, error);
-        return 0;
+        return request(cli, scope, path, true, body, ret_body);
 }
 
 int kh_cli_print_json(struct kh_cli *cli, const json_t *v) {
