@@ -46,27 +46,28 @@ static int __attribute__((format(printf, 2, 3))) fail(struct parser *p, const ch
         return -EINVAL;
 }
 
-/* The slot of the option named name[0..len) (long) or short_name (if not 0): a global one,
- * else one of the command's (once the command is known). NULL if there is none. */
+/* The slot of the option named name[0..len) (long) or short_name (if not 0): one of the
+ * command's (once the command is known), else a global one. The command's comes first so
+ * that a contract name a global also has means the command's after its words: `incident
+ * --version V` is the key version there, `keyhold --version` still keyhold's. NULL if none. */
 static const char **find_option(struct kh_cli_args *a, const char *name, size_t len,
                                 char short_name, const struct kh_cli_option **ret_opt) {
-        for (size_t g = 0; g < KH_CLI_G_N_; g++) {
-                const struct kh_cli_option *o = &kh_cli_globals[g].opt;
-                if (short_name ? o->short_name == short_name
-                               : strlen(o->name) == len && strncmp(o->name, name, len) == 0) {
-                        *ret_opt = o;
-                        return &a->global[g];
-                }
-        }
-        if (!a->command || !a->command->options)
-                return NULL;
-        for (size_t i = 0; a->command->options[i].name; i++) {
+        for (size_t i = 0; a->command && a->command->options && a->command->options[i].name;
+             i++) {
                 const struct kh_cli_option *o = &a->command->options[i];
                 assert(i < KH_CLI_OPTIONS_MAX);
                 if (short_name ? o->short_name == short_name
                                : strlen(o->name) == len && strncmp(o->name, name, len) == 0) {
                         *ret_opt = o;
                         return &a->values[i];
+                }
+        }
+        for (size_t g = 0; g < KH_CLI_G_N_; g++) {
+                const struct kh_cli_option *o = &kh_cli_globals[g].opt;
+                if (short_name ? o->short_name == short_name
+                               : strlen(o->name) == len && strncmp(o->name, name, len) == 0) {
+                        *ret_opt = o;
+                        return &a->global[g];
                 }
         }
         return NULL;
