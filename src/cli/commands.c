@@ -115,6 +115,44 @@ const struct kh_cli_command kh_cli_commands[] = {
                 .run = kh_cmd_key_reinstate,
         },
         {
+                .path = "incident",
+                .operands = "PLAYBOOK",
+                .summary = "breach response: leaked, unauthorized-use, hsm-vulnerability, algorithm-weakness",
+                .description =
+                        "Prints the breach-response playbook of DESIGN.md for key version V of\n"
+                        "the tenant, with each step's status on the server now (done, to do, not\n"
+                        "possible and why); nothing changes without --execute. PLAYBOOK is:\n"
+                        "  leaked              rekey, wait until the job has moved every record\n"
+                        "                      off V, revoke V, retire it, destroy it\n"
+                        "  unauthorized-use    a report of every use of V in the audit chain\n"
+                        "                      (reads, writes, refused requests) by actor, with\n"
+                        "                      count, first and last time and clients; no change\n"
+                        "  algorithm-weakness  rekey to --algorithm (default rsa-4096), wait for\n"
+                        "                      the job, retire V\n"
+                        "  hsm-vulnerability   the steps to move to another key store (keyhold\n"
+                        "                      keystore migrate comes with the PKCS#11 store,\n"
+                        "                      issue 15); --refuse-writes engages the kill switch,\n"
+                        "                      which refuses key reads too\n"
+                        "--execute runs the steps not done yet, in order, each an audited admin\n"
+                        "route. On a terminal it asks you to type the version number; --yes\n"
+                        "skips that; with neither it refuses and changes nothing. Whether a step\n"
+                        "is done is read from the server, so an interrupted run continues when\n"
+                        "run again. Here --version is the key version; `keyhold --version`\n"
+                        "before a command prints keyhold's own.",
+                .options = (const struct kh_cli_option[]) {
+                        { "version", 0, "V", "the key version concerned (keyhold key list)" },
+                        { "execute", 0, NULL, "run the steps (default: a dry run)" },
+                        { "yes", 0, NULL, "with --execute: do not ask for confirmation" },
+                        { "algorithm", 0, "ALG", "the rekey's rsa-3072 or rsa-4096 (leaked, algorithm-weakness)" },
+                        { "since", 0, "TIME", "unauthorized-use: from this UTC time or date on" },
+                        { "until", 0, "TIME", "unauthorized-use: up to this UTC time or date" },
+                        { "refuse-writes", 0, NULL, "hsm-vulnerability: engage the kill switch" },
+                        { 0 },
+                },
+                .example = "keyhold incident leaked --version 3 --execute",
+                .run = kh_cmd_incident,
+        },
+        {
                 .path = "seal",
                 .operands = "",
                 .summary = "the emergency brake: drop every key from memory (operator)",

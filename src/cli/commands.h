@@ -52,8 +52,8 @@ const struct kh_cli_option *kh_cli_command_option(const struct kh_cli_command *c
 /* Counts cmd's operands: *ret_min required ones, *ret_max in all ("[X]" is optional). */
 void kh_cli_command_operands(const struct kh_cli_command *cmd, size_t *ret_min, size_t *ret_max);
 
-/* Handlers, one per row (cmd-dev-token.c, cmd-key.c, cmd-audit.c), each documented by its
- * row. */
+/* Handlers, one per row (cmd-dev-token.c, cmd-key.c, cmd-audit.c, cmd-incident.c, ...),
+ * each documented by its row. */
 int kh_cmd_dev_token(struct kh_cli *cli);
 int kh_cmd_key_list(struct kh_cli *cli);
 int kh_cmd_key_status(struct kh_cli *cli);
@@ -71,3 +71,4 @@ int kh_cmd_audit_verify(struct kh_cli *cli);
 int kh_cmd_backup_create(struct kh_cli *cli);
 int kh_cmd_backup_verify(struct kh_cli *cli);
 int kh_cmd_backup_restore(struct kh_cli *cli);
+int kh_cmd_incident(struct kh_cli *cli);

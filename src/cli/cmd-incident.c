@@ -1,0 +1,1050 @@
+/* keyhold incident PLAYBOOK --version V [--execute [--yes]]: the breach-response playbooks of
+ * DESIGN.md ("Tenant key states"), built from the admin routes that exist (docs/incident.md).
+ *
+ * A playbook is a short list of steps, each one admin route that the server audits itself.
+ * Whether a step is done is decided from the server's state (GET /admin/keys) each time it is
+ * needed, never from anything kept here: a run that was stopped (Ctrl-C, kill -9, a lost
+ * connection) is simply run again and goes on from the first step that is not done. */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <jansson.h>
+
+#include "cli/cli.h"
+#include "cli/commands.h"
+#include "cli/output.h"
+#include "common/parse.h"
+
+#define STEPS_MAX        5
+#define DETAIL_MAX       320
+#define POLL_MS          500   /* each poll is a key.status audit record */
+#define STALL_POLLS      20    /* 10 s of records left under V and no job running: stuck */
+#define AUDIT_PAGE       10000 /* GET /admin/audit's largest page */
+#define ACTORS_MAX       100000
+#define CLIENTS_MAX      32    /* listed per actor; beyond, "clients_truncated" */
+#define TIME_LEN         24    /* the records' time: YYYY-MM-DDTHH:MM:SS.mmmZ */
+#define DEFAULT_STRONG   "rsa-4096" /* algorithm-weakness without --algorithm */
+
+enum playbook { PB_LEAKED, PB_UNAUTHORIZED_USE, PB_HSM, PB_ALGORITHM, PB_N_ };
+
+static const char *const playbook_names[PB_N_] = {
+        [PB_LEAKED] = "leaked",
+        [PB_UNAUTHORIZED_USE] = "unauthorized-use",
+        [PB_HSM] = "hsm-vulnerability",
+        [PB_ALGORITHM] = "algorithm-weakness",
+};
+
+enum step_kind {
+        S_REKEY,
+        S_REENCRYPT,
+        S_REVOKE,
+        S_RETIRE,
+        S_DESTROY,
+        S_REFUSE_WRITES,
+        S_MIGRATE,
+        S_REKEY_NEW_STORE,
+        S_RETIRE_OLD_STORE,
+};
+
+static const char *const step_names[] = {
+        [S_REKEY] = "rekey",
+        [S_REENCRYPT] = "reencrypt",
+        [S_REVOKE] = "revoke",
+        [S_RETIRE] = "retire",
+        [S_DESTROY] = "destroy",
+        [S_REFUSE_WRITES] = "refuse-writes",
+        [S_MIGRATE] = "keystore-migrate",
+        [S_REKEY_NEW_STORE] = "rekey-in-new-store",
+        [S_RETIRE_OLD_STORE] = "retire-old-store",
+};
+
+enum step_status { ST_DONE, ST_TODO, ST_NOT_POSSIBLE };
+static const char *const status_json[] = { "done", "to_do", "not_possible" };
+static const char *const status_text[] = { "done", "to do", "not possible" };
+
+/* What a run did with a step (--execute). */
+enum outcome { OUT_NOT_RUN, OUT_DONE_BEFORE, OUT_RAN };
+static const char *const outcome_json[] = { "not_run", "done_before", "ran" };
+
+struct step {
+        enum step_kind kind;
+        enum step_status status;
+        char detail[DETAIL_MAX];
+};
+
+struct plan {
+        struct step steps[STEPS_MAX];
+        size_t n;
+};
+
+struct incident {
+        struct kh_cli *cli;
+        enum playbook pb;
+        uint32_t version;
+        const char *algorithm; /* the rekey's "algorithm", or NULL: the server's default */
+        unsigned want_bits;    /* algorithm-weakness: the size the active version must have */
+        bool execute, yes, refuse_writes;
+        char since[TIME_LEN + 1], until[TIME_LEN + 1]; /* unauthorized-use; "" unbounded */
+};
+
+/* The tenant's keys as GET /admin/keys shows them, seen from version V. */
+struct view {
+        json_t *doc;         /* the answer; owned */
+        const char *state;   /* V's */
+        uint64_t records;    /* under V now */
+        uint32_t active;     /* the version that encrypts; 0: none (the kill switch is on) */
+        unsigned active_bits;
+        uint32_t newest;     /* the highest version: a rekey makes newest + 1 */
+        size_t open;         /* versions active or archived: what the kill switch revokes */
+        uint64_t pending;    /* records under archived versions: the job's work left */
+        const char *job;     /* the job's state */
+};
+
+static void view_done(struct view *v) {
+        json_decref(v->doc);
+        *v = (struct view) { 0 };
+}
+
+static const char *tenant_of(struct kh_cli *cli) {
+        const char *t = kh_cli_global(cli, KH_CLI_G_TENANT);
+        return t ? t : "default";
+}
+
+static bool is(const char *s, const char *want) {
+        return s && strcmp(s, want) == 0;
+}
+
+static uint64_t uint_of(const json_t *obj, const char *name) {
+        json_int_t v = json_integer_value(json_object_get(obj, name));
+        return v > 0 ? (uint64_t) v : 0;
+}
+
+/* "rsa-3072" → 3072; 0 for anything else. */
+static unsigned rsa_bits(const char *alg) {
+        uint64_t bits;
+
+        if (!alg || strncmp(alg, "rsa-", 4) != 0 ||
+            kh_parse_u64(alg + 4, strlen(alg + 4), 65536, &bits) < 0)
+                return 0;
+        return (unsigned) bits;
+}
+
+/* ---- the server's state ---- */
+
+/* GET /admin/keys into *ret, V's row found. Returns 0 or the exit status (1: also for a V
+ * the tenant never had, version_not_found). */
+static int view_get(struct incident *inc, struct view *ret) {
+        json_auto_t *doc = NULL;
+        const json_t *versions, *row, *found = NULL;
+        struct view v = { 0 };
+        size_t i;
+        int r;
+
+        r = kh_cli_get(inc->cli, KH_CLIENT_TENANT, "/admin/keys", &doc);
+        if (r != 0)
+                return r;
+        versions = json_object_get(doc, "versions");
+        if (!json_is_array(versions) || !json_is_object(json_object_get(doc, "job")))
+                return kh_cli_fail(inc->cli, "bad_response",
+                                   "the server's key list has no versions");
+        json_array_foreach(versions, i, row) {
+                const char *state = json_string_value(json_object_get(row, "state"));
+                uint64_t n = uint_of(row, "version");
+
+                if (!state || n == 0 || n > UINT32_MAX)
+                        return kh_cli_fail(inc->cli, "bad_response",
+                                           "the server's key list holds a version without a "
+                                           "number or state");
+                if (n > v.newest)
+                        v.newest = (uint32_t) n;
+                if (is(state, "active") || is(state, "archived"))
+                        v.open++;
+                if (is(state, "archived"))
+                        v.pending += uint_of(row, "records");
+                if (is(state, "active")) {
+                        v.active = (uint32_t) n;
+                        v.active_bits =
+                                rsa_bits(json_string_value(json_object_get(row, "algorithm")));
+                }
+                if (n == inc->version)
+                        found = row;
+        }
+        if (!found)
+                return kh_cli_fail(inc->cli, "version_not_found",
+                                   "tenant %s has no key version %" PRIu32 " (keyhold key list)",
+                                   tenant_of(inc->cli), inc->version);
+        v.state = json_string_value(json_object_get(found, "state"));
+        v.records = uint_of(found, "records");
+        v.job = json_string_value(json_object_get(json_object_get(doc, "job"), "state"));
+        if (!v.job)
+                return kh_cli_fail(inc->cli, "bad_response", "the server's key status has no job");
+        v.doc = json_incref(doc);
+        *ret = v;
+        return 0;
+}
+
+/* ---- plans: the steps and their status, from the server's state alone ---- */
+
+static struct step *add(struct plan *p, enum step_kind kind, enum step_status status,
+                        const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+
+static struct step *add(struct plan *p, enum step_kind kind, enum step_status status,
+                        const char *fmt, ...) {
+        struct step *s = &p->steps[p->n++];
+        va_list ap;
+
+        s->kind = kind;
+        s->status = status;
+        va_start(ap, fmt);
+        (void) vsnprintf(s->detail, sizeof(s->detail), fmt, ap);
+        va_end(ap);
+        return s;
+}
+
+static bool state_in(const char *s, const char *a, const char *b, const char *c) {
+        return is(s, a) || (b && is(s, b)) || (c && is(s, c));
+}
+
+/* Moving every record off V: the job does it once V is not active; a revoked V's records
+ * are skipped by the job, so the step reinstates V first (it is revoked again next). */
+static void plan_reencrypt(const struct incident *inc, const struct view *v, struct plan *p) {
+        uint32_t V = inc->version;
+
+        if (v->records == 0)
+                add(p, S_REENCRYPT, ST_DONE, "no record is sealed under version %" PRIu32, V);
+        else if (is(v->state, "revoked"))
+                add(p, S_REENCRYPT, ST_TODO,
+                    "%" PRIu64 " records are under version %" PRIu32 ", which is revoked: the "
+                    "job skips them, so it is reinstated (archived, it decrypts again) until "
+                    "they have moved, then revoked again", v->records, V);
+        else
+                add(p, S_REENCRYPT, ST_TODO,
+                    "the re-encryption job moves the %" PRIu64 " records under version %" PRIu32
+                    " to the active version; reads go on meanwhile", v->records, V);
+}
+
+static void plan_leaked(const struct incident *inc, const struct view *v, struct plan *p) {
+        uint32_t V = inc->version;
+        const char *alg = inc->algorithm ? inc->algorithm : "the server's default algorithm";
+
+        if (is(v->state, "destroyed")) {
+                static const enum step_kind all[] = { S_REKEY, S_REENCRYPT, S_REVOKE, S_RETIRE,
+                                                      S_DESTROY };
+                for (size_t i = 0; i < KH_ELEMENTSOF(all); i++)
+                        add(p, all[i], ST_DONE, "version %" PRIu32 " is destroyed", V);
+                return;
+        }
+        /* V must stop encrypting, and its records need an active version to move to */
+        if (is(v->state, "active"))
+                add(p, S_REKEY, ST_TODO,
+                    "version %" PRIu32 " is active: version %" PRIu32 " becomes active (%s), new "
+                    "records are sealed under it, version %" PRIu32 " is archived",
+                    V, v->newest + 1, alg, V);
+        else if (v->active == 0 && v->records > 0)
+                add(p, S_REKEY, ST_TODO,
+                    "no version is active (the kill switch is on) and %" PRIu64 " records are "
+                    "under version %" PRIu32 ": version %" PRIu32 " becomes active (%s) for them",
+                    v->records, V, v->newest + 1, alg);
+        else if (v->active == 0)
+                add(p, S_REKEY, ST_DONE, "version %" PRIu32 " is %s and no record is under it", V,
+                    v->state);
+        else
+                add(p, S_REKEY, ST_DONE, "version %" PRIu32 " is active, not %" PRIu32,
+                    v->active, V);
+        plan_reencrypt(inc, v, p);
+        if (state_in(v->state, "revoked", "retired", NULL))
+                add(p, S_REVOKE, ST_DONE, "version %" PRIu32 " is %s: it decrypts nothing", V,
+                    v->state);
+        else
+                add(p, S_REVOKE, ST_TODO,
+                    "version %" PRIu32 " stops decrypting: a record still under it would get "
+                    "403 key_revoked", V);
+        if (is(v->state, "retired"))
+                add(p, S_RETIRE, ST_DONE, "version %" PRIu32 " is retired", V);
+        else
+                add(p, S_RETIRE, ST_TODO,
+                    "version %" PRIu32 " is retired (the server checks that no record is "
+                    "under it)", V);
+        add(p, S_DESTROY, ST_TODO,
+            "the tenant key of version %" PRIu32 " is deleted from the key store and its "
+            "wrapped DEK from the database: irreversible", V);
+}
+
+static void plan_algorithm(const struct incident *inc, const struct view *v, struct plan *p) {
+        uint32_t V = inc->version;
+        bool strong_active = v->active != 0 && v->active_bits >= inc->want_bits;
+
+        if (strong_active)
+                add(p, S_REKEY, ST_DONE, "the active version %" PRIu32 " uses rsa-%u", v->active,
+                    v->active_bits);
+        else if (v->active != 0 && v->active_bits != 0)
+                add(p, S_REKEY, ST_TODO,
+                    "the active version %" PRIu32 " uses rsa-%u: version %" PRIu32 " becomes "
+                    "active with %s; new records are sealed under it", v->active, v->active_bits,
+                    v->newest + 1, inc->algorithm);
+        else
+                add(p, S_REKEY, ST_TODO,
+                    "version %" PRIu32 " becomes active with %s; new records are sealed under it",
+                    v->newest + 1, inc->algorithm);
+        if (strong_active && v->active == V) {
+                add(p, S_REENCRYPT, ST_DONE,
+                    "version %" PRIu32 " is the active version and uses rsa-%u: its records stay",
+                    V, v->active_bits);
+                add(p, S_RETIRE, ST_DONE,
+                    "not needed: version %" PRIu32 " is the active version", V);
+                return;
+        }
+        plan_reencrypt(inc, v, p);
+        if (state_in(v->state, "retired", "destroyed", NULL))
+                add(p, S_RETIRE, ST_DONE, "version %" PRIu32 " is %s", V, v->state);
+        else
+                add(p, S_RETIRE, ST_TODO,
+                    "version %" PRIu32 " stops decrypting for good; then `keyhold key destroy %"
+                    PRIu32 "` can delete it", V, V);
+}
+
+static void plan_hsm(const struct incident *inc, const struct view *v, struct plan *p) {
+        uint32_t V = inc->version;
+
+        if (v->open == 0)
+                add(p, S_REFUSE_WRITES, ST_DONE,
+                    "the kill switch is on: no version is active or archived, every key read and "
+                    "write is refused (keyhold key reinstate --all undoes it)");
+        else
+                add(p, S_REFUSE_WRITES, ST_TODO,
+                    "%s: the kill switch revokes every active and archived version (POST "
+                    "/admin/keys/revoke-all); it refuses key reads as well as writes (403 "
+                    "key_revoked) until keyhold key reinstate --all",
+                    inc->refuse_writes ? "with --refuse-writes"
+                                       : "optional, only with --refuse-writes");
+        add(p, S_MIGRATE, ST_NOT_POSSIBLE,
+            "not available yet: `keyhold keystore migrate --to CONFIG` comes with the PKCS#11 "
+            "key store (issue 15); until then no command moves tenant keys to another key store");
+        add(p, S_REKEY_NEW_STORE, ST_NOT_POSSIBLE,
+            "needs keystore-migrate: a rekey today makes the new version in the same key store");
+        add(p, S_RETIRE_OLD_STORE, ST_NOT_POSSIBLE,
+            "needs keystore-migrate: then version %" PRIu32 " and every other version of the old "
+            "key store are retired and destroyed (keyhold incident leaked --version N on each)", V);
+}
+
+static void plan_make(const struct incident *inc, const struct view *v, struct plan *ret) {
+        *ret = (struct plan) { 0 };
+        switch (inc->pb) {
+        case PB_LEAKED:
+                plan_leaked(inc, v, ret);
+                break;
+        case PB_ALGORITHM:
+                plan_algorithm(inc, v, ret);
+                break;
+        case PB_HSM:
+                plan_hsm(inc, v, ret);
+                break;
+        default:
+                break;
+        }
+}
+
+/* DESIGN.md's line for the playbook. */
+static void print_summary(const struct incident *inc) {
+        uint32_t V = inc->version;
+
+        switch (inc->pb) {
+        case PB_LEAKED:
+                printf("Key material of version %" PRIu32 " leaked: rekey, re-encrypt every "
+                       "record, revoke, retire and destroy version %" PRIu32 ".\n", V, V);
+                break;
+        case PB_HSM:
+                printf("The key store holding version %" PRIu32 " is vulnerable: move the tenant "
+                       "keys to another key store, then retire and destroy the versions it "
+                       "held.\n", V);
+                break;
+        case PB_ALGORITHM:
+                printf("The algorithm or size of version %" PRIu32 " is weak: rekey to %s, "
+                       "re-encrypt every record, retire version %" PRIu32 ".\n", V,
+                       inc->algorithm, V);
+                break;
+        default:
+                break;
+        }
+}
+
+/* The plan as text (stdout) or, at the end, as the JSON object of the contract. */
+static int plan_print(struct incident *inc, const struct plan *p, const enum outcome *outcomes) {
+        if (kh_cli_json(inc->cli)) {
+                json_auto_t *out = NULL, *steps = json_array();
+
+                for (size_t i = 0; steps && i < p->n; i++) {
+                        const struct step *s = &p->steps[i];
+                        json_t *o = json_pack("{ss ss ss}", "step", step_names[s->kind], "status",
+                                              status_json[s->status], "detail", s->detail);
+                        if (o && outcomes)
+                                (void) json_object_set_new(o, "outcome",
+                                                           json_string(outcome_json[outcomes[i]]));
+                        if (!o || json_array_append_new(steps, o) < 0) {
+                                json_decref(steps);
+                                steps = NULL;
+                        }
+                }
+                if (steps)
+                        out = json_pack("{ss sI ss sO sb}", "playbook", playbook_names[inc->pb],
+                                        "version", (json_int_t) inc->version, "tenant",
+                                        tenant_of(inc->cli), "steps", steps, "executed",
+                                        outcomes != NULL);
+                if (!out)
+                        return kh_cli_fail(inc->cli, "internal_error", "out of memory");
+                return kh_cli_print_json(inc->cli, out);
+        }
+        printf("Playbook %s, version %" PRIu32 " of tenant %s%s\n", playbook_names[inc->pb],
+               inc->version, tenant_of(inc->cli), outcomes ? "" : " (dry run: nothing changed)");
+        print_summary(inc);
+        putchar('\n');
+        for (size_t i = 0; i < p->n; i++)
+                printf("  %zu. %-18s %-13s %s\n", i + 1, step_names[p->steps[i].kind],
+                       status_text[p->steps[i].status], p->steps[i].detail);
+        return 0;
+}
+
+/* ---- running steps ---- */
+
+/* Asks on the terminal for the version number unless --yes; refuses without a terminal.
+ * Returns 0 (go on) or 1 after reporting why not; nothing has changed then. */
+static int confirm(struct incident *inc, const struct plan *p) {
+        char line[32], want[16];
+        size_t len;
+
+        if (inc->yes)
+                return 0;
+        if (!isatty(STDIN_FILENO))
+                return kh_cli_fail(inc->cli, "confirmation_required",
+                                   "incident --execute changes the tenant's keys: run it on a "
+                                   "terminal to confirm, or pass --yes; nothing was changed");
+        fprintf(stderr, "This runs on tenant %s:\n", tenant_of(inc->cli));
+        for (size_t i = 0; i < p->n; i++)
+                if (p->steps[i].status == ST_TODO)
+                        fprintf(stderr, "  %s: %s\n", step_names[p->steps[i].kind],
+                                p->steps[i].detail);
+        fprintf(stderr, "Type the version number (%" PRIu32 ") to go on: ", inc->version);
+        fflush(stderr);
+        if (!fgets(line, sizeof(line), stdin))
+                line[0] = 0;
+        len = strlen(line);
+        if (len && line[len - 1] == '\n')
+                line[--len] = 0;
+        (void) snprintf(want, sizeof(want), "%" PRIu32, inc->version);
+        if (strcmp(line, want) != 0)
+                return kh_cli_fail(inc->cli, "not_confirmed", "not confirmed; nothing was changed");
+        return 0;
+}
+
+/* A POST whose answer is {"version", "state"} (or {"versions"}); prints it as it goes. */
+static int post(struct incident *inc, const char *path, const json_t *body, const char *what) {
+        json_auto_t *answer = NULL;
+        int r = kh_cli_post(inc->cli, KH_CLIENT_TENANT, path, body, &answer);
+
+        if (r != 0)
+                return kh_cli_interrupted()
+                               ? kh_cli_fail(inc->cli, "interrupted", "stopped; run the same "
+                                             "command again to go on")
+                               : r;
+        if (!kh_cli_json(inc->cli)) {
+                json_int_t v = json_integer_value(json_object_get(answer, "version"));
+                const char *state = json_string_value(json_object_get(answer, "state"));
+                KH_CLEANUP(kh_freep) char *shown = kh_out_printable(state ? state : "changed");
+
+                if (json_object_get(answer, "versions"))
+                        printf("     %s: %zu version(s) revoked\n", what,
+                               json_array_size(json_object_get(answer, "versions")));
+                else
+                        printf("     %s: version %" JSON_INTEGER_FORMAT " is now %s\n", what, v,
+                               shown ? shown : "-");
+        }
+        return 0;
+}
+
+static int post_version(struct incident *inc, const char *op) {
+        char path[64];
+
+        (void) snprintf(path, sizeof(path), "/admin/keys/%" PRIu32 "/%s", inc->version, op);
+        return post(inc, path, NULL, op);
+}
+
+/* Polls GET /admin/keys until done(view) says so; progress on stderr on a terminal.
+ * Returns 0 or the exit status. */
+static int wait_until(struct incident *inc, bool (*done)(const struct view *, uint64_t *ret_left),
+                      const char *what) {
+        bool bar = isatty(STDERR_FILENO);
+        unsigned stalled = 0;
+        int r = 0;
+
+        kh_cli_catch_signals();
+        for (;;) {
+                struct view v;
+                uint64_t left;
+
+                r = view_get(inc, &v);
+                if (r != 0)
+                        break;
+                if (done(&v, &left)) {
+                        view_done(&v);
+                        break;
+                }
+                if (bar) {
+                        fprintf(stderr, "\r%s: %" PRIu64 " records left, job %s   ", what, left,
+                                v.job);
+                        fflush(stderr);
+                }
+                if (is(v.job, "failed")) {
+                        view_done(&v);
+                        r = kh_cli_fail(inc->cli, "reencrypt_failed",
+                                        "the re-encryption job stopped on an error (see the "
+                                        "server's log); it resumes at the server's next start, "
+                                        "then run this again");
+                        break;
+                }
+                stalled = is(v.job, "running") ? 0 : stalled + 1;
+                view_done(&v);
+                if (stalled > STALL_POLLS) {
+                        r = kh_cli_fail(inc->cli, "reencrypt_stalled",
+                                        "%s: %" PRIu64 " records are left and no re-encryption "
+                                        "job runs (keyhold key status)", what, left);
+                        break;
+                }
+                if (!kh_cli_sleep_ms(POLL_MS)) {
+                        r = 1;
+                        break;
+                }
+        }
+        if (bar)
+                fputc('\n', stderr);
+        if (r != 0 && kh_cli_interrupted())
+                return kh_cli_fail(inc->cli, "interrupted",
+                                   "stopped waiting; the job goes on. Run the same command again "
+                                   "to go on from this step");
+        return r;
+}
+
+/* The earlier job is over: nothing left under archived versions and no job running. */
+static bool nothing_pending(const struct view *v, uint64_t *ret_left) {
+        *ret_left = v->pending;
+        return v->pending == 0 && !is(v->job, "running");
+}
+
+/* No record is sealed under V any more. */
+static bool nothing_under_v(const struct view *v, uint64_t *ret_left) {
+        *ret_left = v->records;
+        return v->records == 0;
+}
+
+static int run_rekey(struct incident *inc, const struct view *v) {
+        json_auto_t *body = NULL;
+        int r;
+
+        if (v->pending > 0 || is(v->job, "running")) {
+                /* an earlier rekey's records still move: a rekey now is refused (job_running) */
+                r = wait_until(inc, nothing_pending, "waiting for the earlier re-encryption job");
+                if (r != 0)
+                        return r;
+        }
+        if (inc->algorithm) {
+                body = json_pack("{ss}", "algorithm", inc->algorithm);
+                if (!body)
+                        return kh_cli_fail(inc->cli, "internal_error", "out of memory");
+        }
+        return post(inc, "/admin/keys/rekey", body, "rekey");
+}
+
+static int run_step(struct incident *inc, const struct view *v, const struct step *s) {
+        char what[64];
+        int r;
+
+        switch (s->kind) {
+        case S_REKEY:
+                return run_rekey(inc, v);
+        case S_REENCRYPT:
+                if (is(v->state, "revoked")) {
+                        r = post_version(inc, "reinstate");
+                        if (r != 0)
+                                return r;
+                }
+                (void) snprintf(what, sizeof(what), "re-encrypting version %" PRIu32, inc->version);
+                r = wait_until(inc, nothing_under_v, what);
+                if (r == 0 && !kh_cli_json(inc->cli))
+                        printf("     reencrypt: no record is left under version %" PRIu32 "\n",
+                               inc->version);
+                return r;
+        case S_REVOKE:
+                return post_version(inc, "revoke");
+        case S_RETIRE:
+                return post_version(inc, "retire");
+        case S_DESTROY:
+                return post_version(inc, "destroy");
+        case S_REFUSE_WRITES:
+                return post(inc, "/admin/keys/revoke-all", NULL, "kill switch");
+        default:
+                return kh_cli_fail(inc->cli, "not_available", "%s", s->detail);
+        }
+}
+
+static bool plan_done(const struct plan *p, size_t *ret_first) {
+        for (size_t i = 0; i < p->n; i++)
+                if (p->steps[i].status != ST_DONE) {
+                        *ret_first = i;
+                        return false;
+                }
+        return true;
+}
+
+/* --execute: each step not done, in order, the state read again before each. A step that
+ * ran and still is not done stops the run (rather than a loop). */
+static int execute(struct incident *inc) {
+        enum outcome outcomes[STEPS_MAX] = { 0 };
+        struct plan p;
+        size_t first;
+        int r;
+
+        for (unsigned round = 0;; round++) {
+                struct view v;
+
+                r = view_get(inc, &v);
+                if (r != 0)
+                        return r;
+                plan_make(inc, &v, &p);
+                if (round == 0)
+                        for (size_t i = 0; i < p.n; i++)
+                                outcomes[i] = p.steps[i].status == ST_DONE ? OUT_DONE_BEFORE
+                                                                          : OUT_NOT_RUN;
+                if (inc->pb == PB_HSM) {
+                        /* the one step that exists today; the others are not possible yet */
+                        first = 0;
+                        if (!inc->refuse_writes) {
+                                view_done(&v);
+                                return kh_cli_fail(inc->cli, "not_available",
+                                                   "no step of this playbook can run yet: "
+                                                   "`keyhold keystore migrate --to CONFIG` comes "
+                                                   "with the PKCS#11 key store (issue 15). "
+                                                   "--refuse-writes engages the kill switch now "
+                                                   "(it refuses key reads too); nothing was "
+                                                   "changed");
+                        }
+                        if (p.steps[0].status == ST_DONE) {
+                                view_done(&v);
+                                break;
+                        }
+                } else if (plan_done(&p, &first)) {
+                        view_done(&v);
+                        break;
+                }
+                if (outcomes[first] == OUT_RAN) {
+                        view_done(&v);
+                        return kh_cli_fail(inc->cli, "step_failed",
+                                           "step %s ran but the server does not show it done: %s",
+                                           step_names[p.steps[first].kind], p.steps[first].detail);
+                }
+                if (p.steps[first].status == ST_NOT_POSSIBLE) {
+                        view_done(&v);
+                        return kh_cli_fail(inc->cli, "not_possible", "step %s: %s",
+                                           step_names[p.steps[first].kind], p.steps[first].detail);
+                }
+                if (round == 0) {
+                        r = confirm(inc, &p);
+                        if (r != 0) {
+                                view_done(&v);
+                                return r;
+                        }
+                        if (!kh_cli_json(inc->cli))
+                                printf("Running playbook %s on version %" PRIu32 " of tenant %s:\n",
+                                       playbook_names[inc->pb], inc->version, tenant_of(inc->cli));
+                }
+                if (!kh_cli_json(inc->cli))
+                        printf("  %zu. %s: %s\n", first + 1, step_names[p.steps[first].kind],
+                               p.steps[first].detail);
+                fflush(stdout);
+                r = run_step(inc, &v, &p.steps[first]);
+                view_done(&v);
+                if (r != 0)
+                        return r;
+                outcomes[first] = OUT_RAN;
+        }
+        if (!kh_cli_json(inc->cli))
+                putchar('\n');
+        return plan_print(inc, &p, outcomes);
+}
+
+/* ---- unauthorized-use: a report from the audit chain ---- */
+
+/* obj's integer field name, plus n. */
+static void bump(json_t *obj, const char *name, json_int_t n) {
+        json_int_t was = json_integer_value(json_object_get(obj, name));
+
+        (void) json_object_set_new(obj, name, json_integer(was + n));
+}
+
+/* One actor's uses of V, kept as the JSON object of the report. */
+static int use_add(json_t *uses, const json_t *rec, size_t *n_actors) {
+        const char *actor = json_string_value(json_object_get(rec, "actor"));
+        const char *time = json_string_value(json_object_get(rec, "time"));
+        const char *client = json_string_value(json_object_get(rec, "client"));
+        const char *action = json_string_value(json_object_get(rec, "action"));
+        json_int_t count = json_integer_value(json_object_get(rec, "count"));
+        json_t *u = json_object_get(uses, actor), *clients, *c, *actions;
+        bool seen = false;
+        size_t i;
+
+        if (count < 1)
+                count = 1;
+        if (!u) {
+                if (*n_actors >= ACTORS_MAX)
+                        return -E2BIG;
+                u = json_pack("{ss sI ss ss s[] sb s{}}", "actor", actor, "count", (json_int_t) 0,
+                              "first", time, "last", time, "clients", "clients_truncated", false,
+                              "actions");
+                if (!u || json_object_set_new(uses, actor, u) < 0)
+                        return -ENOMEM;
+                (*n_actors)++;
+        }
+        bump(u, "count", count);
+        if (strcmp(time, json_string_value(json_object_get(u, "first"))) < 0)
+                (void) json_object_set_new(u, "first", json_string(time));
+        if (strcmp(time, json_string_value(json_object_get(u, "last"))) > 0)
+                (void) json_object_set_new(u, "last", json_string(time));
+        actions = json_object_get(u, "actions");
+        bump(actions, action, count);
+        clients = json_object_get(u, "clients");
+        json_array_foreach(clients, i, c)
+                if (strcmp(json_string_value(c), client) == 0)
+                        seen = true;
+        if (!seen && *client) {
+                if (json_array_size(clients) < CLIENTS_MAX)
+                        (void) json_array_append_new(clients, json_string(client));
+                else
+                        (void) json_object_set_new(u, "clients_truncated", json_true());
+        }
+        return 0;
+}
+
+/* Whether record rec is a use of version V: a member's read or write under it, or a
+ * member's request refused on a record under it (key_revoked: its target is the member). */
+static bool is_use(const struct incident *inc, const json_t *rec) {
+        const char *action = json_string_value(json_object_get(rec, "action"));
+        const char *actor = json_string_value(json_object_get(rec, "actor"));
+        const char *target = json_string_value(json_object_get(rec, "target"));
+        const char *time = json_string_value(json_object_get(rec, "time"));
+
+        if (uint_of(rec, "key_version") != inc->version || !action || !actor || !target || !time ||
+            !json_is_string(json_object_get(rec, "client")))
+                return false;
+        if (inc->since[0] && strcmp(time, inc->since) < 0)
+                return false;
+        if (inc->until[0] && strcmp(time, inc->until) > 0)
+                return false;
+        return is(action, "read") || is(action, "create") || is(action, "replace") ||
+               (is(action, "refused") && strcmp(target, actor) == 0);
+}
+
+static int by_count(const void *a, const void *b) {
+        const json_t *x = *(const json_t *const *) a, *y = *(const json_t *const *) b;
+        json_int_t cx = json_integer_value(json_object_get(x, "count"));
+        json_int_t cy = json_integer_value(json_object_get(y, "count"));
+
+        if (cx != cy)
+                return cx > cy ? -1 : 1;
+        return strcmp(json_string_value(json_object_get(x, "actor")),
+                      json_string_value(json_object_get(y, "actor")));
+}
+
+static int report_print(struct incident *inc, json_t *uses, uint64_t total, uint64_t scanned,
+                        uint64_t head) {
+        json_t **sorted = NULL;
+        json_auto_t *list = json_array();
+        const char *name;
+        json_t *u;
+        size_t n = 0, i;
+        int r = 0;
+
+        sorted = calloc(json_object_size(uses) + 1, sizeof(*sorted));
+        if (!sorted || !list) {
+                free(sorted);
+                return kh_cli_fail(inc->cli, "internal_error", "out of memory");
+        }
+        json_object_foreach(uses, name, u)
+                sorted[n++] = u;
+        qsort(sorted, n, sizeof(*sorted), by_count);
+        for (i = 0; i < n; i++)
+                if (json_array_append(list, sorted[i]) < 0)
+                        r = -ENOMEM;
+        free(sorted);
+        if (r < 0)
+                return kh_cli_fail(inc->cli, "internal_error", "out of memory");
+        if (kh_cli_json(inc->cli)) {
+                json_auto_t *out = json_pack(
+                        "{ss sI so so sO sI sI sI sb}", "playbook", playbook_names[inc->pb],
+                        "version", (json_int_t) inc->version, "since",
+                        inc->since[0] ? json_string(inc->since) : json_null(), "until",
+                        inc->until[0] ? json_string(inc->until) : json_null(), "uses", list,
+                        "total", (json_int_t) total, "records_read", (json_int_t) scanned,
+                        "through_seq", (json_int_t) head, "executed", inc->execute);
+                return out ? kh_cli_print_json(inc->cli, out)
+                           : kh_cli_fail(inc->cli, "internal_error", "out of memory");
+        }
+        printf("Playbook unauthorized-use, version %" PRIu32 " of tenant %s: every use of it in "
+               "the audit chain (seq 1 to %" PRIu64 ")", inc->version, tenant_of(inc->cli), head);
+        if (inc->since[0] || inc->until[0])
+                printf(", from %s to %s", inc->since[0] ? inc->since : "the start",
+                       inc->until[0] ? inc->until : "now");
+        printf(".\n\n");
+        if (n == 0) {
+                puts("No use of this version in that window.");
+        } else {
+                static const struct kh_table_column cols[] = {
+                        { "ACTOR", NULL, false }, { "COUNT", NULL, true }, { "FIRST", NULL, false },
+                        { "LAST", NULL, false },  { "CLIENTS", NULL, false },
+                };
+                KH_CLEANUP(kh_table_freep) struct kh_table *t = NULL;
+                const json_t *row;
+
+                r = kh_table_new(cols, KH_ELEMENTSOF(cols), &t);
+                json_array_foreach(list, i, row) {
+                        char count[32], clients[512] = "";
+                        const json_t *c;
+                        size_t j, used = 0;
+
+                        if (r < 0)
+                                break;
+                        (void) snprintf(count, sizeof(count), "%" JSON_INTEGER_FORMAT,
+                                        json_integer_value(json_object_get(row, "count")));
+                        json_array_foreach(json_object_get(row, "clients"), j, c) {
+                                int w = snprintf(clients + used, sizeof(clients) - used, "%s%s",
+                                                 j ? "," : "", json_string_value(c));
+                                if (w < 0 || (size_t) w >= sizeof(clients) - used)
+                                        break;
+                                used += (size_t) w;
+                        }
+                        r = kh_table_add_row(t, (const char *const[]) {
+                                json_string_value(json_object_get(row, "actor")), count,
+                                json_string_value(json_object_get(row, "first")),
+                                json_string_value(json_object_get(row, "last")), clients });
+                }
+                if (r == 0)
+                        r = kh_table_print(t, stdout);
+                if (r < 0)
+                        return kh_cli_fail(inc->cli, "internal_error", "cannot print the table");
+        }
+        printf("\n%" PRIu64 " uses by %zu actors (reads, writes, and requests refused on a record "
+               "under version %" PRIu32 "), from %" PRIu64 " audit records.\n", total, n,
+               inc->version, scanned);
+        printf("If any is not legitimate, treat the key as leaked: keyhold incident leaked "
+               "--version %" PRIu32 "\n", inc->version);
+        return 0;
+}
+
+/* Pages through GET /admin/audit up to the head the first page names (the chain grows
+ * while it is read: this run's own reads are records too). */
+static int unauthorized_use(struct incident *inc) {
+        json_auto_t *uses = json_object();
+        uint64_t since = 1, head = 0, total = 0, scanned = 0;
+        size_t n_actors = 0;
+        struct view v;
+        int r;
+
+        if (!uses)
+                return kh_cli_fail(inc->cli, "internal_error", "out of memory");
+        r = view_get(inc, &v);   /* an unknown V is refused, as in the other playbooks */
+        if (r != 0)
+                return r;
+        view_done(&v);
+        for (bool first = true;; first = false) {
+                json_auto_t *page = NULL;
+                const json_t *records, *rec;
+                char path[96];
+                uint64_t next;
+                size_t i;
+
+                (void) snprintf(path, sizeof(path), "/admin/audit?since=%" PRIu64 "&limit=%u",
+                                since, AUDIT_PAGE);
+                r = kh_cli_get(inc->cli, KH_CLIENT_TENANT, path, &page);
+                if (r != 0)
+                        return r;
+                records = json_object_get(page, "records");
+                next = uint_of(page, "next");
+                if (!json_is_array(records) || !json_is_integer(json_object_get(page, "head")))
+                        return kh_cli_fail(inc->cli, "bad_response",
+                                           "the server's audit page has no records");
+                if (first)
+                        head = uint_of(page, "head");
+                json_array_foreach(records, i, rec) {
+                        if (uint_of(rec, "seq") > head)
+                                break;
+                        scanned++;
+                        if (!is_use(inc, rec))
+                                continue;
+                        r = use_add(uses, rec, &n_actors);
+                        if (r == -E2BIG)
+                                return kh_cli_fail(inc->cli, "too_many_actors",
+                                                   "more than %d actors used version %" PRIu32
+                                                   ": narrow the window (--since, --until)",
+                                                   ACTORS_MAX, inc->version);
+                        if (r < 0)
+                                return kh_cli_fail(inc->cli, "internal_error", "out of memory");
+                        total += uint_of(rec, "count") > 1 ? uint_of(rec, "count") : 1;
+                }
+                if (json_array_size(records) == 0 || next > head)
+                        break;
+                if (next <= since)
+                        return kh_cli_fail(inc->cli, "bad_response",
+                                           "the server's audit pages do not move on (next %"
+                                           PRIu64 ")", next);
+                since = next;
+        }
+        return report_print(inc, uses, total, scanned, head);
+}
+
+/* ---- options ---- */
+
+static bool digits(const char *s, size_t n, unsigned min, unsigned max, unsigned *ret) {
+        uint64_t v;
+
+        if (kh_parse_u64(s, n, max, &v) < 0 || v < min)
+                return false;
+        *ret = (unsigned) v;
+        return true;
+}
+
+/* An RFC 3339 UTC time (YYYY-MM-DDTHH:MM:SS[.f{1,3}]Z) or a date (YYYY-MM-DD), as the records'
+ * 24-byte time: the first millisecond it names (@end false) or the last (@end true: a whole
+ * second, a whole day). Returns 0 or -EINVAL. */
+static int time_parse(const char *s, bool end, char ret[static TIME_LEN + 1]) {
+        static const unsigned days[] = { 31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31 };
+        unsigned y, mo, d, h = 0, mi = 0, sec = 0, ms = 0;
+        size_t len = strlen(s);
+
+        if (len < 10 || s[4] != '-' || s[7] != '-' || !digits(s, 4, 0, 9999, &y) ||
+            !digits(s + 5, 2, 1, 12, &mo) || !digits(s + 8, 2, 1, days[mo - 1], &d) ||
+            (mo == 2 && d == 29 && (y % 4 != 0 || (y % 100 == 0 && y % 400 != 0))))
+                return -EINVAL;
+        if (len == 10) {
+                if (end)
+                        h = 23, mi = 59, sec = 59, ms = 999;
+        } else {
+                size_t frac;
+
+                if (len < 20 || s[10] != 'T' || s[13] != ':' || s[16] != ':' || s[len - 1] != 'Z' ||
+                    !digits(s + 11, 2, 0, 23, &h) || !digits(s + 14, 2, 0, 59, &mi) ||
+                    !digits(s + 17, 2, 0, 59, &sec))
+                        return -EINVAL;
+                frac = len - 20;
+                if (frac == 0) {
+                        ms = end ? 999 : 0;
+                } else {
+                        static const unsigned scale[] = { 0, 100, 10, 1 };
+                        if (s[19] != '.' || frac < 2 || frac > 4 ||
+                            !digits(s + 20, frac - 1, 0, 999, &ms))
+                                return -EINVAL;
+                        ms *= scale[frac - 1];
+                        if (end && frac - 1 < 3)
+                                ms += scale[frac - 1] - 1; /* .5 up to .599 */
+                }
+        }
+        (void) snprintf(ret, TIME_LEN + 1, "%04u-%02u-%02uT%02u:%02u:%02u.%03uZ", y, mo, d, h, mi,
+                        sec, ms);
+        return 0;
+}
+
+/* Options that only some playbooks take. Returns 0, or 2 after a usage error. */
+static int check_options(struct incident *inc) {
+        struct kh_cli *cli = inc->cli;
+        const char *since = kh_cli_value(cli, "since"), *until = kh_cli_value(cli, "until");
+
+        if (inc->yes && !inc->execute)
+                return kh_cli_usage_error(cli, "--yes goes with --execute");
+        if (inc->refuse_writes && inc->pb != PB_HSM)
+                return kh_cli_usage_error(cli, "--refuse-writes is an option of hsm-vulnerability");
+        if (inc->algorithm && inc->pb != PB_LEAKED && inc->pb != PB_ALGORITHM)
+                return kh_cli_usage_error(cli, "--algorithm is an option of leaked and "
+                                               "algorithm-weakness");
+        if (inc->algorithm && !is(inc->algorithm, "rsa-3072") && !is(inc->algorithm, "rsa-4096"))
+                return kh_cli_usage_error(cli, "--algorithm must be rsa-3072 or rsa-4096");
+        if ((since || until) && inc->pb != PB_UNAUTHORIZED_USE)
+                return kh_cli_usage_error(cli, "--since and --until are options of "
+                                               "unauthorized-use");
+        if (since && time_parse(since, false, inc->since) < 0)
+                return kh_cli_usage_error(cli, "--since: '%s' is no UTC time "
+                                               "(2026-12-06T14:03:11Z, 2026-12-06T14:03:11.042Z) "
+                                               "or date (2026-12-06)", since);
+        if (until && time_parse(until, true, inc->until) < 0)
+                return kh_cli_usage_error(cli, "--until: '%s' is no UTC time "
+                                               "(2026-12-06T14:03:11Z, 2026-12-06T14:03:11.042Z) "
+                                               "or date (2026-12-06)", until);
+        if (since && until && strcmp(inc->since, inc->until) > 0)
+                return kh_cli_usage_error(cli, "--since is after --until");
+        if (inc->pb == PB_ALGORITHM) {
+                if (!inc->algorithm)
+                        inc->algorithm = DEFAULT_STRONG;
+                inc->want_bits = rsa_bits(inc->algorithm);
+        }
+        return 0;
+}
+
+static int parse(struct kh_cli *cli, struct incident *ret) {
+        const char *name = kh_cli_operand(cli, 0), *v = kh_cli_value(cli, "version");
+        struct incident inc = { .cli = cli, .pb = PB_N_ };
+        uint64_t n;
+        int r;
+
+        for (size_t i = 0; i < PB_N_; i++)
+                if (is(name, playbook_names[i]))
+                        inc.pb = (enum playbook) i;
+        if (inc.pb == PB_N_)
+                return kh_cli_usage_error(cli, "unknown playbook '%s' (leaked, unauthorized-use, "
+                                               "hsm-vulnerability, algorithm-weakness)",
+                                          name ? name : "");
+        if (!v)
+                return kh_cli_usage_error(cli, "which key version? --version V (keyhold key list)");
+        if (kh_parse_u64(v, strlen(v), UINT32_MAX, &n) < 0 || n == 0)
+                return kh_cli_usage_error(cli, "--version: a key version is a number from 1 "
+                                               "(keyhold key list), not '%s'", v);
+        inc.version = (uint32_t) n;
+        inc.algorithm = kh_cli_value(cli, "algorithm");
+        inc.execute = kh_cli_flag(cli, "execute");
+        inc.yes = kh_cli_flag(cli, "yes");
+        inc.refuse_writes = kh_cli_flag(cli, "refuse-writes");
+        r = check_options(&inc);
+        if (r != 0)
+                return r;
+        *ret = inc;
+        return 0;
+}
+
+int kh_cmd_incident(struct kh_cli *cli) {
+        struct incident inc;
+        struct plan p;
+        struct view v;
+        int r;
+
+        r = parse(cli, &inc);
+        if (r != 0)
+                return r;
+        if (inc.pb == PB_UNAUTHORIZED_USE)
+                return unauthorized_use(&inc);
+        if (inc.execute)
+                return execute(&inc);
+        r = view_get(&inc, &v);
+        if (r != 0)
+                return r;
+        plan_make(&inc, &v, &p);
+        view_done(&v);
+        r = plan_print(&inc, &p, NULL);
+        if (r != 0 || kh_cli_json(cli) || p.steps[0].status == ST_NOT_POSSIBLE)
+                return r;
+        if (inc.pb == PB_HSM && p.steps[0].status == ST_TODO)
+                printf("\nRefuse every key read and write now: keyhold incident hsm-vulnerability "
+                       "--version %" PRIu32 " --refuse-writes --execute\n", inc.version);
+        else if (inc.pb != PB_HSM && !plan_done(&p, &(size_t) { 0 }))
+                printf("\nRun it: keyhold incident %s --version %" PRIu32 " --execute\n",
+                       playbook_names[inc.pb], inc.version);
+        return r;
+}
