@@ -157,8 +157,10 @@ int kh_cmd_key_rekey(struct kh_cli *cli) {
                 return kh_cli_fail(cli, "bad_response", "the server's answer names no version");
         version = json_integer_value(json_object_get(answer, "version"));
         if (!kh_cli_flag(cli, "wait")) {
-                if (kh_cli_json(cli))
-                        return kh_cli_print_json(cli, json_pack("{sI}", "version", version));
+                if (kh_cli_json(cli)) {
+                        json_auto_t *out = json_pack("{sI}", "version", version);
+                        return kh_cli_print_json(cli, out);
+                }
                 printf("Version %" JSON_INTEGER_FORMAT " of tenant %s is active. Older records "
                        "move to it in the background: keyhold key status.\n",
                        version, tenant_of(cli));

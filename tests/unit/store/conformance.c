@@ -80,7 +80,8 @@ static int collect(const struct kh_tenant_key *key, void *userdata) {
         c->k[c->n].version = key->version;
         c->k[c->n].state = key->state;
         c->k[c->n].len = key->wrapped_dek_len;
-        memcpy(c->k[c->n].dek, key->wrapped_dek, key->wrapped_dek_len);
+        if (key->wrapped_dek_len)   /* a destroyed version has none (and no pointer) */
+                memcpy(c->k[c->n].dek, key->wrapped_dek, key->wrapped_dek_len);
         c->k[c->n].sig_len = key->signature_len;
         if (key->signature)
                 memcpy(c->k[c->n].sig, key->signature, key->signature_len);
