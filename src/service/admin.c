@@ -36,8 +36,16 @@ int kh_admin_keys_status(struct kh_service *svc, const struct kh_tenant *t,
         struct status_ctx c = { ret };
         int r;
 
+        uint32_t versions[KH_KEY_VERSIONS_MAX];
+        uint64_t records[KH_KEY_VERSIONS_MAX];
+
         memset(ret, 0, sizeof(*ret));
         r = kh_store_tenant_keys(svc->store, t->id, collect_status, &c);
+        if (r < 0)
+                return r;
+        for (size_t i = 0; i < ret->n; i++)
+                versions[i] = ret->versions[i].version;
+        r = kh_app_record_counts(svc->app, svc->store, t, versions, ret->n, records);
         if (r < 0)
                 return r;
         for (size_t i = 0; i < ret->n; i++) {
@@ -55,9 +63,7 @@ int kh_admin_keys_status(struct kh_service *svc, const struct kh_tenant *t,
                 kh_auditor_pending_uses(kh_app_auditor(svc->app), t->index, v->version, &e, &d);
                 v->encrypts += e;
                 v->decrypts += d;
-                r = kh_store_record_count(svc->store, t->id, v->version, &v->records);
-                if (r < 0)
-                        return r;
+                v->records = records[i];
         }
         return 0;
 }

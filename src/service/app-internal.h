@@ -12,6 +12,19 @@
 
 struct kh_reencrypt;
 
+/* How long a count of records per version stands for the next ones asked for, when it took
+ * at least KH_RECORD_COUNTS_SLOW_MS (a small tenant's is always counted afresh: exact). */
+#define KH_RECORD_COUNTS_TTL_MS 1000
+#define KH_RECORD_COUNTS_SLOW_MS 5
+
+struct kh_record_counts {
+        int64_t at_ms;                       /* monotonic; 0: never counted */
+        int64_t took_ms;
+        size_t n;
+        uint32_t version[KH_KEY_VERSIONS_MAX];
+        uint64_t records[KH_KEY_VERSIONS_MAX];
+};
+
 struct kh_app {
         const struct kh_config *cfg;
         struct kh_keystore *keystore;        /* NULL while sealed; under reload_lock */
@@ -39,6 +52,9 @@ struct kh_app {
         atomic_bool sealed;                  /* keystore is NULL, the snapshot has no DEK */
         struct kh_jobs *jobs;
         struct kh_reencrypt *reencrypt;
+        /* kh_app_record_counts(): per tenant, the last count of records per version */
+        pthread_mutex_t counts_lock;
+        struct kh_record_counts *counts;     /* by tenant index */
 };
 
 /* A new snapshot of every tenant's key versions from the database, through the app's

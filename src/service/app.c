@@ -294,10 +294,12 @@ int kh_app_open(const struct kh_config *cfg, kh_app_event_fn event, void *userda
         app->cfg = cfg;
         pthread_mutex_init(&app->reload_lock, NULL);
         pthread_mutex_init(&app->lifecycle_lock, NULL);
+        pthread_mutex_init(&app->counts_lock, NULL);
         app->event = event;
         app->userdata = userdata;
         app->tenants = calloc(cfg->n_tenants, sizeof(*app->tenants));
-        if (!app->tenants)
+        app->counts = calloc(cfg->n_tenants, sizeof(*app->counts));
+        if (!app->tenants || !app->counts)
                 return -ENOMEM;
         app->n_tenants = cfg->n_tenants;
         r = kh_store_open(&cfg->storage, &app->store);
@@ -407,6 +409,8 @@ struct kh_app *kh_app_close(struct kh_app *app) {
         kh_keyring_free(app->keyring);
         pthread_mutex_destroy(&app->reload_lock);
         pthread_mutex_destroy(&app->lifecycle_lock);
+        pthread_mutex_destroy(&app->counts_lock);
+        free(app->counts);
         free(app->tenants);
         kh_store_close(app->store);
         kh_keystore_close(app->keystore);
@@ -500,4 +504,47 @@ int kh_app_backup_key(struct kh_app *app, const uint8_t salt[static KH_BACKUP_SA
         r = app->keystore ? kh_keystore_backup_key(app->keystore, salt, ret) : -KH_E_SEALED;
         pthread_mutex_unlock(&app->reload_lock);
         return r;
+}
+
+static int64_t monotonic_ms(void) {
+        struct timespec ts;
+
+        (void) clock_gettime(CLOCK_MONOTONIC, &ts);
+        return (int64_t) ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+int kh_app_record_counts(struct kh_app *app, struct kh_store *store, const struct kh_tenant *t,
+                         const uint32_t *versions, size_t n, uint64_t *ret) {
+        struct kh_record_counts *c = &app->counts[t->index];
+        int64_t now = monotonic_ms();
+        bool hit;
+        int r;
+
+        if (n > KH_KEY_VERSIONS_MAX)
+                return -EINVAL;
+        pthread_mutex_lock(&app->counts_lock);
+        hit = c->at_ms && c->took_ms >= KH_RECORD_COUNTS_SLOW_MS &&
+              now - c->at_ms < KH_RECORD_COUNTS_TTL_MS && c->n == n &&
+              memcmp(c->version, versions, n * sizeof(*versions)) == 0;
+        if (hit)
+                memcpy(ret, c->records, n * sizeof(*ret));
+        pthread_mutex_unlock(&app->counts_lock);
+        if (hit)
+                return 0;
+
+        /* counted outside the lock: another worker asking meanwhile counts too, rather than
+         * stall its loop behind this one */
+        for (size_t i = 0; i < n; i++) {
+                r = kh_store_record_count(store, t->id, versions[i], &ret[i]);
+                if (r < 0)
+                        return r;
+        }
+        pthread_mutex_lock(&app->counts_lock);
+        c->at_ms = monotonic_ms();
+        c->took_ms = c->at_ms - now;
+        c->n = n;
+        memcpy(c->version, versions, n * sizeof(*versions));
+        memcpy(c->records, ret, n * sizeof(*ret));
+        pthread_mutex_unlock(&app->counts_lock);
+        return 0;
 }

@@ -61,6 +61,18 @@ bool kh_app_sealed(const struct kh_app *app);
  * start sealed. */
 #define KH_META_SEALED "keyhold.sealed"
 
+/**
+ * kh_app_record_counts() - how many records of tenant t are sealed under each of
+ * versions[0..n) (n <= KH_KEY_VERSIONS_MAX), into ret[0..n): counted with @store, or, when
+ * counting took more than a few milliseconds, the count of the same versions any worker made
+ * less than a second ago. A count walks every record of a version (80 ms for a million, on a
+ * worker's loop), and `key rekey --wait` polls key status twice a second; a small tenant's
+ * counts are always exact. Returns 0 or an error of kh_store_record_count().
+ */
+KH_MUST_CHECK int kh_app_record_counts(struct kh_app *app, struct kh_store *store,
+                                       const struct kh_tenant *t, const uint32_t *versions,
+                                       size_t n, uint64_t *ret);
+
 /* The audit chains (audit.h). */
 struct kh_auditor *kh_app_auditor(const struct kh_app *app);
 
