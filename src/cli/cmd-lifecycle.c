@@ -21,7 +21,7 @@
 #include "common/secret.h"
 #include "crypto/encoding.h"
 
-#define WAIT_POLL_MS 250
+#define WAIT_POLL_MS 500      /* each poll is an audited admin read */
 #define SECRET_FILE_MAX 4096
 
 static const char *tenant_of(struct kh_cli *cli) {
