@@ -220,13 +220,13 @@ def report(res: dict) -> str:
         "",
         "| what | measured | target | |",
         "|---|---|---|---|",
-        f"| re-encryption of {al['job']['moved']:,} records, no load | {al['seconds']:.1f} s "
-        f"({al['job']['moved'] / al['seconds']:,.0f} records/s) | <= 20 s for 1,000,000 | "
-        f"{verdict(al['seconds'] * 1000000 / max(1, al['job']['moved']) <= 20)} |",
-        f"| re-encryption of {lo['job']['moved']:,} records under GET load | {lo['seconds']:.1f} s | "
-        f"(for reference) | |",
+        f"| re-encryption of {lo['job']['moved']:,} records under GET load | {lo['seconds']:.1f} s "
+        f"({lo['job']['moved'] / lo['seconds']:,.0f} records/s) | <= 20 s for 1,000,000 | "
+        f"{verdict(lo['seconds'] * 1000000 / max(1, lo['job']['moved']) <= 20)} |",
         f"| GET rate while that job ran | {lo['rps']:,.0f}/s = **{ratio:.2f} x** the idle "
         f"{idle:,.0f}/s | >= 0.80 x | {verdict(ratio >= 0.8)} |",
+        f"| re-encryption of {al['job']['moved']:,} records, no load | {al['seconds']:.1f} s "
+        f"({al['job']['moved'] / al['seconds']:,.0f} records/s) | (for reference) | |",
         f"| unseal with {un['versions']} key versions | {un['median_ms']:.1f} ms median, "
         f"{un['max_ms']:.1f} ms max of 5 | <= 100 ms | {verdict(un['median_ms'] <= 100)} |",
         f"| backup create of {bk['records']:,} records, serving | {bk['create_s']:.1f} s, "
