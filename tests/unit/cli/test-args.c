@@ -229,11 +229,33 @@ static void test_every_row_is_consistent(void **state) {
                 assert_ptr_equal(kh_cli_command_find(words, n), c);
                 for (const struct kh_cli_option *o = c->options; o && o->name; o++) {
                         n_options++;
-                        for (size_t g = 0; g < KH_CLI_G_N_; g++) /* no shadowed global */
-                                assert_string_not_equal(o->name, kh_cli_globals[g].opt.name);
+                        /* no shadowed global, but DESIGN.md's `incident --version V`, the
+                         * key version (test_command_option_wins_over_a_global) */
+                        for (size_t g = 0; g < KH_CLI_G_N_; g++)
+                                if (!(g == KH_CLI_G_VERSION && strcmp(c->path, "incident") == 0))
+                                        assert_string_not_equal(o->name,
+                                                                kh_cli_globals[g].opt.name);
                 }
                 assert_true(n_options <= KH_CLI_OPTIONS_MAX);
         }
+}
+
+/* After the command words a command's own option wins over a global of the same name:
+ * `incident leaked --version 3` is key version 3, `keyhold --version` keyhold's version. */
+static void test_command_option_wins_over_a_global(void **state) {
+        (void) state;
+        const char *inc[] = { "keyhold", "incident", "leaked", "--version", "3" };
+        const char *ver[] = { "keyhold", "--version" };
+        struct parsed p;
+
+        parse(&p, ARGC(inc), inc);
+        assert_int_equal(p.r, 0);
+        assert_string_equal(p.a.command->path, "incident");
+        assert_string_equal(kh_cli_args_value(&p.a, "version"), "3");
+        assert_null(p.a.global[KH_CLI_G_VERSION]);
+        parse(&p, ARGC(ver), ver);
+        assert_int_equal(p.r, 0);
+        assert_non_null(p.a.global[KH_CLI_G_VERSION]);
 }
 
 static void test_operand_counts(void **state) {
@@ -270,6 +292,7 @@ int main(void) {
                 cmocka_unit_test(test_flags_may_repeat),
                 cmocka_unit_test(test_help_forms),
                 cmocka_unit_test(test_every_row_is_consistent),
+                cmocka_unit_test(test_command_option_wins_over_a_global),
                 cmocka_unit_test(test_operand_counts),
                 cmocka_unit_test(test_prefixes_are_whole_words),
         };
