@@ -4,12 +4,11 @@
  * A playbook is a short list of steps, each one admin route that the server audits itself.
  * Whether a step is done is decided from the server's state (GET /admin/keys) each time it is
  * needed, never from anything kept here: a run that was stopped (Ctrl-C, kill -9, a lost
- * connection) is simply run again and goes on from the first step that is not done. */
-#include <errno.h>
+ * connection) is simply run again and goes on from the first step that is not done.
+ * unauthorized-use has no steps, only a report from the audit chain: cmd-incident-report.c. */
 #include <inttypes.h>
 #include <stdarg.h>
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -17,6 +16,7 @@
 
 #include "cli/cli.h"
 #include "cli/commands.h"
+#include "cli/incident.h"
 #include "cli/output.h"
 #include "common/parse.h"
 
@@ -24,15 +24,9 @@
 #define DETAIL_MAX       320
 #define POLL_MS          500   /* each poll is a key.status audit record */
 #define STALL_POLLS      20    /* 10 s of records left under V and no job running: stuck */
-#define AUDIT_PAGE       10000 /* GET /admin/audit's largest page */
-#define ACTORS_MAX       100000
-#define CLIENTS_MAX      32    /* listed per actor; beyond, "clients_truncated" */
-#define TIME_LEN         24    /* the records' time: YYYY-MM-DDTHH:MM:SS.mmmZ */
 #define DEFAULT_STRONG   "rsa-4096" /* algorithm-weakness without --algorithm */
 
-enum playbook { PB_LEAKED, PB_UNAUTHORIZED_USE, PB_HSM, PB_ALGORITHM, PB_N_ };
-
-static const char *const playbook_names[PB_N_] = {
+const char *const kh_incident_playbook_names[PB_N_] = {
         [PB_LEAKED] = "leaked",
         [PB_UNAUTHORIZED_USE] = "unauthorized-use",
         [PB_HSM] = "hsm-vulnerability",
@@ -82,16 +76,6 @@ struct plan {
         size_t n;
 };
 
-struct incident {
-        struct kh_cli *cli;
-        enum playbook pb;
-        uint32_t version;
-        const char *algorithm; /* the rekey's "algorithm", or NULL: the server's default */
-        unsigned want_bits;    /* algorithm-weakness: the size the active version must have */
-        bool execute, yes, refuse_writes;
-        char since[TIME_LEN + 1], until[TIME_LEN + 1]; /* unauthorized-use; "" unbounded */
-};
-
 /* The tenant's keys as GET /admin/keys shows them, seen from version V. */
 struct view {
         json_t *doc;         /* the answer; owned */
@@ -108,20 +92,6 @@ struct view {
 static void view_done(struct view *v) {
         json_decref(v->doc);
         *v = (struct view) { 0 };
-}
-
-static const char *tenant_of(struct kh_cli *cli) {
-        const char *t = kh_cli_global(cli, KH_CLI_G_TENANT);
-        return t ? t : "default";
-}
-
-static bool is(const char *s, const char *want) {
-        return s && strcmp(s, want) == 0;
-}
-
-static uint64_t uint_of(const json_t *obj, const char *name) {
-        json_int_t v = json_integer_value(json_object_get(obj, name));
-        return v > 0 ? (uint64_t) v : 0;
 }
 
 /* "rsa-3072" → 3072; 0 for anything else. */
@@ -185,6 +155,17 @@ static int view_get(struct incident *inc, struct view *ret) {
                 return kh_cli_fail(inc->cli, "bad_response", "the server's key status has no job");
         v.doc = json_incref(doc);
         *ret = v;
+        return 0;
+}
+
+int kh_incident_version_check(struct incident *inc) {
+        struct view v;
+        int r;
+
+        r = view_get(inc, &v);
+        if (r != 0)
+                return r;
+        view_done(&v);
         return 0;
 }
 
@@ -391,16 +372,17 @@ static int plan_print(struct incident *inc, const struct plan *p, const enum out
                         }
                 }
                 if (steps)
-                        out = json_pack("{ss sI ss sO sb}", "playbook", playbook_names[inc->pb],
-                                        "version", (json_int_t) inc->version, "tenant",
-                                        tenant_of(inc->cli), "steps", steps, "executed",
-                                        outcomes != NULL);
+                        out = json_pack("{ss sI ss sO sb}", "playbook",
+                                        kh_incident_playbook_names[inc->pb], "version",
+                                        (json_int_t) inc->version, "tenant", tenant_of(inc->cli),
+                                        "steps", steps, "executed", outcomes != NULL);
                 if (!out)
                         return kh_cli_fail(inc->cli, "internal_error", "out of memory");
                 return kh_cli_print_json(inc->cli, out);
         }
-        printf("Playbook %s, version %" PRIu32 " of tenant %s%s\n", playbook_names[inc->pb],
-               inc->version, tenant_of(inc->cli), outcomes ? "" : " (dry run: nothing changed)");
+        printf("Playbook %s, version %" PRIu32 " of tenant %s%s\n",
+               kh_incident_playbook_names[inc->pb], inc->version, tenant_of(inc->cli),
+               outcomes ? "" : " (dry run: nothing changed)");
         print_summary(inc);
         putchar('\n');
         for (size_t i = 0; i < p->n; i++)
@@ -658,7 +640,8 @@ static int execute(struct incident *inc) {
                         }
                         if (!kh_cli_json(inc->cli))
                                 printf("Running playbook %s on version %" PRIu32 " of tenant %s:\n",
-                                       playbook_names[inc->pb], inc->version, tenant_of(inc->cli));
+                                       kh_incident_playbook_names[inc->pb], inc->version,
+                                       tenant_of(inc->cli));
                 }
                 if (!kh_cli_json(inc->cli))
                         printf("  %zu. %s: %s\n", first + 1, step_names[p.steps[first].kind],
@@ -675,284 +658,7 @@ static int execute(struct incident *inc) {
         return plan_print(inc, &p, outcomes);
 }
 
-/* ---- unauthorized-use: a report from the audit chain ---- */
-
-/* obj's integer field name, plus n. */
-static void bump(json_t *obj, const char *name, json_int_t n) {
-        json_int_t was = json_integer_value(json_object_get(obj, name));
-
-        (void) json_object_set_new(obj, name, json_integer(was + n));
-}
-
-/* One actor's uses of V, kept as the JSON object of the report. */
-static int use_add(json_t *uses, const json_t *rec, size_t *n_actors) {
-        const char *actor = json_string_value(json_object_get(rec, "actor"));
-        const char *time = json_string_value(json_object_get(rec, "time"));
-        const char *client = json_string_value(json_object_get(rec, "client"));
-        const char *action = json_string_value(json_object_get(rec, "action"));
-        json_int_t count = json_integer_value(json_object_get(rec, "count"));
-        json_t *u = json_object_get(uses, actor), *clients, *c, *actions;
-        bool seen = false;
-        size_t i;
-
-        if (count < 1)
-                count = 1;
-        if (!u) {
-                if (*n_actors >= ACTORS_MAX)
-                        return -E2BIG;
-                u = json_pack("{ss sI ss ss s[] sb s{}}", "actor", actor, "count", (json_int_t) 0,
-                              "first", time, "last", time, "clients", "clients_truncated", false,
-                              "actions");
-                if (!u || json_object_set_new(uses, actor, u) < 0)
-                        return -ENOMEM;
-                (*n_actors)++;
-        }
-        bump(u, "count", count);
-        if (strcmp(time, json_string_value(json_object_get(u, "first"))) < 0)
-                (void) json_object_set_new(u, "first", json_string(time));
-        if (strcmp(time, json_string_value(json_object_get(u, "last"))) > 0)
-                (void) json_object_set_new(u, "last", json_string(time));
-        actions = json_object_get(u, "actions");
-        bump(actions, action, count);
-        clients = json_object_get(u, "clients");
-        json_array_foreach(clients, i, c)
-                if (strcmp(json_string_value(c), client) == 0)
-                        seen = true;
-        if (!seen && *client) {
-                if (json_array_size(clients) < CLIENTS_MAX)
-                        (void) json_array_append_new(clients, json_string(client));
-                else
-                        (void) json_object_set_new(u, "clients_truncated", json_true());
-        }
-        return 0;
-}
-
-/* Whether record rec is a use of version V: a member's read or write under it, or a
- * member's request refused on a record under it (key_revoked: its target is the member). */
-static bool is_use(const struct incident *inc, const json_t *rec) {
-        const char *action = json_string_value(json_object_get(rec, "action"));
-        const char *actor = json_string_value(json_object_get(rec, "actor"));
-        const char *target = json_string_value(json_object_get(rec, "target"));
-        const char *time = json_string_value(json_object_get(rec, "time"));
-
-        if (uint_of(rec, "key_version") != inc->version || !action || !actor || !target || !time ||
-            !json_is_string(json_object_get(rec, "client")))
-                return false;
-        if (inc->since[0] && strcmp(time, inc->since) < 0)
-                return false;
-        if (inc->until[0] && strcmp(time, inc->until) > 0)
-                return false;
-        return is(action, "read") || is(action, "create") || is(action, "replace") ||
-               (is(action, "refused") && strcmp(target, actor) == 0);
-}
-
-static int by_count(const void *a, const void *b) {
-        const json_t *x = *(const json_t *const *) a, *y = *(const json_t *const *) b;
-        json_int_t cx = json_integer_value(json_object_get(x, "count"));
-        json_int_t cy = json_integer_value(json_object_get(y, "count"));
-
-        if (cx != cy)
-                return cx > cy ? -1 : 1;
-        return strcmp(json_string_value(json_object_get(x, "actor")),
-                      json_string_value(json_object_get(y, "actor")));
-}
-
-static int report_print(struct incident *inc, json_t *uses, uint64_t total, uint64_t scanned,
-                        uint64_t head) {
-        json_t **sorted = NULL;
-        json_auto_t *list = json_array();
-        const char *name;
-        json_t *u;
-        size_t n = 0, i;
-        int r = 0;
-
-        sorted = calloc(json_object_size(uses) + 1, sizeof(*sorted));
-        if (!sorted || !list) {
-                free(sorted);
-                return kh_cli_fail(inc->cli, "internal_error", "out of memory");
-        }
-        json_object_foreach(uses, name, u)
-                sorted[n++] = u;
-        qsort(sorted, n, sizeof(*sorted), by_count);
-        for (i = 0; i < n; i++)
-                if (json_array_append(list, sorted[i]) < 0)
-                        r = -ENOMEM;
-        free(sorted);
-        if (r < 0)
-                return kh_cli_fail(inc->cli, "internal_error", "out of memory");
-        if (kh_cli_json(inc->cli)) {
-                json_auto_t *out = json_pack(
-                        "{ss sI so so sO sI sI sI sb}", "playbook", playbook_names[inc->pb],
-                        "version", (json_int_t) inc->version, "since",
-                        inc->since[0] ? json_string(inc->since) : json_null(), "until",
-                        inc->until[0] ? json_string(inc->until) : json_null(), "uses", list,
-                        "total", (json_int_t) total, "records_read", (json_int_t) scanned,
-                        "through_seq", (json_int_t) head, "executed", inc->execute);
-                return out ? kh_cli_print_json(inc->cli, out)
-                           : kh_cli_fail(inc->cli, "internal_error", "out of memory");
-        }
-        printf("Playbook unauthorized-use, version %" PRIu32 " of tenant %s: every use of it in "
-               "the audit chain (seq 1 to %" PRIu64 ")", inc->version, tenant_of(inc->cli), head);
-        if (inc->since[0] || inc->until[0])
-                printf(", from %s to %s", inc->since[0] ? inc->since : "the start",
-                       inc->until[0] ? inc->until : "now");
-        printf(".\n\n");
-        if (n == 0) {
-                puts("No use of this version in that window.");
-        } else {
-                static const struct kh_table_column cols[] = {
-                        { "ACTOR", NULL, false }, { "COUNT", NULL, true }, { "FIRST", NULL, false },
-                        { "LAST", NULL, false },  { "CLIENTS", NULL, false },
-                };
-                KH_CLEANUP(kh_table_freep) struct kh_table *t = NULL;
-                const json_t *row;
-
-                r = kh_table_new(cols, KH_ELEMENTSOF(cols), &t);
-                json_array_foreach(list, i, row) {
-                        char count[32], clients[512] = "";
-                        const json_t *c;
-                        size_t j, used = 0;
-
-                        if (r < 0)
-                                break;
-                        (void) snprintf(count, sizeof(count), "%" JSON_INTEGER_FORMAT,
-                                        json_integer_value(json_object_get(row, "count")));
-                        json_array_foreach(json_object_get(row, "clients"), j, c) {
-                                int w = snprintf(clients + used, sizeof(clients) - used, "%s%s",
-                                                 j ? "," : "", json_string_value(c));
-                                if (w < 0 || (size_t) w >= sizeof(clients) - used)
-                                        break;
-                                used += (size_t) w;
-                        }
-                        r = kh_table_add_row(t, (const char *const[]) {
-                                json_string_value(json_object_get(row, "actor")), count,
-                                json_string_value(json_object_get(row, "first")),
-                                json_string_value(json_object_get(row, "last")), clients });
-                }
-                if (r == 0)
-                        r = kh_table_print(t, stdout);
-                if (r < 0)
-                        return kh_cli_fail(inc->cli, "internal_error", "cannot print the table");
-        }
-        printf("\n%" PRIu64 " uses by %zu actors (reads, writes, and requests refused on a record "
-               "under version %" PRIu32 "), from %" PRIu64 " audit records.\n", total, n,
-               inc->version, scanned);
-        printf("If any is not legitimate, treat the key as leaked: keyhold incident leaked "
-               "--version %" PRIu32 "\n", inc->version);
-        return 0;
-}
-
-/* Pages through GET /admin/audit up to the head the first page names (the chain grows
- * while it is read: this run's own reads are records too). */
-static int unauthorized_use(struct incident *inc) {
-        json_auto_t *uses = json_object();
-        uint64_t since = 1, head = 0, total = 0, scanned = 0;
-        size_t n_actors = 0;
-        struct view v;
-        int r;
-
-        if (!uses)
-                return kh_cli_fail(inc->cli, "internal_error", "out of memory");
-        r = view_get(inc, &v);   /* an unknown V is refused, as in the other playbooks */
-        if (r != 0)
-                return r;
-        view_done(&v);
-        for (bool first = true;; first = false) {
-                json_auto_t *page = NULL;
-                const json_t *records, *rec;
-                char path[96];
-                uint64_t next;
-                size_t i;
-
-                (void) snprintf(path, sizeof(path), "/admin/audit?since=%" PRIu64 "&limit=%u",
-                                since, AUDIT_PAGE);
-                r = kh_cli_get(inc->cli, KH_CLIENT_TENANT, path, &page);
-                if (r != 0)
-                        return r;
-                records = json_object_get(page, "records");
-                next = uint_of(page, "next");
-                if (!json_is_array(records) || !json_is_integer(json_object_get(page, "head")))
-                        return kh_cli_fail(inc->cli, "bad_response",
-                                           "the server's audit page has no records");
-                if (first)
-                        head = uint_of(page, "head");
-                json_array_foreach(records, i, rec) {
-                        if (uint_of(rec, "seq") > head)
-                                break;
-                        scanned++;
-                        if (!is_use(inc, rec))
-                                continue;
-                        r = use_add(uses, rec, &n_actors);
-                        if (r == -E2BIG)
-                                return kh_cli_fail(inc->cli, "too_many_actors",
-                                                   "more than %d actors used version %" PRIu32
-                                                   ": narrow the window (--since, --until)",
-                                                   ACTORS_MAX, inc->version);
-                        if (r < 0)
-                                return kh_cli_fail(inc->cli, "internal_error", "out of memory");
-                        total += uint_of(rec, "count") > 1 ? uint_of(rec, "count") : 1;
-                }
-                if (json_array_size(records) == 0 || next > head)
-                        break;
-                if (next <= since)
-                        return kh_cli_fail(inc->cli, "bad_response",
-                                           "the server's audit pages do not move on (next %"
-                                           PRIu64 ")", next);
-                since = next;
-        }
-        return report_print(inc, uses, total, scanned, head);
-}
-
 /* ---- options ---- */
-
-static bool digits(const char *s, size_t n, unsigned min, unsigned max, unsigned *ret) {
-        uint64_t v;
-
-        if (kh_parse_u64(s, n, max, &v) < 0 || v < min)
-                return false;
-        *ret = (unsigned) v;
-        return true;
-}
-
-/* An RFC 3339 UTC time (YYYY-MM-DDTHH:MM:SS[.f{1,3}]Z) or a date (YYYY-MM-DD), as the records'
- * 24-byte time: the first millisecond it names (@end false) or the last (@end true: a whole
- * second, a whole day). Returns 0 or -EINVAL. */
-static int time_parse(const char *s, bool end, char ret[static TIME_LEN + 1]) {
-        static const unsigned days[] = { 31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31 };
-        unsigned y, mo, d, h = 0, mi = 0, sec = 0, ms = 0;
-        size_t len = strlen(s);
-
-        if (len < 10 || s[4] != '-' || s[7] != '-' || !digits(s, 4, 0, 9999, &y) ||
-            !digits(s + 5, 2, 1, 12, &mo) || !digits(s + 8, 2, 1, days[mo - 1], &d) ||
-            (mo == 2 && d == 29 && (y % 4 != 0 || (y % 100 == 0 && y % 400 != 0))))
-                return -EINVAL;
-        if (len == 10) {
-                if (end)
-                        h = 23, mi = 59, sec = 59, ms = 999;
-        } else {
-                size_t frac;
-
-                if (len < 20 || s[10] != 'T' || s[13] != ':' || s[16] != ':' || s[len - 1] != 'Z' ||
-                    !digits(s + 11, 2, 0, 23, &h) || !digits(s + 14, 2, 0, 59, &mi) ||
-                    !digits(s + 17, 2, 0, 59, &sec))
-                        return -EINVAL;
-                frac = len - 20;
-                if (frac == 0) {
-                        ms = end ? 999 : 0;
-                } else {
-                        static const unsigned scale[] = { 0, 100, 10, 1 };
-                        if (s[19] != '.' || frac < 2 || frac > 4 ||
-                            !digits(s + 20, frac - 1, 0, 999, &ms))
-                                return -EINVAL;
-                        ms *= scale[frac - 1];
-                        if (end && frac - 1 < 3)
-                                ms += scale[frac - 1] - 1; /* .5 up to .599 */
-                }
-        }
-        (void) snprintf(ret, TIME_LEN + 1, "%04u-%02u-%02uT%02u:%02u:%02u.%03uZ", y, mo, d, h, mi,
-                        sec, ms);
-        return 0;
-}
 
 /* Options that only some playbooks take. Returns 0, or 2 after a usage error. */
 static int check_options(struct incident *inc) {
@@ -971,11 +677,11 @@ static int check_options(struct incident *inc) {
         if ((since || until) && inc->pb != PB_UNAUTHORIZED_USE)
                 return kh_cli_usage_error(cli, "--since and --until are options of "
                                                "unauthorized-use");
-        if (since && time_parse(since, false, inc->since) < 0)
+        if (since && kh_incident_time_parse(since, false, inc->since) < 0)
                 return kh_cli_usage_error(cli, "--since: '%s' is no UTC time "
                                                "(2026-12-06T14:03:11Z, 2026-12-06T14:03:11.042Z) "
                                                "or date (2026-12-06)", since);
-        if (until && time_parse(until, true, inc->until) < 0)
+        if (until && kh_incident_time_parse(until, true, inc->until) < 0)
                 return kh_cli_usage_error(cli, "--until: '%s' is no UTC time "
                                                "(2026-12-06T14:03:11Z, 2026-12-06T14:03:11.042Z) "
                                                "or date (2026-12-06)", until);
@@ -996,7 +702,7 @@ static int parse(struct kh_cli *cli, struct incident *ret) {
         int r;
 
         for (size_t i = 0; i < PB_N_; i++)
-                if (is(name, playbook_names[i]))
+                if (is(name, kh_incident_playbook_names[i]))
                         inc.pb = (enum playbook) i;
         if (inc.pb == PB_N_)
                 return kh_cli_usage_error(cli, "unknown playbook '%s' (leaked, unauthorized-use, "
@@ -1029,7 +735,7 @@ int kh_cmd_incident(struct kh_cli *cli) {
         if (r != 0)
                 return r;
         if (inc.pb == PB_UNAUTHORIZED_USE)
-                return unauthorized_use(&inc);
+                return kh_incident_unauthorized_use(&inc);
         if (inc.execute)
                 return execute(&inc);
         r = view_get(&inc, &v);
@@ -1045,6 +751,6 @@ int kh_cmd_incident(struct kh_cli *cli) {
                        "--version %" PRIu32 " --refuse-writes --execute\n", inc.version);
         else if (inc.pb != PB_HSM && !plan_done(&p, &(size_t) { 0 }))
                 printf("\nRun it: keyhold incident %s --version %" PRIu32 " --execute\n",
-                       playbook_names[inc.pb], inc.version);
+                       kh_incident_playbook_names[inc.pb], inc.version);
         return r;
 }
