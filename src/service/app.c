@@ -15,6 +15,7 @@
 #include "crypto/random.h"
 #include "keystore/keystore.h"
 #include "service/audit.h"
+#include "service/backup.h"
 #include "service/reencrypt.h"
 #include "token/issuer.h"
 
@@ -321,6 +322,10 @@ int kh_app_open(const struct kh_config *cfg, kh_app_event_fn event, void *userda
                 t->index = i;
                 t->config = &cfg->tenants[i];
         }
+        /* nothing builds a backup yet: whatever one left is from a process that died */
+        r = kh_service_backup_leftovers_remove(&cfg->storage);
+        if (r > 0)
+                emit(app, NULL, "removed what an interrupted backup left beside the database", 0);
         r = start_sealed(app);
         if (r < 0) {
                 emit(app, NULL, "cannot read whether the server was sealed", r);

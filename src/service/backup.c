@@ -406,3 +406,26 @@ int kh_service_backup_start(struct kh_service *svc, struct kh_backup_job *b) {
         r = kh_jobs_submit(kh_app_jobs(svc->app), svc->loop, &b->job);
         return r == -EAGAIN ? -KH_E_BUSY : r;
 }
+
+int kh_service_backup_leftovers_remove(const struct kh_config_storage *cfg) {
+        static const char prefix[] = ".keyhold-backup-";
+        KH_CLEANUP_FREE char *dir_copy = NULL;
+        struct dirent *e;
+        DIR *d;
+        int n = 0;
+
+        if (!cfg->driver || strcmp(cfg->driver, "sqlite") != 0 || !cfg->path)
+                return 0;
+        dir_copy = strdup(cfg->path);
+        if (!dir_copy)
+                return -ENOMEM;
+        d = opendir(dirname(dir_copy));
+        if (!d)
+                return -errno;
+        while ((e = readdir(d)))
+                if (strncmp(e->d_name, prefix, sizeof(prefix) - 1) == 0 &&
+                    unlinkat(dirfd(d), e->d_name, 0) == 0)
+                        n++;
+        (void) closedir(d);
+        return n;
+}

@@ -35,3 +35,10 @@ struct kh_backup_job {
  * leaves no file behind.
  */
 KH_MUST_CHECK int kh_service_backup_start(struct kh_service *svc, struct kh_backup_job *b);
+
+/* Removes what a backup killed while building (kill -9, a power cut) left beside the SQLite
+ * database cfg names: its database snapshot (.keyhold-backup-*; the backup file itself is
+ * unlinked as soon as it is created, so it never outlives the process). Called at start-up,
+ * before anything could be building a backup. Returns how many it removed, or -errno of
+ * reading the folder. */
+int kh_service_backup_leftovers_remove(const struct kh_config_storage *cfg);
