@@ -40,8 +40,11 @@ static void check_config(const struct kh_config *cfg) {
 
         CHECK(cfg->keystore.path != NULL);
         CHECK(cfg->keystore.passphrase == NULL); /* only from the environment */
+        /* the unseal secrets are never read from a configuration */
+        CHECK(cfg->keystore.master_key == NULL && cfg->keystore.passphrase_secret == NULL);
+        /* a file store without a master key file is allowed: the server starts sealed */
         if (strcmp(cfg->keystore.driver, "file") == 0)
-                CHECK(cfg->keystore.master_key_file != NULL);
+                CHECK(cfg->keystore.master_key_file == NULL || cfg->keystore.master_key_file[0]);
         else
                 CHECK(strcmp(cfg->keystore.driver, "pkcs11") == 0);
         CHECK(cfg->keystore.rsa_bits >= 2048 && cfg->keystore.rsa_bits <= 8192 &&
