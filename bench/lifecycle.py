@@ -7,9 +7,10 @@ bench.py (BENCH_LIFECYCLE=0 leaves it out) and docs/benchmarks.md describes the 
    code; minting a token per record would take an hour), of which the BENCH_USERS users that
    wrk has tokens for. Then, with keyholdd serving:
    - the idle GET rate (wrk, as bench.py measures it);
-   - `keyhold key rekey` under that same GET load: the time until the job has moved every
-     record, and the GET rate while it ran, as a ratio of the idle rate (target >= 0.80);
-   - a second rekey with no load: the job's time alone (target <= 20 s for 1,000,000).
+   - a rekey with no load: the job's time alone;
+   - a second rekey under that same GET load (wrk runs for 80% of the job's time alone, from
+     the rekey's answer on, so inside the job): the job's time (target <= 20 s for 1,000,000)
+     and the GET rate while it ran, as a ratio of the idle rate (target >= 0.80).
 2. Unseal with 10 key versions: a server whose tenant has 10 versions is sealed and unsealed
    over the admin socket (POST /server/unseal with the master key), median of 5 (target
    <= 100 ms).
@@ -128,31 +129,25 @@ def reencryption(res: dict, jwks, tokens) -> B.Keyholdd:
     idle = B.wrk(k.url(), "get", tokens, pids, name="idle")
     res["idle_rps"] = idle.rps
 
-    # rekey under load: wrk starts first, the rekey lands in its first second
-    B.log("rekey under GET load")
-    env_duration = B.DURATION
-    import threading
-    out: dict = {}
-
-    def load():
-        out["run"] = B.wrk(k.url(), "get", tokens, pids, duration=env_duration, name="during")
-
-    t = threading.Thread(target=load)
-    t.start()
-    time.sleep(1.0)
-    v = cli(k, "key", "rekey")["version"]
-    secs, job = wait_job(k, v)           # from the rekey's answer to the job's end
-    t.join()
-    res["loaded"] = {"seconds": secs, "job": job, "rps": out["run"].rps,
-                     "overlap": min(1.0, secs / max(0.001, env_duration - 1.0))}
-    B.log(f"job under load: {job['moved']:,} records in {secs:.1f} s; GET {out['run'].rps:,.0f}/s "
-          f"({out['run'].rps / idle.rps:.2f} x idle)")
-
+    # the job alone first: how long the GET run under load may last and stay inside the job
     B.log("rekey with no load")
     v = cli(k, "key", "rekey")["version"]
     secs, job = wait_job(k, v)
     res["alone"] = {"seconds": secs, "job": job}
-    B.log(f"job alone: {job['moved']:,} records in {res['alone']['seconds']:.1f} s")
+    B.log(f"job alone: {job['moved']:,} records in {secs:.1f} s")
+
+    # rekey under load: the rekey is answered (its job has started), then wrk runs for 80% of
+    # the job's time alone; the job takes at least that long under load, so every request of
+    # the run is served while the job runs
+    window = max(2, min(B.DURATION, int(res["alone"]["seconds"] * 0.8)))
+    B.log(f"rekey under GET load ({window} s of GETs inside the job)")
+    v = cli(k, "key", "rekey")["version"]
+    run = B.wrk(k.url(), "get", tokens, pids, duration=window, name="during")
+    secs, job = wait_job(k, v)
+    res["loaded"] = {"seconds": secs, "job": job, "rps": run.rps, "window": window,
+                     "overlap": min(1.0, secs / window)}
+    B.log(f"job under load: {job['moved']:,} records in {secs:.1f} s; GET {run.rps:,.0f}/s "
+          f"({run.rps / idle.rps:.2f} x idle)")
     # the two old versions can go now: the retire gate opens
     for old in (1, 2):
         cli(k, "key", "retire", str(old))
@@ -233,9 +228,10 @@ def report(res: dict) -> str:
         f"{bk['bytes'] / 1e6:.0f} MB | (measured) | |",
         f"| backup verify | {bk['verify_s']:.1f} s | (measured) | |",
         "",
-        f"The GET run under load lasted {B.DURATION} s and the job {lo['seconds']:.1f} s of it "
-        f"(overlap {lo['overlap'] * 100:.0f}%): when the job ends first, the rest of the run is "
-        "at the idle rate and the ratio is flattered by that share.",
+        f"The GET run under load lasted {lo['window']} s, started once the rekey was answered "
+        f"(the job running), and the job {lo['seconds']:.1f} s: "
+        + ("every request of the run was served while the job ran." if lo['seconds'] >= lo['window']
+           else "the job ended first, so part of the run was at the idle rate (ratio flattered)."),
         "",
     ]
     return "\n".join(L)
