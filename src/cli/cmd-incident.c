@@ -653,6 +653,12 @@ static int execute(struct incident *inc) {
                         return r;
                 outcomes[first] = OUT_RAN;
         }
+        /* a step not done at the start and done now was done by this run, even when the
+         * step before did its work (the wait is over once the rekey's job has finished
+         * before the wait step looked) */
+        for (size_t i = 0; i < p.n; i++)
+                if (outcomes[i] == OUT_NOT_RUN && p.steps[i].status == ST_DONE)
+                        outcomes[i] = OUT_RAN;
         if (!kh_cli_json(inc->cli))
                 putchar('\n');
         return plan_print(inc, &p, outcomes);
