@@ -90,6 +90,14 @@ struct kh_config_tenant {
         bool accept_scope_string;   /* also take "scope" as one space-separated string */
         uint32_t max_token_lifetime_s; /* refuse tokens with exp further ahead than this;
                                         * 0 = no cap; default KH_TOKEN_LIFETIME_DEFAULT_S */
+        /* trusted devices (docs/trusted-devices.md) */
+        struct kh_config_matcher approvers[KH_ADMIN_MATCHERS_MAX]; /* who may answer
+                                     * admin-approval requests; none: the admins */
+        size_t n_approvers;
+        unsigned approval_quorum;   /* 1, or 2: two different approvers release the key */
+        unsigned auth_request_lifetime_s;     /* a member's login request stays valid */
+        unsigned admin_request_lifetime_s;    /* an admin-approval request stays pending */
+        unsigned approved_request_lifetime_s; /* an approved admin request can be collected */
 };
 
 struct kh_config {

@@ -180,3 +180,13 @@ int kh_aead_unseal(const struct kh_secret *key, const uint8_t *aad, size_t aad_l
         *ret_pt = KH_TAKE_PTR(pt);
         return 0;
 }
+
+int kh_aead_unseal_buf(const struct kh_secret *key, const uint8_t *aad, size_t aad_len,
+                       const uint8_t *in, size_t in_len, struct kh_buf *out) {
+        KH_CLEANUP(kh_secret_freep) struct kh_secret *pt = NULL;
+        int r = kh_aead_unseal(key, aad, aad_len, in, in_len, &pt);
+
+        if (r < 0)
+                return r;
+        return kh_buf_append(out, kh_secret_bytes(pt), kh_secret_len(pt));
+}

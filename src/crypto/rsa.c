@@ -43,10 +43,12 @@ int kh_rsa_generate(unsigned bits, EVP_PKEY **ret) {
         return 0;
 }
 
-/* A context for pkey set up for OAEP-SHA-256 in one direction, or NULL. */
-static EVP_PKEY_CTX *oaep_ctx(EVP_PKEY *pkey, bool encrypt, int *r) {
+/* A context for pkey set up for OAEP with digest md (and MGF1 with it) in one direction,
+ * or NULL. */
+static EVP_PKEY_CTX *oaep_ctx(EVP_PKEY *pkey, bool encrypt, enum kh_oaep_md oaep, int *r) {
         KH_CLEANUP(EVP_PKEY_CTX_freep) EVP_PKEY_CTX *ctx = NULL;
-        char pad[] = OSSL_PKEY_RSA_PAD_MODE_OAEP, md[] = "SHA256";
+        char pad[] = OSSL_PKEY_RSA_PAD_MODE_OAEP, sha256[] = "SHA256", sha1[] = "SHA1";
+        char *md = oaep == KH_OAEP_SHA1 ? sha1 : sha256;
         const OSSL_PARAM params[] = {
                 OSSL_PARAM_construct_utf8_string(OSSL_ASYM_CIPHER_PARAM_PAD_MODE, pad, 0),
                 OSSL_PARAM_construct_utf8_string(OSSL_ASYM_CIPHER_PARAM_OAEP_DIGEST, md, 0),
@@ -80,7 +82,7 @@ int kh_rsa_oaep_encrypt(EVP_PKEY *pub, const struct kh_secret *pt, struct kh_buf
 
         if (!pt)
                 return -EINVAL;
-        ctx = oaep_ctx(pub, true, &r);
+        ctx = oaep_ctx(pub, true, KH_OAEP_SHA256, &r);
         if (!ctx)
                 return r;
 
@@ -101,12 +103,19 @@ fail:
 
 int kh_rsa_oaep_decrypt(EVP_PKEY *priv, const uint8_t *in, size_t len,
                         struct kh_secret **ret_pt) {
+        return kh_rsa_oaep_decrypt_md(priv, KH_OAEP_SHA256, in, len, ret_pt);
+}
+
+int kh_rsa_oaep_decrypt_md(EVP_PKEY *priv, enum kh_oaep_md md, const uint8_t *in, size_t len,
+                           struct kh_secret **ret_pt) {
         KH_CLEANUP(EVP_PKEY_CTX_freep) EVP_PKEY_CTX *ctx = NULL;
         uint8_t *tmp;
         size_t tmp_len, pt_len;
         int r = -EIO;
 
-        ctx = oaep_ctx(priv, false, &r);
+        if (md != KH_OAEP_SHA1 && md != KH_OAEP_SHA256)
+                return -EINVAL;
+        ctx = oaep_ctx(priv, false, md, &r);
         if (!ctx)
                 return r;
         if (!in || len != (size_t) EVP_PKEY_get_size(priv))

@@ -24,6 +24,18 @@ KH_MUST_CHECK int kh_rsa_oaep_encrypt(EVP_PKEY *pub, const struct kh_secret *pt,
 KH_MUST_CHECK int kh_rsa_oaep_decrypt(EVP_PKEY *priv, const uint8_t *in, size_t len,
                                       struct kh_secret **ret_pt);
 
+/* The OAEP digest (also MGF1's) of a ciphertext made by someone else: Bitwarden's EncString
+ * types 3 (SHA-256) and 4 (SHA-1) (spec/encstring.md section 6). keyhold's own wrapping is
+ * SHA-256 only. */
+enum kh_oaep_md {
+        KH_OAEP_SHA256 = 0,
+        KH_OAEP_SHA1 = 1,
+};
+
+/* As kh_rsa_oaep_decrypt() with the digest md; -EINVAL for another md. */
+KH_MUST_CHECK int kh_rsa_oaep_decrypt_md(EVP_PKEY *priv, enum kh_oaep_md md, const uint8_t *in,
+                                         size_t len, struct kh_secret **ret_pt);
+
 /* Checks sig[0..sig_len) as the RSA-PSS signature by pub's private half over the SHA-256
  * digest: MGF1-SHA-256 and a salt of exactly the digest's length, as
  * kh_keystore_sign() makes them; no other salt length is accepted. Returns 0 if it

@@ -103,6 +103,8 @@ typedef int (*kh_route_fn)(struct kh_http_req *req, const struct kh_principal *w
 struct kh_route_handlers {
         const char *action;              /* its audit action (docs/audit.md); NULL: the route
                                           * is not audited */
+        bool bitwarden;                  /* a route of Bitwarden's server: errors carry
+                                          * "object": "error" too */
         kh_route_fn get, post, put, delete_, patch;
 };
 
@@ -127,6 +129,9 @@ uint64_t kh_http_now_ns(void);
  * metrics.
  * req may be a copy of the handler's (its target must outlive the call). */
 void kh_http_finish(struct kh_http_req *req, int r, uint64_t start_ns);
+
+/* Whether route's errors take Bitwarden's shape (routes.def .bitwarden). */
+bool kh_http_route_bitwarden(enum kh_route_id route);
 
 /* The request entry point registered with h2o. */
 int kh_http_route(h2o_handler_t *self, h2o_req_t *h2o);

@@ -90,6 +90,11 @@ void kh_http_reply_error(struct kh_http_req *req, int r) {
                                    H2O_STRLIT("Bearer error=\"insufficient_scope\""));
 
         body = json_pack("{s:s, s:s}", "message", e->message, "code", e->code);
+        /* Bitwarden clients read the errors of the trusted-device routes in their server's
+         * shape (spec/trusted-devices.md sections 1 and 8) */
+        if (body && req->target && req->target->route &&
+            kh_http_route_bitwarden(req->target->route->id))
+                (void) json_object_set_new(body, "object", json_string("error"));
         text = body ? json_dumps(body, JSON_COMPACT) : NULL;
         if (!text) {
                 static const char fallback[] = "{\"message\":\"An internal error occurred.\",\"code\":\"internal_error\"}";

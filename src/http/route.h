@@ -19,6 +19,7 @@ enum kh_route_id {
 enum kh_auth {
         KH_AUTH_NONE,
         KH_AUTH_MEMBER,
+        KH_AUTH_OPTIONAL,   /* anyone; a member token if one is sent (then verified as MEMBER) */
         KH_AUTH_ADMIN,
         KH_AUTH_OPERATOR,
 };

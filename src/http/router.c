@@ -182,8 +182,13 @@ static int authenticate(struct kh_http_req *req, enum kh_auth auth) {
         case KH_AUTH_ADMIN:
                 if (req->listener == KH_LISTENER_OPERATOR) {
                         who->admin = true;
+                        who->approver = true;
                         return 0;
                 }
+                break;
+        case KH_AUTH_OPTIONAL:
+                if (!kh_http_header(req, H2O_TOKEN_AUTHORIZATION))
+                        return 0;        /* anonymous */
                 break;
         case KH_AUTH_MEMBER:
                 break;
@@ -285,7 +290,8 @@ static void client_of(const struct kh_http_req *req, char *buf, size_t n) {
 void kh_http_audit_event(const struct kh_http_req *req, int r, struct kh_audit_event *ev) {
         const struct kh_route *route = req->target ? req->target->route : NULL;
         bool server = !req->tenant || (route && route->scope == KH_SCOPE_SERVER);
-        bool member = route && route->auth == KH_AUTH_MEMBER && req->who.sub[0];
+        bool member = route && (route->auth == KH_AUTH_MEMBER || route->auth == KH_AUTH_OPTIONAL) &&
+                      req->who.sub[0];
 
         *ev = (struct kh_audit_event) {
                 .time_ms = kh_audit_now_ms(), .key_version = req->key_version, .count = 1,
@@ -445,6 +451,10 @@ static void complete(struct kh_http_req *req, enum kh_route_id route, int r, uin
                 audit_end(req, r);
         kh_http_metrics_observe(&req->worker->metrics, route, req->status,
                                 kh_http_now_ns() - start_ns);
+}
+
+bool kh_http_route_bitwarden(enum kh_route_id route) {
+        return route < KH_ROUTE_NONE && handlers[route].bitwarden;
 }
 
 void kh_http_finish(struct kh_http_req *req, int r, uint64_t start_ns) {

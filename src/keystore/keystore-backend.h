@@ -17,6 +17,8 @@ struct kh_keystore_ops {
                     const struct kh_secret *dek, struct kh_buf *out);
         int (*unwrap)(struct kh_keystore *ks, const struct kh_key_ref *kek,
                       const uint8_t *wrapped, size_t len, struct kh_secret **ret_dek);
+        int (*decrypt)(struct kh_keystore *ks, const struct kh_key_ref *key, enum kh_oaep_md md,
+                       const uint8_t *in, size_t len, struct kh_secret **ret);
         int (*sign)(struct kh_keystore *ks, const struct kh_key_ref *key,
                     const uint8_t *digest, size_t len, struct kh_buf *sig);
         int (*public_key)(struct kh_keystore *ks, const struct kh_key_ref *key, EVP_PKEY **ret);

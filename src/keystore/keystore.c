@@ -25,6 +25,7 @@ static bool tenant_is_valid(const char *tenant, size_t max) {
 static bool owner_is_valid(const char *tenant, enum kh_key_purpose purpose) {
         switch (purpose) {
         case KH_KEY_DATA:
+        case KH_KEY_RECOVERY:
                 return tenant_is_valid(tenant, KH_TENANT_ID_MAX);
         case KH_KEY_AUDIT:
                 return !tenant[0] || tenant_is_valid(tenant, KH_TENANT_ID_MAX);
@@ -98,6 +99,20 @@ int kh_keystore_unwrap(struct kh_keystore *ks, const struct kh_key_ref *ref,
                 return -KH_E_INTEGRITY; /* stored data, not client input */
 
         return ks->ops->unwrap(ks, ref, wrapped, len, ret_dek);
+}
+
+int kh_keystore_decrypt(struct kh_keystore *ks, const struct kh_key_ref *ref, enum kh_oaep_md md,
+                        const uint8_t *in, size_t len, struct kh_secret **ret) {
+        assert(ks && ref && ret);
+
+        if (!ref_is_valid(ref) || ref->purpose != KH_KEY_RECOVERY ||
+            (md != KH_OAEP_SHA1 && md != KH_OAEP_SHA256))
+                return -EINVAL;
+        if (!in || len == 0 || len > KH_WRAPPED_DEK_MAX)
+                return -KH_E_INTEGRITY;
+        if (!ks->ops->decrypt)
+                return -EOPNOTSUPP;
+        return ks->ops->decrypt(ks, ref, md, in, len, ret);
 }
 
 int kh_keystore_sign(struct kh_keystore *ks, const struct kh_key_ref *ref, const uint8_t *digest,

@@ -17,6 +17,7 @@
 #include "common/limits.h"
 #include "common/secret.h"
 #include "config/config.h"
+#include "crypto/rsa.h"
 
 struct kh_keystore;
 
@@ -26,6 +27,10 @@ enum kh_key_purpose {
         KH_KEY_DATA = 0,                 /* a tenant key version: wraps and signs DEKs */
         KH_KEY_AUDIT = 1,                /* signs a chain's audit checkpoints; tenant "" is
                                           * the server's own chain */
+        KH_KEY_RECOVERY = 2,             /* a tenant's account-recovery key (Bitwarden's
+                                          * organisation key pair, RSA-2048): members encrypt
+                                          * their user key to its public half; only
+                                          * kh_keystore_decrypt() uses the private half */
 };
 
 /* Names one key version inside a key store. */
@@ -94,6 +99,14 @@ KH_MUST_CHECK int kh_keystore_sign(struct kh_keystore *ks, const struct kh_key_r
 /* The public half of ref (caller frees with EVP_PKEY_free). */
 KH_MUST_CHECK int kh_keystore_public_key(struct kh_keystore *ks, const struct kh_key_ref *ref,
                                          EVP_PKEY **ret);
+
+/* Decrypts in[0..len), an RSA-OAEP ciphertext made by a client with digest md (SHA-1 for a
+ * Bitwarden type-4 EncString, SHA-256 for type 3), with recovery key ref (purpose
+ * KH_KEY_RECOVERY only: -EINVAL for another), into a new secret the caller frees.
+ * -KH_E_INTEGRITY if it does not decrypt, -ENOENT. */
+KH_MUST_CHECK int kh_keystore_decrypt(struct kh_keystore *ks, const struct kh_key_ref *ref,
+                                      enum kh_oaep_md md, const uint8_t *in, size_t len,
+                                      struct kh_secret **ret);
 
 /* Deletes tenant key version ref (purpose KH_KEY_DATA only: -EINVAL for an audit key) for
  * good: a file store overwrites the key file before unlinking it, a device destroys the

@@ -52,6 +52,12 @@ struct kh_app {
         atomic_bool sealed;                  /* keystore is NULL, the snapshot has no DEK */
         struct kh_jobs *jobs;
         struct kh_reencrypt *reencrypt;
+        /* recovery.c: per tenant, its recovery public key (SPKI DER) once known; under
+         * reload_lock */
+        struct kh_recovery_spki {
+                uint8_t *der;
+                size_t len;
+        } *recovery;
         /* kh_app_record_counts(): per tenant, the last count of records per version */
         pthread_mutex_t counts_lock;
         struct kh_record_counts *counts;     /* by tenant index */

@@ -194,7 +194,7 @@ static int start_sealed(struct kh_app *app) {
 /* Opens one of the tenant's issuers into slot unless it is open already. */
 static int open_issuer(struct kh_tenant *t, struct kh_issuer *_Atomic *slot, const char *url,
                        const char *ca, const char *jwks_file) {
-        struct kh_claim_matcher admins[KH_ADMIN_MATCHERS_MAX];
+        struct kh_claim_matcher admins[KH_ADMIN_MATCHERS_MAX], approvers[KH_ADMIN_MATCHERS_MAX];
         struct kh_issuer *issuer = NULL;
         const struct kh_config_tenant *tc = t->config;
         struct kh_issuer_config ic = {
@@ -209,6 +209,8 @@ static int open_issuer(struct kh_tenant *t, struct kh_issuer *_Atomic *slot, con
                 .scope_array_only = !tc->accept_scope_string,
                 .admins = admins,
                 .n_admins = tc->n_admins,
+                .approvers = approvers,
+                .n_approvers = tc->n_approvers,
         };
         int r;
 
@@ -216,6 +218,9 @@ static int open_issuer(struct kh_tenant *t, struct kh_issuer *_Atomic *slot, con
                 return 0;
         for (size_t i = 0; i < tc->n_admins; i++)
                 admins[i] = (struct kh_claim_matcher) { tc->admins[i].claim, tc->admins[i].value };
+        for (size_t i = 0; i < tc->n_approvers; i++)
+                approvers[i] = (struct kh_claim_matcher) { tc->approvers[i].claim,
+                                                           tc->approvers[i].value };
         r = kh_issuer_open(&ic, &issuer);
         if (r < 0)
                 return r;
@@ -300,7 +305,8 @@ int kh_app_open(const struct kh_config *cfg, kh_app_event_fn event, void *userda
         app->userdata = userdata;
         app->tenants = calloc(cfg->n_tenants, sizeof(*app->tenants));
         app->counts = calloc(cfg->n_tenants, sizeof(*app->counts));
-        if (!app->tenants || !app->counts)
+        app->recovery = calloc(cfg->n_tenants, sizeof(*app->recovery));
+        if (!app->tenants || !app->counts || !app->recovery)
                 return -ENOMEM;
         app->n_tenants = cfg->n_tenants;
         r = kh_store_open(&cfg->storage, &app->store);
@@ -416,6 +422,9 @@ struct kh_app *kh_app_close(struct kh_app *app) {
         pthread_mutex_destroy(&app->lifecycle_lock);
         pthread_mutex_destroy(&app->counts_lock);
         free(app->counts);
+        for (size_t i = 0; app->recovery && i < app->n_tenants; i++)
+                free(app->recovery[i].der);
+        free(app->recovery);
         free(app->tenants);
         kh_store_close(app->store);
         kh_keystore_close(app->keystore);

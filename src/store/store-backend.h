@@ -55,6 +55,15 @@ struct kh_store_ops {
                           const char *owner, uint32_t version, const uint8_t *blob, size_t len);
         int (*record_count)(struct kh_store *s, const char *tenant, uint32_t version,
                             uint64_t *ret_count);
+        /* owners in [prefix, upper): store.c computes upper */
+        int (*records_list)(struct kh_store *s, const char *tenant, enum kh_record_kind kind,
+                            const char *prefix, const char *upper, kh_store_record_fn fn,
+                            void *userdata);
+        int (*record_delete)(struct kh_store *s, const char *tenant, enum kh_record_kind kind,
+                             const char *owner);
+        int (*records_delete_prefix)(struct kh_store *s, const char *tenant,
+                                     enum kh_record_kind kind, const char *prefix,
+                                     const char *upper);
         int (*meta_get)(struct kh_store *s, const char *key, struct kh_buf *value);
         int (*meta_put)(struct kh_store *s, const char *key, const uint8_t *value, size_t len);
         int (*ping)(struct kh_store *s);

@@ -260,6 +260,54 @@ int kh_store_records_under(struct kh_store *s, const char *tenant, uint32_t vers
                                      userdata);
 }
 
+/* The owner range of a prefix: [prefix, prefix with its last byte raised); "" gives
+ * ["", "\x7f"). Owners are ASCII below 0x7f. */
+static int prefix_range(const char *prefix, char upper[static KH_STORE_OWNER_MAX + 2]) {
+        size_t n = strlen(prefix);
+
+        if (n > KH_STORE_OWNER_MAX)
+                return -EINVAL;
+        if (n == 0) {
+                upper[0] = 0x7f;
+                upper[1] = '\0';
+                return 0;
+        }
+        if ((unsigned char) prefix[n - 1] >= 0x7f)
+                return -EINVAL;
+        memcpy(upper, prefix, n + 1);
+        upper[n - 1]++;
+        return 0;
+}
+
+int kh_store_records_list(struct kh_store *s, const char *tenant, enum kh_record_kind kind,
+                          const char *prefix, kh_store_record_fn fn, void *userdata) {
+        char upper[KH_STORE_OWNER_MAX + 2];
+
+        assert(s && fn);
+        if (!tenant_ok(tenant) || !kind_ok(kind) || !prefix || prefix_range(prefix, upper) < 0)
+                return -EINVAL;
+        return s->ops->records_list(s, tenant, kind, prefix, upper, fn, userdata);
+}
+
+int kh_store_record_delete(struct kh_store *s, const char *tenant, enum kh_record_kind kind,
+                           const char *owner) {
+        assert(s);
+        if (!tenant_ok(tenant) || !kind_ok(kind) || !owner_ok(owner))
+                return -EINVAL;
+        return s->ops->record_delete(s, tenant, kind, owner);
+}
+
+int kh_store_records_delete_prefix(struct kh_store *s, const char *tenant,
+                                   enum kh_record_kind kind, const char *prefix) {
+        char upper[KH_STORE_OWNER_MAX + 2];
+
+        assert(s);
+        if (!tenant_ok(tenant) || !kind_ok(kind) || !prefix || !prefix[0] ||
+            prefix_range(prefix, upper) < 0)
+                return -EINVAL;
+        return s->ops->records_delete_prefix(s, tenant, kind, prefix, upper);
+}
+
 int kh_store_record_move(struct kh_store *s, const char *tenant, enum kh_record_kind kind,
                          const char *owner, uint32_t from, const uint8_t *old, size_t old_len,
                          uint32_t to, const uint8_t *blob, size_t len) {

@@ -41,6 +41,10 @@ enum kh_key_state {
 
 enum kh_record_kind {
         KH_RECORD_USER_KEY = 1,  /* Key Connector key of a member; owner = user GUID */
+        KH_RECORD_DEVICE = 2,    /* a member's device and its trust values;
+                                  * owner = "<user GUID>/<device identifier>" */
+        KH_RECORD_RECOVERY = 3,  /* a member's account-recovery enrolment; owner = user GUID */
+        KH_RECORD_AUTH_REQUEST = 4, /* a login or admin-approval request; owner = request GUID */
 };
 
 struct kh_tenant_key {
@@ -145,6 +149,7 @@ struct kh_store_record {
         const char *owner;
         const uint8_t *blob;
         size_t len;
+        uint32_t version;        /* the tenant key version it is sealed under */
 };
 
 typedef int (*kh_store_record_fn)(const struct kh_store_record *rec, void *userdata);
@@ -165,6 +170,24 @@ KH_MUST_CHECK int kh_store_record_move(struct kh_store *s, const char *tenant,
                                        enum kh_record_kind kind, const char *owner,
                                        uint32_t from, const uint8_t *old, size_t old_len,
                                        uint32_t to, const uint8_t *blob, size_t len);
+
+/* Calls fn for each record of tenant of @kind whose owner starts with @prefix ("" for
+ * all), in owner order. Owners are ASCII below 0x7f (GUIDs, device identifiers, '/').
+ * Returns 0, fn's non-zero value, -EIO or -KH_E_INTEGRITY. fn must not call s. Never
+ * writes. */
+KH_MUST_CHECK int kh_store_records_list(struct kh_store *s, const char *tenant,
+                                        enum kh_record_kind kind, const char *prefix,
+                                        kh_store_record_fn fn, void *userdata);
+
+/* Deletes the record (tenant, kind, owner). Returns 1 deleted, 0 there was none, or -EIO.
+ * Durable when it returns (outside a transaction). */
+KH_MUST_CHECK int kh_store_record_delete(struct kh_store *s, const char *tenant,
+                                         enum kh_record_kind kind, const char *owner);
+
+/* Deletes every record of tenant of @kind whose owner starts with @prefix (not empty).
+ * Returns how many, or -EIO. */
+KH_MUST_CHECK int kh_store_records_delete_prefix(struct kh_store *s, const char *tenant,
+                                                 enum kh_record_kind kind, const char *prefix);
 
 /* Number of records of tenant (all kinds) sealed under version. */
 KH_MUST_CHECK int kh_store_record_count(struct kh_store *s, const char *tenant, uint32_t version,

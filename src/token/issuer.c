@@ -38,6 +38,8 @@ struct kh_issuer {
         char *issuer_url, *issuer_ca, *audience, *jwks_file;
         struct kh_claim_matcher admins[KH_ADMIN_MATCHERS_MAX]; /* strings owned */
         size_t n_admins;
+        struct kh_claim_matcher approvers[KH_ADMIN_MATCHERS_MAX]; /* strings owned */
+        size_t n_approvers;
         bool scope_array_only;
         int64_t max_lifetime_s;
         char *expected_issuer;
@@ -249,6 +251,10 @@ struct kh_issuer *kh_issuer_close(struct kh_issuer *iss) {
         free(iss->issuer_ca);
         free(iss->audience);
         free(iss->jwks_file);
+        for (size_t i = 0; i < iss->n_approvers; i++) {
+                free((char *) (uintptr_t) iss->approvers[i].claim);
+                free((char *) (uintptr_t) iss->approvers[i].value);
+        }
         for (size_t i = 0; i < iss->n_admins; i++) {
                 free((char *) (uintptr_t) iss->admins[i].claim);
                 free((char *) (uintptr_t) iss->admins[i].value);
@@ -290,6 +296,22 @@ static int init_sync(struct kh_issuer *iss) {
         return 0;
 }
 
+/* Copies matchers (n of them) into out, counting them in *n_out as they are made, so that
+ * the issuer's free releases what a failure left. */
+static int matchers_copy(const struct kh_claim_matcher *m, size_t n,
+                         struct kh_claim_matcher out[static KH_ADMIN_MATCHERS_MAX],
+                         size_t *n_out) {
+        if (n > KH_ADMIN_MATCHERS_MAX)
+                return -EINVAL;
+        for (size_t i = 0; i < n; i++) {
+                char *claim = strdup(m[i].claim), *value = strdup(m[i].value);
+                out[(*n_out)++] = (struct kh_claim_matcher) { claim, value };
+                if (!claim || !value)
+                        return -ENOMEM;
+        }
+        return 0;
+}
+
 int kh_issuer_open(const struct kh_issuer_config *cfg, struct kh_issuer **ret) {
         KH_CLEANUP(kh_issuer_closep) struct kh_issuer *iss = NULL;
         int r;
@@ -316,14 +338,12 @@ int kh_issuer_open(const struct kh_issuer_config *cfg, struct kh_issuer **ret) {
             strdup_opt(cfg->audience, &iss->audience) < 0 ||
             strdup_opt(cfg->jwks_file, &iss->jwks_file) < 0)
                 return -ENOMEM;
-        if (cfg->n_admins > KH_ADMIN_MATCHERS_MAX)
-                return -EINVAL;
-        for (size_t i = 0; i < cfg->n_admins; i++) {
-                char *claim = strdup(cfg->admins[i].claim), *value = strdup(cfg->admins[i].value);
-                iss->admins[iss->n_admins++] = (struct kh_claim_matcher) { claim, value };
-                if (!claim || !value)
-                        return -ENOMEM;
-        }
+        r = matchers_copy(cfg->admins, cfg->n_admins, iss->admins, &iss->n_admins);
+        if (r >= 0)
+                r = matchers_copy(cfg->approvers, cfg->n_approvers, iss->approvers,
+                                  &iss->n_approvers);
+        if (r < 0)
+                return r;
         r = init_sync(iss);
         if (r < 0)
                 return r;
@@ -438,6 +458,8 @@ int kh_issuer_verify(struct kh_issuer *iss, const char *token, size_t len, int64
                 .skew_s = KH_CLOCK_SKEW_S,
                 .admins = iss->admins,
                 .n_admins = iss->n_admins,
+                .approvers = iss->approvers,
+                .n_approvers = iss->n_approvers,
                 .scope_array_only = iss->scope_array_only,
                 .max_lifetime_s = iss->max_lifetime_s,
         };

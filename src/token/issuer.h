@@ -25,6 +25,8 @@ struct kh_issuer_config {
         const char *jwks_file;  /* NULL: discovery; else the keys, and "iss" = issuer_url */
         const struct kh_claim_matcher *admins; /* see struct kh_claims_policy; copied */
         size_t n_admins;
+        const struct kh_claim_matcher *approvers; /* likewise */
+        size_t n_approvers;
         bool scope_array_only;  /* see struct kh_claims_policy */
         int64_t max_lifetime_s; /* see struct kh_claims_policy */
         int64_t refresh_interval_s; /* reload the keys this often (sooner if the JWKS

@@ -87,20 +87,33 @@ static bool scope_has_api(const json_t *scope, bool array_only) {
 }
 
 /* Whether a matcher's claim has a valid type (absent counts as valid: it matches nothing). */
-static bool matcher_claims_typed(const json_t *c, const struct kh_claims_policy *p) {
-        for (size_t i = 0; i < p->n_admins; i++)
-                if (!is_string_or_strings(json_object_get(c, p->admins[i].claim)))
+static bool matchers_typed(const json_t *c, const struct kh_claim_matcher *m, size_t n) {
+        for (size_t i = 0; i < n; i++)
+                if (!is_string_or_strings(json_object_get(c, m[i].claim)))
                         return false;
         return true;
 }
 
-static bool is_admin(const json_t *c, const struct kh_claims_policy *p) {
-        for (size_t i = 0; i < p->n_admins; i++) {
-                const json_t *v = json_object_get(c, p->admins[i].claim);
-                if (v && has_value(v, p->admins[i].value))
+static bool matcher_claims_typed(const json_t *c, const struct kh_claims_policy *p) {
+        return matchers_typed(c, p->admins, p->n_admins) &&
+               matchers_typed(c, p->approvers, p->n_approvers);
+}
+
+static bool matches_any(const json_t *c, const struct kh_claim_matcher *m, size_t n) {
+        for (size_t i = 0; i < n; i++) {
+                const json_t *v = json_object_get(c, m[i].claim);
+                if (v && has_value(v, m[i].value))
                         return true;
         }
         return false;
+}
+
+static bool is_admin(const json_t *c, const struct kh_claims_policy *p) {
+        return matches_any(c, p->admins, p->n_admins);
+}
+
+static bool is_approver(const json_t *c, const struct kh_claims_policy *p) {
+        return p->n_approvers ? matches_any(c, p->approvers, p->n_approvers) : is_admin(c, p);
 }
 
 /* The "sub" of a token that is not a member's, kept as sent when it can name an actor in
@@ -170,6 +183,7 @@ int kh_jwt_check_claims(const struct kh_jwt *jwt, const struct kh_claims_policy 
 
         pr.exp = exp_s;
         pr.admin = pr.sub[0] && is_admin(c, p);
+        pr.approver = pr.sub[0] && is_approver(c, p);
         memcpy(pr.token_hash, jwt->token_hash, sizeof(pr.token_hash));
         *ret = pr;
         return 0;

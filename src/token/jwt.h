@@ -86,6 +86,8 @@ struct kh_claims_policy {
         int64_t skew_s;         /* leeway for exp and nbf, >= 0 */
         const struct kh_claim_matcher *admins; /* admins[0..n_admins): any one makes the */
         size_t n_admins;                       /* principal admin; none = nobody by token */
+        const struct kh_claim_matcher *approvers; /* approvers[0..n_approvers): who may answer */
+        size_t n_approvers;                    /* admin-approval requests; none = the admins */
         int64_t max_lifetime_s; /* > 0: exp may lie at most this far (plus skew) after now;
                                  * 0 = no cap */
         bool scope_array_only;  /* true: only a JSON array "scope" counts (Bitwarden's exact
@@ -107,7 +109,9 @@ struct kh_claims_policy {
  *   - member_refusal: -KH_E_INSUFFICIENT_SCOPE (403) for "scope" without "api" or "amr"
  *     without "Application" or "external" (exact, case-sensitive); else
  *     -KH_E_INVALID_SUBJECT (403) for "sub" missing or not a GUID; else 0, a member;
- *   - admin: one of p->admins matches and the token has a sub (kh_principal).
+ *   - admin: one of p->admins matches and the token has a sub (kh_principal);
+ *   - approver: one of p->approvers (without any: of p->admins) matches and the token has
+ *     a sub.
  * Returns 0 or -KH_E_INVALID_TOKEN. Never allocates.
  */
 KH_MUST_CHECK int kh_jwt_check_claims(const struct kh_jwt *jwt, const struct kh_claims_policy *p,

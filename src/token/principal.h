@@ -26,6 +26,9 @@ struct kh_principal {
                                             * -KH_E_INSUFFICIENT_SCOPE or -KH_E_INVALID_SUBJECT */
         bool admin;                        /* matches one of the tenant's admins matchers and
                                             * has a sub */
+        bool approver;                     /* matches the tenant's approvers (default: its
+                                            * admins) and has a sub: may answer admin-approval
+                                            * requests */
         bool via_admin_issuer;             /* verified by the tenant's admin_issuer */
         uint64_t key_generation;           /* of the issuer's key set that verified it */
 };

@@ -40,6 +40,7 @@
 #define KEY_ALG_EC_P256 2
 #define KEY_AAD_LABEL "keyhold-keystore:1"
 #define KEY_AAD_LABEL_AUDIT "keyhold-keystore-audit:1"
+#define KEY_AAD_LABEL_RECOVERY "keyhold-keystore-recovery:1"
 #define SERVER_DIR "_server"     /* the server's audit key: no tenant id starts with '_' */
 #define KEY_FILE_MAX (32 * 1024) /* RSA-8192: ~1.1 KiB public + ~4.8 KiB sealed private */
 #define KEY_VERSIONS_MAX 65536   /* versions listed per tenant */
@@ -142,7 +143,14 @@ static const char *owner_dir(const char *tenant) {
 }
 
 static const char *file_prefix(enum kh_key_purpose purpose) {
-        return purpose == KH_KEY_AUDIT ? "audit-v" : "v";
+        switch (purpose) {
+        case KH_KEY_AUDIT:
+                return "audit-v";
+        case KH_KEY_RECOVERY:
+                return "recovery-v";
+        default:
+                return "v";
+        }
 }
 
 /* "v<N>.key" or "audit-v<N>.key" (ext ".key" or ".pub"), in the owner's folder or not. */
@@ -179,7 +187,9 @@ static int key_hdr_parse(const uint8_t *p, size_t n, struct key_hdr *h) {
 
 static int key_aad(enum kh_key_purpose purpose, const uint8_t *hdr, size_t hdr_len,
                    struct kh_buf *aad) {
-        const char *label = purpose == KH_KEY_AUDIT ? KEY_AAD_LABEL_AUDIT : KEY_AAD_LABEL;
+        const char *label = purpose == KH_KEY_AUDIT      ? KEY_AAD_LABEL_AUDIT
+                            : purpose == KH_KEY_RECOVERY ? KEY_AAD_LABEL_RECOVERY
+                                                         : KEY_AAD_LABEL;
         int r;
 
         kh_buf_init(aad, strlen(label) + hdr_len, false);
@@ -438,6 +448,18 @@ static int file_unwrap(struct kh_keystore *base, const struct kh_key_ref *kek,
         return kh_rsa_oaep_decrypt(priv, wrapped, len, ret_dek);
 }
 
+static int file_decrypt(struct kh_keystore *base, const struct kh_key_ref *key,
+                        enum kh_oaep_md md, const uint8_t *in, size_t len,
+                        struct kh_secret **ret) {
+        KH_CLEANUP(EVP_PKEY_freep) EVP_PKEY *priv = NULL;
+        int r;
+
+        r = key_load(file_ks(base), key, NULL, &priv);
+        if (r < 0)
+                return r;
+        return kh_rsa_oaep_decrypt_md(priv, md, in, len, ret);
+}
+
 static int file_sign(struct kh_keystore *base, const struct kh_key_ref *key,
                      const uint8_t *digest, size_t len, struct kh_buf *sig) {
         KH_CLEANUP(EVP_PKEY_freep) EVP_PKEY *priv = NULL;
@@ -630,6 +652,9 @@ static bool key_name_parse(const char *base, const char *ext, enum kh_key_purpos
         if (strncmp(base, "audit-v", 7) == 0) {
                 *ret_purpose = KH_KEY_AUDIT;
                 pre = 7;
+        } else if (strncmp(base, "recovery-v", 10) == 0) {
+                *ret_purpose = KH_KEY_RECOVERY;
+                pre = 10;
         } else if (base[0] == 'v') {
                 *ret_purpose = KH_KEY_DATA;
                 pre = 1;
@@ -679,6 +704,7 @@ const struct kh_keystore_ops kh_keystore_file_ops = {
         .generate = file_generate,
         .wrap = file_wrap,
         .unwrap = file_unwrap,
+        .decrypt = file_decrypt,
         .sign = file_sign,
         .public_key = file_public_key,
         .list = file_list,

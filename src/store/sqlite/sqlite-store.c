@@ -52,6 +52,9 @@ enum {
         ST_RECORD_INSERT,
         ST_RECORD_PUT,
         ST_RECORD_COUNT,
+        ST_RECORDS_LIST,
+        ST_RECORD_DELETE,
+        ST_RECORDS_DELETE_PREFIX,
         ST_PING,
         ST_TX_BEGIN,
         ST_TX_COMMIT,
@@ -89,7 +92,7 @@ static const char *const statements[ST_N_] = {
         /* records_by_key_version holds (tenant, key_version) and, the table being WITHOUT
          * ROWID, the primary key's kind and owner after them: a range scan in that order */
         [ST_RECORDS_UNDER] =
-                "SELECT kind, owner, blob FROM records "
+                "SELECT kind, owner, blob, key_version FROM records "
                 "WHERE tenant = ?1 AND key_version = ?2 AND (kind, owner) > (?3, ?4) "
                 "ORDER BY kind, owner LIMIT ?5",
         [ST_RECORD_MOVE] =
@@ -130,6 +133,14 @@ static const char *const statements[ST_N_] = {
                 "updated_at = excluded.updated_at",
         [ST_RECORD_COUNT] =
                 "SELECT COUNT(*) FROM records WHERE tenant = ?1 AND key_version = ?2",
+        /* owners of a prefix: the range [prefix, upper) of the primary key (tenant, kind,
+         * owner), upper being the prefix with its last byte raised (records.c) */
+        [ST_RECORDS_LIST] =
+                "SELECT kind, owner, blob, key_version FROM records "
+                "WHERE tenant = ?1 AND kind = ?2 AND owner >= ?3 AND owner < ?4 ORDER BY owner",
+        [ST_RECORD_DELETE] = "DELETE FROM records WHERE tenant = ?1 AND kind = ?2 AND owner = ?3",
+        [ST_RECORDS_DELETE_PREFIX] =
+                "DELETE FROM records WHERE tenant = ?1 AND kind = ?2 AND owner >= ?3 AND owner < ?4",
         /* reads a table, so it proves the file is still a readable database */
         [ST_PING] = "SELECT COALESCE(MAX(version), 0) FROM schema_migrations",
         [ST_TX_BEGIN] = "BEGIN IMMEDIATE",
@@ -717,12 +728,55 @@ static int sqlite_record_put(struct kh_store *store, const char *tenant, enum kh
         return 0;
 }
 
+/* Calls fn for each row (kind, owner, blob, key_version) st gives. */
+static int step_records(struct kh_sqlite_store *s, sqlite3_stmt *st, kh_store_record_fn fn,
+                        void *userdata) {
+        for (;;) {
+                const unsigned char *owner;
+                const void *blob;
+                sqlite3_int64 kind, version;
+                int owner_len, len, rc, r;
+
+                rc = sqlite3_step(st);
+                if (rc == SQLITE_DONE)
+                        return 0;
+                if (rc != SQLITE_ROW)
+                        return fail(s, rc);
+                if (sqlite3_column_type(st, 0) != SQLITE_INTEGER ||
+                    sqlite3_column_type(st, 1) != SQLITE_TEXT ||
+                    sqlite3_column_type(st, 2) != SQLITE_BLOB ||
+                    sqlite3_column_type(st, 3) != SQLITE_INTEGER)
+                        return -KH_E_INTEGRITY;
+                kind = sqlite3_column_int64(st, 0);
+                owner = sqlite3_column_text(st, 1);
+                owner_len = sqlite3_column_bytes(st, 1);
+                blob = sqlite3_column_blob(st, 2);
+                len = sqlite3_column_bytes(st, 2);
+                version = sqlite3_column_int64(st, 3);
+                if (kind < 1 || kind > INT32_MAX || !owner || owner_len < 1 ||
+                    owner_len > KH_STORE_OWNER_MAX || strlen((const char *) owner) != (size_t) owner_len ||
+                    !blob || len < 0 || !kh_store_sealed_len_ok((size_t) len) || version < 1 ||
+                    version > UINT32_MAX)
+                        return -KH_E_INTEGRITY;
+                r = fn(&(const struct kh_store_record) {
+                               .kind = (enum kh_record_kind) kind,
+                               .owner = (const char *) owner,
+                               .blob = blob,
+                               .len = (size_t) len,
+                               .version = (uint32_t) version,
+                       },
+                       userdata);
+                if (r != 0)
+                        return r;
+        }
+}
+
 static int sqlite_records_under(struct kh_store *store, const char *tenant, uint32_t version,
                                 enum kh_record_kind after_kind, const char *after_owner,
                                 size_t limit, kh_store_record_fn fn, void *userdata) {
         struct kh_sqlite_store *s = to_sqlite(store);
         STMT_USE(st, s, ST_RECORDS_UNDER);
-        int rc, r;
+        int rc;
 
         rc = bind_tenant_version(st, tenant, version);
         if (rc == SQLITE_OK)
@@ -734,40 +788,60 @@ static int sqlite_records_under(struct kh_store *store, const char *tenant, uint
         if (rc != SQLITE_OK)
                 return fail(s, rc);
 
-        for (;;) {
-                const unsigned char *owner;
-                const void *blob;
-                sqlite3_int64 kind;
-                int owner_len, len;
+        return step_records(s, st, fn, userdata);
+}
 
+/* Binds tenant, kind and the owner range [prefix, upper). */
+static int bind_prefix(sqlite3_stmt *st, const char *tenant, enum kh_record_kind kind,
+                       const char *prefix, const char *upper) {
+        int rc = sqlite3_bind_text(st, 1, tenant, -1, SQLITE_STATIC);
+
+        if (rc == SQLITE_OK)
+                rc = sqlite3_bind_int(st, 2, (int) kind);
+        if (rc == SQLITE_OK)
+                rc = sqlite3_bind_text(st, 3, prefix, -1, SQLITE_STATIC);
+        if (rc == SQLITE_OK)
+                rc = sqlite3_bind_text(st, 4, upper, -1, SQLITE_STATIC);
+        return rc;
+}
+
+static int sqlite_records_list(struct kh_store *store, const char *tenant,
+                               enum kh_record_kind kind, const char *prefix, const char *upper,
+                               kh_store_record_fn fn, void *userdata) {
+        struct kh_sqlite_store *s = to_sqlite(store);
+        STMT_USE(st, s, ST_RECORDS_LIST);
+        int rc = bind_prefix(st, tenant, kind, prefix, upper);
+
+        if (rc != SQLITE_OK)
+                return fail(s, rc);
+        return step_records(s, st, fn, userdata);
+}
+
+static int sqlite_record_delete(struct kh_store *store, const char *tenant,
+                                enum kh_record_kind kind, const char *owner) {
+        struct kh_sqlite_store *s = to_sqlite(store);
+        STMT_USE(st, s, ST_RECORD_DELETE);
+        int rc = bind_record_key(st, tenant, kind, owner);
+
+        if (rc == SQLITE_OK)
                 rc = sqlite3_step(st);
-                if (rc == SQLITE_DONE)
-                        return 0;
-                if (rc != SQLITE_ROW)
-                        return fail(s, rc);
-                if (sqlite3_column_type(st, 0) != SQLITE_INTEGER ||
-                    sqlite3_column_type(st, 1) != SQLITE_TEXT ||
-                    sqlite3_column_type(st, 2) != SQLITE_BLOB)
-                        return -KH_E_INTEGRITY;
-                kind = sqlite3_column_int64(st, 0);
-                owner = sqlite3_column_text(st, 1);
-                owner_len = sqlite3_column_bytes(st, 1);
-                blob = sqlite3_column_blob(st, 2);
-                len = sqlite3_column_bytes(st, 2);
-                if (kind < 1 || kind > INT32_MAX || !owner || owner_len < 1 ||
-                    owner_len > KH_STORE_OWNER_MAX || strlen((const char *) owner) != (size_t) owner_len ||
-                    !blob || len < 0 || !kh_store_sealed_len_ok((size_t) len))
-                        return -KH_E_INTEGRITY;
-                r = fn(&(const struct kh_store_record) {
-                               .kind = (enum kh_record_kind) kind,
-                               .owner = (const char *) owner,
-                               .blob = blob,
-                               .len = (size_t) len,
-                       },
-                       userdata);
-                if (r != 0)
-                        return r;
-        }
+        if (rc != SQLITE_DONE)
+                return fail(s, rc);
+        return sqlite3_changes(s->db) > 0 ? 1 : 0;
+}
+
+static int sqlite_records_delete_prefix(struct kh_store *store, const char *tenant,
+                                        enum kh_record_kind kind, const char *prefix,
+                                        const char *upper) {
+        struct kh_sqlite_store *s = to_sqlite(store);
+        STMT_USE(st, s, ST_RECORDS_DELETE_PREFIX);
+        int rc = bind_prefix(st, tenant, kind, prefix, upper);
+
+        if (rc == SQLITE_OK)
+                rc = sqlite3_step(st);
+        if (rc != SQLITE_DONE)
+                return fail(s, rc);
+        return sqlite3_changes(s->db);
 }
 
 static int sqlite_record_move(struct kh_store *store, const char *tenant,
@@ -1040,6 +1114,9 @@ const struct kh_store_ops kh_store_sqlite_ops = {
         .record_insert = sqlite_record_insert,
         .record_put = sqlite_record_put,
         .record_count = sqlite_record_count,
+        .records_list = sqlite_records_list,
+        .record_delete = sqlite_record_delete,
+        .records_delete_prefix = sqlite_records_delete_prefix,
         .meta_get = sqlite_meta_get,
         .meta_put = sqlite_meta_put,
         .ping = sqlite_ping,
