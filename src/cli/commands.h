@@ -72,3 +72,6 @@ int kh_cmd_backup_create(struct kh_cli *cli);
 int kh_cmd_backup_verify(struct kh_cli *cli);
 int kh_cmd_backup_restore(struct kh_cli *cli);
 int kh_cmd_incident(struct kh_cli *cli);
+int kh_cmd_approvals_list(struct kh_cli *cli);
+int kh_cmd_approvals_approve(struct kh_cli *cli);
+int kh_cmd_approvals_deny(struct kh_cli *cli);
