@@ -234,12 +234,14 @@ int kh_req_access_code_parse(const char *q, size_t len, char *out, size_t max, s
                 if (c == '%') {
                         int hi = i + 2 < len ? hex_value(q[i + 1]) : -1;
                         int lo = hi >= 0 ? hex_value(q[i + 2]) : -1;
-                        if (lo < 0 || (hi == 0 && lo == 0))
+                        if (lo < 0)
                                 return -KH_E_INVALID_PARAMETER;
                         c = (char) (hi << 4 | lo);
                         i += 2;
                 }
-                if (o == max)
+                /* an access code is printable text: no NUL or other control byte, raw or
+                 * percent-encoded (a NUL would cut the code short where it is compared) */
+                if ((unsigned char) c < 0x20 || c == 0x7f || o == max)
                         return -KH_E_INVALID_PARAMETER;
                 out[o++] = c;
         }
