@@ -76,3 +76,23 @@ int kh_random_nonce(void *out) {
         nonce_used += KH_NONCE_LEN;
         return 0;
 }
+
+int kh_random_guid(char out[static 37]) {
+        static const char hex[] = "0123456789abcdef";
+        uint8_t b[16];
+        size_t n = 0;
+        int r = kh_random_bytes(b, sizeof(b));
+
+        if (r < 0)
+                return r;
+        b[6] = (uint8_t) ((b[6] & 0x0f) | 0x40);  /* version 4 */
+        b[8] = (uint8_t) ((b[8] & 0x3f) | 0x80);  /* RFC 4122 variant */
+        for (size_t i = 0; i < sizeof(b); i++) {
+                if (i == 4 || i == 6 || i == 8 || i == 10)
+                        out[n++] = '-';
+                out[n++] = hex[b[i] >> 4];
+                out[n++] = hex[b[i] & 0x0f];
+        }
+        out[n] = '\0';
+        return 0;
+}

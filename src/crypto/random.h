@@ -18,3 +18,7 @@ KH_MUST_CHECK int kh_random_nonce(void *out);
  * key (a DEK) never sits in ordinary memory. On success *ret is a new secret the caller
  * frees. Returns 0, -EINVAL (len 0), -ENOMEM or -EIO. Thread-safe. */
 KH_MUST_CHECK int kh_random_secret(size_t len, struct kh_secret **ret);
+
+/* A random (version 4) GUID, lower-case and hyphenated as Bitwarden writes them, into
+ * out[37]. Returns 0 or -EIO. */
+KH_MUST_CHECK int kh_random_guid(char out[static 37]);

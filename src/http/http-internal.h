@@ -153,6 +153,23 @@ const h2o_iovec_t *kh_http_header(const struct kh_http_req *req, const h2o_token
 int kh_route_user_keys_get(struct kh_http_req *req, const struct kh_principal *who);
 int kh_route_user_keys_post(struct kh_http_req *req, const struct kh_principal *who);
 int kh_route_user_keys_put(struct kh_http_req *req, const struct kh_principal *who);
+/* routes/devices.c */
+int kh_route_devices_known(struct kh_http_req *req, const struct kh_principal *who);
+int kh_route_devices_update_trust(struct kh_http_req *req, const struct kh_principal *who);
+int kh_route_devices_untrust(struct kh_http_req *req, const struct kh_principal *who);
+int kh_route_devices_lost_trust(struct kh_http_req *req, const struct kh_principal *who);
+int kh_route_device_by_identifier(struct kh_http_req *req, const struct kh_principal *who);
+int kh_route_devices_list(struct kh_http_req *req, const struct kh_principal *who);
+int kh_route_devices_register(struct kh_http_req *req, const struct kh_principal *who);
+int kh_route_device_keys(struct kh_http_req *req, const struct kh_principal *who);
+int kh_route_device_retrieve_keys(struct kh_http_req *req, const struct kh_principal *who);
+int kh_route_device_get(struct kh_http_req *req, const struct kh_principal *who);
+int kh_route_device_delete(struct kh_http_req *req, const struct kh_principal *who);
+int kh_route_org_public_key(struct kh_http_req *req, const struct kh_principal *who);
+int kh_route_org_enrol(struct kh_http_req *req, const struct kh_principal *who);
+int kh_route_admin_member_devices(struct kh_http_req *req, const struct kh_principal *who);
+int kh_route_admin_member_device_untrust(struct kh_http_req *req, const struct kh_principal *who);
+int kh_route_admin_member_remove(struct kh_http_req *req, const struct kh_principal *who);
 int kh_route_alive(struct kh_http_req *req, const struct kh_principal *who);
 int kh_route_health(struct kh_http_req *req, const struct kh_principal *who);
 int kh_route_metrics(struct kh_http_req *req, const struct kh_principal *who);
