@@ -160,9 +160,7 @@ int keyhold_client_new(const struct keyhold_client_options *o, struct keyhold_cl
         else
                 org_from_url(c->base, c->org_id);
 
-        if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
-                return KEYHOLD_E_NOMEM;
-        c->curl = curl_easy_init();
+        c->curl = curl_easy_init(); /* initialises libcurl if the program has not */
         if (!c->curl)
                 return KEYHOLD_E_NOMEM;
         /* Each value is valid; a failure would show in curl_easy_perform(). */
