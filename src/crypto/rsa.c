@@ -5,6 +5,7 @@
 #include "crypto/rsa.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -13,6 +14,7 @@
 #include <openssl/crypto.h>
 #include <openssl/err.h>
 #include <openssl/rsa.h>
+#include <openssl/x509.h>
 
 #include "common/errors.h"
 
@@ -95,6 +97,61 @@ int kh_rsa_oaep_encrypt(EVP_PKEY *pub, const struct kh_secret *pt, struct kh_buf
         if (EVP_PKEY_encrypt(ctx, ct, &ct_len, kh_secret_bytes(pt), kh_secret_len(pt)) != 1)
                 goto fail;
 
+        return kh_buf_append(out, ct, ct_len);
+fail:
+        ERR_clear_error();
+        return -EIO;
+}
+
+int kh_rsa_spki_parse(const uint8_t *der, size_t len, unsigned bits, EVP_PKEY **ret) {
+        const unsigned char *p = der;
+        EVP_PKEY *pkey;
+
+        if (!der || len == 0 || len > LONG_MAX)
+                return -EINVAL;
+        pkey = d2i_PUBKEY(NULL, &p, (long) len);
+        if (!pkey) {
+                ERR_clear_error();
+                return -EINVAL;
+        }
+        if (p != der + len || !EVP_PKEY_is_a(pkey, "RSA") ||
+            EVP_PKEY_get_bits(pkey) != (int) bits) {
+                EVP_PKEY_free(pkey);
+                return -EINVAL;
+        }
+        *ret = pkey;
+        return 0;
+}
+
+int kh_rsa_oaep_encrypt_spki(const uint8_t *spki, size_t len, enum kh_oaep_md md,
+                             const struct kh_secret *pt, struct kh_buf *out) {
+        KH_CLEANUP(EVP_PKEY_CTX_freep) EVP_PKEY_CTX *ctx = NULL;
+        KH_CLEANUP(EVP_PKEY_freep) EVP_PKEY *pub = NULL;
+        const unsigned char *p = spki;
+        KH_CLEANUP_FREE uint8_t *ct = NULL;
+        size_t ct_len = 0;
+        int r = -EIO;
+
+        if (!pt || !spki || len == 0 || len > LONG_MAX || (md != KH_OAEP_SHA1 && md != KH_OAEP_SHA256))
+                return -EINVAL;
+        pub = d2i_PUBKEY(NULL, &p, (long) len);
+        if (!pub || p != spki + len || !EVP_PKEY_is_a(pub, "RSA")) {
+                ERR_clear_error();
+                return -EINVAL;
+        }
+        ctx = oaep_ctx(pub, true, md, &r);
+        if (!ctx)
+                return r;
+        if (EVP_PKEY_encrypt(ctx, NULL, &ct_len, kh_secret_bytes(pt), kh_secret_len(pt)) != 1)
+                goto fail;
+        ct = malloc(ct_len);
+        if (!ct)
+                return -ENOMEM;
+        /* fails for a plaintext longer than the modulus allows (k - 2 * hLen - 2 bytes) */
+        if (EVP_PKEY_encrypt(ctx, ct, &ct_len, kh_secret_bytes(pt), kh_secret_len(pt)) != 1) {
+                ERR_clear_error();
+                return -EINVAL;
+        }
         return kh_buf_append(out, ct, ct_len);
 fail:
         ERR_clear_error();

@@ -44,3 +44,14 @@ KH_MUST_CHECK int kh_rsa_oaep_decrypt_md(EVP_PKEY *priv, enum kh_oaep_md md, con
  * parameters). */
 KH_MUST_CHECK int kh_rsa_pss_verify(EVP_PKEY *pub, const uint8_t digest[static KH_SHA256_LEN],
                                     const uint8_t *sig, size_t sig_len);
+
+/* Parses der[0..len) as an RSA SubjectPublicKeyInfo of exactly @bits (trailing bytes, other
+ * key types and sizes refused). Returns 0 with a new key, -EINVAL or -ENOMEM. */
+KH_MUST_CHECK int kh_rsa_spki_parse(const uint8_t *der, size_t len, unsigned bits, EVP_PKEY **ret);
+
+/* Encrypts the secret pt to the RSA public key spki[0..len) (SubjectPublicKeyInfo DER) with
+ * OAEP digest md (MGF1 the same, empty label), appending the ciphertext to out: how the
+ * server answers a login request with a user key (EncString type 4 is KH_OAEP_SHA1).
+ * Returns 0, -EINVAL (not an RSA SPKI; plaintext too long), -ENOMEM or -EIO. */
+KH_MUST_CHECK int kh_rsa_oaep_encrypt_spki(const uint8_t *spki, size_t len, enum kh_oaep_md md,
+                                           const struct kh_secret *pt, struct kh_buf *out);

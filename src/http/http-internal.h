@@ -130,6 +130,13 @@ uint64_t kh_http_now_ns(void);
  * req may be a copy of the handler's (its target must outlive the call). */
 void kh_http_finish(struct kh_http_req *req, int r, uint64_t start_ns);
 
+/* Who made req, as its audit record names the actor: the token's sub, or the operator
+ * ("local:uid=N"); "" for nobody. */
+void kh_http_actor(const struct kh_http_req *req, char *buf, size_t n);
+
+/* The client's address as text ("" when unknown; "local" on the admin socket). */
+void kh_http_client_address(const struct kh_http_req *req, char *buf, size_t n);
+
 /* Whether route's errors take Bitwarden's shape (routes.def .bitwarden). */
 bool kh_http_route_bitwarden(enum kh_route_id route);
 
@@ -187,3 +194,15 @@ int kh_route_admin_keys_reinstate_all(struct kh_http_req *req, const struct kh_p
 int kh_route_server_seal(struct kh_http_req *req, const struct kh_principal *who);
 int kh_route_server_unseal(struct kh_http_req *req, const struct kh_principal *who);
 int kh_route_server_backup(struct kh_http_req *req, const struct kh_principal *who);
+/* login requests and admin approval (routes/auth-requests.c, routes/approvals.c) */
+int kh_route_auth_requests_create(struct kh_http_req *req, const struct kh_principal *who);
+int kh_route_auth_requests_list(struct kh_http_req *req, const struct kh_principal *who);
+int kh_route_auth_requests_admin_request(struct kh_http_req *req, const struct kh_principal *who);
+int kh_route_auth_requests_pending(struct kh_http_req *req, const struct kh_principal *who);
+int kh_route_auth_request_get(struct kh_http_req *req, const struct kh_principal *who);
+int kh_route_auth_request_put(struct kh_http_req *req, const struct kh_principal *who);
+int kh_route_auth_request_response(struct kh_http_req *req, const struct kh_principal *who);
+int kh_route_approvals_list(struct kh_http_req *req, const struct kh_principal *who);
+int kh_route_approvals_bulk(struct kh_http_req *req, const struct kh_principal *who);
+int kh_route_approvals_deny(struct kh_http_req *req, const struct kh_principal *who);
+int kh_route_approvals_answer(struct kh_http_req *req, const struct kh_principal *who);

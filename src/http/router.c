@@ -287,6 +287,19 @@ static void client_of(const struct kh_http_req *req, char *buf, size_t n) {
         kh_audit_field_set(buf, n, last->text);
 }
 
+void kh_http_actor(const struct kh_http_req *req, char *buf, size_t n) {
+        if (req->who.sub[0])
+                (void) snprintf(buf, n, "%s", req->who.sub);
+        else if (req->listener == KH_LISTENER_OPERATOR)
+                (void) snprintf(buf, n, "local:uid=%u", operator_uid(req->h2o));
+        else if (n > 0)
+                buf[0] = '\0';
+}
+
+void kh_http_client_address(const struct kh_http_req *req, char *buf, size_t n) {
+        client_of(req, buf, n);
+}
+
 void kh_http_audit_event(const struct kh_http_req *req, int r, struct kh_audit_event *ev) {
         const struct kh_route *route = req->target ? req->target->route : NULL;
         bool server = !req->tenant || (route && route->scope == KH_SCOPE_SERVER);
