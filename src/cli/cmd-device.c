@@ -51,7 +51,18 @@ int kh_cmd_device_trust(struct kh_cli *cli) {
         if (r != 0)
                 goto out;
         if (!name) {
-                default_name(name_buf);
+                /* a device the server knows keeps its name */
+                r = keyhold_device_get(m.client, NULL, &d);
+                if (r < 0 && r != KEYHOLD_E_NOT_FOUND) {
+                        r = kh_member_fail(cli, &m, r, "looking this device up");
+                        goto out;
+                }
+                if (d && d->name && strlen(d->name) <= DEVICE_NAME_MAX)
+                        (void) snprintf(name_buf, sizeof(name_buf), "%s", d->name);
+                else
+                        default_name(name_buf);
+                keyhold_device_free(d);
+                d = NULL;
                 name = name_buf;
         }
         r = keyhold_device_register(m.client, name, &d);
