@@ -387,7 +387,8 @@ static int perform(struct kh_client *c, enum kh_client_scope scope, const char *
         (void) curl_easy_getinfo(c->curl, CURLINFO_RESPONSE_CODE, &status);
         body = json_loadb((const char *) a.body.data, a.body.len, JSON_REJECT_DUPLICATES, NULL);
         kh_buf_free(&a.body);
-        if (status == 200 && json_is_object(body)) {
+        /* 202: accepted and waiting (an approval that needs a second approver) */
+        if ((status == 200 || status == 202) && json_is_object(body)) {
                 *ret_body = body;
                 return 0;
         }

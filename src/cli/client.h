@@ -59,7 +59,7 @@ KH_MUST_CHECK int kh_client_post(struct kh_client *c, enum kh_client_scope scope
  * kh_client_get() - GET path (with its query) and its JSON answer.
  * @scope:     where path lives: KH_CLIENT_TENANT prefixes the tenant's /t/TENANT.
  * @path:      absolute, e.g. "/admin/audit?since=1&limit=1000"; not escaped here.
- * @ret_body:  on success, the 200 answer: a JSON object.
+ * @ret_body:  on success, the 200 (or 202) answer: a JSON object.
  * @ret_error: on failure, a new {"code", "message"} object for the user: the server's own error
  *             object as it sent it, or one made here with code "unreachable", "tls_error",
  *             "timeout", "interrupted" or "bad_response". NULL only when memory ran out.

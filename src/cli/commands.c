@@ -498,6 +498,56 @@ const struct kh_cli_command kh_cli_commands[] = {
                 .run = kh_cmd_member_remove,
         },
         {
+                .path = "approvals list",
+                .operands = "",
+                .summary = "pending admin-approval requests of the tenant, with fingerprint phrases",
+                .description =
+                        "Lists the tenant's pending, unexpired admin-approval requests: a member's\n"
+                        "new device asks for the member's user key. Compare the fingerprint phrase\n"
+                        "with the one the member's device shows before approving. APPROVALS shows\n"
+                        "how many approvers approved of how many the tenant needs\n"
+                        "(approval_quorum). With --json: the server's list items (\"id\",\n"
+                        "\"userId\", \"email\", \"requestDeviceIdentifier\", \"creationDate\",\n"
+                        "\"fingerprint\", \"approvals\", \"needed\", ...).",
+                .example = "keyhold approvals list --tenant acme",
+                .run = kh_cmd_approvals_list,
+        },
+        {
+                .path = "approvals approve",
+                .operands = "[ID]",
+                .summary = "approve a request; the key is made from the member's recovery enrolment",
+                .description =
+                        "Approves admin-approval request ID (or, with --all, every pending one).\n"
+                        "keyholdd encrypts the member's user key to the requesting device, from\n"
+                        "the member's account-recovery enrolment (refused with not_enrolled if\n"
+                        "there is none). Only the tenant's approvers may answer (not_approver).\n"
+                        "With approval_quorum = 2 the first approval is recorded and the request\n"
+                        "waits for a second, different approver. With --json: {\"id\", \"status\"}\n"
+                        "(\"approved\", or \"pending\" with \"approvals\" and \"needed\"); with --all a\n"
+                        "list of those, and {\"id\", \"code\", \"message\"} for a refused one.",
+                .options = (const struct kh_cli_option[]) {
+                        { "all", 0, NULL, "every pending request of the tenant" },
+                        { 0 },
+                },
+                .example = "keyhold approvals approve 3fa85f64-5717-4562-b3fc-2c963f66afa6",
+                .run = kh_cmd_approvals_approve,
+        },
+        {
+                .path = "approvals deny",
+                .operands = "[ID]",
+                .summary = "deny a request (or --all); a deny by any approver ends it",
+                .description =
+                        "Denies admin-approval request ID (or, with --all, every pending one).\n"
+                        "The member's device sees the request as denied. With --json: {\"id\",\n"
+                        "\"status\": \"denied\"}; with --all a list of those.",
+                .options = (const struct kh_cli_option[]) {
+                        { "all", 0, NULL, "every pending request of the tenant" },
+                        { 0 },
+                },
+                .example = "keyhold approvals deny 3fa85f64-5717-4562-b3fc-2c963f66afa6",
+                .run = kh_cmd_approvals_deny,
+        },
+        {
                 .path = "dev-token",
                 .operands = "",
                 .summary = "a bearer token from a `keyholdd --dev` data folder (dev mode only)",

@@ -82,3 +82,6 @@ int kh_cmd_login_request_approve(struct kh_cli *cli);
 int kh_cmd_login_request_deny(struct kh_cli *cli);
 int kh_cmd_recovery_enrol(struct kh_cli *cli);
 int kh_cmd_member_remove(struct kh_cli *cli);
+int kh_cmd_approvals_list(struct kh_cli *cli);
+int kh_cmd_approvals_approve(struct kh_cli *cli);
+int kh_cmd_approvals_deny(struct kh_cli *cli);
