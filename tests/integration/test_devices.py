@@ -448,3 +448,54 @@ def test_device_events_are_audited(k, member):
 
     got = harness.poll_until(lambda: (lambda a: a if "device.untrust" in a else None)(mine()), timeout=10)
     assert "device.register" in got and "device.trust" in got and "device.untrust" in got
+
+
+# ----------------------------------------------------------------------------- lifecycle
+
+def test_devices_and_enrolments_move_with_a_rekey_and_survive_backup_and_restore(
+        make_keyholdd, default_issuer, tmp_path):
+    from test_cli import run_cli
+    k = make_keyholdd({"default": {"issuer": default_issuer}})
+    sub = str(uuid.uuid4())
+    tok = default_issuer.token(sub, email="r@example.test")
+    d = trusted_device(k, tok)
+    pub = public_key(k, tok)
+    key = type4(pub, os.urandom(64))
+    assert k.client.put(f"/organizations/default/users/{sub}/reset-password-enrollment",
+                        json_body={"resetPasswordKey": key}, headers=auth(tok)).status == 200
+    r = k.operator.post("/admin/keys/rekey")
+    assert r.status == 200, r
+
+    def moved():
+        st = k.operator.get("/admin/keys").json()
+        v1 = [v for v in st["versions"] if v["version"] == 1][0]
+        return st if v1["records"] == 0 else None
+
+    harness.poll_until(moved, timeout=30)
+    got = k.client.get(f"/devices/{d['id']}", headers=auth(tok)).json()
+    assert got["encryptedUserKey"] == d["encryptedUserKey"] and got["isTrusted"]
+
+    backup = tmp_path / "b.khb"
+    p = run_cli("backup", "create", backup, "--socket", k.admin_socket, "--json")
+    assert p.returncode == 0, p
+    p = run_cli("backup", "verify", backup, "--json", "--master-key-file", k.master_key)
+    assert p.returncode == 0, p
+    k.stop()
+    w = tmp_path / "restored"
+    w.mkdir()
+    p = run_cli("backup", "restore", backup, "--data", w / "data", "--json",
+                "--master-key-file", k.master_key)
+    assert p.returncode == 0, p
+    import shutil
+    shutil.copyfile(k.master_key, w / "master.key")
+    os.chmod(w / "master.key", 0o600)
+    k2 = harness.Keyholdd(w, k.pki, {"default": {"issuer": default_issuer}})
+    k2.start()
+    try:
+        got = k2.client.get(f"/devices/{d['id']}", headers=auth(tok)).json()
+        assert got["encryptedUserKey"] == d["encryptedUserKey"]
+        assert public_key(k2, tok).public_numbers() == pub.public_numbers()
+        r = k2.operator.post(f"/admin/members/{sub}/remove")
+        assert r.json()["removed"]["enrolments"] == 1, r
+    finally:
+        k2.stop()

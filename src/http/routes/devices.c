@@ -6,8 +6,6 @@
 #include <strings.h>
 
 #include <jansson.h>
-#include <keyhold/encstring.h>
-#include <keyhold/keyhold.h>
 
 #include "common/errors.h"
 #include "common/jobs.h"
@@ -21,13 +19,6 @@
 #include "service/recovery.h"
 
 #define JSON_TYPE "application/json; charset=utf-8"
-#define LIST_BODY_MAX (64 * 1024)     /* update-trust and untrust carry lists */
-#define ENCSTRING_MAX 16384           /* a wrapped RSA-4096 private key is about 3.3 KiB */
-
-/* The types a trust value may have (spec/encstring.md section 9): the user key to the device
- * is RSA (3 or 4), the wrapped keys symmetric (2, or 7 for v2 accounts). */
-#define RSA_TYPES ((1u << KEYHOLD_ENC_RSA_OAEP_SHA256) | (1u << KEYHOLD_ENC_RSA_OAEP_SHA1))
-#define SYM_TYPES ((1u << KEYHOLD_ENC_AES_CBC256_HMAC) | (1u << KEYHOLD_ENC_COSE))
 
 /* ---- replies ---- */
 
@@ -109,20 +100,16 @@ static int reply_list(struct kh_http_req *req, json_t *data) {
 
 /* ---- request parts ---- */
 
-/* The body as a JSON value of @max bytes at most; wiped once parsed. */
-static int body_json(struct kh_http_req *req, size_t max, json_t **ret) {
+/* The body, once its type is JSON; decode.h's decoders take it from here. */
+static int json_body(struct kh_http_req *req, const char **ret, size_t *ret_len) {
         const h2o_iovec_t *ct = kh_http_header(req, H2O_TOKEN_CONTENT_TYPE);
-        h2o_iovec_t *body = &req->h2o->entity;
-        json_t *doc;
 
-        if (body->len > max)
+        if (req->h2o->entity.len > KH_REQ_LIST_BODY_MAX)
                 return -KH_E_BODY_TOO_LARGE;
         if (!ct || !kh_req_content_type_is_json(ct->base, ct->len))
                 return -KH_E_UNSUPPORTED_MEDIA;
-        doc = json_loadb(body->base ? body->base : "", body->len, JSON_REJECT_DUPLICATES, NULL);
-        if (!doc)
-                return -KH_E_INVALID_BODY;
-        *ret = doc;
+        *ret = req->h2o->entity.base;
+        *ret_len = req->h2o->entity.len;
         return 0;
 }
 
@@ -130,52 +117,6 @@ static int no_body(const struct kh_http_req *req) {
         if (req->h2o->entity.len > KH_BODY_MAX)
                 return -KH_E_BODY_TOO_LARGE;
         return req->h2o->entity.len > 0 ? -KH_E_INVALID_BODY : 0;
-}
-
-/* Member of a request body: Bitwarden binds names case-insensitively (section 1). Two
- * spellings of one name are ambiguous: -KH_E_INVALID_BODY. */
-static int member(const json_t *obj, const char *name, const json_t **ret) {
-        const char *k;
-        const json_t *v, *found = NULL;
-
-        json_object_foreach((json_t *) (uintptr_t) obj, k, v) {
-                if (strcasecmp(k, name) != 0)
-                        continue;
-                if (found)
-                        return -KH_E_INVALID_BODY;
-                found = v;
-        }
-        *ret = found;
-        return 0;
-}
-
-/* A required (or, with @optional, possibly absent or null: *ret NULL) string member. */
-static int string_member(const json_t *obj, const char *name, bool optional, size_t max,
-                         const char **ret) {
-        const json_t *v;
-        int r = member(obj, name, &v);
-
-        if (r < 0)
-                return r;
-        *ret = NULL;
-        if (!v || json_is_null(v))
-                return optional ? 0 : -KH_E_INVALID_BODY;
-        if (!json_is_string(v) || json_string_length(v) > max ||
-            strlen(json_string_value(v)) != json_string_length(v))
-                return -KH_E_INVALID_BODY;
-        *ret = json_string_value(v);
-        return 0;
-}
-
-static int encstring_member(const json_t *obj, const char *name, unsigned types, bool optional,
-                            const char **ret) {
-        int r = string_member(obj, name, optional, ENCSTRING_MAX, ret);
-
-        if (r < 0 || !*ret)
-                return r;
-        return keyhold_encstring_check(*ret, strlen(*ret), types) == KEYHOLD_OK
-                       ? 0
-                       : -KH_E_INVALID_ENCSTRING;
 }
 
 /* The path parameter i as a NUL-terminated copy in the request's pool. */
@@ -284,32 +225,24 @@ int kh_route_devices_list(struct kh_http_req *req, const struct kh_principal *wh
 }
 
 int kh_route_devices_register(struct kh_http_req *req, const struct kh_principal *who) {
-        json_auto_t *body = NULL;
-        const json_t *type;
-        const char *name, *identifier;
+        struct kh_req_doc doc;
+        struct kh_req_device dev;
+        const char *body;
         char email[256];
-        json_t *doc;
+        size_t len;
+        json_t *stored;
         int r;
 
-        r = body_json(req, KH_BODY_MAX, &body);
+        r = json_body(req, &body, &len);
+        if (r >= 0)
+                r = kh_req_device_parse(body, len, &doc, &dev);
         if (r < 0)
                 return r;
-        if (!json_is_object(body))
-                return -KH_E_INVALID_BODY;
-        r = member(body, "type", &type);
-        if (r >= 0)
-                r = string_member(body, "name", false, KH_DEVICE_NAME_MAX, &name);
-        if (r >= 0)
-                r = string_member(body, "identifier", false, KH_DEVICE_IDENTIFIER_MAX, &identifier);
-        if (r < 0)
-                return r;
-        if (!json_is_integer(type) || json_integer_value(type) < 0 || json_integer_value(type) > 1000 ||
-            !kh_device_identifier_is_valid(identifier, strlen(identifier)) || !name[0])
-                return -KH_E_INVALID_BODY;
         token_email(req, email);
-        r = kh_devices_register(req->worker->svc, req->tenant, who->sub, identifier, name,
-                                (int) json_integer_value(type), email[0] ? email : NULL, &doc);
-        return r < 0 ? r : reply_device(req, doc, false);
+        r = kh_devices_register(req->worker->svc, req->tenant, who->sub, dev.identifier, dev.name,
+                                dev.type, email[0] ? email : NULL, &stored);
+        kh_req_doc_free(&doc);
+        return r < 0 ? r : reply_device(req, stored, false);
 }
 
 int kh_route_device_get(struct kh_http_req *req, const struct kh_principal *who) {
@@ -335,31 +268,30 @@ int kh_route_device_by_identifier(struct kh_http_req *req, const struct kh_princ
 }
 
 int kh_route_device_keys(struct kh_http_req *req, const struct kh_principal *who) {
-        json_auto_t *body = NULL;
-        struct kh_device_keys keys;
-        const char *identifier;
-        json_t *doc;
+        struct kh_req_doc doc;
+        struct kh_req_trust t;
+        const char *identifier, *body;
+        size_t len;
+        json_t *stored;
         int r;
 
         req->action = "device.trust";
         r = identifier_param(req, 0, &identifier);
         if (r >= 0)
-                r = body_json(req, KH_BODY_MAX, &body);
+                r = json_body(req, &body, &len);
+        if (r >= 0)
+                r = kh_req_device_keys_parse(body, len, &doc, &t);
         if (r < 0)
                 return r;
-        if (!json_is_object(body))
-                return -KH_E_INVALID_BODY;
-        r = encstring_member(body, "encryptedUserKey", RSA_TYPES, false, &keys.encrypted_user_key);
-        if (r >= 0)
-                r = encstring_member(body, "encryptedPublicKey", SYM_TYPES, false,
-                                     &keys.encrypted_public_key);
-        if (r >= 0)
-                r = encstring_member(body, "encryptedPrivateKey", SYM_TYPES, false,
-                                     &keys.encrypted_private_key);
-        if (r >= 0)
-                r = kh_devices_set_keys(req->worker->svc, req->tenant, who->sub, identifier, &keys,
-                                        &doc);
-        return r < 0 ? r : reply_device(req, doc, false);
+        r = kh_devices_set_keys(req->worker->svc, req->tenant, who->sub, identifier,
+                                &(const struct kh_device_keys) {
+                                        .encrypted_user_key = t.user_key,
+                                        .encrypted_public_key = t.public_key,
+                                        .encrypted_private_key = t.private_key,
+                                },
+                                &stored);
+        kh_req_doc_free(&doc);
+        return r < 0 ? r : reply_device(req, stored, false);
 }
 
 int kh_route_device_retrieve_keys(struct kh_http_req *req, const struct kh_principal *who) {
@@ -376,99 +308,56 @@ int kh_route_device_retrieve_keys(struct kh_http_req *req, const struct kh_princ
         return r < 0 ? r : reply_device(req, doc, true);
 }
 
-/* One {deviceId?, encryptedPublicKey, encryptedUserKey} of update-trust. */
-static int trust_update(const json_t *o, bool other, struct kh_device_trust_update *ret) {
-        int r;
-
-        if (!json_is_object(o))
-                return -KH_E_INVALID_BODY;
-        *ret = (struct kh_device_trust_update) { 0 };
-        r = encstring_member(o, "encryptedUserKey", RSA_TYPES, false, &ret->keys.encrypted_user_key);
-        if (r >= 0)
-                r = encstring_member(o, "encryptedPublicKey", SYM_TYPES, false,
-                                     &ret->keys.encrypted_public_key);
-        if (r >= 0 && other) {
-                r = string_member(o, "deviceId", false, 36, &ret->device_id);
-                if (r >= 0 && kh_parse_guid(ret->device_id, strlen(ret->device_id),
-                                            (char[37]) { 0 }) < 0)
-                        r = -KH_E_INVALID_BODY;
-        }
-        return r;
-}
-
 int kh_route_devices_update_trust(struct kh_http_req *req, const struct kh_principal *who) {
-        json_auto_t *body = NULL;
-        struct kh_device_trust_update current, *others = NULL;
-        const json_t *list, *flag;
-        const char *identifier;
-        size_t n = 0;
+        struct kh_req_update_trust u;
+        struct kh_device_trust_update *others = NULL;
+        struct kh_req_doc doc;
+        const char *identifier, *body;
+        size_t len;
         int r;
 
-        r = body_json(req, LIST_BODY_MAX, &body);
+        r = json_body(req, &body, &len);
+        if (r >= 0)
+                r = kh_req_update_trust_parse(body, len, &doc, &u);
         if (r < 0)
                 return r;
         r = device_header(req, &identifier);
-        if (r < 0)
-                return r;
-        if (!json_is_object(body))
-                return -KH_E_INVALID_BODY;
-        r = member(body, "currentDevice", &list);
-        if (r >= 0)
-                r = trust_update(list, false, &current);
-        if (r >= 0)
-                r = member(body, "otherDevices", &list);
-        if (r < 0)
-                return r;
-        if (list && !json_is_null(list)) {
-                const json_t *o;
-                size_t i;
-
-                if (!json_is_array(list) || json_array_size(list) > KH_DEVICES_PER_MEMBER_MAX)
-                        return -KH_E_INVALID_BODY;
-                n = json_array_size(list);
-                others = h2o_mem_alloc_pool(&req->h2o->pool, sizeof(*others) * (n ? n : 1));
-                json_array_foreach(list, i, o) {
-                        r = trust_update(o, true, &others[i]);
-                        if (r < 0)
-                                return r;
-                }
+        if (r >= 0 && u.n_others > 0) {
+                others = h2o_mem_alloc_pool(&req->h2o->pool, sizeof(*others) * u.n_others);
+                for (size_t i = 0; i < u.n_others; i++)
+                        others[i] = (struct kh_device_trust_update) {
+                                .device_id = u.others[i].device_id,
+                                .keys = { .encrypted_user_key = u.others[i].user_key,
+                                          .encrypted_public_key = u.others[i].public_key },
+                        };
         }
-        r = member(body, "untrustUnlisted", &flag);
-        if (r < 0)
-                return r;
-        if (flag && !json_is_boolean(flag))
-                return -KH_E_INVALID_BODY;
-        r = kh_devices_update_trust(req->worker->svc, req->tenant, who->sub, identifier,
-                                    &current.keys, others, n, flag && json_is_true(flag));
+        if (r >= 0)
+                r = kh_devices_update_trust(req->worker->svc, req->tenant, who->sub, identifier,
+                                            &(const struct kh_device_keys) {
+                                                    .encrypted_user_key = u.current.user_key,
+                                                    .encrypted_public_key = u.current.public_key,
+                                            },
+                                            others, u.n_others, u.untrust_unlisted);
+        kh_req_update_trust_free(&u);
+        kh_req_doc_free(&doc);
         return r < 0 ? r : reply_empty(req);
 }
 
 int kh_route_devices_untrust(struct kh_http_req *req, const struct kh_principal *who) {
-        json_auto_t *body = NULL;
-        const json_t *list, *v;
-        const char **ids;
-        size_t i;
+        char (*ids)[37] = h2o_mem_alloc_pool(&req->h2o->pool, sizeof(*ids) * KH_REQ_DEVICES_MAX);
+        const char **list = h2o_mem_alloc_pool(&req->h2o->pool, sizeof(*list) * KH_REQ_DEVICES_MAX);
+        const char *body;
+        size_t len, n;
         int r;
 
-        r = body_json(req, LIST_BODY_MAX, &body);
+        r = json_body(req, &body, &len);
+        if (r >= 0)
+                r = kh_req_untrust_parse(body, len, ids, &n);
         if (r < 0)
                 return r;
-        if (!json_is_object(body))
-                return -KH_E_INVALID_BODY;
-        r = member(body, "devices", &list);
-        if (r < 0)
-                return r;
-        if (!json_is_array(list) || json_array_size(list) > KH_DEVICES_PER_MEMBER_MAX)
-                return -KH_E_INVALID_BODY;
-        ids = h2o_mem_alloc_pool(&req->h2o->pool, sizeof(*ids) * (json_array_size(list) + 1));
-        json_array_foreach(list, i, v) {
-                char *id = h2o_mem_alloc_pool(&req->h2o->pool, 37);
-                if (!json_is_string(v) ||
-                    kh_parse_guid(json_string_value(v), json_string_length(v), id) < 0)
-                        return -KH_E_INVALID_BODY;
-                ids[i] = id;
-        }
-        r = kh_devices_untrust(req->worker->svc, req->tenant, who->sub, ids, json_array_size(list));
+        for (size_t i = 0; i < n; i++)
+                list[i] = ids[i];
+        r = kh_devices_untrust(req->worker->svc, req->tenant, who->sub, list, n);
         return r < 0 ? r : reply_empty(req);
 }
 
@@ -591,52 +480,28 @@ int kh_route_org_public_key(struct kh_http_req *req, const struct kh_principal *
         return KH_HTTP_DEFERRED;
 }
 
-/* Whether s is an RSA EncString (type 3 or 4) of one RSA-2048 block: what a user key
- * encrypted to the recovery key is. */
-static bool recovery_key_ok(const char *s) {
-        struct keyhold_encstring *es = NULL;
-        const uint8_t *ct;
-        size_t len = 0;
-        bool ok;
-
-        if (keyhold_encstring_parse(s, strlen(s), &es) != KEYHOLD_OK)
-                return false;
-        ok = (keyhold_encstring_type(es) == KEYHOLD_ENC_RSA_OAEP_SHA1 ||
-              keyhold_encstring_type(es) == KEYHOLD_ENC_RSA_OAEP_SHA256) &&
-             keyhold_encstring_part(es, 0, &ct, &len) == KEYHOLD_OK && len == 256;
-        keyhold_encstring_free(es);
-        return ok;
-}
-
 int kh_route_org_enrol(struct kh_http_req *req, const struct kh_principal *who) {
-        json_auto_t *body = NULL;
-        const char *key;
+        struct kh_req_doc doc;
+        const char *key, *body;
         char user[37];
+        size_t len;
         int r;
 
         r = org_check(req);
-        if (r < 0)
-                return r;
-        r = guid_param(req, 1, -KH_E_NOT_YOUR_ACCOUNT, user);
-        if (r < 0)
-                return r;
-        if (strcmp(user, who->sub) != 0)
-                return -KH_E_NOT_YOUR_ACCOUNT;
-        r = body_json(req, KH_BODY_MAX, &body);
-        if (r < 0)
-                return r;
-        if (!json_is_object(body))
-                return -KH_E_INVALID_BODY;
+        if (r >= 0)
+                r = guid_param(req, 1, -KH_E_NOT_YOUR_ACCOUNT, user);
+        if (r >= 0 && strcmp(user, who->sub) != 0)
+                r = -KH_E_NOT_YOUR_ACCOUNT;
+        if (r >= 0)
+                r = json_body(req, &body, &len);
         /* masterPasswordHash is accepted and ignored: the token authenticates (section 8) */
-        r = string_member(body, "resetPasswordKey", true, ENCSTRING_MAX, &key);
+        if (r >= 0)
+                r = kh_req_enrol_parse(body, len, &doc, &key);
         if (r < 0)
                 return r;
-        if (key && !key[0])
-                key = NULL;                    /* empty: withdraws, as null does */
-        if (key && !recovery_key_ok(key))
-                return -KH_E_INVALID_ENCSTRING;
         req->action = key ? "recovery.enrol" : "recovery.withdraw";
         r = kh_recovery_enrol(req->worker->svc, req->tenant, who->sub, key);
+        kh_req_doc_free(&doc);
         return r < 0 ? r : reply_empty(req);
 }
 
