@@ -25,6 +25,10 @@ const struct kh_cli_global_option kh_cli_globals[KH_CLI_G_N_] = {
                               "KEYHOLD_CACERT" },
         [KH_CLI_G_TENANT] = { { "tenant", 0, "T", "the tenant (default: default)" },
                               "KEYHOLD_TENANT" },
+        [KH_CLI_G_STATE] = { { "state", 0, "DIR",
+                               "this machine's device state (default $XDG_STATE_HOME/keyhold "
+                               "or ~/.local/state/keyhold)" },
+                             "KEYHOLD_STATE" },
         [KH_CLI_G_HELP] = { { "help", 'h', NULL, "help on a command, with an example" }, NULL },
         [KH_CLI_G_VERSION] = { { "version", 0, NULL, "the version of keyhold" }, NULL },
 };

@@ -18,6 +18,7 @@ enum kh_cli_global {
         KH_CLI_G_TOKEN_FILE,
         KH_CLI_G_CACERT,
         KH_CLI_G_TENANT,
+        KH_CLI_G_STATE,
         KH_CLI_G_HELP,
         KH_CLI_G_VERSION,
         KH_CLI_G_N_

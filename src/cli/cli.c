@@ -250,7 +250,7 @@ int kh_cli_resolve(struct kh_cli *cli, struct kh_client_config *ret,
 /* The token in path: the file's content less one trailing newline. The file must not be
  * open to group or others: a token there is as good as the admin's password. Read from the
  * descriptor whose mode was checked, so a file swapped in meanwhile is not read. */
-static int read_token_file(struct kh_cli *cli, const char *path, struct kh_buf *out) {
+int kh_cli_read_token_file(struct kh_cli *cli, const char *path, struct kh_buf *out) {
         KH_CLEANUP(kh_closep) int fd = -1;
         char chunk[4096];
         struct stat st;
@@ -307,7 +307,7 @@ int kh_cli_connect(struct kh_cli *cli, struct kh_client **ret) {
                 return kh_cli_fail(cli, "file_error", "cannot read the CA file %s: %s",
                                    cfg.cacert, strerror(errno));
         if (token_file) {
-                r = read_token_file(cli, token_file, &file_token);
+                r = kh_cli_read_token_file(cli, token_file, &file_token);
                 if (r != 0)
                         return r;
                 cfg.token = (const char *) file_token.data;

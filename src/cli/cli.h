@@ -60,6 +60,15 @@ KH_MUST_CHECK int kh_cli_resolve(struct kh_cli *cli, struct kh_client_config *re
                                  const char **ret_token_file);
 
 /**
+ * kh_cli_read_token_file() - the bearer token in path (--token-file) appended to out (a
+ * sensitive buffer of KH_TOKEN_MAX + 1): the file's content less one trailing newline; a
+ * file open to group or others is refused. Returns 0, or 1 after reporting why not.
+ */
+struct kh_buf;
+KH_MUST_CHECK int kh_cli_read_token_file(struct kh_cli *cli, const char *path,
+                                         struct kh_buf *out);
+
+/**
  * kh_cli_connect() - the client kh_cli_resolve() describes, made once; the context owns it.
  * Returns 0, or the exit status (1 or 2) after reporting why not (an unreadable token file
  * or CA file, a url that is not https://).

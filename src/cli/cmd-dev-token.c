@@ -49,6 +49,7 @@ static int load_issuer_key(struct kh_cli *cli, const char *data, EVP_PKEY **ret)
 
 int kh_cmd_dev_token(struct kh_cli *cli) {
         const char *user = kh_cli_value(cli, "user"), *data = kh_cli_value(cli, "data");
+        const char *email = kh_cli_value(cli, "email");
         KH_CLEANUP(EVP_PKEY_freep) EVP_PKEY *key = NULL;
         KH_CLEANUP(kh_buf_freep) struct kh_buf token;
         KH_CLEANUP(kh_freep) char *claims_text = NULL;
@@ -65,13 +66,16 @@ int kh_cmd_dev_token(struct kh_cli *cli) {
         if (!user || kh_parse_guid(user, strlen(user), guid) < 0)
                 return kh_cli_usage_error(cli, "--user must be a GUID such as "
                                                "3fa85f64-5717-4562-b3fc-2c963f66afa6");
+        if (email && (!*email || strlen(email) > 254 || !strchr(email, '@') ||
+                      strpbrk(email, " \t\r\n")))
+                return kh_cli_usage_error(cli, "--email must be an e-mail address");
         r = load_issuer_key(cli, data ? data : KH_DEV_DATA_DEFAULT, &key);
         if (r != 0)
                 return r;
 
         now = time(NULL);
         claims = json_pack("{s:s, s:s, s:s, s:[s,s], s:[s], s:I, s:I, s:I, s:s}",
-                           "iss", KH_DEV_ISSUER, "sub", guid, "email", "dev@keyhold.invalid",
+                           "iss", KH_DEV_ISSUER, "sub", guid, "email", email ? email : "dev@keyhold.invalid",
                            "scope", "api", "offline_access", "amr", "external",
                            "iat", (json_int_t) now, "nbf", (json_int_t) now - 5,
                            "exp", (json_int_t) (now + (time_t) ttl), "client_id", "keyhold-dev");

@@ -323,6 +323,181 @@ const struct kh_cli_command kh_cli_commands[] = {
                 .run = kh_cmd_backup_restore,
         },
         {
+                .path = "device trust",
+                .operands = "",
+                .summary = "this machine becomes a trusted device of the member",
+                .description =
+                        "Registers this machine as a device of the member whose token is given\n"
+                        "(--url, --token), makes a device key and an RSA-2048 key pair, and\n"
+                        "stores on the server the user key encapsulated to the device key pair\n"
+                        "and the key pair wrapped (Bitwarden's trusted-device values). The device\n"
+                        "key stays in the state folder (--state, file mode 0600) with the device's\n"
+                        "identifier, made on first use. The user key comes from --user-key-file:\n"
+                        "base64 of the 64-byte user key ('-' reads stdin). Run again to renew the\n"
+                        "trust.",
+                .options = (const struct kh_cli_option[]) {
+                        { "user-key-file", 0, "FILE", "the member's user key (base64; - for stdin)" },
+                        { "name", 0, "NAME", "the device's name (default: keyhold CLI on HOST)" },
+                        { 0 },
+                },
+                .example = "keyhold device trust --user-key-file user.key --url https://127.0.0.1:8443 "
+                           "--token-file member.jwt",
+                .run = kh_cmd_device_trust,
+        },
+        {
+                .path = "device unlock",
+                .operands = "",
+                .summary = "the user key from this device's trust",
+                .description =
+                        "Reads this device's trust values from the server and opens them with the\n"
+                        "device key of the state folder: prints the user key (base64 of 64\n"
+                        "bytes), or writes it to --out FILE (mode 0600). Fails (exit 1,\n"
+                        "not_trusted) when this device was never trusted, was untrusted or is\n"
+                        "unknown to the server.",
+                .options = (const struct kh_cli_option[]) {
+                        { "out", 0, "FILE", "write the user key to FILE (mode 0600)" },
+                        { 0 },
+                },
+                .example = "keyhold device unlock --out user.key --url https://127.0.0.1:8443 "
+                           "--token-file member.jwt",
+                .run = kh_cmd_device_unlock,
+        },
+        {
+                .path = "device list",
+                .operands = "",
+                .summary = "the member's devices and whether each is trusted",
+                .description =
+                        "Lists the devices of the member whose token is given: id, identifier,\n"
+                        "name, type, trusted, created. With --user GUID, an admin lists a\n"
+                        "member's devices instead (the admin socket, or --url with an admin\n"
+                        "token).",
+                .options = (const struct kh_cli_option[]) {
+                        { "user", 0, "GUID", "admin: the member whose devices to list" },
+                        { 0 },
+                },
+                .example = "keyhold device list --user 3fa85f64-5717-4562-b3fc-2c963f66afa6",
+                .run = kh_cmd_device_list,
+        },
+        {
+                .path = "device untrust",
+                .operands = "DEVICE",
+                .summary = "a device loses its trust: it can no longer unlock the user key",
+                .description =
+                        "Clears the trust values of DEVICE (its id or its identifier, as `device\n"
+                        "list` shows them) on the server: that device can no longer unlock the\n"
+                        "user key and must ask again (login-request). The member's own device\n"
+                        "with the member's token; with --user GUID an admin untrusts a member's\n"
+                        "device (the admin socket, or --url with an admin token).",
+                .options = (const struct kh_cli_option[]) {
+                        { "user", 0, "GUID", "admin: the member whose device to untrust" },
+                        { 0 },
+                },
+                .example = "keyhold device untrust --user 3fa85f64-5717-4562-b3fc-2c963f66afa6 "
+                           "0d6bd8f6-4bd3-4a7d-9c0d-5d0f9f0c3a11",
+                .run = kh_cmd_device_untrust,
+        },
+        {
+                .path = "login-request create",
+                .operands = "",
+                .summary = "ask a trusted device (or, --admin, an approver) for the user key",
+                .description =
+                        "Makes a login request for this device: an ephemeral RSA-2048 key pair\n"
+                        "and a 25-character access code, kept in the state folder (mode 0600)\n"
+                        "until the answer comes. Prints the request id and the fingerprint phrase,\n"
+                        "which the approving side shows too. The account is --email, else the\n"
+                        "email claim of the member token. With a token, this device is registered\n"
+                        "first if the server does not know it. --admin asks the tenant's\n"
+                        "approvers instead (keyhold approvals approve; needs the member token\n"
+                        "and the member's recovery enrolment).",
+                .options = (const struct kh_cli_option[]) {
+                        { "email", 0, "EMAIL", "the account (default: the token's email claim)" },
+                        { "name", 0, "NAME", "this device's name when it is registered" },
+                        { "admin", 0, NULL, "ask for admin approval instead of a trusted device" },
+                        { 0 },
+                },
+                .example = "keyhold login-request create --url https://127.0.0.1:8443 "
+                           "--token-file member.jwt",
+                .run = kh_cmd_login_request_create,
+        },
+        {
+                .path = "login-request wait",
+                .operands = "[ID]",
+                .summary = "wait for the answer; print the user key once approved",
+                .description =
+                        "Asks the server for the answer to request ID (default: this device's\n"
+                        "latest) every second. Once approved, opens the key with the request's\n"
+                        "private key, prints the user key (base64) or writes it to --out FILE\n"
+                        "(mode 0600), and deletes the request's files. Exits 1 with denied or\n"
+                        "expired (the files go too), or timeout after --timeout seconds (default\n"
+                        "900; 0 asks once; the request stays).",
+                .options = (const struct kh_cli_option[]) {
+                        { "timeout", 0, "S", "give up after S seconds (default 900)" },
+                        { "out", 0, "FILE", "write the user key to FILE (mode 0600)" },
+                        { 0 },
+                },
+                .example = "keyhold login-request wait --timeout 300 --out user.key "
+                           "--url https://127.0.0.1:8443",
+                .run = kh_cmd_login_request_wait,
+        },
+        {
+                .path = "login-request approve",
+                .operands = "ID",
+                .summary = "from a trusted device: give request ID the user key",
+                .description =
+                        "Reads the member's request ID, shows its fingerprint phrase (compare it\n"
+                        "with the one the requesting device printed; --fingerprint makes the\n"
+                        "command refuse unless they match), opens the user key with this\n"
+                        "device's trust, encapsulates it to the request's public key (type 4)\n"
+                        "and answers the request.",
+                .options = (const struct kh_cli_option[]) {
+                        { "fingerprint", 0, "PHRASE", "approve only if the request shows this phrase" },
+                        { 0 },
+                },
+                .example = "keyhold login-request approve 6c1b7c52-1d0e-4d42-9a57-0a8c9d7e2f10 "
+                           "--url https://127.0.0.1:8443 --token-file member.jwt",
+                .run = kh_cmd_login_request_approve,
+        },
+        {
+                .path = "login-request deny",
+                .operands = "ID",
+                .summary = "refuse request ID",
+                .description =
+                        "Answers the member's request ID with a denial: the requesting device's\n"
+                        "`login-request wait` exits 1 with denied.",
+                .example = "keyhold login-request deny 6c1b7c52-1d0e-4d42-9a57-0a8c9d7e2f10 "
+                           "--url https://127.0.0.1:8443 --token-file member.jwt",
+                .run = kh_cmd_login_request_deny,
+        },
+        {
+                .path = "recovery enrol",
+                .operands = "",
+                .summary = "enrol the member in account recovery (admin approval)",
+                .description =
+                        "Encapsulates the member's user key (type 4) to the tenant's recovery\n"
+                        "key and stores it on the server, so that an approver can later release\n"
+                        "it to a new device of the member (`login-request create --admin`, then\n"
+                        "`keyhold approvals approve`). The user key is --user-key-file, else the\n"
+                        "one this trusted device unlocks.",
+                .options = (const struct kh_cli_option[]) {
+                        { "user-key-file", 0, "FILE", "the user key (base64; - for stdin)" },
+                        { 0 },
+                },
+                .example = "keyhold recovery enrol --url https://127.0.0.1:8443 --token-file member.jwt",
+                .run = kh_cmd_recovery_enrol,
+        },
+        {
+                .path = "member remove",
+                .operands = "GUID",
+                .summary = "a member leaves: key, devices, requests and enrolment deleted",
+                .description =
+                        "Deletes at once everything the tenant keeps for member GUID: the Key\n"
+                        "Connector key, the devices with their trust, login and approval\n"
+                        "requests, and the recovery enrolment. Irreversible and audited. Prints\n"
+                        "how many of each were deleted.",
+                .example = "keyhold member remove 3fa85f64-5717-4562-b3fc-2c963f66afa6",
+                .run = kh_cmd_member_remove,
+        },
+        {
                 .path = "approvals list",
                 .operands = "",
                 .summary = "pending admin-approval requests of the tenant, with fingerprint phrases",
@@ -384,6 +559,7 @@ const struct kh_cli_command kh_cli_commands[] = {
                         { "user", 0, "GUID", "the member's user id (sub claim)" },
                         { "data", 0, "DIR", "the dev data folder (default " KH_DEV_DATA_DEFAULT ")" },
                         { "ttl", 0, "SECONDS", "lifetime, 1..86400 (default 3600)" },
+                        { "email", 0, "EMAIL", "the email claim (default dev@keyhold.invalid)" },
                         { 0 },
                 },
                 .example = "keyhold dev-token --user 3fa85f64-5717-4562-b3fc-2c963f66afa6",

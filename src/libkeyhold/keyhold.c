@@ -9,6 +9,7 @@
 
 #include "keyhold/keyhold.h"
 #include "internal.h"
+#include "keyhold/client.h"
 
 const char *keyhold_strerror(int status) {
         switch (status) {
@@ -30,6 +31,29 @@ const char *keyhold_strerror(int status) {
                 return "out of memory";
         case KEYHOLD_E_CRYPTO:
                 return "the crypto library failed";
+        /* keyhold/client.h */
+        case KEYHOLD_E_HTTP:
+                return "the server could not be reached";
+        case KEYHOLD_E_BAD_REQUEST:
+                return "the server refused the request as invalid";
+        case KEYHOLD_E_UNAUTHORIZED:
+                return "the server did not accept the token";
+        case KEYHOLD_E_FORBIDDEN:
+                return "not allowed";
+        case KEYHOLD_E_NOT_FOUND:
+                return "not found";
+        case KEYHOLD_E_CONFLICT:
+                return "conflict";
+        case KEYHOLD_E_SERVER:
+                return "the server refused the request";
+        case KEYHOLD_E_RESPONSE:
+                return "the server's answer is not as documented";
+        case KEYHOLD_E_DENIED:
+                return "the request was denied";
+        case KEYHOLD_E_EXPIRED:
+                return "the request expired";
+        case KEYHOLD_E_UNTRUSTED:
+                return "the device is not trusted";
         default:
                 return "unknown error";
         }
