@@ -17,7 +17,7 @@
 #include "http/decode.h"
 
 static bool documented(int r) {
-        return r == 0 || r == -KH_E_BODY_TOO_LARGE || r == -KH_E_INVALID_BODY ||
+        return r == 0 || r == -KH_E_BODY_TOO_LARGE || r == -KH_E_INVALID_REQUEST_BODY ||
                r == -KH_E_INVALID_ENCSTRING || r == -ENOMEM;
 }
 

@@ -6,81 +6,11 @@
 
 #include "common/errors.h"
 #include "common/limits.h"
+#include "http/decode-json.h"
 
 void kh_req_auth_clear(json_t **root) {
         json_decref(*root);
         *root = NULL;
-}
-
-/* The member of obj named name in any case: 0 with *ret (NULL when absent), or
- * -KH_E_INVALID_REQUEST_BODY when two members match. */
-static int member(json_t *obj, const char *name, json_t **ret) {
-        const char *k;
-        json_t *v, *found = NULL;
-
-        json_object_foreach(obj, k, v) {
-                if (strcasecmp(k, name) != 0)
-                        continue;
-                if (found)
-                        return -KH_E_INVALID_REQUEST_BODY;
-                found = v;
-        }
-        *ret = found;
-        return 0;
-}
-
-/* A required string member (non-empty, no NUL inside). */
-static int string_member(json_t *obj, const char *name, const char **ret) {
-        json_t *v;
-        int r = member(obj, name, &v);
-
-        if (r < 0)
-                return r;
-        if (!json_is_string(v) || json_string_length(v) == 0 ||
-            strlen(json_string_value(v)) != json_string_length(v))
-                return -KH_E_INVALID_REQUEST_BODY;
-        *ret = json_string_value(v);
-        return 0;
-}
-
-/* An optional string member: absent or null gives NULL; else as string_member(). */
-static int optional_string_member(json_t *obj, const char *name, const char **ret) {
-        json_t *v;
-        int r = member(obj, name, &v);
-
-        if (r < 0)
-                return r;
-        if (!v || json_is_null(v)) {
-                *ret = NULL;
-                return 0;
-        }
-        return string_member(obj, name, ret);
-}
-
-static int bool_member(json_t *obj, const char *name, bool *ret) {
-        json_t *v;
-        int r = member(obj, name, &v);
-
-        if (r < 0)
-                return r;
-        if (!json_is_boolean(v))
-                return -KH_E_INVALID_REQUEST_BODY;
-        *ret = json_is_true(v);
-        return 0;
-}
-
-static int load(const char *body, size_t len, size_t max, json_t **ret) {
-        json_t *root;
-
-        if (len > max)
-                return -KH_E_BODY_TOO_LARGE;
-        if (!body || len == 0)
-                return -KH_E_INVALID_REQUEST_BODY;
-        root = json_loadb(body, len, JSON_REJECT_DUPLICATES, NULL);
-        if (!root)
-                return -KH_E_INVALID_REQUEST_BODY;
-        *ret = root;
-        return 0;
 }
 
 int kh_req_auth_create_parse(const char *body, size_t len, struct kh_req_auth_create *ret) {
@@ -89,16 +19,16 @@ int kh_req_auth_create_parse(const char *body, size_t len, struct kh_req_auth_cr
         json_t *type;
         int r;
 
-        r = load(body, len, KH_BODY_MAX, &root);
+        r = kh_json_load(body, len, KH_BODY_MAX, false, &root);
         if (r < 0)
                 return r;
         if (!json_is_object(root))
                 return -KH_E_INVALID_REQUEST_BODY;
-        if ((r = string_member(root, "email", &c.email)) < 0 ||
-            (r = string_member(root, "publicKey", &c.public_key)) < 0 ||
-            (r = string_member(root, "deviceIdentifier", &c.device_identifier)) < 0 ||
-            (r = string_member(root, "accessCode", &c.access_code)) < 0 ||
-            (r = member(root, "type", &type)) < 0)
+        if ((r = kh_json_string(root, "email", 0, 0, &c.email)) < 0 ||
+            (r = kh_json_string(root, "publicKey", 0, 0, &c.public_key)) < 0 ||
+            (r = kh_json_string(root, "deviceIdentifier", 0, 0, &c.device_identifier)) < 0 ||
+            (r = kh_json_string(root, "accessCode", 0, 0, &c.access_code)) < 0 ||
+            (r = kh_json_member(root, "type", &type)) < 0)
                 return r;
         /* AuthRequestType 0, 1 or 2; any other number is decoded, and refused by the
          * service with the reason that fits */
@@ -116,14 +46,14 @@ int kh_req_auth_update_parse(const char *body, size_t len, struct kh_req_auth_up
         struct kh_req_auth_update u = { 0 };
         int r;
 
-        r = load(body, len, KH_BODY_MAX, &root);
+        r = kh_json_load(body, len, KH_BODY_MAX, false, &root);
         if (r < 0)
                 return r;
         if (!json_is_object(root))
                 return -KH_E_INVALID_REQUEST_BODY;
-        if ((r = optional_string_member(root, "key", &u.key)) < 0 ||
-            (r = string_member(root, "deviceIdentifier", &u.device_identifier)) < 0 ||
-            (r = bool_member(root, "requestApproved", &u.approved)) < 0)
+        if ((r = kh_json_string(root, "key", KH_JSON_OPTIONAL, 0, &u.key)) < 0 ||
+            (r = kh_json_string(root, "deviceIdentifier", 0, 0, &u.device_identifier)) < 0 ||
+            (r = kh_json_bool(root, "requestApproved", &u.approved)) < 0)
                 return r;
         u.root = KH_TAKE_PTR(root);
         *ret = u;
@@ -135,13 +65,13 @@ int kh_req_auth_answer_parse(const char *body, size_t len, struct kh_req_auth_an
         struct kh_req_auth_answer a = { 0 };
         int r;
 
-        r = load(body, len, KH_BODY_MAX, &root);
+        r = kh_json_load(body, len, KH_BODY_MAX, false, &root);
         if (r < 0)
                 return r;
         if (!json_is_object(root))
                 return -KH_E_INVALID_REQUEST_BODY;
-        if ((r = bool_member(root, "requestApproved", &a.approved)) < 0 ||
-            (r = optional_string_member(root, "encryptedUserKey", &a.key)) < 0)
+        if ((r = kh_json_bool(root, "requestApproved", &a.approved)) < 0 ||
+            (r = kh_json_string(root, "encryptedUserKey", KH_JSON_OPTIONAL, 0, &a.key)) < 0)
                 return r;
         ret->root = KH_TAKE_PTR(root);
         ret->items[0] = a;
@@ -156,12 +86,12 @@ int kh_req_auth_deny_parse(const char *body, size_t len, struct kh_req_auth_answ
         size_t i;
         int r;
 
-        r = load(body, len, KH_REQ_AUTH_LIST_BODY_MAX, &root);
+        r = kh_json_load(body, len, KH_REQ_AUTH_LIST_BODY_MAX, false, &root);
         if (r < 0)
                 return r;
         if (!json_is_object(root))
                 return -KH_E_INVALID_REQUEST_BODY;
-        r = member(root, "ids", &ids);
+        r = kh_json_member(root, "ids", &ids);
         if (r < 0)
                 return r;
         if (!json_is_array(ids) || json_array_size(ids) == 0 ||
@@ -186,7 +116,7 @@ int kh_req_auth_bulk_parse(const char *body, size_t len, struct kh_req_auth_answ
         size_t i;
         int r;
 
-        r = load(body, len, KH_REQ_AUTH_LIST_BODY_MAX, &root);
+        r = kh_json_load(body, len, KH_REQ_AUTH_LIST_BODY_MAX, false, &root);
         if (r < 0)
                 return r;
         if (!json_is_array(root) || json_array_size(root) == 0 ||
@@ -197,9 +127,9 @@ int kh_req_auth_bulk_parse(const char *body, size_t len, struct kh_req_auth_answ
 
                 if (!json_is_object(v))
                         return -KH_E_INVALID_REQUEST_BODY;
-                if ((r = string_member(v, "id", &a.id)) < 0 ||
-                    (r = bool_member(v, "approved", &a.approved)) < 0 ||
-                    (r = optional_string_member(v, "key", &a.key)) < 0)
+                if ((r = kh_json_string(v, "id", 0, 0, &a.id)) < 0 ||
+                    (r = kh_json_bool(v, "approved", &a.approved)) < 0 ||
+                    (r = kh_json_string(v, "key", KH_JSON_OPTIONAL, 0, &a.key)) < 0)
                         return r;
                 items[i] = a;
         }

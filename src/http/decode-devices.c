@@ -13,6 +13,7 @@
 #include "common/errors.h"
 #include "common/limits.h"
 #include "common/parse.h"
+#include "http/decode-json.h"
 
 #define NAME_MAX_ 50
 #define IDENTIFIER_MAX 50
@@ -29,58 +30,17 @@ void kh_req_doc_free(struct kh_req_doc *doc) {
 }
 
 static int load(const char *body, size_t len, size_t max, struct kh_req_doc *doc, json_t **ret) {
-        json_t *root;
+        int r = kh_json_load(body, len, max, true, ret);
 
-        doc->json = NULL;
-        if (len > max)
-                return -KH_E_BODY_TOO_LARGE;
-        if (!body || len == 0)
-                return -KH_E_INVALID_BODY;
-        root = json_loadb(body, len, JSON_REJECT_DUPLICATES, NULL);
-        if (!json_is_object(root)) {
-                json_decref(root);
-                return -KH_E_INVALID_BODY;
-        }
-        doc->json = root;
-        *ret = root;
-        return 0;
+        doc->json = r < 0 ? NULL : *ret;
+        return r;
 }
 
-/* Member @name of obj, matched case-insensitively (NULL if absent). */
-static int member(const json_t *obj, const char *name, const json_t **ret) {
-        const char *k;
-        json_t *v;
-        const json_t *found = NULL;
-
-        json_object_foreach((json_t *) (uintptr_t) obj, k, v) {
-                if (strcasecmp(k, name) != 0)
-                        continue;
-                if (found)
-                        return -KH_E_INVALID_BODY;
-                found = v;
-        }
-        *ret = found;
-        return 0;
-}
-
-/* A string member of 1..max bytes without NUL; optional: absent or null gives NULL, and ""
- * is allowed. */
+/* A string member of 1..max bytes; optional: absent or null gives NULL, "" allowed. */
 static int string_member(const json_t *obj, const char *name, bool optional, size_t max,
                          const char **ret) {
-        const json_t *v;
-        int r = member(obj, name, &v);
-
-        *ret = NULL;
-        if (r < 0)
-                return r;
-        if (!v || json_is_null(v))
-                return optional ? 0 : -KH_E_INVALID_BODY;
-        if (!json_is_string(v) || json_string_length(v) > max ||
-            strlen(json_string_value(v)) != json_string_length(v) ||
-            (!optional && json_string_length(v) == 0))
-                return -KH_E_INVALID_BODY;
-        *ret = json_string_value(v);
-        return 0;
+        return kh_json_string(obj, name, optional ? KH_JSON_OPTIONAL | KH_JSON_EMPTY_OK : 0, max,
+                              ret);
 }
 
 static int encstring_member(const json_t *obj, const char *name, unsigned types,
@@ -108,20 +68,20 @@ static bool identifier_ok(const char *s) {
 
 int kh_req_device_parse(const char *body, size_t len, struct kh_req_doc *doc,
                         struct kh_req_device *ret) {
-        const json_t *type;
+        json_t *type;
         json_t *root;
         int r;
 
         r = load(body, len, KH_BODY_MAX, doc, &root);
         if (r >= 0)
-                r = member(root, "type", &type);
+                r = kh_json_member(root, "type", &type);
         if (r >= 0)
                 r = string_member(root, "name", false, NAME_MAX_, &ret->name);
         if (r >= 0)
                 r = string_member(root, "identifier", false, IDENTIFIER_MAX, &ret->identifier);
         if (r >= 0 && (!json_is_integer(type) || json_integer_value(type) < 0 ||
                        json_integer_value(type) > 1000 || !identifier_ok(ret->identifier)))
-                r = -KH_E_INVALID_BODY;
+                r = -KH_E_INVALID_REQUEST_BODY;
         if (r < 0) {
                 kh_req_doc_free(doc);
                 return r;
@@ -136,7 +96,7 @@ static int trust(const json_t *o, bool with_private, bool with_id, struct kh_req
 
         *ret = (struct kh_req_trust) { 0 };
         if (!json_is_object(o))
-                return -KH_E_INVALID_BODY;
+                return -KH_E_INVALID_REQUEST_BODY;
         r = encstring_member(o, "encryptedUserKey", RSA_TYPES, &ret->user_key);
         if (r >= 0)
                 r = encstring_member(o, "encryptedPublicKey", SYM_TYPES, &ret->public_key);
@@ -147,7 +107,7 @@ static int trust(const json_t *o, bool with_private, bool with_id, struct kh_req
 
                 r = string_member(o, "deviceId", false, 64, &id);
                 if (r >= 0 && kh_parse_guid(id, strlen(id), ret->device_id_buf) < 0)
-                        r = -KH_E_INVALID_BODY;
+                        r = -KH_E_INVALID_REQUEST_BODY;
                 ret->device_id = ret->device_id_buf;
         }
         return r;
@@ -173,25 +133,25 @@ void kh_req_update_trust_free(struct kh_req_update_trust *u) {
 
 int kh_req_update_trust_parse(const char *body, size_t len, struct kh_req_doc *doc,
                               struct kh_req_update_trust *ret) {
-        const json_t *cur, *list, *flag;
+        json_t *cur, *list, *flag;
         json_t *root;
         int r;
 
         *ret = (struct kh_req_update_trust) { 0 };
         r = load(body, len, KH_REQ_LIST_BODY_MAX, doc, &root);
         if (r >= 0)
-                r = member(root, "currentDevice", &cur);
+                r = kh_json_member(root, "currentDevice", &cur);
         if (r >= 0)
                 r = trust(cur, false, false, &ret->current);
         if (r >= 0)
-                r = member(root, "otherDevices", &list);
+                r = kh_json_member(root, "otherDevices", &list);
         if (r >= 0)
-                r = member(root, "untrustUnlisted", &flag);
+                r = kh_json_member(root, "untrustUnlisted", &flag);
         if (r >= 0 && flag && !json_is_boolean(flag))
-                r = -KH_E_INVALID_BODY;
+                r = -KH_E_INVALID_REQUEST_BODY;
         if (r >= 0 && list && !json_is_null(list)) {
                 if (!json_is_array(list) || json_array_size(list) > KH_REQ_DEVICES_MAX) {
-                        r = -KH_E_INVALID_BODY;
+                        r = -KH_E_INVALID_REQUEST_BODY;
                 } else if (json_array_size(list) > 0) {
                         ret->others = calloc(json_array_size(list), sizeof(*ret->others));
                         if (!ret->others)
@@ -212,7 +172,7 @@ int kh_req_update_trust_parse(const char *body, size_t len, struct kh_req_doc *d
 int kh_req_untrust_parse(const char *body, size_t len, char ids[static KH_REQ_DEVICES_MAX][37],
                          size_t *ret_n) {
         struct kh_req_doc doc;
-        const json_t *list, *v;
+        json_t *list, *v;
         json_t *root;
         size_t i;
         int r;
@@ -220,14 +180,14 @@ int kh_req_untrust_parse(const char *body, size_t len, char ids[static KH_REQ_DE
         *ret_n = 0;
         r = load(body, len, KH_REQ_LIST_BODY_MAX, &doc, &root);
         if (r >= 0)
-                r = member(root, "devices", &list);
+                r = kh_json_member(root, "devices", &list);
         if (r >= 0 && (!json_is_array(list) || json_array_size(list) > KH_REQ_DEVICES_MAX))
-                r = -KH_E_INVALID_BODY;
+                r = -KH_E_INVALID_REQUEST_BODY;
         if (r >= 0)
                 json_array_foreach(list, i, v) {
                         if (!json_is_string(v) ||
                             kh_parse_guid(json_string_value(v), json_string_length(v), ids[i]) < 0) {
-                                r = -KH_E_INVALID_BODY;
+                                r = -KH_E_INVALID_REQUEST_BODY;
                                 break;
                         }
                 }

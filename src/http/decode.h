@@ -35,7 +35,7 @@ bool kh_req_content_type_is_json(const char *value, size_t len);
  * names case-insensitively (two spellings of one name: -KH_E_INVALID_BODY), unknown members
  * ignored. The strings a decoder returns point into its document: they live until
  * kh_req_doc_free(). Each returns 0, -KH_E_BODY_TOO_LARGE (more than its maximum),
- * -KH_E_INVALID_BODY (not JSON, not the shape), -KH_E_INVALID_ENCSTRING (a trust value that
+ * -KH_E_INVALID_REQUEST_BODY (not JSON, not the shape), -KH_E_INVALID_ENCSTRING (a trust value that
  * is no well-formed EncString of the types its place takes) or -ENOMEM. */
 
 #define KH_REQ_LIST_BODY_MAX (64 * 1024)   /* update-trust and untrust carry lists */

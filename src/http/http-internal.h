@@ -137,6 +137,15 @@ void kh_http_actor(const struct kh_http_req *req, char *buf, size_t n);
 /* The client's address as text ("" when unknown; "local" on the admin socket). */
 void kh_http_client_address(const struct kh_http_req *req, char *buf, size_t n);
 
+/* Shared checks (checks.c). A body the route decodes as JSON: at most max bytes
+ * (-KH_E_BODY_TOO_LARGE) sent as application/json (-KH_E_UNSUPPORTED_MEDIA). */
+int kh_http_json_body(const struct kh_http_req *req, size_t max);
+/* A route that takes no body refuses one (-KH_E_INVALID_REQUEST_BODY) rather than ignore it. */
+int kh_http_no_body(const struct kh_http_req *req);
+/* {orgId}, the route's first parameter, names the request's tenant (else -KH_E_NOT_FOUND:
+ * DESIGN.md "HTTP surface"). */
+int kh_http_org_check(const struct kh_http_req *req);
+
 /* Whether route's errors take Bitwarden's shape (routes.def .bitwarden). */
 bool kh_http_route_bitwarden(enum kh_route_id route);
 

@@ -154,15 +154,15 @@ def test_bad_trust_bodies_change_nothing(k, member):
         ({**good, "encryptedPublicKey": "0." + good["encryptedPublicKey"][2:].rsplit("|", 1)[0]},
          "invalid_encstring"),  # type 0: no MAC, a downgrade
         ({**good, "encryptedUserKey": "4.not base64!"}, "invalid_encstring"),
-        ({k_: v for k_, v in good.items() if k_ != "encryptedPrivateKey"}, "invalid_body"),
-        ({**good, "encryptedUserKey": 5}, "invalid_body"),
-        ([good], "invalid_body"),
+        ({k_: v for k_, v in good.items() if k_ != "encryptedPrivateKey"}, "invalid_request_body"),
+        ({**good, "encryptedUserKey": 5}, "invalid_request_body"),
+        ([good], "invalid_request_body"),
     ]
     for body, code in bad:
         r = k.client.put(f"/devices/{d['identifier']}/keys", json_body=body, headers=auth(tok))
         bw_error(r, 400, code)
     r = k.client.put(f"/devices/{d['identifier']}/keys", body="{", headers=auth(tok, **{"Content-Type": "application/json"}))
-    bw_error(r, 400, "invalid_body")
+    bw_error(r, 400, "invalid_request_body")
     r = k.client.put(f"/devices/{d['identifier']}/keys", json_body={**good, "x": "y" * 5000}, headers=auth(tok))
     bw_error(r, 413, "body_too_large")
     r = k.client.get(f"/devices/identifier/{d['identifier']}", headers=auth(tok))
@@ -202,7 +202,7 @@ def test_register_refuses_bad_bodies(k, member):
                  {"type": 8, "name": "x", "identifier": "a" * 51},
                  {"type": 8, "name": "n" * 51, "identifier": "a"},
                  {"type": 8, "name": "", "identifier": "a"}, {"type": -1, "name": "x", "identifier": "a"}):
-        bw_error(k.client.post("/devices", json_body=body, headers=auth(tok)), 400, "invalid_body")
+        bw_error(k.client.post("/devices", json_body=body, headers=auth(tok)), 400, "invalid_request_body")
     assert k.client.get("/devices", headers=auth(tok)).json()["data"] == []
 
 
@@ -230,7 +230,7 @@ def test_untrust_all_or_nothing(k, member):
     assert r.status == 200 and r.body == b"", r
     assert not trusted(k, tok, a) and trusted(k, tok, b)
     for body in ({}, {"devices": "x"}, {"devices": ["not-a-guid"]}, {"devices": [1]}):
-        bw_error(k.client.post("/devices/untrust", json_body=body, headers=auth(tok)), 400, "invalid_body")
+        bw_error(k.client.post("/devices/untrust", json_body=body, headers=auth(tok)), 400, "invalid_request_body")
 
 
 def test_update_trust_changes_only_named_devices(k, member):
@@ -276,8 +276,8 @@ def test_update_trust_refusals_change_nothing(k, member):
          "device_not_found"),
         ({"currentDevice": cd}, auth(tok, **{"Device-Identifier": "unknown-device"}), 404, "device_not_found"),
         ({"currentDevice": {**cd, "encryptedUserKey": "x"}}, hdr, 400, "invalid_encstring"),
-        ({"otherDevices": []}, hdr, 400, "invalid_body"),
-        ({"currentDevice": cd, "untrustUnlisted": "yes"}, hdr, 400, "invalid_body"),
+        ({"otherDevices": []}, hdr, 400, "invalid_request_body"),
+        ({"currentDevice": cd, "untrustUnlisted": "yes"}, hdr, 400, "invalid_request_body"),
     ]
     for body, headers, status, code in cases:
         bw_error(k.client.post("/devices/update-trust", json_body=body, headers=headers), status, code)

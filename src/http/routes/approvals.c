@@ -12,7 +12,7 @@
 #include "common/errors.h"
 #include "common/jobs.h"
 #include "common/limits.h"
-#include "http/auth-models.h"
+#include "http/bitwarden-models.h"
 #include "http/decode-auth.h"
 #include "http/decode.h"
 #include "http/http-internal.h"
@@ -41,31 +41,12 @@ struct approval_op {
         struct kh_approval_result single_res;
 };
 
-/* {orgId}: the tenant's id, nothing else (spec section 8). */
-static int org_check(const struct kh_http_req *req) {
-        const struct kh_slice *p = &req->target->params[0];
-
-        if (strlen(req->tenant->id) != p->len || memcmp(req->tenant->id, p->p, p->len) != 0)
-                return -KH_E_NOT_FOUND;
-        return 0;
-}
-
-static int json_body(const struct kh_http_req *req) {
-        const h2o_iovec_t *ct = kh_http_header(req, H2O_TOKEN_CONTENT_TYPE);
-
-        if (req->h2o->entity.len > KH_AUTH_REQUEST_BODY_MAX)
-                return -KH_E_BODY_TOO_LARGE;
-        if (!ct || !kh_req_content_type_is_json(ct->base, ct->len))
-                return -KH_E_UNSUPPORTED_MEDIA;
-        return 0;
-}
-
 int kh_route_approvals_list(struct kh_http_req *req, const struct kh_principal *who) {
         KH_CLEANUP(json_decrefp) json_t *docs = NULL;
         int r;
 
         (void) who;
-        r = org_check(req);
+        r = kh_http_org_check(req);
         if (r < 0)
                 return r;
         if (req->h2o->entity.len > 0)
@@ -216,11 +197,11 @@ static struct approval_op *op_new(struct kh_http_req *req) {
 /* Decodes the body with parse after the common checks; op->in holds it. */
 static int decode(struct kh_http_req *req, struct approval_op *op,
                   int (*parse)(const char *, size_t, struct kh_req_auth_answers *)) {
-        int r = org_check(req);
+        int r = kh_http_org_check(req);
 
         if (r < 0)
                 return r;
-        r = json_body(req);
+        r = kh_http_json_body(req, KH_AUTH_REQUEST_BODY_MAX);
         if (r < 0)
                 return r;
         return parse(req->h2o->entity.base, req->h2o->entity.len, &op->in);

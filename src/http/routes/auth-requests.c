@@ -12,7 +12,7 @@
 #include "common/errors.h"
 #include "common/limits.h"
 #include "common/parse.h"
-#include "http/auth-models.h"
+#include "http/bitwarden-models.h"
 #include "http/decode-auth.h"
 #include "http/decode.h"
 #include "http/http-internal.h"
@@ -26,20 +26,6 @@ static void param(const struct kh_http_req *req, size_t i, char out[static KH_RO
 
         memcpy(out, p->p, p->len);
         out[p->len] = '\0';
-}
-
-static int json_body(const struct kh_http_req *req) {
-        const h2o_iovec_t *ct = kh_http_header(req, H2O_TOKEN_CONTENT_TYPE);
-
-        if (req->h2o->entity.len > KH_AUTH_REQUEST_BODY_MAX)
-                return -KH_E_BODY_TOO_LARGE;
-        if (!ct || !kh_req_content_type_is_json(ct->base, ct->len))
-                return -KH_E_UNSUPPORTED_MEDIA;
-        return 0;
-}
-
-static int no_body(const struct kh_http_req *req) {
-        return req->h2o->entity.len > 0 ? -KH_E_INVALID_REQUEST_BODY : 0;
 }
 
 /* The Device-Type header: a DeviceType number. */
@@ -64,7 +50,7 @@ static int create(struct kh_http_req *req, const struct kh_principal *who, bool 
         char ip[64];
         int device_type = 0, r;
 
-        r = json_body(req);
+        r = kh_http_json_body(req, KH_AUTH_REQUEST_BODY_MAX);
         if (r < 0)
                 return r;
         r = kh_req_auth_create_parse(req->h2o->entity.base, req->h2o->entity.len, &c);
@@ -138,7 +124,7 @@ int kh_route_auth_request_put(struct kh_http_req *req, const struct kh_principal
         int r;
 
         req->action = "auth-request.answer";
-        r = json_body(req);
+        r = kh_http_json_body(req, KH_AUTH_REQUEST_BODY_MAX);
         if (r < 0)
                 return r;
         r = kh_req_auth_update_parse(req->h2o->entity.base, req->h2o->entity.len, &u);
@@ -162,7 +148,7 @@ int kh_route_auth_request_response(struct kh_http_req *req, const struct kh_prin
         int r;
 
         (void) who;
-        r = no_body(req);
+        r = kh_http_no_body(req);
         if (r < 0)
                 return r;
         r = kh_req_access_code_parse(h->query_at != SIZE_MAX ? h->path.base + h->query_at + 1 : NULL,

@@ -13,6 +13,7 @@
 #include "common/parse.h"
 #include "crypto/encoding.h"
 #include "http/decode.h"
+#include "http/bitwarden-models.h"
 #include "http/http-internal.h"
 #include "service/devices.h"
 #include "service/member-data.h"
@@ -22,116 +23,34 @@
 
 /* ---- replies ---- */
 
-static int reply_doc(struct kh_http_req *req, int status, json_t *doc) {
-        char *text = doc ? json_dumps(doc, JSON_COMPACT) : NULL;
-
-        json_decref(doc);
-        if (!text)
-                return -ENOMEM;
-        kh_http_reply(req, status, JSON_TYPE, text, strlen(text), false);
-        free(text);
-        return 0;
-}
-
 static int reply_empty(struct kh_http_req *req) {
         kh_http_reply(req, 200, NULL, NULL, 0, false);
         return 0;
 }
 
-static json_t *date_json(const json_t *seconds) {
-        char text[32];
-
-        if (!json_is_integer(seconds))
-                return json_null();
-        kh_mdata_date((int64_t) json_integer_value(seconds), text);
-        return json_string(text);
-}
-
-static json_t *copy_or_null(const json_t *doc, const char *key) {
-        const json_t *v = json_object_get(doc, key);
-        return v ? json_incref((json_t *) (uintptr_t) v) : json_null();
-}
-
-static bool trusted(const json_t *doc) {
-        return json_string_length(json_object_get(doc, "encryptedUserKey")) > 0 &&
-               json_string_length(json_object_get(doc, "encryptedPublicKey")) > 0 &&
-               json_string_length(json_object_get(doc, "encryptedPrivateKey")) > 0;
-}
-
-/* Bitwarden's DeviceResponseModel ("device") of a stored document, or its
- * ProtectedDeviceResponseModel ("protectedDevice"). Never the encrypted private key. */
-static json_t *device_model(const json_t *doc, bool protected_) {
-        json_t *m = json_object();
-
-        if (!m)
-                return NULL;
-        if (json_object_set_new(m, "object", json_string(protected_ ? "protectedDevice" : "device")) < 0 ||
-            json_object_set_new(m, "id", copy_or_null(doc, "id")) < 0 ||
-            json_object_set_new(m, "name", copy_or_null(doc, "name")) < 0 ||
-            json_object_set_new(m, "type", copy_or_null(doc, "type")) < 0 ||
-            json_object_set_new(m, "identifier", copy_or_null(doc, "identifier")) < 0 ||
-            json_object_set_new(m, "creationDate", date_json(json_object_get(doc, "creationDate"))) < 0 ||
-            (!protected_ &&
-             (json_object_set_new(m, "lastActivityDate",
-                                  date_json(json_object_get(doc, "lastActivityDate"))) < 0 ||
-              json_object_set_new(m, "isTrusted", json_boolean(trusted(doc))) < 0)) ||
-            json_object_set_new(m, "encryptedUserKey", copy_or_null(doc, "encryptedUserKey")) < 0 ||
-            json_object_set_new(m, "encryptedPublicKey", copy_or_null(doc, "encryptedPublicKey")) < 0) {
-                json_decref(m);
-                return NULL;
-        }
-        return m;
-}
-
 static int reply_device(struct kh_http_req *req, json_t *doc, bool protected_) {
-        json_t *m = device_model(doc, protected_);
+        json_t *m = kh_http_device_model(doc, protected_);
 
         json_decref(doc);
-        return m ? reply_doc(req, 200, m) : -ENOMEM;
-}
-
-/* Bitwarden's list: {"object": "list", "data": [...], "continuationToken": null}. */
-static int reply_list(struct kh_http_req *req, json_t *data) {
-        json_t *list = data ? json_pack("{ss so sn}", "object", "list", "data", data,
-                                        "continuationToken")
-                            : NULL;
-        return list ? reply_doc(req, 200, list) : -ENOMEM;
+        return m ? kh_http_reply_json_new(req, 200, m) : -ENOMEM;
 }
 
 /* ---- request parts ---- */
 
-/* The body, once its type is JSON; decode.h's decoders take it from here. */
+/* The body, once it is JSON of at most KH_REQ_LIST_BODY_MAX bytes (each decoder has its own,
+ * smaller maximum but for the lists). */
 static int json_body(struct kh_http_req *req, const char **ret, size_t *ret_len) {
-        const h2o_iovec_t *ct = kh_http_header(req, H2O_TOKEN_CONTENT_TYPE);
+        int r = kh_http_json_body(req, KH_REQ_LIST_BODY_MAX);
 
-        if (req->h2o->entity.len > KH_REQ_LIST_BODY_MAX)
-                return -KH_E_BODY_TOO_LARGE;
-        if (!ct || !kh_req_content_type_is_json(ct->base, ct->len))
-                return -KH_E_UNSUPPORTED_MEDIA;
         *ret = req->h2o->entity.base;
         *ret_len = req->h2o->entity.len;
-        return 0;
-}
-
-static int no_body(const struct kh_http_req *req) {
-        if (req->h2o->entity.len > KH_BODY_MAX)
-                return -KH_E_BODY_TOO_LARGE;
-        return req->h2o->entity.len > 0 ? -KH_E_INVALID_BODY : 0;
+        return r;
 }
 
 /* The path parameter i as a NUL-terminated copy in the request's pool. */
 static const char *param(struct kh_http_req *req, size_t i) {
         const struct kh_slice *p = &req->target->params[i];
         return h2o_strdup(&req->h2o->pool, p->p, p->len).base;
-}
-
-/* {orgId} must name the request's tenant (DESIGN.md "HTTP surface"). */
-static int org_check(struct kh_http_req *req) {
-        const struct kh_slice *p = &req->target->params[0];
-
-        return p->len == strlen(req->tenant->id) && memcmp(p->p, req->tenant->id, p->len) == 0
-                       ? 0
-                       : -KH_E_NOT_FOUND;
 }
 
 /* A device identifier from the path. */
@@ -211,7 +130,7 @@ int kh_route_devices_list(struct kh_http_req *req, const struct kh_principal *wh
                 return r;
         data = json_array();
         json_array_foreach(docs, i, d) {
-                json_t *m = device_model(d, false);
+                json_t *m = kh_http_device_model(d, false);
                 /* keyhold answers pending requests on their own routes */
                 if (!m || json_object_set_new(m, "devicePendingAuthRequest", json_null()) < 0 ||
                     json_array_append_new(data, m) < 0) {
@@ -221,7 +140,8 @@ int kh_route_devices_list(struct kh_http_req *req, const struct kh_principal *wh
                 }
         }
         json_decref(docs);
-        return reply_list(req, data);
+        data = kh_http_list_of(data);
+        return data ? kh_http_reply_json_new(req, 200, data) : -ENOMEM;
 }
 
 int kh_route_devices_register(struct kh_http_req *req, const struct kh_principal *who) {
@@ -373,7 +293,7 @@ int kh_route_devices_lost_trust(struct kh_http_req *req, const struct kh_princip
 
 int kh_route_device_delete(struct kh_http_req *req, const struct kh_principal *who) {
         char id[37];
-        int r = no_body(req);
+        int r = kh_http_no_body(req);
 
         if (r >= 0)
                 r = guid_param(req, 0, -KH_E_DEVICE_NOT_FOUND, id);
@@ -442,7 +362,7 @@ static void public_key_done(struct kh_job *job) {
         if (r >= 0)
                 r = kh_base64_encode(op->spki.data, op->spki.len, &b64);
         if (r >= 0 && kh_buf_append(&b64, "", 1) >= 0)
-                r = reply_doc(&op->req, 200,
+                r = kh_http_reply_json_new(&op->req, 200,
                               json_pack("{ss ss}", "object", "organizationPublicKey", "publicKey",
                                         (const char *) b64.data));
         else if (r >= 0)
@@ -459,7 +379,7 @@ int kh_route_org_public_key(struct kh_http_req *req, const struct kh_principal *
         int r;
 
         (void) who;
-        r = org_check(req);
+        r = kh_http_org_check(req);
         if (r < 0)
                 return r;
         if (kh_app_sealed(app))
@@ -487,7 +407,7 @@ int kh_route_org_enrol(struct kh_http_req *req, const struct kh_principal *who) 
         size_t len;
         int r;
 
-        r = org_check(req);
+        r = kh_http_org_check(req);
         if (r >= 0)
                 r = guid_param(req, 1, -KH_E_NOT_YOUR_ACCOUNT, user);
         if (r >= 0 && strcmp(user, who->sub) != 0)
@@ -521,7 +441,7 @@ int kh_route_admin_member_devices(struct kh_http_req *req, const struct kh_princ
                 return r;
         data = json_array();
         json_array_foreach(docs, i, d) {
-                json_t *m = device_model(d, false);
+                json_t *m = kh_http_device_model(d, false);
                 if (!m || json_array_append_new(data, m) < 0) {
                         json_decref(m);
                         json_decref(data);
@@ -530,7 +450,7 @@ int kh_route_admin_member_devices(struct kh_http_req *req, const struct kh_princ
                 }
         }
         json_decref(docs);
-        return data ? reply_doc(req, 200, json_pack("{ss so}", "user", user, "devices", data))
+        return data ? kh_http_reply_json_new(req, 200, json_pack("{ss so}", "user", user, "devices", data))
                     : -ENOMEM;
 }
 
@@ -540,7 +460,7 @@ int kh_route_admin_member_device_untrust(struct kh_http_req *req, const struct k
         int r;
 
         (void) who;
-        r = no_body(req);
+        r = kh_http_no_body(req);
         if (r >= 0)
                 r = guid_param(req, 0, -KH_E_INVALID_SUBJECT, user);
         if (r >= 0)
@@ -549,7 +469,7 @@ int kh_route_admin_member_device_untrust(struct kh_http_req *req, const struct k
                 r = kh_devices_untrust(req->worker->svc, req->tenant, user, ids, 1);
         if (r < 0)
                 return r;
-        return reply_doc(req, 200, json_pack("{ss ss sb}", "user", user, "device", id, "trusted", 0));
+        return kh_http_reply_json_new(req, 200, json_pack("{ss ss sb}", "user", user, "device", id, "trusted", 0));
 }
 
 int kh_route_admin_member_remove(struct kh_http_req *req, const struct kh_principal *who) {
@@ -558,14 +478,14 @@ int kh_route_admin_member_remove(struct kh_http_req *req, const struct kh_princi
         int r;
 
         (void) who;
-        r = no_body(req);
+        r = kh_http_no_body(req);
         if (r >= 0)
                 r = guid_param(req, 0, -KH_E_INVALID_SUBJECT, user);
         if (r >= 0)
                 r = kh_member_remove(req->worker->svc, req->tenant, user, &n);
         if (r < 0)
                 return r;
-        return reply_doc(req, 200,
+        return kh_http_reply_json_new(req, 200,
                          json_pack("{ss s{sI sI sI sI}}", "user", user, "removed", "keys",
                                    (json_int_t) n.keys, "devices", (json_int_t) n.devices,
                                    "requests", (json_int_t) n.requests, "enrolments",

@@ -1,4 +1,4 @@
-#include "http/auth-models.h"
+#include "http/bitwarden-models.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -91,10 +91,38 @@ int kh_http_reply_auth_request(struct kh_http_req *req, int status, const json_t
         return kh_http_reply_json_new(req, status, model(req, doc));
 }
 
-static json_t *list_of(json_t *data) {
+json_t *kh_http_list_of(json_t *data) {
         return data ? json_pack("{ss so sn}", "object", "list", "data", data,
                                 "continuationToken")
                     : NULL;
+}
+
+static bool trusted(const json_t *doc) {
+        return json_string_length(json_object_get(doc, "encryptedUserKey")) > 0 &&
+               json_string_length(json_object_get(doc, "encryptedPublicKey")) > 0 &&
+               json_string_length(json_object_get(doc, "encryptedPrivateKey")) > 0;
+}
+
+json_t *kh_http_device_model(const json_t *doc, bool protected_) {
+        json_t *m = json_object();
+
+        if (!m)
+                return NULL;
+        if (json_object_set_new(m, "object", json_string(protected_ ? "protectedDevice" : "device")) < 0 ||
+            json_object_set_new(m, "id", copy_or_null(doc, "id")) < 0 ||
+            json_object_set_new(m, "name", copy_or_null(doc, "name")) < 0 ||
+            json_object_set_new(m, "type", copy_or_null(doc, "type")) < 0 ||
+            json_object_set_new(m, "identifier", copy_or_null(doc, "identifier")) < 0 ||
+            json_object_set_new(m, "creationDate", date_or_null(doc, "creationDate")) < 0 ||
+            (!protected_ &&
+             (json_object_set_new(m, "lastActivityDate", date_or_null(doc, "lastActivityDate")) < 0 ||
+              json_object_set_new(m, "isTrusted", json_boolean(trusted(doc))) < 0)) ||
+            json_object_set_new(m, "encryptedUserKey", copy_or_null(doc, "encryptedUserKey")) < 0 ||
+            json_object_set_new(m, "encryptedPublicKey", copy_or_null(doc, "encryptedPublicKey")) < 0) {
+                json_decref(m);
+                return NULL;
+        }
+        return m;
 }
 
 int kh_http_reply_auth_request_list(struct kh_http_req *req, const json_t *docs, bool pending) {
@@ -119,7 +147,7 @@ int kh_http_reply_auth_request_list(struct kh_http_req *req, const json_t *docs,
                         return -ENOMEM;
                 }
         }
-        return kh_http_reply_json_new(req, 200, list_of(data));
+        return kh_http_reply_json_new(req, 200, kh_http_list_of(data));
 }
 
 static json_t *approvals_of(const json_t *doc) {
@@ -164,5 +192,5 @@ int kh_http_reply_approvals(struct kh_http_req *req, const json_t *docs) {
                         return -ENOMEM;
                 }
         }
-        return kh_http_reply_json_new(req, 200, list_of(data));
+        return kh_http_reply_json_new(req, 200, kh_http_list_of(data));
 }

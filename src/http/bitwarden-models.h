@@ -1,5 +1,6 @@
-/* Bitwarden's response models of the login-request routes, made from the documents of
- * service/auth-requests.h (spec/trusted-devices.md section 4.1, plus keyhold's "status"). */
+/* Bitwarden's response models of the trusted-device routes, made from the documents the
+ * services keep: devices (service/devices.h, spec/trusted-devices.md section 3) and login
+ * requests (service/auth-requests.h, section 4.1, plus keyhold's "status"). */
 #pragma once
 
 #include <stdbool.h>
@@ -22,3 +23,12 @@ int kh_http_reply_approvals(struct kh_http_req *req, const json_t *docs);
 
 /* Replies status with v (a JSON value; its reference is taken). Returns 0 or -ENOMEM. */
 int kh_http_reply_json_new(struct kh_http_req *req, int status, json_t *v);
+
+/* A stored device as Bitwarden's DeviceResponseModel ("object": "device"), or with
+ * @protected_ its ProtectedDeviceResponseModel ("protectedDevice"); never the encrypted
+ * private key. NULL when out of memory. */
+json_t *kh_http_device_model(const json_t *doc, bool protected_);
+
+/* {"object": "list", "data": data, "continuationToken": null}; takes data's reference.
+ * NULL (data NULL, or out of memory). */
+json_t *kh_http_list_of(json_t *data);
