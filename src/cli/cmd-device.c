@@ -1,8 +1,9 @@
-/* keyhold device trust | unlock | list | untrust, and keyhold member remove: this machine
+/* keyhold device trust | unlock | rotate | list | untrust, and keyhold member remove: this machine
  * as a trusted device of its member (libkeyhold's client and device.h, state in --state),
  * and the admin's view of a member's devices (/admin/members/{user}/...). */
 #include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 #include <unistd.h>
@@ -14,6 +15,7 @@
 #include "cli/commands.h"
 #include "cli/member.h"
 #include "cli/output.h"
+#include "cli/rotate.h"
 #include "common/parse.h"
 #include "keyhold/device.h"
 
@@ -156,6 +158,187 @@ int kh_cmd_device_unlock(struct kh_cli *cli) {
         }
         if (text)
                 keyhold_wipe_free(text, strlen(text));
+        kh_member_close(&m);
+        return r;
+}
+
+/* The new values of a rotation: this device's, and those of the other trusted devices
+ * that could be re-wrapped (up[0..n), their strings owned by uk[] and pk[]). */
+struct rotation {
+        char *cur_uk, *cur_pk;
+        struct keyhold_device_trust_update *up;
+        char **uk, **pk;
+        size_t n;
+        json_t *skipped; /* [{"id", "name", "reason"}]: trusted devices left out */
+};
+
+static void rotation_done(struct rotation *x) {
+        for (size_t i = 0; i < x->n; i++) {
+                free(x->uk[i]);
+                free(x->pk[i]);
+        }
+        free(x->up);
+        free(x->uk);
+        free(x->pk);
+        free(x->cur_uk);
+        free(x->cur_pk);
+        json_decref(x->skipped);
+        *x = (struct rotation) { 0 };
+}
+
+/* Re-wraps every other trusted device of l (not me) for new_key; the ones whose public key
+ * does not open under old_key go to x->skipped. Returns 0 or 1 after reporting. */
+static int rewrap_others(struct kh_cli *cli, const struct keyhold_device_list *l,
+                         const struct keyhold_device *me,
+                         const uint8_t old_key[KEYHOLD_USER_KEY_LEN],
+                         const uint8_t new_key[KEYHOLD_USER_KEY_LEN], struct rotation *x) {
+        x->up = calloc(l->n ? l->n : 1, sizeof(*x->up));
+        x->uk = calloc(l->n ? l->n : 1, sizeof(*x->uk));
+        x->pk = calloc(l->n ? l->n : 1, sizeof(*x->pk));
+        x->skipped = json_array();
+        if (!x->up || !x->uk || !x->pk || !x->skipped)
+                return kh_cli_fail(cli, "internal_error", "out of memory");
+        for (size_t i = 0; i < l->n; i++) {
+                const struct keyhold_device *d = &l->items[i];
+                json_t *row;
+                int r;
+
+                if (d == me || !d->is_trusted || !d->id)
+                        continue;
+                r = d->encrypted_public_key
+                            ? kh_rotate_rewrap(old_key, new_key, d->encrypted_public_key,
+                                               &x->uk[x->n], &x->pk[x->n])
+                            : KEYHOLD_E_INVALID;
+                if (r == KEYHOLD_E_NOMEM || r == KEYHOLD_E_CRYPTO)
+                        return kh_cli_fail(cli, r == KEYHOLD_E_NOMEM ? "internal_error"
+                                                                      : "crypto_error",
+                                           "re-wrapping device %s failed: %s", d->id,
+                                           keyhold_strerror(r));
+                if (r < 0) {
+                        row = json_pack("{s:s, s:s?, s:s}", "id", d->id, "name", d->name,
+                                        "reason", kh_rotate_reason(r));
+                        if (!row || json_array_append_new(x->skipped, row) < 0)
+                                return kh_cli_fail(cli, "internal_error", "out of memory");
+                        continue;
+                }
+                x->up[x->n] = (struct keyhold_device_trust_update) {
+                        .device_id = d->id,
+                        .encrypted_user_key = x->uk[x->n],
+                        .encrypted_public_key = x->pk[x->n],
+                };
+                x->n++;
+        }
+        return 0;
+}
+
+/* This device's new values, checked: they must open new_key before anything is sent. */
+static int rewrap_this_device(struct kh_cli *cli, const uint8_t device_key[KEYHOLD_USER_KEY_LEN],
+                              const char *priv, const uint8_t new_key[KEYHOLD_USER_KEY_LEN],
+                              struct rotation *x) {
+        uint8_t check[KEYHOLD_USER_KEY_LEN];
+        int r;
+
+        r = keyhold_device_rotate(device_key, priv, new_key, &x->cur_uk, &x->cur_pk);
+        if (r == 0)
+                r = keyhold_device_unlock(device_key, priv, x->cur_uk, check);
+        if (r == 0 && CRYPTO_memcmp(check, new_key, sizeof(check)) != 0)
+                r = KEYHOLD_E_CRYPTO;
+        OPENSSL_cleanse(check, sizeof(check));
+        if (r < 0)
+                return kh_cli_fail(cli, "crypto_error", "re-wrapping this device's trust failed: %s",
+                                   keyhold_strerror(r));
+        return 0;
+}
+
+static int print_rotation(struct kh_cli *cli, const struct rotation *x, bool untrust) {
+        const json_t *v;
+        size_t i;
+
+        if (kh_cli_json(cli)) {
+                json_auto_t *ids = json_array(), *o = NULL;
+
+                json_array_foreach(x->skipped, i, v)
+                        if (!ids || json_array_append(ids, json_object_get(v, "id")) < 0)
+                                return kh_cli_fail(cli, "internal_error", "out of memory");
+                o = json_pack("{s:I, s:O, s:b}", "rotated", (json_int_t) (x->n + 1), "skipped",
+                              ids, "untrusted_unlisted", untrust);
+                return kh_cli_print_json(cli, o);
+        }
+        printf("Rotated: %zu device%s now open%s the new user key (this device and %zu other%s).\n",
+               x->n + 1, x->n ? "s" : "", x->n ? "" : "s", x->n, x->n == 1 ? "" : "s");
+        json_array_foreach(x->skipped, i, v) {
+                KH_CLEANUP(kh_freep) char *id =
+                        kh_out_printable(json_string_value(json_object_get(v, "id")));
+                const char *given = json_string_value(json_object_get(v, "name"));
+                KH_CLEANUP(kh_freep) char *name = kh_out_printable(given ? given : "-");
+                printf("Left out: device %s (%s): %s; %s.\n", id ? id : "-", name ? name : "-",
+                       json_string_value(json_object_get(v, "reason")),
+                       untrust ? "it was untrusted (--untrust-unlisted)"
+                               : "it keeps its trust under the old user key (untrust it, or "
+                                 "rotate with --untrust-unlisted)");
+        }
+        return 0;
+}
+
+int kh_cmd_device_rotate(struct kh_cli *cli) {
+        const char *file = kh_cli_value(cli, "new-user-key-file");
+        bool untrust = kh_cli_flag(cli, "untrust-unlisted");
+        uint8_t old_key[KEYHOLD_USER_KEY_LEN] = { 0 }, new_key[KEYHOLD_USER_KEY_LEN] = { 0 };
+        uint8_t device_key[KEYHOLD_USER_KEY_LEN] = { 0 };
+        const struct keyhold_device *me = NULL;
+        struct keyhold_device_list *l = NULL;
+        struct rotation x = { 0 };
+        KH_CLEANUP(kh_freep) char *priv = NULL;
+        const char *ident;
+        struct kh_member m;
+        int r;
+
+        if (!file)
+                return kh_cli_usage_error(cli, "--new-user-key-file FILE is required (the new "
+                                               "user key, base64 of 64 bytes; - reads stdin)");
+        r = kh_member_open(cli, KH_MEMBER_TOKEN, &m);
+        if (r == 0)
+                r = kh_member_read_user_key(cli, file, new_key);
+        if (r == 0)
+                r = kh_member_unlock_trust(cli, &m, old_key, device_key, &priv);
+        if (r != 0)
+                goto out;
+        if (CRYPTO_memcmp(old_key, new_key, sizeof(old_key)) == 0) {
+                r = kh_cli_fail(cli, "same_key", "%s holds the current user key: nothing to "
+                                "rotate", strcmp(file, "-") == 0 ? "stdin" : file);
+                goto out;
+        }
+        r = keyhold_devices_list(m.client, &l);
+        if (r < 0) {
+                r = kh_member_fail(cli, &m, r, "listing the devices");
+                goto out;
+        }
+        ident = kh_member_identifier(&m);
+        for (size_t i = 0; ident && i < l->n; i++)
+                if (l->items[i].identifier && strcmp(l->items[i].identifier, ident) == 0)
+                        me = &l->items[i];
+        if (!me || !me->id) {
+                r = kh_cli_fail(cli, "not_trusted", "the server does not list this device (%s) "
+                                "among the member's devices", ident ? ident : "-");
+                goto out;
+        }
+        r = rewrap_this_device(cli, device_key, priv, new_key, &x);
+        if (r == 0)
+                r = rewrap_others(cli, l, me, old_key, new_key, &x);
+        if (r != 0)
+                goto out;
+        r = keyhold_devices_update_trust(m.client, x.cur_uk, x.cur_pk, x.up, x.n, untrust);
+        if (r < 0) {
+                r = kh_member_fail(cli, &m, r, "sending the new trust values (update-trust)");
+                goto out;
+        }
+        r = print_rotation(cli, &x, untrust);
+out:
+        OPENSSL_cleanse(old_key, sizeof(old_key));
+        OPENSSL_cleanse(new_key, sizeof(new_key));
+        OPENSSL_cleanse(device_key, sizeof(device_key));
+        rotation_done(&x);
+        keyhold_device_list_free(l);
         kh_member_close(&m);
         return r;
 }

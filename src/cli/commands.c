@@ -363,6 +363,33 @@ const struct kh_cli_command kh_cli_commands[] = {
                 .run = kh_cmd_device_unlock,
         },
         {
+                .path = "device rotate",
+                .operands = "",
+                .summary = "after a user-key rotation: the member's trusted devices open the new key",
+                .description =
+                        "Run on a trusted device when the member's user key changes. Unlocks the\n"
+                        "current user key with this device's trust (as `device unlock`), reads the\n"
+                        "new one from --new-user-key-file (base64 of 64 bytes; '-' reads stdin),\n"
+                        "and re-wraps every trusted device of the member for it: this device from\n"
+                        "its own key pair, every other one from its public key, which the current\n"
+                        "user key opens. One update-trust request sends them all; nothing changes\n"
+                        "on the server before it. A trusted device whose public key does not open\n"
+                        "under the current key (wrapped under another user key) is left out and\n"
+                        "named; it keeps its old values unless --untrust-unlisted, which untrusts\n"
+                        "it (and any trusted device not re-wrapped). Untrusted devices stay so.\n"
+                        "Store the new key where the member's clients get it (Key Connector) too.\n"
+                        "With --json: {\"rotated\": N (this device included), \"skipped\": [ids],\n"
+                        "\"untrusted_unlisted\": bool}.",
+                .options = (const struct kh_cli_option[]) {
+                        { "new-user-key-file", 0, "FILE", "the new user key (base64; - for stdin)" },
+                        { "untrust-unlisted", 0, NULL, "untrust the trusted devices not re-wrapped" },
+                        { 0 },
+                },
+                .example = "keyhold device rotate --new-user-key-file new-user.key --url "
+                           "https://127.0.0.1:8443 --token-file member.jwt",
+                .run = kh_cmd_device_rotate,
+        },
+        {
                 .path = "device list",
                 .operands = "",
                 .summary = "the member's devices and whether each is trusted",

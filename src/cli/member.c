@@ -260,6 +260,13 @@ char *kh_member_token_email(const struct kh_member *m) {
 
 int kh_member_unlock(struct kh_cli *cli, struct kh_member *m,
                      uint8_t user_key[KEYHOLD_USER_KEY_LEN]) {
+        return kh_member_unlock_trust(cli, m, user_key, NULL, NULL);
+}
+
+int kh_member_unlock_trust(struct kh_cli *cli, struct kh_member *m,
+                           uint8_t user_key[KEYHOLD_USER_KEY_LEN],
+                           uint8_t ret_device_key[KEYHOLD_USER_KEY_LEN],
+                           char **ret_encrypted_private_key) {
         const json_t *dk = json_object_get(m->device, "deviceKey");
         const char *local_priv = json_string_value(json_object_get(m->device, "encryptedPrivateKey"));
         struct keyhold_device *d = NULL;
@@ -297,8 +304,19 @@ int kh_member_unlock(struct kh_cli *cli, struct kh_member *m,
                                    kh_member_identifier(m));
         }
         r = keyhold_device_unlock(device_key, priv, d->encrypted_user_key, user_key);
+        if (r == 0 && ret_encrypted_private_key) {
+                *ret_encrypted_private_key = strdup(priv);
+                if (!*ret_encrypted_private_key) {
+                        OPENSSL_cleanse(user_key, KEYHOLD_USER_KEY_LEN);
+                        r = KEYHOLD_E_NOMEM;
+                }
+        }
+        if (r == 0 && ret_device_key)
+                memcpy(ret_device_key, device_key, sizeof(device_key));
         keyhold_device_free(d);
         OPENSSL_cleanse(device_key, sizeof(device_key));
+        if (r == KEYHOLD_E_NOMEM)
+                return kh_cli_fail(cli, "internal_error", "out of memory");
         if (r < 0)
                 return kh_cli_fail(cli, "unlock_failed",
                                    "this device's trust does not open the user key (%s): trust "

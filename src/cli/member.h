@@ -58,6 +58,16 @@ KH_MUST_CHECK int kh_member_unlock(struct kh_cli *cli, struct kh_member *m,
                                    uint8_t user_key[KEYHOLD_USER_KEY_LEN]);
 
 /**
+ * kh_member_unlock_trust() - kh_member_unlock(), and on success also what opened the user
+ * key: the device key into ret_device_key (secret; the caller wipes it) and the
+ * encryptedPrivateKey used (a new string; free() it). Either may be NULL.
+ */
+KH_MUST_CHECK int kh_member_unlock_trust(struct kh_cli *cli, struct kh_member *m,
+                                         uint8_t user_key[KEYHOLD_USER_KEY_LEN],
+                                         uint8_t ret_device_key[KEYHOLD_USER_KEY_LEN],
+                                         char **ret_encrypted_private_key);
+
+/**
  * kh_member_read_user_key() - a user key file: base64 of 64 bytes, one trailing newline
  * allowed; "-" reads stdin. Returns 0, or 1 after reporting why not.
  */
