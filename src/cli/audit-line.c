@@ -41,7 +41,7 @@ static bool is_empty_string(const json_t *v) {
 
 char *kh_audit_line_format(const json_t *rec) {
         static const char *const always[] = { "time", "actor", "action", "target", "outcome" };
-        KH_CLEANUP(kh_buf_freep) struct kh_buf b;
+        KH_CLEANUP(kh_buf_freep) struct kh_buf b = { 0 };
         const json_t *v;
         int r;
 

@@ -289,7 +289,7 @@ int kh_cli_read_token_file(struct kh_cli *cli, const char *path, struct kh_buf *
 }
 
 int kh_cli_connect(struct kh_cli *cli, struct kh_client **ret) {
-        KH_CLEANUP(kh_buf_freep) struct kh_buf file_token;
+        KH_CLEANUP(kh_buf_freep) struct kh_buf file_token = { 0 };
         struct kh_client_config cfg;
         const char *token_file;
         int r;

@@ -74,7 +74,7 @@ struct kh_client *kh_client_free(struct kh_client *c) {
 }
 
 static int add_header(struct kh_client *c, const char *fmt, const char *value) {
-        KH_CLEANUP(kh_buf_freep) struct kh_buf line;
+        KH_CLEANUP(kh_buf_freep) struct kh_buf line = { 0 };
         struct curl_slist *h;
         int r;
 

@@ -51,7 +51,7 @@ int kh_cmd_dev_token(struct kh_cli *cli) {
         const char *user = kh_cli_value(cli, "user"), *data = kh_cli_value(cli, "data");
         const char *email = kh_cli_value(cli, "email");
         KH_CLEANUP(EVP_PKEY_freep) EVP_PKEY *key = NULL;
-        KH_CLEANUP(kh_buf_freep) struct kh_buf token;
+        KH_CLEANUP(kh_buf_freep) struct kh_buf token = { 0 };
         KH_CLEANUP(kh_freep) char *claims_text = NULL;
         json_auto_t *claims = NULL, *out = NULL;
         char guid[KH_GUID_BUF];

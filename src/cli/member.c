@@ -35,7 +35,7 @@ void kh_member_close(struct kh_member *m) {
 
 /* The member token: --token / KEYHOLD_TOKEN, or --token-file; *ret NULL when none. */
 static int member_token(struct kh_cli *cli, char **ret) {
-        KH_CLEANUP(kh_buf_freep) struct kh_buf file_token;
+        KH_CLEANUP(kh_buf_freep) struct kh_buf file_token = { 0 };
         const char *file = kh_cli_global(cli, KH_CLI_G_TOKEN_FILE);
         const char *token = kh_cli_global(cli, KH_CLI_G_TOKEN);
         int r;
@@ -186,7 +186,7 @@ static int decode_key(const char *text, size_t len, uint8_t key[KEYHOLD_USER_KEY
 
 int kh_member_read_user_key(struct kh_cli *cli, const char *path,
                             uint8_t user_key[KEYHOLD_USER_KEY_LEN]) {
-        KH_CLEANUP(kh_buf_freep) struct kh_buf b;
+        KH_CLEANUP(kh_buf_freep) struct kh_buf b = { 0 };
         char chunk[256];
         ssize_t n;
         int r;

@@ -92,7 +92,7 @@ const char *kh_state_path(const struct kh_state *s) {
 }
 
 int kh_state_read(struct kh_state *s, const char *name, json_t **ret) {
-        KH_CLEANUP(kh_buf_freep) struct kh_buf b;
+        KH_CLEANUP(kh_buf_freep) struct kh_buf b = { 0 };
         KH_CLEANUP(kh_closep) int fd = -1;
         struct stat st;
         json_t *v;

@@ -26,7 +26,7 @@ void kh_approval_result_clear(struct kh_approval_result *r) {
 
 /* The fingerprint phrase of a stored request: its public key, its e-mail lowercased. */
 static int fingerprint_of(const json_t *doc, char out[static KH_FINGERPRINT_MAX]) {
-        KH_CLEANUP(kh_buf_freep) struct kh_buf spki;
+        KH_CLEANUP(kh_buf_freep) struct kh_buf spki = { 0 };
         const char *pk = json_string_value(json_object_get(doc, "publicKey"));
         const char *email = json_string_value(json_object_get(doc, "email"));
         char lower[KH_FINGERPRINT_MATERIAL_MAX + 1];
@@ -233,7 +233,7 @@ int kh_approvals_answer(struct kh_service *svc, const struct kh_tenant *t, const
 int kh_approval_make_key(struct kh_app *app, const struct kh_tenant *t,
                          const struct kh_approval_result *need, struct kh_buf *out) {
         KH_CLEANUP(kh_secret_freep) struct kh_secret *user_key = NULL;
-        KH_CLEANUP(kh_buf_freep) struct kh_buf ct;
+        KH_CLEANUP(kh_buf_freep) struct kh_buf ct = { 0 };
         int r;
 
         if (need->outcome != KH_APPROVAL_NEEDS_KEY)

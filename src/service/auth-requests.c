@@ -26,7 +26,7 @@
 /* ---- pure helpers ---- */
 
 bool kh_auth_request_key_is_valid(const char *s, size_t len, bool allow_type3) {
-        KH_CLEANUP(kh_buf_freep) struct kh_buf ct;
+        KH_CLEANUP(kh_buf_freep) struct kh_buf ct = { 0 };
         bool ok;
 
         if (!s || len < 3 || s[1] != '.' || (s[0] != '4' && !(allow_type3 && s[0] == '3')))
@@ -284,7 +284,7 @@ static int64_t created_ms(int64_t now) {
 
 int kh_auth_requests_create(struct kh_service *svc, const struct kh_tenant *t, const char *user,
                             bool admin, const struct kh_auth_request_new *in, json_t **ret) {
-        KH_CLEANUP(kh_buf_freep) struct kh_buf spki;
+        KH_CLEANUP(kh_buf_freep) struct kh_buf spki = { 0 };
         KH_CLEANUP(json_decrefp) json_t *doc = NULL;
         uint8_t hash[KH_SHA256_LEN];
         char hash_hex[2 * KH_SHA256_LEN + 1], member[KH_GUID_BUF], id[KH_GUID_BUF];

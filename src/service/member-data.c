@@ -27,7 +27,7 @@ static int open_row(const struct kh_tenant_keys *tk, const struct kh_tenant *t,
                     enum kh_record_kind kind, const char *owner, uint32_t version,
                     const uint8_t *blob, size_t len, json_t **ret) {
         const struct kh_key_version *v = kh_tenant_keys_version(tk, version);
-        KH_CLEANUP(kh_buf_freep) struct kh_buf text;
+        KH_CLEANUP(kh_buf_freep) struct kh_buf text = { 0 };
         json_t *doc;
         int r;
 

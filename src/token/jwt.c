@@ -82,7 +82,7 @@ struct kh_jwt *kh_jwt_free(struct kh_jwt *jwt) {
 
 /* Decodes one base64url segment into a JSON object. */
 static int decode_object(const char *seg, size_t len, json_t **ret) {
-        KH_CLEANUP(kh_buf_freep) struct kh_buf raw;
+        KH_CLEANUP(kh_buf_freep) struct kh_buf raw = { 0 };
         json_t *j;
         int r;
 

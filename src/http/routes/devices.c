@@ -72,7 +72,7 @@ static int guid_param(struct kh_http_req *req, size_t i, int missing, char out[s
 /* The "email" claim of the (already verified) bearer token, lower-cased into out, or "". */
 static void token_email(struct kh_http_req *req, char out[static 256]) {
         const h2o_iovec_t *authz = kh_http_header(req, H2O_TOKEN_AUTHORIZATION);
-        KH_CLEANUP(kh_buf_freep) struct kh_buf payload;
+        KH_CLEANUP(kh_buf_freep) struct kh_buf payload = { 0 };
         const char *tok, *dot1, *dot2;
         json_auto_t *claims = NULL;
         const char *email;
@@ -307,7 +307,7 @@ int kh_route_device_delete(struct kh_http_req *req, const struct kh_principal *w
 int kh_route_devices_known(struct kh_http_req *req, const struct kh_principal *who) {
         const h2o_iovec_t *e = header(req, H2O_STRLIT("x-request-email"));
         const h2o_iovec_t *d = header(req, H2O_STRLIT("x-device-identifier"));
-        KH_CLEANUP(kh_buf_freep) struct kh_buf email;
+        KH_CLEANUP(kh_buf_freep) struct kh_buf email = { 0 };
         char user[37], *identifier;
         size_t len;
         int r;

@@ -120,7 +120,7 @@ int kh_route_metrics(struct kh_http_req *req, const struct kh_principal *who) {
         struct kh_http_server *s = req->worker->server;
         const struct kh_http_metrics *all[KH_THREADS_MAX];
         struct kh_service *svcs[KH_THREADS_MAX];
-        KH_CLEANUP(kh_buf_freep) struct kh_buf out;
+        KH_CLEANUP(kh_buf_freep) struct kh_buf out = { 0 };
         KH_CLEANUP_FREE struct kh_stats *st = NULL;
         char line[256];
         int r;

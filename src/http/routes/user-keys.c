@@ -13,7 +13,7 @@
 int kh_route_user_keys_get(struct kh_http_req *req, const struct kh_principal *who) {
         KH_CLEANUP(kh_secret_freep) struct kh_secret *key = NULL;
         /* {"key":"<44 chars>"}: on the stack, wiped on every path by the cleanup */
-        KH_CLEANUP(kh_buf_freep) struct kh_buf body;
+        KH_CLEANUP(kh_buf_freep) struct kh_buf body = { 0 };
         int r;
 
         kh_buf_init(&body, 128, true);
