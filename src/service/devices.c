@@ -149,11 +149,27 @@ int kh_devices_get(struct kh_service *svc, const struct kh_tenant *t, const char
 
 /* ---- writes ---- */
 
+struct registration {
+        const char *name, *email;
+        int type;
+};
+
+static int register_fn(json_t *doc, void *userdata) {
+        const struct registration *g = userdata;
+
+        if (set_str(doc, "name", g->name) < 0 || set_int(doc, "type", g->type) < 0 ||
+            (g->email && set_str(doc, "email", g->email) < 0))
+                return -ENOMEM;
+        return 0;
+}
+
+static int edit(struct kh_service *svc, const struct kh_tenant *t, const char *owner,
+                int (*change)(json_t *doc, void *userdata), void *userdata, json_t **ret);
+
 int kh_devices_register(struct kh_service *svc, const struct kh_tenant *t, const char *user,
                         const char *identifier, const char *name, int type, const char *email,
                         json_t **ret) {
-        KH_CLEANUP(json_decrefp) json_t *doc = NULL;
-        struct kh_mdata m;
+        struct registration g = { .name = name, .email = email, .type = type };
         char owner[OWNER_MAX], id[37];
         int64_t now = kh_mdata_now();
         int r;
@@ -161,14 +177,16 @@ int kh_devices_register(struct kh_service *svc, const struct kh_tenant *t, const
         r = device_owner(user, identifier, owner);
         if (r < 0)
                 return r == -KH_E_DEVICE_NOT_FOUND ? -KH_E_BAD_REQUEST : r;
-        r = kh_mdata_get(svc, t, KH_RECORD_DEVICE, owner, &m);
-        if (r == 0) {
-                doc = json_incref(m.doc);
-                kh_mdata_clear(&m);
-        } else if (r == -ENOENT) {
+        for (int attempt = 0; attempt < 3; attempt++) {
+                KH_CLEANUP(json_decrefp) json_t *doc = NULL;
                 json_t *all;
                 size_t n = 0;
 
+                /* registered before: name and type change (a compare-and-set, so that trust
+                 * values set meanwhile stay) */
+                r = edit(svc, t, owner, register_fn, &g, ret);
+                if (r != -KH_E_DEVICE_NOT_FOUND)
+                        return r;
                 r = list(svc, t, user, "", &all, &n);
                 if (r < 0)
                         return r;
@@ -180,27 +198,25 @@ int kh_devices_register(struct kh_service *svc, const struct kh_tenant *t, const
                         return r;
                 doc = json_object();
                 if (!doc || set_str(doc, "id", id) < 0 || set_str(doc, "identifier", identifier) < 0 ||
-                    set_int(doc, "creationDate", now) < 0 || clear_trust(doc) < 0)
+                    set_int(doc, "creationDate", now) < 0 || set_int(doc, "lastActivityDate", now) < 0 ||
+                    clear_trust(doc) < 0 || register_fn(doc, &g) < 0)
                         return -ENOMEM;
-        } else {
-                return r;
+                /* two first registrations at once: one inserts, the other updates that one */
+                r = kh_mdata_insert(svc, t, KH_RECORD_DEVICE, owner, doc);
+                if (r == -EEXIST)
+                        continue;
+                if (r < 0)
+                        return r;
+                *ret = KH_TAKE_PTR(doc);
+                return 0;
         }
-        if (set_str(doc, "name", name) < 0 || set_int(doc, "type", type) < 0 ||
-            set_int(doc, "lastActivityDate", now) < 0 || (email && set_str(doc, "email", email) < 0))
-                return -ENOMEM;
-        r = kh_mdata_put(svc, t, KH_RECORD_DEVICE, owner, doc);
-        if (r < 0)
-                return r;
-        *ret = KH_TAKE_PTR(doc);
-        return 0;
+        return -EBUSY;
 }
 
 /* Reads the member's device @identifier, lets @change edit it, and writes it back unless it
  * changed meanwhile (then once more). */
-typedef int (*edit_fn)(json_t *doc, void *userdata);
-
 static int edit(struct kh_service *svc, const struct kh_tenant *t, const char *owner,
-                edit_fn change, void *userdata, json_t **ret) {
+                int (*change)(json_t *doc, void *userdata), void *userdata, json_t **ret) {
         for (int attempt = 0;; attempt++) {
                 struct kh_mdata m;
                 KH_CLEANUP(json_decrefp) json_t *doc = NULL;

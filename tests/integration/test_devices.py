@@ -499,3 +499,28 @@ def test_devices_and_enrolments_move_with_a_rekey_and_survive_backup_and_restore
         assert r.json()["removed"]["enrolments"] == 1, r
     finally:
         k2.stop()
+
+
+def test_concurrent_first_registrations_make_one_device(k, member):
+    """Several workers registering one identifier at once: one inserts, the others update it."""
+    import threading
+    _, tok, _ = member
+    ident = str(uuid.uuid4())
+    ids, errors = [], []
+
+    def reg():
+        try:
+            r = k.client.post("/devices", json_body={"type": 8, "name": "x", "identifier": ident},
+                              headers=auth(tok))
+            (ids if r.status == 200 else errors).append(r.json().get("id") if r.status == 200 else r)
+        except Exception as e:  # noqa: BLE001 - reported below
+            errors.append(e)
+
+    threads = [threading.Thread(target=reg) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors
+    assert len(set(ids)) == 1, ids
+    assert [d["id"] for d in k.client.get("/devices", headers=auth(tok)).json()["data"]] == ids[:1]
