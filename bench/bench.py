@@ -458,7 +458,9 @@ class WrkRun:
 
 def wrk(url: str, mode: str, tokens: pathlib.Path, server_pids, *, threads: int = THREADS,
         conns: int = CONNS, duration: int = DURATION, rate: float | None = None,
-        cpus=CLIENT_CPUS, name: str = "run") -> WrkRun:
+        cpus=CLIENT_CPUS, name: str = "run", script: pathlib.Path | None = None) -> WrkRun:
+    """script: another wrk Lua script than bench/keyhold.lua (bench/devices.lua), given
+    the same environment (BENCH_TOKENS, BENCH_MODE, BENCH_STATS, BENCH_RATE)."""
     stats_path = WORK / f"wrk-{name}.json"
     stats_path.unlink(missing_ok=True)
     env = dict(os.environ, BENCH_TOKENS=str(tokens), BENCH_MODE=mode, BENCH_STATS=str(stats_path))
@@ -466,7 +468,7 @@ def wrk(url: str, mode: str, tokens: pathlib.Path, server_pids, *, threads: int 
     if rate:
         env["BENCH_RATE"] = f"{rate / threads:.3f}"
     argv = ["wrk", "-t", str(threads), "-c", str(conns), "-d", f"{duration}s", "--timeout", "5s",
-            "-s", str(LUA), url + "/user-keys"]
+            "-s", str(script or LUA), url + "/user-keys"]
     out = open(WORK / f"wrk-{name}.out", "wb")
     srv0 = cpu_ticks(server_pids)
     busy0 = busy_ticks()
