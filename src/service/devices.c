@@ -1,5 +1,6 @@
 #include "service/devices.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
@@ -7,6 +8,9 @@
 
 #include "common/cleanup.h"
 #include "common/errors.h"
+#include "common/parse.h"
+#include "crypto/encoding.h"
+#include "crypto/hash.h"
 #include "crypto/random.h"
 #include "service/member-data.h"
 #include "store/store.h"
@@ -149,6 +153,62 @@ int kh_devices_get(struct kh_service *svc, const struct kh_tenant *t, const char
 
 /* ---- writes ---- */
 
+/* ---- the anonymous routes' lookup ----
+ * The anonymous routes name a member by e-mail and device identifier. An index record per
+ * (e-mail, identifier) names the member, so that a lookup is one read however many devices
+ * the tenant has. Its owner is a hash (the e-mail is not written in clear); a lookup checks
+ * the device record it leads to, so that an entry left behind by an e-mail change leads
+ * nowhere. */
+
+#define INDEX_OWNER_LEN (1 + 2 * KH_SHA256_LEN)
+
+static void index_owner(const char *email, const char *identifier,
+                        char out[static INDEX_OWNER_LEN + 1]) {
+        static const char label[] = "keyhold-device-index:1";
+        uint8_t digest[KH_SHA256_LEN];
+        char buf[sizeof(label) + 256 + 1 + KH_DEVICE_IDENTIFIER_MAX + 1];
+        size_t n = 0, el = strlen(email), il = strlen(identifier);
+
+        memcpy(buf, label, sizeof(label));          /* with its NUL */
+        n = sizeof(label);
+        el = el > 255 ? 255 : el;
+        for (size_t i = 0; i < el; i++)
+                buf[n++] = (char) tolower((unsigned char) email[i]);
+        buf[n++] = '\0';
+        memcpy(buf + n, identifier, il);
+        n += il;
+        kh_sha256(buf, n, digest);
+        out[0] = 'x';
+        kh_hex_encode(digest, sizeof(digest), out + 1);
+        out[INDEX_OWNER_LEN] = '\0';
+}
+
+/* Points the index of (email, identifier) at user. */
+static int index_put(struct kh_service *svc, const struct kh_tenant *t, const char *email,
+                     const char *identifier, const char *user) {
+        KH_CLEANUP(json_decrefp) json_t *doc = json_pack("{ss}", "user", user);
+        char owner[INDEX_OWNER_LEN + 1];
+
+        if (!doc)
+                return -ENOMEM;
+        index_owner(email, identifier, owner);
+        return kh_mdata_put(svc, t, KH_RECORD_DEVICE_INDEX, owner, doc);
+}
+
+/* Removes the index entry of a stored device document, if it has an e-mail. */
+static int index_delete(struct kh_service *svc, const struct kh_tenant *t, const json_t *doc) {
+        const char *email = json_string_value(json_object_get(doc, "email"));
+        const char *identifier = json_string_value(json_object_get(doc, "identifier"));
+        char owner[INDEX_OWNER_LEN + 1];
+        int r;
+
+        if (!email || !identifier)
+                return 0;
+        index_owner(email, identifier, owner);
+        r = kh_mdata_delete(svc, t, KH_RECORD_DEVICE_INDEX, owner);
+        return r < 0 ? r : 0;
+}
+
 struct registration {
         const char *name, *email;
         int type;
@@ -185,6 +245,8 @@ int kh_devices_register(struct kh_service *svc, const struct kh_tenant *t, const
                 /* registered before: name and type change (a compare-and-set, so that trust
                  * values set meanwhile stay) */
                 r = edit(svc, t, owner, register_fn, &g, ret);
+                if (r >= 0 && email)
+                        r = index_put(svc, t, email, identifier, user);
                 if (r != -KH_E_DEVICE_NOT_FOUND)
                         return r;
                 r = list(svc, t, user, "", &all, &n);
@@ -205,6 +267,8 @@ int kh_devices_register(struct kh_service *svc, const struct kh_tenant *t, const
                 r = kh_mdata_insert(svc, t, KH_RECORD_DEVICE, owner, doc);
                 if (r == -EEXIST)
                         continue;
+                if (r >= 0 && email)
+                        r = index_put(svc, t, email, identifier, user);
                 if (r < 0)
                         return r;
                 *ret = KH_TAKE_PTR(doc);
@@ -375,11 +439,14 @@ int kh_devices_untrust(struct kh_service *svc, const struct kh_tenant *t, const 
 int kh_devices_delete(struct kh_service *svc, const struct kh_tenant *t, const char *user,
                       const char *id) {
         KH_CLEANUP(json_decrefp) json_t *all = NULL;
+        const json_t *doc = NULL;
         char owner[OWNER_MAX];
         int r = list(svc, t, user, NULL, &all, NULL);
 
         if (r >= 0)
-                r = owner_of_id(all, user, id, owner, NULL);
+                r = owner_of_id(all, user, id, owner, &doc);
+        if (r >= 0)
+                r = index_delete(svc, t, doc);
         if (r >= 0)
                 r = kh_mdata_delete(svc, t, KH_RECORD_DEVICE, owner);
         if (r == 0)
@@ -387,44 +454,38 @@ int kh_devices_delete(struct kh_service *svc, const struct kh_tenant *t, const c
         return r < 0 ? r : 0;
 }
 
-/* ---- the anonymous routes' lookup ---- */
-
-struct find {
-        const char *email, *suffix;
-        size_t suffix_len;
-        char *user;
-        bool found;
-};
-
-static int find_fn(const char *owner, const struct kh_mdata *m, void *userdata) {
-        struct find *f = userdata;
-        size_t len = strlen(owner);
-        const char *email = json_string_value(json_object_get(m->doc, "email"));
-
-        if (len != 36 + f->suffix_len || strcmp(owner + 36, f->suffix) != 0 || !email ||
-            strcasecmp(email, f->email) != 0)
-                return 0;
-        memcpy(f->user, owner, 36);
-        f->user[36] = '\0';
-        f->found = true;
-        return 1;
-}
-
 int kh_devices_find_member(struct kh_service *svc, const struct kh_tenant *t, const char *email,
                            const char *identifier, char user[static 37]) {
-        char suffix[KH_DEVICE_IDENTIFIER_MAX + 2];
-        struct find f = { .email = email, .suffix = suffix, .user = user };
+        char owner[INDEX_OWNER_LEN + 1], guid[37];
+        const char *stored, *u;
+        struct kh_mdata m;
+        json_t *dev;
         int r;
 
         if (!kh_device_identifier_is_valid(identifier, strlen(identifier)) || !email[0])
                 return 0;
-        f.suffix_len = (size_t) snprintf(suffix, sizeof(suffix), "/%s", identifier);
-        /* Every device record of the tenant is read, but only those of this identifier are
-         * opened: the owner names the identifier in clear. */
-        r = kh_mdata_list(svc, t, KH_RECORD_DEVICE, "", find_fn, &f, NULL);
+        index_owner(email, identifier, owner);
+        r = kh_mdata_get(svc, t, KH_RECORD_DEVICE_INDEX, owner, &m);
+        if (r == -ENOENT)
+                return 0;
         if (r < 0)
                 return r;
-        return f.found ? 1 : 0;
+        u = json_string_value(json_object_get(m.doc, "user"));
+        r = u && kh_parse_guid(u, strlen(u), guid) == 0 ? 0 : -KH_E_INTEGRITY;
+        kh_mdata_clear(&m);
+        if (r < 0)
+                return r;
+        r = kh_devices_get(svc, t, guid, identifier, false, &dev);
+        if (r == -KH_E_DEVICE_NOT_FOUND)
+                return 0;
+        if (r < 0)
+                return r;
+        stored = json_string_value(json_object_get(dev, "email"));
+        r = stored && strcasecmp(stored, email) == 0;
+        json_decref(dev);
+        if (r)
+                memcpy(user, guid, 37);
+        return r;
 }
 
 /* ---- recovery enrolment and leaving ---- */
@@ -471,6 +532,7 @@ static int requests_fn(const char *owner, const struct kh_mdata *m, void *userda
 
 int kh_member_remove(struct kh_service *svc, const struct kh_tenant *t, const char *user,
                      struct kh_member_removed *ret) {
+        KH_CLEANUP(json_decrefp) json_t *devices = NULL;
         struct requests_of q = { .user = user };
         char prefix[OWNER_MAX];
         int r;
@@ -495,7 +557,11 @@ int kh_member_remove(struct kh_service *svc, const struct kh_tenant *t, const ch
         if (r < 0)
                 return r;
         ret->keys = (unsigned) r;
-        r = kh_mdata_delete_prefix(svc, t, KH_RECORD_DEVICE, prefix);
+        r = list(svc, t, user, NULL, &devices, NULL);
+        for (size_t i = 0; r >= 0 && i < json_array_size(devices); i++)
+                r = index_delete(svc, t, json_array_get(devices, i));
+        if (r >= 0)
+                r = kh_mdata_delete_prefix(svc, t, KH_RECORD_DEVICE, prefix);
         if (r < 0)
                 return r;
         ret->devices = (unsigned) r;

@@ -45,6 +45,8 @@ enum kh_record_kind {
                                   * owner = "<user GUID>/<device identifier>" */
         KH_RECORD_RECOVERY = 3,  /* a member's account-recovery enrolment; owner = user GUID */
         KH_RECORD_AUTH_REQUEST = 4, /* a login or admin-approval request; owner = request GUID */
+        KH_RECORD_DEVICE_INDEX = 5, /* which member registered a device identifier with an
+                                     * e-mail; owner = "x" + hex SHA-256 of both */
 };
 
 struct kh_tenant_key {

@@ -305,7 +305,7 @@ def test_lost_trust_needs_the_device_headers(k, member):
     assert r.status == 200, r
 
 
-def test_known_device(k, member):
+def test_known_device(k, member, default_issuer):
     _, tok, email = member
     d = register(k, tok)
 
@@ -323,6 +323,20 @@ def test_known_device(k, member):
     assert known(email, str(uuid.uuid4())) is False
     assert known("someone@else.test", d["identifier"]) is False
     assert known(email, "bad identifier!") is False
+    # the member's e-mail changes at the identity provider: only the new one finds the device
+    sub, _, _ = member
+    new_tok = default_issuer.token(sub, email="renamed-" + email)
+    assert register(k, new_tok, identifier=d["identifier"])["id"] == d["id"]
+    assert known("renamed-" + email, d["identifier"]) is True
+    assert known(email, d["identifier"]) is False
+    # deleted: found no more
+    assert k.client.delete(f"/devices/{d['id']}", headers=auth(tok)).status == 200
+    assert known("renamed-" + email, d["identifier"]) is False
+    # a member who leaves is found no more either
+    d2 = register(k, new_tok)
+    assert known("renamed-" + email, d2["identifier"]) is True
+    assert k.operator.post(f"/admin/members/{sub}/remove").status == 200
+    assert known("renamed-" + email, d2["identifier"]) is False
     bw_error(k.client.get("/devices/knowndevice", headers={"X-Device-Identifier": "x"}), 400,
              "device_headers_missing")
     bw_error(k.client.get("/devices/knowndevice",
