@@ -24,6 +24,11 @@ KH_MUST_CHECK int kh_aead_seal(const struct kh_secret *key, const uint8_t *aad, 
 KH_MUST_CHECK int kh_aead_unseal(const struct kh_secret *key, const uint8_t *aad, size_t aad_len,
                                  const uint8_t *in, size_t in_len, struct kh_secret **ret_pt);
 
+/* As kh_aead_seal(), of plain bytes (pt_len > 0): a record that holds no key. */
+KH_MUST_CHECK int kh_aead_seal_bytes(const struct kh_secret *key, const uint8_t *aad,
+                                     size_t aad_len, const uint8_t *pt, size_t pt_len,
+                                     struct kh_buf *out);
+
 /* As kh_aead_unseal(), the plaintext appended to out instead (a record holding data that is
  * no key, e.g. a device's metadata and its client-encrypted trust values; give out the
  * sensitive flag if it should be wiped). -E2BIG: out's maximum is too small (out unchanged). */

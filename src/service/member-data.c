@@ -82,7 +82,6 @@ static int seal(struct kh_service *svc, const struct kh_tenant *t, enum kh_recor
                 const char *owner, const json_t *doc, uint32_t *ret_version) {
         const struct kh_tenant_keys *tk;
         const struct kh_key_version *v;
-        KH_CLEANUP(kh_secret_freep) struct kh_secret *pt = NULL;
         char *text;
         int r;
 
@@ -97,13 +96,11 @@ static int seal(struct kh_service *svc, const struct kh_tenant *t, enum kh_recor
         text = json_dumps(doc, JSON_COMPACT);
         if (!text)
                 return -ENOMEM;
-        r = kh_secret_new_from(text, strlen(text), &pt);
+        kh_buf_reset(&svc->blob);
+        r = kh_record_seal_bytes(v->dek, t->id, kind, owner, v->version, (const uint8_t *) text,
+                                 strlen(text), &svc->blob);
         OPENSSL_cleanse(text, strlen(text));
         free(text);
-        if (r < 0)
-                return r;
-        kh_buf_reset(&svc->blob);
-        r = kh_record_seal(v->dek, t->id, kind, owner, v->version, pt, &svc->blob);
         if (r == -E2BIG)
                 return -KH_E_BODY_TOO_LARGE;     /* the client sent more than a row holds */
         *ret_version = v->version;

@@ -59,3 +59,14 @@ int kh_record_unseal_buf(const struct kh_secret *dek, const char *tenant,
                 return n;
         return kh_aead_unseal_buf(dek, aad, (size_t) n, blob, len, out);
 }
+
+int kh_record_seal_bytes(const struct kh_secret *dek, const char *tenant,
+                         enum kh_record_kind kind, const char *owner, uint32_t version,
+                         const uint8_t *pt, size_t len, struct kh_buf *out) {
+        uint8_t aad[KH_RECORD_AAD_MAX];
+        int n = kh_record_aad(tenant, kind, owner, version, aad);
+
+        if (n < 0)
+                return n;
+        return kh_aead_seal_bytes(dek, aad, (size_t) n, pt, len, out);
+}

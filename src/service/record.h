@@ -29,6 +29,12 @@ KH_MUST_CHECK int kh_record_unseal(const struct kh_secret *dek, const char *tena
                                    enum kh_record_kind kind, const char *owner, uint32_t version,
                                    const uint8_t *blob, size_t len, struct kh_secret **ret_pt);
 
+/* As kh_record_seal(), of plain bytes (records that hold no key). */
+KH_MUST_CHECK int kh_record_seal_bytes(const struct kh_secret *dek, const char *tenant,
+                                       enum kh_record_kind kind, const char *owner,
+                                       uint32_t version, const uint8_t *pt, size_t len,
+                                       struct kh_buf *out);
+
 /* As kh_record_unseal(), the plaintext appended to out (records that hold no key). */
 KH_MUST_CHECK int kh_record_unseal_buf(const struct kh_secret *dek, const char *tenant,
                                        enum kh_record_kind kind, const char *owner,
