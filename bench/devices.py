@@ -60,10 +60,8 @@ sys.path.insert(0, str(HERE))
 
 import bench as B  # noqa: E402  (bench/bench.py: servers, wrk, tokens)
 
-from cryptography.hazmat.primitives import hashes, hmac, padding, serialization  # noqa: E402
-from cryptography.hazmat.primitives.asymmetric import padding as apad  # noqa: E402
+from cryptography.hazmat.primitives import serialization  # noqa: E402
 from cryptography.hazmat.primitives.asymmetric import rsa  # noqa: E402
-from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes  # noqa: E402
 
 MEMBERS = max(1, B.env_int("BENCH_DEVICE_MEMBERS", 2000))
 LOGIN_ROUNDS = max(1, B.env_int("BENCH_LOGIN_ROUNDS", 300))
@@ -83,32 +81,8 @@ ORG = "default"
 # As tests/integration/test_devices.py and test_auth_requests.py make them: a Bitwarden
 # client's EncStrings (type 4: RSA-OAEP SHA-1; type 2: AES-256-CBC + HMAC-SHA256).
 
-OAEP = apad.OAEP(mgf=apad.MGF1(hashes.SHA1()), algorithm=hashes.SHA1(), label=None)
-
-
-def b64(b: bytes) -> str:
-    return base64.b64encode(b).decode()
-
-
-def type2(key64: bytes, pt: bytes) -> str:
-    iv = os.urandom(16)
-    p = padding.PKCS7(128).padder()
-    data = p.update(pt) + p.finalize()
-    enc = Cipher(algorithms.AES(key64[:32]), modes.CBC(iv)).encryptor()
-    ct = enc.update(data) + enc.finalize()
-    h = hmac.HMAC(key64[32:], hashes.SHA256())
-    h.update(iv + ct)
-    return f"2.{b64(iv)}|{b64(ct)}|{b64(h.finalize())}"
-
-
-def type4(pub, pt: bytes) -> str:
-    return "4." + b64(pub.encrypt(pt, OAEP))
-
-
-def open4(priv, s: str) -> bytes:
-    if not isinstance(s, str) or not s.startswith("4."):
-        raise RuntimeError(f"not a type 4 EncString: {s!r}")
-    return priv.decrypt(base64.b64decode(s[2:]), OAEP)
+sys.path.insert(0, str(HERE.parent / "tests" / "interop"))
+from bwcrypto import b64, decrypt_type4 as open4, encrypt_type2 as type2, encrypt_type4 as type4  # noqa: E402,E501
 
 
 class KeyPair:

@@ -163,30 +163,46 @@ int kh_aead_seal_bytes(const struct kh_secret *key, const uint8_t *aad, size_t a
         return seal(key, aad, aad_len, pt, pt_len, out);
 }
 
-int kh_aead_unseal(const struct kh_secret *key, const uint8_t *aad, size_t aad_len,
-                   const uint8_t *in, size_t in_len, struct kh_secret **ret_pt) {
-        KH_CLEANUP(kh_secret_freep) struct kh_secret *pt = NULL;
+/* Opens the blob in[0..in_len) into pt[0..in_len - KH_AEAD_OVERHEAD), which the caller
+ * sized with open_len(). On a bad tag pt holds garbage the caller wipes. */
+static int open_into(const struct kh_secret *key, const uint8_t *aad, size_t aad_len,
+                     const uint8_t *in, size_t in_len, uint8_t *pt) {
         uint8_t tag[KH_AEAD_TAG_LEN];
-        size_t pt_len;
-        int r;
 
+        memcpy(tag, in + in_len - KH_AEAD_TAG_LEN, KH_AEAD_TAG_LEN);
+        return gcm_run(false, key, in, aad, aad_len, in + KH_AEAD_NONCE_LEN,
+                       in_len - KH_AEAD_OVERHEAD, pt, tag);
+}
+
+/* The checks of an unseal's arguments, and the plaintext's length into *ret. */
+static int open_len(const struct kh_secret *key, const uint8_t *aad, size_t aad_len,
+                    const uint8_t *in, size_t in_len, size_t *ret) {
         if (!key || kh_secret_len(key) != KH_AEAD_KEY_LEN || (aad_len > 0 && !aad))
                 return -EINVAL;
-        /* kh_aead_seal never makes a blob of an empty plaintext (a secret has a byte at
-         * least), so a blob of bare overhead is as corrupt as a shorter one. */
+        /* a seal never makes a blob of an empty plaintext (a secret has a byte at least, and
+         * kh_aead_seal_bytes refuses none), so a blob of bare overhead is as corrupt as a
+         * shorter one */
         if (!in || in_len <= KH_AEAD_OVERHEAD || in_len - KH_AEAD_OVERHEAD > INT_MAX ||
             aad_len > INT_MAX)
                 return -KH_E_INTEGRITY;
-        pt_len = in_len - KH_AEAD_OVERHEAD;
+        *ret = in_len - KH_AEAD_OVERHEAD;
+        return 0;
+}
 
+int kh_aead_unseal(const struct kh_secret *key, const uint8_t *aad, size_t aad_len,
+                   const uint8_t *in, size_t in_len, struct kh_secret **ret_pt) {
+        KH_CLEANUP(kh_secret_freep) struct kh_secret *pt = NULL;
+        size_t pt_len;
+        int r;
+
+        r = open_len(key, aad, aad_len, in, in_len, &pt_len);
+        if (r < 0)
+                return r;
         r = kh_secret_new(pt_len, &pt);
         if (r < 0)
                 return r;
-
-        memcpy(tag, in + in_len - KH_AEAD_TAG_LEN, KH_AEAD_TAG_LEN);
         /* Decrypted straight into locked memory; on a bad tag the cleanup wipes it. */
-        r = gcm_run(false, key, in, aad, aad_len, in + KH_AEAD_NONCE_LEN, pt_len,
-                    kh_secret_bytes_mut(pt), tag);
+        r = open_into(key, aad, aad_len, in, in_len, kh_secret_bytes_mut(pt));
         if (r < 0)
                 return r;
 
@@ -196,23 +212,19 @@ int kh_aead_unseal(const struct kh_secret *key, const uint8_t *aad, size_t aad_l
 
 int kh_aead_unseal_buf(const struct kh_secret *key, const uint8_t *aad, size_t aad_len,
                        const uint8_t *in, size_t in_len, struct kh_buf *out) {
-        uint8_t tag[KH_AEAD_TAG_LEN], *pt;
+        uint8_t *pt;
         size_t pt_len;
         int r;
 
-        if (!key || kh_secret_len(key) != KH_AEAD_KEY_LEN || (aad_len > 0 && !aad))
-                return -EINVAL;
-        if (!in || in_len <= KH_AEAD_OVERHEAD || in_len - KH_AEAD_OVERHEAD > INT_MAX ||
-            aad_len > INT_MAX)
-                return -KH_E_INTEGRITY;
-        pt_len = in_len - KH_AEAD_OVERHEAD;
+        r = open_len(key, aad, aad_len, in, in_len, &pt_len);
+        if (r < 0)
+                return r;
         /* Plain memory, not a kh_secret: these records hold no key, and locking a page for
          * each (mmap, mlock, madvise, munmap) cost five times the rest of a device read. */
         pt = malloc(pt_len);
         if (!pt)
                 return -ENOMEM;
-        memcpy(tag, in + in_len - KH_AEAD_TAG_LEN, KH_AEAD_TAG_LEN);
-        r = gcm_run(false, key, in, aad, aad_len, in + KH_AEAD_NONCE_LEN, pt_len, pt, tag);
+        r = open_into(key, aad, aad_len, in, in_len, pt);
         if (r >= 0)
                 r = kh_buf_append(out, pt, pt_len);
         OPENSSL_cleanse(pt, pt_len);

@@ -19,11 +19,9 @@ int kh_req_auth_create_parse(const char *body, size_t len, struct kh_req_auth_cr
         json_t *type;
         int r;
 
-        r = kh_json_load(body, len, KH_BODY_MAX, false, &root);
+        r = kh_json_load(body, len, KH_BODY_MAX, true, &root);
         if (r < 0)
                 return r;
-        if (!json_is_object(root))
-                return -KH_E_INVALID_REQUEST_BODY;
         if ((r = kh_json_string(root, "email", 0, 0, &c.email)) < 0 ||
             (r = kh_json_string(root, "publicKey", 0, 0, &c.public_key)) < 0 ||
             (r = kh_json_string(root, "deviceIdentifier", 0, 0, &c.device_identifier)) < 0 ||
@@ -46,11 +44,9 @@ int kh_req_auth_update_parse(const char *body, size_t len, struct kh_req_auth_up
         struct kh_req_auth_update u = { 0 };
         int r;
 
-        r = kh_json_load(body, len, KH_BODY_MAX, false, &root);
+        r = kh_json_load(body, len, KH_BODY_MAX, true, &root);
         if (r < 0)
                 return r;
-        if (!json_is_object(root))
-                return -KH_E_INVALID_REQUEST_BODY;
         if ((r = kh_json_string(root, "key", KH_JSON_OPTIONAL, 0, &u.key)) < 0 ||
             (r = kh_json_string(root, "deviceIdentifier", 0, 0, &u.device_identifier)) < 0 ||
             (r = kh_json_bool(root, "requestApproved", &u.approved)) < 0)
@@ -65,11 +61,9 @@ int kh_req_auth_answer_parse(const char *body, size_t len, struct kh_req_auth_an
         struct kh_req_auth_answer a = { 0 };
         int r;
 
-        r = kh_json_load(body, len, KH_BODY_MAX, false, &root);
+        r = kh_json_load(body, len, KH_BODY_MAX, true, &root);
         if (r < 0)
                 return r;
-        if (!json_is_object(root))
-                return -KH_E_INVALID_REQUEST_BODY;
         if ((r = kh_json_bool(root, "requestApproved", &a.approved)) < 0 ||
             (r = kh_json_string(root, "encryptedUserKey", KH_JSON_OPTIONAL, 0, &a.key)) < 0)
                 return r;
@@ -86,11 +80,9 @@ int kh_req_auth_deny_parse(const char *body, size_t len, struct kh_req_auth_answ
         size_t i;
         int r;
 
-        r = kh_json_load(body, len, KH_REQ_AUTH_LIST_BODY_MAX, false, &root);
+        r = kh_json_load(body, len, KH_REQ_AUTH_LIST_BODY_MAX, true, &root);
         if (r < 0)
                 return r;
-        if (!json_is_object(root))
-                return -KH_E_INVALID_REQUEST_BODY;
         r = kh_json_member(root, "ids", &ids);
         if (r < 0)
                 return r;

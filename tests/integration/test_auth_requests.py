@@ -10,16 +10,21 @@ file, never by sleeping."""
 import base64
 import json
 import os
+import pathlib
 import subprocess
+import sys
 import uuid
 
 import pytest
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import padding as apad
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 import harness
 from harness import assert_error
+
+# Bitwarden's client-side formats, one implementation for every Python test (tests/interop)
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent / "interop"))
+from bwcrypto import b64, decrypt_type4, encrypt_type4 as type4  # noqa: E402,F401
 
 ADMINS = "role:keyhold-admin"
 APPROVERS = "role:keyhold-approver"
@@ -35,19 +40,7 @@ V5_SPKI = ("MIIBIjANBgkqhkiG9w0BAQEFAAOCAQ8AMIIBCgKCAQEAl0Vawl/toXzkEvB82FEtqHP4
 V5_PHRASE = "imprudent-paramount-tidal-protector-reptile"
 
 
-def b64(b: bytes) -> str:
-    return base64.b64encode(b).decode()
-
-
-def type4(pub, pt: bytes) -> str:
-    ct = pub.encrypt(pt, apad.OAEP(mgf=apad.MGF1(hashes.SHA1()), algorithm=hashes.SHA1(), label=None))
-    return "4." + b64(ct)
-
-
-def open4(priv, s: str) -> bytes:
-    assert s.startswith("4."), s
-    return priv.decrypt(base64.b64decode(s[2:]),
-                        apad.OAEP(mgf=apad.MGF1(hashes.SHA1()), algorithm=hashes.SHA1(), label=None))
+open4 = decrypt_type4
 
 
 class Requester:

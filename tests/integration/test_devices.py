@@ -3,41 +3,24 @@ sections 3 and 8), account-recovery enrolment, and the admin routes for a member
 and a member leaving. Trust values are made here as a Bitwarden client makes them (type 4
 to the device key, type 2 under the user and device keys) with the cryptography module."""
 import base64
-import json
 import os
+import pathlib
 import sqlite3
+import sys
 import uuid
 
 import pytest
-from cryptography.hazmat.primitives import hashes, hmac, padding, serialization
-from cryptography.hazmat.primitives.asymmetric import padding as apad
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
-from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
 import harness
 from harness import assert_error
 
+# Bitwarden's client-side formats, one implementation for every Python test (tests/interop)
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent / "interop"))
+from bwcrypto import encrypt_type2 as type2, encrypt_type4 as type4  # noqa: E402,F401
+
 ADMINS = "role:keyhold-admin"
-
-
-def b64(b: bytes) -> str:
-    return base64.b64encode(b).decode()
-
-
-def type2(key64: bytes, pt: bytes) -> str:
-    iv = os.urandom(16)
-    p = padding.PKCS7(128).padder()
-    data = p.update(pt) + p.finalize()
-    enc = Cipher(algorithms.AES(key64[:32]), modes.CBC(iv)).encryptor()
-    ct = enc.update(data) + enc.finalize()
-    h = hmac.HMAC(key64[32:], hashes.SHA256())
-    h.update(iv + ct)
-    return f"2.{b64(iv)}|{b64(ct)}|{b64(h.finalize())}"
-
-
-def type4(pub, pt: bytes) -> str:
-    ct = pub.encrypt(pt, apad.OAEP(mgf=apad.MGF1(hashes.SHA1()), algorithm=hashes.SHA1(), label=None))
-    return "4." + b64(ct)
 
 
 def trust_values(user_key: bytes) -> dict:

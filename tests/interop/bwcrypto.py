@@ -4,7 +4,8 @@ make accounts a real Bitwarden CLI can open (../shared/spec/encstring.md):
   - EncString type 2 (AES-256-CBC, PKCS#7, HMAC-SHA256 over iv | ciphertext) under a 64-byte
     key (enc_key | mac_key): user keys wrapped by a stretched 32-byte key, vault fields and
     the private key under the user key;
-  - EncString type 4 (RSA-2048 OAEP SHA-1): organisation keys for a member's public key;
+  - EncString type 4 (RSA-2048 OAEP SHA-1): organisation keys for a member's public key (and,
+    for the trusted-device tests and bench/devices.py, user keys for a device or a request);
   - stretch: HKDF-Expand(key32, "enc" / "mac") to 64 bytes (master key, key connector key);
   - the master key: PBKDF2-SHA256(password, salt = email lower-cased, iterations).
 
@@ -74,6 +75,14 @@ def encrypt_type4(public_key, plaintext: bytes) -> str:
     ct = public_key.encrypt(plaintext, asym_padding.OAEP(
         mgf=asym_padding.MGF1(hashes.SHA1()), algorithm=hashes.SHA1(), label=None))
     return f"4.{b64(ct)}"
+
+
+def decrypt_type4(private_key, encstring: str) -> bytes:
+    """Opens a type 4 (what an approver encrypts a user key to a requester's key with)."""
+    if not isinstance(encstring, str) or not encstring.startswith("4."):
+        raise ValueError(f"not a type 4 EncString: {encstring!r}")
+    return private_key.decrypt(base64.b64decode(encstring[2:]), asym_padding.OAEP(
+        mgf=asym_padding.MGF1(hashes.SHA1()), algorithm=hashes.SHA1(), label=None))
 
 
 class KeyPair:
