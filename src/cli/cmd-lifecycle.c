@@ -68,25 +68,6 @@ static bool records_left(const json_t *keys) {
         return false;
 }
 
-static void draw_bar(uint64_t moved, uint64_t total, int64_t eta, bool done) {
-        enum { WIDTH = 30 };
-        unsigned pct = total ? (unsigned) (moved >= total ? 100 : moved * 100 / total) : 100;
-        unsigned fill = pct * WIDTH / 100;
-        char bar[WIDTH + 1];
-
-        memset(bar, '#', fill);
-        memset(bar + fill, '.', WIDTH - fill);
-        bar[WIDTH] = 0;
-        fprintf(stderr, "\rre-encrypting [%s] %3u%%  %" PRIu64 "/%" PRIu64, bar, pct, moved, total);
-        if (eta >= 0 && !done)
-                fprintf(stderr, "  about %" PRId64 " s left   ", eta);
-        else
-                fputs("                   ", stderr);
-        if (done)
-                fputc('\n', stderr);
-        fflush(stderr);
-}
-
 /* Polls key status until the job that moves records to @version has nothing left. */
 static int wait_job(struct kh_cli *cli, json_int_t version, json_t **ret_job) {
         bool bar = isatty(STDERR_FILENO);
@@ -109,7 +90,7 @@ static int wait_job(struct kh_cli *cli, json_int_t version, json_t **ret_job) {
                 if (!state)
                         return kh_cli_fail(cli, "bad_response", "the server's key status has no job");
                 if (bar && strcmp(state, "none") != 0)
-                        draw_bar(job_number(job, "moved") + job_number(job, "skipped"),
+                        kh_out_progress("re-encrypting", job_number(job, "moved") + job_number(job, "skipped"),
                                  job_number(job, "total"),
                                  json_is_integer(json_object_get(job, "eta_s"))
                                          ? json_integer_value(json_object_get(job, "eta_s"))
@@ -126,7 +107,7 @@ static int wait_job(struct kh_cli *cli, json_int_t version, json_t **ret_job) {
                     (strcmp(state, "none") == 0 ||
                      json_integer_value(json_object_get(job, "target")) == version)) {
                         if (bar && strcmp(state, "none") != 0)
-                                draw_bar(job_number(job, "moved") + job_number(job, "skipped"),
+                                kh_out_progress("re-encrypting", job_number(job, "moved") + job_number(job, "skipped"),
                                          job_number(job, "total"), 0, true);
                         *ret_job = json_deep_copy(job);
                         return 0;

@@ -211,3 +211,23 @@ const char *kh_out_cell(const json_t *v, char *buf, size_t len) {
                 return json_is_true(v) ? "true" : "false";
         return NULL;
 }
+
+void kh_out_progress(const char *label, uint64_t done, uint64_t total, int64_t eta_s,
+                     bool finished) {
+        enum { WIDTH = 30 };
+        unsigned pct = total ? (unsigned) (done >= total ? 100 : done * 100 / total) : 100;
+        unsigned fill = pct * WIDTH / 100;
+        char bar[WIDTH + 1];
+
+        memset(bar, '#', fill);
+        memset(bar + fill, '.', WIDTH - fill);
+        bar[WIDTH] = 0;
+        fprintf(stderr, "\r%s [%s] %3u%%  %" PRIu64 "/%" PRIu64, label, bar, pct, done, total);
+        if (eta_s >= 0 && !finished)
+                fprintf(stderr, "  about %" PRId64 " s left   ", eta_s);
+        else
+                fputs("                   ", stderr);
+        if (finished)
+                fputc('\n', stderr);
+        fflush(stderr);
+}

@@ -5,6 +5,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <stdio.h>
 
 #include <jansson.h>
@@ -62,3 +63,9 @@ KH_MUST_CHECK int kh_out_json(FILE *f, const json_t *v);
  * true/false, and NULL for null or a missing value (the cell shows "-"). buf receives numbers
  * and is what is returned for them. */
 const char *kh_out_cell(const json_t *v, char *buf, size_t len);
+
+/* A progress bar on stderr (callers draw it only when stderr is a terminal): "label [###...]
+ * 42%  done/total  about N s left" redrawn in place (eta_s < 0: unknown); finished ends the
+ * line. */
+void kh_out_progress(const char *label, uint64_t done, uint64_t total, int64_t eta_s,
+                     bool finished);

@@ -7,6 +7,7 @@
 
 #include "common/cleanup.h"
 #include "common/secret.h"
+#include "service/import.h"
 
 /* POST/PUT /user-keys: {"key": "<base64 of 32 bytes>"}. Older clients send "Key"; both at
  * once is ambiguous and rejected. Other fields are ignored, as Bitwarden does.
@@ -26,6 +27,20 @@ KH_MUST_CHECK int kh_req_rekey_parse(const char *body, size_t len, unsigned defa
 KH_MUST_CHECK int kh_req_unseal_parse(const char *body, size_t len,
                                       struct kh_secret **ret_master_key,
                                       struct kh_secret **ret_passphrase);
+
+/* POST /admin/import/user-keys: {"keys": [{"user": GUID, "key": base64 of 32 bytes}, ...],
+ * "overwrite"?: bool, "verify"?: bool}, 1..KH_IMPORT_BATCH_MAX distinct users, no other
+ * members. The keys' text is wiped from the parsed document. Returns 0 (free *ret with
+ * kh_req_import_free()), -KH_E_BODY_TOO_LARGE, -KH_E_INVALID_IMPORT, -KH_E_INVALID_KEY or
+ * -ENOMEM; on failure *ret holds nothing. */
+#define KH_REQ_IMPORT_BODY_MAX (60 * 1024)
+struct kh_req_import {
+        struct kh_import_entry *entries;   /* each key owned */
+        size_t n;
+        bool overwrite, verify;
+};
+KH_MUST_CHECK int kh_req_import_parse(const char *body, size_t len, struct kh_req_import *ret);
+void kh_req_import_free(struct kh_req_import *imp);
 
 /* True if a Content-Type value is application/json, parameters (charset=utf-8) allowed. */
 bool kh_req_content_type_is_json(const char *value, size_t len);

@@ -186,6 +186,7 @@ int kh_route_org_enrol(struct kh_http_req *req, const struct kh_principal *who);
 int kh_route_admin_member_devices(struct kh_http_req *req, const struct kh_principal *who);
 int kh_route_admin_member_device_untrust(struct kh_http_req *req, const struct kh_principal *who);
 int kh_route_admin_member_remove(struct kh_http_req *req, const struct kh_principal *who);
+int kh_route_admin_import(struct kh_http_req *req, const struct kh_principal *who);
 int kh_route_alive(struct kh_http_req *req, const struct kh_principal *who);
 int kh_route_health(struct kh_http_req *req, const struct kh_principal *who);
 int kh_route_metrics(struct kh_http_req *req, const struct kh_principal *who);

@@ -71,6 +71,9 @@ struct kh_store_ops {
         int (*tx_begin)(struct kh_store *s);
         int (*tx_commit)(struct kh_store *s);
         void (*tx_rollback)(struct kh_store *s);
+        int (*savepoint)(struct kh_store *s);
+        int (*savepoint_release)(struct kh_store *s);
+        void (*savepoint_rollback)(struct kh_store *s);
         int (*snapshot)(struct kh_store *s, const char *path); /* NULL: not supported */
 };
 

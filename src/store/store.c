@@ -366,6 +366,18 @@ void kh_store_tx_rollback(struct kh_store *s) {
         s->ops->tx_rollback(s);
 }
 
+int kh_store_savepoint(struct kh_store *s) {
+        return s->ops->savepoint(s);
+}
+
+int kh_store_savepoint_release(struct kh_store *s) {
+        return s->ops->savepoint_release(s);
+}
+
+void kh_store_savepoint_rollback(struct kh_store *s) {
+        s->ops->savepoint_rollback(s);
+}
+
 int kh_store_snapshot(struct kh_store *s, const char *path) {
         assert(s && path);
         if (!s->ops->snapshot)

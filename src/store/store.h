@@ -253,6 +253,14 @@ KH_MUST_CHECK int kh_store_tx_begin(struct kh_store *s);
 KH_MUST_CHECK int kh_store_tx_commit(struct kh_store *s);
 void kh_store_tx_rollback(struct kh_store *s);
 
+/* Inside a transaction, one operation of several statements that must happen whole or not at
+ * all while the rest of the group commit goes on: kh_store_savepoint() marks where it
+ * starts, kh_store_savepoint_release() keeps its writes (durable with the transaction),
+ * kh_store_savepoint_rollback() undoes them. Not nested. Returns 0, -EBUSY or -EIO. */
+KH_MUST_CHECK int kh_store_savepoint(struct kh_store *s);
+KH_MUST_CHECK int kh_store_savepoint_release(struct kh_store *s);
+void kh_store_savepoint_rollback(struct kh_store *s);
+
 /* A cheap round trip to the database, for /health. Returns 0 or -EIO. */
 KH_MUST_CHECK int kh_store_ping(struct kh_store *s);
 

@@ -59,6 +59,9 @@ enum {
         ST_TX_BEGIN,
         ST_TX_COMMIT,
         ST_TX_ROLLBACK,
+        ST_SAVEPOINT,
+        ST_SAVEPOINT_RELEASE,
+        ST_SAVEPOINT_ROLLBACK,
         ST_N_
 };
 
@@ -146,6 +149,10 @@ static const char *const statements[ST_N_] = {
         [ST_TX_BEGIN] = "BEGIN IMMEDIATE",
         [ST_TX_COMMIT] = "COMMIT",
         [ST_TX_ROLLBACK] = "ROLLBACK",
+        [ST_SAVEPOINT] = "SAVEPOINT kh_op",
+        [ST_SAVEPOINT_RELEASE] = "RELEASE kh_op",
+        /* ROLLBACK TO keeps the savepoint open: release it too */
+        [ST_SAVEPOINT_ROLLBACK] = "ROLLBACK TO kh_op",
 };
 
 struct kh_sqlite_store {
@@ -1086,6 +1093,21 @@ static void sqlite_tx_rollback(struct kh_store *store) {
                 (void) step_done(s, ST_TX_ROLLBACK);
 }
 
+static int sqlite_savepoint(struct kh_store *store) {
+        return step_done(to_sqlite(store), ST_SAVEPOINT);
+}
+
+static int sqlite_savepoint_release(struct kh_store *store) {
+        return step_done(to_sqlite(store), ST_SAVEPOINT_RELEASE);
+}
+
+static void sqlite_savepoint_rollback(struct kh_store *store) {
+        struct kh_sqlite_store *s = to_sqlite(store);
+
+        if (step_done(s, ST_SAVEPOINT_ROLLBACK) >= 0)
+                (void) step_done(s, ST_SAVEPOINT_RELEASE);
+}
+
 static int sqlite_snapshot(struct kh_store *store, const char *path) {
         struct kh_sqlite_store *s = to_sqlite(store);
 
@@ -1124,5 +1146,8 @@ const struct kh_store_ops kh_store_sqlite_ops = {
         .tx_begin = sqlite_tx_begin,
         .tx_commit = sqlite_tx_commit,
         .tx_rollback = sqlite_tx_rollback,
+        .savepoint = sqlite_savepoint,
+        .savepoint_release = sqlite_savepoint_release,
+        .savepoint_rollback = sqlite_savepoint_rollback,
         .snapshot = sqlite_snapshot,
 };

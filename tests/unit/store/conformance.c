@@ -431,6 +431,39 @@ static void test_transaction_commits_together_or_not_at_all(void **state) {
         kh_buf_free(&buf);
 }
 
+/* One operation of a group commit that fails half-way leaves nothing; the batch's other
+ * writes still commit. */
+static void test_savepoint_undoes_one_operation_only(void **state) {
+        struct fixture *f = *state;
+        uint8_t a[60], b[61], c[62];
+        uint32_t v = 0;
+        struct kh_buf buf;
+
+        fill(a, sizeof(a), 41);
+        fill(b, sizeof(b), 42);
+        fill(c, sizeof(c), 43);
+        kh_buf_init(&buf, KH_SEALED_MAX, false);
+
+        assert_int_equal(kh_store_tx_begin(f->s), 0);
+        assert_int_equal(kh_store_record_put(f->s, "acme", KH_RECORD_USER_KEY, "s1", 1, a, sizeof(a)), 0);
+        /* undone: two writes, one of them replacing s1 */
+        assert_int_equal(kh_store_savepoint(f->s), 0);
+        assert_int_equal(kh_store_record_put(f->s, "acme", KH_RECORD_USER_KEY, "s1", 1, c, sizeof(c)), 0);
+        assert_int_equal(kh_store_record_insert(f->s, "acme", KH_RECORD_USER_KEY, "s2", 1, b, sizeof(b)), 0);
+        kh_store_savepoint_rollback(f->s);
+        expect_record(f->s, "acme", "s1", 1, a, sizeof(a));
+        assert_int_equal(kh_store_record_get(f->s, "acme", KH_RECORD_USER_KEY, "s2", &v, &buf), -ENOENT);
+        /* kept: released into the transaction, durable with it */
+        assert_int_equal(kh_store_savepoint(f->s), 0);
+        assert_int_equal(kh_store_record_insert(f->s, "acme", KH_RECORD_USER_KEY, "s3", 2, c, sizeof(c)), 0);
+        assert_int_equal(kh_store_savepoint_release(f->s), 0);
+        assert_int_equal(kh_store_tx_commit(f->s), 0);
+        expect_record(f->s, "acme", "s1", 1, a, sizeof(a));
+        expect_record(f->s, "acme", "s3", 2, c, sizeof(c));
+        assert_int_equal(kh_store_record_get(f->s, "acme", KH_RECORD_USER_KEY, "s2", &v, &buf), -ENOENT);
+        kh_buf_free(&buf);
+}
+
 static void test_record_get_missing_leaves_outputs_alone(void **state) {
         struct fixture *f = *state;
         uint8_t a[40];
@@ -1308,6 +1341,7 @@ int kh_store_conformance_run(const struct kh_store_test_backend *b) {
                 T(test_tenant_key_set_signature_only_where_absent),
                 T(test_meta_get_put),
                 T(test_record_insert_get_put),
+                T(test_savepoint_undoes_one_operation_only),
                 T(test_record_get_missing_leaves_outputs_alone),
                 T(test_transaction_commits_together_or_not_at_all),
                 T(test_record_count_by_version),
