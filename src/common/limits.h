@@ -29,4 +29,5 @@
 #define KH_WRAPPED_DEK_MAX   1024         /* RSA-8192 OAEP output is 1024 bytes */
 #define KH_SEALED_MAX        4096         /* one sealed record */
 #define KH_GUID_LEN          36           /* 8-4-4-4-12 */
+#define KH_IMPORT_BATCH_MAX  256          /* member keys in one import request */
 #define KH_CONFIG_VALUE_MAX  4096

@@ -15,8 +15,6 @@
 #include "common/secret.h"
 #include "service/service.h"
 
-#define KH_IMPORT_BATCH_MAX 256          /* keys in one request */
-
 enum kh_import_status {
         KH_IMPORT_IMPORTED,    /* stored: there was none */
         KH_IMPORT_SKIPPED,     /* the same key is stored already */
