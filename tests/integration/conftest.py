@@ -17,7 +17,9 @@ import pytest
 
 import harness
 from harness import Issuer, Keyholdd
+from pgserver import PgServer
 from pki import TestPKI
+from softhsm import SoftHsm
 
 SERVER_ORIGIN = "https://vault.example.test"
 ACME_ORIGIN = "https://vault.acme.test"
@@ -128,6 +130,21 @@ def make_issuer(pki, tmp_path):
     yield make
     for i in made:
         i.stop()
+
+
+@pytest.fixture(scope="session")
+def pg() -> PgServer:
+    """One PostgreSQL server for the session (pgserver.PgServer: password auth on 127.0.0.1;
+    pg.create_db(name) then pg.conninfo(name)); stopped and removed at the end."""
+    with PgServer() as server:
+        yield server
+
+
+@pytest.fixture
+def softhsm() -> SoftHsm:
+    """A fresh SoftHSM2 token store (softhsm.SoftHsm) for one test, removed afterwards."""
+    with SoftHsm() as hsm:
+        yield hsm
 
 
 def pytest_configure(config):
