@@ -97,6 +97,10 @@ int kh_secret_new_from(const void *p, size_t len, struct kh_secret **ret) {
         return 0;
 }
 
+int kh_secret_dup(const struct kh_secret *s, struct kh_secret **ret) {
+        return kh_secret_new_from(s->bytes, s->len, ret);
+}
+
 struct kh_secret *kh_secret_free(struct kh_secret *s) {
         if (!s)
                 return NULL;

@@ -21,6 +21,10 @@ KH_MUST_CHECK int kh_secret_new(size_t len, struct kh_secret **ret);
 /* A new secret holding a copy of p[0..len). */
 KH_MUST_CHECK int kh_secret_new_from(const void *p, size_t len, struct kh_secret **ret);
 
+/* A new secret holding a copy of s (borrowed), for code outside crypto/ and keystore/ that
+ * hands a key on without reading it. Returns 0 or -ENOMEM. */
+KH_MUST_CHECK int kh_secret_dup(const struct kh_secret *s, struct kh_secret **ret);
+
 /* Wipes and releases s. NULL-safe; returns NULL. Any thread may free any secret. */
 struct kh_secret *kh_secret_free(struct kh_secret *s);
 KH_DEFINE_CLEANUP(kh_secret_free, struct kh_secret *)

@@ -1,0 +1,398 @@
+/* The PKCS#11 module loader. Only this file knows the PKCS#11 API; it takes the types from
+ * p11-kit's <p11-kit/pkcs11.h> (headers only: the module is dlopen()ed, nothing links
+ * p11-kit). Every CK_RV is mapped here to a keyhold error, and its CKR_ name goes to the
+ * caller's detail buffer, so an operator sees "C_Login: CKR_PIN_INCORRECT", not a number. */
+#include "keystore/pkcs11/module.h"
+
+#include <dlfcn.h>
+#include <errno.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <openssl/crypto.h>
+#include <p11-kit/pkcs11.h>
+
+#include "common/errors.h"
+
+#define TOKEN_LABEL_LEN 32 /* CK_TOKEN_INFO.label: blank-padded, not NUL-terminated */
+#define SLOTS_MAX 4096     /* a bound on what a module may make us allocate */
+#define MODULUS_MAX 2048   /* bytes: RSA-16384 */
+
+struct kh_p11 {
+        void *dl;
+        CK_FUNCTION_LIST *f;
+        bool finalize; /* C_Initialize was ours */
+        bool has_session;
+        bool logged_in;
+        CK_SESSION_HANDLE session;
+        CK_SLOT_ID slot;
+};
+
+#define CKR_NAME(rv) \
+        { rv, #rv }
+static const struct {
+        CK_RV rv;
+        const char *name;
+} ckr_names[] = {
+        CKR_NAME(CKR_OK),
+        CKR_NAME(CKR_HOST_MEMORY),
+        CKR_NAME(CKR_SLOT_ID_INVALID),
+        CKR_NAME(CKR_GENERAL_ERROR),
+        CKR_NAME(CKR_FUNCTION_FAILED),
+        CKR_NAME(CKR_ARGUMENTS_BAD),
+        CKR_NAME(CKR_CANT_LOCK),
+        CKR_NAME(CKR_CRYPTOKI_ALREADY_INITIALIZED),
+        CKR_NAME(CKR_CRYPTOKI_NOT_INITIALIZED),
+        CKR_NAME(CKR_DEVICE_ERROR),
+        CKR_NAME(CKR_DEVICE_MEMORY),
+        CKR_NAME(CKR_DEVICE_REMOVED),
+        CKR_NAME(CKR_ENCRYPTED_DATA_INVALID),
+        CKR_NAME(CKR_ENCRYPTED_DATA_LEN_RANGE),
+        CKR_NAME(CKR_FUNCTION_NOT_SUPPORTED),
+        CKR_NAME(CKR_KEY_HANDLE_INVALID),
+        CKR_NAME(CKR_KEY_SIZE_RANGE),
+        CKR_NAME(CKR_KEY_TYPE_INCONSISTENT),
+        CKR_NAME(CKR_KEY_FUNCTION_NOT_PERMITTED),
+        CKR_NAME(CKR_MECHANISM_INVALID),
+        CKR_NAME(CKR_MECHANISM_PARAM_INVALID),
+        CKR_NAME(CKR_OPERATION_ACTIVE),
+        CKR_NAME(CKR_PIN_INCORRECT),
+        CKR_NAME(CKR_PIN_INVALID),
+        CKR_NAME(CKR_PIN_LEN_RANGE),
+        CKR_NAME(CKR_PIN_EXPIRED),
+        CKR_NAME(CKR_PIN_LOCKED),
+        CKR_NAME(CKR_SESSION_CLOSED),
+        CKR_NAME(CKR_SESSION_COUNT),
+        CKR_NAME(CKR_SESSION_HANDLE_INVALID),
+        CKR_NAME(CKR_TOKEN_NOT_PRESENT),
+        CKR_NAME(CKR_TOKEN_NOT_RECOGNIZED),
+        CKR_NAME(CKR_USER_ALREADY_LOGGED_IN),
+        CKR_NAME(CKR_USER_NOT_LOGGED_IN),
+        CKR_NAME(CKR_USER_PIN_NOT_INITIALIZED),
+        CKR_NAME(CKR_USER_TYPE_INVALID),
+        CKR_NAME(CKR_BUFFER_TOO_SMALL),
+};
+#undef CKR_NAME
+
+static void detail_set(char *detail, size_t detail_len, const char *call, const char *what) {
+        if (detail && detail_len > 0)
+                (void) snprintf(detail, detail_len, "%s: %s", call, what);
+}
+
+static void detail_rv(char *detail, size_t detail_len, const char *call, CK_RV rv) {
+        char hex[32];
+
+        for (size_t i = 0; i < KH_ELEMENTSOF(ckr_names); i++)
+                if (ckr_names[i].rv == rv) {
+                        detail_set(detail, detail_len, call, ckr_names[i].name);
+                        return;
+                }
+        (void) snprintf(hex, sizeof(hex), "CKR 0x%08lx", (unsigned long) rv);
+        detail_set(detail, detail_len, call, hex);
+}
+
+struct kh_p11 *kh_p11_free(struct kh_p11 *p) {
+        if (!p)
+                return NULL;
+        if (p->logged_in)
+                (void) p->f->C_Logout(p->session);
+        if (p->has_session)
+                (void) p->f->C_CloseSession(p->session);
+        if (p->finalize)
+                (void) p->f->C_Finalize(NULL);
+        if (p->dl)
+                (void) dlclose(p->dl);
+        free(p);
+        return NULL;
+}
+
+/* Loads the library and initialises it. */
+static int module_load(struct kh_p11 *p, const char *module_path, char *detail, size_t detail_len) {
+        CK_C_INITIALIZE_ARGS args = {.flags = CKF_OS_LOCKING_OK};
+        CK_C_GetFunctionList get_list;
+        const char *err;
+        void *sym;
+        CK_RV rv;
+
+        p->dl = dlopen(module_path, RTLD_NOW | RTLD_LOCAL);
+        if (!p->dl) {
+                err = dlerror();
+                detail_set(detail, detail_len, "dlopen", err ? err : "failed");
+                return -KH_E_PKCS11_MODULE;
+        }
+        sym = dlsym(p->dl, "C_GetFunctionList");
+        if (!sym) {
+                detail_set(detail, detail_len, "dlsym",
+                           "no C_GetFunctionList: not a PKCS#11 module");
+                return -KH_E_PKCS11_MODULE;
+        }
+        /* ISO C has no object-to-function pointer conversion; POSIX guarantees this copy. */
+        memcpy(&get_list, &sym, sizeof(get_list));
+        rv = get_list(&p->f);
+        if (rv != CKR_OK || !p->f) {
+                detail_rv(detail, detail_len, "C_GetFunctionList", rv);
+                return -KH_E_PKCS11_MODULE;
+        }
+
+        rv = p->f->C_Initialize(&args);
+        if (rv == CKR_OK)
+                p->finalize = true;
+        else if (rv != CKR_CRYPTOKI_ALREADY_INITIALIZED) {
+                detail_rv(detail, detail_len, "C_Initialize", rv);
+                return rv == CKR_HOST_MEMORY ? -ENOMEM : -KH_E_PKCS11_MODULE;
+        }
+        return 0;
+}
+
+/* Label of a token, blank padding removed, compared with label. */
+static bool token_label_is(const CK_TOKEN_INFO *info, const char *label, size_t label_len) {
+        size_t n = TOKEN_LABEL_LEN;
+
+        while (n > 0 && info->label[n - 1] == ' ')
+                n--;
+        return n == label_len && memcmp(info->label, label, n) == 0;
+}
+
+static int token_find(struct kh_p11 *p, const char *label, char *detail, size_t detail_len) {
+        KH_CLEANUP_FREE CK_SLOT_ID *slots = NULL;
+        CK_ULONG n = 0;
+        size_t label_len = strlen(label);
+        CK_RV rv;
+
+        rv = p->f->C_GetSlotList(CK_TRUE, NULL, &n);
+        if (rv != CKR_OK) {
+                detail_rv(detail, detail_len, "C_GetSlotList", rv);
+                return -KH_E_PKCS11_MODULE;
+        }
+        if (n > SLOTS_MAX) {
+                detail_set(detail, detail_len, "C_GetSlotList", "too many slots");
+                return -KH_E_PKCS11_MODULE;
+        }
+        if (n > 0) {
+                slots = calloc(n, sizeof(*slots));
+                if (!slots)
+                        return -ENOMEM;
+                rv = p->f->C_GetSlotList(CK_TRUE, slots, &n);
+                if (rv != CKR_OK) {
+                        detail_rv(detail, detail_len, "C_GetSlotList", rv);
+                        return -KH_E_PKCS11_MODULE;
+                }
+        }
+
+        for (CK_ULONG i = 0; i < n; i++) {
+                CK_TOKEN_INFO info;
+
+                if (p->f->C_GetTokenInfo(slots[i], &info) != CKR_OK)
+                        continue; /* removed meanwhile, or not ready: not ours */
+                if (token_label_is(&info, label, label_len)) {
+                        p->slot = slots[i];
+                        return 0;
+                }
+        }
+        detail_set(detail, detail_len, "C_GetTokenInfo", "no token with this label");
+        return -KH_E_PKCS11_TOKEN;
+}
+
+static int mechanism_check(struct kh_p11 *p, char *detail, size_t detail_len) {
+        CK_MECHANISM_INFO info;
+        CK_RV rv;
+
+        rv = p->f->C_GetMechanismInfo(p->slot, CKM_RSA_PKCS_OAEP, &info);
+        if (rv == CKR_MECHANISM_INVALID || (rv == CKR_OK && !(info.flags & CKF_DECRYPT))) {
+                detail_set(detail, detail_len, "C_GetMechanismInfo",
+                           "CKM_RSA_PKCS_OAEP cannot decrypt on this token");
+                return -KH_E_PKCS11_MECHANISM;
+        }
+        if (rv != CKR_OK) {
+                detail_rv(detail, detail_len, "C_GetMechanismInfo", rv);
+                return -KH_E_PKCS11_MODULE;
+        }
+        return 0;
+}
+
+static int login(struct kh_p11 *p, const struct kh_secret *pin, char *detail, size_t detail_len) {
+        CK_RV rv;
+
+        rv = p->f->C_OpenSession(p->slot, CKF_SERIAL_SESSION, NULL, NULL, &p->session);
+        if (rv != CKR_OK) {
+                detail_rv(detail, detail_len, "C_OpenSession", rv);
+                return rv == CKR_HOST_MEMORY ? -ENOMEM : -KH_E_PKCS11_MODULE;
+        }
+        p->has_session = true;
+
+        /* PKCS#11 takes a non-const pointer; modules do not write the PIN. */
+        rv = p->f->C_Login(p->session, CKU_USER, (CK_UTF8CHAR *) (uintptr_t) kh_secret_bytes(pin),
+                           kh_secret_len(pin));
+        switch (rv) {
+        case CKR_OK:
+                p->logged_in = true;
+                return 0;
+        case CKR_USER_ALREADY_LOGGED_IN: /* another session of this process did: not ours */
+                return 0;
+        case CKR_PIN_INCORRECT:
+        case CKR_PIN_LEN_RANGE:
+        case CKR_PIN_INVALID:
+        case CKR_PIN_EXPIRED:
+        case CKR_PIN_LOCKED:
+                detail_rv(detail, detail_len, "C_Login", rv);
+                return -KH_E_PKCS11_PIN;
+        default:
+                detail_rv(detail, detail_len, "C_Login", rv);
+                return -KH_E_PKCS11_MODULE;
+        }
+}
+
+int kh_p11_open(const char *module_path, const char *token_label, const struct kh_secret *pin,
+                struct kh_p11 **ret, char *detail, size_t detail_len) {
+        KH_CLEANUP(kh_p11_freep) struct kh_p11 *p = NULL;
+        int r;
+
+        if (detail && detail_len > 0)
+                detail[0] = '\0';
+        if (!module_path || !token_label || !pin || !ret || strlen(token_label) > TOKEN_LABEL_LEN)
+                return -EINVAL;
+
+        p = calloc(1, sizeof(*p));
+        if (!p)
+                return -ENOMEM;
+        r = module_load(p, module_path, detail, detail_len);
+        if (r < 0)
+                return r;
+        r = token_find(p, token_label, detail, detail_len);
+        if (r < 0)
+                return r;
+        r = mechanism_check(p, detail, detail_len);
+        if (r < 0)
+                return r;
+        r = login(p, pin, detail, detail_len);
+        if (r < 0)
+                return r;
+
+        *ret = KH_TAKE_PTR(p);
+        return 0;
+}
+
+/* The first RSA private key labelled label into *ret. */
+static int key_handle(struct kh_p11 *p, const char *label, CK_OBJECT_HANDLE *ret) {
+        CK_OBJECT_CLASS cls = CKO_PRIVATE_KEY;
+        CK_KEY_TYPE type = CKK_RSA;
+        CK_ATTRIBUTE tmpl[] = {
+                {CKA_CLASS, &cls, sizeof(cls)},
+                {CKA_KEY_TYPE, &type, sizeof(type)},
+                {CKA_LABEL, (void *) (uintptr_t) label, strlen(label)},
+        };
+        CK_OBJECT_HANDLE h;
+        CK_ULONG n = 0;
+        CK_RV rv;
+
+        rv = p->f->C_FindObjectsInit(p->session, tmpl, KH_ELEMENTSOF(tmpl));
+        if (rv != CKR_OK)
+                return -KH_E_PKCS11_MODULE;
+        rv = p->f->C_FindObjects(p->session, &h, 1, &n);
+        (void) p->f->C_FindObjectsFinal(p->session);
+        if (rv != CKR_OK)
+                return -KH_E_PKCS11_MODULE;
+        if (n == 0)
+                return -KH_E_PKCS11_KEY;
+        *ret = h;
+        return 0;
+}
+
+/* The key's modulus length in bytes into *ret. */
+static int modulus_len(struct kh_p11 *p, CK_OBJECT_HANDLE key, size_t *ret) {
+        uint8_t n[MODULUS_MAX];
+        CK_ATTRIBUTE a = {CKA_MODULUS, n, sizeof(n)};
+        size_t i = 0;
+        CK_RV rv;
+
+        rv = p->f->C_GetAttributeValue(p->session, key, &a, 1);
+        if (rv != CKR_OK || a.ulValueLen == 0 || a.ulValueLen > sizeof(n))
+                return -KH_E_PKCS11_KEY; /* sensitive or absent, or over 16384 bits */
+        while (i < a.ulValueLen && n[i] == 0)
+                i++;
+        *ret = a.ulValueLen - i;
+        return 0;
+}
+
+int kh_p11_key_find(struct kh_p11 *p, const char *key_label) {
+        CK_OBJECT_HANDLE h;
+
+        if (!p || !key_label)
+                return -EINVAL;
+        return key_handle(p, key_label, &h);
+}
+
+int kh_p11_rsa_oaep_decrypt(struct kh_p11 *p, const char *key_label, enum kh_oaep_md md,
+                            const uint8_t *in, size_t len, struct kh_secret **ret) {
+        CK_RSA_PKCS_OAEP_PARAMS params = {
+                .hashAlg = md == KH_OAEP_SHA1 ? CKM_SHA_1 : CKM_SHA256,
+                .mgf = md == KH_OAEP_SHA1 ? CKG_MGF1_SHA1 : CKG_MGF1_SHA256,
+                .source = CKZ_DATA_SPECIFIED,
+                .pSourceData = NULL,
+                .ulSourceDataLen = 0,
+        };
+        CK_MECHANISM mech = {CKM_RSA_PKCS_OAEP, &params, sizeof(params)};
+        CK_OBJECT_HANDLE key;
+        CK_ULONG out_len;
+        size_t mod_len;
+        uint8_t *out;
+        CK_RV rv;
+        int r;
+
+        if (!p || !key_label || !in || len == 0 || !ret ||
+            (md != KH_OAEP_SHA1 && md != KH_OAEP_SHA256))
+                return -EINVAL;
+        r = key_handle(p, key_label, &key);
+        if (r < 0)
+                return r;
+        /* A ciphertext is exactly one modulus long. Checked here because modules differ in
+         * what they do with another length: SoftHSM2 2.6 answers
+         * CKR_ENCRYPTED_DATA_LEN_RANGE and keeps the operation open, so every later call on
+         * the session fails with CKR_OPERATION_ACTIVE. */
+        r = modulus_len(p, key, &mod_len);
+        if (r < 0)
+                return r;
+        if (len != mod_len)
+                return -KH_E_PKCS11_DECRYPT;
+        /* A plaintext is never longer than its ciphertext, so one call does: no size query
+         * that would leave an operation open. Allocated before the operation starts, which
+         * then always ends in C_Decrypt. The buffer may hold the padded block: wiped. */
+        out = malloc(len);
+        if (!out)
+                return -ENOMEM;
+
+        rv = p->f->C_DecryptInit(p->session, &mech, key);
+        switch (rv) {
+        case CKR_OK:
+                out_len = len;
+                rv = p->f->C_Decrypt(p->session, (CK_BYTE *) (uintptr_t) in, len, out, &out_len);
+                if (rv == CKR_HOST_MEMORY)
+                        r = -ENOMEM;
+                else if (rv != CKR_OK || out_len == 0 || out_len > len)
+                        r = -KH_E_PKCS11_DECRYPT;
+                else
+                        r = kh_secret_new_from(out, out_len, ret);
+                break;
+        case CKR_MECHANISM_INVALID:
+        case CKR_MECHANISM_PARAM_INVALID:
+        case CKR_ARGUMENTS_BAD: /* SoftHSM2's answer to OAEP with another hash than SHA-1 */
+                r = -KH_E_PKCS11_MECHANISM;
+                break;
+        case CKR_KEY_FUNCTION_NOT_PERMITTED:
+        case CKR_KEY_TYPE_INCONSISTENT:
+        case CKR_KEY_HANDLE_INVALID:
+                r = -KH_E_PKCS11_KEY;
+                break;
+        case CKR_HOST_MEMORY:
+                r = -ENOMEM;
+                break;
+        default:
+                r = -KH_E_PKCS11_MODULE;
+                break;
+        }
+        OPENSSL_cleanse(out, len);
+        free(out);
+        return r;
+}
