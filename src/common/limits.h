@@ -31,3 +31,9 @@
 #define KH_GUID_LEN          36           /* 8-4-4-4-12 */
 #define KH_IMPORT_BATCH_MAX  256          /* member keys in one import request */
 #define KH_CONFIG_VALUE_MAX  4096
+/* `keyhold import bitwarden-kc` (import/kc-source.h): what one Key Connector source may hold */
+#define KH_KC_RECORDS_MAX    10000000     /* user-key rows */
+#define KH_KC_DATA_KEYS_MAX  1000         /* ApplicationDatas rows (normally 1, 2 after a race) */
+#define KH_KC_JSON_MAX       ((size_t) 4 << 30) /* a JSON source file, bytes (4 GiB) */
+#define KH_KC_KEY_TEXT_MAX   (64 * 1024)  /* base64 text of one Key or SymmetricKey */
+#define KH_KC_ID_MAX         255          /* bytes of an Id kept for the report (a GUID is 36) */
