@@ -525,6 +525,46 @@ const struct kh_cli_command kh_cli_commands[] = {
                 .run = kh_cmd_member_remove,
         },
         {
+                .path = "import bitwarden-kc",
+                .operands = "",
+                .summary = "move every member key of a Bitwarden Key Connector into the tenant",
+                .description =
+                        "Reads a Key Connector database (only reads it: SQLite opened immutable,\n"
+                        "PostgreSQL in a read-only transaction, the JSON file never rewritten),\n"
+                        "unwraps its data key with the Key Connector's PFX (RSA-OAEP SHA-1), an\n"
+                        "HSM key (--pkcs11-*) or a data-key file you unwrapped yourself, decrypts\n"
+                        "every user key and has keyholdd store it for that member in the tenant,\n"
+                        "under its own envelope. Where the database holds several data-key rows\n"
+                        "(Key Connector's creation race) each record is opened with the one that\n"
+                        "opens it. A key keyhold already holds is skipped when it is the same and\n"
+                        "reported as a conflict, left alone, when it differs (--overwrite replaces\n"
+                        "it). Then every key is read back through keyholdd and compared with the\n"
+                        "source. Records that cannot be imported are listed with the reason; exit\n"
+                        "1 while any failed or conflicts remain. Safe to run again: an interrupted\n"
+                        "import finishes without duplicates. --dry-run decrypts everything and\n"
+                        "says what would happen, writing nothing. With --json: {\"imported\",\n"
+                        "\"skipped\", \"conflicts\", \"failed\", \"overwritten\", \"records\",\n"
+                        "\"verified\", \"data_keys\", \"problems\", \"conflict_ids\", ...}.\n"
+                        "The PIN may come from KEYHOLD_PKCS11_PIN instead of --pkcs11-pin-file.",
+                .options = (const struct kh_cli_option[]) {
+                        { "database", 0, "SOURCE", "json:PATH, sqlite:PATH or postgresql:CONNINFO" },
+                        { "pfx", 0, "FILE", "the Key Connector's certificate and key (PKCS#12)" },
+                        { "pfx-password-file", 0, "FILE", "the PFX's password" },
+                        { "data-key-file", 0, "FILE", "the data key, unwrapped (32 bytes, or base64)" },
+                        { "pkcs11-module", 0, "PATH", "unwrap on an HSM: its PKCS#11 module" },
+                        { "pkcs11-token", 0, "LABEL", "the token's label" },
+                        { "pkcs11-key-label", 0, "LABEL", "the RSA private key's label" },
+                        { "pkcs11-pin-file", 0, "FILE", "the token's user PIN" },
+                        { "dry-run", 0, NULL, "decrypt and compare; write nothing" },
+                        { "overwrite", 0, NULL, "replace a different key keyhold already holds" },
+                        { 0 },
+                },
+                .example = "keyhold import bitwarden-kc --tenant acme --database "
+                           "sqlite:/etc/bitwarden/keyconnector.db --pfx key.pfx "
+                           "--pfx-password-file pfx.pass",
+                .run = kh_cmd_import_bitwarden_kc,
+        },
+        {
                 .path = "approvals list",
                 .operands = "",
                 .summary = "pending admin-approval requests of the tenant, with fingerprint phrases",
