@@ -366,3 +366,38 @@ def test_route_refuses_members_and_bad_bodies(make_keyholdd, issuers, acme_issue
     assert r.status == 200 and r.json()["results"] == [{"user": g, "status": "match"}], r
     assert key not in r.body.decode()
     assert k.client.get(f"/t/{TENANT}/user-keys", token=acme_issuer.token(g)).json()["key"] == key
+
+
+def test_progress_bar_on_a_terminal(keyholdd, pfx, tmp_path):
+    """stderr a terminal: the import and verification passes draw a bar that ends at 100 %."""
+    import pty
+    path, priv, pw = pfx
+    db = kcdb.KcDatabase(records(600), [os.urandom(32)], priv)
+    source = src("sqlite", db, tmp_path)
+    master, slave = pty.openpty()
+    try:
+        p = subprocess.Popen(import_cmd(keyholdd, "--database", source, "--pfx", path,
+                                        "--pfx-password-file", pw, json_out=False),
+                             stdout=subprocess.PIPE, stderr=slave, stdin=subprocess.DEVNULL,
+                             env=cli_env())
+        os.close(slave)
+        slave = -1
+        err = b""
+        while True:
+            try:
+                chunk = os.read(master, 4096)
+            except OSError:                   # EIO: the child closed the terminal
+                break
+            if not chunk:
+                break
+            err += chunk
+        out, _ = p.communicate(timeout=CLI_TIMEOUT_S)
+    finally:
+        os.close(master)
+        if slave >= 0:
+            os.close(slave)
+    assert p.returncode == 0, (out, err)
+    text = err.decode(errors="replace")
+    assert "\rimporting [" in text and "\rverifying [" in text, text
+    assert "100%  600/600" in text, text
+    assert b"imported 600" in out
