@@ -168,7 +168,7 @@ static int unwrapper_pkcs11(struct kh_cli *cli, const char *module, struct kh_kc
         if (r < 0)
                 return kh_cli_fail(cli, kh_err_info(r)->code, "%s%s%s",
                                    r == -ENOMEM ? "out of memory" : kh_err_info(r)->message,
-                                   detail[0] ? ": " : "", detail);
+                                   detail[0] ? " " : "", detail);
         return 0;
 }
 
@@ -502,8 +502,8 @@ static void print_human(struct run *run, const char *source) {
                         printf("conflict  %s: keyhold holds another key for this member%s\n",
                                rec->src->guid, run->dry_run ? "" : " (left as it is; --overwrite replaces it)");
         }
-        printf("%simported %zu, %salready present %zu, conflicts %zu, failed %zu",
-               would, run->counts[O_IMPORTED], would, run->counts[O_SKIPPED],
+        printf("%simported %zu, already present %zu, conflicts %zu, failed %zu",
+               would, run->counts[O_IMPORTED], run->counts[O_SKIPPED],
                run->counts[O_CONFLICT], run->counts[O_FAILED]);
         if (run->counts[O_OVERWRITTEN])
                 printf(", overwritten %zu", run->counts[O_OVERWRITTEN]);
@@ -542,7 +542,7 @@ int kh_cmd_import_bitwarden_kc(struct kh_cli *cli) {
         if (r < 0)
                 return kh_cli_fail(cli, r == -ENOMEM ? "internal_error" : kh_err_info(r)->code,
                                    "%s%s%s", r == -ENOMEM ? "out of memory" : kh_err_info(r)->message,
-                                   detail[0] ? ": " : "", detail);
+                                   detail[0] ? " " : "", detail);
         r = unwrap_data_keys(&run, u);
         if (r == 0)
                 r = check_records(&run);
@@ -575,6 +575,10 @@ int kh_cmd_import_bitwarden_kc(struct kh_cli *cli) {
         if (run.mismatched)
                 return kh_cli_fail(cli, "verify_failed", "%zu keys read back through keyholdd do "
                                    "not match the source", run.mismatched);
+        if (incomplete && run.dry_run)
+                return kh_cli_fail(cli, "import_incomplete", "%zu records would fail and %zu "
+                                   "would be conflicts: see above", run.counts[O_FAILED],
+                                   run.counts[O_CONFLICT]);
         if (incomplete)
                 return kh_cli_fail(cli, "import_incomplete", "%zu records failed and %zu are "
                                    "conflicts: see above; fix and run again (what is done is skipped)",
