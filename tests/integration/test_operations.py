@@ -285,8 +285,8 @@ def test_json_log_lines_have_the_same_fields_every_time(make_keyholdd, issuers):
     lines = [l for l in k.log_path.read_text().splitlines() if l.strip()]
     objs = []
     for line in lines:
-        if line.startswith("=="):             # a sanitizer's report is not ours
-            continue
+        if harness.sanitized_build() and not line.startswith("{"):
+            continue                          # LSan's "Suppressions used" table is not ours
         obj = json.loads(line)
         assert list(obj) == JSON_FIELDS, line
         assert obj["level"] in ("debug", "info", "warning", "error"), line
