@@ -99,6 +99,15 @@ def log(msg: str) -> None:
 # ------------------------------------------------------------------------------ processes
 
 
+def root_args(binary) -> list[str]:
+    """--allow-root when running as root and binary knows it (a baseline built before the
+    option would refuse it): keyholdd started as root without [server] user refuses to run."""
+    if os.geteuid() != 0:
+        return []
+    text = subprocess.run([str(binary), "--help"], capture_output=True, text=True).stdout
+    return ["--allow-root"] if "--allow-root" in text else []
+
+
 class Procs:
     """Children, each in its own session so that stopping one stops all it forked."""
 
@@ -285,7 +294,8 @@ class Keyholdd:
         logf = open(self.d / "keyholdd.log", "ab")
         env = {k: v for k, v in os.environ.items() if not k.startswith("KEYHOLD_")}
         t0 = time.monotonic()
-        self.proc = PROCS.start([str(self.binary), "--config", str(conf)], cpus=cpus,
+        self.proc = PROCS.start([str(self.binary), "--config", str(conf), *root_args(self.binary)],
+                                cpus=cpus,
                                 stdout=logf, stderr=subprocess.STDOUT, env=env)
         logf.close()
         ctx = None
@@ -987,7 +997,8 @@ class KeyholddUnder(Keyholdd):
         self.port, self.metrics_port = free_port(), free_port()
         conf = self.write_config()
         logf = open(self.d / "keyholdd-callgrind.log", "ab")
-        self.proc = PROCS.start(self.wrapper + [str(real), "--config", str(conf)], cpus=cpus,
+        self.proc = PROCS.start(self.wrapper + [str(real), "--config", str(conf), *root_args(real)],
+                                cpus=cpus,
                                 stdout=logf, stderr=subprocess.STDOUT)
         logf.close()
         deadline = time.monotonic() + 120

@@ -418,8 +418,10 @@ static int pass(struct run *run, const char *label, bool verify, bool check) {
         for (size_t i = 0; i < n; i++)
                 todo += check ? run->recs[i].outcome >= O_IMPORTED && run->recs[i].outcome <= O_OVERWRITTEN
                               : run->recs[i].outcome == O_PENDING;
+        /* in member order, whatever the source's: keyholdd's records are kept in that order,
+         * and appending to a B-tree is cheaper than inserting all over it */
         for (size_t i = 0; i <= n; i++) {
-                struct rec *rec = i < n ? &run->recs[i] : NULL;
+                struct rec *rec = i < n ? run->order[i] : NULL;
                 bool take = rec && (check ? rec->outcome >= O_IMPORTED && rec->outcome <= O_OVERWRITTEN
                                           : rec->outcome == O_PENDING);
                 int r;

@@ -632,6 +632,32 @@ const struct kh_cli_command kh_cli_commands[] = {
                 .example = "keyhold dev-token --user 3fa85f64-5717-4562-b3fc-2c963f66afa6",
                 .run = kh_cmd_dev_token,
         },
+        {
+                .path = "init",
+                .operands = "",
+                .summary = "first run of a production install: master key, data folder, TLS",
+                .description =
+                        "Creates what a package never ships: the master key (32 random bytes,\n"
+                        "mode 0600, owned by --user) as master.key next to the configuration\n"
+                        "file, the data folder (mode 0700, owned by --user) with keystore/ in\n"
+                        "it, and with --self-signed a TLS key (tls.key, 0600) and a self-signed\n"
+                        "certificate (tls.crt, 0644) for this host's name and 127.0.0.1. Then it\n"
+                        "prints what is left to do: the issuer and CORS origin in the\n"
+                        "configuration, starting the service, checking /health. It never\n"
+                        "overwrites: an existing master key is kept (exit 0 if it holds 32 bytes,\n"
+                        "1 if not), so does an existing TLS key or certificate. Offline; run as\n"
+                        "root, or as --user itself with paths you may write. With --json:\n"
+                        "{\"master_key_file\", \"data\", \"tls_cert\" (or null), \"created\": [paths]}.",
+                .options = (const struct kh_cli_option[]) {
+                        { "data", 0, "DIR", "the data folder (default /var/lib/keyhold)" },
+                        { "config", 0, "FILE", "keyholdd's configuration; the secrets go next to it (default /etc/keyhold/keyhold.conf)" },
+                        { "self-signed", 0, NULL, "also make a TLS key and self-signed certificate" },
+                        { "user", 0, "NAME", "who owns the files: keyholdd's user (default keyhold)" },
+                        { 0 },
+                },
+                .example = "keyhold init --self-signed",
+                .run = kh_cmd_init,
+        },
 };
 
 const size_t kh_cli_commands_n = sizeof(kh_cli_commands) / sizeof(kh_cli_commands[0]);

@@ -55,6 +55,7 @@ void kh_cli_command_operands(const struct kh_cli_command *cmd, size_t *ret_min, 
 /* Handlers, one per row (cmd-dev-token.c, cmd-key.c, cmd-audit.c, cmd-incident.c, ...),
  * each documented by its row. */
 int kh_cmd_dev_token(struct kh_cli *cli);
+int kh_cmd_init(struct kh_cli *cli);
 int kh_cmd_import_bitwarden_kc(struct kh_cli *cli);
 int kh_cmd_key_list(struct kh_cli *cli);
 int kh_cmd_key_status(struct kh_cli *cli);

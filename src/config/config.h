@@ -33,6 +33,9 @@ struct kh_config_server {
         char *admin_socket;         /* the operator's Unix socket (HTTP/1.1, no TLS); empty = none */
         struct kh_config_listen metrics_listen[KH_LISTEN_MAX]; /* plain HTTP /metrics only */
         size_t n_metrics_listen;
+        char *user;                 /* started as root: the user to drop to once the sockets
+                                     * are bound (daemon/privileges.h); NULL = unset */
+        char *log_format;           /* "text" | "json" (one object per line) */
 };
 
 struct kh_config_storage {

@@ -19,9 +19,9 @@
 #include "config/dev-names.h"
 #include "crypto/random.h"
 #include "crypto/rsa.h"
+#include "crypto/selfsigned.h"
 #include "token/jwt-sign.h"
 
-KH_DEFINE_CLEANUP(X509_free, X509 *)
 KH_DEFINE_CLEANUP(BIO_free, BIO *)
 
 static int path_in(const struct kh_config *cfg, const char *name, char *out, size_t len) {
@@ -58,65 +58,12 @@ static int ensure_master_key(const struct kh_config *cfg) {
         return r;
 }
 
-static int add_ext(X509 *cert, int nid, const char *value) {
-        X509V3_CTX ctx;
-        X509_EXTENSION *ext;
-
-        X509V3_set_ctx_nodb(&ctx);
-        X509V3_set_ctx(&ctx, cert, cert, NULL, NULL, 0);
-        ext = X509V3_EXT_conf_nid(NULL, &ctx, nid, value);
-        if (!ext)
-                return -EIO;
-        int ok = X509_add_ext(cert, ext, -1);
-        X509_EXTENSION_free(ext);
-        return ok ? 0 : -EIO;
-}
-
 /* A self-signed certificate for the loopback names, valid for one year. */
 static int ensure_tls(const struct kh_config *cfg) {
-        KH_CLEANUP(EVP_PKEY_freep) EVP_PKEY *key = NULL;
-        KH_CLEANUP(X509_freep) X509 *cert = NULL;
-        X509_NAME *name;
-        uint8_t serial[16];
-        int r;
-
         if (access(cfg->server.tls_cert, F_OK) == 0 && access(cfg->server.tls_key, F_OK) == 0)
                 return 0;
-        key = EVP_EC_gen("P-256");
-        cert = X509_new();
-        if (!key || !cert)
-                return -ENOMEM;
-        r = kh_random_bytes(serial, sizeof(serial));
-        if (r < 0)
-                return r;
-        serial[0] &= 0x7f;
-        BIGNUM *bn = BN_bin2bn(serial, sizeof(serial), NULL);
-        if (!bn || !BN_to_ASN1_INTEGER(bn, X509_get_serialNumber(cert))) {
-                BN_free(bn);
-                return -EIO;
-        }
-        BN_free(bn);
-        (void) X509_set_version(cert, 2);
-        (void) X509_gmtime_adj(X509_getm_notBefore(cert), -60);
-        (void) X509_gmtime_adj(X509_getm_notAfter(cert), 365L * 24 * 3600);
-        (void) X509_set_pubkey(cert, key);
-        name = X509_get_subject_name(cert);
-        (void) X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_ASC,
-                                          (const unsigned char *) "keyhold dev (self-signed)", -1, -1, 0);
-        (void) X509_set_issuer_name(cert, name);
-        r = add_ext(cert, NID_subject_alt_name, "IP:127.0.0.1,IP:::1,DNS:localhost");
-        if (r >= 0)
-                r = add_ext(cert, NID_basic_constraints, "critical,CA:FALSE");
-        if (r >= 0)
-                r = add_ext(cert, NID_ext_key_usage, "serverAuth");
-        if (r < 0)
-                return r;
-        if (!X509_sign(cert, key, EVP_sha256()))
-                return -EIO;
-        r = write_pem(cfg->server.tls_key, key, NULL, 0600);
-        if (r < 0)
-                return r;
-        return write_pem(cfg->server.tls_cert, NULL, cert, 0644);
+        return kh_selfsigned_write("keyhold dev (self-signed)", "IP:127.0.0.1,IP:::1,DNS:localhost",
+                                   365, cfg->server.tls_key, cfg->server.tls_cert);
 }
 
 static int ensure_dev_issuer(const struct kh_config *cfg) {

@@ -8,9 +8,12 @@
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <stdatomic.h>
 #include <string.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <jansson.h>
@@ -19,12 +22,16 @@
 #include "common/errors.h"
 #include "common/file.h"
 #include "common/log.h"
+#include "common/parse.h"
 #include "config/config.h"
 #include "config/dev-names.h"
 #include "daemon/dev.h"
+#include "daemon/notify.h"
+#include "daemon/privileges.h"
 #include "daemon/workers.h"
 #include "http/server.h"
 #include "service/app.h"
+#include "service/stats.h"
 
 extern char **environ;
 
@@ -44,6 +51,8 @@ static const char usage[] =
         "Options:\n"
         "  -c, --config FILE   configuration file (INI)\n"
         "      --dev           dev mode (never for production: tokens are minted locally)\n"
+        "      --allow-root    stay root when started as root without [server] user\n"
+        "                      (development only; --dev implies it)\n"
         "      --data DIR      dev mode data folder\n"
         "      --check-config  check the configuration and exit\n"
         "      --sign-unsigned-deks\n"
@@ -57,11 +66,11 @@ static const char usage[] =
 struct options {
         const char *config;
         const char *data;
-        bool dev, check, verbose, sign_unsigned_deks;
+        bool dev, check, verbose, sign_unsigned_deks, allow_root;
 };
 
 static int parse_args(int argc, char **argv, struct options *o) {
-        enum { OPT_DEV = 256, OPT_DATA, OPT_CHECK, OPT_VERSION, OPT_SIGN_UNSIGNED };
+        enum { OPT_DEV = 256, OPT_DATA, OPT_CHECK, OPT_VERSION, OPT_SIGN_UNSIGNED, OPT_ALLOW_ROOT };
         static const struct option longopts[] = {
                 { "config", required_argument, NULL, 'c' }, { "dev", no_argument, NULL, OPT_DEV },
                 { "data", required_argument, NULL, OPT_DATA },
@@ -69,6 +78,7 @@ static int parse_args(int argc, char **argv, struct options *o) {
                 { "verbose", no_argument, NULL, 'v' },      { "help", no_argument, NULL, 'h' },
                 { "version", no_argument, NULL, OPT_VERSION },
                 { "sign-unsigned-deks", no_argument, NULL, OPT_SIGN_UNSIGNED },
+                { "allow-root", no_argument, NULL, OPT_ALLOW_ROOT },
                 { NULL, 0, NULL, 0 },
         };
         int c;
@@ -80,6 +90,7 @@ static int parse_args(int argc, char **argv, struct options *o) {
                 case OPT_DATA: o->data = optarg; break;
                 case OPT_CHECK: o->check = true; break;
                 case OPT_SIGN_UNSIGNED: o->sign_unsigned_deks = true; break;
+                case OPT_ALLOW_ROOT: o->allow_root = true; break;
                 case 'v': o->verbose = true; break;
                 case 'h': fputs(usage, stdout); exit(EXIT_SUCCESS);
                 case OPT_VERSION: puts("keyholdd " KH_VERSION); exit(EXIT_SUCCESS);
@@ -144,11 +155,12 @@ static void forget_env_secret(const char *name) {
 static void on_app_event(const char *tenant, const char *what, int r, void *userdata) {
         (void) userdata;
         if (r < 0 && tenant)
-                kh_log_error("tenant %s: %s: %s", tenant, what, kh_strerror(r));
+                kh_log_ctx(KH_LOG_ERROR, tenant, NULL, "tenant %s: %s: %s", tenant, what,
+                           kh_strerror(r));
         else if (r < 0)
                 kh_log_error("%s: %s", what, kh_strerror(r));
         else if (tenant)
-                kh_log_info("tenant %s: %s", tenant, what);
+                kh_log_ctx(KH_LOG_INFO, tenant, NULL, "tenant %s: %s", tenant, what);
         else
                 kh_log_info("%s", what);
 }
@@ -160,19 +172,70 @@ static int write_port_file(const char *path, uint16_t port) {
         return kh_file_write_atomic(AT_FDCWD, path, text, (size_t) n, 0644, 0);
 }
 
+/* How often the signal thread looks at readiness while it waits for a signal. */
+#define READINESS_TICK_MS 100
+
+/* What systemd is told (notify.h): READY=1 the first time /health would answer 200, and a
+ * STATUS= line each time the reason changes (sealed, an issuer without keys, a full disk).
+ * The signal thread polls: readiness changes on other threads (issuer retries, unseal,
+ * writes), and a look is a few atomic loads. */
+struct readiness {
+        struct kh_app *app;
+        bool ready_sent;
+        char status[256];
+};
+
+static void readiness_update(struct readiness *rd) {
+        struct kh_health h = kh_app_health(rd->app);
+        const struct kh_tenant *waiting = kh_app_issuer_waiting(rd->app);
+        char status[256], message[300];
+
+        if (h.ready)
+                (void) snprintf(status, sizeof(status), "serving");
+        else if (kh_app_sealed(rd->app))
+                (void) snprintf(status, sizeof(status), "sealed: waiting for keyhold unseal");
+        else if (waiting)
+                (void) snprintf(status, sizeof(status),
+                                "issuer of tenant %s unreachable: no signing keys yet, retrying",
+                                waiting->id);
+        else
+                (void) snprintf(status, sizeof(status), "not ready: %s", h.reason);
+        if (strcmp(status, rd->status) == 0)
+                return;
+        (void) snprintf(message, sizeof(message), "%sSTATUS=%s",
+                        h.ready && !rd->ready_sent ? "READY=1\n" : "", status);
+        kh_notify(message);
+        rd->ready_sent |= h.ready;
+        memcpy(rd->status, status, sizeof(status));
+}
+
 struct signal_ctx {
         sigset_t set;
         struct kh_workers *workers;
+        struct readiness readiness;
+        atomic_bool ended;     /* the loops ended on their own: the wake-up is ours */
+        atomic_bool stopping;  /* STOPPING=1 sent */
 };
 
 static void *signal_thread(void *userdata) {
         struct signal_ctx *s = userdata;
+        const struct timespec tick = { .tv_nsec = READINESS_TICK_MS * 1000 * 1000 };
         int sig;
 
-        if (sigwait(&s->set, &sig) == 0) {
-                kh_log_info("received %s, stopping", sig == SIGINT ? "SIGINT" : "SIGTERM");
-                kh_workers_stop(s->workers);
+        for (;;) {
+                sig = sigtimedwait(&s->set, NULL, &tick);
+                if (sig >= 0)
+                        break;
+                if (errno != EAGAIN && errno != EINTR)
+                        return NULL;
+                readiness_update(&s->readiness);
         }
+        if (atomic_load(&s->ended))
+                return NULL;
+        kh_log_info("received %s, stopping", sig == SIGINT ? "SIGINT" : "SIGTERM");
+        kh_notify("STOPPING=1\nSTATUS=stopping");
+        atomic_store(&s->stopping, true);
+        kh_workers_stop(s->workers);
         return NULL;
 }
 
@@ -229,13 +292,21 @@ static void dev_banner(const struct kh_config *cfg, uint16_t port) {
                 cfg->data_dir, port, cfg->server.tls_cert, cfg->data_dir);
 }
 
-static int run(struct kh_config *cfg) {
+/* The operator's socket is the target user's, mode 0600 (root can open it anyway), so that
+ * the dropped keyholdd can remove it at exit and the unit's keyhold user owns it too. */
+static int chown_admin_socket(const struct kh_config *cfg, const struct kh_run_as *who) {
+        if (!who->drop || !cfg->server.admin_socket)
+                return 0;
+        return chown(cfg->server.admin_socket, who->uid, who->gid) < 0 ? -errno : 0;
+}
+
+static int run(struct kh_config *cfg, const struct kh_run_as *who) {
         KH_CLEANUP(kh_workers_freep) struct kh_workers *workers = NULL;
         KH_CLEANUP(kh_app_closep) struct kh_app *app = NULL;
         KH_CLEANUP(kh_http_server_freep) struct kh_http_server *server = NULL;
         h2o_evloop_t *evloops[KH_THREADS_MAX];
         struct kh_loop *loops[KH_THREADS_MAX];
-        struct signal_ctx sig = { 0 };
+        struct signal_ctx sig = { .ended = false, .stopping = false };
         pthread_t sig_thread;
         char err[256] = "";
         unsigned n;
@@ -264,19 +335,47 @@ static int run(struct kh_config *cfg) {
                 loops[i] = kh_workers_loop(workers, i);
         }
 
+        kh_notify("STATUS=binding the listeners");
+        r = kh_http_server_new(&cfg->server, n, evloops, loops, &server, err, sizeof(err));
+        if (r < 0) {
+                kh_log_error("%s: %s", err[0] ? err : "cannot start the HTTP server", kh_strerror(r));
+                return r;
+        }
+        r = chown_admin_socket(cfg, who);
+        if (r < 0) {
+                kh_log_error("cannot give the admin socket %s to user %s: %s",
+                             cfg->server.admin_socket, who->name, kh_strerror(r));
+                return r;
+        }
+        /* Sockets bound, TLS key read: nothing more needs root. Before any thread exists
+         * and before the key store, the database or a tenant key is opened. */
+        r = kh_privileges_drop(who, err, sizeof(err));
+        if (r < 0) {
+                kh_log_error("%s", err);
+                return r;
+        }
+        if (who->drop)
+                kh_log_info("running as user %s (uid %u, gid %u), no capabilities", who->name,
+                            (unsigned) who->uid, (unsigned) who->gid);
+        else if (geteuid() == 0 && !cfg->dev)
+                kh_log_warning("running as root (--allow-root): set [server] user for "
+                               "production");
+
+        kh_notify("STATUS=opening the key store and the database");
         r = kh_app_open(cfg, on_app_event, NULL, &app);
         kh_config_wipe_secrets(cfg);   /* the key store has derived its master key */
         if (r < 0) {
                 kh_log_error("start-up failed: %s", kh_strerror(r));
                 return r;
         }
-        r = kh_http_server_new(&cfg->server, app, n, evloops, loops, &server, err, sizeof(err));
+        r = kh_http_server_attach(server, app, err, sizeof(err));
         if (r < 0) {
                 kh_log_error("%s: %s", err[0] ? err : "cannot start the HTTP server", kh_strerror(r));
                 return r;
         }
 
         sig.workers = workers;
+        sig.readiness.app = app;
         sigemptyset(&sig.set);
         sigaddset(&sig.set, SIGINT);
         sigaddset(&sig.set, SIGTERM);
@@ -300,16 +399,36 @@ static int run(struct kh_config *cfg) {
         r = kh_workers_run(workers, &worker_hooks,
                            &(struct worker_ctx) { server, kh_app_keyring(app) });
         /* wake the signal thread if the loops ended for another reason */
+        atomic_store(&sig.ended, true);
         (void) pthread_kill(sig_thread, SIGTERM);
         (void) pthread_join(sig_thread, NULL);
+        if (!atomic_load(&sig.stopping))
+                kh_notify("STOPPING=1\nSTATUS=stopping");
         kh_log_info("stopped");
         return r;
+}
+
+/* Whether stderr is the journal's stream: systemd sets JOURNAL_STREAM to its "DEV:INODE",
+ * and a redirection by the operator (keyholdd 2>file) makes it a different file. */
+static bool stderr_is_journal(void) {
+        const char *v = getenv("JOURNAL_STREAM"), *colon;
+        uint64_t dev, ino;
+        struct stat st;
+
+        if (!v || !(colon = strchr(v, ':')) || fstat(STDERR_FILENO, &st) < 0)
+                return false;
+        if (kh_parse_u64(v, (size_t) (colon - v), UINT64_MAX, &dev) < 0 ||
+            kh_parse_u64(colon + 1, strlen(colon + 1), UINT64_MAX, &ino) < 0)
+                return false;
+        return (uint64_t) st.st_dev == dev && (uint64_t) st.st_ino == ino;
 }
 
 int main(int argc, char **argv) {
         KH_CLEANUP(kh_config_freep) struct kh_config *cfg = NULL;
         struct kh_config_error cerr = { 0 };
         struct options o = { 0 };
+        struct kh_run_as who;
+        char err[512];
         sigset_t set;
         int r;
 
@@ -347,6 +466,13 @@ int main(int argc, char **argv) {
                        cfg->n_tenants == 1 ? "" : "s");
                 return 0;
         }
+        kh_log_set_format(strcmp(cfg->server.log_format, "json") == 0 ? KH_LOG_JSON : KH_LOG_TEXT);
+        kh_log_set_journal(stderr_is_journal());
+        r = kh_privileges_plan(cfg->server.user, o.allow_root || cfg->dev, &who, err, sizeof(err));
+        if (r < 0) {
+                fprintf(stderr, "keyholdd: %s\n", err);
+                return 1;
+        }
         if (cfg->dev) {
                 const char *what = "";
                 r = kh_dev_prepare(cfg, &what);
@@ -356,6 +482,6 @@ int main(int argc, char **argv) {
                 }
         }
 
-        r = run(cfg);
+        r = run(cfg, &who);
         return r < 0 ? 1 : 0;
 }

@@ -51,6 +51,25 @@ static int entry(json_t *e, struct kh_import_entry *ret) {
         return r == -EINVAL ? -KH_E_INVALID_KEY : r;
 }
 
+static int by_user(const void *a, const void *b) {
+        return strcmp((*(const struct kh_import_entry *const *) a)->user,
+                      (*(const struct kh_import_entry *const *) b)->user);
+}
+
+/* One answer per member: a user named twice would make the batch's outcome depend on the
+ * order of its writes. Sorted, so a full batch costs n log n comparisons, not n². */
+static int distinct(struct kh_import_entry *entries, size_t n) {
+        const struct kh_import_entry *sorted[KH_IMPORT_BATCH_MAX];
+
+        for (size_t i = 0; i < n; i++)
+                sorted[i] = &entries[i];
+        qsort(sorted, n, sizeof(sorted[0]), by_user);
+        for (size_t i = 1; i < n; i++)
+                if (strcmp(sorted[i - 1]->user, sorted[i]->user) == 0)
+                        return -KH_E_INVALID_IMPORT;
+        return 0;
+}
+
 int kh_req_import_parse(const char *body, size_t len, struct kh_req_import *ret) {
         json_auto_t *root = NULL;
         json_t *keys, *e;
@@ -89,14 +108,9 @@ int kh_req_import_parse(const char *body, size_t len, struct kh_req_import *ret)
                 if (r < 0)
                         break;
                 ret->n = i + 1;
-                /* one answer per member: a user named twice would make the batch's outcome
-                 * depend on the order of its writes */
-                for (size_t j = 0; j < i; j++)
-                        if (strcmp(ret->entries[j].user, ret->entries[i].user) == 0)
-                                r = -KH_E_INVALID_IMPORT;
-                if (r < 0)
-                        break;
         }
+        if (r >= 0)
+                r = distinct(ret->entries, ret->n);
         /* the keys' text, wiped whether or not the body was taken */
         json_array_foreach(keys, i, e)
                 if (json_is_object(e) && json_is_string(json_object_get(e, "key")))

@@ -76,8 +76,11 @@ void kh_http_reply_error(struct kh_http_req *req, int r) {
                 h2o_iovec_t path = req->h2o->path;
                 if (req->h2o->query_at != SIZE_MAX)
                         path.len = req->h2o->query_at;
-                kh_log_error("%.*s %.*s failed: %s", (int) (req->h2o->method.len > 16 ? 16 : req->h2o->method.len), req->h2o->method.base,
-                             (int) (path.len > 128 ? 128 : path.len), path.base, kh_strerror(r));
+                kh_log_ctx(KH_LOG_ERROR, req->tenant ? req->tenant->id : NULL,
+                           req->request_id[0] ? req->request_id : NULL, "%.*s %.*s failed: %s",
+                           (int) (req->h2o->method.len > 16 ? 16 : req->h2o->method.len),
+                           req->h2o->method.base, (int) (path.len > 128 ? 128 : path.len),
+                           path.base, kh_strerror(r));
         }
 
         if (r == -KH_E_MISSING_TOKEN)

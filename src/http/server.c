@@ -1,6 +1,7 @@
 #include "server.h"
 
 #include <arpa/inet.h>
+#include <assert.h>
 #include <errno.h>
 #include <netdb.h>
 #include <netinet/in.h>
@@ -179,7 +180,7 @@ static void register_kind(struct kh_http_server *s, enum kh_listener_kind kind, 
         s->hosts[kind][0] = host;
 }
 
-int kh_http_server_new(const struct kh_config_server *cfg, struct kh_app *app, unsigned n_workers,
+int kh_http_server_new(const struct kh_config_server *cfg, unsigned n_workers,
                        h2o_evloop_t *const *evloops, struct kh_loop *const *loops,
                        struct kh_http_server **ret, char *err, size_t err_len) {
         KH_CLEANUP(kh_http_server_freep) struct kh_http_server *s = NULL;
@@ -192,7 +193,6 @@ int kh_http_server_new(const struct kh_config_server *cfg, struct kh_app *app, u
         if (!s)
                 return -ENOMEM;
         s->cfg = cfg;
-        s->app = app;
 
         h2o_config_init(&s->globalconf);
         s->globalconf.server_name = h2o_iovec_init(H2O_STRLIT("keyhold"));
@@ -241,17 +241,28 @@ int kh_http_server_new(const struct kh_config_server *cfg, struct kh_app *app, u
         }
 
         for (unsigned i = 0; i < s->n_workers; i++) {
+                s->workers[i].evloop = evloops[i];
+                s->workers[i].loop = loops[i];
+        }
+
+        *ret = KH_TAKE_PTR(s);
+        return 0;
+}
+
+int kh_http_server_attach(struct kh_http_server *s, struct kh_app *app, char *err,
+                          size_t err_len) {
+        int r;
+
+        assert(s && app && !s->app);
+        s->app = app;
+        for (unsigned i = 0; i < s->n_workers; i++) {
                 struct kh_http_worker *w = &s->workers[i];
-                w->evloop = evloops[i];
-                w->loop = loops[i];
-                r = kh_service_new(app, loops[i], &w->svc);
+                r = kh_service_new(app, w->loop, &w->svc);
                 if (r < 0) {
                         set_err(err, err_len, "cannot open the database for a worker", "");
                         return r;
                 }
         }
-
-        *ret = KH_TAKE_PTR(s);
         return 0;
 }
 

@@ -17,18 +17,30 @@
 struct kh_http_server;
 
 /**
- * kh_http_server_new() - binds the listeners of cfg (one socket per worker, SO_REUSEPORT),
- * loads the TLS certificate and creates each worker's service (database connection, token
- * cache) on its loop.
- * @app:     shared application state; borrowed for the server's lifetime.
+ * kh_http_server_new() - binds the listeners of cfg (one socket per worker, SO_REUSEPORT)
+ * and the admin socket, and loads the TLS certificate and key: everything that may need
+ * root (a port below 1024, /run, a root-only key file), so that keyholdd can drop its
+ * privileges right after, before it opens the key store. The server serves nothing until
+ * kh_http_server_attach().
+ * @cfg:     borrowed for the server's lifetime.
  * @evloops: n_workers event loops, and @loops the same loops as struct kh_loop; borrowed.
  * @ret_err: on failure, a short reason (no secrets) for the daemon to print.
  * Returns 0, -EADDRINUSE, -EACCES, -EINVAL (TLS files, n_workers), -EIO, -ENOMEM.
  */
-KH_MUST_CHECK int kh_http_server_new(const struct kh_config_server *cfg, struct kh_app *app,
-                                     unsigned n_workers, h2o_evloop_t *const *evloops,
+KH_MUST_CHECK int kh_http_server_new(const struct kh_config_server *cfg, unsigned n_workers,
+                                     h2o_evloop_t *const *evloops,
                                      struct kh_loop *const *loops, struct kh_http_server **ret,
                                      char *ret_err, size_t err_len);
+
+/**
+ * kh_http_server_attach() - gives the server its application and creates each worker's
+ * service (database connection, token cache) on its loop. Once, before the workers run.
+ * @app:     shared application state; borrowed for the server's lifetime.
+ * @ret_err: as for kh_http_server_new().
+ * Returns 0 or an error of kh_service_new().
+ */
+KH_MUST_CHECK int kh_http_server_attach(struct kh_http_server *s, struct kh_app *app,
+                                        char *ret_err, size_t err_len);
 struct kh_http_server *kh_http_server_free(struct kh_http_server *s); /* NULL-safe */
 KH_DEFINE_CLEANUP(kh_http_server_free, struct kh_http_server *)
 

@@ -498,16 +498,20 @@ bool kh_app_storage_full(const struct kh_app *app) {
         return atomic_load_explicit(&app->storage_full, memory_order_relaxed);
 }
 
-bool kh_app_issuers_ready(const struct kh_app *app) {
+const struct kh_tenant *kh_app_issuer_waiting(const struct kh_app *app) {
         for (size_t i = 0; i < app->n_tenants; i++) {
                 const struct kh_tenant *t = &app->tenants[i];
                 struct kh_issuer *issuer = atomic_load(&t->issuer);
                 struct kh_issuer *admin = atomic_load(&t->admin_issuer);
                 if (!issuer || !kh_issuer_has_keys(issuer) ||
                     (t->config->admin_issuer && (!admin || !kh_issuer_has_keys(admin))))
-                        return false;
+                        return t;
         }
-        return true;
+        return NULL;
+}
+
+bool kh_app_issuers_ready(const struct kh_app *app) {
+        return !kh_app_issuer_waiting(app);
 }
 
 int kh_app_backup_key(struct kh_app *app, const uint8_t salt[static KH_BACKUP_SALT_LEN],

@@ -94,8 +94,12 @@ static inline const struct kh_tenant_keys *kh_tenant_keys(const struct kh_keys *
         return &k->tenants[t->index];
 }
 
-/* True once every tenant's issuer has signing keys loaded. */
+/* True once every tenant's issuer has signing keys loaded. Any thread. */
 bool kh_app_issuers_ready(const struct kh_app *app);
+
+/* The first tenant whose issuer (or admin_issuer) has no signing keys loaded yet, or NULL
+ * when every one has. Any thread. */
+const struct kh_tenant *kh_app_issuer_waiting(const struct kh_app *app);
 
 /* Whether the last write to the database failed for lack of space (set by any worker whose
  * write got -ENOSPC, cleared by the next write that succeeds): /health is then not ready,

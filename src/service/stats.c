@@ -63,14 +63,20 @@ const char *kh_key_state_name(enum kh_key_state s) {
         return "unknown";
 }
 
-struct kh_health kh_service_health(struct kh_service *svc) {
-        if (kh_app_sealed(svc->app))
+struct kh_health kh_app_health(const struct kh_app *app) {
+        if (kh_app_sealed(app))
                 return (struct kh_health) { false, "sealed: an operator must unseal the key store (keyhold unseal)" };
-        if (kh_store_ping(svc->store) < 0)
-                return (struct kh_health) { false, "database unreachable" };
-        if (!kh_app_issuers_ready(svc->app))
+        if (!kh_app_issuers_ready(app))
                 return (struct kh_health) { false, "issuer signing keys not loaded yet" };
-        if (kh_app_storage_full(svc->app))
+        if (kh_app_storage_full(app))
                 return (struct kh_health) { false, "the last write failed: no space left for the database" };
         return (struct kh_health) { true, NULL };
+}
+
+struct kh_health kh_service_health(struct kh_service *svc) {
+        if (kh_app_sealed(svc->app))
+                return kh_app_health(svc->app);
+        if (kh_store_ping(svc->store) < 0)
+                return (struct kh_health) { false, "database unreachable" };
+        return kh_app_health(svc->app);
 }

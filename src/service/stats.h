@@ -46,6 +46,11 @@ struct kh_health {
         const char *reason;          /* why not ready (static text); NULL when ready */
 };
 
-/* Whether the worker can serve keys now: its database answers and every tenant's issuer
- * has signing keys. Worker's loop only. */
+/* Whether the worker can serve keys now (what /health answers): not sealed, its database
+ * answers, every tenant's issuer has signing keys, the last write found space. Worker's
+ * loop only. */
 struct kh_health kh_service_health(struct kh_service *svc);
+
+/* kh_service_health() without the database check, from any thread: what keyholdd tells
+ * systemd (READY=1, STATUS=). */
+struct kh_health kh_app_health(const struct kh_app *app);

@@ -31,6 +31,18 @@ def keyholdd_binary() -> pathlib.Path:
     return build_dir() / "src" / "daemon" / "keyholdd"
 
 
+def root_args() -> list[str]:
+    """--allow-root when the tests run as root (CI on a throwaway machine): keyholdd started
+    as root without [server] user refuses to run otherwise. Harmless when the daemon ends up
+    as another user (a prefix such as setpriv)."""
+    return ["--allow-root"] if os.geteuid() == 0 else []
+
+
+def keyholdd_cmd(config_path, *args) -> list[str]:
+    """The command line that runs the built keyholdd with config_path, as root too."""
+    return [str(keyholdd_binary()), "--config", str(config_path), *root_args(), *args]
+
+
 def sanitized_build() -> bool:
     """Whether the keyholdd under test is an ASan/UBSan build (meson's b_sanitize)."""
     intro = build_dir() / "meson-info" / "intro-buildoptions.json"
@@ -228,8 +240,10 @@ def raw_status(data: bytes) -> int | None:
 class Issuer:
     """A test OIDC issuer process (issuer.py)."""
 
-    def __init__(self, workdir: pathlib.Path, pki, name: str, iss: str, prefix: str = "/identity"):
+    def __init__(self, workdir: pathlib.Path, pki, name: str, iss: str, prefix: str = "/identity",
+                 port: int = 0):
         self.workdir = workdir
+        self.want_port = port  # 0: any free port
         self.name = name
         self.keys_dir = workdir / "keys"
         self.port_file = workdir / "port"
@@ -248,7 +262,8 @@ class Issuer:
         self.proc = subprocess.Popen(
             [sys.executable, str(HERE / "issuer.py"), "--port-file", str(self.port_file),
              "--cert", str(self.cert), "--key", str(self.key), "--issuer", self._iss_arg,
-             "--path-prefix", self.prefix, "--keys-dir", str(self.keys_dir)],
+             "--path-prefix", self.prefix, "--keys-dir", str(self.keys_dir),
+             "--port", str(self.want_port)],
             stdout=self._log, stderr=subprocess.STDOUT)
         return self
 
@@ -385,7 +400,7 @@ class Keyholdd:
         env.update(self.env)
         self.started_env = env
         cmd = self.prefix + [str(self.binary or keyholdd_binary()), "--config",
-                             str(self.config_path)] + self.args
+                             str(self.config_path)] + root_args() + self.args
         self.proc = subprocess.Popen(cmd, stdout=self._log, stderr=subprocess.STDOUT, env=env,
                                      preexec_fn=self.preexec)
         self.port = wait_port_file(self.port_file, self.proc, "keyholdd", self.log)

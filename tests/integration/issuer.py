@@ -145,6 +145,7 @@ def main() -> int:
     ap.add_argument("--key", required=True)
     ap.add_argument("--issuer", required=True, help='"iss" value, or "auto" for the served URL')
     ap.add_argument("--path-prefix", default="/identity")
+    ap.add_argument("--port", type=int, default=0, help="the port to listen on (0: any free one)")
     ap.add_argument("--keys-dir", required=True)
     ap.add_argument("--kid", default="key-1", help="kid of the initial RS256 key")
     ap.add_argument("--ec-kid", default="ec-1", help="kid of an ES256 key ('' for none)")
@@ -159,7 +160,7 @@ def main() -> int:
 
     prefix = args.path_prefix.rstrip("/")
     issuer_ref = [args.issuer, ""]
-    server = ThreadingHTTPServer(("127.0.0.1", 0), make_handler(state, prefix, issuer_ref))
+    server = ThreadingHTTPServer(("127.0.0.1", args.port), make_handler(state, prefix, issuer_ref))
     server.daemon_threads = True
     port = server.server_address[1]
     issuer_ref[1] = f"https://127.0.0.1:{port}{prefix}"

@@ -77,7 +77,7 @@ def _spawn(k: Keyholdd) -> subprocess.Popen:
     env = {n: v for n, v in os.environ.items() if not n.startswith("KEYHOLD_")}
     env.update(k.env)
     with open(k.log_path, "ab") as log:
-        return subprocess.Popen([str(harness.keyholdd_binary()), "--config", str(k.config_path)],
+        return subprocess.Popen(harness.keyholdd_cmd(k.config_path),
                                 stdout=log, stderr=subprocess.STDOUT, env=env)
 
 

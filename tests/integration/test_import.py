@@ -130,6 +130,7 @@ def test_two_data_keys_a_corrupt_record_and_keys_already_present(kind, keyholdd,
     keyhold_own = os.urandom(32)
     store(keyholdd, acme_issuer, other[0], keyhold_own)
     source = src(kind, db, tmp_path, pg)
+    before = source_digest(kind, source, pg)
 
     s = summary(run_import(keyholdd, "--database", source, "--pfx", path,
                            "--pfx-password-file", pw), 1)
@@ -153,6 +154,22 @@ def test_two_data_keys_a_corrupt_record_and_keys_already_present(kind, keyholdd,
                            "--pfx-password-file", pw, "--overwrite"), 1)
     assert (s["imported"], s["overwritten"], s["conflicts"], s["failed"]) == (0, 1, 0, 1), s
     assert_served(keyholdd, acme_issuer, db.expected)
+    assert source_digest(kind, source, pg) == before     # three imports only read it
+
+
+def source_digest(kind, source, pg) -> str:
+    """What the source holds, as one hash: every row of both tables (and, for SQLite, the
+    file's bytes and the folder's listing)."""
+    if kind == "sqlite":
+        f = pathlib.Path(source[len("sqlite:"):])
+        return hashlib.sha256(f.read_bytes() + repr(sorted(os.listdir(f.parent))).encode()).hexdigest()
+    dbname = dict(kv.split("=", 1) for kv in source[len("postgresql:"):].split())["dbname"]
+    rows = pg.execute(dbname, 'SELECT md5(string_agg("Id"::text || coalesce("Key", \'-\') || '
+                      '"CreationDate"::text || coalesce("LastAccessDate"::text, \'-\'), \',\' '
+                      'ORDER BY "Id")) FROM "UserKeys"')
+    rows += pg.execute(dbname, 'SELECT md5(string_agg("Id"::text || coalesce("SymmetricKey", \'-\'), '
+                       '\',\' ORDER BY "Id")) FROM "ApplicationDatas"')
+    return repr(rows)
 
 
 def test_json_file_and_human_output(keyholdd, acme_issuer, pfx, tmp_path):
@@ -366,6 +383,33 @@ def test_route_refuses_members_and_bad_bodies(make_keyholdd, issuers, acme_issue
     assert r.status == 200 and r.json()["results"] == [{"user": g, "status": "match"}], r
     assert key not in r.body.decode()
     assert k.client.get(f"/t/{TENANT}/user-keys", token=acme_issuer.token(g)).json()["key"] == key
+
+
+def test_cli_over_https_with_an_admin_token(make_keyholdd, issuers, acme_issuer, pki, pfx,
+                                            tmp_path):
+    """Not only the operator: an admin of the tenant imports from another host (--url)."""
+    k = make_keyholdd({"default": {"issuer": issuers["default"]},
+                       "acme": {"issuer": acme_issuer, "admins": ADMINS}})
+    path, priv, pw = pfx
+    db = kcdb.KcDatabase(records(5), [os.urandom(32)], priv)
+    source = src("json", db, tmp_path)
+    tok = tmp_path / "admin.jwt"
+    tok.write_text(acme_issuer.token("admin@example.test", role="keyhold-admin"))
+    tok.chmod(0o600)
+    cmd = [cli_path(), "--url", f"https://127.0.0.1:{k.port}", "--cacert", str(pki.ca_pem),
+           "--token-file", str(tok), "--tenant", TENANT, "--json", "import", "bitwarden-kc",
+           "--database", source, "--pfx", str(path), "--pfx-password-file", str(pw)]
+    p = subprocess.run(cmd, capture_output=True, text=True, env=cli_env(), timeout=CLI_TIMEOUT_S)
+    s = summary(p, 0)
+    assert s["imported"] == 5 and s["verified"] == 5, s
+    assert_served(k, acme_issuer, db.expected)
+    # a member's token is refused before anything is written
+    tok.write_text(acme_issuer.token(str(uuid.uuid4())))
+    other = kcdb.KcDatabase(records(2), [os.urandom(32)], priv)
+    cmd[cmd.index("--database") + 1] = src("sqlite", other, tmp_path)
+    p = subprocess.run(cmd, capture_output=True, text=True, env=cli_env(), timeout=CLI_TIMEOUT_S)
+    refused(p, "not_admin")
+    assert_none_served(k, acme_issuer, other.expected)
 
 
 def test_progress_bar_on_a_terminal(keyholdd, pfx, tmp_path):

@@ -325,7 +325,7 @@ def test_a_stale_admin_socket_is_replaced_and_a_live_one_refused(make_keyholdd):
     b.admin_socket = a.admin_socket           # another keyholdd on a live socket: refused
     b.write_config()
     b.port_file.unlink(missing_ok=True)
-    proc = subprocess.run([str(harness.keyholdd_binary()), "--config", str(b.config_path)],
+    proc = subprocess.run(harness.keyholdd_cmd(b.config_path),
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode != 0, proc
     assert "admin socket" in proc.stderr + proc.stdout, proc
@@ -339,7 +339,7 @@ def test_admin_socket_path_on_another_file_is_refused_and_the_file_kept(make_key
     b.admin_socket = b.config_path
     b.write_config()
     before = b.config_path.read_bytes()
-    proc = subprocess.run([str(harness.keyholdd_binary()), "--config", str(b.config_path)],
+    proc = subprocess.run(harness.keyholdd_cmd(b.config_path),
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode != 0, proc
     assert "admin socket" in proc.stderr + proc.stdout, proc
