@@ -9,14 +9,21 @@ installed here is never touched: the tests are skipped.
 
 Run: KEYHOLD_DEB=$(scripts/package | tail -1) /usr/bin/python3 -m pytest -q tests/package
 """
+import base64
 import grp
+import json
 import os
 import pathlib
 import pwd
 import re
 import shutil
+import socket
+import ssl
 import stat
 import subprocess
+import time
+import urllib.error
+import urllib.request
 
 import pytest
 
@@ -221,6 +228,97 @@ def test_lintian_reports_no_error(installed):
     r = run("lintian", "--fail-on", "error", str(installed), check=False)
     assert r.returncode == 0, r.stdout + r.stderr
     assert not re.search(r"^E: ", r.stdout, re.M), r.stdout
+
+
+def proc_status(pid):
+    return {k: v.split() for k, v in (line.split(":", 1) for line in
+            pathlib.Path(f"/proc/{pid}/status").read_text().splitlines())}
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_operator_flow_init_then_keyholdd_as_root_drops_to_keyhold(installed, tmp_path):
+    """The README's steps on the installed package: keyhold init --self-signed with its
+    defaults, then the packaged keyholdd on the shipped configuration, started as root with
+    user = keyhold (as without systemd): it runs as keyhold with no capability and serves."""
+    made = []
+    try:
+        r = run("keyhold", "init", "--self-signed", "--json")
+        out = json.loads(r.stdout)
+        made = [pathlib.Path(p) for p in out["created"]
+                if p not in ("/etc/keyhold", "/var/lib/keyhold")]
+        assert out["master_key_file"] == "/etc/keyhold/master.key"
+        assert out["data"] == "/var/lib/keyhold"
+        assert owner("/etc/keyhold/master.key") == ("keyhold", "keyhold", 0o600)
+        assert owner("/etc/keyhold/tls.key")[0::2] == ("keyhold", 0o600)
+        assert owner("/var/lib/keyhold") == ("keyhold", "keyhold", 0o700)
+        # init again never overwrites
+        key = pathlib.Path("/etc/keyhold/master.key").read_bytes()
+        run("keyhold", "init")
+        assert pathlib.Path("/etc/keyhold/master.key").read_bytes() == key
+
+        # The placeholder issuer is unreachable: a local JWKS stands in for it.
+        from cryptography.hazmat.primitives.asymmetric import rsa
+        n = rsa.generate_private_key(public_exponent=65537, key_size=2048).public_key() \
+            .public_numbers().n
+        b64 = lambda i: base64.urlsafe_b64encode(  # noqa: E731
+            i.to_bytes((i.bit_length() + 7) // 8, "big")).rstrip(b"=").decode()
+        jwks = pathlib.Path("/etc/keyhold/test-jwks.json")
+        jwks.write_text(json.dumps({"keys": [{"kty": "RSA", "kid": "k", "alg": "RS256",
+                                              "use": "sig", "n": b64(n), "e": "AQAB"}]}))
+        jwks.chmod(0o644)
+        made.append(jwks)
+        port = free_port()
+        env = dict(ENV, KEYHOLD_SERVER_USER="keyhold",
+                   KEYHOLD_SERVER_LISTEN=f"127.0.0.1:{port}",
+                   KEYHOLD_TENANT_DEFAULT_JWKS_FILE=str(jwks))
+        log = tmp_path / "keyholdd.log"
+        with open(log, "w") as f:
+            proc = subprocess.Popen(["/usr/sbin/keyholdd", "--config", str(CONF)],
+                                    stdout=f, stderr=subprocess.STDOUT, env=env)
+        try:
+            ctx = ssl.create_default_context(cafile="/etc/keyhold/tls.crt")
+            ctx.check_hostname = False
+            status = None
+            for _ in range(100):
+                try:
+                    with urllib.request.urlopen(f"https://127.0.0.1:{port}/health",
+                                                context=ctx, timeout=2) as resp:
+                        status = resp.status
+                    break
+                except (OSError, urllib.error.URLError):
+                    if proc.poll() is not None:
+                        break
+                    time.sleep(0.2)
+            assert status == 200, log.read_text()
+
+            ks = pwd.getpwnam("keyhold")
+            st = proc_status(proc.pid)
+            assert st["Uid"] == [str(ks.pw_uid)] * 4 and st["Gid"] == [str(ks.pw_gid)] * 4
+            for caps in ("CapPrm", "CapEff", "CapAmb"):
+                assert int(st[caps][0], 16) == 0, (caps, st[caps])
+            assert st["NoNewPrivs"] == ["1"]
+            # the operator, as root, over the packaged admin socket path
+            assert owner("/run/keyhold/admin.sock") == ("keyhold", "keyhold", 0o600)
+            versions = json.loads(run("keyhold", "--json", "key", "list").stdout)
+            assert [v["state"] for v in versions] == ["active"]
+            assert owner("/var/lib/keyhold/keyhold.db")[0::2] == ("keyhold", 0o600)
+        finally:
+            proc.terminate()
+            rc = proc.wait(timeout=30)
+        assert rc == 0, log.read_text()
+    finally:
+        # leave /etc/keyhold and /var/lib/keyhold as the package made them
+        for p in made:
+            shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink(missing_ok=True)
+        for p in pathlib.Path("/var/lib/keyhold").iterdir():
+            shutil.rmtree(p) if p.is_dir() else p.unlink()
+        for p in ("master.key", "tls.key", "tls.crt"):
+            pathlib.Path("/etc/keyhold", p).unlink(missing_ok=True)
 
 
 def test_remove_keeps_data_and_configuration_purge_keeps_only_key_material(installed):
