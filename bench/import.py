@@ -39,7 +39,10 @@ Settings (environment), besides bench.py's (BENCH_DURATION, BENCH_WARMUP, BENCH_
 BENCH_CONNECTIONS, BENCH_USERS, BENCH_BUILD):
   BENCH_IMPORT_RECORDS        records of the SQLite source (100000)
   BENCH_IMPORT_RECORDS_OTHER  records of the JSON and PostgreSQL sources (100000)
-  BENCH_IMPORT_SOURCES        which sources, in this order (sqlite,json,postgresql)
+  BENCH_IMPORT_SOURCES        which sources, in this order (sqlite,json,postgresql); also
+                              json-sorted: the JSON file with its userKey entries sorted by
+                              id (the SQLite and PostgreSQL readers ORDER BY "Id"; a JSON
+                              file is sent in file order, random member order)
   BENCH_IMPORT_BOUND          seconds after which one importer run is killed (600)
   BENCH_IMPORT_PROFILE        1: the perf profile above, if perf works (1)
   BENCH_IMPORT_RESULTS        where the table goes (bench/results/import.md)
@@ -209,6 +212,11 @@ def make_sources(res: dict) -> dict:
             out[kind] = ("sqlite:" + str(db(n).write_sqlite(d / "keyconnector.db")), n)
         elif kind == "json":
             out[kind] = ("json:" + str(db(n).write_json(d / "data.json")), n)
+        elif kind == "json-sorted":
+            doc = db(n).json_document()
+            doc["userKey"].sort(key=lambda e: e["id"])
+            (d / "data-sorted.json").write_text(json.dumps(doc))
+            out[kind] = ("json:" + str(d / "data-sorted.json"), n)
         elif kind == "postgresql":
             global PG
             try:
@@ -222,7 +230,8 @@ def make_sources(res: dict) -> dict:
             out[kind] = ("postgresql:" + db(n).write_postgresql(PG, "kc_bench"), n)
         else:
             raise RuntimeError(f"BENCH_IMPORT_SOURCES: unknown source {kind!r}")
-    sizes = {"sqlite": d / "keyconnector.db", "json": d / "data.json"}
+    sizes = {"sqlite": d / "keyconnector.db", "json": d / "data.json",
+             "json-sorted": d / "data-sorted.json"}
     res["source_bytes"] = {k: sizes[k].stat().st_size for k in out if k in sizes}
     if PG:
         res["pg_version"] = PG.execute("postgres", "SHOW server_version")[0][0].split()[0]
@@ -361,6 +370,7 @@ def main() -> int:
         if kind == "postgresql" and PG:
             PG.stop()
     res["total_s"] = time.monotonic() - t_begin
+    res["finished"] = time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())
     res["stop_failures"] = B.STOP_FAILURES
     text = report(res)
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
@@ -387,9 +397,10 @@ def report(res: dict) -> str:
     m = res["machine"]
     pin = ("keyholdd pinned to CPU 1; the importer, wrk, this script and PostgreSQL to CPU 0"
            if B.PINNED else "nothing pinned (1 CPU)")
-    names = {"sqlite": "SQLite", "json": "JSON", "postgresql": f"PostgreSQL {res.get('pg_version', '')}".strip()}
+    names = {"sqlite": "SQLite", "json": "JSON", "json-sorted": "JSON, sorted by id",
+             "postgresql": f"PostgreSQL {res.get('pg_version', '')}".strip()}
     L = [
-        f"# keyhold import benchmark ({time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())})",
+        f"# keyhold import benchmark ({res['finished']})",
         "",
         f"keyhold {m['rev']}, release build. Machine: {m['cpu']}, {m['cores']} cores, "
         f"{m['memory']}, Linux {m['kernel']}; databases on {m['fs']} (4 KiB write + fdatasync: "
@@ -406,12 +417,14 @@ def report(res: dict) -> str:
         "",
         "Wall time of the importer from fork to exit, verification pass included. CPU: the "
         "importer's (user + system), keyholdd's, and what every other process used meanwhile "
-        "(100% = one CPU).",
+        "(100% = one CPU; on a 2-CPU machine, other CPU well above 0 means something else took "
+        "CPU time from the importer or keyholdd, or from wrk and keyholdd during the PUT runs: "
+        "read those figures as noisy).",
         "",
-        "| source | records | import s | **records/s** | PUT /user-keys req/s (before, after) "
+        "| source | records | import s | **records/s** | PUT /user-keys req/s: mean (before, after) "
         "| **import ÷ PUT** | importer CPU | keyholdd CPU | other CPU | importer µs CPU/record "
-        "| keyholdd µs CPU/record |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| keyholdd µs CPU/record | other CPU during PUT (before, after) |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for kind, s in res["sources"].items():
         r, n = s["import"], s["records"]
@@ -421,7 +434,8 @@ def report(res: dict) -> str:
                  f"({s['put_before'].rps:,.0f}, {s['put_after'].rps:,.0f}) | "
                  f"**{rate / pr:.2f} ×** | {r.cpu / r.wall * 100:.0f}% | "
                  f"{r.server_cpu / r.wall * 100:.0f}% | {r.other_cpu / r.wall * 100:.0f}% | "
-                 f"{us(r.cpu, n)} | {us(r.server_cpu, n)} |")
+                 f"{us(r.cpu, n)} | {us(r.server_cpu, n)} | "
+                 f"{s['put_before'].other_cpu * 100:.0f}%, {s['put_after'].other_cpu * 100:.0f}% |")
     L += [
         "",
         "## Where the time goes",
