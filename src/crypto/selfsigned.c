@@ -16,7 +16,7 @@
 KH_DEFINE_CLEANUP(X509_free, X509 *)
 KH_DEFINE_CLEANUP(BIO_free, BIO *)
 
-static int write_pem(const char *path, EVP_PKEY *key, X509 *cert, mode_t mode) {
+int kh_pem_write(const char *path, EVP_PKEY *key, X509 *cert, mode_t mode) {
         KH_CLEANUP(BIO_freep) BIO *bio = BIO_new(BIO_s_secmem());
         char *data;
         long len;
@@ -88,8 +88,8 @@ int kh_selfsigned_write(const char *cn, const char *san, unsigned days, const ch
                 return r;
         if (!X509_sign(cert, key, EVP_sha256()))
                 return -EIO;
-        r = write_pem(key_path, key, NULL, 0600);
+        r = kh_pem_write(key_path, key, NULL, 0600);
         if (r < 0)
                 return r;
-        return write_pem(cert_path, NULL, cert, 0644);
+        return kh_pem_write(cert_path, NULL, cert, 0644);
 }

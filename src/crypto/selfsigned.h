@@ -3,6 +3,9 @@
 
 #include <sys/types.h>
 
+#include <openssl/evp.h>
+#include <openssl/x509.h>
+
 #include "common/cleanup.h"
 
 /**
@@ -14,3 +17,8 @@
  */
 KH_MUST_CHECK int kh_selfsigned_write(const char *cn, const char *san, unsigned days,
                                       const char *key_path, const char *cert_path);
+
+/* Writes cert (if not NULL) or else the private key as PEM to path, atomically, with mode.
+ * The PEM text passes through OpenSSL's secure heap only. Returns 0, -EIO, -ENOMEM or a file
+ * error. */
+KH_MUST_CHECK int kh_pem_write(const char *path, EVP_PKEY *key, X509 *cert, mode_t mode);

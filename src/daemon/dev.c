@@ -22,27 +22,10 @@
 #include "crypto/selfsigned.h"
 #include "token/jwt-sign.h"
 
-KH_DEFINE_CLEANUP(BIO_free, BIO *)
 
 static int path_in(const struct kh_config *cfg, const char *name, char *out, size_t len) {
         int n = snprintf(out, len, "%s/%s", cfg->data_dir, name);
         return n < 0 || (size_t) n >= len ? -ENAMETOOLONG : 0;
-}
-
-static int write_pem(const char *path, EVP_PKEY *key, X509 *cert, mode_t mode) {
-        KH_CLEANUP(BIO_freep) BIO *bio = BIO_new(BIO_s_secmem());
-        char *data;
-        long len;
-        int ok;
-
-        if (!bio)
-                return -ENOMEM;
-        ok = cert ? PEM_write_bio_X509(bio, cert)
-                  : PEM_write_bio_PrivateKey(bio, key, NULL, NULL, 0, NULL, NULL);
-        if (!ok)
-                return -EIO;
-        len = BIO_get_mem_data(bio, &data);
-        return kh_file_write_atomic(AT_FDCWD, path, data, (size_t) len, mode, 0);
 }
 
 static int ensure_master_key(const struct kh_config *cfg) {
@@ -87,7 +70,7 @@ static int ensure_dev_issuer(const struct kh_config *cfg) {
         free(jwks);
         if (r < 0)
                 return r;
-        return write_pem(key_path, key, NULL, 0600);
+        return kh_pem_write(key_path, key, NULL, 0600);
 }
 
 int kh_dev_prepare(const struct kh_config *cfg, const char **ret_what) {
