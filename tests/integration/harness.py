@@ -525,3 +525,19 @@ def pinned_node() -> pathlib.Path:
                         pytrace=False)
         _node.append(pathlib.Path(r.stdout.strip().splitlines()[-1]))
     return _node[0]
+
+
+def public_copy(*files) -> pathlib.Path:
+    """Copies files into a fresh directory any user can read (0755), for tests that run a
+    program as another user (nobody): the build and test trees may sit in a directory only
+    their owner can enter (CI runs from a mktemp folder, mode 0700). The caller removes it
+    (shutil.rmtree). Returns the directory; each file keeps its name."""
+    import shutil
+    import tempfile
+    d = pathlib.Path(tempfile.mkdtemp(prefix="kh-public-"))
+    d.chmod(0o755)
+    for f in map(pathlib.Path, files):
+        dst = d / f.name
+        shutil.copy2(f, dst)
+        dst.chmod(0o755 if os.access(f, os.X_OK) else 0o644)
+    return d

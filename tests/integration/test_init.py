@@ -4,6 +4,7 @@ import json
 import os
 import pathlib
 import pwd
+import shutil
 import socket
 import subprocess
 
@@ -122,10 +123,14 @@ def test_init_as_another_user_cannot_give_files_away(tmp_path):
         os.setgroups([])
         os.setgid(nobody.pw_gid)
         os.setuid(nobody.pw_uid)
-    p = subprocess.run([str(harness.build_dir() / "src" / "cli" / "keyhold"), "init", "--json",
-                        "--data", str(work / "d"), "--config", str(work / "c.conf"),
-                        "--user", "root"], capture_output=True, text=True, timeout=60,
-                       preexec_fn=as_nobody)
+    bin_dir = harness.public_copy(harness.build_dir() / "src" / "cli" / "keyhold")
+    try:
+        p = subprocess.run([str(bin_dir / "keyhold"), "init", "--json",
+                            "--data", str(work / "d"), "--config", str(work / "c.conf"),
+                            "--user", "root"], capture_output=True, text=True, timeout=60,
+                           preexec_fn=as_nobody)
+    finally:
+        shutil.rmtree(bin_dir, ignore_errors=True)
     assert p.returncode == 1, p
     assert json.loads(p.stdout)["code"] == "not_permitted"
     assert not (work / "master.key").exists()

@@ -7,6 +7,7 @@ import json
 import os
 import pathlib
 import pwd
+import shutil
 import signal
 import sqlite3
 import subprocess
@@ -20,6 +21,7 @@ import pytest
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import serialization
 
+import harness
 import kcdb
 import pgserver
 from pgserver import PgServer, PgServerError
@@ -488,14 +490,18 @@ def test_pg_server_runs_for_a_user_that_is_not_root(tmp_path):
             assert s.execute("postgres", "SELECT 1") == [(1,)]
         return
     os.chmod(tmp_path, 0o777)
-    code = (f"import sys, os; sys.path.insert(0, {str(HERE)!r}); from pgserver import PgServer\n"
+    src = harness.public_copy(HERE / "pgserver.py")      # HERE may be root's only (CI)
+    code = (f"import sys, os; sys.path.insert(0, {str(src)!r}); from pgserver import PgServer\n"
             "with PgServer() as s:\n"
             "    pid = s.postmaster_pid(); assert pid == s.proc.pid\n"
             "    print(s.execute('postgres', 'SELECT current_user')[0][0], os.geteuid(),\n"
             "          open(f'/proc/{pid}/status').read().split('Uid:')[1].split()[0])\n")
-    r = subprocess.run(["runuser", "-u", "nobody", "--", sys.executable, "-c", code],
-                       capture_output=True, text=True, timeout=120, cwd=tmp_path,
-                       env=dict(os.environ, TMPDIR=str(tmp_path), HOME=str(tmp_path)))
+    try:
+        r = subprocess.run(["runuser", "-u", "nobody", "--", sys.executable, "-c", code],
+                           capture_output=True, text=True, timeout=120, cwd=tmp_path,
+                           env=dict(os.environ, TMPDIR=str(tmp_path), HOME=str(tmp_path)))
+    finally:
+        shutil.rmtree(src, ignore_errors=True)
     assert r.returncode == 0, r.stderr
     nobody = str(pwd.getpwnam("nobody").pw_uid)
     assert r.stdout.split() == ["keyhold_test", nobody, nobody]
