@@ -399,7 +399,7 @@ static void test_open_errors(void **state) {
         cfg.token_label = NULL;
         cfg.has_slot = true;
         cfg.slot = 4000000000u;
-        open_fails(&cfg, -KH_E_PKCS11_TOKEN, "C_GetTokenInfo");
+        open_fails(&cfg, -KH_E_PKCS11_TOKEN, "no token in a slot with this number");
 
         cfg = *fresh_cfg();
         cfg.module = missing_module;
