@@ -21,6 +21,7 @@ static int validate(struct kh_cfg_ctx *c) {
         const struct kh_config *cfg = c->cfg;
         const struct kh_config_server *srv = &cfg->server;
         const struct kh_config_keystore *ks = &cfg->keystore;
+        const struct kh_cfg_origin *slot = kh_cfg_origin_of(c, 0, KH_CFG_KEYSTORE_slot);
 
         if (strcmp(cfg->storage.driver, "sqlite") == 0 && !cfg->storage.path)
                 return kh_cfg_fail_at(c, 0, KH_CFG_STORAGE_path,
@@ -28,7 +29,8 @@ static int validate(struct kh_cfg_ctx *c) {
         if (strcmp(cfg->storage.driver, "postgresql") == 0 && !cfg->storage.url)
                 return kh_cfg_fail_at(c, 0, KH_CFG_STORAGE_url,
                                       "is required when driver = postgresql");
-        if (!ks->path)
+        c->cfg->keystore.has_slot = slot->line != 0 || slot->env != NULL;
+        if (!ks->path && strcmp(ks->driver, "pkcs11") != 0)
                 return kh_cfg_fail_at(c, 0, KH_CFG_KEYSTORE_path, "is required");
         if (srv->admin_socket && strlen(srv->admin_socket) > KH_ADMIN_SOCKET_PATH_MAX)
                 return kh_cfg_fail_at(c, 0, KH_CFG_SERVER_admin_socket,
@@ -40,6 +42,31 @@ static int validate(struct kh_cfg_ctx *c) {
                                               "KEYHOLD_KEYSTORE_PASSPHRASE, not both");
                 /* neither: the server starts sealed, and an operator unseals it with the
                  * passphrase or key (DESIGN.md "Administration") */
+        }
+        if (strcmp(ks->driver, "pkcs11") == 0) {
+                if (!ks->module)
+                        return kh_cfg_fail_at(c, 0, KH_CFG_KEYSTORE_module,
+                                              "is required when driver = pkcs11");
+                if (!ks->token_label && !ks->has_slot)
+                        return kh_cfg_fail_at(c, 0, KH_CFG_KEYSTORE_token_label,
+                                              "or slot is required when driver = pkcs11");
+                if (ks->token_label && ks->has_slot)
+                        return kh_cfg_fail_at(c, 0, KH_CFG_KEYSTORE_token_label,
+                                              "set either token_label or slot, not both");
+                if (ks->token_label && strlen(ks->token_label) > 32)
+                        return kh_cfg_fail_at(c, 0, KH_CFG_KEYSTORE_token_label,
+                                              "is longer than 32 bytes (a token label's limit)");
+                if (!ks->pin_file && !ks->pin)
+                        return kh_cfg_fail_at(c, 0, KH_CFG_KEYSTORE_pin_file,
+                                              "or KEYHOLD_KEYSTORE_PIN is required when "
+                                              "driver = pkcs11");
+                if (ks->pin_file && ks->pin)
+                        return kh_cfg_fail_at(c, 0, KH_CFG_KEYSTORE_pin_file,
+                                              "set either pin_file or KEYHOLD_KEYSTORE_PIN, "
+                                              "not both");
+                if (!ks->key_label_prefix || strlen(ks->key_label_prefix) > 32)
+                        return kh_cfg_fail_at(c, 0, KH_CFG_KEYSTORE_key_label_prefix,
+                                              "must be 1 to 32 bytes");
         }
         if (cfg->n_tenants == 0)
                 return kh_cfg_fail(c, 0, "tenant", strlen("tenant"),
@@ -79,14 +106,17 @@ struct kh_config *kh_config_free(struct kh_config *cfg) {
         return NULL;
 }
 
-void kh_config_wipe_secrets(struct kh_config *cfg) {
-        char *p = cfg->keystore.passphrase;
-
-        if (p) {
-                OPENSSL_cleanse(p, strlen(p));
-                free(p);
-                cfg->keystore.passphrase = NULL;
+static void secret_wipe(char **p) {
+        if (*p) {
+                OPENSSL_cleanse(*p, strlen(*p));
+                free(*p);
+                *p = NULL;
         }
+}
+
+void kh_config_wipe_secrets(struct kh_config *cfg) {
+        secret_wipe(&cfg->keystore.passphrase);
+        secret_wipe(&cfg->keystore.pin);
 }
 
 static int ctx_init(struct kh_cfg_ctx *c, struct kh_config_error *err) {

@@ -54,6 +54,14 @@ struct kh_config_keystore {
         const struct kh_secret *passphrase_secret; /* ... or the passphrase, NUL-terminated,
                                                     * in locked memory (unseal; borrowed) */
         unsigned rsa_bits;          /* tenant key size for new versions; default 3072 */
+        /* driver = pkcs11 (keystore/pkcs11/pkcs11-keystore.c) */
+        char *module;               /* the PKCS#11 library */
+        char *token_label;          /* the token, by label ... */
+        unsigned slot;              /* ... or by slot number, when has_slot */
+        bool has_slot;              /* slot was set (in the file or the environment) */
+        char *pin_file;             /* the user PIN: its first line ... */
+        char *pin;                  /* ... or KEYHOLD_KEYSTORE_PIN (only from the environment) */
+        char *key_label_prefix;     /* CKA_LABEL prefix of keyhold's objects; "keyhold-" */
 };
 
 struct kh_config_jobs {
@@ -176,7 +184,7 @@ const struct kh_config_tenant *kh_config_tenant(const struct kh_config *cfg, con
 
 struct kh_config *kh_config_free(struct kh_config *cfg); /* wipes the passphrase; NULL-safe */
 
-/* Wipes and drops the secrets cfg holds (the key store passphrase), for once the key store
+/* Wipes and drops the secrets cfg holds (the key store passphrase, the PKCS#11 PIN), for once the key store
  * has taken what it needs: they should not outlive their use in the process's memory. */
 void kh_config_wipe_secrets(struct kh_config *cfg);
 KH_DEFINE_CLEANUP(kh_config_free, struct kh_config *)

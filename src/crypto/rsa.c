@@ -77,14 +77,19 @@ static EVP_PKEY_CTX *oaep_ctx(EVP_PKEY *pkey, bool encrypt, enum kh_oaep_md oaep
 }
 
 int kh_rsa_oaep_encrypt(EVP_PKEY *pub, const struct kh_secret *pt, struct kh_buf *out) {
+        return kh_rsa_oaep_encrypt_md(pub, KH_OAEP_SHA256, pt, out);
+}
+
+int kh_rsa_oaep_encrypt_md(EVP_PKEY *pub, enum kh_oaep_md md, const struct kh_secret *pt,
+                           struct kh_buf *out) {
         KH_CLEANUP(EVP_PKEY_CTX_freep) EVP_PKEY_CTX *ctx = NULL;
         KH_CLEANUP_FREE uint8_t *ct = NULL;
         size_t ct_len = 0;
         int r = -EIO;
 
-        if (!pt)
+        if (!pt || (md != KH_OAEP_SHA256 && md != KH_OAEP_SHA1))
                 return -EINVAL;
-        ctx = oaep_ctx(pub, true, KH_OAEP_SHA256, &r);
+        ctx = oaep_ctx(pub, true, md, &r);
         if (!ctx)
                 return r;
 

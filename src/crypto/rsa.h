@@ -32,6 +32,11 @@ enum kh_oaep_md {
         KH_OAEP_SHA1 = 1,
 };
 
+/* As kh_rsa_oaep_encrypt() with the digest md (a key store's key that its token decrypts
+ * with SHA-1 only); -EINVAL for another md. */
+KH_MUST_CHECK int kh_rsa_oaep_encrypt_md(EVP_PKEY *pub, enum kh_oaep_md md,
+                                         const struct kh_secret *pt, struct kh_buf *out);
+
 /* As kh_rsa_oaep_decrypt() with the digest md; -EINVAL for another md. */
 KH_MUST_CHECK int kh_rsa_oaep_decrypt_md(EVP_PKEY *priv, enum kh_oaep_md md, const uint8_t *in,
                                          size_t len, struct kh_secret **ret_pt);

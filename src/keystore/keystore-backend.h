@@ -9,7 +9,9 @@
 struct kh_keystore_ops {
         const char *name; /* "file", "pkcs11": the value of [keystore] driver */
         unsigned caps;    /* KH_KS_* */
-        int (*open)(const struct kh_config_keystore *cfg, struct kh_keystore **ret);
+        /* detail: on failure a short text for the operator, or left alone; may be NULL */
+        int (*open)(const struct kh_config_keystore *cfg, struct kh_keystore **ret,
+                    char *detail, size_t detail_len);
         void (*close)(struct kh_keystore *ks); /* wipes every secret the backend holds */
         int (*generate)(struct kh_keystore *ks, const struct kh_key_spec *spec,
                         struct kh_key_ref *ret_ref);
@@ -24,6 +26,8 @@ struct kh_keystore_ops {
         int (*public_key)(struct kh_keystore *ks, const struct kh_key_ref *key, EVP_PKEY **ret);
         int (*list)(struct kh_keystore *ks, const char *tenant, kh_key_ref_fn fn, void *userdata);
         int (*destroy)(struct kh_keystore *ks, const struct kh_key_ref *key);
+        /* NULL: every tenant key wraps with KH_OAEP_SHA256 */
+        int (*oaep)(struct kh_keystore *ks, const struct kh_key_ref *kek, enum kh_oaep_md *ret);
         int (*backup_key)(struct kh_keystore *ks, const uint8_t salt[static KH_BACKUP_SALT_LEN],
                           struct kh_secret **ret);
 };
@@ -34,3 +38,4 @@ struct kh_keystore {
 };
 
 extern const struct kh_keystore_ops kh_keystore_file_ops;
+extern const struct kh_keystore_ops kh_keystore_pkcs11_ops;

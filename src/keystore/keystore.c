@@ -11,7 +11,7 @@
 /* Every key store keyhold can open, found by the name in [keystore] driver. */
 static const struct kh_keystore_ops *const backends[] = {
         &kh_keystore_file_ops,
-        /* pkcs11 later, inside #if KH_WITH_PKCS11 */
+        &kh_keystore_pkcs11_ops,
 };
 
 
@@ -37,15 +37,22 @@ static bool ref_is_valid(const struct kh_key_ref *ref) {
         return owner_is_valid(ref->tenant, ref->purpose) && ref->version >= 1;
 }
 
-int kh_keystore_open(const struct kh_config_keystore *cfg, struct kh_keystore **ret) {
+int kh_keystore_open_detail(const struct kh_config_keystore *cfg, struct kh_keystore **ret,
+                            char *detail, size_t detail_len) {
         assert(cfg && ret);
 
+        if (detail && detail_len > 0)
+                detail[0] = '\0';
         if (!cfg->driver)
                 return -EINVAL;
         for (size_t i = 0; i < KH_ELEMENTSOF(backends); i++)
                 if (strcmp(backends[i]->name, cfg->driver) == 0)
-                        return backends[i]->open(cfg, ret);
+                        return backends[i]->open(cfg, ret, detail, detail_len);
         return -EINVAL;
+}
+
+int kh_keystore_open(const struct kh_config_keystore *cfg, struct kh_keystore **ret) {
+        return kh_keystore_open_detail(cfg, ret, NULL, 0);
 }
 
 struct kh_keystore *kh_keystore_close(struct kh_keystore *ks) {
@@ -87,6 +94,24 @@ int kh_keystore_wrap(struct kh_keystore *ks, const struct kh_key_ref *ref,
                 return -EINVAL;
 
         return ks->ops->wrap(ks, ref, dek, out);
+}
+
+int kh_keystore_oaep(struct kh_keystore *ks, const struct kh_key_ref *ref, enum kh_oaep_md *ret) {
+        assert(ks && ref && ret);
+
+        if (!ref_is_valid(ref) || ref->purpose != KH_KEY_DATA)
+                return -EINVAL;
+        if (!ks->ops->oaep) {
+                /* the key must exist all the same */
+                KH_CLEANUP(EVP_PKEY_freep) EVP_PKEY *pub = NULL;
+                int r = ks->ops->public_key(ks, ref, &pub);
+
+                if (r < 0)
+                        return r;
+                *ret = KH_OAEP_SHA256;
+                return 0;
+        }
+        return ks->ops->oaep(ks, ref, ret);
 }
 
 int kh_keystore_unwrap(struct kh_keystore *ks, const struct kh_key_ref *ref,

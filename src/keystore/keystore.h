@@ -70,10 +70,20 @@ typedef int (*kh_key_ref_fn)(const struct kh_key_ref *ref, void *userdata);
  * -EACCES (wrong master key or passphrase, or a master key file readable by others),
  * -ENOENT, -ENOMEM, -EIO. */
 KH_MUST_CHECK int kh_keystore_open(const struct kh_config_keystore *cfg, struct kh_keystore **ret);
+
+/* kh_keystore_open() that also says why it failed, for the operator: detail gets a short
+ * text naming the failing call or setting (the pkcs11 store: "C_Login: CKR_PIN_INCORRECT",
+ * "C_GetMechanismInfo: the token does not offer CKM_RSA_PKCS_PSS (signing DEKs)"), never a
+ * secret; "" if there is none. The pkcs11 store's errors also include -KH_E_PKCS11_MODULE,
+ * -KH_E_PKCS11_TOKEN, -KH_E_PKCS11_PIN and -KH_E_PKCS11_MECHANISM. */
+KH_MUST_CHECK int kh_keystore_open_detail(const struct kh_config_keystore *cfg,
+                                          struct kh_keystore **ret, char *detail,
+                                          size_t detail_len);
 struct kh_keystore *kh_keystore_close(struct kh_keystore *ks); /* NULL-safe */
 KH_DEFINE_CLEANUP(kh_keystore_close, struct kh_keystore *)
 
 const char *kh_keystore_name(const struct kh_keystore *ks); /* "file", "pkcs11" */
+/* KH_KS_*: file 0; pkcs11 KH_KS_NON_EXTRACTABLE | KH_KS_SLOW_SIGN */
 unsigned kh_keystore_caps(const struct kh_keystore *ks);
 
 /* Creates key version spec->version for spec->tenant. Atomic across processes sharing the
@@ -81,10 +91,18 @@ unsigned kh_keystore_caps(const struct kh_keystore *ks);
 KH_MUST_CHECK int kh_keystore_generate(struct kh_keystore *ks, const struct kh_key_spec *spec,
                                        struct kh_key_ref *ret_ref);
 
-/* RSA-OAEP (SHA-256) wrap of a DEK under key ref; the wrapped bytes are appended to out.
+/* RSA-OAEP wrap of a DEK under key ref, with the key's own OAEP digest
+ * (kh_keystore_oaep()); the wrapped bytes are appended to out.
  * Errors: -ENOENT (no such key), -ENOMEM, -EIO. */
 KH_MUST_CHECK int kh_keystore_wrap(struct kh_keystore *ks, const struct kh_key_ref *ref,
                                    const struct kh_secret *dek, struct kh_buf *out);
+
+/* The OAEP digest (also MGF1's; the label is empty) DEKs wrapped under tenant key version
+ * ref use: chosen when the version was generated and kept with it. The file store's keys
+ * are all KH_OAEP_SHA256; a pkcs11 store's are what its token can decrypt (SoftHSM2 2.6:
+ * KH_OAEP_SHA1). Returns 0, -EINVAL (not a KH_KEY_DATA key), -ENOENT or -KH_E_INTEGRITY. */
+KH_MUST_CHECK int kh_keystore_oaep(struct kh_keystore *ks, const struct kh_key_ref *ref,
+                                   enum kh_oaep_md *ret);
 
 /* Unwraps a DEK wrapped under ref. -KH_E_INTEGRITY if it does not unwrap, -ENOENT. */
 KH_MUST_CHECK int kh_keystore_unwrap(struct kh_keystore *ks, const struct kh_key_ref *ref,
@@ -128,7 +146,8 @@ KH_MUST_CHECK int kh_keystore_list(struct kh_keystore *ks, const char *tenant, k
  * the salt and info "keyhold-backup:1"; an HSM store will derive it with a key in the
  * token). Offline, kh_keystore_file_backup_key() derives the same key from keystore.meta and
  * the master key file or passphrase. On success *ret is a new secret the caller frees.
- * Returns 0, -EOPNOTSUPP (a store that cannot make backups), -ENOMEM or -EIO.
+ * Returns 0, -EOPNOTSUPP (a store that cannot make backups: the pkcs11 store, for now),
+ * -ENOMEM or -EIO.
  */
 KH_MUST_CHECK int kh_keystore_backup_key(struct kh_keystore *ks,
                                          const uint8_t salt[static KH_BACKUP_SALT_LEN],

@@ -346,9 +346,16 @@ int kh_app_open(const struct kh_config *cfg, kh_app_event_fn event, void *userda
                                           "unseal with `keyhold unseal`",
                      0);
         } else {
-                r = kh_keystore_open(&cfg->keystore, &app->keystore);
+                char detail[256], what[320];
+
+                r = kh_keystore_open_detail(&cfg->keystore, &app->keystore, detail,
+                                            sizeof(detail));
                 if (r < 0) {
-                        emit(app, NULL, "cannot open the key store", r);
+                        /* the detail names a call or setting (an HSM's "C_Login:
+                         * CKR_PIN_INCORRECT"), never a secret */
+                        (void) snprintf(what, sizeof(what), "cannot open the key store%s%s",
+                                        detail[0] ? ": " : "", detail);
+                        emit(app, NULL, what, r);
                         return r;
                 }
         }

@@ -117,7 +117,10 @@ int kh_keystore_file_open_kdf(const struct kh_config_keystore *cfg,
         return 0;
 }
 
-static int file_open(const struct kh_config_keystore *cfg, struct kh_keystore **ret) {
+static int file_open(const struct kh_config_keystore *cfg, struct kh_keystore **ret,
+                     char *detail, size_t detail_len) {
+        (void) detail;
+        (void) detail_len;
         return kh_keystore_file_open_kdf(cfg, &kh_file_ks_kdf_default, ret);
 }
 

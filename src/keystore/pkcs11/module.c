@@ -6,6 +6,7 @@
 
 #include <dlfcn.h>
 #include <errno.h>
+#include <pthread.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -15,20 +16,62 @@
 #include <p11-kit/pkcs11.h>
 
 #include "common/errors.h"
+#include "keystore/pkcs11/module-internal.h"
 
 #define TOKEN_LABEL_LEN 32 /* CK_TOKEN_INFO.label: blank-padded, not NUL-terminated */
 #define SLOTS_MAX 4096     /* a bound on what a module may make us allocate */
 #define MODULUS_MAX 2048   /* bytes: RSA-16384 */
 
-struct kh_p11 {
-        void *dl;
+/* PKCS#11 state that is per process, not per kh_p11: a module is initialised once, and a
+ * token's login is shared by all sessions of the process. Several kh_p11 on one module
+ * (the key store and the Key Connector importer in one process) count their uses here, so
+ * the last one out calls C_Finalize (if one of them called C_Initialize) and C_Logout (if
+ * one of them logged in), and no one pulls the module or the login from under another. A
+ * module some other code of the process initialised is never finalised by us. */
+#define SHARED_MAX 16
+static struct shared {
         CK_FUNCTION_LIST *f;
-        bool finalize; /* C_Initialize was ours */
-        bool has_session;
-        bool logged_in;
-        CK_SESSION_HANDLE session;
         CK_SLOT_ID slot;
-};
+        bool is_login; /* a token's login (f, slot), else the module's initialisation (f) */
+        bool ours;     /* we called C_Initialize / C_Login */
+        unsigned refs;
+} shared[SHARED_MAX];
+static pthread_mutex_t shared_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static struct shared *shared_find(CK_FUNCTION_LIST *f, bool is_login, CK_SLOT_ID slot) {
+        for (size_t i = 0; i < SHARED_MAX; i++)
+                if (shared[i].refs > 0 && shared[i].f == f && shared[i].is_login == is_login &&
+                    (!is_login || shared[i].slot == slot))
+                        return &shared[i];
+        return NULL;
+}
+
+/* Takes a reference on (f, is_login, slot); ours says whether the caller's call made the
+ * state (C_Initialize / C_Login returned CKR_OK). Call with shared_lock held. */
+static int shared_ref(CK_FUNCTION_LIST *f, bool is_login, CK_SLOT_ID slot, bool ours) {
+        struct shared *s = shared_find(f, is_login, slot);
+
+        if (s) {
+                s->refs++;
+                return 0;
+        }
+        for (size_t i = 0; i < SHARED_MAX; i++)
+                if (shared[i].refs == 0) {
+                        shared[i] = (struct shared) { f, slot, is_login, ours, 1 };
+                        return 0;
+                }
+        return -ENOMEM;
+}
+
+/* Drops a reference; true if it was the last one and the state is ours to undo. Call with
+ * shared_lock held. */
+static bool shared_unref(CK_FUNCTION_LIST *f, bool is_login, CK_SLOT_ID slot) {
+        struct shared *s = shared_find(f, is_login, slot);
+
+        if (!s || --s->refs > 0)
+                return false;
+        return s->ours;
+}
 
 #define CKR_NAME(rv) \
         { rv, #rv }
@@ -76,32 +119,34 @@ static const struct {
 };
 #undef CKR_NAME
 
-static void detail_set(char *detail, size_t detail_len, const char *call, const char *what) {
+void kh_p11_detail_set(char *detail, size_t detail_len, const char *call, const char *what) {
         if (detail && detail_len > 0)
                 (void) snprintf(detail, detail_len, "%s: %s", call, what);
 }
 
-static void detail_rv(char *detail, size_t detail_len, const char *call, CK_RV rv) {
+void kh_p11_detail_rv(char *detail, size_t detail_len, const char *call, CK_RV rv) {
         char hex[32];
 
         for (size_t i = 0; i < KH_ELEMENTSOF(ckr_names); i++)
                 if (ckr_names[i].rv == rv) {
-                        detail_set(detail, detail_len, call, ckr_names[i].name);
+                        kh_p11_detail_set(detail, detail_len, call, ckr_names[i].name);
                         return;
                 }
         (void) snprintf(hex, sizeof(hex), "CKR 0x%08lx", (unsigned long) rv);
-        detail_set(detail, detail_len, call, hex);
+        kh_p11_detail_set(detail, detail_len, call, hex);
 }
 
 struct kh_p11 *kh_p11_free(struct kh_p11 *p) {
         if (!p)
                 return NULL;
-        if (p->logged_in)
+        pthread_mutex_lock(&shared_lock);
+        if (p->logged_in && shared_unref(p->f, true, p->slot))
                 (void) p->f->C_Logout(p->session);
         if (p->has_session)
                 (void) p->f->C_CloseSession(p->session);
-        if (p->finalize)
+        if (p->initialised && shared_unref(p->f, false, 0))
                 (void) p->f->C_Finalize(NULL);
+        pthread_mutex_unlock(&shared_lock);
         if (p->dl)
                 (void) dlclose(p->dl);
         free(p);
@@ -115,16 +160,17 @@ static int module_load(struct kh_p11 *p, const char *module_path, char *detail, 
         const char *err;
         void *sym;
         CK_RV rv;
+        int r;
 
         p->dl = dlopen(module_path, RTLD_NOW | RTLD_LOCAL);
         if (!p->dl) {
                 err = dlerror();
-                detail_set(detail, detail_len, "dlopen", err ? err : "failed");
+                kh_p11_detail_set(detail, detail_len, "dlopen", err ? err : "failed");
                 return -KH_E_PKCS11_MODULE;
         }
         sym = dlsym(p->dl, "C_GetFunctionList");
         if (!sym) {
-                detail_set(detail, detail_len, "dlsym",
+                kh_p11_detail_set(detail, detail_len, "dlsym",
                            "no C_GetFunctionList: not a PKCS#11 module");
                 return -KH_E_PKCS11_MODULE;
         }
@@ -132,18 +178,23 @@ static int module_load(struct kh_p11 *p, const char *module_path, char *detail, 
         memcpy(&get_list, &sym, sizeof(get_list));
         rv = get_list(&p->f);
         if (rv != CKR_OK || !p->f) {
-                detail_rv(detail, detail_len, "C_GetFunctionList", rv);
+                kh_p11_detail_rv(detail, detail_len, "C_GetFunctionList", rv);
                 return -KH_E_PKCS11_MODULE;
         }
 
+        pthread_mutex_lock(&shared_lock);
         rv = p->f->C_Initialize(&args);
-        if (rv == CKR_OK)
-                p->finalize = true;
-        else if (rv != CKR_CRYPTOKI_ALREADY_INITIALIZED) {
-                detail_rv(detail, detail_len, "C_Initialize", rv);
-                return rv == CKR_HOST_MEMORY ? -ENOMEM : -KH_E_PKCS11_MODULE;
+        if (rv == CKR_OK || rv == CKR_CRYPTOKI_ALREADY_INITIALIZED) {
+                r = shared_ref(p->f, false, 0, rv == CKR_OK);
+                if (r < 0 && rv == CKR_OK)
+                        (void) p->f->C_Finalize(NULL);
+                p->initialised = r == 0;
+        } else {
+                kh_p11_detail_rv(detail, detail_len, "C_Initialize", rv);
+                r = rv == CKR_HOST_MEMORY ? -ENOMEM : -KH_E_PKCS11_MODULE;
         }
-        return 0;
+        pthread_mutex_unlock(&shared_lock);
+        return r;
 }
 
 /* Label of a token, blank padding removed, compared with label. */
@@ -155,19 +206,20 @@ static bool token_label_is(const CK_TOKEN_INFO *info, const char *label, size_t 
         return n == label_len && memcmp(info->label, label, n) == 0;
 }
 
-static int token_find(struct kh_p11 *p, const char *label, char *detail, size_t detail_len) {
+/* The slots with a token present into a new array (*ret NULL if none). */
+static int slots_list(struct kh_p11 *p, CK_SLOT_ID **ret, CK_ULONG *ret_n, char *detail,
+                      size_t detail_len) {
         KH_CLEANUP_FREE CK_SLOT_ID *slots = NULL;
         CK_ULONG n = 0;
-        size_t label_len = strlen(label);
         CK_RV rv;
 
         rv = p->f->C_GetSlotList(CK_TRUE, NULL, &n);
         if (rv != CKR_OK) {
-                detail_rv(detail, detail_len, "C_GetSlotList", rv);
+                kh_p11_detail_rv(detail, detail_len, "C_GetSlotList", rv);
                 return -KH_E_PKCS11_MODULE;
         }
         if (n > SLOTS_MAX) {
-                detail_set(detail, detail_len, "C_GetSlotList", "too many slots");
+                kh_p11_detail_set(detail, detail_len, "C_GetSlotList", "too many slots");
                 return -KH_E_PKCS11_MODULE;
         }
         if (n > 0) {
@@ -176,11 +228,44 @@ static int token_find(struct kh_p11 *p, const char *label, char *detail, size_t 
                         return -ENOMEM;
                 rv = p->f->C_GetSlotList(CK_TRUE, slots, &n);
                 if (rv != CKR_OK) {
-                        detail_rv(detail, detail_len, "C_GetSlotList", rv);
+                        kh_p11_detail_rv(detail, detail_len, "C_GetSlotList", rv);
                         return -KH_E_PKCS11_MODULE;
                 }
         }
+        *ret = KH_TAKE_PTR(slots);
+        *ret_n = n;
+        return 0;
+}
 
+/* A slot given by number: it must be listed with a token present. Looked up in the slot
+ * list rather than asked directly: modules differ in how they take an unknown slot id
+ * (SoftHSM2 throws a C++ exception inside and catches it, which trips ASan). */
+static int slot_check(struct kh_p11 *p, unsigned long slot, char *detail, size_t detail_len) {
+        KH_CLEANUP_FREE CK_SLOT_ID *slots = NULL;
+        CK_ULONG n = 0;
+        int r;
+
+        r = slots_list(p, &slots, &n, detail, detail_len);
+        if (r < 0)
+                return r;
+        for (CK_ULONG i = 0; i < n; i++)
+                if (slots[i] == slot) {
+                        p->slot = slot;
+                        return 0;
+                }
+        kh_p11_detail_set(detail, detail_len, "C_GetSlotList", "no token in a slot with this number");
+        return -KH_E_PKCS11_TOKEN;
+}
+
+static int token_find(struct kh_p11 *p, const char *label, char *detail, size_t detail_len) {
+        KH_CLEANUP_FREE CK_SLOT_ID *slots = NULL;
+        CK_ULONG n = 0;
+        size_t label_len = strlen(label);
+        int r;
+
+        r = slots_list(p, &slots, &n, detail, detail_len);
+        if (r < 0)
+                return r;
         for (CK_ULONG i = 0; i < n; i++) {
                 CK_TOKEN_INFO info;
 
@@ -191,7 +276,7 @@ static int token_find(struct kh_p11 *p, const char *label, char *detail, size_t 
                         return 0;
                 }
         }
-        detail_set(detail, detail_len, "C_GetTokenInfo", "no token with this label");
+        kh_p11_detail_set(detail, detail_len, "C_GetTokenInfo", "no token with this label");
         return -KH_E_PKCS11_TOKEN;
 }
 
@@ -201,77 +286,106 @@ static int mechanism_check(struct kh_p11 *p, char *detail, size_t detail_len) {
 
         rv = p->f->C_GetMechanismInfo(p->slot, CKM_RSA_PKCS_OAEP, &info);
         if (rv == CKR_MECHANISM_INVALID || (rv == CKR_OK && !(info.flags & CKF_DECRYPT))) {
-                detail_set(detail, detail_len, "C_GetMechanismInfo",
+                kh_p11_detail_set(detail, detail_len, "C_GetMechanismInfo",
                            "CKM_RSA_PKCS_OAEP cannot decrypt on this token");
                 return -KH_E_PKCS11_MECHANISM;
         }
         if (rv != CKR_OK) {
-                detail_rv(detail, detail_len, "C_GetMechanismInfo", rv);
+                kh_p11_detail_rv(detail, detail_len, "C_GetMechanismInfo", rv);
                 return -KH_E_PKCS11_MODULE;
         }
         return 0;
 }
 
-static int login(struct kh_p11 *p, const struct kh_secret *pin, char *detail, size_t detail_len) {
+static int login(struct kh_p11 *p, const struct kh_secret *pin, bool read_write, char *detail,
+                 size_t detail_len) {
+        CK_FLAGS flags = CKF_SERIAL_SESSION | (read_write ? CKF_RW_SESSION : 0);
         CK_RV rv;
+        int r = 0;
 
-        rv = p->f->C_OpenSession(p->slot, CKF_SERIAL_SESSION, NULL, NULL, &p->session);
+        rv = p->f->C_OpenSession(p->slot, flags, NULL, NULL, &p->session);
         if (rv != CKR_OK) {
-                detail_rv(detail, detail_len, "C_OpenSession", rv);
+                kh_p11_detail_rv(detail, detail_len, "C_OpenSession", rv);
                 return rv == CKR_HOST_MEMORY ? -ENOMEM : -KH_E_PKCS11_MODULE;
         }
         p->has_session = true;
 
         /* PKCS#11 takes a non-const pointer; modules do not write the PIN. */
+        pthread_mutex_lock(&shared_lock);
         rv = p->f->C_Login(p->session, CKU_USER, (CK_UTF8CHAR *) (uintptr_t) kh_secret_bytes(pin),
                            kh_secret_len(pin));
         switch (rv) {
         case CKR_OK:
-                p->logged_in = true;
-                return 0;
-        case CKR_USER_ALREADY_LOGGED_IN: /* another session of this process did: not ours */
-                return 0;
+        case CKR_USER_ALREADY_LOGGED_IN: /* another session of this process did: shared */
+                r = shared_ref(p->f, true, p->slot, rv == CKR_OK);
+                if (r < 0 && rv == CKR_OK)
+                        (void) p->f->C_Logout(p->session);
+                p->logged_in = r == 0;
+                break;
         case CKR_PIN_INCORRECT:
         case CKR_PIN_LEN_RANGE:
         case CKR_PIN_INVALID:
         case CKR_PIN_EXPIRED:
         case CKR_PIN_LOCKED:
-                detail_rv(detail, detail_len, "C_Login", rv);
-                return -KH_E_PKCS11_PIN;
+                kh_p11_detail_rv(detail, detail_len, "C_Login", rv);
+                r = -KH_E_PKCS11_PIN;
+                break;
         default:
-                detail_rv(detail, detail_len, "C_Login", rv);
-                return -KH_E_PKCS11_MODULE;
+                kh_p11_detail_rv(detail, detail_len, "C_Login", rv);
+                r = -KH_E_PKCS11_MODULE;
+                break;
         }
+        pthread_mutex_unlock(&shared_lock);
+        return r;
 }
 
-int kh_p11_open(const char *module_path, const char *token_label, const struct kh_secret *pin,
-                struct kh_p11 **ret, char *detail, size_t detail_len) {
+int kh_p11_open_ex(const struct kh_p11_open_args *a, struct kh_p11 **ret, char *detail,
+                   size_t detail_len) {
         KH_CLEANUP(kh_p11_freep) struct kh_p11 *p = NULL;
         int r;
 
         if (detail && detail_len > 0)
                 detail[0] = '\0';
-        if (!module_path || !token_label || !pin || !ret || strlen(token_label) > TOKEN_LABEL_LEN)
+        if (!a || !a->module_path || !a->pin || !ret || (!a->token_label && !a->has_slot) ||
+            (a->token_label && strlen(a->token_label) > TOKEN_LABEL_LEN))
                 return -EINVAL;
 
         p = calloc(1, sizeof(*p));
         if (!p)
                 return -ENOMEM;
-        r = module_load(p, module_path, detail, detail_len);
+        r = module_load(p, a->module_path, detail, detail_len);
         if (r < 0)
                 return r;
-        r = token_find(p, token_label, detail, detail_len);
+        if (a->token_label)
+                r = token_find(p, a->token_label, detail, detail_len);
+        else
+                r = slot_check(p, a->slot, detail, detail_len);
         if (r < 0)
                 return r;
         r = mechanism_check(p, detail, detail_len);
         if (r < 0)
                 return r;
-        r = login(p, pin, detail, detail_len);
+        r = login(p, a->pin, a->read_write, detail, detail_len);
         if (r < 0)
                 return r;
 
         *ret = KH_TAKE_PTR(p);
         return 0;
+}
+
+int kh_p11_open(const char *module_path, const char *token_label, const struct kh_secret *pin,
+                struct kh_p11 **ret, char *detail, size_t detail_len) {
+        const struct kh_p11_open_args a = {
+                .module_path = module_path,
+                .token_label = token_label,
+                .pin = pin,
+        };
+
+        if (detail && detail_len > 0)
+                detail[0] = '\0';
+        if (!token_label)
+                return -EINVAL;
+        return kh_p11_open_ex(&a, ret, detail, detail_len);
 }
 
 /* The first RSA private key labelled label into *ret. */
@@ -326,19 +440,7 @@ int kh_p11_key_find(struct kh_p11 *p, const char *key_label) {
 
 int kh_p11_rsa_oaep_decrypt(struct kh_p11 *p, const char *key_label, enum kh_oaep_md md,
                             const uint8_t *in, size_t len, struct kh_secret **ret) {
-        CK_RSA_PKCS_OAEP_PARAMS params = {
-                .hashAlg = md == KH_OAEP_SHA1 ? CKM_SHA_1 : CKM_SHA256,
-                .mgf = md == KH_OAEP_SHA1 ? CKG_MGF1_SHA1 : CKG_MGF1_SHA256,
-                .source = CKZ_DATA_SPECIFIED,
-                .pSourceData = NULL,
-                .ulSourceDataLen = 0,
-        };
-        CK_MECHANISM mech = {CKM_RSA_PKCS_OAEP, &params, sizeof(params)};
         CK_OBJECT_HANDLE key;
-        CK_ULONG out_len;
-        size_t mod_len;
-        uint8_t *out;
-        CK_RV rv;
         int r;
 
         if (!p || !key_label || !in || len == 0 || !ret ||
@@ -347,6 +449,27 @@ int kh_p11_rsa_oaep_decrypt(struct kh_p11 *p, const char *key_label, enum kh_oae
         r = key_handle(p, key_label, &key);
         if (r < 0)
                 return r;
+        return kh_p11_oaep_decrypt(p, key, md, in, len, ret);
+}
+
+int kh_p11_oaep_decrypt(struct kh_p11 *p, CK_OBJECT_HANDLE key, enum kh_oaep_md md,
+                        const uint8_t *in, size_t len, struct kh_secret **ret) {
+        CK_RSA_PKCS_OAEP_PARAMS params = {
+                .hashAlg = md == KH_OAEP_SHA1 ? CKM_SHA_1 : CKM_SHA256,
+                .mgf = md == KH_OAEP_SHA1 ? CKG_MGF1_SHA1 : CKG_MGF1_SHA256,
+                .source = CKZ_DATA_SPECIFIED,
+                .pSourceData = NULL,
+                .ulSourceDataLen = 0,
+        };
+        CK_MECHANISM mech = {CKM_RSA_PKCS_OAEP, &params, sizeof(params)};
+        CK_ULONG out_len;
+        size_t mod_len;
+        uint8_t *out;
+        CK_RV rv;
+        int r;
+
+        if (md != KH_OAEP_SHA1 && md != KH_OAEP_SHA256)
+                return -EINVAL;
         /* A ciphertext is exactly one modulus long. Checked here because modules differ in
          * what they do with another length: SoftHSM2 2.6 answers
          * CKR_ENCRYPTED_DATA_LEN_RANGE and keeps the operation open, so every later call on

@@ -1,8 +1,11 @@
 /* A PKCS#11 module (an HSM's or SoftHSM2's shared library), loaded with dlopen(), and one
- * logged-in session on one of its tokens: the start of the PKCS#11 key store (#15). For now
- * it does what importing from Key Connector needs: RSA-OAEP decryption with a private key
- * that never leaves the token. */
+ * logged-in session on one of its tokens. Two users: importing from Key Connector (RSA-OAEP
+ * decryption with a private key that never leaves the token, below) and the pkcs11 key
+ * store (pkcs11-keystore.c, which uses the object operations of module-internal.h). Both
+ * may hold a kh_p11 on the same module at once: initialisation and login are counted per
+ * process (the last one out finalises and logs out). */
 #pragma once
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -25,11 +28,11 @@ struct kh_p11; /* opaque: the module, its function list and one session */
  *
  * dlopen()s the module (RTLD_NOW | RTLD_LOCAL), calls C_GetFunctionList and C_Initialize
  * (CKF_OS_LOCKING_OK; a module some other code of the process initialised already is used,
- * and not finalised by kh_p11_free()), checks the slot offers CKM_RSA_PKCS_OAEP for
+ * and never finalised by kh_p11_free()), checks the slot offers CKM_RSA_PKCS_OAEP for
  * decryption, opens a read-only session and logs in with CKU_USER. PKCS#11 login state is
  * per process and token: if this process is logged in already (CKR_USER_ALREADY_LOGGED_IN)
- * the PIN is not checked again. Hold one object per module at a time: freeing the one
- * that initialised the module finalises it for all.
+ * the PIN is not checked again. kh_p11 objects on one module count their uses: the last
+ * one freed logs out and (if one of them initialised the module) finalises it.
  *
  * Returns 0, -KH_E_PKCS11_MODULE (the library does not load, is no PKCS#11 module, or a
  * call fails unexpectedly), -KH_E_PKCS11_TOKEN (no token with that label),
@@ -41,6 +44,21 @@ struct kh_p11; /* opaque: the module, its function list and one session */
 KH_MUST_CHECK int kh_p11_open(const char *module_path, const char *token_label,
                               const struct kh_secret *pin, struct kh_p11 **ret, char *detail,
                               size_t detail_len);
+
+/* What kh_p11_open_ex() opens: a token by label, or (token_label NULL) by slot number. */
+struct kh_p11_open_args {
+        const char *module_path;
+        const char *token_label;
+        bool has_slot;
+        unsigned long slot;
+        const struct kh_secret *pin;
+        bool read_write; /* a read-write session: makes and destroys token objects */
+};
+
+/* kh_p11_open() with a slot instead of a label, or a read-write session. A slot that does
+ * not exist or holds no token is -KH_E_PKCS11_TOKEN. */
+KH_MUST_CHECK int kh_p11_open_ex(const struct kh_p11_open_args *a, struct kh_p11 **ret,
+                                 char *detail, size_t detail_len);
 
 /**
  * kh_p11_key_find() - checks the token holds an RSA private key labelled key_label.

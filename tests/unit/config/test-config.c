@@ -221,6 +221,57 @@ static void test_passphrase_in_file_refused(void **state) {
                      "keystore.passphrase", 3, "secrets don't belong in config files");
 }
 
+#define P11_REST                                                                                 \
+        "[storage]\n"                                                                            \
+        "path = /k.db\n"                                                                         \
+        "[tenant.default]\n"                                                                     \
+        "issuer = https://bitwarden.example.com/identity\n"
+
+static void test_pkcs11_keystore(void **state) {
+        struct kh_config *cfg;
+
+        (void) state;
+        /* no path needed; the PIN from the environment; the prefix's default */
+        cfg = parse_ok("[keystore]\ndriver = pkcs11\nmodule = /usr/lib/softhsm/libsofthsm2.so\n"
+                       "token_label = kh\n" P11_REST,
+                       (char *[]) { E("KEYHOLD_KEYSTORE_PIN=5678"), NULL });
+        assert_string_equal(cfg->keystore.module, "/usr/lib/softhsm/libsofthsm2.so");
+        assert_string_equal(cfg->keystore.token_label, "kh");
+        assert_false(cfg->keystore.has_slot);
+        assert_string_equal(cfg->keystore.pin, "5678");
+        assert_string_equal(cfg->keystore.key_label_prefix, "keyhold-");
+        kh_config_wipe_secrets(cfg);
+        assert_null(cfg->keystore.pin);
+        cfg = kh_config_free(cfg);
+
+        /* slot 0 is a slot: set, not unset */
+        cfg = parse_ok("[keystore]\ndriver = pkcs11\nmodule = /m.so\nslot = 0\n"
+                       "pin_file = /etc/keyhold/hsm.pin\nkey_label_prefix = kh2-\n" P11_REST, NULL);
+        assert_true(cfg->keystore.has_slot);
+        assert_int_equal(cfg->keystore.slot, 0);
+        assert_string_equal(cfg->keystore.pin_file, "/etc/keyhold/hsm.pin");
+        assert_string_equal(cfg->keystore.key_label_prefix, "kh2-");
+        cfg = kh_config_free(cfg);
+
+        expect_error("[keystore]\ndriver = pkcs11\ntoken_label = kh\npin_file = /p\n" P11_REST,
+                     NULL, "keystore.module", 0, "is required when driver = pkcs11");
+        expect_error("[keystore]\ndriver = pkcs11\nmodule = /m.so\npin_file = /p\n" P11_REST,
+                     NULL, "keystore.token_label", 0, "or slot is required");
+        expect_error("[keystore]\ndriver = pkcs11\nmodule = /m.so\ntoken_label = kh\n" P11_REST,
+                     NULL, "keystore.pin_file", 0, "KEYHOLD_KEYSTORE_PIN is required");
+        expect_error("[keystore]\ndriver = pkcs11\nmodule = /m.so\ntoken_label = kh\nslot = 1\n"
+                     "pin_file = /p\n" P11_REST,
+                     NULL, "keystore.token_label", 4, "not both");
+        expect_error("[keystore]\ndriver = pkcs11\nmodule = /m.so\ntoken_label = kh\n"
+                     "pin = 1234\n" P11_REST,
+                     NULL, "keystore.pin", 5, "secrets don't belong in config files");
+        expect_error("[keystore]\ndriver = pkcs11\nmodule = /m.so\nslot = -1\npin_file = /p\n"
+                     P11_REST, NULL, "keystore.slot", 4, "must be a slot number");
+        /* the file store still needs its path */
+        expect_error("[keystore]\nmaster_key_file = /m\n" P11_REST, NULL, "keystore.path", 0,
+                     "is required");
+}
+
 static void test_value_errors(void **state) {
         (void) state;
 
@@ -369,9 +420,11 @@ static void test_required_keys(void **state) {
                 assert_null(sealed->keystore.passphrase);
         }
 
-        /* pkcs11 needs neither */
+        /* pkcs11 needs neither (nor a path), but a module, a token and a PIN
+         * (test_pkcs11_keystore) */
         KH_CLEANUP(kh_config_freep) struct kh_config *cfg = parse_ok(
-                "[storage]\npath = /db\n[keystore]\ndriver = pkcs11\npath = /usr/lib/softhsm.so\n"
+                "[storage]\npath = /db\n[keystore]\ndriver = pkcs11\n"
+                "module = /usr/lib/softhsm/libsofthsm2.so\ntoken_label = t\npin_file = /p\n"
                 "[tenant.a]\nissuer = " ISSUER "\n",
                 NULL);
         assert_string_equal(cfg->keystore.driver, "pkcs11");
@@ -675,6 +728,7 @@ int main(void) {
                 cmocka_unit_test(test_max_token_lifetime),
                 cmocka_unit_test(test_structure_errors),
                 cmocka_unit_test(test_passphrase_in_file_refused),
+                cmocka_unit_test(test_pkcs11_keystore),
                 cmocka_unit_test(test_value_errors),
                 cmocka_unit_test(test_listen_values),
                 cmocka_unit_test(test_plain_http_only_on_loopback),

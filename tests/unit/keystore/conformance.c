@@ -255,14 +255,18 @@ static void test_public_key_wraps_for_keystore(void **state) {
         KH_CLEANUP(kh_buf_freep) struct kh_buf wrapped = { 0 };
         KH_CLEANUP(EVP_PKEY_freep) EVP_PKEY *pub = NULL;
         KH_CLEANUP(kh_secret_freep) struct kh_secret *dek = test_dek(), *out = NULL;
+        enum kh_oaep_md md = (enum kh_oaep_md) 99;
 
         generate(ks, "acme", 1);
         assert_int_equal(kh_keystore_public_key(ks, &ref, &pub), 0);
         assert_int_equal(EVP_PKEY_get_base_id(pub), EVP_PKEY_RSA);
         assert_int_equal(EVP_PKEY_get_bits(pub), KH_KS_TEST_BITS);
 
+        /* the key's own OAEP digest (SHA-256 in a file store; a token may do SHA-1 only) */
+        assert_int_equal(kh_keystore_oaep(ks, &ref, &md), 0);
+        assert_true(md == KH_OAEP_SHA256 || md == KH_OAEP_SHA1);
         kh_buf_init(&wrapped, KH_WRAPPED_DEK_MAX, false);
-        assert_int_equal(kh_rsa_oaep_encrypt(pub, dek, &wrapped), 0);
+        assert_int_equal(kh_rsa_oaep_encrypt_md(pub, md, dek, &wrapped), 0);
         assert_int_equal(kh_keystore_unwrap(ks, &ref, wrapped.data, wrapped.len, &out), 0);
         assert_true(kh_secret_equal(out, dek));
 }
@@ -288,6 +292,8 @@ static void test_unknown_key_is_enoent(void **state) {
                 assert_int_equal(kh_keystore_sign(ks, refs[i], digest, sizeof(digest), &out),
                                  -ENOENT);
                 assert_int_equal(kh_keystore_public_key(ks, refs[i], &pub), -ENOENT);
+                assert_int_equal(kh_keystore_oaep(ks, refs[i], &(enum kh_oaep_md) { 0 }),
+                                 -ENOENT);
         }
         assert_int_equal(out.len, 0);
         assert_null(got);

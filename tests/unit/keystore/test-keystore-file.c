@@ -164,6 +164,16 @@ static void test_name_caps_and_layout(void **state) {
         assert_string_equal(kh_keystore_name(ks), "file");
         assert_int_equal(kh_keystore_caps(ks), 0);
         generate(ks, "acme", 1);
+        {
+                /* a file store's tenant keys all wrap with OAEP SHA-256 */
+                struct kh_key_ref ref = { .tenant = "acme", .version = 1 };
+                enum kh_oaep_md md = KH_OAEP_SHA1;
+
+                assert_int_equal(kh_keystore_oaep(ks, &ref, &md), 0);
+                assert_int_equal(md, KH_OAEP_SHA256);
+                ref.purpose = KH_KEY_AUDIT;
+                assert_int_equal(kh_keystore_oaep(ks, &ref, &md), -EINVAL);
+        }
 
         assert_int_equal(stat(f->store, &st), 0);
         assert_int_equal(st.st_mode & 07777, 0700);

@@ -1,0 +1,116 @@
+"""keyholdd on the pkcs11 key store ([keystore] driver = pkcs11) with a fresh SoftHSM2 token:
+keys written and read back through HTTP, the same after a restart, and an audit chain signed
+in the token that `keyhold audit verify` accepts. The store's own cases (attributes of the
+keys, what the token refuses) are in tests/unit/keystore/test-keystore-pkcs11.c."""
+import json
+import os
+import subprocess
+
+import harness
+from harness import assert_empty_200, assert_key, new_key, poll_until
+
+PIN = "hsm-Pin-4711-q"
+TOKEN = "keyhold-it"
+
+
+class Pkcs11Keyholdd(harness.Keyholdd):
+    """A Keyholdd whose key store is a token of hsm, the PIN from pin_file if given, else
+    from KEYHOLD_KEYSTORE_PIN."""
+
+    def __init__(self, workdir, pki, tenants, hsm, pin_file=None, **kw):
+        self.hsm, self.pin_file = hsm, pin_file
+        super().__init__(workdir, pki, tenants, **kw)
+
+    def config_text(self) -> str:
+        text = super().config_text()
+        file_store = (f"[keystore]\ndriver = file\npath = {self.data / 'keystore'}\n"
+                      f"master_key_file = {self.master_key}\nrsa_bits = 2048\n")
+        assert file_store in text
+        lines = ["[keystore]", "driver = pkcs11", f"module = {self.hsm.module}",
+                 f"token_label = {TOKEN}", "key_label_prefix = it-", "rsa_bits = 2048"]
+        if self.pin_file:
+            lines.append(f"pin_file = {self.pin_file}")
+        return text.replace(file_store, "\n".join(lines) + "\n")
+
+
+def _cli(*args):
+    p = subprocess.run([str(harness.build_dir() / "src" / "cli" / "keyhold"), *args],
+                       capture_output=True, text=True, timeout=60)
+    return p
+
+
+def test_keyholdd_on_softhsm(pki, issuers, softhsm, tmp_path):
+    softhsm.init_token(TOKEN, so_pin="1234", pin=PIN)
+    tenants = {"default": {"issuer": issuers["default"], "admins": "role:keyhold-admin"}}
+    env = {"SOFTHSM2_CONF": str(softhsm.conf), "KEYHOLD_KEYSTORE_PIN": PIN}
+    d = Pkcs11Keyholdd(tmp_path / "k", pki, tenants, softhsm, env=env,
+                       extra="\n[audit]\ncheckpoint_records = 3\n")
+    users = [f"00000000-0000-4000-8000-00000000000{i}" for i in range(4)]
+    keys = {u: new_key() for u in users}
+
+    d.start()
+    try:
+        for u in users:
+            tok = issuers["default"].token(u)
+            assert_empty_200(d.client.post("/user-keys", token=tok, json_body={"key": keys[u]}))
+        for u in users:
+            assert_key(d.client.get("/user-keys", token=issuers["default"].token(u)), keys[u])
+        # the tenant key is in the token, not in a key file
+        assert not any((d.data / "keystore").rglob("*.key"))
+        r = poll_until(lambda: (lambda x: x if x.status == 200 else None)(
+            d.operator.get("/admin/audit/public-key")))
+        assert r and r.status == 200, r
+        doc = r.json()
+        assert doc["algorithm"] == "ecdsa-p256-sha256", doc  # SoftHSM2 has CKM_ECDSA
+    finally:
+        assert d.stop() == 0, d.log()
+
+    # restart, now with the PIN from a file: the same key versions, the same DEKs
+    pin_file = tmp_path / "hsm.pin"
+    pin_file.write_text(PIN + "\n")
+    os.chmod(pin_file, 0o600)
+    d.pin_file = pin_file
+    d.env = {"SOFTHSM2_CONF": str(softhsm.conf)}
+    d.write_config()
+    d.start()
+    try:
+        for u in users:
+            assert_key(d.client.get("/user-keys", token=issuers["default"].token(u)), keys[u])
+        keys_doc = d.operator.get("/admin/keys")
+        assert keys_doc.status == 200, keys_doc
+        pem = tmp_path / "audit.pem"
+        pem.write_text(doc["pem"])
+        out = tmp_path / "chain.jsonl"
+
+        def exported_signed():
+            p = _cli("--socket", str(d.admin_socket), "--json", "audit", "export", str(out),
+                     "--force")
+            assert p.returncode == 0, p
+            lines = [json.loads(x) for x in out.read_bytes().splitlines()]
+            return lines if any("signature" in x for x in lines) else None
+        assert poll_until(exported_signed, timeout=20), "no signed checkpoint in the chain"
+        p = _cli("--json", "audit", "verify", str(out), "--public-key", str(pem))
+        verdict = json.loads(p.stdout)
+        assert p.returncode == 0 and verdict["ok"] is True, (p, verdict)
+        assert verdict["records"] >= 2 * len(users), verdict
+    finally:
+        assert d.stop() == 0, d.log()
+    assert PIN not in d.log()
+
+
+def test_keyholdd_refuses_a_wrong_pin(pki, issuers, softhsm, tmp_path):
+    softhsm.init_token(TOKEN, so_pin="1234", pin=PIN)
+    tenants = {"default": {"issuer": issuers["default"]}}
+    d = Pkcs11Keyholdd(tmp_path / "k", pki, tenants, softhsm,
+                       env={"SOFTHSM2_CONF": str(softhsm.conf), "KEYHOLD_KEYSTORE_PIN": "wrong-pin-zz9"})
+    try:
+        d.start()
+        raise AssertionError("keyholdd started with a wrong PIN")
+    except Exception as e:  # wait_port_file fails once the process exits
+        if isinstance(e, AssertionError) and "wrong PIN" in str(e):
+            raise
+    finally:
+        d.stop()
+    log = d.log()
+    assert "C_Login: CKR_PIN_INCORRECT" in log, log
+    assert "wrong-pin-zz9" not in log, log
