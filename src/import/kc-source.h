@@ -1,5 +1,5 @@
 /* The source of `keyhold import bitwarden-kc`: one Bitwarden Key Connector database (its JSON
- * file, SQLite file or PostgreSQL database; /work/shared/spec/key-connector-storage.md,
+ * file, SQLite file or PostgreSQL database; the design's spec/key-connector-storage.md,
  * docs/import.md), read once and read only. This module only reads and decodes: it does not
  * unwrap the data key nor open the records (kc-unwrap.h, crypto/kc-blob.h do). */
 #pragma once
