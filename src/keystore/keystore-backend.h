@@ -13,8 +13,8 @@ struct kh_keystore_ops {
         int (*open)(const struct kh_config_keystore *cfg, struct kh_keystore **ret,
                     char *detail, size_t detail_len);
         void (*close)(struct kh_keystore *ks); /* wipes every secret the backend holds */
-        int (*generate)(struct kh_keystore *ks, const struct kh_key_spec *spec,
-                        struct kh_key_ref *ret_ref);
+        /* the ref of the key made is the wrapper's to fill in (keystore.c) */
+        int (*generate)(struct kh_keystore *ks, const struct kh_key_spec *spec);
         int (*wrap)(struct kh_keystore *ks, const struct kh_key_ref *kek,
                     const struct kh_secret *dek, struct kh_buf *out);
         int (*unwrap)(struct kh_keystore *ks, const struct kh_key_ref *kek,

@@ -71,6 +71,8 @@ unsigned kh_keystore_caps(const struct kh_keystore *ks) {
 
 int kh_keystore_generate(struct kh_keystore *ks, const struct kh_key_spec *spec,
                          struct kh_key_ref *ret_ref) {
+        int r;
+
         assert(ks && spec && ret_ref);
 
         if (!spec->tenant || !owner_is_valid(spec->tenant, spec->purpose) || spec->version < 1)
@@ -83,7 +85,12 @@ int kh_keystore_generate(struct kh_keystore *ks, const struct kh_key_spec *spec,
                 return -EINVAL;
         }
 
-        return ks->ops->generate(ks, spec, ret_ref);
+        r = ks->ops->generate(ks, spec);
+        if (r < 0)
+                return r;
+        *ret_ref = (struct kh_key_ref) { .version = spec->version, .purpose = spec->purpose };
+        memcpy(ret_ref->tenant, spec->tenant, strlen(spec->tenant));  /* checked above */
+        return 0;
 }
 
 int kh_keystore_wrap(struct kh_keystore *ks, const struct kh_key_ref *ref,

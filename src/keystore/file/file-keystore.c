@@ -382,8 +382,7 @@ static int pub_pem_write(int tdir, const struct kh_key_spec *spec, EVP_PKEY *pke
 
 /* ---- operations ---- */
 
-static int file_generate(struct kh_keystore *base, const struct kh_key_spec *spec,
-                         struct kh_key_ref *ret_ref) {
+static int file_generate(struct kh_keystore *base, const struct kh_key_spec *spec) {
         struct kh_file_ks *ks = file_ks(base);
         KH_CLEANUP(EVP_PKEY_freep) EVP_PKEY *pkey = NULL;
         KH_CLEANUP(kh_buf_freep) struct kh_buf out = { 0 };
@@ -422,10 +421,6 @@ static int file_generate(struct kh_keystore *base, const struct kh_key_spec *spe
         if (r < 0)
                 return r;
 
-        memset(ret_ref, 0, sizeof(*ret_ref));
-        memcpy(ret_ref->tenant, spec->tenant, strlen(spec->tenant));
-        ret_ref->version = spec->version;
-        ret_ref->purpose = spec->purpose;
         return 0;
 }
 

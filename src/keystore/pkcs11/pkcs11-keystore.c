@@ -339,8 +339,7 @@ static int oaep_settle(struct kh_p11_ks *ks, const char *label, CK_OBJECT_HANDLE
         return r;
 }
 
-static int p11_generate(struct kh_keystore *base, const struct kh_key_spec *spec,
-                        struct kh_key_ref *ret_ref) {
+static int p11_generate(struct kh_keystore *base, const struct kh_key_spec *spec) {
         struct kh_p11_ks *ks = p11_ks(base);
         CK_OBJECT_HANDLE pub = 0, priv = 0, hs[DUPLICATES_MAX];
         char label[LABEL_MAX], id[ID_MAX];
@@ -383,10 +382,6 @@ static int p11_generate(struct kh_keystore *base, const struct kh_key_spec *spec
                 return r;
         }
 
-        memset(ret_ref, 0, sizeof(*ret_ref));
-        memcpy(ret_ref->tenant, spec->tenant, strlen(spec->tenant));
-        ret_ref->version = spec->version;
-        ret_ref->purpose = spec->purpose;
         return 0;
 }
 
