@@ -139,7 +139,8 @@ static void test_name_caps_backup(void **state) {
         struct kh_secret *key = NULL;
 
         assert_string_equal(kh_keystore_name(ks), "pkcs11");
-        assert_int_equal(kh_keystore_caps(ks), KH_KS_NON_EXTRACTABLE | KH_KS_SLOW_SIGN);
+        assert_int_equal(kh_keystore_caps(ks),
+                         KH_KS_NON_EXTRACTABLE | KH_KS_SLOW_SIGN | KH_KS_REMOVABLE);
         assert_int_equal(kh_keystore_backup_key(ks, salt, &key), -EOPNOTSUPP);
         assert_null(key);
 }
