@@ -42,8 +42,9 @@ int kh_p11_rv_error(CK_RV rv, int other);
  * handles of the old session mean nothing afterwards: find objects again by label.
  * a: as kh_p11_open_ex() took it (a->module_path is not used).
  * Returns 0, -KH_E_KEYSTORE_UNAVAILABLE (the token is not back yet), -KH_E_PKCS11_PIN,
- * -KH_E_PKCS11_MECHANISM, -KH_E_PKCS11_MODULE or -ENOMEM; on failure p has no session and
- * may be reconnected again or freed. detail as kh_p11_open().
+ * -KH_E_PKCS11_MECHANISM or -ENOMEM; on failure p has no logged-in session (its probe
+ * answers -KH_E_KEYSTORE_UNAVAILABLE) and may be reconnected again or freed. detail as
+ * kh_p11_open().
  */
 KH_MUST_CHECK int kh_p11_reconnect(struct kh_p11 *p, const struct kh_p11_open_args *a,
                                    char *detail, size_t detail_len);
