@@ -216,8 +216,10 @@ def test_token_lost_and_back_with_cached_deks(pki, issuers, softhsm, p11, tmp_pa
         adm = admin_token(iss)
         audit_before = audit_verifies(d, tmp_path)
 
+        assert d.metrics().sum("keyhold_keystore_unavailable") == 0
         p11.stop()
         wait_unavailable(d)
+        assert d.metrics().sum("keyhold_keystore_unavailable") == 1
 
         # what needs only the DEKs in memory goes on
         read_all(d, iss, before)
@@ -237,6 +239,7 @@ def test_token_lost_and_back_with_cached_deks(pki, issuers, softhsm, p11, tmp_pa
 
         p11.start()
         wait_back(d)
+        assert d.metrics().sum("keyhold_keystore_unavailable") == 0
 
         read_all(d, iss, {**before, **during})
         after = write_keys(d, iss, users(2, 3))
