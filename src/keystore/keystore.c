@@ -225,18 +225,24 @@ int kh_keystore_backup_key(struct kh_keystore *ks, const uint8_t salt[static KH_
 }
 
 int kh_keystore_probe(struct kh_keystore *ks, char *detail, size_t detail_len) {
+        int r;
+
         assert(ks);
 
         if (detail && detail_len > 0)
                 detail[0] = '\0';
         if (!ks->ops->probe)
                 return 0;
-        if (atomic_load_explicit(&ks->lost, memory_order_relaxed)) {
+        /* asked even when lost: the device's own answer names the call and its code */
+        r = ks->ops->probe(ks, detail, detail_len);
+        if (r == 0 && atomic_load_explicit(&ks->lost, memory_order_relaxed)) {
+                /* the session answers, but an operation was told the device is gone: only a
+                 * reconnect says it is back */
                 if (detail && detail_len > 0)
                         (void) snprintf(detail, detail_len, "an operation found it gone");
-                return -KH_E_KEYSTORE_UNAVAILABLE;
+                r = -KH_E_KEYSTORE_UNAVAILABLE;
         }
-        return seen(ks, ks->ops->probe(ks, detail, detail_len));
+        return seen(ks, r);
 }
 
 int kh_keystore_reconnect(struct kh_keystore *ks, char *detail, size_t detail_len) {

@@ -171,7 +171,7 @@ KH_MUST_CHECK int kh_keystore_backup_key(struct kh_keystore *ks,
  * (the pkcs11 store: C_GetSessionInfo, logged in). A store without a device (file) is
  * always there. detail: on -KH_E_KEYSTORE_UNAVAILABLE, the answer that said so
  * ("C_GetSessionInfo: CKR_DEVICE_ERROR"); never a secret. May be NULL.
- * Returns 0, -KH_E_KEYSTORE_UNAVAILABLE (also at once while the store is lost) or
+ * Returns 0, -KH_E_KEYSTORE_UNAVAILABLE (also while the store is lost, until a reconnect) or
  * -KH_E_PKCS11_MODULE (an answer that says neither).
  */
 KH_MUST_CHECK int kh_keystore_probe(struct kh_keystore *ks, char *detail, size_t detail_len);
