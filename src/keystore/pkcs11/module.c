@@ -360,6 +360,22 @@ static int login(struct kh_p11 *p, const struct kh_secret *pin, bool read_write,
         return r;
 }
 
+/* On an initialised module: the token of a, its mechanism, a session logged in. */
+static int token_login(struct kh_p11 *p, const struct kh_p11_open_args *a, char *detail,
+                       size_t detail_len) {
+        int r;
+
+        if (a->token_label)
+                r = token_find(p, a->token_label, detail, detail_len);
+        else
+                r = slot_check(p, a->slot, detail, detail_len);
+        if (r >= 0)
+                r = mechanism_check(p, detail, detail_len);
+        if (r >= 0)
+                r = login(p, a->pin, a->read_write, detail, detail_len);
+        return r;
+}
+
 int kh_p11_open_ex(const struct kh_p11_open_args *a, struct kh_p11 **ret, char *detail,
                    size_t detail_len) {
         KH_CLEANUP(kh_p11_freep) struct kh_p11 *p = NULL;
@@ -377,16 +393,7 @@ int kh_p11_open_ex(const struct kh_p11_open_args *a, struct kh_p11 **ret, char *
         r = module_load(p, a->module_path, detail, detail_len);
         if (r < 0)
                 return r;
-        if (a->token_label)
-                r = token_find(p, a->token_label, detail, detail_len);
-        else
-                r = slot_check(p, a->slot, detail, detail_len);
-        if (r < 0)
-                return r;
-        r = mechanism_check(p, detail, detail_len);
-        if (r < 0)
-                return r;
-        r = login(p, a->pin, a->read_write, detail, detail_len);
+        r = token_login(p, a, detail, detail_len);
         if (r < 0)
                 return r;
 
@@ -442,14 +449,7 @@ int kh_p11_reconnect(struct kh_p11 *p, const struct kh_p11_open_args *a, char *d
         pthread_mutex_unlock(&shared_lock);
         if (r < 0)
                 return r;
-        if (a->token_label)
-                r = token_find(p, a->token_label, detail, detail_len);
-        else
-                r = slot_check(p, a->slot, detail, detail_len);
-        if (r >= 0)
-                r = mechanism_check(p, detail, detail_len);
-        if (r >= 0)
-                r = login(p, a->pin, a->read_write, detail, detail_len);
+        r = token_login(p, a, detail, detail_len);
         /* no token (yet), or a module that cannot talk to it: not back */
         if (r == -KH_E_PKCS11_TOKEN || r == -KH_E_PKCS11_MODULE)
                 r = -KH_E_KEYSTORE_UNAVAILABLE;
