@@ -56,8 +56,8 @@ KH_MUST_CHECK int kh_p11_reconnect(struct kh_p11 *p, const struct kh_p11_open_ar
  * application and token, so the new session is logged in as p's is; nothing is asked of
  * the PIN again. Freeing it (kh_p11_free()) closes only its session; it must be freed before
  * p, and before kh_p11_reconnect(p) (which may initialise the module again).
- * Returns 0, -KH_E_KEYSTORE_UNAVAILABLE (the token is gone), -KH_E_PKCS11_MODULE, -EINVAL
- * (p has no session) or -ENOMEM.
+ * Returns 0, -KH_E_KEYSTORE_UNAVAILABLE (the token or its login is gone, or p has no
+ * logged-in session: a reconnect that failed), -KH_E_PKCS11_MODULE or -ENOMEM.
  */
 KH_MUST_CHECK int kh_p11_session_open(struct kh_p11 *p, struct kh_p11 **ret);
 

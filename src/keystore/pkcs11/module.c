@@ -464,7 +464,7 @@ int kh_p11_session_open(struct kh_p11 *p, struct kh_p11 **ret) {
         int r;
 
         if (!p->has_session || !p->logged_in)
-                return -EINVAL;
+                return -KH_E_KEYSTORE_UNAVAILABLE; /* a reconnect that did not get through */
         s = calloc(1, sizeof(*s));
         if (!s)
                 return -ENOMEM;
