@@ -205,7 +205,7 @@ struct totals {
 static int migrate_all(struct kh_cli *cli, struct kh_store *store, struct kh_keystore *from,
                        struct kh_keystore *to, const struct kh_config *cfg, json_t *per_tenant,
                        struct totals *t) {
-        struct progress p = { .show = !kh_cli_json(cli) && isatty(STDERR_FILENO) };
+        struct progress p = { .show = isatty(STDERR_FILENO) };  /* stderr: also with --json */
 
         for (size_t i = 0; i < cfg->n_tenants; i++) {
                 const char *id = cfg->tenants[i].id;
