@@ -101,10 +101,9 @@ int kh_ksmigrate_marker_get(struct kh_store *s, const char *tenant,
         return 0;
 }
 
-int kh_ksmigrate_marker_put(struct kh_store *s, const struct kh_ksmigrate_marker *m) {
-        char key[KH_KSMIGRATE_META_KEY_LEN + 1];
+int kh_ksmigrate_marker_format(const struct kh_ksmigrate_marker *m, char **ret) {
         json_auto_t *doc = NULL, *versions = json_array();
-        KH_CLEANUP_FREE char *text = NULL;
+        char *text;
 
         for (size_t i = 0; versions && i < m->n; i++)
                 if (json_array_append_new(versions, json_integer(m->versions[i])) < 0)
@@ -120,6 +119,18 @@ int kh_ksmigrate_marker_put(struct kh_store *s, const struct kh_ksmigrate_marker
         text = json_dumps(doc, JSON_COMPACT);
         if (!text)
                 return -ENOMEM;
+        *ret = text;
+        return 0;
+}
+
+int kh_ksmigrate_marker_put(struct kh_store *s, const struct kh_ksmigrate_marker *m) {
+        char key[KH_KSMIGRATE_META_KEY_LEN + 1];
+        KH_CLEANUP_FREE char *text = NULL;
+        int r;
+
+        r = kh_ksmigrate_marker_format(m, &text);
+        if (r < 0)
+                return r;
         kh_ksmigrate_marker_key(m->tenant, key);
         return kh_store_meta_put(s, key, (const uint8_t *) text, strlen(text));
 }

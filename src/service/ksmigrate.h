@@ -60,6 +60,10 @@ void kh_ksmigrate_marker_key(const char *tenant, char key[static KH_KSMIGRATE_ME
 KH_MUST_CHECK int kh_ksmigrate_marker_parse(const uint8_t *p, size_t len,
                                             struct kh_ksmigrate_marker *ret);
 
+/* m as it is stored (compact JSON, what kh_ksmigrate_marker_parse() reads back): a new
+ * string the caller frees. Returns 0 or -ENOMEM. */
+KH_MUST_CHECK int kh_ksmigrate_marker_format(const struct kh_ksmigrate_marker *m, char **ret);
+
 /* Tenant's marker from the database. Returns 0, -ENOENT (never migrated), -KH_E_INTEGRITY
  * (a stored marker that does not parse) or an error of kh_store_meta_get(). */
 KH_MUST_CHECK int kh_ksmigrate_marker_get(struct kh_store *s, const char *tenant,
