@@ -1,6 +1,6 @@
 /* keyhold keystore migrate --to NEWCONF [--config OLDCONF]: moves every tenant key version to
- * another key store, offline (service/ksmigrate.h does the moving; docs/keystores.md "Moving
- * to another key store" is the operator's side). keyholdd must be stopped: the command takes
+ * another key store, offline (service/ksmigrate.h does the moving; docs/keystore-migrate.md is
+ * the operator's side). keyholdd must be stopped: the command takes
  * the database's lock exclusively (store/lock.h), which every keyholdd holds shared. */
 #include <errno.h>
 #include <fcntl.h>

@@ -1,5 +1,5 @@
-/* Moving a tenant's key versions to another key store (keyhold keystore migrate, docs/
- * keystores.md "Moving to another key store"), offline: keyholdd is stopped.
+/* Moving a tenant's key versions to another key store (keyhold keystore migrate,
+ * docs/keystore-migrate.md), offline: keyholdd is stopped.
  *
  * For each version whose state keeps a DEK (active, archived, revoked) the new store gets a
  * key of the same version and size, the DEK is unwrapped by the old store, wrapped under the
