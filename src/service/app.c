@@ -220,9 +220,6 @@ static int audit_migration(struct kh_app *app, const struct kh_tenant *t) {
                 return 0;
         if (r < 0)
                 return r;
-        if (m.finished == 0)
-                emit(app, t->id, "a `keyhold keystore migrate` of this tenant did not finish: "
-                                 "stop keyholdd and run it again", 0);
         if (m.finished == 0 || m.audited)
                 return 0;
         (void) snprintf(actor, sizeof(actor), "local:uid=%" PRIu32, m.uid);
@@ -248,6 +245,21 @@ static int audit_migration(struct kh_app *app, const struct kh_tenant *t) {
                 kh_store_tx_rollback(app->store);
         kh_auditor_tx_end(app->auditor, r >= 0);
         return r;
+}
+
+/* A keystore migrate that was interrupted leaves DEKs of both key stores, which neither
+ * configuration loads: say why before the load fails. */
+static void migration_hints(struct kh_app *app) {
+        for (size_t i = 0; i < app->n_tenants; i++) {
+                struct kh_ksmigrate_marker m;
+
+                if (kh_ksmigrate_marker_get(app->store, app->tenants[i].id, &m) == 0 &&
+                    m.finished == 0)
+                        emit(app, app->tenants[i].id,
+                             "a `keyhold keystore migrate` of this tenant did not finish: stop "
+                             "keyholdd and run it again",
+                             0);
+        }
 }
 
 /* Opens one of the tenant's issuers into slot unless it is open already. */
@@ -431,6 +443,7 @@ int kh_app_open(const struct kh_config *cfg, kh_app_event_fn event, void *userda
                         return r;
                 }
         }
+        migration_hints(app);
         r = load_keys(app, &keys);
         if (r < 0)
                 return r;

@@ -10,6 +10,7 @@ tokens and the real keyholdd before and after:
 2. token A -> token B, killed with SIGKILL after the first row changed, then run again: it
    finishes, and what was moved before is recognised and skipped.
 """
+import fcntl
 import json
 import os
 import pty
@@ -310,6 +311,17 @@ def test_token_to_token_killed_then_resumed(pki, issuers, softhsm, tmp_path):
     now = rows(a.db_path)
     n = sum(now[k][1] != snap[k][1] for k in snap)
     assert 1 <= n < len(snap), (n, seen)       # killed part-way
+
+    # neither configuration serves a half-moved database, and keyholdd says why
+    p = subprocess.run(harness.keyholdd_cmd(b.config_path), capture_output=True, text=True,
+                       env=e, timeout=120, stdin=subprocess.DEVNULL)
+    assert p.returncode == 1 and "did not finish" in p.stdout + p.stderr, p
+    # and keyholdd does not start while a migrate holds the database's lock
+    with open(f"{a.db_path}-lock", "rb") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        p = subprocess.run(harness.keyholdd_cmd(a.config_path), capture_output=True, text=True,
+                           env=e, timeout=120, stdin=subprocess.DEVNULL)
+    assert p.returncode == 1 and "keystore migrate" in p.stdout + p.stderr, p
     p = migrate(a, b, env=b.env)
     assert p.returncode == 0, p
     out = json.loads(p.stdout)
