@@ -8,7 +8,8 @@ tokens and the real keyholdd before and after:
    (revoked ones refused as before), records the move in the audit chain, and the
    hsm-vulnerability playbook rekeys in the token, re-encrypts and destroys the old versions.
 2. token A -> token B, killed with SIGKILL after the first row changed, then run again: it
-   finishes, and what was moved before is recognised and skipped.
+   finishes, and what was moved before is recognised and skipped; then token B -> a file
+   store.
 """
 import fcntl
 import json
@@ -336,3 +337,19 @@ def test_token_to_token_killed_then_resumed(pki, issuers, softhsm, tmp_path):
             assert keys(b, tenant)["keystore"]["migration"]["versions"] == [1, 2, 3, 4], tenant
     finally:
         assert b.stop() == 0, b.log()
+
+    # and back out of the HSM, into a file store
+    c = harness.Keyholdd(tmp_path / "c", pki, tenants)
+    c.db_path = a.db_path
+    c.write_config()
+    p = migrate(b, c, env=b.env)
+    assert p.returncode == 0, p
+    out = json.loads(p.stdout)
+    assert (out["moved"], out["skipped"], out["from"], out["to"]) == (8, 0, "pkcs11", "file"), out
+    assert len(list((c.data / "keystore").rglob("*"))) > 0
+    c.start()
+    try:
+        assert answers(c, members) == before
+        assert keys(c, "acme")["keystore"]["migration"]["from"] == "pkcs11"
+    finally:
+        assert c.stop() == 0, c.log()
