@@ -190,6 +190,10 @@ static const char *why(int r, bool in_new) {
                                                                       "no key for it";
         case -ESTALE:
                 return "its row changed meanwhile: something else writes this database";
+        case -EALREADY:
+                return "the tenant's previous key store migration is not in the audit chain yet: "
+                       "start keyholdd once on the configuration it moved to (it records it), "
+                       "stop it, then move on";
         case -E2BIG:
                 return "the tenant has more versions than keyhold keeps";
         default:

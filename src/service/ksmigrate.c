@@ -242,6 +242,10 @@ static int move(struct run *run, const struct row *w, bool *ret_in_new) {
         int r;
 
         *ret_in_new = false;
+        /* the marker of a finished move that keyholdd has not recorded yet would be
+         * replaced by this one, and its audit records lost with it */
+        if (run->have_marker && run->marker.finished != 0 && !run->marker.audited)
+                return -EALREADY;
         r = kh_dek_verify(run->from, run->tenant, &key, &bits);
         if (r >= 0)
                 r = kh_keystore_unwrap(run->from, &ref, w->wrapped, w->len, &dek);

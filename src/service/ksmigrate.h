@@ -101,7 +101,9 @@ struct kh_ksmigrate_result {
  * @ret:  filled in as far as it got, also on failure.
  * Returns 0; -KH_E_INTEGRITY (a DEK whose signature verifies in neither store, or that does
  * not unwrap); -ESTALE (a row changed under the run: someone else writes the database);
- * -E2BIG (more than KH_KEY_VERSIONS_MAX versions); or an error of a key store (-ENOENT: the
+ * -E2BIG (more than KH_KEY_VERSIONS_MAX versions); -EALREADY (an earlier migration of the
+ * tenant finished but keyholdd has not recorded it in the audit chain yet: start it once on
+ * the configuration that migration moved to); or an error of a key store (-ENOENT: the
  * old store lacks a version's key) or of the database. What was moved before a failure
  * stays moved; running it again goes on.
  */

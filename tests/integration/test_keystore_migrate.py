@@ -336,6 +336,15 @@ def test_token_to_token_killed_then_resumed(pki, issuers, softhsm, tmp_path):
     assert out["skipped"] >= n and out["moved"] + out["skipped"] == 8, (n, out)
     assert out["recovery_enrolments_affected"] == 0, out
 
+    # a second move before keyholdd has recorded the first in the audit chain is refused
+    c = harness.Keyholdd(tmp_path / "c", pki, tenants)
+    c.db_path = a.db_path
+    c.write_config()
+    snap = rows(a.db_path)
+    p = migrate(b, c, env=b.env)
+    assert p.returncode == 1 and "start keyholdd once" in json.loads(p.stdout)["message"], p
+    assert rows(a.db_path) == snap
+
     b.start()
     try:
         assert answers(b, members) == before
@@ -345,9 +354,6 @@ def test_token_to_token_killed_then_resumed(pki, issuers, softhsm, tmp_path):
         assert b.stop() == 0, b.log()
 
     # and back out of the HSM, into a file store
-    c = harness.Keyholdd(tmp_path / "c", pki, tenants)
-    c.db_path = a.db_path
-    c.write_config()
     p = migrate(b, c, env=b.env)
     assert p.returncode == 0, p
     out = json.loads(p.stdout)
