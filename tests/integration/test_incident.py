@@ -263,7 +263,7 @@ def test_refusals_and_usage_errors(make_keyholdd, issuers):
     # --help: a description and an example; `keyhold --version` is still keyhold's
     p = cli(k, "incident", "--help", json_out=False)
     assert p.returncode == 0 and "Example:\n  keyhold incident" in p.stdout, p
-    assert "--refuse-writes" in p.stdout and "issue 15" in p.stdout, p
+    assert "--refuse-writes" in p.stdout and "keystore migrate" in p.stdout, p
     p = cli(k, "--version", json_out=False)
     assert p.returncode == 0 and p.stdout.startswith("keyhold "), p
 
