@@ -107,6 +107,8 @@ int kh_store_tenant_key_rewrap(struct kh_store *s, const char *tenant, uint32_t 
         if (!tenant_ok(tenant) || version == 0 || !old || !kh_store_wrapped_dek_len_ok(old_len) ||
             !wrapped || !kh_store_wrapped_dek_len_ok(len) || !signature_ok(signature, signature_len))
                 return -EINVAL;
+        if (!s->ops->tenant_key_rewrap)
+                return -EOPNOTSUPP;  /* a backend that cannot move DEKs between key stores */
         return s->ops->tenant_key_rewrap(s, tenant, version, old, old_len, wrapped, len,
                                          signature, signature_len);
 }

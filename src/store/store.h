@@ -100,7 +100,8 @@ KH_MUST_CHECK int kh_store_tenant_key_set_signature(struct kh_store *s, const ch
  * the row still holds exactly the wrapped DEK old[0..old_len): a compare-and-set, so that a
  * key store migration that runs again never overwrites a row it moved already (the same DEK,
  * wrapped under another key store's key: keystore migrate). Returns 1 changed, 0 not (the
- * row holds other bytes, is in another state or is gone), or -EIO. */
+ * row holds other bytes, is in another state or is gone), -EOPNOTSUPP (a backend without
+ * it), or -EIO. */
 KH_MUST_CHECK int kh_store_tenant_key_rewrap(struct kh_store *s, const char *tenant,
                                              uint32_t version, const uint8_t *old,
                                              size_t old_len, const uint8_t *wrapped, size_t len,
