@@ -173,7 +173,8 @@ static int load_keys(struct kh_app *app, struct kh_keys **ret) {
 #define SEALED_NO_SECRET  2
 
 /* Whether the server starts sealed: an operator sealed it (the seal persists across
- * restarts, DESIGN.md "Administration"), or the file key store has no secret configured. */
+ * restarts, DESIGN.md "Administration"), or the key store has no secret configured (the
+ * file store no master key or passphrase, the pkcs11 store no PIN). */
 static int start_sealed(struct kh_app *app) {
         const struct kh_config_keystore *ks = &app->cfg->keystore;
         KH_CLEANUP(kh_buf_freep) struct kh_buf v = { 0 };
@@ -188,6 +189,9 @@ static int start_sealed(struct kh_app *app) {
         if (strcmp(ks->driver, "file") == 0 && !(ks->master_key_file && ks->master_key_file[0]) &&
             !(ks->passphrase && ks->passphrase[0]))
                 return SEALED_NO_SECRET;
+        if (strcmp(ks->driver, "pkcs11") == 0 && !(ks->pin_file && ks->pin_file[0]) &&
+            !(ks->pin && ks->pin[0]))
+                return SEALED_NO_SECRET;      /* the PIN comes with `keyhold unseal` */
         return 0;
 }
 
