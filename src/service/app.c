@@ -535,6 +535,16 @@ int kh_app_backup_key(struct kh_app *app, const uint8_t salt[static KH_BACKUP_SA
         return r;
 }
 
+int kh_app_backup_meta(struct kh_app *app, const struct kh_key_ref *refs, size_t n,
+                       struct kh_buf *out) {
+        int r;
+
+        pthread_mutex_lock(&app->reload_lock);
+        r = app->keystore ? kh_keystore_backup_meta(app->keystore, refs, n, out) : -KH_E_SEALED;
+        pthread_mutex_unlock(&app->reload_lock);
+        return r;
+}
+
 static int64_t monotonic_ms(void) {
         struct timespec ts;
 
