@@ -21,8 +21,6 @@ from test_lifecycle import (ALG, Member, audit_records, cli_binary, keys, read, 
 ADMINS = "role:keyhold-admin"
 PKCS11_TOOL = shutil.which("pkcs11-tool")
 CLI_TIMEOUT_S = 120     # a hang guard only
-TOKEN_FLAGS = bytes.fromhex("000000008000534b" "0000000000000002")  # SoftHSM2's
-CKF_USER_PIN_LOCKED = 1 << 18
 
 
 def tenants(issuers) -> dict:
@@ -143,27 +141,17 @@ def test_no_pin_starts_sealed_and_unseal_gives_the_pin(pki, issuers, softhsm, tm
     assert PIN not in k.log() and "not-the-pin-77" not in k.log(), k.log()
 
 
-def _lock_user_pin(hsm):
-    """Sets CKF_USER_PIN_LOCKED in the token's flags. SoftHSM2 2.6 never locks a PIN itself
-    (it counts no failures), but refuses C_Login with CKR_PIN_LOCKED once the flag is set;
-    the flag is an attribute of the token's token.object file (type 0x8000534b, an unsigned
-    long, big-endian) whose first 8 bytes are a generation counter, bumped so a reader
-    reloads it."""
-    (obj,) = list(hsm.tokendir.glob("*/token.object"))
-    data = bytearray(obj.read_bytes())
-    at = data.find(TOKEN_FLAGS)
-    assert at > 0, "no token flags attribute in token.object"
-    at += len(TOKEN_FLAGS)
-    flags = int.from_bytes(data[at:at + 8], "big") | CKF_USER_PIN_LOCKED
-    data[at:at + 8] = flags.to_bytes(8, "big")
-    data[0:8] = (int.from_bytes(data[0:8], "big") + 1).to_bytes(8, "big")
-    obj.write_bytes(bytes(data))
-
-
 def test_locked_pin_is_said_apart(pki, issuers, softhsm, tmp_path):
+    """SoftHSM2 2.6 never locks a user PIN, so the token is SoftHSM2 behind a module whose
+    C_Login answers CKR_PIN_LOCKED as a real HSM does after too many wrong PINs
+    (tests/integration/p11/pin-locked.c); every other call is SoftHSM2's."""
     softhsm.init_token(TOKEN, so_pin="1234", pin=PIN)
-    _lock_user_pin(softhsm)
+    shim = harness.build_dir() / "tests" / "integration" / "p11" / "libkh-p11-pin-locked.so"
+    assert shim.exists(), shim
     k = make(tmp_path, "k", pki, issuers, softhsm)
+    k.config_text = lambda base=k.config_text: base().replace(
+        f"module = {softhsm.module}", f"module = {shim}")
+    k.write_config()
     k.start()
     try:
         good = write_secret(tmp_path / "hsm.pin", PIN + "\n")
@@ -175,6 +163,7 @@ def test_locked_pin_is_said_apart(pki, issuers, softhsm, tmp_path):
         assert keys(k)["sealed"] is True
     finally:
         assert k.stop() == 0, k.log()
+    assert PIN not in k.log()
 
 
 # ------------------------------------------------------------------------------ lifecycle
