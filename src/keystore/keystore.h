@@ -145,8 +145,7 @@ KH_MUST_CHECK int kh_keystore_list(struct kh_keystore *ks, const char *tenant, k
 /**
  * kh_keystore_backup_key() - the 32-byte key that seals a backup made with this salt: only
  * this key store's secret derives it (the file store: HKDF-SHA256 of its master key with
- * the salt and info "keyhold-backup:1"; an HSM store will derive it with a key in the
- * token). Offline, kh_keystore_file_backup_key() derives the same key from keystore.meta and
+ * the salt and info "keyhold-backup:1"; the pkcs11 store in the token, below). Offline, kh_keystore_file_backup_key() derives the same key from keystore.meta and
  * the master key file or passphrase. On success *ret is a new secret the caller frees.
  * The pkcs11 store: HMAC-SHA256 computed by the token (CKM_SHA256_HMAC) over
  * "keyhold-backup:1" || salt with a generic secret it makes once inside the token

@@ -1,6 +1,7 @@
 /* Building a backup while serving: a consistent database snapshot (kh_store_snapshot(), on a
  * connection of the job's own), the file key store's files (each key already sealed under
- * the master key; keystore.meta holds only the KDF salt, cost and a check value), a manifest
+ * the master key; keystore.meta holds only the KDF salt, cost and a check value) or, for a
+ * pkcs11 store, only the names of the token keys the database needs (in the header), a manifest
  * counted from the snapshot itself, all sealed into one file (backup/format.h) under a key
  * derived from the key store's secret with a fresh random salt. */
 #include "service/backup.h"
