@@ -320,8 +320,13 @@ int kh_cmd_backup_restore(struct kh_cli *cli) {
         if (!kh_cli_json(cli)) {
                 printf("Restored %zu tenants, %" PRIu64 " records into %s\n", sum.tenants,
                        sum.records, dir);
-                printf("Point [storage] path at %s/keyhold.db and [keystore] path at %s/keystore,\n"
-                       "with the same master key file or passphrase.\n", dir, dir);
+                if (s.ks.driver && strcmp(s.ks.driver, "pkcs11") == 0)
+                        printf("Point [storage] path at %s/keyhold.db and start keyholdd with the\n"
+                               "same [keystore] (the same token and key_label_prefix).\n", dir);
+                else
+                        printf("Point [storage] path at %s/keyhold.db and [keystore] path at "
+                               "%s/keystore,\nwith the same master key file or passphrase.\n",
+                               dir, dir);
                 return 0;
         }
         out = json_pack("{sb ss sI sI}", "ok", 1, "data", dir, "tenants", (json_int_t) sum.tenants,
