@@ -437,8 +437,8 @@ static void run(struct kh_job *job) {
                 r = -KH_E_INSUFFICIENT_STORAGE;
         else if (r == -EOPNOTSUPP)
                 r = -KH_E_BACKUP_UNSUPPORTED;
-        else if (r == -KH_E_SEALED)
-                ;                        /* sealed between the request and the job */
+        else if (r == -KH_E_SEALED || r == -KH_E_KEYSTORE_UNAVAILABLE)
+                ;                        /* sealed, or the HSM gone, since the request */
         else if (r < 0)
                 r = -KH_E_BACKUP_FAILED;
         if (r < 0 && !b->error[0])

@@ -63,12 +63,12 @@ static int generate(struct kh_p11 *p, const char *label, CK_OBJECT_HANDLE *ret) 
         };
         CK_RV rv = p->f->C_GenerateKey(p->session, &mech, tmpl, KH_ELEMENTSOF(tmpl), ret);
 
-        if (rv == CKR_HOST_MEMORY || rv == CKR_DEVICE_MEMORY)
+        if (rv == CKR_DEVICE_MEMORY)
                 return -ENOMEM;
         if (rv == CKR_MECHANISM_INVALID || rv == CKR_TEMPLATE_INCONSISTENT ||
             rv == CKR_ATTRIBUTE_VALUE_INVALID)
                 return -KH_E_PKCS11_MECHANISM;
-        return rv == CKR_OK ? 0 : -KH_E_PKCS11_MODULE;
+        return rv == CKR_OK ? 0 : kh_p11_rv_error(rv, -KH_E_PKCS11_MODULE);
 }
 
 /* The one backup key: found, or (create) made. */
@@ -122,10 +122,12 @@ static int hmac(struct kh_p11 *p, CK_OBJECT_HANDLE h, const uint8_t salt[KH_BACK
         if (rv == CKR_KEY_FUNCTION_NOT_PERMITTED || rv == CKR_KEY_TYPE_INCONSISTENT)
                 return -KH_E_INTEGRITY;
         if (rv != CKR_OK)
-                return -KH_E_PKCS11_MODULE;
+                return kh_p11_rv_error(rv, -KH_E_PKCS11_MODULE);
         /* out fits the MAC: one call, and the operation always ends here */
         rv = p->f->C_Sign(p->session, in, sizeof(in), out, &out_len);
-        if (rv != CKR_OK || out_len != sizeof(out))
+        if (rv != CKR_OK)
+                r = kh_p11_rv_error(rv, -KH_E_PKCS11_MODULE);
+        else if (out_len != sizeof(out))
                 r = -KH_E_PKCS11_MODULE;
         else
                 r = kh_secret_new_from(out, sizeof(out), ret);
@@ -188,13 +190,15 @@ int kh_p11_backup_meta_make(struct kh_p11 *p, const char *prefix, const char *co
         KH_CLEANUP_FREE char *text = NULL;
         char label[KH_P11_LABEL_MAX];
         CK_TOKEN_INFO info;
+        CK_RV rv;
         int r;
 
         r = backup_label(prefix, label);
         if (r < 0)
                 return r;
-        if (p->f->C_GetTokenInfo(p->slot, &info) != CKR_OK)
-                return -KH_E_PKCS11_MODULE;
+        rv = p->f->C_GetTokenInfo(p->slot, &info);
+        if (rv != CKR_OK)
+                return kh_p11_rv_error(rv, -KH_E_PKCS11_MODULE);
         if (!keys)
                 return -ENOMEM;
         for (size_t i = 0; i < n; i++)
