@@ -14,23 +14,16 @@ TOKEN = "keyhold-it"
 
 
 class Pkcs11Keyholdd(harness.Keyholdd):
-    """A Keyholdd whose key store is a token of hsm, the PIN from pin_file if given, else
-    from KEYHOLD_KEYSTORE_PIN."""
+    """A Keyholdd whose key store is token TOKEN of hsm (made by the test, or by the harness
+    with a random PIN if the test has not), keys labelled "it-...", the PIN from pin_file if
+    given, else from KEYHOLD_KEYSTORE_PIN in env. A thin wrapper over the harness's
+    Keyholdd(keystore="pkcs11", hsm=...), kept for the tests that use it."""
 
     def __init__(self, workdir, pki, tenants, hsm, pin_file=None, **kw):
-        self.hsm, self.pin_file = hsm, pin_file
-        super().__init__(workdir, pki, tenants, **kw)
-
-    def config_text(self) -> str:
-        text = super().config_text()
-        file_store = (f"[keystore]\ndriver = file\npath = {self.data / 'keystore'}\n"
-                      f"master_key_file = {self.master_key}\nrsa_bits = 2048\n")
-        assert file_store in text
-        lines = ["[keystore]", "driver = pkcs11", f"module = {self.hsm.module}",
-                 f"token_label = {TOKEN}", "key_label_prefix = it-", "rsa_bits = 2048"]
-        if self.pin_file:
-            lines.append(f"pin_file = {self.pin_file}")
-        return text.replace(file_store, "\n".join(lines) + "\n")
+        kw.setdefault("token", TOKEN)
+        kw.setdefault("label_prefix", "it-")
+        super().__init__(workdir, pki, tenants, keystore="pkcs11", hsm=hsm, pin_file=pin_file,
+                         **kw)
 
 
 def _cli(*args):
