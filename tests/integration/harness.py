@@ -444,6 +444,76 @@ class Keyholdd:
         """os.environ for a CLI that opens this key store offline (--config)."""
         return {**os.environ, **self.store_env()}
 
+    def child_env(self) -> dict:
+        """The environment keyholdd runs with: this one without KEYHOLD_*, the key store's
+        (store_env()), then env."""
+        env = {k: v for k, v in os.environ.items() if not k.startswith("KEYHOLD_")}
+        env.update(self.store_env())
+        env.update(self.env)
+        return env
+
+    def share_store(self, other: "Keyholdd") -> None:
+        """Points this Keyholdd at other's data folder and key store (the same master key,
+        or the same token, PIN and key labels), for two processes on one folder. Call
+        write_config() (or rewrite the config) afterwards."""
+        self.data, self.db_path, self.master_key = other.data, other.db_path, other.master_key
+        self.keystore, self.secret_file = other.keystore, other.secret_file
+        if other.keystore == "pkcs11":
+            self.hsm, self.token, self.pin = other.hsm, other.token, other.pin
+            self.pin_file, self.label_prefix = other.pin_file, other.label_prefix
+
+    def audit_public_pem(self, chain: str = "") -> str:
+        """The public key (PEM) of an audit chain, as the running server gives it to the
+        operator: tenant chain's, or the server's own for chain "" (made in the background
+        at a chain's first start: awaited, bounded)."""
+        path = "/server/audit/public-key" if chain == "" else \
+            ("" if chain == "default" else f"/t/{chain}") + "/admin/audit/public-key"
+        r = poll_until(lambda: (lambda x: x if x.status == 200 else None)(self.operator.get(path)),
+                       timeout=10)
+        assert r and r.status == 200, r
+        return r.json()["pem"]
+
+    def data_public_pem(self, tenant: str, version: int = 1) -> bytes:
+        """The public half of a tenant key version, as anyone who can read the key store
+        gets it: the file store's .pub file, or the token's public key object (readable
+        without the PIN; pkcs11-tool, Debian's opensc)."""
+        if self.keystore == "file":
+            return (self.data / "keystore" / tenant / f"v{version}.pub").read_bytes()
+        from cryptography.hazmat.primitives import serialization
+        out = self.workdir / f"pub-{tenant}-v{version}.der"
+        r = subprocess.run(["pkcs11-tool", "--module", self.hsm.module, "--token-label", self.token,
+                            "--read-object", "--type", "pubkey", "--label",
+                            f"{self.label_prefix}{tenant}-data-v{version}", "-o", str(out)],
+                           env=self.cli_env(), capture_output=True, text=True,
+                           timeout=REQUEST_TIMEOUT_S)
+        assert r.returncode == 0 and out.exists(), r
+        pub = serialization.load_der_public_key(out.read_bytes())
+        return pub.public_bytes(serialization.Encoding.PEM,
+                                serialization.PublicFormat.SubjectPublicKeyInfo)
+
+    def key_present(self, tenant: str, version: int = 1) -> bool:
+        """Whether the key store holds tenant key version `version` (its private key): the
+        file store's key file, or the token's private key object (pkcs11-tool, logged in)."""
+        if self.keystore == "file":
+            return (self.data / "keystore" / tenant / f"v{version}.key").exists()
+        r = subprocess.run(["pkcs11-tool", "--module", self.hsm.module, "--token-label", self.token,
+                            "--login", "--pin", self.pin, "--list-objects", "--type", "privkey"],
+                           env=self.cli_env(), capture_output=True, text=True,
+                           timeout=REQUEST_TIMEOUT_S)
+        assert r.returncode == 0, r
+        want = f"{self.label_prefix}{tenant}-data-v{version}"
+        return want in re.findall(r"^\s*label:\s*(.*?)\s*$", r.stdout, re.M)
+
+    def oaep_sha1(self) -> bool:
+        """Whether DEKs are wrapped with OAEP SHA-1 (SoftHSM2 2.6 has only that), not SHA-256."""
+        return self.keystore == "pkcs11"
+
+    def no_secret_config_text(self) -> str:
+        """config_text() without the key store's secret (master_key_file, pin_file): a
+        server that starts sealed until an operator unseals it."""
+        return "\n".join(line for line in self.config_text().splitlines()
+                         if not line.startswith(("master_key_file =", "pin_file ="))) + "\n"
+
     def keystore_config(self) -> list[str]:
         """The [keystore] section's lines."""
         if self.keystore == "file":
@@ -489,9 +559,7 @@ class Keyholdd:
         assert self.proc is None or self.proc.poll() is not None, "already running"
         self.port_file.unlink(missing_ok=True)
         self._log = open(self.log_path, "ab")
-        env = {k: v for k, v in os.environ.items() if not k.startswith("KEYHOLD_")}
-        env.update(self.store_env())
-        env.update(self.env)
+        env = self.child_env()
         self.started_env = env
         cmd = self.prefix + [str(self.binary or keyholdd_binary()), "--config",
                              str(self.config_path)] + root_args() + self.args
