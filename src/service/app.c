@@ -16,6 +16,7 @@
 #include "keystore/keystore.h"
 #include "service/audit.h"
 #include "service/backup.h"
+#include "service/keystore-monitor.h"
 #include "service/reencrypt.h"
 #include "token/issuer.h"
 
@@ -398,6 +399,9 @@ int kh_app_open(const struct kh_config *cfg, kh_app_event_fn event, void *userda
                 return r;
         }
 
+        r = kh_ks_monitor_start(app);
+        if (r < 0)
+                return r;
         if (missing) {
                 r = -pthread_create(&app->retry_thread, NULL, issuer_retry, app);
                 if (r < 0)
@@ -415,6 +419,7 @@ struct kh_app *kh_app_close(struct kh_app *app) {
         atomic_store(&app->stopping, true);
         if (app->retry_running)
                 (void) pthread_join(app->retry_thread, NULL);
+        kh_ks_monitor_stop(app);
         /* the running jobs end before what they use (the key store, the config) goes */
         kh_jobs_free(app->jobs);
         for (size_t i = 0; i < app->n_tenants; i++) {
@@ -480,6 +485,10 @@ bool kh_app_sealed(const struct kh_app *app) {
         return atomic_load(&((struct kh_app *) (uintptr_t) app)->sealed);
 }
 
+bool kh_app_keystore_unavailable(const struct kh_app *app) {
+        return atomic_load(&((struct kh_app *) (uintptr_t) app)->ks_unavailable);
+}
+
 int kh_app_reload_keys(struct kh_app *app) {
         struct kh_keys_failure failed;
         struct kh_keys *keys = NULL;
@@ -526,7 +535,9 @@ int kh_app_backup_key(struct kh_app *app, const uint8_t salt[static KH_BACKUP_SA
         int r;
 
         pthread_mutex_lock(&app->reload_lock);
-        r = app->keystore ? kh_keystore_backup_key(app->keystore, salt, ret) : -KH_E_SEALED;
+        r = !app->keystore                          ? -KH_E_SEALED
+            : atomic_load(&app->ks_unavailable) ? -KH_E_KEYSTORE_UNAVAILABLE
+                                                : kh_keystore_backup_key(app->keystore, salt, ret);
         pthread_mutex_unlock(&app->reload_lock);
         return r;
 }

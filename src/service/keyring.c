@@ -22,6 +22,12 @@ const struct kh_key_version *kh_tenant_keys_version(const struct kh_tenant_keys 
         return NULL;
 }
 
+int kh_keys_refusal(const struct kh_keys *k) {
+        if (k->sealed)
+                return -KH_E_SEALED;
+        return k->unavailable ? -KH_E_KEYSTORE_UNAVAILABLE : 0;
+}
+
 bool kh_tenant_keys_killed(const struct kh_tenant_keys *tk) {
         if (tk->active)
                 return false;

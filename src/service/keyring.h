@@ -56,9 +56,17 @@ struct kh_keys {
         bool sealed;                         /* no DEK is loaded: every key route answers
                                               * 503 sealed (kh_keys_load() without a key
                                               * store) */
+        bool unavailable;                    /* no DEK is loaded because the key store is
+                                              * gone and [keystore]
+                                              * cache_deks_while_unavailable is false: every
+                                              * key route answers 503 keystore_unavailable */
         size_t n_tenants;
         struct kh_tenant_keys tenants[];     /* by tenant index (app.h) */
 };
+
+/* What every key route answers under snapshot k: -KH_E_SEALED, -KH_E_KEYSTORE_UNAVAILABLE, or
+ * 0 when k has the DEKs. */
+int kh_keys_refusal(const struct kh_keys *k);
 
 /* The version entry, or NULL. */
 const struct kh_key_version *kh_tenant_keys_version(const struct kh_tenant_keys *tk,
