@@ -33,6 +33,8 @@ struct kh_app {
          * and the workers open theirs only later. Closing this one in between would let
          * another process take the file after this one has loaded key states from it. */
         struct kh_store *store;
+        int lock_fd;                         /* kh_store_lock() shared: keyholdd serves it;
+                                              * -1 for none */
         struct kh_tenant *tenants;
         size_t n_tenants;
         struct kh_keyring *keyring;
