@@ -23,7 +23,8 @@
  * Audit keys are ECDSA P-256 if the token offers CKM_EC_KEY_PAIR_GEN and CKM_ECDSA, else
  * RSA-3072 signing with RSA-PSS, which the audit verifier accepts as well.
  *
- * Exactly one creator. generate looks the label up first (-EEXIST if a key has it), makes
+ * Exactly one creator. generate looks the label up first (-EEXIST if a pair has it; half a
+ * pair, left by a creator killed inside C_GenerateKeyPair, is destroyed first), makes
  * the pair, then looks again: if the token now holds more than one private key with the
  * label, another process made one at the same time, and ours is destroyed (-EEXIST). Two
  * processes on one token whose generations interleave exactly so that both see two keys
@@ -382,6 +383,29 @@ static int oaep_settle(struct kh_p11_ks *ks, const char *label, CK_OBJECT_HANDLE
         return r;
 }
 
+/* -EEXIST if the pair labelled label is there. Half a pair (one object of the two) is what a
+ * creator killed inside C_GenerateKeyPair leaves: no operation can use it and it would keep
+ * the version from ever being made, so it is destroyed and 0 returned, as when neither half
+ * is there. */
+static int half_pair_drop(struct kh_p11_ks *ks, const char *label) {
+        CK_OBJECT_HANDLE priv, pub;
+        size_t n_priv = 0, n_pub = 0;
+        int r;
+
+        r = kh_p11_find(ks->p, CKO_PRIVATE_KEY, label, &priv, 1, &n_priv);
+        if (r == 0)
+                r = kh_p11_find(ks->p, CKO_PUBLIC_KEY, label, &pub, 1, &n_pub);
+        if (r < 0)
+                return r;
+        if (n_priv > 0 && n_pub > 0)
+                return -EEXIST;
+        if (n_priv > 0)
+                return kh_p11_destroy(ks->p, priv);
+        if (n_pub > 0)
+                return kh_p11_destroy(ks->p, pub);
+        return 0;
+}
+
 static int p11_generate(struct kh_keystore *base, const struct kh_key_spec *spec) {
         struct kh_p11_ks *ks = p11_ks(base);
         CK_OBJECT_HANDLE pub = 0, priv = 0, hs[DUPLICATES_MAX];
@@ -393,13 +417,9 @@ static int p11_generate(struct kh_keystore *base, const struct kh_key_spec *spec
         r = key_label(ks, spec->tenant, spec->purpose, spec->version, label);
         if (r < 0)
                 return r;
-        r = kh_p11_find(ks->p, CKO_PRIVATE_KEY, label, hs, 1, &n);
-        if (r == 0 && n == 0)
-                r = kh_p11_find(ks->p, CKO_PUBLIC_KEY, label, hs, 1, &n);
+        r = half_pair_drop(ks, label);
         if (r < 0)
                 return r;
-        if (n > 0)
-                return -EEXIST;
 
         r = key_id(label, data, ks->oaep, id, &id_len);
         if (r < 0)
