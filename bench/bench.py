@@ -1160,9 +1160,19 @@ def render_audit(a: dict) -> list[str]:
     return L
 
 
-if __name__ == "__main__":
+def write_results(path: pathlib.Path, text: str, res: dict) -> None:
+    """A benchmark's table to path (and stdout), its raw figures to WORK/results.json."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    (WORK / "results.json").write_text(json.dumps(res, indent=1, default=str))
+    print(text)
+
+
+def run_main(fn) -> None:
+    """Runs a benchmark's main(), reports an exception, stops every process it started and
+    exits with its status."""
     try:
-        rc = main()
+        rc = fn()
     except SystemExit as e:
         rc = e.code if isinstance(e.code, int) else 1
     except Exception:  # noqa: BLE001  (report, then clean up below)
@@ -1172,3 +1182,7 @@ if __name__ == "__main__":
     finally:
         PROCS.stop_all()
     sys.exit(rc)
+
+
+if __name__ == "__main__":
+    run_main(main)

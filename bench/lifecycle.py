@@ -256,20 +256,9 @@ def main() -> int:
     k.stop()
     unseal(res, jwks)
     text = report(res)
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(text)
-    (B.WORK / "results.json").write_text(json.dumps(res, indent=1, default=str))
-    print(text)
+    B.write_results(RESULTS, text, res)
     return 0
 
 
 if __name__ == "__main__":
-    try:
-        rc = main()
-    except Exception:  # noqa: BLE001  (report, then clean up below)
-        import traceback
-        traceback.print_exc()
-        rc = 1
-    finally:
-        B.PROCS.stop_all()
-    sys.exit(rc)
+    B.run_main(main)

@@ -33,7 +33,7 @@
 #define KH_BACKUP_CHUNK_OVERHEAD (1 + 4 + 16) /* flags, length, tag */
 #define KH_BACKUP_FIXED_LEN 60                /* header bytes before the driver */
 #define KH_BACKUP_DRIVER_MAX 32
-#define KH_BACKUP_META_MAX 4096               /* bytes of the key store's meta file */
+#define KH_BACKUP_META_MAX 65535              /* bytes of the key store's meta (u16) */
 #define KH_BACKUP_HEADER_MAX (KH_BACKUP_FIXED_LEN + 1 + KH_BACKUP_DRIVER_MAX + 2 + KH_BACKUP_META_MAX)
 #define KH_BACKUP_NAME_MAX 255                /* bytes of an entry's name */
 #define KH_BACKUP_ENTRIES_MAX 1000000         /* entries in one backup */
@@ -50,7 +50,8 @@ struct kh_backup_header {
         uint32_t chunk_size;                  /* KH_BACKUP_CHUNK for every file written */
         uint8_t salt[KH_BACKUP_SALT_LEN];
         char driver[KH_BACKUP_DRIVER_MAX + 1];/* the key store's [keystore] driver */
-        uint8_t meta[KH_BACKUP_META_MAX];     /* what opens it: the file store's keystore.meta */
+        uint8_t meta[KH_BACKUP_META_MAX];     /* what opens it: the file store's keystore.meta,
+                                               * the pkcs11 store's JSON (pkcs11/backup.h) */
         size_t meta_len;
         uint8_t bytes[KH_BACKUP_HEADER_MAX];  /* the header as in the file */
         size_t len;

@@ -19,7 +19,9 @@
 #include "backup/format.h"
 #include "backup/manifest.h"
 #include "common/buf.h"
+#include "common/errors.h"
 #include "keystore/file/file-keystore.h"
+#include "keystore/keystore.h"
 
 #define DB_NAME "keyhold.db"
 #define KEYSTORE_PREFIX "keystore/"
@@ -245,6 +247,58 @@ static const struct kh_backup_reader_ops extract_ops = {
         .entry = on_entry, .data = on_data, .entry_end = on_entry_end,
 };
 
+/* A backup of a pkcs11 store: the configured token must hold every key the header names;
+ * it derives the key. */
+static int open_token(const struct kh_backup_header *h, const struct kh_config_keystore *cfg,
+                      struct kh_secret **ret_key, struct kh_backup_error *err) {
+        KH_CLEANUP(kh_keystore_closep) struct kh_keystore *ks = NULL;
+        char detail[256];
+        int r;
+
+        if (!cfg->driver || strcmp(cfg->driver, "pkcs11") != 0)
+                return refuse(err, -EOPNOTSUPP, "wrong_keystore",
+                              "this backup was made with a pkcs11 key store (an HSM): give "
+                              "--config, keyholdd's configuration naming its module, token and "
+                              "key_label_prefix");
+        r = kh_keystore_open_detail(cfg, &ks, detail, sizeof(detail));
+        switch (r) {
+        case 0:
+                break;
+        case -KH_E_PKCS11_PIN:
+                return refuse(err, -EKEYREJECTED, "wrong_secret",
+                              "the token refused the PIN (%s)", detail);
+        case -KH_E_PKCS11_PIN_LOCKED:
+                return refuse(err, -EKEYREJECTED, "pkcs11_pin_locked",
+                              "the token's user PIN is locked: its security officer must unlock "
+                              "it (%s)", detail);
+        case -EINVAL:
+                return refuse(err, r, "bad_secret", "the token cannot be opened: %s",
+                              detail[0] ? detail : "no PIN");
+        default:
+                return refuse(err, r, "keystore_error", "the token cannot be opened: %s",
+                              detail[0] ? detail : kh_strerror(r));
+        }
+        r = kh_keystore_backup_open(ks, h->meta, h->meta_len, h->salt, ret_key, detail,
+                                    sizeof(detail));
+        switch (r) {
+        case 0:
+                return 0;
+        case -EBADMSG:
+                return refuse(err, r, "damaged", "the backup's key-store header is damaged");
+        case -EMEDIUMTYPE:
+                return refuse(err, r, "wrong_keystore",
+                              "the configuration's key_label_prefix is not the backup's");
+        case -ENOKEY:
+        case -ENOENT:
+                return refuse(err, -ENOKEY, "missing_key",
+                              "%s, which this backup needs (is this the token it was made on?)",
+                              detail[0] ? detail : "the token lacks the backup key");
+        default:
+                return refuse(err, r, "keystore_error", "the token does not derive the backup "
+                              "key: %s", detail[0] ? detail : kh_strerror(r));
+        }
+}
+
 /* Header and key: what the secret opens. */
 static int open_header(int fd, const struct kh_config_keystore *secret,
                        struct kh_backup_header *h, struct kh_secret **ret_key,
@@ -274,6 +328,8 @@ static int open_header(int fd, const struct kh_config_keystore *secret,
                                       "not a keyhold backup (or its header is damaged)");
                 want = (size_t) buf[12] << 24 | (size_t) buf[13] << 16 | (size_t) buf[14] << 8 | buf[15];
         }
+        if (strcmp(h->driver, "pkcs11") == 0)
+                return open_token(h, secret, ret_key, err);
         if (strcmp(h->driver, "file") != 0)
                 return refuse(err, -EOPNOTSUPP, "unsupported",
                               "this backup was made with the \"%s\" key store, which this "

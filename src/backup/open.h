@@ -21,16 +21,22 @@ struct kh_backup_summary {
 /* Why a backup was refused, for the user: a machine code and a sentence. */
 struct kh_backup_error {
         const char *code;        /* "not_a_backup", "wrong_secret", "damaged", "truncated",
-                                  * "unsupported", "not_empty", "file_error", "internal_error" */
+                                  * "unsupported", "not_empty", "file_error", "internal_error";
+                                  * a pkcs11 store's backup also "missing_key" (the token
+                                  * lacks a key it needs), "wrong_keystore",
+                                  * "pkcs11_pin_locked", "keystore_error" */
         char message[512];
 };
 
 /**
  * kh_backup_verify() - reads the backup at path and checks it without keeping anything
  * (the database snapshot goes to a scratch folder in $TMPDIR, removed before returning).
- * @secret: the key store's secret: master_key_file or passphrase (exactly one).
+ * @secret: the key store's secret: master_key_file or passphrase (exactly one); for a
+ *          backup of a pkcs11 store, keyholdd's whole [keystore] (module, token, prefix) with
+ *          the PIN (pin, or pin_file).
  * Returns 0 with ret filled, or a negative error with err filled: -EBADMSG (damaged,
- * truncated, changed, not a backup), -EKEYREJECTED (secret does not open it), -EOPNOTSUPP
+ * truncated, changed, not a backup), -EKEYREJECTED (secret does not open it), -ENOKEY (the
+ * token lacks a key the backup needs), -EMEDIUMTYPE (another key label prefix), -EOPNOTSUPP
  * (a key-store driver this build cannot open offline), -EINVAL (secret missing or both),
  * -ENOENT/-EACCES/-EIO (files), -ENOMEM.
  */

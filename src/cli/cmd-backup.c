@@ -168,7 +168,7 @@ static void secret_clear(struct secret *s) {
 }
 
 /* The passphrase from the terminal, without echo. */
-static int prompt_passphrase(struct secret *s) {
+static int prompt_passphrase(struct secret *s, bool token) {
         struct termios old, quiet;
         char line[PASSPHRASE_MAX + 2];
         FILE *tty = fopen("/dev/tty", "r+e");
@@ -177,7 +177,7 @@ static int prompt_passphrase(struct secret *s) {
 
         if (!tty)
                 return -ENOTTY;
-        fputs("Key store passphrase: ", tty);
+        fputs(token ? "HSM user PIN: " : "Key store passphrase: ", tty);
         fflush(tty);
         if (tcgetattr(fileno(tty), &old) == 0) {
                 quiet = old;
@@ -198,36 +198,37 @@ static int prompt_passphrase(struct secret *s) {
         return r;
 }
 
-/* Returns 0, or the exit status after reporting why there is no secret. */
+/* The file's content minus one trailing newline into s->pass (NUL-terminated). Returns 0
+ * or the exit status. */
+static int secret_file(struct kh_cli *cli, struct secret *s, const char *path) {
+        int r = kh_file_read(AT_FDCWD, path, 0, PASSPHRASE_MAX + 1, &s->pass);
+
+        if (r < 0)
+                return kh_cli_fail(cli, "file_error", "cannot read %s: %s", path,
+                                   r == -EFBIG ? "larger than a passphrase" : strerror(-r));
+        if (s->pass.len && s->pass.data[s->pass.len - 1] == '\n')
+                s->pass.data[--s->pass.len] = 0;
+        if (s->pass.len == 0 || memchr(s->pass.data, 0, s->pass.len))
+                return kh_cli_fail(cli, "bad_secret", "%s is empty or holds a NUL byte", path);
+        return kh_buf_append(&s->pass, "", 1) < 0
+                       ? kh_cli_fail(cli, "internal_error", "out of memory") : 0;
+}
+
+/* Returns 0, or the exit status after reporting why there is no secret. --config gives the
+ * key store (an HSM's module, token and PIN); --master-key-file or --passphrase-file, given
+ * with it or alone, give the secret (for an HSM store: the PIN, DESIGN.md). */
 static int secret_get(struct kh_cli *cli, struct secret *s) {
         const char *key_file = kh_cli_value(cli, "master-key-file");
         const char *pass_file = kh_cli_value(cli, "passphrase-file");
         const char *config = kh_cli_value(cli, "config");
         struct kh_config_error cerr = { 0 };
+        bool token;
         int r;
 
         kh_buf_init(&s->pass, PASSPHRASE_MAX + 2, true);
-        if (!!key_file + !!pass_file + !!config > 1)
-                return kh_cli_usage_error(cli, "give one of --master-key-file, --passphrase-file "
-                                               "and --config");
-        if (key_file) {
-                s->ks.master_key_file = (char *) (uintptr_t) key_file;
-                return 0;
-        }
-        if (pass_file) {
-                r = kh_file_read(AT_FDCWD, pass_file, 0, PASSPHRASE_MAX + 1, &s->pass);
-                if (r < 0)
-                        return kh_cli_fail(cli, "file_error", "cannot read %s: %s", pass_file,
-                                           r == -EFBIG ? "larger than a passphrase"
-                                                       : strerror(-r));
-                /* the file's content with one trailing newline removed */
-                if (s->pass.len && s->pass.data[s->pass.len - 1] == '\n')
-                        s->pass.data[--s->pass.len] = 0;
-                if (s->pass.len == 0)
-                        return kh_cli_fail(cli, "bad_secret", "%s is empty", pass_file);
-                s->ks.passphrase = (char *) s->pass.data;
-                return 0;
-        }
+        if (key_file && pass_file)
+                return kh_cli_usage_error(cli, "give --master-key-file or --passphrase-file, "
+                                               "not both");
         if (config) {
                 r = kh_config_load(config, environ, &s->cfg, &cerr);
                 if (r == -EINVAL)
@@ -236,17 +237,37 @@ static int secret_get(struct kh_cli *cli, struct secret *s) {
                 if (r < 0)
                         return kh_cli_fail(cli, "file_error", "cannot read %s: %s", config,
                                            strerror(-r));
-                s->ks.master_key_file = s->cfg->keystore.master_key_file;
-                s->ks.passphrase = s->cfg->keystore.passphrase;
+                s->ks = s->cfg->keystore;
+        }
+        token = s->ks.driver && strcmp(s->ks.driver, "pkcs11") == 0;
+        if (key_file && !token) {
+                s->ks.master_key_file = (char *) (uintptr_t) key_file;
+                s->ks.passphrase = NULL;
                 return 0;
         }
-        if (!isatty(STDIN_FILENO))
+        if (key_file || pass_file) {
+                r = secret_file(cli, s, key_file ? key_file : pass_file);
+                if (r != 0)
+                        return r;
+        } else if (config && (token ? (s->ks.pin && s->ks.pin[0]) || s->ks.pin_file
+                                    : s->ks.master_key_file || s->ks.passphrase)) {
+                return 0;        /* the configuration's own secret */
+        } else if (!config && !isatty(STDIN_FILENO)) {
                 return kh_cli_usage_error(cli, "only the key store's secret opens a backup: give "
                                                "--master-key-file, --passphrase-file or --config");
-        r = prompt_passphrase(s);
-        if (r < 0)
+        } else if (!isatty(STDIN_FILENO)) {
+                return kh_cli_usage_error(cli, "%s names no key store secret: give "
+                                               "--master-key-file or --passphrase-file", config);
+        } else if (prompt_passphrase(s, token) < 0) {
                 return kh_cli_fail(cli, "bad_secret", "no passphrase read from the terminal");
-        s->ks.passphrase = (char *) s->pass.data;
+        }
+        if (token) {
+                s->ks.pin = (char *) s->pass.data;
+                s->ks.pin_file = NULL;
+        } else {
+                s->ks.passphrase = (char *) s->pass.data;
+                s->ks.master_key_file = NULL;
+        }
         return 0;
 }
 
@@ -299,8 +320,13 @@ int kh_cmd_backup_restore(struct kh_cli *cli) {
         if (!kh_cli_json(cli)) {
                 printf("Restored %zu tenants, %" PRIu64 " records into %s\n", sum.tenants,
                        sum.records, dir);
-                printf("Point [storage] path at %s/keyhold.db and [keystore] path at %s/keystore,\n"
-                       "with the same master key file or passphrase.\n", dir, dir);
+                if (s.ks.driver && strcmp(s.ks.driver, "pkcs11") == 0)
+                        printf("Point [storage] path at %s/keyhold.db and start keyholdd with the\n"
+                               "same [keystore] (the same token and key_label_prefix).\n", dir);
+                else
+                        printf("Point [storage] path at %s/keyhold.db and [keystore] path at "
+                               "%s/keystore,\nwith the same master key file or passphrase.\n",
+                               dir, dir);
                 return 0;
         }
         out = json_pack("{sb ss sI sI}", "ok", 1, "data", dir, "tenants", (json_int_t) sum.tenants,

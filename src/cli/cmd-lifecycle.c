@@ -323,24 +323,32 @@ static int unseal_body(struct kh_cli *cli, json_t **ret) {
         kh_buf_init(&secret, SECRET_FILE_MAX, true);
         kh_buf_init(&b64, 2 * SECRET_FILE_MAX, true);
         if (key_file) {
-                r = kh_file_read(AT_FDCWD, key_file, 0, KH_MASTER_KEY_LEN + 1, &secret);
+                r = kh_file_read(AT_FDCWD, key_file, 0, SECRET_FILE_MAX - 1, &secret);
                 if (r < 0 && r != -EFBIG)
                         return kh_cli_fail(cli, "unreadable_file", "cannot read %s: %s", key_file,
                                            strerror(-r));
-                if (r == -EFBIG || secret.len != KH_MASTER_KEY_LEN)
+                if (r == -EFBIG || (secret.len != KH_MASTER_KEY_LEN &&
+                                    (secret.len == 0 || memchr(secret.data, 0, secret.len))))
                         return kh_cli_fail(cli, "invalid_key",
-                                           "%s must hold exactly 32 raw bytes (a master key file)",
-                                           key_file);
-                r = kh_base64_encode(secret.data, secret.len, &b64);
-                if (r >= 0 && kh_buf_append(&b64, "", 1) >= 0)
-                        *ret = json_pack("{ss}", "master_key", (const char *) b64.data);
-                return *ret ? 0 : kh_cli_fail(cli, "internal_error", "out of memory");
+                                           "%s must hold exactly 32 raw bytes (a master key file) "
+                                           "or an HSM's PIN", key_file);
+                if (secret.len == KH_MASTER_KEY_LEN) {
+                        r = kh_base64_encode(secret.data, secret.len, &b64);
+                        if (r >= 0 && kh_buf_append(&b64, "", 1) >= 0)
+                                *ret = json_pack("{ss}", "master_key", (const char *) b64.data);
+                        return *ret ? 0 : kh_cli_fail(cli, "internal_error", "out of memory");
+                }
+                /* not a master key: an HSM store's PIN file (DESIGN.md: "--master-key-file F
+                 * (the PIN for an HSM store)"), sent as the text secret; a file store takes it
+                 * as a passphrase and refuses it unless it is one */
         }
-        if (pass_file) {
-                r = kh_file_read(AT_FDCWD, pass_file, 0, SECRET_FILE_MAX - 1, &secret);
-                if (r < 0)
-                        return kh_cli_fail(cli, "unreadable_file", "cannot read %s: %s", pass_file,
-                                           strerror(-r));
+        if (key_file || pass_file) {
+                if (pass_file) {
+                        r = kh_file_read(AT_FDCWD, pass_file, 0, SECRET_FILE_MAX - 1, &secret);
+                        if (r < 0)
+                                return kh_cli_fail(cli, "unreadable_file", "cannot read %s: %s",
+                                                   pass_file, strerror(-r));
+                }
                 if (secret.len && secret.data[secret.len - 1] == '\n')
                         secret.len--;    /* one trailing newline, as for every secret file */
         } else {

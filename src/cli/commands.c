@@ -210,12 +210,15 @@ const struct kh_cli_command kh_cli_commands[] = {
                 .description =
                         "Gives the server the key store's secret again: the master key file (32\n"
                         "raw bytes), a file holding the passphrase (one trailing newline is\n"
-                        "dropped), or the passphrase typed on the terminal. A wrong secret is\n"
-                        "refused (wrong_secret) and the server stays sealed. Also how a server\n"
-                        "whose configuration holds no secret gets one. Admin socket only.",
+                        "dropped), or the passphrase typed on the terminal. For an HSM (pkcs11)\n"
+                        "key store the secret is the token's user PIN, from either file (one\n"
+                        "trailing newline dropped) or the terminal. A wrong secret or PIN is\n"
+                        "refused (wrong_secret) and the server stays sealed; a locked PIN is\n"
+                        "pkcs11_pin_locked. Also how a server whose configuration holds no\n"
+                        "secret (no master key, passphrase or PIN) gets one. Admin socket only.",
                 .options = (const struct kh_cli_option[]) {
-                        { "master-key-file", 0, "FILE", "the 32-byte master key file" },
-                        { "passphrase-file", 0, "FILE", "a file holding the passphrase" },
+                        { "master-key-file", 0, "FILE", "the 32-byte master key file (HSM: the PIN)" },
+                        { "passphrase-file", 0, "FILE", "a file holding the passphrase (HSM: the PIN)" },
                         { 0 },
                 },
                 .example = "keyhold unseal --master-key-file /etc/keyhold/master.key",
@@ -327,12 +330,16 @@ const struct kh_cli_command kh_cli_commands[] = {
                         "and every key-store file. Only the key store's secret opens a backup:\n"
                         "give the master key file, a file holding the passphrase, or the server's\n"
                         "--config (its master_key_file or KEYHOLD_KEYSTORE_PASSPHRASE); on a\n"
-                        "terminal it asks for the passphrase otherwise. Exits 1 naming what is\n"
-                        "wrong (code wrong_secret, damaged, truncated, not_a_backup).",
+                        "terminal it asks for the passphrase otherwise. A backup of an HSM\n"
+                        "(pkcs11) key store needs --config (module, token, key label prefix; the\n"
+                        "PIN from its pin_file, or from --passphrase-file/--master-key-file): the\n"
+                        "token must hold every key the backup names. Exits 1 naming what is\n"
+                        "wrong (code wrong_secret, damaged, truncated, not_a_backup,\n"
+                        "missing_key with the label of a key the token lacks).",
                 .options = (const struct kh_cli_option[]) {
                         { "master-key-file", 0, "F", "the key store's 32-byte master key file" },
                         { "passphrase-file", 0, "F", "a file holding the key store's passphrase" },
-                        { "config", 0, "FILE", "find the secret in keyholdd's configuration" },
+                        { "config", 0, "FILE", "keyholdd's configuration: its secret, or its HSM" },
                         { 0 },
                 },
                 .example = "keyhold backup verify keyhold.khb --master-key-file /etc/keyhold/master.key",
@@ -349,12 +356,14 @@ const struct kh_cli_command kh_cli_commands[] = {
                         "moved into place only once everything checked, so a failure or a crash\n"
                         "leaves DIR as it was and the command can be run again. Then point\n"
                         "[storage] path and [keystore] path there and start keyholdd with the\n"
-                        "same master key file or passphrase.",
+                        "same master key file or passphrase. A backup of an HSM (pkcs11) key\n"
+                        "store restores DIR/keyhold.db only, against the same token (--config,\n"
+                        "as for verify).",
                 .options = (const struct kh_cli_option[]) {
                         { "data", 0, "DIR", "the folder to restore into (absent or empty)" },
                         { "master-key-file", 0, "F", "the key store's 32-byte master key file" },
                         { "passphrase-file", 0, "F", "a file holding the key store's passphrase" },
-                        { "config", 0, "FILE", "find the secret in keyholdd's configuration" },
+                        { "config", 0, "FILE", "keyholdd's configuration: its secret, or its HSM" },
                         { 0 },
                 },
                 .example = "keyhold backup restore keyhold.khb --data /var/lib/keyhold-restored "

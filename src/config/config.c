@@ -56,10 +56,8 @@ static int validate(struct kh_cfg_ctx *c) {
                 if (ks->token_label && strlen(ks->token_label) > 32)
                         return kh_cfg_fail_at(c, 0, KH_CFG_KEYSTORE_token_label,
                                               "is longer than 32 bytes (a token label's limit)");
-                if (!ks->pin_file && !ks->pin)
-                        return kh_cfg_fail_at(c, 0, KH_CFG_KEYSTORE_pin_file,
-                                              "or KEYHOLD_KEYSTORE_PIN is required when "
-                                              "driver = pkcs11");
+                /* neither pin_file nor KEYHOLD_KEYSTORE_PIN: the server starts sealed, and
+                 * an operator unseals it with the PIN (DESIGN.md "Administration") */
                 if (ks->pin_file && ks->pin)
                         return kh_cfg_fail_at(c, 0, KH_CFG_KEYSTORE_pin_file,
                                               "set either pin_file or KEYHOLD_KEYSTORE_PIN, "

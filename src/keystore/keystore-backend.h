@@ -32,6 +32,12 @@ struct kh_keystore_ops {
         int (*oaep)(struct kh_keystore *ks, const struct kh_key_ref *kek, enum kh_oaep_md *ret);
         int (*backup_key)(struct kh_keystore *ks, const uint8_t salt[static KH_BACKUP_SALT_LEN],
                           struct kh_secret **ret);
+        /* NULL: the store's files carry what opens a backup (the file store) */
+        int (*backup_meta)(struct kh_keystore *ks, const struct kh_key_ref *refs, size_t n,
+                           struct kh_buf *out);
+        int (*backup_open)(struct kh_keystore *ks, const uint8_t *meta, size_t meta_len,
+                           const uint8_t salt[static KH_BACKUP_SALT_LEN], struct kh_secret **ret,
+                           char *detail, size_t detail_len);
         /* A store that can go away (caps has KH_KS_REMOVABLE) has both; NULL for one that
          * cannot (file). probe: one cheap round trip, 0 or -KH_E_KEYSTORE_UNAVAILABLE.
          * reconnect: sessions and login anew (see kh_keystore_reconnect()). detail as open's. */

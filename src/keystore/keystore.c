@@ -263,3 +263,29 @@ bool kh_keystore_is_lost(const struct kh_keystore *ks) {
         return atomic_load_explicit(&((struct kh_keystore *) (uintptr_t) ks)->lost,
                                     memory_order_relaxed);
 }
+
+int kh_keystore_backup_meta(struct kh_keystore *ks, const struct kh_key_ref *refs, size_t n,
+                            struct kh_buf *out) {
+        assert(ks && (refs || n == 0) && out);
+
+        for (size_t i = 0; i < n; i++)
+                if (!ref_is_valid(&refs[i]))
+                        return -EINVAL;
+        if (!ks->ops->backup_meta)
+                return -EOPNOTSUPP;
+        LOST_CHECK(ks);
+        return seen(ks, ks->ops->backup_meta(ks, refs, n, out));
+}
+
+int kh_keystore_backup_open(struct kh_keystore *ks, const uint8_t *meta, size_t meta_len,
+                            const uint8_t salt[static KH_BACKUP_SALT_LEN], struct kh_secret **ret,
+                            char *detail, size_t detail_len) {
+        assert(ks && meta && salt && ret);
+
+        if (detail && detail_len > 0)
+                detail[0] = '\0';
+        if (!ks->ops->backup_open)
+                return -EOPNOTSUPP;
+        LOST_CHECK(ks);
+        return seen(ks, ks->ops->backup_open(ks, meta, meta_len, salt, ret, detail, detail_len));
+}

@@ -5,6 +5,7 @@
  * Threads. Of the functions below that take a store, these may run at once on one store,
  * from any number of threads, with each other:
  *   kh_keystore_wrap, _unwrap, _oaep, _decrypt, _sign, _public_key, _list, _backup_key,
+ *   _backup_meta, _backup_open,
  *   _probe, and the getters _name, _caps, _is_lost.
  * These are exclusive: no other call on the store may run meanwhile:
  *   kh_keystore_close, _reconnect, _generate, _destroy (open makes a store no one else has).
@@ -103,7 +104,9 @@ KH_MUST_CHECK int kh_keystore_open(const struct kh_config_keystore *cfg, struct 
  * text naming the failing call or setting (the pkcs11 store: "C_Login: CKR_PIN_INCORRECT",
  * "C_GetMechanismInfo: the token does not offer CKM_RSA_PKCS_PSS (signing DEKs)"), never a
  * secret; "" if there is none. The pkcs11 store's errors also include -KH_E_PKCS11_MODULE,
- * -KH_E_PKCS11_TOKEN, -KH_E_PKCS11_PIN and -KH_E_PKCS11_MECHANISM. */
+ * -KH_E_PKCS11_TOKEN, -KH_E_PKCS11_PIN, -KH_E_PKCS11_PIN_LOCKED and -KH_E_PKCS11_MECHANISM.
+ * The pkcs11 store takes its PIN from cfg->passphrase_secret or cfg->master_key (an
+ * unseal's secret) before cfg->pin and cfg->pin_file. */
 KH_MUST_CHECK int kh_keystore_open_detail(const struct kh_config_keystore *cfg,
                                           struct kh_keystore **ret, char *detail,
                                           size_t detail_len);
@@ -171,15 +174,44 @@ KH_MUST_CHECK int kh_keystore_list(struct kh_keystore *ks, const char *tenant, k
 /**
  * kh_keystore_backup_key() - the 32-byte key that seals a backup made with this salt: only
  * this key store's secret derives it (the file store: HKDF-SHA256 of its master key with
- * the salt and info "keyhold-backup:1"; an HSM store will derive it with a key in the
- * token). Offline, kh_keystore_file_backup_key() derives the same key from keystore.meta and
+ * the salt and info "keyhold-backup:1"; the pkcs11 store in the token, below). Offline, kh_keystore_file_backup_key() derives the same key from keystore.meta and
  * the master key file or passphrase. On success *ret is a new secret the caller frees.
- * Returns 0, -EOPNOTSUPP (a store that cannot make backups: the pkcs11 store, for now),
- * -ENOMEM or -EIO.
+ * The pkcs11 store: HMAC-SHA256 computed by the token (CKM_SHA256_HMAC) over
+ * "keyhold-backup:1" || salt with a generic secret it makes once inside the token
+ * ("<prefix>_server-backup-v1", sensitive, not extractable; keystore/pkcs11/backup.h).
+ * Returns 0, -EOPNOTSUPP (a store that cannot make backups), -KH_E_PKCS11_MECHANISM (the
+ * token lacks CKM_SHA256_HMAC or CKM_GENERIC_SECRET_KEY_GEN), -ENOMEM or -EIO.
  */
 KH_MUST_CHECK int kh_keystore_backup_key(struct kh_keystore *ks,
                                          const uint8_t salt[static KH_BACKUP_SALT_LEN],
                                          struct kh_secret **ret);
+
+/**
+ * kh_keystore_backup_meta() - what a backup's clear header says about this key store, for
+ * a store whose keys stay in a device (pkcs11): the token and the labels of refs[0..n) that
+ * the token holds (refs it does not hold are left out), plus the backup key's, appended to
+ * out; never a secret. Call kh_keystore_backup_key() first (it makes the backup key).
+ * Returns 0, -EOPNOTSUPP (the file store: its keystore.meta file is the header's meta),
+ * -ENOMEM or -EIO.
+ */
+KH_MUST_CHECK int kh_keystore_backup_meta(struct kh_keystore *ks, const struct kh_key_ref *refs,
+                                          size_t n, struct kh_buf *out);
+
+/**
+ * kh_keystore_backup_open() - offline (backup verify and restore): checks this open store
+ * holds every key meta[0..meta_len) (a header's meta made by kh_keystore_backup_meta())
+ * names, and derives the backup key for salt into *ret. detail (may be NULL) names a
+ * missing key's label or the failing call.
+ * Returns 0, -EOPNOTSUPP (the file store: see kh_keystore_file_backup_key()), -EBADMSG
+ * (meta malformed), -EMEDIUMTYPE (the store is not the backup's: another key label
+ * prefix), -ENOKEY (a key the backup needs is missing), -ENOENT (no backup key), or an
+ * error as kh_keystore_backup_key().
+ */
+KH_MUST_CHECK int kh_keystore_backup_open(struct kh_keystore *ks, const uint8_t *meta,
+                                          size_t meta_len,
+                                          const uint8_t salt[static KH_BACKUP_SALT_LEN],
+                                          struct kh_secret **ret, char *detail,
+                                          size_t detail_len);
 
 /**
  * kh_keystore_probe() - whether the store's device still answers: one cheap round trip

@@ -176,7 +176,8 @@ static int load_keys(struct kh_app *app, struct kh_keys **ret) {
 #define SEALED_NO_SECRET  2
 
 /* Whether the server starts sealed: an operator sealed it (the seal persists across
- * restarts, DESIGN.md "Administration"), or the file key store has no secret configured. */
+ * restarts, DESIGN.md "Administration"), or the key store has no secret configured (the
+ * file store no master key or passphrase, the pkcs11 store no PIN). */
 static int start_sealed(struct kh_app *app) {
         const struct kh_config_keystore *ks = &app->cfg->keystore;
         KH_CLEANUP(kh_buf_freep) struct kh_buf v = { 0 };
@@ -191,6 +192,9 @@ static int start_sealed(struct kh_app *app) {
         if (strcmp(ks->driver, "file") == 0 && !(ks->master_key_file && ks->master_key_file[0]) &&
             !(ks->passphrase && ks->passphrase[0]))
                 return SEALED_NO_SECRET;
+        if (strcmp(ks->driver, "pkcs11") == 0 && !(ks->pin_file && ks->pin_file[0]) &&
+            !(ks->pin && ks->pin[0]))
+                return SEALED_NO_SECRET;      /* the PIN comes with `keyhold unseal` */
         return 0;
 }
 
@@ -641,6 +645,16 @@ int kh_app_backup_key(struct kh_app *app, const uint8_t salt[static KH_BACKUP_SA
         r = !app->keystore                          ? -KH_E_SEALED
             : atomic_load(&app->ks_unavailable) ? -KH_E_KEYSTORE_UNAVAILABLE
                                                 : kh_keystore_backup_key(app->keystore, salt, ret);
+        pthread_rwlock_unlock(&app->reload_lock);
+        return r;
+}
+
+int kh_app_backup_meta(struct kh_app *app, const struct kh_key_ref *refs, size_t n,
+                       struct kh_buf *out) {
+        int r;
+
+        pthread_rwlock_rdlock(&app->reload_lock);
+        r = app->keystore ? kh_keystore_backup_meta(app->keystore, refs, n, out) : -KH_E_SEALED;
         pthread_rwlock_unlock(&app->reload_lock);
         return r;
 }

@@ -124,3 +124,8 @@ struct kh_jobs *kh_app_jobs(const struct kh_app *app);
 KH_MUST_CHECK int kh_app_backup_key(struct kh_app *app,
                                     const uint8_t salt[static KH_BACKUP_SALT_LEN],
                                     struct kh_secret **ret);
+
+/* kh_keystore_backup_meta() of the app's key store, which it holds for the call (same
+ * rules). Returns 0, -KH_E_SEALED or an error of kh_keystore_backup_meta(). */
+KH_MUST_CHECK int kh_app_backup_meta(struct kh_app *app, const struct kh_key_ref *refs, size_t n,
+                                     struct kh_buf *out);

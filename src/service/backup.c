@@ -1,6 +1,7 @@
 /* Building a backup while serving: a consistent database snapshot (kh_store_snapshot(), on a
  * connection of the job's own), the file key store's files (each key already sealed under
- * the master key; keystore.meta holds only the KDF salt, cost and a check value), a manifest
+ * the master key; keystore.meta holds only the KDF salt, cost and a check value) or, for a
+ * pkcs11 store, only the names of the token keys the database needs (in the header), a manifest
  * counted from the snapshot itself, all sealed into one file (backup/format.h) under a key
  * derived from the key store's secret with a fresh random salt. */
 #include "service/backup.h"
@@ -195,6 +196,55 @@ static int read_keystore(struct build *x, const char *path) {
         return r;
 }
 
+/* The token keys the snapshot's tenants need, for the header of a backup of a pkcs11
+ * store: every key version not destroyed, each tenant's recovery and audit key, the
+ * server's audit key (the key store leaves out those it does not hold). */
+static int token_meta(struct build *x, const json_t *tenants, struct kh_backup_header *h) {
+        KH_CLEANUP(kh_buf_freep) struct kh_buf meta = { 0 };
+        KH_CLEANUP_FREE struct kh_key_ref *refs = NULL;
+        size_t n = 0, cap = 1, i, j;
+        const json_t *t, *v;
+        int r;
+
+        json_array_foreach(tenants, i, t)
+                cap += 2 + json_array_size(json_object_get(t, "key_versions"));
+        refs = calloc(cap, sizeof(*refs));
+        if (!refs)
+                return -ENOMEM;
+        refs[n++] = (struct kh_key_ref) { .version = 1, .purpose = KH_KEY_AUDIT };
+        json_array_foreach(tenants, i, t) {
+                const char *id = json_string_value(json_object_get(t, "id"));
+                struct kh_key_ref ref = { .version = 1 };
+
+                if (!id || strlen(id) > KH_TENANT_ID_MAX)
+                        return -EIO;
+                memcpy(ref.tenant, id, strlen(id));
+                ref.purpose = KH_KEY_AUDIT;
+                refs[n++] = ref;
+                ref.purpose = KH_KEY_RECOVERY;
+                refs[n++] = ref;
+                ref.purpose = KH_KEY_DATA;
+                json_array_foreach(json_object_get(t, "key_versions"), j, v) {
+                        const char *state = json_string_value(json_object_get(v, "state"));
+
+                        if (state && strcmp(state, "destroyed") == 0)
+                                continue;
+                        ref.version = (uint32_t) json_integer_value(json_object_get(v, "version"));
+                        refs[n++] = ref;
+                }
+        }
+        kh_buf_init(&meta, KH_BACKUP_META_MAX, false);
+        r = kh_app_backup_meta(x->b->app, refs, n, &meta);
+        if (r == -E2BIG)
+                return why(x, -EOPNOTSUPP, "the token holds more keys than a backup header "
+                                           "names (%d bytes)", KH_BACKUP_META_MAX);
+        if (r < 0)
+                return why(x, r, "the key store does not name its keys: %s", kh_strerror(r));
+        memcpy(h->meta, meta.data, meta.len);
+        h->meta_len = meta.len;
+        return 0;
+}
+
 static json_t *manifest_new(const struct kh_config *cfg, const struct build *x, json_t *tenants,
                             uint64_t records, int schema, uint64_t db_size, time_t now) {
         char created[32];
@@ -273,10 +323,14 @@ static int build(struct build *x) {
         struct stat st;
         time_t now = time(NULL);
         int schema, fd, r;
+        bool is_file;
 
         if (!cfg->storage.driver || strcmp(cfg->storage.driver, "sqlite") != 0 ||
-            !cfg->keystore.driver || strcmp(cfg->keystore.driver, "file") != 0)
-                return why(x, -EOPNOTSUPP, "backups need SQLite storage and the file key store");
+            !cfg->keystore.driver ||
+            (strcmp(cfg->keystore.driver, "file") != 0 && strcmp(cfg->keystore.driver, "pkcs11") != 0))
+                return why(x, -EOPNOTSUPP, "backups need SQLite storage and the file or pkcs11 "
+                                           "key store");
+        is_file = strcmp(cfg->keystore.driver, "file") == 0;
         dir_copy = strdup(cfg->storage.path);
         if (!dir_copy)
                 return -ENOMEM;
@@ -287,8 +341,11 @@ static int build(struct build *x) {
         if (r < 0)
                 return r;
         r = kh_app_backup_key(b->app, h.salt, &key);
+        if (r == -KH_E_PKCS11_MECHANISM)
+                return why(x, -EOPNOTSUPP, "the token does not offer CKM_SHA256_HMAC signing or "
+                                           "CKM_GENERIC_SECRET_KEY_GEN, which a backup key needs");
         if (r < 0)
-                return why(x, r, "the key store made no backup key: %s", strerror(-r));
+                return why(x, r, "the key store made no backup key: %s", kh_strerror(r));
 
         fd = temp_in(dir, ".db", x->snap, sizeof(x->snap));
         if (fd < 0)
@@ -307,13 +364,17 @@ static int build(struct build *x) {
         if (r < 0)
                 return why(x, r, "the snapshot does not check: %s", err);
 
-        r = read_keystore(x, cfg->keystore.path);
+        /* the file store's files go into the backup, keystore.meta also into the header; a
+         * token's keys stay in it, and the header names those the database needs */
+        r = is_file ? read_keystore(x, cfg->keystore.path) : token_meta(x, tenants, &h);
         if (r < 0) {
                 json_decref(tenants);
                 return r;
         }
-        memcpy(h.meta, x->files[0].data.data, x->files[0].data.len);
-        h.meta_len = x->files[0].data.len;
+        if (is_file) {
+                memcpy(h.meta, x->files[0].data.data, x->files[0].data.len);
+                h.meta_len = x->files[0].data.len;
+        }
         h.created = (uint64_t) now;
         (void) snprintf(h.driver, sizeof(h.driver), "%s", cfg->keystore.driver);
         r = kh_backup_header_encode(&h);
@@ -376,8 +437,8 @@ static void run(struct kh_job *job) {
                 r = -KH_E_INSUFFICIENT_STORAGE;
         else if (r == -EOPNOTSUPP)
                 r = -KH_E_BACKUP_UNSUPPORTED;
-        else if (r == -KH_E_SEALED)
-                ;                        /* sealed between the request and the job */
+        else if (r == -KH_E_SEALED || r == -KH_E_KEYSTORE_UNAVAILABLE)
+                ;                        /* sealed, or the HSM gone, since the request */
         else if (r < 0)
                 r = -KH_E_BACKUP_FAILED;
         if (r < 0 && !b->error[0])

@@ -458,6 +458,8 @@ int kh_app_unseal(struct kh_app *app, const struct kh_unseal_secret *secret) {
         cfg.passphrase = NULL;
         cfg.passphrase_secret = secret->passphrase;
         cfg.threads = KH_APP_KEYSTORE_THREADS;
+        cfg.pin = NULL;          /* a pkcs11 store: the PIN is the secret given (pin_load()) */
+        cfg.pin_file = NULL;
 
         pthread_mutex_lock(&app->lifecycle_lock);
         if (!atomic_load(&app->sealed)) {
@@ -465,8 +467,8 @@ int kh_app_unseal(struct kh_app *app, const struct kh_unseal_secret *secret) {
                 return 0;
         }
         r = kh_keystore_open(&cfg, &ks);
-        if (r == -EACCES)
-                r = -KH_E_WRONG_SECRET;
+        if (r == -EACCES || r == -KH_E_PKCS11_PIN)
+                r = -KH_E_WRONG_SECRET;  /* -KH_E_PKCS11_PIN_LOCKED stays: no PIN helps */
         /* the configured token is not there (an HSM that is gone): try again later */
         if (r == -KH_E_PKCS11_TOKEN)
                 r = -KH_E_KEYSTORE_UNAVAILABLE;

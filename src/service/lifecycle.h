@@ -69,7 +69,9 @@ KH_MUST_CHECK int kh_key_reinstate(struct kh_app *app, const struct kh_tenant *t
 KH_MUST_CHECK int kh_key_switch_all(struct kh_app *app, const struct kh_tenant *t, bool revoke,
                                     struct kh_key_change *ret, size_t *ret_n);
 
-/* What unseals a server: the file key store's master key (32 bytes) or its passphrase. */
+/* What unseals a server: the file key store's master key (32 bytes) or its passphrase; for
+ * a pkcs11 store either is the token's user PIN (the passphrase's text, or the 32 bytes
+ * minus one trailing newline). */
 struct kh_unseal_secret {
         const struct kh_secret *master_key;  /* or NULL */
         const struct kh_secret *passphrase;  /* NUL-terminated text, or NULL */
@@ -88,8 +90,9 @@ KH_MUST_CHECK int kh_app_seal(struct kh_app *app);
  * kh_app_unseal() - opens the key store with @secret (only when it opens it), loads every
  * DEK and serves again; creates the first key versions a server that started sealed on an
  * empty database has not made yet; clears the recorded seal.
- * Returns 0 (not sealed: 0 too), -KH_E_WRONG_SECRET, or an error of the key store or
- * database (still sealed then).
+ * Returns 0 (not sealed: 0 too), -KH_E_WRONG_SECRET (a pkcs11 store: the token refused the
+ * PIN), -KH_E_PKCS11_PIN_LOCKED, or an error of the key store or database (still sealed
+ * then).
  */
 KH_MUST_CHECK int kh_app_unseal(struct kh_app *app, const struct kh_unseal_secret *secret);
 

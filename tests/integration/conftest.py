@@ -149,4 +149,71 @@ def softhsm() -> SoftHsm:
 
 def pytest_configure(config):
     config.addinivalue_line("markers", "slow: needs a bounded wait (JWKS refresh interval)")
+    config.addinivalue_line(
+        "markers", "file_keystore: about the file key store itself (key files, master key, "
+        "passphrase); deselected when KEYHOLD_TEST_KEYSTORE=pkcs11")
+    config.addinivalue_line(
+        "markers", "pkcs11_pending(reason): fails on the pkcs11 key store only because the "
+        "feature is being built (issue 15); deselected when KEYHOLD_TEST_KEYSTORE=pkcs11, "
+        "to be removed once it lands")
 
+
+# markers of the tests that do not run on a given key store (KEYHOLD_TEST_KEYSTORE)
+NOT_ON = {"pkcs11": ("file_keystore", "pkcs11_pending")}
+
+
+def pytest_collection_modifyitems(config, items):
+    """With KEYHOLD_TEST_KEYSTORE=pkcs11, deselects the tests about the file store itself
+    and those still pending on pkcs11: pytest reports them as deselected (never passed)."""
+    markers = NOT_ON.get(harness.test_keystore(), ())
+    drop = [i for i in items if any(i.get_closest_marker(m) for m in markers)]
+    if drop:
+        config.hook.pytest_deselected(items=drop)
+        items[:] = [i for i in items if i not in drop]
+    if hasattr(config, "workeroutput"):  # an xdist worker: tell the controller
+        config.workeroutput["kh_deselected"] = len(drop)
+    else:
+        _record_deselected(config, len(drop))
+
+
+def _record_deselected(config, n: int) -> None:
+    """The JUnit XML (which lists no deselected test) carries the key store and the number
+    deselected as suite properties, which scripts/summarize-tests prints."""
+    if getattr(config, "_kh_deselected", None) is not None:
+        return
+    config._kh_deselected = n
+    try:
+        from _pytest.junitxml import xml_key
+        xml = config.stash.get(xml_key, None)
+    except ImportError:
+        xml = None
+    if xml is not None:
+        xml.add_global_property("keystore", harness.test_keystore())
+        xml.add_global_property("deselected", str(n))
+
+
+class _XdistDeselected:
+    """On the xdist controller: the workers' count (each collects the whole suite)."""
+
+    def __init__(self, config):
+        self.config = config
+
+    def pytest_testnodedown(self, node, error):
+        n = getattr(node, "workeroutput", {}).get("kh_deselected")
+        if n is not None:
+            _record_deselected(self.config, n)
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_sessionstart(session):
+    config = session.config
+    if config.pluginmanager.hasplugin("xdist") and not hasattr(config, "workeroutput"):
+        config.pluginmanager.register(_XdistDeselected(config), "kh-xdist-deselected")
+
+
+def pytest_terminal_summary(terminalreporter, config):
+    n = getattr(config, "_kh_deselected", None)
+    if n:
+        terminalreporter.write_line(
+            f"key store {harness.test_keystore()}: {n} tests deselected "
+            f"({', '.join(NOT_ON[harness.test_keystore()])}); not counted as passed")

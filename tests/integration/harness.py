@@ -50,6 +50,19 @@ def sanitized_build() -> bool:
     return opts.get("b_sanitize", "none") not in ("none", "")
 
 
+KEYSTORES = ("file", "pkcs11")
+
+
+def test_keystore() -> str:
+    """The key store every Keyholdd of this run uses unless told otherwise:
+    KEYHOLD_TEST_KEYSTORE=file (the default) or pkcs11 (each Keyholdd on its own fresh
+    SoftHSM2 token; scripts/test runs the suite both ways)."""
+    v = os.environ.get("KEYHOLD_TEST_KEYSTORE", "").strip() or "file"
+    if v not in KEYSTORES:
+        raise ValueError(f"KEYHOLD_TEST_KEYSTORE={v!r}: must be one of {', '.join(KEYSTORES)}")
+    return v
+
+
 def new_key() -> str:
     """A fresh 32-byte key connector key, standard base64 with padding (44 chars)."""
     return base64.b64encode(os.urandom(32)).decode()
@@ -319,16 +332,39 @@ class Issuer:
 # ---------------------------------------------------------------------------- keyholdd
 
 
+HSM_TOKEN = "keyhold-it"   # the token label of a Keyholdd's own SoftHSM2 token
+HSM_SO_PIN = "1234"
+_AUTO = object()
+
+
 class Keyholdd:
     """One keyholdd process with its own data directory (database, key store, master key).
 
     tenants: {tenant id: {"issuer": Issuer, "cors_origins": "..." (optional), ...extra keys}}
+
+    keystore: "file" (tenant keys in data/keystore under workdir/master.key) or "pkcs11"
+    (tenant keys in a SoftHSM2 token); None: "pkcs11" if hsm is given, else
+    KEYHOLD_TEST_KEYSTORE (test_keystore()). On pkcs11:
+      hsm         a softhsm.SoftHsm (the `softhsm` fixture) whose token `token` is used (made
+                  if that store has none by that label); None: the Keyholdd's own token store
+                  in workdir/softhsm (its own SOFTHSM2_CONF and token directory, kept across
+                  Keyholdds made on the same workdir), made on first use
+      token       the token label (HSM_TOKEN)
+      pin         the user PIN of a token made here (default: random)
+      pin_file    the [keystore] pin_file; default workdir/hsm.pin (0600, the PIN and a
+                  newline); None: no pin_file line (then the PIN must come from env,
+                  KEYHOLD_KEYSTORE_PIN, or the server starts sealed)
+      label_prefix  [keystore] key_label_prefix (default: per instance, from workdir's name)
+    The secret that unseals either store: unseal_args(); the environment a CLI that opens
+    the key store needs: cli_env().
     """
 
     def __init__(self, workdir: pathlib.Path, pki, tenants: dict, tls: bool = True,
                  threads: int = 2, cors_origins: str = "https://vault.example.test",
                  extra: str = "", env: dict | None = None, listen_port: int = 0,
-                 args=(), prefix=(), preexec=None, binary=None):
+                 args=(), prefix=(), preexec=None, binary=None, keystore: str | None = None,
+                 hsm=None, token: str = HSM_TOKEN, pin: str | None = None, pin_file=_AUTO,
+                 label_prefix: str | None = None):
         self.workdir = workdir
         # started as prefix + [binary, --config, file] + args, preexec run in the child
         self.args, self.prefix, self.preexec = list(args), list(prefix), preexec
@@ -358,9 +394,137 @@ class Keyholdd:
             fd = os.open(self.master_key, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
             with os.fdopen(fd, "wb") as f:
                 f.write(os.urandom(32))
+        self.keystore = keystore or ("pkcs11" if hsm is not None else test_keystore())
+        if self.keystore not in KEYSTORES:
+            raise ValueError(f"keystore={self.keystore!r}")
+        self.hsm = None
+        self.pin_file = None
+        self.secret_file = self.master_key  # what unseal_args() names
+        if self.keystore == "pkcs11":
+            self._setup_token(hsm, token, pin, pin_file, label_prefix)
         if tls:
             self.cert, self.key = pki.leaf(f"keyholdd-{workdir.name}")
         self.write_config()
+
+    def _setup_token(self, hsm, token, pin, pin_file, label_prefix) -> None:
+        from softhsm import SoftHsm
+        self.token = token
+        # one token per Keyholdd: the label prefix tells its keys apart when a test puts
+        # several servers on one token of its own
+        self.label_prefix = label_prefix or \
+            "it-" + re.sub(r"[^A-Za-z0-9-]", "-", self.workdir.name)[-24:] + "-"
+        self.secret_file = self.workdir / "hsm.pin"
+        if hsm is None:
+            hsm = SoftHsm(path=self.workdir / "softhsm")
+            if self.secret_file.exists() and token in hsm.token_labels():
+                # a Keyholdd made again on this workdir (a restart as a new object): same token
+                hsm.tokens[token] = (HSM_SO_PIN, self.secret_file.read_text().rstrip("\n"))
+        self.hsm = hsm
+        if token not in hsm.tokens:
+            hsm.init_token(token, so_pin=HSM_SO_PIN, pin=pin or "it-" + os.urandom(9).hex())
+        self.pin = hsm.tokens[token][1]
+        if not self.secret_file.exists():
+            fd = os.open(self.secret_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as f:
+                f.write(self.pin + "\n")
+        self.pin_file = self.secret_file if pin_file is _AUTO else pin_file
+
+    def unseal_args(self) -> list[str]:
+        """The `keyhold unseal` (and backup verify/restore) options that give this server's
+        key store secret: the master key file, or the token's PIN for a pkcs11 store."""
+        if self.keystore == "pkcs11":
+            return ["--passphrase-file", str(self.secret_file)]
+        return ["--master-key-file", str(self.master_key)]
+
+    def store_env(self) -> dict:
+        """What a process opening this key store needs in its environment (SOFTHSM2_CONF)."""
+        return {"SOFTHSM2_CONF": str(self.hsm.conf)} if self.hsm is not None else {}
+
+    def cli_env(self) -> dict:
+        """os.environ for a CLI that opens this key store offline (--config)."""
+        return {**os.environ, **self.store_env()}
+
+    def child_env(self) -> dict:
+        """The environment keyholdd runs with: this one without KEYHOLD_*, the key store's
+        (store_env()), then env."""
+        env = {k: v for k, v in os.environ.items() if not k.startswith("KEYHOLD_")}
+        env.update(self.store_env())
+        env.update(self.env)
+        return env
+
+    def share_store(self, other: "Keyholdd") -> None:
+        """Points this Keyholdd at other's data folder and key store (the same master key,
+        or the same token, PIN and key labels), for two processes on one folder. Call
+        write_config() (or rewrite the config) afterwards."""
+        self.data, self.db_path, self.master_key = other.data, other.db_path, other.master_key
+        self.keystore, self.secret_file = other.keystore, other.secret_file
+        if other.keystore == "pkcs11":
+            self.hsm, self.token, self.pin = other.hsm, other.token, other.pin
+            self.pin_file, self.label_prefix = other.pin_file, other.label_prefix
+
+    def audit_public_pem(self, chain: str = "") -> str:
+        """The public key (PEM) of an audit chain, as the running server gives it to the
+        operator: tenant chain's, or the server's own for chain "" (made in the background
+        at a chain's first start: awaited, bounded)."""
+        path = "/server/audit/public-key" if chain == "" else \
+            ("" if chain == "default" else f"/t/{chain}") + "/admin/audit/public-key"
+        r = poll_until(lambda: (lambda x: x if x.status == 200 else None)(self.operator.get(path)),
+                       timeout=10)
+        assert r and r.status == 200, r
+        return r.json()["pem"]
+
+    def data_public_pem(self, tenant: str, version: int = 1) -> bytes:
+        """The public half of a tenant key version, as anyone who can read the key store
+        gets it: the file store's .pub file, or the token's public key object (readable
+        without the PIN; pkcs11-tool, Debian's opensc)."""
+        if self.keystore == "file":
+            return (self.data / "keystore" / tenant / f"v{version}.pub").read_bytes()
+        from cryptography.hazmat.primitives import serialization
+        out = self.workdir / f"pub-{tenant}-v{version}.der"
+        r = subprocess.run(["pkcs11-tool", "--module", self.hsm.module, "--token-label", self.token,
+                            "--read-object", "--type", "pubkey", "--label",
+                            f"{self.label_prefix}{tenant}-data-v{version}", "-o", str(out)],
+                           env=self.cli_env(), capture_output=True, text=True,
+                           timeout=REQUEST_TIMEOUT_S)
+        assert r.returncode == 0 and out.exists(), r
+        pub = serialization.load_der_public_key(out.read_bytes())
+        return pub.public_bytes(serialization.Encoding.PEM,
+                                serialization.PublicFormat.SubjectPublicKeyInfo)
+
+    def key_present(self, tenant: str, version: int = 1) -> bool:
+        """Whether the key store holds tenant key version `version` (its private key): the
+        file store's key file, or the token's private key object (pkcs11-tool, logged in)."""
+        if self.keystore == "file":
+            return (self.data / "keystore" / tenant / f"v{version}.key").exists()
+        r = subprocess.run(["pkcs11-tool", "--module", self.hsm.module, "--token-label", self.token,
+                            "--login", "--pin", self.pin, "--list-objects", "--type", "privkey"],
+                           env=self.cli_env(), capture_output=True, text=True,
+                           timeout=REQUEST_TIMEOUT_S)
+        assert r.returncode == 0, r
+        want = f"{self.label_prefix}{tenant}-data-v{version}"
+        return want in re.findall(r"^\s*label:\s*(.*?)\s*$", r.stdout, re.M)
+
+    def oaep_sha1(self) -> bool:
+        """Whether DEKs are wrapped with OAEP SHA-1 (SoftHSM2 2.6 has only that), not SHA-256."""
+        return self.keystore == "pkcs11"
+
+    def no_secret_config_text(self) -> str:
+        """config_text() without the key store's secret (master_key_file, pin_file): a
+        server that starts sealed until an operator unseals it."""
+        return "\n".join(line for line in self.config_text().splitlines()
+                         if not line.startswith(("master_key_file =", "pin_file ="))) + "\n"
+
+    def keystore_config(self) -> list[str]:
+        """The [keystore] section's lines."""
+        if self.keystore == "file":
+            return ["[keystore]", "driver = file", f"path = {self.data / 'keystore'}",
+                    f"master_key_file = {self.master_key}", "rsa_bits = 2048"]
+        lines = ["[keystore]", "driver = pkcs11", f"path = {self.data / 'keystore'}",
+                 f"module = {self.hsm.module}", f"token_label = {self.token}",
+                 f"key_label_prefix = {self.label_prefix}", "rsa_bits = 2048"]
+        if self.pin_file is not None:
+            lines.append(f"pin_file = {self.pin_file}")
+        return lines
 
     def config_text(self) -> str:
         lines = ["[server]", f"listen = 127.0.0.1:{self.listen_port}", f"threads = {self.threads}",
@@ -369,9 +533,8 @@ class Keyholdd:
             lines += [f"tls_cert = {self.cert}", f"tls_key = {self.key}"]
         if self.cors_origins:
             lines.append(f"cors_origins = {self.cors_origins}")
-        lines += ["", "[storage]", "driver = sqlite", f"path = {self.db_path}",
-                  "", "[keystore]", "driver = file", f"path = {self.data / 'keystore'}",
-                  f"master_key_file = {self.master_key}", "rsa_bits = 2048"]
+        lines += ["", "[storage]", "driver = sqlite", f"path = {self.db_path}", ""]
+        lines += self.keystore_config()
         for tid, t in self.tenants.items():
             # issuer_ca defaults to the test CA; a tenant's own value (None: unset) wins
             ca = t.get("issuer_ca", self.pki.ca_pem)
@@ -396,8 +559,7 @@ class Keyholdd:
         assert self.proc is None or self.proc.poll() is not None, "already running"
         self.port_file.unlink(missing_ok=True)
         self._log = open(self.log_path, "ab")
-        env = {k: v for k, v in os.environ.items() if not k.startswith("KEYHOLD_")}
-        env.update(self.env)
+        env = self.child_env()
         self.started_env = env
         cmd = self.prefix + [str(self.binary or keyholdd_binary()), "--config",
                              str(self.config_path)] + root_args() + self.args

@@ -35,15 +35,23 @@ class SoftHsm:
 
     module = MODULE
 
-    def __init__(self, parent: str | os.PathLike | None = None, module: str = MODULE):
+    def __init__(self, parent: str | os.PathLike | None = None, module: str = MODULE,
+                 path: str | os.PathLike | None = None):
+        """path: this exact directory (made if missing), whose tokens a SoftHsm made on the
+        same path before keeps (the harness's per-keyholdd token store); else a fresh
+        temporary directory under parent."""
         if not pathlib.Path(module).exists():
             raise SoftHsmError(f"SoftHSM2 module {module} missing (install softhsm2)")
         if shutil.which(UTIL) is None:
             raise SoftHsmError(f"{UTIL} not found (install softhsm2)")
         self.module = module
-        self.dir = pathlib.Path(tempfile.mkdtemp(prefix="khhsm-", dir=parent))
+        if path is not None:
+            self.dir = pathlib.Path(path)
+            self.dir.mkdir(mode=0o700, exist_ok=True)
+        else:
+            self.dir = pathlib.Path(tempfile.mkdtemp(prefix="khhsm-", dir=parent))
         self.tokendir = self.dir / "tokens"
-        self.tokendir.mkdir(mode=0o700)
+        self.tokendir.mkdir(mode=0o700, exist_ok=True)
         self.conf = self.dir / "softhsm2.conf"
         self.conf.write_text(f"directories.tokendir = {self.tokendir}\n"
                              "objectstore.backend = file\n"

@@ -20,6 +20,9 @@ from test_cli import json_error, run_cli
 
 N_BEFORE = 60        # keys acknowledged before the backup starts
 
+# backups on the pkcs11 store are being built (issue 15)
+pytestmark = pytest.mark.pkcs11_pending(reason="backup on the pkcs11 store: helper A")
+
 
 def put_key(k: Keyholdd, issuer, guid: str, key: str, tenant: str = "default") -> int:
     prefix = "" if tenant == "default" else f"/t/{tenant}"
@@ -106,7 +109,7 @@ def restore_into(k_src: Keyholdd, backup, workdir: pathlib.Path, *secret):
     """Restores backup into workdir/data (the folder a Keyholdd of workdir uses)."""
     workdir.mkdir(parents=True, exist_ok=True)
     return run_cli("backup", "restore", backup, "--data", workdir / "data", "--json",
-                   *(secret or ("--master-key-file", k_src.master_key)))
+                   *(secret or k_src.unseal_args()))
 
 
 def copy_master_key(k_src: Keyholdd, workdir: pathlib.Path) -> None:
@@ -164,7 +167,7 @@ def test_restore_of_a_backup_taken_while_writing_serves_every_acknowledged_key(
 
 def test_verify_accepts_the_backup_and_reports_its_counts(source):
     k, path, out, _, _ = source
-    p = verify(path, "--master-key-file", k.master_key)
+    p = verify(path, *k.unseal_args())
     assert p.returncode == 0, p
     got = json.loads(p.stdout)
     assert got["ok"] is True
@@ -194,7 +197,7 @@ def test_one_changed_byte_fails_verify(source, tmp_path, where):
     data[at] ^= 0x01
     bad = tmp_path / "bad.khb"
     bad.write_bytes(bytes(data))
-    p = verify(bad, "--master-key-file", k.master_key)
+    p = verify(bad, *k.unseal_args())
     assert p.returncode == 1, p
     obj = json.loads(p.stdout)
     assert obj["code"] in ("damaged", "not_a_backup"), obj
@@ -209,7 +212,7 @@ def test_truncated_backup_fails_verify(source, tmp_path, keep):
     n = {"header-only": 100, "half": len(data) // 2, "all-but-one": len(data) - 1}[keep]
     bad = tmp_path / "cut.khb"
     bad.write_bytes(data[:n])
-    p = verify(bad, "--master-key-file", k.master_key)
+    p = verify(bad, *k.unseal_args())
     obj = json_error(p, "truncated" if keep != "all-but-one" else json.loads(p.stdout)["code"])
     assert obj["code"] in ("truncated", "damaged"), obj
 
@@ -218,7 +221,7 @@ def test_appended_bytes_fail_verify(source, tmp_path):
     k, path, _, _, _ = source
     bad = tmp_path / "long.khb"
     bad.write_bytes(path.read_bytes() + b"\0")
-    obj = json_error(verify(bad, "--master-key-file", k.master_key), "damaged")
+    obj = json_error(verify(bad, *k.unseal_args()), "damaged")
     assert "after the last chunk" in obj["message"]
 
 
@@ -237,8 +240,7 @@ def test_restore_refuses_a_folder_that_is_not_empty(source, tmp_path):
     d = tmp_path / "busy"
     d.mkdir()
     (d / "keep.txt").write_text("mine")
-    p = run_cli("backup", "restore", path, "--data", d, "--json", "--master-key-file",
-                k.master_key)
+    p = run_cli("backup", "restore", path, "--data", d, "--json", *k.unseal_args())
     json_error(p, "not_empty")
     assert [x.name for x in d.iterdir()] == ["keep.txt"]
     assert (d / "keep.txt").read_text() == "mine"
@@ -249,15 +251,14 @@ def test_restore_into_an_existing_empty_folder_works(source, tmp_path):
     k, path, out, _, _ = source
     d = tmp_path / "empty"
     d.mkdir()
-    p = run_cli("backup", "restore", path, "--data", d, "--json", "--master-key-file",
-                k.master_key)
+    p = run_cli("backup", "restore", path, "--data", d, "--json", *k.unseal_args())
     assert p.returncode == 0, p
     assert (d / "keyhold.db").is_file()
 
 
 def test_restore_without_data_is_a_usage_error(source):
     k, path, _, _, _ = source
-    p = run_cli("backup", "restore", path, "--master-key-file", k.master_key)
+    p = run_cli("backup", "restore", path, *k.unseal_args())
     assert p.returncode == 2, p
     assert "--data" in p.stderr
 
@@ -300,6 +301,7 @@ def test_no_temporary_file_stays_beside_the_database(source):
     assert [p.name for p in k.data.iterdir() if p.name.startswith(".keyhold-backup")] == []
 
 
+@pytest.mark.file_keystore
 def test_passphrase_store_round_trip(pki, issuers, tmp_path):
     work = tmp_path / "pass"
     k = Keyholdd(work, pki, {"default": {"issuer": issuers["default"]}},
@@ -327,7 +329,7 @@ def test_passphrase_store_round_trip(pki, issuers, tmp_path):
     assert p.returncode == 0, p
     assert json.loads(p.stdout)["records"] == 1
     json_error(verify(path, "--passphrase-file", wrong), "wrong_secret")
-    json_error(verify(path, "--master-key-file", k.master_key), "wrong_secret")
+    json_error(verify(path, *k.unseal_args()), "wrong_secret")
     # --config finds the passphrase where keyholdd does: KEYHOLD_KEYSTORE_PASSPHRASE
     p = run_cli("backup", "verify", path, "--json", "--config", k.config_path,
                 env={"KEYHOLD_KEYSTORE_PASSPHRASE": "correct horse battery"})
@@ -379,7 +381,7 @@ def test_kill9_during_backup_leaves_nothing_and_the_next_backup_works(pki, issue
             cli.communicate(timeout=60)
             # what the CLI wrote is either a whole backup (it finished first) or nothing
             if out.exists():
-                assert verify(out, "--master-key-file", k.master_key).returncode == 0
+                assert verify(out, *k.unseal_args()).returncode == 0
             assert not [p for p in tmp_path.iterdir() if p.name.startswith(f".killed-{delay}")]
             k.start()
             assert [p.name for p in k.data.iterdir() if p.name.startswith(".keyhold-backup")] == []
@@ -391,6 +393,6 @@ def test_kill9_during_backup_leaves_nothing_and_the_next_backup_works(pki, issue
         good = tmp_path / "after.khb"
         p = backup_create(k, good)
         assert p.returncode == 0, p
-        assert verify(good, "--master-key-file", k.master_key).returncode == 0
+        assert verify(good, *k.unseal_args()).returncode == 0
     finally:
         k.stop()

@@ -1,8 +1,8 @@
 """Wrapped DEKs are authenticated (issue #11, item 5): each row of tenant_keys carries a
 signature by the tenant key version that wraps it, checked at start-up before the DEK is
 unwrapped. The attacker here can write the database (while keyholdd is stopped: it holds
-the SQLite file exclusively while it runs) and read the tenant's public key from
-<keystore>/<tenant>/v1.pub, and plants a DEK of their choosing, wrapped independently with
+the SQLite file exclusively while it runs) and read the tenant's public key (from
+<keystore>/<tenant>/v1.pub, or the token's public key object), and plants a DEK of their choosing, wrapped independently with
 the `cryptography` package. keyholdd must refuse to start and say which tenant and version
 failed; with the original row back it serves the stored keys again."""
 import os
@@ -45,12 +45,12 @@ def _set_row(k, wrapped: bytes, sig: bytes | None) -> None:
 
 
 def _planted_wrap(k) -> bytes:
-    """A random 32-byte DEK wrapped under the tenant's public key as src/crypto/rsa.c wraps:
-    RSA-OAEP, SHA-256 and MGF1-SHA-256, no label."""
-    pem = (k.data / "keystore" / TENANT / f"v{VERSION}.pub").read_bytes()
-    pub = serialization.load_pem_public_key(pem)
-    return pub.encrypt(os.urandom(32), padding.OAEP(mgf=padding.MGF1(hashes.SHA256()),
-                                                    algorithm=hashes.SHA256(), label=None))
+    """A random 32-byte DEK wrapped under the tenant's public key as the key store wraps:
+    RSA-OAEP, SHA-256 and MGF1-SHA-256 (SHA-1 for both on a SoftHSM2 token), no label."""
+    pub = serialization.load_pem_public_key(k.data_public_pem(TENANT, VERSION))
+    md = hashes.SHA1() if k.oaep_sha1() else hashes.SHA256()
+    return pub.encrypt(os.urandom(32), padding.OAEP(mgf=padding.MGF1(md), algorithm=md,
+                                                    label=None))
 
 
 def _start_refused(k) -> str:

@@ -449,6 +449,7 @@ def test_device_events_are_audited(k, member):
 
 # ----------------------------------------------------------------------------- lifecycle
 
+@pytest.mark.pkcs11_pending(reason="backup on the pkcs11 store: helper A")
 def test_devices_and_enrolments_move_with_a_rekey_and_survive_backup_and_restore(
         make_keyholdd, default_issuer, tmp_path):
     from test_cli import run_cli
@@ -475,13 +476,13 @@ def test_devices_and_enrolments_move_with_a_rekey_and_survive_backup_and_restore
     backup = tmp_path / "b.khb"
     p = run_cli("backup", "create", backup, "--socket", k.admin_socket, "--json")
     assert p.returncode == 0, p
-    p = run_cli("backup", "verify", backup, "--json", "--master-key-file", k.master_key)
+    p = run_cli("backup", "verify", backup, "--json", *k.unseal_args())
     assert p.returncode == 0, p
     k.stop()
     w = tmp_path / "restored"
     w.mkdir()
     p = run_cli("backup", "restore", backup, "--data", w / "data", "--json",
-                "--master-key-file", k.master_key)
+                *k.unseal_args())
     assert p.returncode == 0, p
     import shutil
     shutil.copyfile(k.master_key, w / "master.key")

@@ -79,11 +79,16 @@ def find(needles: dict[str, dict[str, bytes]], haystacks: dict[str, bytes]) -> l
 
 
 def data_files(k: Keyholdd) -> dict[str, bytes]:
-    """Raw bytes of the database, its -wal/-shm/-journal files and the key store."""
+    """Raw bytes of the database, its -wal/-shm/-journal files and the key store (on the
+    pkcs11 store, the SoftHSM2 token's files, named keystore/token/...)."""
     out = {}
     for f in sorted(k.data.rglob("*")):
         if f.is_file():
             out[str(f.relative_to(k.data))] = f.read_bytes()
+    if k.hsm is not None:
+        for f in sorted(k.hsm.tokendir.rglob("*")):
+            if f.is_file():
+                out["keystore/token/" + str(f.relative_to(k.hsm.tokendir))] = f.read_bytes()
     return out
 
 
@@ -107,7 +112,8 @@ class Exercise:
         self.files_stopped: dict[str, bytes] = {}
         self.metrics = b""
         self.log = b""
-        self.master_key = b""
+        self.master_key = b""  # the key store's secret: master key, or the token's PIN
+        self.keystore = "file"
         self.pid = 0
         self.smaps = ""
 
@@ -261,7 +267,8 @@ def exercised(pki, issuers, tmp_path_factory) -> Exercise:
     ex = Exercise()
     k = HygieneKeyholdd(tmp_path_factory.mktemp("keyholdd-hygiene"), pki, _tenants(issuers),
                         args=["--verbose"])
-    ex.master_key = k.master_key.read_bytes()
+    ex.keystore = k.keystore
+    ex.master_key = k.master_key.read_bytes() if k.keystore == "file" else k.pin.encode()
     try:
         k.start()
         _exercise(k, issuers, ex)
@@ -306,8 +313,8 @@ def test_search_finds_planted_secrets(exercised):
     for name, r, key in ex.key_reads:
         assert r.status == 200 and r.json() == {"key": key}, (name, r)
         assert find({"k": {"base64": key.encode()}}, {"body": r.body}) == ["k (base64) in body"]
-    # And the secrets exist at all: the master key file, a token, the database files.
-    assert len(ex.master_key) == 32
+    # And the secrets exist at all: the master key file (or PIN), a token, the database files.
+    assert len(ex.master_key) == 32 if ex.keystore == "file" else len(ex.master_key) >= 16
     assert len(ex.tokens) >= 10 and len(ex.user_keys) >= 30, (len(ex.tokens), len(ex.user_keys))
     assert "keyhold.db (stopped)" in _files(ex) and any("keystore" in f for f in _files(ex))
 

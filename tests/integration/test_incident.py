@@ -181,8 +181,7 @@ def test_leaked_dry_run_then_execute(make_keyholdd, issuers):
     k = make_keyholdd(tenants(issuers))
     members = seed(k, issuers["default"], 12)
     others = seed(k, issuers["acme"], 3, tenant="acme")
-    key_file = k.data / "keystore" / "default" / "v1.key"
-    assert key_file.exists()
+    assert k.key_present("default", 1)
 
     dry = cli_ok(k, "incident", "leaked", "--version", "1")
     assert dry["playbook"] == "leaked" and dry["version"] == 1 and dry["executed"] is False, dry
@@ -203,7 +202,7 @@ def test_leaked_dry_run_then_execute(make_keyholdd, issuers):
     doc = keys(k)
     assert states(k) == {1: "destroyed", 2: "active"}, doc
     assert records_of(doc) == {1: 0, 2: 12}, doc
-    assert not key_file.exists()
+    assert not k.key_present("default", 1)
     assert_all_read_back(k, members)
     assert states(k, "/t/acme") == {1: "active"}
     assert_all_read_back(k, others)

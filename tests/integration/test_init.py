@@ -17,6 +17,9 @@ import harness
 
 ME = pwd.getpwuid(os.geteuid()).pw_name
 
+# about the file key store itself (keyhold init makes the file store's master key and data folder)
+pytestmark = pytest.mark.file_keystore
+
 
 def init(tmp_path, *args, json_out=True):
     cmd = [str(harness.build_dir() / "src" / "cli" / "keyhold"), "init",

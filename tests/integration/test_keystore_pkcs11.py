@@ -14,23 +14,16 @@ TOKEN = "keyhold-it"
 
 
 class Pkcs11Keyholdd(harness.Keyholdd):
-    """A Keyholdd whose key store is a token of hsm, the PIN from pin_file if given, else
-    from KEYHOLD_KEYSTORE_PIN."""
+    """A Keyholdd whose key store is token TOKEN of hsm (made by the test, or by the harness
+    with a random PIN if the test has not), keys labelled "it-...", the PIN from pin_file if
+    given, else from KEYHOLD_KEYSTORE_PIN in env. A thin wrapper over the harness's
+    Keyholdd(keystore="pkcs11", hsm=...), kept for the tests that use it."""
 
     def __init__(self, workdir, pki, tenants, hsm, pin_file=None, **kw):
-        self.hsm, self.pin_file = hsm, pin_file
-        super().__init__(workdir, pki, tenants, **kw)
-
-    def config_text(self) -> str:
-        text = super().config_text()
-        file_store = (f"[keystore]\ndriver = file\npath = {self.data / 'keystore'}\n"
-                      f"master_key_file = {self.master_key}\nrsa_bits = 2048\n")
-        assert file_store in text
-        lines = ["[keystore]", "driver = pkcs11", f"module = {self.hsm.module}",
-                 f"token_label = {TOKEN}", "key_label_prefix = it-", "rsa_bits = 2048"]
-        if self.pin_file:
-            lines.append(f"pin_file = {self.pin_file}")
-        return text.replace(file_store, "\n".join(lines) + "\n")
+        kw.setdefault("token", TOKEN)
+        kw.setdefault("label_prefix", "it-")
+        super().__init__(workdir, pki, tenants, keystore="pkcs11", hsm=hsm, pin_file=pin_file,
+                         **kw)
 
 
 def _cli(*args):
@@ -114,3 +107,28 @@ def test_keyholdd_refuses_a_wrong_pin(pki, issuers, softhsm, tmp_path):
     log = d.log()
     assert "C_Login: CKR_PIN_INCORRECT" in log, log
     assert "wrong-pin-zz9" not in log, log
+
+
+def test_half_a_key_pair_left_by_a_killed_first_start_is_made_again(pki, issuers, tmp_path):
+    """kill -9 inside C_GenerateKeyPair can leave one object of a tenant key's pair in the
+    token and no DEK in the database. The next start must make the version again, not fail
+    on the half for ever (test_durability's kill -9 during first start found it)."""
+    tenants = {"default": {"issuer": issuers["default"]}, "acme": {"issuer": issuers["acme"]}}
+    for half in ("pubkey", "privkey"):
+        d = harness.Keyholdd(tmp_path / half, pki, tenants, keystore="pkcs11")
+        d.start()
+        assert d.stop() == 0, d.log()
+        p = subprocess.run(["pkcs11-tool", "--module", d.hsm.module, "--token-label", d.token,
+                            "--login", "--pin", d.pin, "--delete-object", "--type", half,
+                            "--label", f"{d.label_prefix}acme-data-v1"],
+                           env=d.cli_env(), capture_output=True, text=True, timeout=60)
+        assert p.returncode == 0, p
+        for f in d.data.glob("keyhold.db*"):  # as if killed before the DEK was stored
+            f.unlink()
+        d.start()
+        try:
+            tok, key = issuers["acme"].token(f"00000000-0000-4000-8000-0000000000a{len(half)}"), new_key()
+            assert_empty_200(d.client.post("/t/acme/user-keys", token=tok, json_body={"key": key}))
+            assert_key(d.client.get("/t/acme/user-keys", token=tok), key)
+        finally:
+            assert d.stop() == 0, d.log()

@@ -543,7 +543,7 @@ def test_refusals_over_http_and_the_cli(window, issuers, user):
     url = ["--url", f"https://127.0.0.1:{k.port}", "--cacert", k.pki.ca_pem, "--token", admin]
     p = cli(k, *url, "seal", socket=False)
     assert p.returncode == 1, p
-    p = cli(k, *url, "unseal", "--master-key-file", k.master_key, socket=False)
+    p = cli(k, *url, "unseal", *k.unseal_args(), socket=False)
     assert p.returncode == 1, p
     # ... while the admin token does administer the tenant over --url
     assert cli_ok(k, *url, "key", "list", socket=False)[0]["version"] == 1
@@ -702,7 +702,7 @@ def test_seal_and_unseal_with_reads_and_writes_in_flight(make_keyholdd, issuers,
         assert keys(k)["sealed"] is True
         assert_error(k.operator.post("/admin/keys/rekey", json_body=ALG), 503, "sealed")
         time.sleep(0.1)
-        assert cli_ok(k, "unseal", "--master-key-file", k.master_key) == {"sealed": False}
+        assert cli_ok(k, "unseal", *k.unseal_args()) == {"sealed": False}
     time.sleep(0.2)
     load.stop()
     assert not load.failures, load.failures[:10]
@@ -713,6 +713,7 @@ def test_seal_and_unseal_with_reads_and_writes_in_flight(make_keyholdd, issuers,
     assert_all_read_back(k, members, "after seal/unseal cycles")
 
 
+@pytest.mark.pkcs11_pending(reason="unseal with the PIN, sealed start without one: helper A")
 def test_wrong_secret_keeps_it_sealed_and_the_seal_survives_restarts(make_keyholdd, issuers,
                                                                      tmp_path):
     k = make_keyholdd(tenants(issuers))
@@ -740,7 +741,7 @@ def test_wrong_secret_keeps_it_sealed_and_the_seal_survives_restarts(make_keyhol
     assert_error(r, 503, "sealed")
     assert k.client.get("/health").status == 503 and k.client.get("/alive").status == 200
     assert keys(k)["sealed"] is True
-    assert cli_ok(k, "unseal", "--master-key-file", k.master_key) == {"sealed": False}
+    assert cli_ok(k, "unseal", *k.unseal_args()) == {"sealed": False}
     r, got = read(k, m)
     assert r.status == 200 and got == m.acked, r
     restart(k)
@@ -765,11 +766,10 @@ def test_wrong_secret_keeps_it_sealed_and_the_seal_survives_restarts(make_keyhol
 
 
 def _no_secret_config(k):
-    text = k.config_text()
-    lines = [l for l in text.splitlines() if not l.startswith("master_key_file")]
-    k.config_path.write_text("\n".join(lines) + "\n")
+    k.config_path.write_text(k.no_secret_config_text())
 
 
+@pytest.mark.pkcs11_pending(reason="unseal with the PIN, sealed start without one: helper A")
 def test_no_secret_configured_starts_sealed_and_unseals_with_the_master_key_file(
         make_keyholdd, issuers):
     k = make_keyholdd(tenants(issuers))
@@ -781,7 +781,7 @@ def test_no_secret_configured_starts_sealed_and_unseals_with_the_master_key_file
     assert_error(r, 503, "sealed")
     assert k.client.get("/health").status == 503
     assert keys(k)["sealed"] is True
-    assert cli_ok(k, "unseal", "--master-key-file", k.master_key) == {"sealed": False}
+    assert cli_ok(k, "unseal", *k.unseal_args()) == {"sealed": False}
     r, got = read(k, m)
     assert r.status == 200 and got == m.acked, r
     v = new_key()
@@ -790,11 +790,12 @@ def test_no_secret_configured_starts_sealed_and_unseals_with_the_master_key_file
     restart(k)
     r, _ = read(k, m)
     assert_error(r, 503, "sealed")
-    assert cli_ok(k, "unseal", "--master-key-file", k.master_key) == {"sealed": False}
+    assert cli_ok(k, "unseal", *k.unseal_args()) == {"sealed": False}
     r, got = read(k, m)
     assert r.status == 200 and got == v, r
 
 
+@pytest.mark.file_keystore
 def test_passphrase_store_starts_sealed_and_unseals_with_the_passphrase_file(
         make_keyholdd, issuers, tmp_path):
     phrase = "correct horse battery staple " + os.urandom(4).hex()
@@ -811,7 +812,7 @@ def test_passphrase_store_starts_sealed_and_unseals_with_the_passphrase_file(
     bad = tmp_path / "bad-phrase"
     bad.write_text("not it\n")
     cli_refused(k, "wrong_secret", "unseal", "--passphrase-file", bad)
-    cli_refused(k, "wrong_secret", "unseal", "--master-key-file", k.master_key)
+    cli_refused(k, "wrong_secret", "unseal", *k.unseal_args())
     r, _ = read(k, m)
     assert_error(r, 503, "sealed")
     good = tmp_path / "phrase"
@@ -850,17 +851,16 @@ def test_destroy(make_keyholdd, issuers):
     assert rekey(k) == 2
     wait_job_done(k)
     assert cli_ok(k, "key", "retire", "1") == {"version": 1, "state": "retired"}
-    key_file = k.data / "keystore" / "default" / "v1.key"
-    assert key_file.exists()
+    assert k.key_present("default", 1)
 
     # no terminal and no --yes: refused, nothing changed
     cli_refused(k, "confirmation_required", "key", "destroy", "1")
     p = cli(k, "key", "destroy", "1", json_out=False)
     assert p.returncode == 1 and p.stdout == "", p
-    assert states(k)[1] == "retired" and key_file.exists()
+    assert states(k)[1] == "retired" and k.key_present("default", 1)
 
     assert cli_ok(k, "key", "destroy", "1", "--yes") == {"version": 1, "state": "destroyed"}
-    assert not key_file.exists()
+    assert not k.key_present("default", 1)
     assert states(k) == {1: "destroyed", 2: "active"}
     # destroyed already: the same answer; a destroyed version is no way back
     assert cli_ok(k, "key", "destroy", "1", "--yes") == {"version": 1, "state": "destroyed"}
@@ -878,9 +878,11 @@ def test_destroy(make_keyholdd, issuers):
     wrapped, sig, _ = rows[1]
     assert not wrapped and not sig, rows[1]        # the version's DEK row is empty
     assert rows[2][0], rows[2]
-    assert not key_file.exists()
-    assert sorted(p.name for p in key_file.parent.iterdir() if p.name.startswith("v1.")) in \
-        ([], ["v1.pub"])
+    assert not k.key_present("default", 1)
+    if k.keystore == "file":  # the whole key file goes (the .pub may stay)
+        key_dir = k.data / "keystore" / "default"
+        assert sorted(p.name for p in key_dir.iterdir() if p.name.startswith("v1.")) in \
+            ([], ["v1.pub"])
     k.start()
     assert states(k) == {1: "destroyed", 2: "active"}
     assert_all_read_back(k, members, "after destroy and restart")
@@ -972,6 +974,7 @@ def _snapshot(k) -> tuple[dict, dict]:
     return rows, files
 
 
+@pytest.mark.file_keystore  # it opens the key files with the master key to know what to look for
 def test_no_command_route_log_or_file_yields_a_private_key_or_dek(make_keyholdd, issuers,
                                                                   tmp_path, user):
     k = make_keyholdd(tenants(issuers))
@@ -1024,7 +1027,7 @@ def test_no_command_route_log_or_file_yields_a_private_key_or_dek(make_keyholdd,
         run("unseal", "--master-key-file", wrong, json_out=json_out)
         run("unseal", "--passphrase-file", wrong, json_out=json_out)
         run("key", "list", json_out=json_out)
-        assert run("unseal", "--master-key-file", k.master_key,
+        assert run("unseal", *k.unseal_args(),
                    json_out=json_out).returncode == 0
     assert run("key", "destroy", first, "--yes").returncode == 0
     run("key", "destroy", first, "--yes", json_out=False)

@@ -16,6 +16,9 @@ from conftest import _tenants
 
 PASSPHRASE = "correct horse battery staple " + os.urandom(8).hex()
 
+# about the file key store itself (the daemon is a passphrase (file) store: the passphrase's wipe from memory)
+pytestmark = pytest.mark.file_keystore
+
 
 def readable_memory(pid: int) -> bytes:
     """Every readable, private or anonymous mapping of pid that holds pages, concatenated.

@@ -348,9 +348,12 @@ static int login(struct kh_p11 *p, const struct kh_secret *pin, bool read_write,
         case CKR_PIN_LEN_RANGE:
         case CKR_PIN_INVALID:
         case CKR_PIN_EXPIRED:
-        case CKR_PIN_LOCKED:
                 kh_p11_detail_rv(detail, detail_len, "C_Login", rv);
                 r = -KH_E_PKCS11_PIN;
+                break;
+        case CKR_PIN_LOCKED: /* no PIN opens it until the SO unlocks it: said apart */
+                kh_p11_detail_rv(detail, detail_len, "C_Login", rv);
+                r = -KH_E_PKCS11_PIN_LOCKED;
                 break;
         default:
                 kh_p11_detail_rv(detail, detail_len, "C_Login", rv);

@@ -37,7 +37,8 @@ struct kh_p11; /* opaque: the module, its function list and one session */
  * Returns 0, -KH_E_PKCS11_MODULE (the library does not load, is no PKCS#11 module, or a
  * call fails unexpectedly), -KH_E_PKCS11_TOKEN (no token with that label),
  * -KH_E_PKCS11_MECHANISM (no RSA-OAEP decryption on that token), -KH_E_PKCS11_PIN
- * (CKR_PIN_INCORRECT, CKR_PIN_LEN_RANGE, CKR_PIN_INVALID, CKR_PIN_EXPIRED, CKR_PIN_LOCKED),
+ * (CKR_PIN_INCORRECT, CKR_PIN_LEN_RANGE, CKR_PIN_INVALID, CKR_PIN_EXPIRED),
+ * -KH_E_PKCS11_PIN_LOCKED (CKR_PIN_LOCKED: the token takes no PIN until unlocked),
  * -EINVAL (NULL arguments, a label over 32 bytes) or -ENOMEM. Blocks as long as the device
  * does: never call it from an event loop.
  */

@@ -23,7 +23,8 @@
  * Audit keys are ECDSA P-256 if the token offers CKM_EC_KEY_PAIR_GEN and CKM_ECDSA, else
  * RSA-3072 signing with RSA-PSS, which the audit verifier accepts as well.
  *
- * Exactly one creator. generate looks the label up first (-EEXIST if a key has it), makes
+ * Exactly one creator. generate looks the label up first (-EEXIST if a pair has it; half a
+ * pair, left by a creator killed inside C_GenerateKeyPair, is destroyed first), makes
  * the pair, then looks again: if the token now holds more than one private key with the
  * label, another process made one at the same time, and ours is destroyed (-EEXIST). Two
  * processes on one token whose generations interleave exactly so that both see two keys
@@ -39,7 +40,11 @@
  * between operations (each finds its objects by label), so nothing cached needs a lock;
  * generate holds generate_lock (the OAEP trial writes oaep and oaep_known). A reconnect
  * drains the pool (every session back, all but the primary closed) before it touches the
- * module, and close does the same before the primary goes. Backups are not supported: backup_key is -EOPNOTSUPP.
+ * module, and close does the same before the primary goes.
+ *
+ * Backups: the token's keys stay in the token. A backup is sealed under a key the token
+ * derives (HMAC-SHA256 under a generic secret made inside it), and its header names the
+ * token and the labels of the keys it needs (backup.h).
  *
  * Losing the token. Every CK_RV that says the device or the session is gone
  * (kh_p11_rv_is_lost()) is -KH_E_KEYSTORE_UNAVAILABLE. The store keeps the PIN in locked
@@ -62,15 +67,16 @@
 #include "crypto/random.h"
 #include "crypto/rsa.h"
 #include "keystore/keystore-backend.h"
+#include "keystore/pkcs11/backup.h"
+#include "keystore/pkcs11/labels.h"
 #include "keystore/pkcs11/module-internal.h"
 #include "keystore/pkcs11/pool.h"
 
-#define LABEL_PREFIX_MAX 32
-#define LABEL_MAX 128 /* prefix + "_server"/tenant (63) + "-recovery-v4294967295" */
+#define LABEL_PREFIX_MAX KH_P11_LABEL_PREFIX_MAX
+#define LABEL_MAX KH_P11_LABEL_MAX
 #define ID_MAX (LABEL_MAX + 16)
 #define OAEP_SHA256_TAG ";oaep=sha256"
 #define OAEP_SHA1_TAG ";oaep=sha1"
-#define SERVER_OWNER "_server"
 #define PIN_FILE_MAX 256
 #define AUDIT_RSA_BITS 3072 /* an audit key where the token has no ECDSA */
 #define KEY_VERSIONS_MAX 65536
@@ -130,12 +136,31 @@ KH_DEFINE_CLEANUP(p11_ks_free, struct kh_p11_ks *)
 
 /* ---- open / close ---- */
 
-/* The PIN: KEYHOLD_KEYSTORE_PIN, else the first line of pin_file. */
+/* The PIN, from the first of: the secret an unseal gave (the passphrase: NUL-terminated
+ * text; a 32-byte --master-key-file: its bytes minus one trailing newline), then
+ * KEYHOLD_KEYSTORE_PIN, then pin_file: the file's whole content minus one trailing newline
+ * (DESIGN.md "Running it"). -EINVAL if there is none or it is empty (-ENODATA: an empty
+ * pin_file, said apart for the operator). */
 static int pin_load(const struct kh_config_keystore *cfg, struct kh_secret **ret) {
         KH_CLEANUP(kh_buf_freep) struct kh_buf b = { 0 };
+        const uint8_t *p;
         size_t n;
         int r;
 
+        if (cfg->passphrase_secret) {
+                p = kh_secret_bytes(cfg->passphrase_secret);
+                n = kh_secret_len(cfg->passphrase_secret);
+                if (n > 0 && p[n - 1] == '\0')
+                        n--;
+                return n > 0 ? kh_secret_new_from(p, n, ret) : -EINVAL;
+        }
+        if (cfg->master_key) {
+                p = kh_secret_bytes(cfg->master_key);
+                n = kh_secret_len(cfg->master_key);
+                if (n > 0 && p[n - 1] == '\n')
+                        n--;
+                return n > 0 ? kh_secret_new_from(p, n, ret) : -EINVAL;
+        }
         if (cfg->pin && cfg->pin[0])
                 return kh_secret_new_from(cfg->pin, strlen(cfg->pin), ret);
         if (!cfg->pin_file || !cfg->pin_file[0])
@@ -144,11 +169,11 @@ static int pin_load(const struct kh_config_keystore *cfg, struct kh_secret **ret
         r = kh_file_read(AT_FDCWD, cfg->pin_file, 0, PIN_FILE_MAX, &b);
         if (r < 0)
                 return r == -EFBIG ? -EINVAL : r;
-        n = 0;
-        while (n < b.len && b.data[n] != '\n' && b.data[n] != '\r')
-                n++;
+        n = b.len;
+        if (n > 0 && b.data[n - 1] == '\n')
+                n--;
         if (n == 0)
-                return -EINVAL;
+                return -ENODATA;
         return kh_secret_new_from(b.data, n, ret);
 }
 
@@ -215,10 +240,11 @@ static int p11_open(const struct kh_config_keystore *cfg, struct kh_keystore **r
         r = pin_load(cfg, &ks->pin);
         if (r < 0) {
                 kh_p11_detail_set(detail, detail_len, "[keystore] pin_file",
-                                  r == -EINVAL ? "no PIN (empty, or neither pin_file nor "
-                                                 "KEYHOLD_KEYSTORE_PIN set)"
-                                               : "cannot be read");
-                return r;
+                                  r == -ENODATA  ? "is empty: it must hold the token's user PIN"
+                                  : r == -EINVAL ? "no PIN (neither pin_file nor "
+                                                   "KEYHOLD_KEYSTORE_PIN set, or too long)"
+                                                 : "cannot be read");
+                return r == -ENODATA ? -EINVAL : r;
         }
         a.pin = ks->pin;
         if (a.token_label)
@@ -282,23 +308,9 @@ static int p11_reconnect(struct kh_keystore *base, char *detail, size_t detail_l
 
 /* ---- labels ---- */
 
-static const char *purpose_name(enum kh_key_purpose purpose) {
-        switch (purpose) {
-        case KH_KEY_AUDIT:
-                return "audit";
-        case KH_KEY_RECOVERY:
-                return "recovery";
-        default:
-                return "data";
-        }
-}
-
 static int key_label(const struct kh_p11_ks *ks, const char *tenant, enum kh_key_purpose purpose,
                      uint32_t version, char label[static LABEL_MAX]) {
-        int n = snprintf(label, LABEL_MAX, "%s%s-%s-v%" PRIu32, ks->prefix,
-                         tenant[0] ? tenant : SERVER_OWNER, purpose_name(purpose), version);
-
-        return n < 0 || n >= LABEL_MAX ? -EINVAL : 0;
+        return kh_p11_label(ks->prefix, tenant, kh_p11_purpose_name(purpose), version, label);
 }
 
 /* The one object of class cls labelled label: -ENOENT if none, -KH_E_INTEGRITY if several
@@ -428,6 +440,29 @@ static int oaep_settle(struct kh_p11_ks *ks, struct kh_p11 *s, const char *label
         return r;
 }
 
+/* -EEXIST if the pair labelled label is there. Half a pair (one object of the two) is what a
+ * creator killed inside C_GenerateKeyPair leaves: no operation can use it and it would keep
+ * the version from ever being made, so it is destroyed and 0 returned, as when neither half
+ * is there. */
+static int half_pair_drop(struct kh_p11 *s, const char *label) {
+        CK_OBJECT_HANDLE priv, pub;
+        size_t n_priv = 0, n_pub = 0;
+        int r;
+
+        r = kh_p11_find(s, CKO_PRIVATE_KEY, label, &priv, 1, &n_priv);
+        if (r == 0)
+                r = kh_p11_find(s, CKO_PUBLIC_KEY, label, &pub, 1, &n_pub);
+        if (r < 0)
+                return r;
+        if (n_priv > 0 && n_pub > 0)
+                return -EEXIST;
+        if (n_priv > 0)
+                return kh_p11_destroy(s, priv);
+        if (n_pub > 0)
+                return kh_p11_destroy(s, pub);
+        return 0;
+}
+
 static int generate_on(struct kh_p11_ks *ks, struct kh_p11 *s, const struct kh_key_spec *spec) {
         CK_OBJECT_HANDLE pub = 0, priv = 0, hs[DUPLICATES_MAX];
         char label[LABEL_MAX], id[ID_MAX];
@@ -438,13 +473,9 @@ static int generate_on(struct kh_p11_ks *ks, struct kh_p11 *s, const struct kh_k
         r = key_label(ks, spec->tenant, spec->purpose, spec->version, label);
         if (r < 0)
                 return r;
-        r = kh_p11_find(s, CKO_PRIVATE_KEY, label, hs, 1, &n);
-        if (r == 0 && n == 0)
-                r = kh_p11_find(s, CKO_PUBLIC_KEY, label, hs, 1, &n);
+        r = half_pair_drop(s, label);
         if (r < 0)
                 return r;
-        if (n > 0)
-                return -EEXIST;
 
         r = key_id(label, data, ks->oaep, id, &id_len);
         if (r < 0)
@@ -738,6 +769,69 @@ static int p11_destroy(struct kh_keystore *base, const struct kh_key_ref *key) {
         return total > 0 ? 0 : -ENOENT;
 }
 
+/* ---- backups (backup.c) ---- */
+
+static int p11_backup_key(struct kh_keystore *base, const uint8_t salt[static KH_BACKUP_SALT_LEN],
+                          struct kh_secret **ret) {
+        struct kh_p11_ks *ks = p11_ks(base);
+        KH_CLEANUP(session_put) struct session s = { .pool = ks->pool };
+        int r;
+
+        r = session_get(&s);
+        if (r < 0)
+                return r;
+        /* the first one makes the backup secret in the token: one generate at a time */
+        pthread_mutex_lock(&ks->generate_lock);
+        r = kh_p11_backup_key(s.p, ks->prefix, true, salt, ret, NULL, 0);
+        pthread_mutex_unlock(&ks->generate_lock);
+        return r;
+}
+
+static int p11_backup_meta(struct kh_keystore *base, const struct kh_key_ref *refs, size_t n,
+                           struct kh_buf *out) {
+        struct kh_p11_ks *ks = p11_ks(base);
+        KH_CLEANUP(session_put) struct session s = { .pool = ks->pool };
+        KH_CLEANUP_FREE char *labels = NULL;
+        KH_CLEANUP_FREE const char **names = NULL;
+        size_t held = 0;
+        int r;
+
+        labels = calloc(n ? n : 1, LABEL_MAX);
+        names = calloc(n ? n : 1, sizeof(*names));
+        if (!labels || !names)
+                return -ENOMEM;
+        r = session_get(&s);
+        if (r < 0)
+                return r;
+        for (size_t i = 0; i < n; i++) {
+                char *label = labels + held * LABEL_MAX;
+
+                r = key_label(ks, refs[i].tenant, refs[i].purpose, refs[i].version, label);
+                if (r == 0)
+                        r = kh_p11_backup_has(s.p, label);
+                if (r == -ENOENT)
+                        continue; /* not in the token: nothing of it to need */
+                if (r < 0)
+                        return r;
+                names[held++] = label;
+        }
+        return kh_p11_backup_meta_make(s.p, ks->prefix, names, held, out);
+}
+
+static int p11_backup_open(struct kh_keystore *base, const uint8_t *meta, size_t meta_len,
+                           const uint8_t salt[static KH_BACKUP_SALT_LEN], struct kh_secret **ret,
+                           char *detail, size_t detail_len) {
+        struct kh_p11_ks *ks = p11_ks(base);
+        KH_CLEANUP(session_put) struct session s = { .pool = ks->pool };
+        int r;
+
+        r = session_get(&s);
+        if (r < 0)
+                return r;
+        return kh_p11_backup_open(s.p, ks->prefix, meta, meta_len, salt, ret, detail,
+                                  detail_len);
+}
+
 const struct kh_keystore_ops kh_keystore_pkcs11_ops = {
         .name = "pkcs11",
         .caps = KH_KS_NON_EXTRACTABLE | KH_KS_SLOW_SIGN | KH_KS_REMOVABLE,
@@ -752,7 +846,9 @@ const struct kh_keystore_ops kh_keystore_pkcs11_ops = {
         .list = p11_list,
         .destroy = p11_destroy,
         .oaep = p11_oaep,
-        .backup_key = NULL, /* -EOPNOTSUPP: the token's keys stay in the token (#15) */
+        .backup_key = p11_backup_key,
+        .backup_meta = p11_backup_meta,
+        .backup_open = p11_backup_open,
         .probe = p11_probe,
         .reconnect = p11_reconnect,
 };

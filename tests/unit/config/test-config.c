@@ -257,8 +257,12 @@ static void test_pkcs11_keystore(void **state) {
                      NULL, "keystore.module", 0, "is required when driver = pkcs11");
         expect_error("[keystore]\ndriver = pkcs11\nmodule = /m.so\npin_file = /p\n" P11_REST,
                      NULL, "keystore.token_label", 0, "or slot is required");
-        expect_error("[keystore]\ndriver = pkcs11\nmodule = /m.so\ntoken_label = kh\n" P11_REST,
-                     NULL, "keystore.pin_file", 0, "KEYHOLD_KEYSTORE_PIN is required");
+        /* no PIN at all: accepted, the server starts sealed until `keyhold unseal` */
+        cfg = parse_ok("[keystore]\ndriver = pkcs11\nmodule = /m.so\ntoken_label = kh\n" P11_REST,
+                       NULL);
+        assert_null(cfg->keystore.pin_file);
+        assert_null(cfg->keystore.pin);
+        kh_config_free(cfg);
         expect_error("[keystore]\ndriver = pkcs11\nmodule = /m.so\ntoken_label = kh\nslot = 1\n"
                      "pin_file = /p\n" P11_REST,
                      NULL, "keystore.token_label", 4, "not both");

@@ -21,6 +21,7 @@
 #include "common/errors.h"
 #include "conformance.h"
 #include "crypto/rsa.h"
+#include "keystore/pkcs11/backup.h"
 #include "keystore/pkcs11/module-internal.h"
 
 struct fixture {
@@ -135,16 +136,128 @@ static CK_BBOOL raw_bool(struct kh_p11 *p, CK_OBJECT_HANDLE h, CK_ATTRIBUTE_TYPE
 
 /* ---- the keys in the token ---- */
 
-static void test_name_caps_backup(void **state) {
+static void test_name_caps(void **state) {
         struct kh_keystore *ks = *state;
-        uint8_t salt[KH_BACKUP_SALT_LEN] = { 0 };
-        struct kh_secret *key = NULL;
 
         assert_string_equal(kh_keystore_name(ks), "pkcs11");
         assert_int_equal(kh_keystore_caps(ks),
                          KH_KS_NON_EXTRACTABLE | KH_KS_SLOW_SIGN | KH_KS_REMOVABLE);
-        assert_int_equal(kh_keystore_backup_key(ks, salt, &key), -EOPNOTSUPP);
-        assert_null(key);
+}
+
+/* The backup key: derived in the token, the same for the same salt, another for another
+ * salt, and under a secret key the token made and never gives out. */
+static void test_backup_key(void **state) {
+        struct kh_keystore *ks = *state;
+        KH_CLEANUP(kh_p11_freep) struct kh_p11 *p = NULL;
+        KH_CLEANUP(kh_secret_freep) struct kh_secret *k1 = NULL, *k1b = NULL, *k2 = NULL;
+        uint8_t salt[KH_BACKUP_SALT_LEN], value[64];
+        CK_ATTRIBUTE a = { CKA_VALUE, value, sizeof(value) };
+        CK_OBJECT_HANDLE h, hs[4];
+        struct kh_keystore *again;
+        char label[64];
+        size_t n = 0;
+
+        memset(salt, 0x5a, sizeof(salt));
+        assert_int_equal(kh_keystore_backup_key(ks, salt, &k1), 0);
+        assert_int_equal(kh_secret_len(k1), 32);
+        assert_int_equal(kh_keystore_backup_key(ks, salt, &k1b), 0);
+        assert_true(kh_secret_equal(k1, k1b));
+        salt[31] ^= 1;
+        assert_int_equal(kh_keystore_backup_key(ks, salt, &k2), 0);
+        assert_false(kh_secret_equal(k1, k2));
+
+        /* another open of the store (another process) derives the same key: one object */
+        salt[31] ^= 1;
+        k1b = kh_secret_free(k1b);
+        again = open_ok(&fx.cfg);
+        assert_int_equal(kh_keystore_backup_key(again, salt, &k1b), 0);
+        (void) kh_keystore_close(again);
+        assert_true(kh_secret_equal(k1, k1b));
+
+        p = raw_open();
+        (void) snprintf(label, sizeof(label), "%s_server-backup-v1", fx.prefix);
+        assert_int_equal(kh_p11_find(p, CKO_SECRET_KEY, label, hs, 4, &n), 0);
+        assert_int_equal(n, 1);
+        h = hs[0];
+        assert_int_equal(raw_bool(p, h, CKA_TOKEN), CK_TRUE);
+        assert_int_equal(raw_bool(p, h, CKA_PRIVATE), CK_TRUE);
+        assert_int_equal(raw_bool(p, h, CKA_SENSITIVE), CK_TRUE);
+        assert_int_equal(raw_bool(p, h, CKA_EXTRACTABLE), CK_FALSE);
+        assert_int_equal(raw_bool(p, h, CKA_NEVER_EXTRACTABLE), CK_TRUE);
+        assert_int_equal(raw_bool(p, h, CKA_LOCAL), CK_TRUE); /* made in the token */
+        assert_int_equal(raw_bool(p, h, CKA_SIGN), CK_TRUE);
+        assert_int_equal(p->f->C_GetAttributeValue(p->session, h, &a, 1), CKR_ATTRIBUTE_SENSITIVE);
+        assert_int_equal(a.ulValueLen, CK_UNAVAILABLE_INFORMATION);
+
+        /* the key is HMAC-SHA256("keyhold-backup:1" || salt) under that object, as the
+         * token computes it for anyone holding the session: checked with a raw C_Sign */
+        {
+                CK_MECHANISM mech = { CKM_SHA256_HMAC, NULL, 0 };
+                uint8_t in[16 + KH_BACKUP_SALT_LEN], mac[32];
+                CK_ULONG mac_len = sizeof(mac);
+
+                memcpy(in, "keyhold-backup:1", 16);
+                memcpy(in + 16, salt, sizeof(salt));
+                assert_int_equal(p->f->C_SignInit(p->session, &mech, h), CKR_OK);
+                assert_int_equal(p->f->C_Sign(p->session, in, sizeof(in), mac, &mac_len), CKR_OK);
+                assert_int_equal(mac_len, 32);
+                assert_memory_equal(mac, kh_secret_bytes(k1), 32);
+        }
+}
+
+/* The header meta names the token, the keys held and the backup key; opening checks each. */
+static void test_backup_meta_and_open(void **state) {
+        struct kh_keystore *ks = *state;
+        KH_CLEANUP(kh_buf_freep) struct kh_buf meta = { 0 };
+        KH_CLEANUP(kh_secret_freep) struct kh_secret *k = NULL, *back = NULL;
+        KH_CLEANUP(kh_p11_backup_meta_freep) struct kh_p11_backup_meta *m = NULL;
+        struct kh_key_ref refs[3] = { data_ref("acme", 1), data_ref("acme", 2),
+                                      data_ref("acme", 1) };
+        uint8_t salt[KH_BACKUP_SALT_LEN] = { 1, 2, 3 };
+        struct kh_keystore *ks2;
+        char detail[256], want[64];
+
+        refs[2].purpose = KH_KEY_RECOVERY; /* not made: left out */
+        generate(ks, "acme", 1, KH_KEY_DATA);
+        generate(ks, "acme", 2, KH_KEY_DATA);
+        assert_int_equal(kh_keystore_backup_key(ks, salt, &k), 0);
+        kh_buf_init(&meta, 65536, false);
+        assert_int_equal(kh_keystore_backup_meta(ks, refs, 3, &meta), 0);
+        assert_int_equal(kh_p11_backup_meta_parse(meta.data, meta.len, &m), 0);
+        assert_string_equal(m->token_label, fx.token);
+        assert_true(strlen(m->token_serial) > 0);
+        assert_string_equal(m->prefix, fx.prefix);
+        assert_int_equal(m->n_keys, 3);
+        (void) snprintf(want, sizeof(want), "%sacme-data-v2", fx.prefix);
+        assert_string_equal(m->keys[1], want);
+        (void) snprintf(want, sizeof(want), "%s_server-backup-v1", fx.prefix);
+        assert_string_equal(m->keys[2], want);
+        assert_string_equal(m->backup_key, want);
+        assert_null(memmem(meta.data, meta.len, fx.pin, strlen(fx.pin)));
+
+        assert_int_equal(kh_keystore_backup_open(ks, meta.data, meta.len, salt, &back, detail,
+                                                 sizeof(detail)), 0);
+        assert_true(kh_secret_equal(k, back));
+        back = kh_secret_free(back);
+
+        /* another prefix is another store */
+        (void) snprintf(want, sizeof(want), "%sacme-data-v2", fx.prefix);
+        ks2 = open_ok(fresh_cfg());
+        assert_int_equal(kh_keystore_backup_open(ks2, meta.data, meta.len, salt, &back, detail,
+                                                 sizeof(detail)), -EMEDIUMTYPE);
+        (void) kh_keystore_close(ks2);
+
+        /* a key gone from the token: named */
+        assert_int_equal(kh_keystore_destroy(ks, &refs[1]), 0);
+        assert_int_equal(kh_keystore_backup_open(ks, meta.data, meta.len, salt, &back, detail,
+                                                 sizeof(detail)), -ENOKEY);
+        assert_null(back);
+        assert_non_null(strstr(detail, want));
+
+        /* a damaged meta */
+        meta.data[0] = '[';
+        assert_int_equal(kh_keystore_backup_open(ks, meta.data, meta.len, salt, &back, detail,
+                                                 sizeof(detail)), -EBADMSG);
 }
 
 static void test_private_key_attributes_and_refusals(void **state) {
@@ -613,7 +726,9 @@ int main(void) {
         };
 #define CASE(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
         const struct CMUnitTest tests[] = {
-                CASE(test_name_caps_backup),
+                CASE(test_name_caps),
+                CASE(test_backup_key),
+                CASE(test_backup_meta_and_open),
                 CASE(test_private_key_attributes_and_refusals),
                 CASE(test_oaep_is_what_the_token_decrypts),
                 CASE(test_recovery_decrypt),
