@@ -16,6 +16,7 @@ import uuid
 import pytest
 
 import harness
+import storage
 from harness import Issuer, Keyholdd
 from pgserver import PgServer
 from pki import TestPKI
@@ -149,4 +150,16 @@ def softhsm() -> SoftHsm:
 
 def pytest_configure(config):
     config.addinivalue_line("markers", "slow: needs a bounded wait (JWKS refresh interval)")
+    config.addinivalue_line("markers", "sqlite_only: needs the SQLite database file (its "
+                            "bytes, backups, disk-full); deselected when KEYHOLD_TEST_STORAGE="
+                            "postgresql (storage.py)")
+
+
+def pytest_collection_modifyitems(config, items):
+    if storage.KIND == "sqlite":
+        return
+    drop = [i for i in items if i.get_closest_marker("sqlite_only")]
+    if drop:
+        config.hook.pytest_deselected(items=drop)
+        items[:] = [i for i in items if not i.get_closest_marker("sqlite_only")]
 
