@@ -20,6 +20,8 @@ from test_cli import json_error, run_cli
 
 N_BEFORE = 60        # keys acknowledged before the backup starts
 
+pytestmark = pytest.mark.sqlite_only  # backups are SQLite snapshots (docs/storage.md)
+
 
 def put_key(k: Keyholdd, issuer, guid: str, key: str, tenant: str = "default") -> int:
     prefix = "" if tenant == "default" else f"/t/{tenant}"

@@ -61,7 +61,8 @@ void kh_pg_param_text(struct kh_pg_params *p, const char *s) {
 
 void kh_pg_param_int(struct kh_pg_params *p, int64_t v) {
         p->ints[p->n] = htobe64((uint64_t) v);
-        p->values[p->n] = (const char *) &p->ints[p->n];
+        p->is_int[p->n] = true;
+        p->values[p->n] = NULL; /* &p->ints[n], set where the struct stays: run_once() */
         p->lengths[p->n] = 8;
         p->formats[p->n] = 1;
         p->n++;
@@ -508,6 +509,7 @@ static bool is_read(int id) {
 
 static int run_once(struct kh_pg_store *s, int id, const struct kh_pg_params *p,
                     PGresult **ret) {
+        const char *values[PG_PARAMS_MAX];
         PGresult *res;
         ExecStatusType st;
         char name[16];
@@ -516,8 +518,10 @@ static int run_once(struct kh_pg_store *s, int id, const struct kh_pg_params *p,
         r = ensure_connected(s);
         if (r < 0)
                 return r;
+        for (int i = 0; p && i < p->n; i++)
+                values[i] = p->is_int[i] ? (const char *) &p->ints[i] : p->values[i];
         (void) snprintf(name, sizeof(name), "kh%d", id);
-        res = PQexecPrepared(s->conn, name, p ? p->n : 0, p ? p->values : NULL,
+        res = PQexecPrepared(s->conn, name, p ? p->n : 0, p ? values : NULL,
                              p ? p->lengths : NULL, p ? p->formats : NULL, 1);
         st = PQresultStatus(res);
         if (st == PGRES_TUPLES_OK || st == PGRES_COMMAND_OK) {

@@ -74,7 +74,9 @@ struct kh_pg_store {
 };
 
 /* Parameters of one statement, all sent in binary: a text as its bytes, an integer as 8
- * bytes in network order (every integer column is BIGINT), a blob as its bytes. */
+ * bytes in network order (every integer column is BIGINT), a blob as its bytes. An
+ * integer's bytes live in the struct itself and are pointed to only when it is run, so the
+ * struct may be copied (returned by value). */
 #define PG_PARAMS_MAX 8
 
 struct kh_pg_params {
@@ -83,6 +85,7 @@ struct kh_pg_params {
         int lengths[PG_PARAMS_MAX];
         int formats[PG_PARAMS_MAX];
         uint64_t ints[PG_PARAMS_MAX];
+        bool is_int[PG_PARAMS_MAX];
 };
 
 void kh_pg_param_text(struct kh_pg_params *p, const char *s);

@@ -187,13 +187,17 @@ static void test_processes_starting_together_migrate_once(void **state) {
                         assert_true(pid[i] >= 0);
                         if (pid[i] == 0) {
                                 struct kh_store *s = NULL;
-                                char c;
-                                int ok;
+                                char c, why[400];
+                                int ok, r;
 
                                 (void) close(go[1]);
                                 if (read(go[0], &c, 1) < 0)   /* EOF: everyone goes */
                                         _exit(2);
-                                ok = kh_store_open(&cfg, &s) == 0 &&
+                                r = kh_store_open_explained(&cfg, &s, why, sizeof(why));
+                                if (r < 0)
+                                        fprintf(stderr, "  open failed: %s (%s)\n", why,
+                                                kh_strerror(r));
+                                ok = r == 0 &&
                                      kh_store_schema_version(s) == KH_STORE_TEST_SCHEMA_VERSION &&
                                      kh_store_ping(s) == 0;
                                 s = kh_store_close(s);
@@ -454,6 +458,11 @@ int main(void) {
                                 "KEYHOLD_TEST_PG_CONTROL must be set: run this test through "
                                 "with-postgresql.py (meson test does)\n");
                 return 1;
+        }
+        /* KEYHOLD_TEST_FILTER=test_name: only that test (to repeat one while debugging) */
+        if (getenv("KEYHOLD_TEST_FILTER")) {
+                cmocka_set_test_filter(getenv("KEYHOLD_TEST_FILTER"));
+                return cmocka_run_group_tests_name("postgresql", tests, NULL, NULL) ? 1 : 0;
         }
         failed = kh_store_conformance_run(&postgresql_backend);
         failed += cmocka_run_group_tests_name("postgresql", tests, NULL, NULL);
