@@ -283,6 +283,11 @@ static void test_start_up_errors_name_the_key_and_cause(void **state) {
         bad.url = url;
         expect_open_error(&bad, -ENOENT, "[storage] url", "no such database");
 
+        /* TLS is libpq's, set in the URL: this server has no TLS, so a URL that demands it
+         * is refused, with libpq's reason */
+        (void) snprintf(url, sizeof(url), "%s sslmode=require", cfg->url);
+        expect_open_error(&bad, -ECONNREFUSED, "[storage] url", "SSL");
+
         /* not a connection string */
         bad.url = url;
         (void) snprintf(url, sizeof(url), "postgresql://127.0.0.1/x?nosuchoption=1");
