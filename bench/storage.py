@@ -103,8 +103,9 @@ def main() -> int:
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(f"# keyholdd on PostgreSQL against SQLite ({time.strftime('%Y-%m-%d')})\n\n"
                        f"{bench.USERS} users, {bench.CONNS} connections, {bench.THREADS} keyholdd "
-                       f"thread(s), {bench.DURATION} s per run, {ROUNDS * 2} runs per row pair "
-                       "(A B B A).\n\n" + table + "\n")
+                       f"thread(s), {bench.DURATION} s per run, {ROUNDS} runs per row, in the order "
+                       "A B B A. Server CPU: keyholdd's, plus PostgreSQL's processes on its "
+                       "rows.\n\n" + table + "\n")
     return 0
 
 
