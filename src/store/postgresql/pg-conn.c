@@ -108,15 +108,20 @@ static void ignore_notice(void *userdata, const char *message) {
         (void) message;
 }
 
-static PGconn *connect_db(const char *url, const char *password) {
+/* connect_timeout in seconds: at start-up (PG_OPEN_CONNECT_S) keyholdd may wait for a server
+ * that is busy starting, or for many replicas logging in at once; on the request path a
+ * reconnect waits no longer than a statement may (KH_STORE_WAIT_MS) */
+#define PG_OPEN_CONNECT_S    "30"
+#define PG_RECONNECT_S       "5"
+
+static PGconn *connect_db(const char *url, const char *password, const char *timeout_s) {
         /* Order matters: the keys before dbname are defaults the URL may override, the
          * password after it overrides one in the URL. */
         const char *keys[] = { "connect_timeout", "keepalives", "keepalives_idle",
                                "keepalives_interval", "keepalives_count", "tcp_user_timeout",
                                "fallback_application_name", "dbname", "password", NULL };
-        /* connect_timeout in seconds (KH_STORE_WAIT_MS), tcp_user_timeout in ms */
-        const char *values[] = { "5", "1", "5", "2", "2", STR(KH_STORE_WAIT_MS), "keyholdd",
-                                 url, password, NULL };
+        const char *values[] = { timeout_s, "1", "5", "2", "2", STR(KH_STORE_WAIT_MS),
+                                 "keyholdd", url, password, NULL };
 
         PGconn *c = PQconnectdbParams(keys, values, 1);
 
@@ -385,7 +390,7 @@ int kh_pg_open(const struct kh_config_storage *cfg, struct kh_store **ret, char 
         if (r < 0)
                 return r;
 
-        s->conn = connect_db(s->url, s->password);
+        s->conn = connect_db(s->url, s->password, PG_OPEN_CONNECT_S);
         if (PQstatus(s->conn) != CONNECTION_OK)
                 return connect_failure(s->conn, why, n);
 
@@ -441,7 +446,7 @@ static int ensure_connected(struct kh_pg_store *s) {
                 return -KH_E_STORAGE_UNAVAILABLE; /* s->error still says why */
         s->last_connect_ms = now;
         s->connect_failed = true;
-        c = connect_db(s->url, s->password);
+        c = connect_db(s->url, s->password, PG_RECONNECT_S);
         if (PQstatus(c) != CONNECTION_OK) {
                 (void) unavailable(s, c ? PQerrorMessage(c) : "out of memory");
                 PQfinish(c);
