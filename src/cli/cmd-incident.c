@@ -21,6 +21,7 @@
 #include "common/parse.h"
 
 #define STEPS_MAX        5
+#define KH_INCIDENT_VERSIONS_MAX 64 /* versions of a tenant (service/keyring.h) */
 #define DETAIL_MAX       320
 #define POLL_MS          500   /* each poll is a key.status audit record */
 #define STALL_POLLS      20    /* 10 s of records left under V and no job running: stuck */
@@ -289,28 +290,125 @@ static void plan_algorithm(const struct incident *inc, const struct view *v, str
                     PRIu32 "` can delete it", V, V);
 }
 
+/* The versions the vulnerable key store held: those the tenant's last `keyhold keystore
+ * migrate` moved (GET /admin/keys "keystore": "migration"), with their state and records. */
+struct moved {
+        bool finished;       /* a migration finished onto the store the server uses */
+        size_t n;
+        uint32_t highest;
+        uint64_t records;    /* under them now */
+        size_t revoked_with_records, not_destroyed;
+        char list[DETAIL_MAX / 2];
+};
+
+static void moved_of(const struct view *v, struct moved *ret) {
+        const json_t *mig = json_object_get(json_object_get(v->doc, "keystore"), "migration");
+        const json_t *versions = json_object_get(v->doc, "versions"), *x, *row;
+        size_t i, j, len = 0;
+
+        *ret = (struct moved) { .finished = json_is_string(json_object_get(mig, "finished")) };
+        json_array_foreach(json_object_get(mig, "versions"), i, x) {
+                uint64_t n = json_is_integer(x) && json_integer_value(x) > 0
+                                     ? (uint64_t) json_integer_value(x) : 0;
+                if (n == 0 || n > UINT32_MAX)
+                        continue;
+                ret->n++;
+                if (n > ret->highest)
+                        ret->highest = (uint32_t) n;
+                if (len < sizeof(ret->list))
+                        len += (size_t) snprintf(ret->list + len, sizeof(ret->list) - len, "%s%" PRIu64,
+                                                 ret->n > 1 ? ", " : "", n);
+                json_array_foreach(versions, j, row) {
+                        const char *state = json_string_value(json_object_get(row, "state"));
+                        if (uint_of(row, "version") != n)
+                                continue;
+                        ret->records += uint_of(row, "records");
+                        if (is(state, "revoked") && uint_of(row, "records") > 0)
+                                ret->revoked_with_records++;
+                        if (!is(state, "destroyed"))
+                                ret->not_destroyed++;
+                }
+        }
+}
+
+static bool moved_has(const struct view *v, uint32_t version) {
+        const json_t *mig = json_object_get(json_object_get(v->doc, "keystore"), "migration"), *x;
+        size_t i;
+
+        json_array_foreach(json_object_get(mig, "versions"), i, x)
+                if (json_is_integer(x) && json_integer_value(x) == (json_int_t) version)
+                        return true;
+        return false;
+}
+
+/* Moving to another key store is offline (keyhold keystore migrate, with keyholdd stopped);
+ * once the server runs on the new store, it shows the migration, and the online steps
+ * follow: a version made in the new store, the records moved to it, and every version the
+ * old store held retired and destroyed. */
 static void plan_hsm(const struct incident *inc, const struct view *v, struct plan *p) {
         uint32_t V = inc->version;
+        const char *driver;
+        struct moved m;
+        bool migrated;
 
+        moved_of(v, &m);
+        migrated = m.finished && (moved_has(v, V) || state_in(v->state, "retired", "destroyed",
+                                                               NULL));
         if (v->open == 0)
                 add(p, S_REFUSE_WRITES, ST_DONE,
                     "the kill switch is on: no version is active or archived, every key read and "
                     "write is refused (keyhold key reinstate --all undoes it)");
-        else
+        else if (inc->refuse_writes)
                 add(p, S_REFUSE_WRITES, ST_TODO,
-                    "%s: the kill switch revokes every active and archived version (POST "
-                    "/admin/keys/revoke-all); it refuses key reads as well as writes (403 "
-                    "key_revoked) until keyhold key reinstate --all",
-                    inc->refuse_writes ? "with --refuse-writes"
-                                       : "optional, only with --refuse-writes");
-        add(p, S_MIGRATE, ST_NOT_POSSIBLE,
-            "not available yet: `keyhold keystore migrate --to CONFIG` comes with the PKCS#11 "
-            "key store (issue 15); until then no command moves tenant keys to another key store");
-        add(p, S_REKEY_NEW_STORE, ST_NOT_POSSIBLE,
-            "needs keystore-migrate: a rekey today makes the new version in the same key store");
-        add(p, S_RETIRE_OLD_STORE, ST_NOT_POSSIBLE,
-            "needs keystore-migrate: then version %" PRIu32 " and every other version of the old "
-            "key store are retired and destroyed (keyhold incident leaked --version N on each)", V);
+                    "with --refuse-writes: the kill switch revokes every active and archived "
+                    "version (POST /admin/keys/revoke-all); it refuses key reads as well as "
+                    "writes (403 key_revoked) until keyhold key reinstate --all");
+        else
+                add(p, S_REFUSE_WRITES, ST_DONE,
+                    "not asked for: --refuse-writes engages the kill switch, which refuses key "
+                    "reads as well as writes until keyhold key reinstate --all");
+        if (!migrated) {
+                add(p, S_MIGRATE, ST_TODO,
+                    "offline, by the operator: stop keyholdd, run `keyhold keystore migrate "
+                    "--config OLDCONF --to NEWCONF` (every version of the key store holding "
+                    "version %" PRIu32 " moves to the new one), start keyholdd with NEWCONF, "
+                    "then run this again", V);
+                add(p, S_REKEY_NEW_STORE, ST_TODO,
+                    "after keystore-migrate: a new version made in the new key store becomes "
+                    "active");
+                add(p, S_REENCRYPT, ST_TODO,
+                    "after keystore-migrate: the re-encryption job moves every record to it");
+                add(p, S_RETIRE_OLD_STORE, ST_TODO,
+                    "after keystore-migrate: every version the old key store held is retired "
+                    "and destroyed");
+                return;
+        }
+        driver = json_string_value(json_object_get(json_object_get(v->doc, "keystore"), "driver"));
+        add(p, S_MIGRATE, ST_DONE,
+            "the server runs on the %s key store, which holds the versions moved from the old "
+            "one (%s)", driver ? driver : "new", m.n ? m.list : "none");
+        if (v->active > m.highest)
+                add(p, S_REKEY_NEW_STORE, ST_DONE,
+                    "the active version %" PRIu32 " was made in the new key store", v->active);
+        else
+                add(p, S_REKEY_NEW_STORE, ST_TODO,
+                    "version %" PRIu32 " is made in the new key store and becomes active; new "
+                    "records are sealed under it", v->newest + 1);
+        if (m.records == 0)
+                add(p, S_REENCRYPT, ST_DONE, "no record is sealed under a version the old key "
+                                             "store held");
+        else
+                add(p, S_REENCRYPT, ST_TODO,
+                    "the re-encryption job moves the %" PRIu64 " records under versions %s to "
+                    "the active version%s", m.records, m.list,
+                    m.revoked_with_records ? " (revoked ones are reinstated for it first: the "
+                                             "job skips revoked versions)" : "");
+        if (m.not_destroyed == 0)
+                add(p, S_RETIRE_OLD_STORE, ST_DONE, "versions %s are destroyed", m.n ? m.list : "-");
+        else
+                add(p, S_RETIRE_OLD_STORE, ST_TODO,
+                    "versions %s are retired and destroyed: their keys deleted from the new key "
+                    "store, their DEKs from the database; wipe the old key store yourself", m.list);
 }
 
 static void plan_make(const struct incident *inc, const struct view *v, struct plan *ret) {
@@ -448,11 +546,15 @@ static int post(struct incident *inc, const char *path, const json_t *body, cons
         return 0;
 }
 
-static int post_version(struct incident *inc, const char *op) {
+static int post_version_n(struct incident *inc, uint32_t version, const char *op) {
         char path[64];
 
-        (void) snprintf(path, sizeof(path), "/admin/keys/%" PRIu32 "/%s", inc->version, op);
+        (void) snprintf(path, sizeof(path), "/admin/keys/%" PRIu32 "/%s", version, op);
         return post(inc, path, NULL, op);
+}
+
+static int post_version(struct incident *inc, const char *op) {
+        return post_version_n(inc, inc->version, op);
 }
 
 /* Polls GET /admin/keys until done(view) says so; progress on stderr on a terminal.
@@ -522,6 +624,80 @@ static bool nothing_under_v(const struct view *v, uint64_t *ret_left) {
         return v->records == 0;
 }
 
+/* No record is sealed under a version the old key store held. */
+static bool nothing_under_old_store(const struct view *v, uint64_t *ret_left) {
+        struct moved m;
+
+        moved_of(v, &m);
+        *ret_left = m.records;
+        return m.records == 0;
+}
+
+/* The migrated versions of v in state state (NULL: any but destroyed) with records (or
+ * not), into ret; returns how many. */
+static size_t moved_in(const struct view *v, const char *state, bool with_records,
+                       uint32_t ret[static KH_INCIDENT_VERSIONS_MAX]) {
+        const json_t *row;
+        size_t i, n = 0;
+
+        json_array_foreach(json_object_get(v->doc, "versions"), i, row) {
+                const char *s = json_string_value(json_object_get(row, "state"));
+                uint64_t version = uint_of(row, "version");
+
+                if (n == KH_INCIDENT_VERSIONS_MAX || version > UINT32_MAX ||
+                    !moved_has(v, (uint32_t) version) || (state && !is(s, state)) ||
+                    (!state && is(s, "destroyed")) || (with_records && uint_of(row, "records") == 0))
+                        continue;
+                ret[n++] = (uint32_t) version;
+        }
+        return n;
+}
+
+/* reencrypt of hsm-vulnerability: revoked old versions with records reinstated (the job
+ * skips revoked ones), then the wait until no record is under an old version. */
+static int run_hsm_reencrypt(struct incident *inc, const struct view *v) {
+        uint32_t versions[KH_INCIDENT_VERSIONS_MAX];
+        size_t n = moved_in(v, "revoked", true, versions);
+        int r;
+
+        for (size_t i = 0; i < n; i++) {
+                r = post_version_n(inc, versions[i], "reinstate");
+                if (r != 0)
+                        return r;
+        }
+        r = wait_until(inc, nothing_under_old_store, "re-encrypting the old key store's versions");
+        if (r == 0 && !kh_cli_json(inc->cli))
+                printf("     reencrypt: no record is left under a version of the old key store\n");
+        return r;
+}
+
+/* retire-old-store: each old version retired (unless it is), then destroyed. */
+static int run_retire_old_store(struct incident *inc, const struct view *v) {
+        uint32_t versions[KH_INCIDENT_VERSIONS_MAX];
+        size_t n = moved_in(v, NULL, false, versions);
+        const json_t *row;
+        size_t j;
+        int r;
+
+        for (size_t i = 0; i < n; i++) {
+                bool retired = false;
+
+                json_array_foreach(json_object_get(v->doc, "versions"), j, row)
+                        if (uint_of(row, "version") == versions[i])
+                                retired = is(json_string_value(json_object_get(row, "state")),
+                                             "retired");
+                if (!retired) {
+                        r = post_version_n(inc, versions[i], "retire");
+                        if (r != 0)
+                                return r;
+                }
+                r = post_version_n(inc, versions[i], "destroy");
+                if (r != 0)
+                        return r;
+        }
+        return 0;
+}
+
 static int run_rekey(struct incident *inc, const struct view *v) {
         json_auto_t *body = NULL;
         int r;
@@ -544,9 +720,14 @@ static int run_step(struct incident *inc, const struct view *v, const struct ste
         char what[64];
         int r;
 
+        if (inc->pb == PB_HSM && s->kind == S_REENCRYPT)
+                return run_hsm_reencrypt(inc, v);
         switch (s->kind) {
         case S_REKEY:
+        case S_REKEY_NEW_STORE:
                 return run_rekey(inc, v);
+        case S_RETIRE_OLD_STORE:
+                return run_retire_old_store(inc, v);
         case S_REENCRYPT:
                 if (is(v->state, "revoked")) {
                         r = post_version(inc, "reinstate");
@@ -600,26 +781,18 @@ static int execute(struct incident *inc) {
                         for (size_t i = 0; i < p.n; i++)
                                 outcomes[i] = p.steps[i].status == ST_DONE ? OUT_DONE_BEFORE
                                                                           : OUT_NOT_RUN;
-                if (inc->pb == PB_HSM) {
-                        /* the one step that exists today; the others are not possible yet */
-                        first = 0;
-                        if (!inc->refuse_writes) {
-                                view_done(&v);
-                                return kh_cli_fail(inc->cli, "not_available",
-                                                   "no step of this playbook can run yet: "
-                                                   "`keyhold keystore migrate --to CONFIG` comes "
-                                                   "with the PKCS#11 key store (issue 15). "
-                                                   "--refuse-writes engages the kill switch now "
-                                                   "(it refuses key reads too); nothing was "
-                                                   "changed");
-                        }
-                        if (p.steps[0].status == ST_DONE) {
-                                view_done(&v);
-                                break;
-                        }
-                } else if (plan_done(&p, &first)) {
+                if (plan_done(&p, &first)) {
                         view_done(&v);
                         break;
+                }
+                if (p.steps[first].kind == S_MIGRATE) {
+                        /* offline: the operator's step, with keyholdd stopped */
+                        view_done(&v);
+                        if (inc->refuse_writes)
+                                break;  /* what --refuse-writes asked for is done */
+                        return kh_cli_fail(inc->cli, "offline_step", "step %s: %s; nothing was "
+                                           "changed", step_names[S_MIGRATE],
+                                           p.steps[first].detail);
                 }
                 if (outcomes[first] == OUT_RAN) {
                         view_done(&v);
@@ -752,10 +925,11 @@ int kh_cmd_incident(struct kh_cli *cli) {
         r = plan_print(&inc, &p, NULL);
         if (r != 0 || kh_cli_json(cli) || p.steps[0].status == ST_NOT_POSSIBLE)
                 return r;
-        if (inc.pb == PB_HSM && p.steps[0].status == ST_TODO)
-                printf("\nRefuse every key read and write now: keyhold incident hsm-vulnerability "
+        if (inc.pb == PB_HSM && p.steps[1].kind == S_MIGRATE && p.steps[1].status == ST_TODO)
+                printf("\nFirst move the keys offline (keyhold keystore migrate --help). To refuse "
+                       "every key read and write meanwhile: keyhold incident hsm-vulnerability "
                        "--version %" PRIu32 " --refuse-writes --execute\n", inc.version);
-        else if (inc.pb != PB_HSM && !plan_done(&p, &(size_t) { 0 }))
+        else if (!plan_done(&p, &(size_t) { 0 }))
                 printf("\nRun it: keyhold incident %s --version %" PRIu32 " --execute\n",
                        kh_incident_playbook_names[inc.pb], inc.version);
         return r;

@@ -129,10 +129,12 @@ const struct kh_cli_command kh_cli_commands[] = {
                         "                      count, first and last time and clients; no change\n"
                         "  algorithm-weakness  rekey to --algorithm (default rsa-4096), wait for\n"
                         "                      the job, retire V\n"
-                        "  hsm-vulnerability   the steps to move to another key store (keyhold\n"
-                        "                      keystore migrate comes with the PKCS#11 store,\n"
-                        "                      issue 15); --refuse-writes engages the kill switch,\n"
-                        "                      which refuses key reads too\n"
+                        "  hsm-vulnerability   move to another key store: the offline `keyhold\n"
+                        "                      keystore migrate` first (keyholdd stopped), then\n"
+                        "                      on the new server rekey there, wait for the job,\n"
+                        "                      retire and destroy every version the old store\n"
+                        "                      held; --refuse-writes engages the kill switch\n"
+                        "                      first, which refuses key reads too\n"
                         "--execute runs the steps not done yet, in order, each an audited admin\n"
                         "route. On a terminal it asks you to type the version number; --yes\n"
                         "skips that; with neither it refuses and changes nothing. Whether a step\n"
@@ -151,6 +153,43 @@ const struct kh_cli_command kh_cli_commands[] = {
                 },
                 .example = "keyhold incident leaked --version 3 --execute",
                 .run = kh_cmd_incident,
+        },
+        {
+                .path = "keystore migrate",
+                .operands = "",
+                .summary = "move every tenant key to another key store (offline; file -> HSM, HSM -> HSM)",
+                .description =
+                        "Moves the tenant keys of every tenant of --config's database to the key\n"
+                        "store --to's [keystore] names, offline: stop keyholdd first (refused\n"
+                        "with server_running while one serves the database). For each version\n"
+                        "that keeps a DEK (active, archived, revoked) the new store gets a key of\n"
+                        "the same version and size, and the DEK is unwrapped by the old store,\n"
+                        "wrapped under the new key and signed by it, one transaction per version;\n"
+                        "records are not touched. Retired and destroyed versions need no key.\n"
+                        "Secrets come as each configuration says (pin_file, master_key_file, or\n"
+                        "the environment, which applies to both). Killed at any point, the same\n"
+                        "command finishes the job; versions already moved are skipped.\n"
+                        "\n"
+                        "The account-recovery key cannot leave a key store: the new one makes a\n"
+                        "new recovery key, and members enrolled under the old one must enrol\n"
+                        "again (the count is printed). The new store signs audit checkpoints\n"
+                        "with its own key: --audit-keys DIR saves the old store's audit public\n"
+                        "keys (server.pem, tenant-ID.pem) to verify older checkpoints.\n"
+                        "keyholdd records each moved version (keystore.migrate) at its next\n"
+                        "start on --to. Then `keyhold incident hsm-vulnerability --version V\n"
+                        "--execute` rekeys in the new store, re-encrypts and destroys the old\n"
+                        "versions. With --json: {\"tenants\", \"versions\", \"moved\", \"skipped\",\n"
+                        "\"no_key\", \"recovery_enrolments_affected\", \"from\", \"to\",\n"
+                        "\"audit_keys\", \"per_tenant\"}.",
+                .options = (const struct kh_cli_option[]) {
+                        { "to", 0, "NEWCONF", "the configuration whose [keystore] the keys move to" },
+                        { "config", 0, "OLDCONF", "keyholdd's configuration now (default /etc/keyhold/keyhold.conf)" },
+                        { "audit-keys", 0, "DIR", "save the old store's audit public keys (PEM) here" },
+                        { 0 },
+                },
+                .example = "keyhold keystore migrate --config /etc/keyhold/keyhold.conf "
+                           "--to /etc/keyhold/keyhold-hsm.conf --audit-keys /root/old-audit-keys",
+                .run = kh_cmd_keystore_migrate,
         },
         {
                 .path = "seal",

@@ -74,6 +74,7 @@ int kh_cmd_backup_create(struct kh_cli *cli);
 int kh_cmd_backup_verify(struct kh_cli *cli);
 int kh_cmd_backup_restore(struct kh_cli *cli);
 int kh_cmd_incident(struct kh_cli *cli);
+int kh_cmd_keystore_migrate(struct kh_cli *cli);
 int kh_cmd_device_trust(struct kh_cli *cli);
 int kh_cmd_device_unlock(struct kh_cli *cli);
 int kh_cmd_device_rotate(struct kh_cli *cli);

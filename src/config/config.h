@@ -65,6 +65,9 @@ struct kh_config_keystore {
         char *pin_file;             /* the user PIN: its first line ... */
         char *pin;                  /* ... or KEYHOLD_KEYSTORE_PIN (only from the environment) */
         char *key_label_prefix;     /* CKA_LABEL prefix of keyhold's objects; "keyhold-" */
+        bool cache_deks_while_unavailable; /* while the HSM is gone, keep serving with the
+                                            * DEKs in memory (false: drop them, and every key
+                                            * route answers 503 keystore_unavailable) */
 };
 
 struct kh_config_jobs {

@@ -70,8 +70,9 @@ void kh_http_reply_error(struct kh_http_req *req, int r) {
         char *text;
 
         /* a sealed server answers 503 by design: the operator sealed it (and the log says
-         * so once); a line per refused request would flood the log */
-        if (e->status >= 500 && r != -KH_E_SEALED) {
+         * so once); so does one whose key store went away (the key store monitor logs the
+         * loss and the return once each); a line per refused request would flood the log */
+        if (e->status >= 500 && r != -KH_E_SEALED && r != -KH_E_KEYSTORE_UNAVAILABLE) {
                 /* the path only, capped: a query string may carry anything a client sent */
                 h2o_iovec_t path = req->h2o->path;
                 if (req->h2o->query_at != SIZE_MAX)

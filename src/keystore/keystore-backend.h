@@ -4,6 +4,8 @@
  * so a backend checks only what is its own. No operation hands out a private key. */
 #pragma once
 
+#include <stdatomic.h>
+
 #include "keystore/keystore.h"
 
 struct kh_keystore_ops {
@@ -30,11 +32,19 @@ struct kh_keystore_ops {
         int (*oaep)(struct kh_keystore *ks, const struct kh_key_ref *kek, enum kh_oaep_md *ret);
         int (*backup_key)(struct kh_keystore *ks, const uint8_t salt[static KH_BACKUP_SALT_LEN],
                           struct kh_secret **ret);
+        /* A store that can go away (caps has KH_KS_REMOVABLE) has both; NULL for one that
+         * cannot (file). probe: one cheap round trip, 0 or -KH_E_KEYSTORE_UNAVAILABLE.
+         * reconnect: sessions and login anew (see kh_keystore_reconnect()). detail as open's. */
+        int (*probe)(struct kh_keystore *ks, char *detail, size_t detail_len);
+        int (*reconnect)(struct kh_keystore *ks, char *detail, size_t detail_len);
 };
 
 /* The first member of each backend's state; reach the rest with kh_container_of(). */
 struct kh_keystore {
         const struct kh_keystore_ops *ops;
+        /* set by the wrappers when an operation answered -KH_E_KEYSTORE_UNAVAILABLE, cleared
+         * by a reconnect that succeeded; while set, every operation answers that at once */
+        atomic_bool lost;
 };
 
 extern const struct kh_keystore_ops kh_keystore_file_ops;

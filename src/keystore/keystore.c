@@ -2,6 +2,9 @@
 
 #include <assert.h>
 #include <errno.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "common/errors.h"
@@ -14,6 +17,21 @@ static const struct kh_keystore_ops *const backends[] = {
         &kh_keystore_pkcs11_ops,
 };
 
+
+/* Every operation of a lost store answers at once: a device that is gone may take its time
+ * to say so again, and whoever asked is better served by a quick 503. */
+#define LOST_CHECK(ks)                                                                  \
+        do {                                                                            \
+                if (atomic_load_explicit(&(ks)->lost, memory_order_relaxed))            \
+                        return -KH_E_KEYSTORE_UNAVAILABLE;                              \
+        } while (0)
+
+/* An operation's answer; one that says the device is gone marks the store lost. */
+static int seen(struct kh_keystore *ks, int r) {
+        if (r == -KH_E_KEYSTORE_UNAVAILABLE)
+                atomic_store_explicit(&ks->lost, true, memory_order_relaxed);
+        return r;
+}
 
 static bool tenant_is_valid(const char *tenant, size_t max) {
         size_t len = strnlen(tenant, max + 1);
@@ -85,7 +103,8 @@ int kh_keystore_generate(struct kh_keystore *ks, const struct kh_key_spec *spec,
                 return -EINVAL;
         }
 
-        r = ks->ops->generate(ks, spec);
+        LOST_CHECK(ks);
+        r = seen(ks, ks->ops->generate(ks, spec));
         if (r < 0)
                 return r;
         *ret_ref = (struct kh_key_ref) { .version = spec->version, .purpose = spec->purpose };
@@ -100,7 +119,8 @@ int kh_keystore_wrap(struct kh_keystore *ks, const struct kh_key_ref *ref,
         if (!ref_is_valid(ref))
                 return -EINVAL;
 
-        return ks->ops->wrap(ks, ref, dek, out);
+        LOST_CHECK(ks);
+        return seen(ks, ks->ops->wrap(ks, ref, dek, out));
 }
 
 int kh_keystore_oaep(struct kh_keystore *ks, const struct kh_key_ref *ref, enum kh_oaep_md *ret) {
@@ -108,6 +128,7 @@ int kh_keystore_oaep(struct kh_keystore *ks, const struct kh_key_ref *ref, enum 
 
         if (!ref_is_valid(ref) || ref->purpose != KH_KEY_DATA)
                 return -EINVAL;
+        LOST_CHECK(ks);
         if (!ks->ops->oaep) {
                 /* the key must exist all the same */
                 KH_CLEANUP(EVP_PKEY_freep) EVP_PKEY *pub = NULL;
@@ -118,7 +139,7 @@ int kh_keystore_oaep(struct kh_keystore *ks, const struct kh_key_ref *ref, enum 
                 *ret = KH_OAEP_SHA256;
                 return 0;
         }
-        return ks->ops->oaep(ks, ref, ret);
+        return seen(ks, ks->ops->oaep(ks, ref, ret));
 }
 
 int kh_keystore_unwrap(struct kh_keystore *ks, const struct kh_key_ref *ref,
@@ -130,7 +151,8 @@ int kh_keystore_unwrap(struct kh_keystore *ks, const struct kh_key_ref *ref,
         if (!wrapped || len == 0 || len > KH_WRAPPED_DEK_MAX)
                 return -KH_E_INTEGRITY; /* stored data, not client input */
 
-        return ks->ops->unwrap(ks, ref, wrapped, len, ret_dek);
+        LOST_CHECK(ks);
+        return seen(ks, ks->ops->unwrap(ks, ref, wrapped, len, ret_dek));
 }
 
 int kh_keystore_decrypt(struct kh_keystore *ks, const struct kh_key_ref *ref, enum kh_oaep_md md,
@@ -144,7 +166,8 @@ int kh_keystore_decrypt(struct kh_keystore *ks, const struct kh_key_ref *ref, en
                 return -KH_E_INTEGRITY;
         if (!ks->ops->decrypt)
                 return -EOPNOTSUPP;
-        return ks->ops->decrypt(ks, ref, md, in, len, ret);
+        LOST_CHECK(ks);
+        return seen(ks, ks->ops->decrypt(ks, ref, md, in, len, ret));
 }
 
 int kh_keystore_sign(struct kh_keystore *ks, const struct kh_key_ref *ref, const uint8_t *digest,
@@ -156,7 +179,8 @@ int kh_keystore_sign(struct kh_keystore *ks, const struct kh_key_ref *ref, const
         if (len != 32) /* a SHA-256 digest; PSS salt length equals it */
                 return -EINVAL;
 
-        return ks->ops->sign(ks, ref, digest, len, sig);
+        LOST_CHECK(ks);
+        return seen(ks, ks->ops->sign(ks, ref, digest, len, sig));
 }
 
 int kh_keystore_public_key(struct kh_keystore *ks, const struct kh_key_ref *ref, EVP_PKEY **ret) {
@@ -165,7 +189,8 @@ int kh_keystore_public_key(struct kh_keystore *ks, const struct kh_key_ref *ref,
         if (!ref_is_valid(ref))
                 return -EINVAL;
 
-        return ks->ops->public_key(ks, ref, ret);
+        LOST_CHECK(ks);
+        return seen(ks, ks->ops->public_key(ks, ref, ret));
 }
 
 int kh_keystore_list(struct kh_keystore *ks, const char *tenant, kh_key_ref_fn fn,
@@ -175,7 +200,8 @@ int kh_keystore_list(struct kh_keystore *ks, const char *tenant, kh_key_ref_fn f
         if (!tenant || !tenant_is_valid(tenant, KH_TENANT_ID_MAX))
                 return -EINVAL;
 
-        return ks->ops->list(ks, tenant, fn, userdata);
+        LOST_CHECK(ks);
+        return seen(ks, ks->ops->list(ks, tenant, fn, userdata));
 }
 
 int kh_keystore_destroy(struct kh_keystore *ks, const struct kh_key_ref *ref) {
@@ -184,7 +210,8 @@ int kh_keystore_destroy(struct kh_keystore *ks, const struct kh_key_ref *ref) {
         if (!ref_is_valid(ref) || ref->purpose != KH_KEY_DATA)
                 return -EINVAL;
 
-        return ks->ops->destroy(ks, ref);
+        LOST_CHECK(ks);
+        return seen(ks, ks->ops->destroy(ks, ref));
 }
 
 int kh_keystore_backup_key(struct kh_keystore *ks, const uint8_t salt[static KH_BACKUP_SALT_LEN],
@@ -193,5 +220,46 @@ int kh_keystore_backup_key(struct kh_keystore *ks, const uint8_t salt[static KH_
 
         if (!ks->ops->backup_key)
                 return -EOPNOTSUPP;
-        return ks->ops->backup_key(ks, salt, ret);
+        LOST_CHECK(ks);
+        return seen(ks, ks->ops->backup_key(ks, salt, ret));
+}
+
+int kh_keystore_probe(struct kh_keystore *ks, char *detail, size_t detail_len) {
+        int r;
+
+        assert(ks);
+
+        if (detail && detail_len > 0)
+                detail[0] = '\0';
+        if (!ks->ops->probe)
+                return 0;
+        /* asked even when lost: the device's own answer names the call and its code */
+        r = ks->ops->probe(ks, detail, detail_len);
+        if (r == 0 && atomic_load_explicit(&ks->lost, memory_order_relaxed)) {
+                /* the session answers, but an operation was told the device is gone: only a
+                 * reconnect says it is back */
+                if (detail && detail_len > 0)
+                        (void) snprintf(detail, detail_len, "an operation found it gone");
+                r = -KH_E_KEYSTORE_UNAVAILABLE;
+        }
+        return seen(ks, r);
+}
+
+int kh_keystore_reconnect(struct kh_keystore *ks, char *detail, size_t detail_len) {
+        int r;
+
+        assert(ks);
+
+        if (detail && detail_len > 0)
+                detail[0] = '\0';
+        if (!ks->ops->reconnect)
+                return 0;
+        r = ks->ops->reconnect(ks, detail, detail_len);
+        atomic_store_explicit(&ks->lost, r < 0, memory_order_relaxed);
+        return r;
+}
+
+bool kh_keystore_is_lost(const struct kh_keystore *ks) {
+        return atomic_load_explicit(&((struct kh_keystore *) (uintptr_t) ks)->lost,
+                                    memory_order_relaxed);
 }

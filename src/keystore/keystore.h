@@ -1,12 +1,23 @@
 /* Key stores hold the tenant keys (RSA). The interface exposes operations, never a private
  * key: generate, wrap, unwrap, sign, public key, list versions. Callers include this file;
- * backends include keystore-backend.h. Not thread-safe: call one store from one thread at a
- * time (keyholdd uses it at start-up and from admin jobs, never on the request path).
+ * backends include keystore-backend.h.
+ *
+ * Threads: a store is not thread-safe. Every function below that takes a store, probe and
+ * reconnect included, must be called by one thread at a time per store (keyholdd holds the
+ * app's reload_lock around each use: start-up, admin jobs, the auditor's checkpoints,
+ * recovery decryption and the key store monitor; never an event loop). The pkcs11 store
+ * has one session; its module is initialised with CKF_OS_LOCKING_OK so that other code of
+ * the process (the Key Connector importer) may use the same module at once.
+ *
+ * A store that can go away (KH_KS_REMOVABLE: an HSM) answers -KH_E_KEYSTORE_UNAVAILABLE to
+ * any operation once the device or its session is gone, at once and without touching the
+ * device until kh_keystore_reconnect() succeeds.
  * Every operation below also returns -EINVAL for a tenant id that is not
  * [a-z0-9][a-z0-9-]{0,62} (or "" for an audit key), a version of 0, or (generate) rsa_bits outside 2048..8192 or not
  * a multiple of 1024, and -KH_E_INTEGRITY when stored key material fails its check. */
 #pragma once
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -62,6 +73,8 @@ struct kh_key_spec {
 enum {
         KH_KS_NON_EXTRACTABLE = 1u << 0, /* private keys are created inside a device */
         KH_KS_SLOW_SIGN = 1u << 1,       /* may block: call from a job, never from a loop */
+        KH_KS_REMOVABLE = 1u << 2,       /* a device that can go away while serving: probe
+                                          * it, reconnect when it is back */
 };
 
 typedef int (*kh_key_ref_fn)(const struct kh_key_ref *ref, void *userdata);
@@ -83,7 +96,7 @@ struct kh_keystore *kh_keystore_close(struct kh_keystore *ks); /* NULL-safe */
 KH_DEFINE_CLEANUP(kh_keystore_close, struct kh_keystore *)
 
 const char *kh_keystore_name(const struct kh_keystore *ks); /* "file", "pkcs11" */
-/* KH_KS_*: file 0; pkcs11 KH_KS_NON_EXTRACTABLE | KH_KS_SLOW_SIGN */
+/* KH_KS_*: file 0; pkcs11 KH_KS_NON_EXTRACTABLE | KH_KS_SLOW_SIGN | KH_KS_REMOVABLE */
 unsigned kh_keystore_caps(const struct kh_keystore *ks);
 
 /* Creates key version spec->version for spec->tenant. Atomic across processes sharing the
@@ -152,3 +165,28 @@ KH_MUST_CHECK int kh_keystore_list(struct kh_keystore *ks, const char *tenant, k
 KH_MUST_CHECK int kh_keystore_backup_key(struct kh_keystore *ks,
                                          const uint8_t salt[static KH_BACKUP_SALT_LEN],
                                          struct kh_secret **ret);
+
+/**
+ * kh_keystore_probe() - whether the store's device still answers: one cheap round trip
+ * (the pkcs11 store: C_GetSessionInfo, logged in). A store without a device (file) is
+ * always there. detail: on -KH_E_KEYSTORE_UNAVAILABLE, the answer that said so
+ * ("C_GetSessionInfo: CKR_DEVICE_ERROR"); never a secret. May be NULL.
+ * Returns 0, -KH_E_KEYSTORE_UNAVAILABLE (also while the store is lost, until a reconnect) or
+ * -KH_E_PKCS11_MODULE (an answer that says neither).
+ */
+KH_MUST_CHECK int kh_keystore_probe(struct kh_keystore *ks, char *detail, size_t detail_len);
+
+/**
+ * kh_keystore_reconnect() - the way back after -KH_E_KEYSTORE_UNAVAILABLE: the pkcs11 store
+ * initialises its module again, finds the token by its label (or slot), opens a new
+ * session and logs in with the PIN it keeps in locked memory since open. Keys are found by
+ * label at each use, so nothing else changes. 0 for a store without a device.
+ * Returns 0 (operations work again), -KH_E_KEYSTORE_UNAVAILABLE (not back yet: try again
+ * later), -KH_E_PKCS11_PIN (the token is back but refuses the PIN), -KH_E_PKCS11_MECHANISM
+ * or -ENOMEM. detail as kh_keystore_probe(). Blocks as long as the device does.
+ */
+KH_MUST_CHECK int kh_keystore_reconnect(struct kh_keystore *ks, char *detail, size_t detail_len);
+
+/* Whether the store is lost (an operation answered -KH_E_KEYSTORE_UNAVAILABLE since the
+ * last reconnect). Any thread. */
+bool kh_keystore_is_lost(const struct kh_keystore *ks);

@@ -9,6 +9,7 @@
 #include "common/errors.h"
 #include "common/parse.h"
 #include "service/app.h"
+#include "service/ksmigrate.h"
 #include "service/service-internal.h"
 
 /* ---- key status ---- */
@@ -28,6 +29,11 @@ static int collect_status(const struct kh_tenant_key *key, void *userdata) {
                                       .created = key->created_at, .encrypts = key->encrypts,
                                       .decrypts = key->decrypts };
         return 0;
+}
+
+int kh_admin_keystore_migration(struct kh_service *svc, const struct kh_tenant *t,
+                                struct kh_ksmigrate_marker *ret) {
+        return kh_ksmigrate_marker_get(svc->store, t->id, ret);
 }
 
 int kh_admin_keys_status(struct kh_service *svc, const struct kh_tenant *t,

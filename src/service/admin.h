@@ -31,6 +31,12 @@ struct kh_keys_status {
 KH_MUST_CHECK int kh_admin_keys_status(struct kh_service *svc, const struct kh_tenant *t,
                                        struct kh_keys_status *ret);
 
+/* Tenant t's last key store migration (ksmigrate.h) into *ret. Returns 0, -ENOENT (none),
+ * -KH_E_INTEGRITY or -EIO. */
+struct kh_ksmigrate_marker;
+KH_MUST_CHECK int kh_admin_keystore_migration(struct kh_service *svc, const struct kh_tenant *t,
+                                              struct kh_ksmigrate_marker *ret);
+
 #define KH_AUDIT_PAGE_MAX      10000     /* records per page of GET .../audit */
 #define KH_AUDIT_PAGE_DEFAULT  1000
 

@@ -33,6 +33,8 @@ struct kh_app {
          * and the workers open theirs only later. Closing this one in between would let
          * another process take the file after this one has loaded key states from it. */
         struct kh_store *store;
+        int lock_fd;                         /* kh_store_lock() shared: keyholdd serves it;
+                                              * -1 for none */
         struct kh_tenant *tenants;
         size_t n_tenants;
         struct kh_keyring *keyring;
@@ -50,6 +52,12 @@ struct kh_app {
          * pool, under lifecycle_lock (then reload_lock for the key store and store) */
         pthread_mutex_t lifecycle_lock;
         atomic_bool sealed;                  /* keystore is NULL, the snapshot has no DEK */
+        /* the key store monitor (keystore-monitor.h): the store is gone until it says
+         * otherwise; set and cleared by the monitor (cleared by a seal too), under
+         * reload_lock */
+        atomic_bool ks_unavailable;
+        pthread_t monitor_thread;
+        bool monitor_running;
         struct kh_jobs *jobs;
         struct kh_reencrypt *reencrypt;
         /* recovery.c: per tenant, its recovery public key (SPKI DER) once known; under

@@ -9,13 +9,17 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "common/errors.h"
 #include "common/jobs.h"
 #include "crypto/random.h"
+#include "store/lock.h"
 #include "keystore/keystore.h"
 #include "service/audit.h"
 #include "service/backup.h"
+#include "service/keystore-monitor.h"
+#include "service/ksmigrate.h"
 #include "service/reencrypt.h"
 #include "token/issuer.h"
 
@@ -191,6 +195,74 @@ static int start_sealed(struct kh_app *app) {
         return 0;
 }
 
+/* The key store drivers a migration record may name; the audit event's target must live
+ * as long as the program. */
+static const char *driver_literal(const char *name) {
+        static const char *const known[] = { "file", "pkcs11" };
+
+        for (size_t i = 0; i < KH_ELEMENTSOF(known); i++)
+                if (strcmp(known[i], name) == 0)
+                        return known[i];
+        return "keystore";
+}
+
+/* A `keyhold keystore migrate` ran offline: it could not append to the chains (each is
+ * continued only by the server that holds its head), so it left a marker per tenant, which
+ * becomes one record per moved version here, with the marker rewritten as audited in the
+ * same transaction: each migration is recorded exactly once. */
+static int audit_migration(struct kh_app *app, const struct kh_tenant *t) {
+        struct kh_audit_event ev[KH_KEY_VERSIONS_MAX];
+        struct kh_ksmigrate_marker m;
+        char actor[32];
+        int r;
+
+        r = kh_ksmigrate_marker_get(app->store, t->id, &m);
+        if (r == -ENOENT)
+                return 0;
+        if (r < 0)
+                return r;
+        if (m.finished == 0 || m.audited)
+                return 0;
+        (void) snprintf(actor, sizeof(actor), "local:uid=%" PRIu32, m.uid);
+        for (size_t i = 0; i < m.n; i++) {
+                ev[i] = (struct kh_audit_event) { .time_ms = kh_audit_now_ms(),
+                                                  .chain = (uint32_t) t->index,
+                                                  .key_version = m.versions[i], .count = 1,
+                                                  .action = KH_KSMIGRATE_ACTION, .outcome = "ok",
+                                                  .target = driver_literal(m.to) };
+                KH_AUDIT_SET(ev[i].actor, actor);
+                KH_AUDIT_SET(ev[i].client, "local");
+        }
+        m.audited = true;
+        r = kh_store_tx_begin(app->store);
+        if (r < 0)
+                return r;
+        r = kh_auditor_tx_append(app->auditor, app->store, ev, m.n);
+        if (r >= 0)
+                r = kh_ksmigrate_marker_put(app->store, &m);
+        if (r >= 0)
+                r = kh_store_tx_commit(app->store);
+        if (r < 0)
+                kh_store_tx_rollback(app->store);
+        kh_auditor_tx_end(app->auditor, r >= 0);
+        return r;
+}
+
+/* A keystore migrate that was interrupted leaves DEKs of both key stores, which neither
+ * configuration loads: say why before the load fails. */
+static void migration_hints(struct kh_app *app) {
+        for (size_t i = 0; i < app->n_tenants; i++) {
+                struct kh_ksmigrate_marker m;
+
+                if (kh_ksmigrate_marker_get(app->store, app->tenants[i].id, &m) == 0 &&
+                    m.finished == 0)
+                        emit(app, app->tenants[i].id,
+                             "a `keyhold keystore migrate` of this tenant did not finish: stop "
+                             "keyholdd and run it again",
+                             0);
+        }
+}
+
 /* Opens one of the tenant's issuers into slot unless it is open already. */
 static int open_issuer(struct kh_tenant *t, struct kh_issuer *_Atomic *slot, const char *url,
                        const char *ca, const char *jwks_file) {
@@ -299,6 +371,7 @@ int kh_app_open(const struct kh_config *cfg, kh_app_event_fn event, void *userda
         if (!app)
                 return -ENOMEM;
         app->cfg = cfg;
+        app->lock_fd = -1;
         pthread_mutex_init(&app->reload_lock, NULL);
         pthread_mutex_init(&app->lifecycle_lock, NULL);
         pthread_mutex_init(&app->counts_lock, NULL);
@@ -310,6 +383,18 @@ int kh_app_open(const struct kh_config *cfg, kh_app_event_fn event, void *userda
         if (!app->tenants || !app->counts || !app->recovery)
                 return -ENOMEM;
         app->n_tenants = cfg->n_tenants;
+        r = kh_store_lock(&cfg->storage, false, &app->lock_fd);
+        if (r == -EWOULDBLOCK) {
+                emit(app, NULL,
+                     "cannot open the database: `keyhold keystore migrate` is moving its keys; "
+                     "start keyholdd once it has finished",
+                     -EBUSY);
+                return -EBUSY;
+        }
+        if (r < 0) {
+                emit(app, NULL, "cannot take the lock file beside the database", r);
+                return r;
+        }
         r = kh_store_open_explained(&cfg->storage, &app->store, why, sizeof(why));
         if (r < 0 && why[0]) {
                 emit(app, NULL, why, r);
@@ -364,6 +449,7 @@ int kh_app_open(const struct kh_config *cfg, kh_app_event_fn event, void *userda
                         return r;
                 }
         }
+        migration_hints(app);
         r = load_keys(app, &keys);
         if (r < 0)
                 return r;
@@ -393,6 +479,14 @@ int kh_app_open(const struct kh_config *cfg, kh_app_event_fn event, void *userda
                         return r;
                 }
         }
+        for (size_t i = 0; i < cfg->n_tenants; i++) {
+                r = audit_migration(app, &app->tenants[i]);
+                if (r < 0) {
+                        emit(app, app->tenants[i].id, "cannot record the key store migration "
+                                                      "in the audit chain", r);
+                        return r;
+                }
+        }
 
         r = kh_jobs_new(APP_JOB_THREADS, APP_JOB_QUEUE, &app->jobs);
         if (r < 0)
@@ -403,6 +497,9 @@ int kh_app_open(const struct kh_config *cfg, kh_app_event_fn event, void *userda
                 return r;
         }
 
+        r = kh_ks_monitor_start(app);
+        if (r < 0)
+                return r;
         if (missing) {
                 r = -pthread_create(&app->retry_thread, NULL, issuer_retry, app);
                 if (r < 0)
@@ -420,6 +517,7 @@ struct kh_app *kh_app_close(struct kh_app *app) {
         atomic_store(&app->stopping, true);
         if (app->retry_running)
                 (void) pthread_join(app->retry_thread, NULL);
+        kh_ks_monitor_stop(app);
         /* the running jobs end before what they use (the key store, the config) goes */
         kh_jobs_free(app->jobs);
         for (size_t i = 0; i < app->n_tenants; i++) {
@@ -440,6 +538,8 @@ struct kh_app *kh_app_close(struct kh_app *app) {
         free(app->tenants);
         kh_store_close(app->store);
         kh_keystore_close(app->keystore);
+        if (app->lock_fd >= 0)
+                (void) close(app->lock_fd);  /* after the database: its users are gone */
         free(app);
         return NULL;
 }
@@ -483,6 +583,10 @@ struct kh_jobs *kh_app_jobs(const struct kh_app *app) {
 
 bool kh_app_sealed(const struct kh_app *app) {
         return atomic_load(&((struct kh_app *) (uintptr_t) app)->sealed);
+}
+
+bool kh_app_keystore_unavailable(const struct kh_app *app) {
+        return atomic_load(&((struct kh_app *) (uintptr_t) app)->ks_unavailable);
 }
 
 int kh_app_reload_keys(struct kh_app *app) {
@@ -531,7 +635,9 @@ int kh_app_backup_key(struct kh_app *app, const uint8_t salt[static KH_BACKUP_SA
         int r;
 
         pthread_mutex_lock(&app->reload_lock);
-        r = app->keystore ? kh_keystore_backup_key(app->keystore, salt, ret) : -KH_E_SEALED;
+        r = !app->keystore                          ? -KH_E_SEALED
+            : atomic_load(&app->ks_unavailable) ? -KH_E_KEYSTORE_UNAVAILABLE
+                                                : kh_keystore_backup_key(app->keystore, salt, ret);
         pthread_mutex_unlock(&app->reload_lock);
         return r;
 }

@@ -57,6 +57,10 @@ const struct kh_tenant *kh_app_tenant(const struct kh_app *app, const char *id, 
 /* Whether the server is sealed (lifecycle.h): no key store secret and no DEK in memory. */
 bool kh_app_sealed(const struct kh_app *app);
 
+/* Whether the key store is gone while serving (keystore-monitor.h): what needs the token
+ * answers -KH_E_KEYSTORE_UNAVAILABLE until the monitor has reconnected. Any thread. */
+bool kh_app_keystore_unavailable(const struct kh_app *app);
+
 /* The meta key (store.h) whose value "1" means the server was sealed on purpose and must
  * start sealed. */
 #define KH_META_SEALED "keyhold.sealed"

@@ -38,7 +38,6 @@
 #define IDLE_WAKE_MS     1000    /* an idle thread still looks for due checkpoints */
 #define RETRY_MS         200     /* after a failed commit (a full disk, a locked file) */
 #define BLOCK_RECORDS    4096    /* records per stored block (one commit may store several) */
-#define AUDIT_KEY_VERSION 1
 #define AUDIT_NICE       5       /* the thread's nice value: see run() */
 #define PRUNE_EVERY_MS   (3600 * 1000) /* [audit] keep_days: at start, then hourly */
 
@@ -168,10 +167,10 @@ static int pem_of(EVP_PKEY *pub, char **ret) {
 
 /* Loads the chain's signing key, creating it the first time. Under ks_lock. */
 static int key_ensure_locked(struct kh_auditor *a, struct chain *c) {
-        struct kh_key_ref ref = { .version = AUDIT_KEY_VERSION, .purpose = KH_KEY_AUDIT };
+        struct kh_key_ref ref = { .version = KH_AUDIT_KEY_VERSION, .purpose = KH_KEY_AUDIT };
         /* ECDSA P-256: a checkpoint is signed every checkpoint_records records, dozens of
          * times a second under load (an older server's RSA key is kept and used) */
-        struct kh_key_spec spec = { .tenant = c->id, .version = AUDIT_KEY_VERSION,
+        struct kh_key_spec spec = { .tenant = c->id, .version = KH_AUDIT_KEY_VERSION,
                                     .purpose = KH_KEY_AUDIT, .alg = KH_KEY_ALG_EC_P256 };
         EVP_PKEY *pub = NULL;
         int r;
@@ -335,7 +334,7 @@ static int append(struct kh_auditor *a, struct kh_store *store, struct chain *c,
         memcpy(rec.prev_hash, c->hash, sizeof(c->hash));
         kh_audit_record_hash(&rec, rec.hash);
         if (checkpoint) {
-                struct kh_key_ref ref = { .version = AUDIT_KEY_VERSION, .purpose = KH_KEY_AUDIT };
+                struct kh_key_ref ref = { .version = KH_AUDIT_KEY_VERSION, .purpose = KH_KEY_AUDIT };
                 uint8_t digest[KH_AUDIT_HASH_LEN];
 
                 memcpy(ref.tenant, c->id, sizeof(ref.tenant));

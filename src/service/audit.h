@@ -32,6 +32,10 @@
 #define KH_AUDIT_CLIENT_MAX  45        /* bytes: an IP address (INET6_ADDRSTRLEN), "local" */
 #define KH_REQUEST_ID_LEN    16        /* hex digits of a request id */
 
+/* The key store version of every chain's audit signing key (purpose KH_KEY_AUDIT; the
+ * server's chain is tenant ""). */
+#define KH_AUDIT_KEY_VERSION 1
+
 /* The chain of the server itself, in struct kh_audit_event.chain. */
 #define KH_AUDIT_SERVER_CHAIN UINT32_MAX
 

@@ -22,6 +22,12 @@ const struct kh_key_version *kh_tenant_keys_version(const struct kh_tenant_keys 
         return NULL;
 }
 
+int kh_keys_refusal(const struct kh_keys *k) {
+        if (k->sealed)
+                return -KH_E_SEALED;
+        return k->unavailable ? -KH_E_KEYSTORE_UNAVAILABLE : 0;
+}
+
 bool kh_tenant_keys_killed(const struct kh_tenant_keys *tk) {
         if (tk->active)
                 return false;
@@ -113,9 +119,8 @@ int kh_dek_sign(struct kh_keystore *ks, const char *tenant, uint32_t version,
         return kh_keystore_sign(ks, &ref, digest, sizeof(digest), sig);
 }
 
-/* 0 if key's signature is by its own version of tenant over its own bytes. */
-static int dek_verify(struct kh_keystore *ks, const char *tenant, const struct kh_tenant_key *key,
-                      unsigned *ret_bits) {
+int kh_dek_verify(struct kh_keystore *ks, const char *tenant, const struct kh_tenant_key *key,
+                  unsigned *ret_bits) {
         KH_CLEANUP(EVP_PKEY_freep) EVP_PKEY *pub = NULL;
         uint8_t digest[KH_SHA256_LEN];
         struct kh_key_ref ref = key_ref(tenant, key->version);
@@ -222,7 +227,7 @@ static int load_version(const struct kh_tenant_key *key, void *userdata) {
          * key, which anyone may hold. */
         if (state_decrypts(key->state) && c->ks) {
                 c->unsigned_dek = !key->signature;
-                r = dek_verify(c->ks, c->tenant, key, &v->rsa_bits);
+                r = kh_dek_verify(c->ks, c->tenant, key, &v->rsa_bits);
                 if (r >= 0)
                         r = kh_keystore_unwrap(c->ks, &ref, key->wrapped_dek, key->wrapped_dek_len,
                                                &v->dek);

@@ -56,9 +56,17 @@ struct kh_keys {
         bool sealed;                         /* no DEK is loaded: every key route answers
                                               * 503 sealed (kh_keys_load() without a key
                                               * store) */
+        bool unavailable;                    /* no DEK is loaded because the key store is
+                                              * gone and [keystore]
+                                              * cache_deks_while_unavailable is false: every
+                                              * key route answers 503 keystore_unavailable */
         size_t n_tenants;
         struct kh_tenant_keys tenants[];     /* by tenant index (app.h) */
 };
+
+/* What every key route answers under snapshot k: -KH_E_SEALED, -KH_E_KEYSTORE_UNAVAILABLE, or
+ * 0 when k has the DEKs. */
+int kh_keys_refusal(const struct kh_keys *k);
 
 /* The version entry, or NULL. */
 const struct kh_key_version *kh_tenant_keys_version(const struct kh_tenant_keys *tk,
@@ -93,6 +101,17 @@ static inline size_t kh_key_version_slot(const struct kh_tenant_keys *tk,
  */
 KH_MUST_CHECK int kh_dek_sign(struct kh_keystore *ks, const char *tenant, uint32_t version,
                               const uint8_t *wrapped, size_t len, struct kh_buf *sig);
+
+/**
+ * kh_dek_verify() - checks that @key's signature is kh_dek_sign() of its own wrapped DEK by
+ * its own version of @tenant in @ks.
+ * @ret_bits: if not NULL, gets the size of that tenant key (written before the signature is
+ *            checked).
+ * Returns 0, -KH_E_INTEGRITY (no signature, or it does not verify), -ENOENT (@ks has no
+ * such key version) or another error of kh_keystore_public_key(). Blocks on the key store.
+ */
+KH_MUST_CHECK int kh_dek_verify(struct kh_keystore *ks, const char *tenant,
+                                const struct kh_tenant_key *key, unsigned *ret_bits);
 
 /* Where kh_keys_load() failed, for the caller's log. */
 struct kh_keys_failure {

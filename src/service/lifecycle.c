@@ -77,6 +77,9 @@ static int op_begin(struct op *op, struct kh_app *app, const struct kh_tenant *t
         pthread_mutex_lock(&app->reload_lock);
         if (atomic_load(&app->sealed))
                 return -KH_E_SEALED;
+        /* every change publishes a snapshot, which the token must unwrap */
+        if (atomic_load(&app->ks_unavailable))
+                return -KH_E_KEYSTORE_UNAVAILABLE;
         r = read_rows(app, t, &op->rows);
         return r == -E2BIG ? -KH_E_TOO_MANY_VERSIONS : r;
 }
@@ -431,6 +434,7 @@ int kh_app_seal(struct kh_app *app) {
                 goto out;
         atomic_store(&app->sealed, true);
         app->keystore = kh_keystore_close(app->keystore);  /* wipes the master key */
+        atomic_store(&app->ks_unavailable, false);         /* no store to be gone */
         r = publish_locked(app);                          /* the snapshot without DEKs */
 out:
         pthread_mutex_unlock(&app->reload_lock);
@@ -462,6 +466,9 @@ int kh_app_unseal(struct kh_app *app, const struct kh_unseal_secret *secret) {
         r = kh_keystore_open(&cfg, &ks);
         if (r == -EACCES)
                 r = -KH_E_WRONG_SECRET;
+        /* the configured token is not there (an HSM that is gone): try again later */
+        if (r == -KH_E_PKCS11_TOKEN)
+                r = -KH_E_KEYSTORE_UNAVAILABLE;
         if (r < 0) {
                 pthread_mutex_unlock(&app->lifecycle_lock);
                 return r;

@@ -54,7 +54,7 @@ static const struct kh_tenant_keys *snapshot(struct kh_service *svc, const struc
                                              int *r) {
         const struct kh_keys *keys = kh_keyring_get(svc->keyring);
 
-        *r = keys->sealed ? -KH_E_SEALED : 0;
+        *r = kh_keys_refusal(keys);
         return kh_tenant_keys(keys, t);
 }
 

@@ -47,8 +47,9 @@ int kh_recovery_public_key(struct kh_app *app, const struct kh_tenant *t, struct
                 r = kh_buf_append(spki, c->der, c->len);
                 goto out;
         }
-        r = -KH_E_SEALED;
-        if (!app->keystore)
+        r = !app->keystore ? -KH_E_SEALED
+            : atomic_load(&app->ks_unavailable) ? -KH_E_KEYSTORE_UNAVAILABLE : 0;
+        if (r < 0)
                 goto out;
         r = public_key_locked(app, t, &pub);
         if (r < 0)
@@ -73,8 +74,12 @@ int kh_recovery_decrypt(struct kh_app *app, const struct kh_tenant *t, enum kh_o
         int r;
 
         pthread_mutex_lock(&app->reload_lock);
-        r = app->keystore ? kh_keystore_decrypt(app->keystore, recovery_ref(t, &ref), md, ct, len, ret)
-                          : -KH_E_SEALED;
+        if (!app->keystore)
+                r = -KH_E_SEALED;
+        else if (atomic_load(&app->ks_unavailable))
+                r = -KH_E_KEYSTORE_UNAVAILABLE; /* at once: no trip to a device that is gone */
+        else
+                r = kh_keystore_decrypt(app->keystore, recovery_ref(t, &ref), md, ct, len, ret);
         pthread_mutex_unlock(&app->reload_lock);
         return r;
 }

@@ -266,8 +266,8 @@ static int move_batch(struct kh_reencrypt *job, size_t t, uint32_t from_version,
         int r;
 
         *ret_n = 0;
-        if (keys->sealed)
-                return -KH_E_SEALED;
+        if (kh_keys_refusal(keys) < 0)
+                return kh_keys_refusal(keys);
         if (!tk->active || tk->active->version != target || !from ||
             from->state != KH_KEY_ARCHIVED || !from->dek)
                 return VERSION_GONE;
@@ -414,7 +414,7 @@ static int run_tenant(struct kh_reencrypt *job, size_t t) {
                         kh_keyring_acquire(job->app->keyring);
                 const struct kh_tenant_keys *tk = &keys->tenants[t];
 
-                if (keys->sealed)
+                if (kh_keys_refusal(keys) < 0)
                         return -ECANCELED;
                 if (!tk->active)
                         return 0;
@@ -457,7 +457,9 @@ static int run_tenant(struct kh_reencrypt *job, size_t t) {
                 if (r == VERSION_GONE)
                         continue;        /* revoked meanwhile: its records are skipped */
                 if (r < 0) {
-                        if (r != -ECANCELED && r != -KH_E_SEALED) {
+                        /* sealed or the key store gone: resumed when it is back */
+                        if (r != -ECANCELED && r != -KH_E_SEALED &&
+                            r != -KH_E_KEYSTORE_UNAVAILABLE) {
                                 p.state = KH_JOB_FAILED;
                                 progress_update(job, t, &p);
                                 audit(job, t, "key.reencrypt", kh_err_info(r)->code, p.target);

@@ -66,6 +66,9 @@ const char *kh_key_state_name(enum kh_key_state s) {
 struct kh_health kh_app_health(const struct kh_app *app) {
         if (kh_app_sealed(app))
                 return (struct kh_health) { false, "sealed: an operator must unseal the key store (keyhold unseal)" };
+        if (kh_app_keystore_unavailable(app))
+                return (struct kh_health) { false, "keystore unavailable: the HSM does not answer; "
+                                                   "reconnecting (the log says why)" };
         if (!kh_app_issuers_ready(app))
                 return (struct kh_health) { false, "issuer signing keys not loaded yet" };
         if (kh_app_storage_full(app))

@@ -32,8 +32,9 @@ int kh_user_keys_get(struct kh_service *svc, const struct kh_tenant *t,
          * counters instead. */
         if (ret_version)
                 *ret_version = 0;
-        if (keys->sealed)
-                return -KH_E_SEALED;
+        r = kh_keys_refusal(keys);
+        if (r < 0)
+                return r;
         kh_buf_reset(&svc->blob);
         r = kh_store_record_get(svc->store, t->id, KH_RECORD_USER_KEY, who->sub, &version,
                                 &svc->blob);
@@ -74,8 +75,9 @@ static int user_keys_write(struct kh_service *svc, const struct kh_tenant *t,
 
         if (ret_version)
                 *ret_version = 0;
-        if (keys->sealed)
-                return -KH_E_SEALED;
+        r = kh_keys_refusal(keys);
+        if (r < 0)
+                return r;
         if (!v && kh_tenant_keys_killed(tk))
                 return -KH_E_KEY_REVOKED;        /* the kill switch */
         if (!v || !v->dek)

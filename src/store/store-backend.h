@@ -25,6 +25,9 @@ struct kh_store_ops {
         int (*tenant_key_set_signature)(struct kh_store *s, const char *tenant,
                                         uint32_t version, const uint8_t *signature,
                                         size_t signature_len);
+        int (*tenant_key_rewrap)(struct kh_store *s, const char *tenant, uint32_t version,
+                                 const uint8_t *old, size_t old_len, const uint8_t *wrapped,
+                                 size_t len, const uint8_t *signature, size_t signature_len);
         int (*tenant_keys)(struct kh_store *s, const char *tenant, kh_tenant_key_fn fn,
                            void *userdata);
         int (*tenant_key_set_state)(struct kh_store *s, const char *tenant, uint32_t version,

@@ -107,6 +107,20 @@ int kh_store_tenant_key_set_signature(struct kh_store *s, const char *tenant, ui
         return s->ops->tenant_key_set_signature(s, tenant, version, signature, signature_len);
 }
 
+int kh_store_tenant_key_rewrap(struct kh_store *s, const char *tenant, uint32_t version,
+                               const uint8_t *old, size_t old_len, const uint8_t *wrapped,
+                               size_t len, const uint8_t *signature, size_t signature_len) {
+        assert(s);
+
+        if (!tenant_ok(tenant) || version == 0 || !old || !kh_store_wrapped_dek_len_ok(old_len) ||
+            !wrapped || !kh_store_wrapped_dek_len_ok(len) || !signature_ok(signature, signature_len))
+                return -EINVAL;
+        if (!s->ops->tenant_key_rewrap)
+                return -EOPNOTSUPP;  /* a backend that cannot move DEKs between key stores */
+        return s->ops->tenant_key_rewrap(s, tenant, version, old, old_len, wrapped, len,
+                                         signature, signature_len);
+}
+
 struct tenant_keys_ctx {
         kh_tenant_key_fn fn;
         void *userdata;

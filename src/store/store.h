@@ -116,6 +116,17 @@ KH_MUST_CHECK int kh_store_tenant_key_set_signature(struct kh_store *s, const ch
                                                     uint32_t version, const uint8_t *signature,
                                                     size_t signature_len);
 
+/* Gives version (active, archived or revoked) another wrapped DEK and its signature, only if
+ * the row still holds exactly the wrapped DEK old[0..old_len): a compare-and-set, so that a
+ * key store migration that runs again never overwrites a row it moved already (the same DEK,
+ * wrapped under another key store's key: keystore migrate). Returns 1 changed, 0 not (the
+ * row holds other bytes, is in another state or is gone), -EOPNOTSUPP (a backend without
+ * it), or -EIO. */
+KH_MUST_CHECK int kh_store_tenant_key_rewrap(struct kh_store *s, const char *tenant,
+                                             uint32_t version, const uint8_t *old,
+                                             size_t old_len, const uint8_t *wrapped, size_t len,
+                                             const uint8_t *signature, size_t signature_len);
+
 /* Calls fn for each key version of tenant, ascending. Returns 0, fn's non-zero value, -EIO,
  * or -KH_E_INTEGRITY for a stored row out of range (fn has then seen the rows before it).
  * fn may call other functions on s, but not kh_store_tenant_keys() itself. */

@@ -11,8 +11,8 @@ keyholdd and the real CLI, on a test tenant with member records:
 3. --execute with neither a terminal nor --yes: refused (confirmation_required), nothing
    changed; on a terminal (a pty) the wrong number is refused and the right one runs;
 4. algorithm-weakness: rekey to rsa-4096, wait, retire;
-5. hsm-vulnerability: the migration steps are not possible yet (issue 15); --execute alone is
-   refused (not_available); --refuse-writes engages the kill switch;
+5. hsm-vulnerability: before the offline `keyhold keystore migrate`, --execute alone is
+   refused (offline_step); --refuse-writes engages the kill switch;
 6. unauthorized-use: the report counts exactly the uses of the version that members made
    (reads, writes, refused reads), by actor, and --since/--until leave out what is outside.
 """
@@ -263,7 +263,7 @@ def test_refusals_and_usage_errors(make_keyholdd, issuers):
     # --help: a description and an example; `keyhold --version` is still keyhold's
     p = cli(k, "incident", "--help", json_out=False)
     assert p.returncode == 0 and "Example:\n  keyhold incident" in p.stdout, p
-    assert "--refuse-writes" in p.stdout and "issue 15" in p.stdout, p
+    assert "--refuse-writes" in p.stdout and "keystore migrate" in p.stdout, p
     p = cli(k, "--version", json_out=False)
     assert p.returncode == 0 and p.stdout.startswith("keyhold "), p
 
@@ -422,23 +422,26 @@ def test_hsm_vulnerability(make_keyholdd, issuers):
     members = seed(k, issuers["default"], 3)
     others = seed(k, issuers["acme"], 2, tenant="acme")
     dry = cli_ok(k, "incident", "hsm-vulnerability", "--version", "1")
-    assert steps(dry) == [("refuse-writes", "to_do"), ("keystore-migrate", "not_possible"),
-                          ("rekey-in-new-store", "not_possible"),
-                          ("retire-old-store", "not_possible")], dry
-    assert "keystore migrate --to CONFIG" in dry["steps"][1]["detail"], dry
-    assert "issue 15" in dry["steps"][1]["detail"], dry
+    assert steps(dry) == [("refuse-writes", "done"), ("keystore-migrate", "to_do"),
+                          ("rekey-in-new-store", "to_do"), ("reencrypt", "to_do"),
+                          ("retire-old-store", "to_do")], dry
+    assert "keyhold keystore migrate" in dry["steps"][1]["detail"], dry
+    assert "offline" in dry["steps"][1]["detail"], dry
     assert "reads" in dry["steps"][0]["detail"], dry
+    dry = cli_ok(k, "incident", "hsm-vulnerability", "--version", "1", "--refuse-writes")
+    assert steps(dry)[0] == ("refuse-writes", "to_do"), dry
 
-    err = cli_refused(k, "not_available", "incident", "hsm-vulnerability", "--version", "1",
+    # the move itself is offline (test_keystore_migrate.py runs the whole playbook)
+    err = cli_refused(k, "offline_step", "incident", "hsm-vulnerability", "--version", "1",
                       "--execute", "--yes")
-    assert "issue 15" in err["message"] and "--refuse-writes" in err["message"], err
+    assert "keyhold keystore migrate" in err["message"], err
     assert states(k) == {1: "active"}
     assert_all_read_back(k, members)
 
     got = cli_ok(k, "incident", "hsm-vulnerability", "--version", "1", "--execute",
                  "--refuse-writes", "--yes")
     assert got["executed"] is True and steps(got)[0] == ("refuse-writes", "done"), got
-    assert [s["outcome"] for s in got["steps"]] == ["ran", "not_run", "not_run", "not_run"], got
+    assert [s["outcome"] for s in got["steps"]] == ["ran"] + ["not_run"] * 4, got
     assert states(k) == {1: "revoked"}
     for m in members:
         r, _ = read(k, m)

@@ -13,6 +13,7 @@
 #include "http/http-internal.h"
 #include "http/request.h"
 #include "service/admin.h"
+#include "service/ksmigrate.h"
 #include "service/lifecycle.h"
 #include "service/reencrypt.h"
 #include "service/stats.h"
@@ -70,6 +71,28 @@ static json_t *json_time(int64_t unix_s) {
         return json_string(buf);
 }
 
+/* "keystore": the driver serving now and the tenant's last migration to it (or null), which
+ * the hsm-vulnerability playbook reads: {"driver", "migration": {"from", "to", "started",
+ * "finished" (null while unfinished), "versions": [moved]}}. */
+static json_t *keystore_json(struct kh_http_req *req) {
+        struct kh_ksmigrate_marker m;
+        json_t *migration = json_null(), *versions;
+        int r;
+
+        r = kh_admin_keystore_migration(req->worker->svc, req->tenant, &m);
+        if (r == 0 && (versions = json_array())) {
+                for (size_t i = 0; i < m.n; i++)
+                        (void) json_array_append_new(versions, json_integer(m.versions[i]));
+                migration = json_pack("{ss ss so so so}", "from", m.from, "to", m.to, "started",
+                                      json_time(m.started), "finished",
+                                      m.finished ? json_time(m.finished) : json_null(),
+                                      "versions", versions);
+        }
+        return json_pack("{ss so}", "driver",
+                         kh_app_config(kh_service_app(req->worker->svc))->keystore.driver,
+                         "migration", migration ? migration : json_null());
+}
+
 int kh_route_admin_keys(struct kh_http_req *req, const struct kh_principal *who) {
         KH_CLEANUP_FREE struct kh_keys_status *st = NULL;
         struct kh_job_progress job;
@@ -111,10 +134,11 @@ int kh_route_admin_keys(struct kh_http_req *req, const struct kh_principal *who)
         if (!versions)
                 return -ENOMEM;
         kh_key_job_progress(kh_service_app(req->worker->svc), req->tenant, &job);
-        doc = json_pack("{so so sb s{ss sI sI sI sI sI sf so}}",
+        doc = json_pack("{so so sb so* s{ss sI sI sI sI sI sf so}}",
                         "active", st->active ? json_integer(st->active) : json_null(),
                         "versions", versions,
                         "sealed", kh_app_sealed(kh_service_app(req->worker->svc)),
+                        "keystore", keystore_json(req),
                         "job", "state", kh_job_state_name(job.state),
                         "target", (json_int_t) job.target,
                         "moved", (json_int_t) job.moved, "skipped", (json_int_t) job.skipped,

@@ -168,6 +168,9 @@ int kh_route_metrics(struct kh_http_req *req, const struct kh_principal *who) {
         r |= append_metric(&out, "gauge", "keyhold_sealed",
                            "1 while the server is sealed (every key route answers 503).",
                            kh_app_sealed(s->app));
+        r |= append_metric(&out, "gauge", "keyhold_keystore_unavailable",
+                           "1 while the key store (HSM) is gone and keyholdd reconnects.",
+                           kh_app_keystore_unavailable(s->app));
         if (r < 0)
                 return -ENOMEM;
         kh_http_reply(req, 200, "text/plain; version=0.0.4", out.data, out.len, false);

@@ -22,6 +22,37 @@ struct kh_p11 {
         CK_SLOT_ID slot;
 };
 
+/* Whether rv says the token is gone rather than that the call was wrong: the device was
+ * removed or fails, the session or the module's state went with it (a network HSM or
+ * p11-kit's client module whose server went away answers CKR_DEVICE_ERROR to every call,
+ * until the module is initialised again). Every call that gets one of these answers
+ * -KH_E_KEYSTORE_UNAVAILABLE; kh_p11_reconnect() is the way back. */
+bool kh_p11_rv_is_lost(CK_RV rv);
+
+/* rv's keyhold error: -KH_E_KEYSTORE_UNAVAILABLE for a lost token, -ENOMEM for
+ * CKR_HOST_MEMORY, else other. */
+int kh_p11_rv_error(CK_RV rv, int other);
+
+/**
+ * kh_p11_reconnect() - the way back after the token was lost: closes p's session (whatever
+ * the module answers), initialises the module again (C_Finalize and C_Initialize, when p is
+ * the only user of the module in the process: p11-kit's client module reconnects to its
+ * server only then), finds the token again by a's label or slot, checks its mechanisms,
+ * opens a new session and logs in with a->pin. The module stays loaded (no dlclose). Object
+ * handles of the old session mean nothing afterwards: find objects again by label.
+ * a: as kh_p11_open_ex() took it (a->module_path is not used).
+ * Returns 0, -KH_E_KEYSTORE_UNAVAILABLE (the token is not back yet), -KH_E_PKCS11_PIN,
+ * -KH_E_PKCS11_MECHANISM or -ENOMEM; on failure p has no logged-in session (its probe
+ * answers -KH_E_KEYSTORE_UNAVAILABLE) and may be reconnected again or freed. detail as
+ * kh_p11_open().
+ */
+KH_MUST_CHECK int kh_p11_reconnect(struct kh_p11 *p, const struct kh_p11_open_args *a,
+                                   char *detail, size_t detail_len);
+
+/* Whether p's session still answers and is logged in (C_GetSessionInfo: one round trip).
+ * Returns 0, -KH_E_KEYSTORE_UNAVAILABLE (detail names the answer) or -KH_E_PKCS11_MODULE. */
+KH_MUST_CHECK int kh_p11_probe(struct kh_p11 *p, char *detail, size_t detail_len);
+
 /* "call: what" into detail (NULL-safe); "call: CKR_NAME" for rv. */
 void kh_p11_detail_set(char *detail, size_t detail_len, const char *call, const char *what);
 void kh_p11_detail_rv(char *detail, size_t detail_len, const char *call, CK_RV rv);

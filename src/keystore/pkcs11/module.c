@@ -119,6 +119,27 @@ static const struct {
 };
 #undef CKR_NAME
 
+bool kh_p11_rv_is_lost(CK_RV rv) {
+        switch (rv) {
+        case CKR_DEVICE_REMOVED:
+        case CKR_TOKEN_NOT_PRESENT:
+        case CKR_DEVICE_ERROR: /* p11-kit's client module once its server is gone */
+        case CKR_SESSION_HANDLE_INVALID:
+        case CKR_SESSION_CLOSED:
+        case CKR_CRYPTOKI_NOT_INITIALIZED:
+        case CKR_USER_NOT_LOGGED_IN: /* a token that restarted forgot the login */
+                return true;
+        default:
+                return false;
+        }
+}
+
+int kh_p11_rv_error(CK_RV rv, int other) {
+        if (kh_p11_rv_is_lost(rv))
+                return -KH_E_KEYSTORE_UNAVAILABLE;
+        return rv == CKR_HOST_MEMORY ? -ENOMEM : other;
+}
+
 void kh_p11_detail_set(char *detail, size_t detail_len, const char *call, const char *what) {
         if (detail && detail_len > 0)
                 (void) snprintf(detail, detail_len, "%s: %s", call, what);
@@ -216,7 +237,7 @@ static int slots_list(struct kh_p11 *p, CK_SLOT_ID **ret, CK_ULONG *ret_n, char 
         rv = p->f->C_GetSlotList(CK_TRUE, NULL, &n);
         if (rv != CKR_OK) {
                 kh_p11_detail_rv(detail, detail_len, "C_GetSlotList", rv);
-                return -KH_E_PKCS11_MODULE;
+                return kh_p11_rv_error(rv, -KH_E_PKCS11_MODULE);
         }
         if (n > SLOTS_MAX) {
                 kh_p11_detail_set(detail, detail_len, "C_GetSlotList", "too many slots");
@@ -229,7 +250,7 @@ static int slots_list(struct kh_p11 *p, CK_SLOT_ID **ret, CK_ULONG *ret_n, char 
                 rv = p->f->C_GetSlotList(CK_TRUE, slots, &n);
                 if (rv != CKR_OK) {
                         kh_p11_detail_rv(detail, detail_len, "C_GetSlotList", rv);
-                        return -KH_E_PKCS11_MODULE;
+                        return kh_p11_rv_error(rv, -KH_E_PKCS11_MODULE);
                 }
         }
         *ret = KH_TAKE_PTR(slots);
@@ -292,7 +313,7 @@ static int mechanism_check(struct kh_p11 *p, char *detail, size_t detail_len) {
         }
         if (rv != CKR_OK) {
                 kh_p11_detail_rv(detail, detail_len, "C_GetMechanismInfo", rv);
-                return -KH_E_PKCS11_MODULE;
+                return kh_p11_rv_error(rv, -KH_E_PKCS11_MODULE);
         }
         return 0;
 }
@@ -306,7 +327,7 @@ static int login(struct kh_p11 *p, const struct kh_secret *pin, bool read_write,
         rv = p->f->C_OpenSession(p->slot, flags, NULL, NULL, &p->session);
         if (rv != CKR_OK) {
                 kh_p11_detail_rv(detail, detail_len, "C_OpenSession", rv);
-                return rv == CKR_HOST_MEMORY ? -ENOMEM : -KH_E_PKCS11_MODULE;
+                return kh_p11_rv_error(rv, -KH_E_PKCS11_MODULE);
         }
         p->has_session = true;
 
@@ -332,10 +353,26 @@ static int login(struct kh_p11 *p, const struct kh_secret *pin, bool read_write,
                 break;
         default:
                 kh_p11_detail_rv(detail, detail_len, "C_Login", rv);
-                r = -KH_E_PKCS11_MODULE;
+                r = kh_p11_rv_error(rv, -KH_E_PKCS11_MODULE);
                 break;
         }
         pthread_mutex_unlock(&shared_lock);
+        return r;
+}
+
+/* On an initialised module: the token of a, its mechanism, a session logged in. */
+static int token_login(struct kh_p11 *p, const struct kh_p11_open_args *a, char *detail,
+                       size_t detail_len) {
+        int r;
+
+        if (a->token_label)
+                r = token_find(p, a->token_label, detail, detail_len);
+        else
+                r = slot_check(p, a->slot, detail, detail_len);
+        if (r >= 0)
+                r = mechanism_check(p, detail, detail_len);
+        if (r >= 0)
+                r = login(p, a->pin, a->read_write, detail, detail_len);
         return r;
 }
 
@@ -356,20 +393,86 @@ int kh_p11_open_ex(const struct kh_p11_open_args *a, struct kh_p11 **ret, char *
         r = module_load(p, a->module_path, detail, detail_len);
         if (r < 0)
                 return r;
-        if (a->token_label)
-                r = token_find(p, a->token_label, detail, detail_len);
-        else
-                r = slot_check(p, a->slot, detail, detail_len);
-        if (r < 0)
-                return r;
-        r = mechanism_check(p, detail, detail_len);
-        if (r < 0)
-                return r;
-        r = login(p, a->pin, a->read_write, detail, detail_len);
+        r = token_login(p, a, detail, detail_len);
         if (r < 0)
                 return r;
 
         *ret = KH_TAKE_PTR(p);
+        return 0;
+}
+
+/* Drops p's session and login, and (when p is the module's only user in the process) its
+ * initialisation, then initialises the module again. Under shared_lock. */
+static int reinitialise_locked(struct kh_p11 *p, char *detail, size_t detail_len) {
+        CK_C_INITIALIZE_ARGS args = {.flags = CKF_OS_LOCKING_OK};
+        struct shared *s;
+        CK_RV rv;
+        int r;
+
+        if (p->logged_in && shared_unref(p->f, true, p->slot))
+                (void) p->f->C_Logout(p->session);
+        p->logged_in = false;
+        if (p->has_session)
+                (void) p->f->C_CloseSession(p->session);
+        p->has_session = false;
+        s = p->initialised ? shared_find(p->f, false, 0) : NULL;
+        if (s && s->refs > 1)
+                return 0; /* another user of the module keeps it: sessions only */
+        if (p->initialised && shared_unref(p->f, false, 0))
+                (void) p->f->C_Finalize(NULL);
+        p->initialised = false;
+        rv = p->f->C_Initialize(&args);
+        if (rv != CKR_OK && rv != CKR_CRYPTOKI_ALREADY_INITIALIZED) {
+                kh_p11_detail_rv(detail, detail_len, "C_Initialize", rv);
+                return kh_p11_rv_error(rv, -KH_E_KEYSTORE_UNAVAILABLE);
+        }
+        r = shared_ref(p->f, false, 0, rv == CKR_OK);
+        if (r < 0) {
+                if (rv == CKR_OK)
+                        (void) p->f->C_Finalize(NULL);
+                return r;
+        }
+        p->initialised = true;
+        return 0;
+}
+
+int kh_p11_reconnect(struct kh_p11 *p, const struct kh_p11_open_args *a, char *detail,
+                     size_t detail_len) {
+        int r;
+
+        if (detail && detail_len > 0)
+                detail[0] = '\0';
+        if (!p || !a || !a->pin || (!a->token_label && !a->has_slot))
+                return -EINVAL;
+        pthread_mutex_lock(&shared_lock);
+        r = reinitialise_locked(p, detail, detail_len);
+        pthread_mutex_unlock(&shared_lock);
+        if (r < 0)
+                return r;
+        r = token_login(p, a, detail, detail_len);
+        /* no token (yet), or a module that cannot talk to it: not back */
+        if (r == -KH_E_PKCS11_TOKEN || r == -KH_E_PKCS11_MODULE)
+                r = -KH_E_KEYSTORE_UNAVAILABLE;
+        return r;
+}
+
+int kh_p11_probe(struct kh_p11 *p, char *detail, size_t detail_len) {
+        CK_SESSION_INFO info;
+        CK_RV rv;
+
+        if (!p->has_session) {
+                kh_p11_detail_set(detail, detail_len, "C_OpenSession", "no session");
+                return -KH_E_KEYSTORE_UNAVAILABLE;
+        }
+        rv = p->f->C_GetSessionInfo(p->session, &info);
+        if (rv != CKR_OK) {
+                kh_p11_detail_rv(detail, detail_len, "C_GetSessionInfo", rv);
+                return kh_p11_rv_error(rv, -KH_E_PKCS11_MODULE);
+        }
+        if (info.state != CKS_RO_USER_FUNCTIONS && info.state != CKS_RW_USER_FUNCTIONS) {
+                kh_p11_detail_set(detail, detail_len, "C_GetSessionInfo", "logged out");
+                return -KH_E_KEYSTORE_UNAVAILABLE;
+        }
         return 0;
 }
 
@@ -403,11 +506,11 @@ static int key_handle(struct kh_p11 *p, const char *label, CK_OBJECT_HANDLE *ret
 
         rv = p->f->C_FindObjectsInit(p->session, tmpl, KH_ELEMENTSOF(tmpl));
         if (rv != CKR_OK)
-                return -KH_E_PKCS11_MODULE;
+                return kh_p11_rv_error(rv, -KH_E_PKCS11_MODULE);
         rv = p->f->C_FindObjects(p->session, &h, 1, &n);
         (void) p->f->C_FindObjectsFinal(p->session);
         if (rv != CKR_OK)
-                return -KH_E_PKCS11_MODULE;
+                return kh_p11_rv_error(rv, -KH_E_PKCS11_MODULE);
         if (n == 0)
                 return -KH_E_PKCS11_KEY;
         *ret = h;
@@ -422,6 +525,8 @@ static int modulus_len(struct kh_p11 *p, CK_OBJECT_HANDLE key, size_t *ret) {
         CK_RV rv;
 
         rv = p->f->C_GetAttributeValue(p->session, key, &a, 1);
+        if (kh_p11_rv_is_lost(rv))
+                return -KH_E_KEYSTORE_UNAVAILABLE;
         if (rv != CKR_OK || a.ulValueLen == 0 || a.ulValueLen > sizeof(n))
                 return -KH_E_PKCS11_KEY; /* sensitive or absent, or over 16384 bits */
         while (i < a.ulValueLen && n[i] == 0)
@@ -491,8 +596,8 @@ int kh_p11_oaep_decrypt(struct kh_p11 *p, CK_OBJECT_HANDLE key, enum kh_oaep_md 
         case CKR_OK:
                 out_len = len;
                 rv = p->f->C_Decrypt(p->session, (CK_BYTE *) (uintptr_t) in, len, out, &out_len);
-                if (rv == CKR_HOST_MEMORY)
-                        r = -ENOMEM;
+                if (rv == CKR_HOST_MEMORY || kh_p11_rv_is_lost(rv))
+                        r = kh_p11_rv_error(rv, 0);
                 else if (rv != CKR_OK || out_len == 0 || out_len > len)
                         r = -KH_E_PKCS11_DECRYPT;
                 else
@@ -508,11 +613,8 @@ int kh_p11_oaep_decrypt(struct kh_p11 *p, CK_OBJECT_HANDLE key, enum kh_oaep_md 
         case CKR_KEY_HANDLE_INVALID:
                 r = -KH_E_PKCS11_KEY;
                 break;
-        case CKR_HOST_MEMORY:
-                r = -ENOMEM;
-                break;
         default:
-                r = -KH_E_PKCS11_MODULE;
+                r = kh_p11_rv_error(rv, -KH_E_PKCS11_MODULE);
                 break;
         }
         OPENSSL_cleanse(out, len);

@@ -36,15 +36,13 @@ int kh_p11_mechanism_has(struct kh_p11 *p, CK_MECHANISM_TYPE m, CK_FLAGS flags) 
         rv = p->f->C_GetMechanismInfo(p->slot, m, &info);
         if (rv == CKR_MECHANISM_INVALID || (rv == CKR_OK && (info.flags & flags) != flags))
                 return -KH_E_PKCS11_MECHANISM;
-        return rv == CKR_OK ? 0 : -KH_E_PKCS11_MODULE;
+        return rv == CKR_OK ? 0 : kh_p11_rv_error(rv, -KH_E_PKCS11_MODULE);
 }
 
 static int find_init(struct kh_p11 *p, CK_ATTRIBUTE *tmpl, CK_ULONG n) {
         CK_RV rv = p->f->C_FindObjectsInit(p->session, tmpl, n);
 
-        if (rv == CKR_HOST_MEMORY)
-                return -ENOMEM;
-        return rv == CKR_OK ? 0 : -KH_E_PKCS11_MODULE;
+        return rv == CKR_OK ? 0 : kh_p11_rv_error(rv, -KH_E_PKCS11_MODULE);
 }
 
 int kh_p11_find(struct kh_p11 *p, CK_OBJECT_CLASS cls, const char *label, CK_OBJECT_HANDLE *hs,
@@ -62,7 +60,9 @@ int kh_p11_find(struct kh_p11 *p, CK_OBJECT_CLASS cls, const char *label, CK_OBJ
                 return r;
         rv = p->f->C_FindObjects(p->session, hs, max, &got);
         (void) p->f->C_FindObjectsFinal(p->session);
-        if (rv != CKR_OK || got > max)
+        if (rv != CKR_OK)
+                return kh_p11_rv_error(rv, -KH_E_PKCS11_MODULE);
+        if (got > max)
                 return -KH_E_PKCS11_MODULE;
         *n = got;
         return 0;
@@ -86,15 +86,16 @@ int kh_p11_attr(struct kh_p11 *p, CK_OBJECT_HANDLE h, CK_ATTRIBUTE_TYPE t, void 
         case CKR_OBJECT_HANDLE_INVALID:
                 return -KH_E_PKCS11_KEY;
         default:
-                return -KH_E_PKCS11_MODULE;
+                return kh_p11_rv_error(rv, -KH_E_PKCS11_MODULE);
         }
 }
 
 int kh_p11_attr_set(struct kh_p11 *p, CK_OBJECT_HANDLE h, CK_ATTRIBUTE_TYPE t, const void *v,
                     size_t len) {
         CK_ATTRIBUTE a = { t, (void *) (uintptr_t) v, len };
+        CK_RV rv = p->f->C_SetAttributeValue(p->session, h, &a, 1);
 
-        return p->f->C_SetAttributeValue(p->session, h, &a, 1) == CKR_OK ? 0 : -KH_E_PKCS11_KEY;
+        return rv == CKR_OK ? 0 : kh_p11_rv_error(rv, -KH_E_PKCS11_KEY);
 }
 
 /* All handles of class cls into a new array. */
@@ -130,7 +131,7 @@ static int handles_all(struct kh_p11 *p, CK_OBJECT_CLASS cls, CK_OBJECT_HANDLE *
                 }
                 rv = p->f->C_FindObjects(p->session, hs + n, FIND_BATCH, &got);
                 if (rv != CKR_OK || got > FIND_BATCH) {
-                        r = -KH_E_PKCS11_MODULE;
+                        r = kh_p11_rv_error(rv, -KH_E_PKCS11_MODULE);
                         break;
                 }
                 if (got == 0)
@@ -182,7 +183,7 @@ static int generate_rv(CK_RV rv) {
         case CKR_TEMPLATE_INCONSISTENT:
                 return -KH_E_PKCS11_MECHANISM;
         default:
-                return -KH_E_PKCS11_MODULE;
+                return kh_p11_rv_error(rv, -KH_E_PKCS11_MODULE);
         }
 }
 
@@ -366,7 +367,7 @@ static int sign_rv(CK_RV rv) {
         case CKR_KEY_HANDLE_INVALID:
                 return -KH_E_PKCS11_KEY;
         default:
-                return -KH_E_PKCS11_MODULE;
+                return kh_p11_rv_error(rv, -KH_E_PKCS11_MODULE);
         }
 }
 
@@ -426,5 +427,7 @@ int kh_p11_sign(struct kh_p11 *p, CK_OBJECT_HANDLE h, const uint8_t digest[32],
 }
 
 int kh_p11_destroy(struct kh_p11 *p, CK_OBJECT_HANDLE h) {
-        return p->f->C_DestroyObject(p->session, h) == CKR_OK ? 0 : -KH_E_PKCS11_MODULE;
+        CK_RV rv = p->f->C_DestroyObject(p->session, h);
+
+        return rv == CKR_OK ? 0 : kh_p11_rv_error(rv, -KH_E_PKCS11_MODULE);
 }

@@ -32,7 +32,13 @@
  * one token should make new versions from one replica (the admin jobs do).
  *
  * One session per store, opened read-write and logged in once at open; not thread-safe
- * (keystore.h). Backups are not supported: backup_key is -EOPNOTSUPP. */
+ * (keystore.h). Backups are not supported: backup_key is -EOPNOTSUPP.
+ *
+ * Losing the token. Every CK_RV that says the device or the session is gone
+ * (kh_p11_rv_is_lost()) is -KH_E_KEYSTORE_UNAVAILABLE. The store keeps the PIN in locked
+ * memory (a kh_secret) from open to close, so that reconnect can log in again without
+ * asking anyone; it never reaches a log or a detail text. Objects are found by label at
+ * each use, so the new session's handles need no remapping. */
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -60,10 +66,15 @@
 #define AUDIT_RSA_BITS 3072 /* an audit key where the token has no ECDSA */
 #define KEY_VERSIONS_MAX 65536
 #define DUPLICATES_MAX 4
+#define TOKEN_LABEL_MAX 32 /* CK_TOKEN_INFO.label */
 
 struct kh_p11_ks {
         struct kh_keystore base;
         struct kh_p11 *p;
+        struct kh_secret *pin;    /* locked memory, for reconnect */
+        char token_label[TOKEN_LABEL_MAX + 1]; /* "" when the token is found by slot */
+        bool has_slot;
+        unsigned long slot;
         char prefix[LABEL_PREFIX_MAX + 1];
         bool has_ec;
         bool oaep_known;          /* oaep was tried on a key of this token */
@@ -78,6 +89,7 @@ static struct kh_p11_ks *p11_ks_free(struct kh_p11_ks *ks) {
         if (!ks)
                 return NULL;
         kh_p11_free(ks->p);
+        kh_secret_free(ks->pin);
         free(ks);
         return NULL;
 }
@@ -141,7 +153,6 @@ static int mechanisms_check(struct kh_p11_ks *ks, char *detail, size_t detail_le
 static int p11_open(const struct kh_config_keystore *cfg, struct kh_keystore **ret, char *detail,
                     size_t detail_len) {
         KH_CLEANUP(p11_ks_freep) struct kh_p11_ks *ks = NULL;
-        KH_CLEANUP(kh_secret_freep) struct kh_secret *pin = NULL;
         const char *prefix = cfg->key_label_prefix ? cfg->key_label_prefix : "keyhold-";
         struct kh_p11_open_args a = {
                 .module_path = cfg->module,
@@ -153,13 +164,17 @@ static int p11_open(const struct kh_config_keystore *cfg, struct kh_keystore **r
         int r;
 
         if (!cfg->module || !cfg->module[0] || (!a.token_label && !a.has_slot) ||
-            strlen(prefix) > LABEL_PREFIX_MAX) {
+            strlen(prefix) > LABEL_PREFIX_MAX ||
+            (a.token_label && strlen(a.token_label) > TOKEN_LABEL_MAX)) {
                 kh_p11_detail_set(detail, detail_len, "[keystore]",
                                   "needs module, token_label or slot, and a prefix of at most "
                                   "32 bytes");
                 return -EINVAL;
         }
-        r = pin_load(cfg, &pin);
+        ks = calloc(1, sizeof(*ks));
+        if (!ks)
+                return -ENOMEM;
+        r = pin_load(cfg, &ks->pin);
         if (r < 0) {
                 kh_p11_detail_set(detail, detail_len, "[keystore] pin_file",
                                   r == -EINVAL ? "no PIN (empty, or neither pin_file nor "
@@ -167,11 +182,11 @@ static int p11_open(const struct kh_config_keystore *cfg, struct kh_keystore **r
                                                : "cannot be read");
                 return r;
         }
-        a.pin = pin;
-
-        ks = calloc(1, sizeof(*ks));
-        if (!ks)
-                return -ENOMEM;
+        a.pin = ks->pin;
+        if (a.token_label)
+                memcpy(ks->token_label, a.token_label, strlen(a.token_label));
+        ks->has_slot = a.has_slot;
+        ks->slot = a.slot;
         ks->base.ops = &kh_keystore_pkcs11_ops;
         memcpy(ks->prefix, prefix, strlen(prefix));
         ks->oaep = KH_OAEP_SHA256;
@@ -188,6 +203,23 @@ static int p11_open(const struct kh_config_keystore *cfg, struct kh_keystore **r
 
 static void p11_close(struct kh_keystore *ks) {
         (void) p11_ks_free(p11_ks(ks));
+}
+
+static int p11_probe(struct kh_keystore *base, char *detail, size_t detail_len) {
+        return kh_p11_probe(p11_ks(base)->p, detail, detail_len);
+}
+
+static int p11_reconnect(struct kh_keystore *base, char *detail, size_t detail_len) {
+        struct kh_p11_ks *ks = p11_ks(base);
+        const struct kh_p11_open_args a = {
+                .token_label = ks->token_label[0] ? ks->token_label : NULL,
+                .has_slot = ks->has_slot,
+                .slot = ks->slot,
+                .pin = ks->pin,
+                .read_write = true,
+        };
+
+        return kh_p11_reconnect(ks->p, &a, detail, detail_len);
 }
 
 /* ---- labels ---- */
@@ -587,10 +619,12 @@ static int p11_destroy(struct kh_keystore *base, const struct kh_key_ref *key) {
 
                 r = kh_p11_find(ks->p, classes[c], label, hs, KH_ELEMENTSOF(hs), &n);
                 if (r < 0)
-                        return -EIO;
-                for (size_t i = 0; i < n; i++)
-                        if (kh_p11_destroy(ks->p, hs[i]) < 0)
-                                return -EIO;
+                        return r == -KH_E_KEYSTORE_UNAVAILABLE ? r : -EIO;
+                for (size_t i = 0; i < n; i++) {
+                        r = kh_p11_destroy(ks->p, hs[i]);
+                        if (r < 0)
+                                return r == -KH_E_KEYSTORE_UNAVAILABLE ? r : -EIO;
+                }
                 total += n;
         }
         return total > 0 ? 0 : -ENOENT;
@@ -598,7 +632,7 @@ static int p11_destroy(struct kh_keystore *base, const struct kh_key_ref *key) {
 
 const struct kh_keystore_ops kh_keystore_pkcs11_ops = {
         .name = "pkcs11",
-        .caps = KH_KS_NON_EXTRACTABLE | KH_KS_SLOW_SIGN,
+        .caps = KH_KS_NON_EXTRACTABLE | KH_KS_SLOW_SIGN | KH_KS_REMOVABLE,
         .open = p11_open,
         .close = p11_close,
         .generate = p11_generate,
@@ -611,4 +645,6 @@ const struct kh_keystore_ops kh_keystore_pkcs11_ops = {
         .destroy = p11_destroy,
         .oaep = p11_oaep,
         .backup_key = NULL, /* -EOPNOTSUPP: the token's keys stay in the token (#15) */
+        .probe = p11_probe,
+        .reconnect = p11_reconnect,
 };

@@ -34,6 +34,12 @@ const char *const kh_pg_statements[PG_ST_N_] = {
                 "WHERE tenant = $1::text AND version = $2::bigint AND signature IS NULL",
         [PG_ST_TENANT_KEY_EXISTS] =
                 "SELECT 1::bigint FROM tenant_keys WHERE tenant = $1::text AND version = $2::bigint",
+        /* a compare-and-set on the wrapped DEK: a migration run again never overwrites a
+         * row it moved already */
+        [PG_ST_TENANT_KEY_REWRAP] =
+                "UPDATE tenant_keys SET wrapped_dek = $4::bytea, signature = $5::bytea "
+                "WHERE tenant = $1::text AND version = $2::bigint AND wrapped_dek = $3::bytea "
+                "AND state IN (1, 2, 4)",
         [PG_ST_TENANT_KEY_ADD_USES] =
                 "UPDATE tenant_keys SET encrypts = encrypts + $3::bigint, "
                 "decrypts = decrypts + $4::bigint WHERE tenant = $1::text AND version = $2::bigint",
@@ -268,6 +274,19 @@ static int pg_tenant_key_set_signature(struct kh_store *store, const char *tenan
                 return r < 0 ? r : 1;
         p = tenant_version(tenant, version);
         return run_one_row(s, PG_ST_TENANT_KEY_EXISTS, &p, &res);
+}
+
+static int pg_tenant_key_rewrap(struct kh_store *store, const char *tenant, uint32_t version,
+                                const uint8_t *old, size_t old_len, const uint8_t *wrapped,
+                                size_t len, const uint8_t *signature, size_t signature_len) {
+        struct kh_pg_params p = tenant_version(tenant, version);
+        int r;
+
+        kh_pg_param_bytes(&p, old, old_len);
+        kh_pg_param_bytes(&p, wrapped, len);
+        kh_pg_param_bytes(&p, signature, signature_len);
+        r = run_changes(kh_pg_of(store), PG_ST_TENANT_KEY_REWRAP, &p);
+        return r < 0 ? r : r > 0;
 }
 
 static int pg_tenant_key_add_uses(struct kh_store *store, const char *tenant, uint32_t version,
@@ -606,6 +625,7 @@ const struct kh_store_ops kh_store_postgresql_ops = {
         .tenant_keys = pg_tenant_keys,
         .tenant_key_set_state = pg_tenant_key_set_state,
         .tenant_key_set_signature = pg_tenant_key_set_signature,
+        .tenant_key_rewrap = pg_tenant_key_rewrap,
         .tenant_key_add_uses = pg_tenant_key_add_uses,
         .tenant_key_update = pg_tenant_key_update,
         .tenant_key_destroy = pg_tenant_key_destroy,

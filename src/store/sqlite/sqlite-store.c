@@ -36,6 +36,7 @@ enum {
         ST_TENANT_KEY_SET_STATE,
         ST_TENANT_KEY_SET_SIGNATURE,
         ST_TENANT_KEY_EXISTS,
+        ST_TENANT_KEY_REWRAP,
         ST_TENANT_KEY_ADD_USES,
         ST_TENANT_KEY_UPDATE,
         ST_TENANT_KEY_DESTROY,
@@ -83,6 +84,9 @@ static const char *const statements[ST_N_] = {
                 "WHERE tenant = ?1 AND version = ?2 AND signature IS NULL",
         [ST_TENANT_KEY_EXISTS] =
                 "SELECT 1 FROM tenant_keys WHERE tenant = ?1 AND version = ?2",
+        [ST_TENANT_KEY_REWRAP] =
+                "UPDATE tenant_keys SET wrapped_dek = ?4, signature = ?5 "
+                "WHERE tenant = ?1 AND version = ?2 AND wrapped_dek = ?3 AND state IN (1, 2, 4)",
         [ST_TENANT_KEY_ADD_USES] =
                 "UPDATE tenant_keys SET encrypts = encrypts + ?3, decrypts = decrypts + ?4 "
                 "WHERE tenant = ?1 AND version = ?2",
@@ -648,6 +652,27 @@ static int sqlite_tenant_key_set_signature(struct kh_store *store, const char *t
         return step_one_row(s, exists, bind_tenant_version(exists, tenant, version));
 }
 
+static int sqlite_tenant_key_rewrap(struct kh_store *store, const char *tenant, uint32_t version,
+                                   const uint8_t *old, size_t old_len, const uint8_t *wrapped,
+                                   size_t len, const uint8_t *signature, size_t signature_len) {
+        struct kh_sqlite_store *s = to_sqlite(store);
+        STMT_USE(st, s, ST_TENANT_KEY_REWRAP);
+        int rc;
+
+        rc = bind_tenant_version(st, tenant, version);
+        if (rc == SQLITE_OK)
+                rc = sqlite3_bind_blob(st, 3, old, (int) old_len, SQLITE_STATIC);
+        if (rc == SQLITE_OK)
+                rc = sqlite3_bind_blob(st, 4, wrapped, (int) len, SQLITE_STATIC);
+        if (rc == SQLITE_OK)
+                rc = sqlite3_bind_blob(st, 5, signature, (int) signature_len, SQLITE_STATIC);
+        if (rc == SQLITE_OK)
+                rc = sqlite3_step(st);
+        if (rc != SQLITE_DONE)
+                return fail(s, rc);
+        return sqlite3_changes(s->db) > 0 ? 1 : 0;
+}
+
 static int bind_record_key(sqlite3_stmt *st, const char *tenant, enum kh_record_kind kind,
                            const char *owner) {
         int rc;
@@ -1126,6 +1151,7 @@ const struct kh_store_ops kh_store_sqlite_ops = {
         .tenant_keys = sqlite_tenant_keys,
         .tenant_key_set_state = sqlite_tenant_key_set_state,
         .tenant_key_set_signature = sqlite_tenant_key_set_signature,
+        .tenant_key_rewrap = sqlite_tenant_key_rewrap,
         .tenant_key_add_uses = sqlite_tenant_key_add_uses,
         .tenant_key_update = sqlite_tenant_key_update,
         .tenant_key_destroy = sqlite_tenant_key_destroy,

@@ -355,6 +355,28 @@ static void test_audit_keys_are_apart(void **state) {
         assert_int_equal(vs.n, 1);
 }
 
+/* A store that is there probes fine, and a reconnect (new session and login on a device;
+ * nothing on a file store) leaves every key usable: found again by its name. */
+static void test_probe_and_reconnect_keep_keys(void **state) {
+        struct kh_keystore *ks = *state;
+        KH_CLEANUP(kh_secret_freep) struct kh_secret *dek = test_dek(), *back = NULL;
+        KH_CLEANUP(kh_buf_freep) struct kh_buf wrapped;
+        struct kh_key_ref ref = key_ref("acme", 1);
+        char detail[128];
+
+        generate(ks, "acme", 1);
+        wrap_test_dek(ks, &ref, &wrapped);
+        assert_int_equal(kh_keystore_probe(ks, detail, sizeof(detail)), 0);
+        assert_string_equal(detail, "");
+        assert_false(kh_keystore_is_lost(ks));
+        assert_int_equal(kh_keystore_reconnect(ks, detail, sizeof(detail)), 0);
+        assert_false(kh_keystore_is_lost(ks));
+        assert_int_equal(kh_keystore_probe(ks, detail, sizeof(detail)), 0);
+        assert_int_equal(kh_keystore_unwrap(ks, &ref, wrapped.data, wrapped.len, &back), 0);
+        assert_true(kh_secret_equal(dek, back));
+        generate(ks, "acme", 2); /* the new session writes too */
+}
+
 int kh_ks_conformance_run(const struct kh_ks_conformance *c) {
 #define CASE(f) cmocka_unit_test_setup_teardown(f, case_setup, case_teardown)
         const struct CMUnitTest tests[] = {
@@ -368,6 +390,7 @@ int kh_ks_conformance_run(const struct kh_ks_conformance *c) {
                 CASE(test_public_key_wraps_for_keystore),
                 CASE(test_unknown_key_is_enoent),
                 CASE(test_audit_keys_are_apart),
+                CASE(test_probe_and_reconnect_keep_keys),
         };
 #undef CASE
 

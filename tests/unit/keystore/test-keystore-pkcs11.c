@@ -139,7 +139,8 @@ static void test_name_caps_backup(void **state) {
         struct kh_secret *key = NULL;
 
         assert_string_equal(kh_keystore_name(ks), "pkcs11");
-        assert_int_equal(kh_keystore_caps(ks), KH_KS_NON_EXTRACTABLE | KH_KS_SLOW_SIGN);
+        assert_int_equal(kh_keystore_caps(ks),
+                         KH_KS_NON_EXTRACTABLE | KH_KS_SLOW_SIGN | KH_KS_REMOVABLE);
         assert_int_equal(kh_keystore_backup_key(ks, salt, &key), -EOPNOTSUPP);
         assert_null(key);
 }
@@ -480,6 +481,49 @@ static void test_importer_and_store_share_the_module(void **state) {
         out = kh_secret_free(out);
 }
 
+/* The store's session goes from under it (another user of the module in this process closes
+ * every session on the token, as a token that restarted would): the next operation answers
+ * -KH_E_KEYSTORE_UNAVAILABLE and marks the store lost; from then on every operation answers
+ * so at once, the probe names the device's answer, and a reconnect (new session, login with
+ * the PIN the store kept) brings every key back, found again by its label. */
+static void test_lost_session_then_reconnect(void **state) {
+        struct kh_keystore *ks = *state;
+        const struct kh_key_ref ref = data_ref("acme", 1);
+        KH_CLEANUP(kh_buf_freep) struct kh_buf wrapped = { 0 }, sig = { 0 };
+        KH_CLEANUP(kh_secret_freep) struct kh_secret *dek = NULL, *out = NULL;
+        KH_CLEANUP(EVP_PKEY_freep) EVP_PKEY *pub = NULL;
+        const uint8_t digest[32] = { 1 };
+        struct kh_p11 *raw;
+        char detail[256];
+
+        assert_int_equal(kh_secret_new_from("0123456789abcdef0123456789abcdef", 32, &dek), 0);
+        kh_buf_init(&wrapped, KH_WRAPPED_DEK_MAX, false);
+        kh_buf_init(&sig, 1024, false);
+        generate(ks, "acme", 1, KH_KEY_DATA);
+        assert_int_equal(kh_keystore_wrap(ks, &ref, dek, &wrapped), 0);
+
+        raw = raw_open();
+        assert_int_equal(raw->f->C_CloseAllSessions(raw->slot), CKR_OK);
+        assert_int_equal(kh_keystore_unwrap(ks, &ref, wrapped.data, wrapped.len, &out),
+                         -KH_E_KEYSTORE_UNAVAILABLE);
+        assert_null(out);
+        assert_true(kh_keystore_is_lost(ks));
+        assert_int_equal(kh_keystore_public_key(ks, &ref, &pub), -KH_E_KEYSTORE_UNAVAILABLE);
+        assert_int_equal(kh_keystore_sign(ks, &ref, digest, sizeof(digest), &sig),
+                         -KH_E_KEYSTORE_UNAVAILABLE);
+        assert_int_equal(kh_keystore_probe(ks, detail, sizeof(detail)), -KH_E_KEYSTORE_UNAVAILABLE);
+        assert_string_equal(detail, "C_GetSessionInfo: CKR_SESSION_HANDLE_INVALID");
+        raw = kh_p11_free(raw);
+
+        assert_int_equal(kh_keystore_reconnect(ks, detail, sizeof(detail)), 0);
+        assert_false(kh_keystore_is_lost(ks));
+        assert_int_equal(kh_keystore_probe(ks, detail, sizeof(detail)), 0);
+        assert_int_equal(kh_keystore_unwrap(ks, &ref, wrapped.data, wrapped.len, &out), 0);
+        assert_true(kh_secret_equal(out, dek));
+        assert_int_equal(kh_keystore_sign(ks, &ref, digest, sizeof(digest), &sig), 0);
+        generate(ks, "acme", 2, KH_KEY_DATA);
+}
+
 int main(void) {
         const struct kh_ks_conformance conf = {
                 .name = "keystore-pkcs11-conformance",
@@ -497,6 +541,7 @@ int main(void) {
                 cmocka_unit_test(test_open_errors),
                 cmocka_unit_test(test_open_by_slot_and_pin_file),
                 CASE(test_importer_and_store_share_the_module),
+                CASE(test_lost_session_then_reconnect),
         };
 #undef CASE
         int failed;

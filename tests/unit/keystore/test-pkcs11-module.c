@@ -13,6 +13,7 @@
 #include <cmocka.h>
 
 #include "common/errors.h"
+#include "keystore/pkcs11/module-internal.h"
 #include "keystore/pkcs11/module.h"
 
 #include "../kc-test-data.h"
@@ -76,6 +77,88 @@ static void test_p11_unwraps_data_key_oaep_sha1(void **state) {
                 0);
         assert_int_equal(kh_secret_len(dk), 32);
         assert_memory_equal(kh_secret_bytes(dk), want, 32);
+}
+
+/* What says "the token is gone" (p11-kit's client module: CKR_DEVICE_ERROR once its server
+ * is gone), and what says "the call was wrong", which must stay what it was. */
+static void test_p11_lost_answers_are_keystore_unavailable(void **state) {
+        static const CK_RV lost[] = { CKR_DEVICE_REMOVED, CKR_TOKEN_NOT_PRESENT, CKR_DEVICE_ERROR,
+                                      CKR_SESSION_HANDLE_INVALID, CKR_SESSION_CLOSED,
+                                      CKR_CRYPTOKI_NOT_INITIALIZED, CKR_USER_NOT_LOGGED_IN };
+        static const CK_RV other[] = { CKR_OK, CKR_GENERAL_ERROR, CKR_FUNCTION_FAILED,
+                                       CKR_ARGUMENTS_BAD, CKR_PIN_INCORRECT, CKR_KEY_HANDLE_INVALID,
+                                       CKR_MECHANISM_INVALID, CKR_ENCRYPTED_DATA_INVALID,
+                                       CKR_OPERATION_ACTIVE, CKR_SLOT_ID_INVALID };
+        (void) state;
+
+        for (size_t i = 0; i < sizeof(lost) / sizeof(lost[0]); i++) {
+                assert_true(kh_p11_rv_is_lost(lost[i]));
+                assert_int_equal(kh_p11_rv_error(lost[i], -KH_E_PKCS11_MODULE),
+                                 -KH_E_KEYSTORE_UNAVAILABLE);
+        }
+        for (size_t i = 0; i < sizeof(other) / sizeof(other[0]); i++) {
+                assert_false(kh_p11_rv_is_lost(other[i]));
+                assert_int_equal(kh_p11_rv_error(other[i], -KH_E_PKCS11_MODULE),
+                                 -KH_E_PKCS11_MODULE);
+        }
+        assert_int_equal(kh_p11_rv_error(CKR_HOST_MEMORY, -KH_E_PKCS11_MODULE), -ENOMEM);
+}
+
+/* The session goes (closed behind the object's back, as a token that restarted forgets it):
+ * every call answers -KH_E_KEYSTORE_UNAVAILABLE, the probe says so naming the answer, and a
+ * reconnect (module initialised again, token found by label, login) makes the same key
+ * decrypt again, found anew by its label. */
+static void test_p11_session_gone_then_reconnect(void **state) {
+        struct env *e = *state;
+        KH_CLEANUP(kh_p11_freep) struct kh_p11 *p = open_ok(e);
+        KH_CLEANUP(kh_secret_freep) struct kh_secret *dk = NULL;
+        KH_CLEANUP(kh_buf_freep) struct kh_buf wrapped;
+        const struct kh_p11_open_args a = { .token_label = e->token, .pin = e->pin };
+        char detail[256];
+        uint8_t want[32];
+
+        kc_test_data_key(want);
+        kc_test_data_read("data-key.wrapped", &wrapped);
+        assert_int_equal(kh_p11_probe(p, detail, sizeof(detail)), 0);
+
+        assert_int_equal(p->f->C_CloseSession(p->session), CKR_OK);
+        assert_int_equal(kh_p11_probe(p, detail, sizeof(detail)), -KH_E_KEYSTORE_UNAVAILABLE);
+        assert_string_equal(detail, "C_GetSessionInfo: CKR_SESSION_HANDLE_INVALID");
+        assert_int_equal(kh_p11_key_find(p, e->key), -KH_E_KEYSTORE_UNAVAILABLE);
+        assert_int_equal(
+                kh_p11_rsa_oaep_decrypt(p, e->key, KH_OAEP_SHA1, wrapped.data, wrapped.len, &dk),
+                -KH_E_KEYSTORE_UNAVAILABLE);
+        assert_null(dk);
+
+        assert_int_equal(kh_p11_reconnect(p, &a, detail, sizeof(detail)), 0);
+        assert_string_equal(detail, "");
+        assert_int_equal(kh_p11_probe(p, detail, sizeof(detail)), 0);
+        assert_int_equal(
+                kh_p11_rsa_oaep_decrypt(p, e->key, KH_OAEP_SHA1, wrapped.data, wrapped.len, &dk),
+                0);
+        assert_memory_equal(kh_secret_bytes(dk), want, 32);
+        /* a second reconnect of a live object is harmless */
+        assert_int_equal(kh_p11_reconnect(p, &a, detail, sizeof(detail)), 0);
+        assert_int_equal(kh_p11_key_find(p, e->key), 0);
+}
+
+/* A token that is back but refuses the PIN (it was changed meanwhile) is no success: the
+ * object stays without a session and says so, and the right PIN brings it back. */
+static void test_p11_reconnect_with_wrong_pin_stays_down(void **state) {
+        struct env *e = *state;
+        KH_CLEANUP(kh_p11_freep) struct kh_p11 *p = open_ok(e);
+        KH_CLEANUP(kh_secret_freep) struct kh_secret *wrong = NULL;
+        struct kh_p11_open_args a = { .token_label = e->token, .pin = NULL };
+        char detail[256];
+
+        assert_int_equal(kh_secret_new_from("0000", 4, &wrong), 0);
+        a.pin = wrong;
+        assert_int_equal(kh_p11_reconnect(p, &a, detail, sizeof(detail)), -KH_E_PKCS11_PIN);
+        assert_string_equal(detail, "C_Login: CKR_PIN_INCORRECT");
+        assert_int_equal(kh_p11_probe(p, detail, sizeof(detail)), -KH_E_KEYSTORE_UNAVAILABLE);
+        a.pin = e->pin;
+        assert_int_equal(kh_p11_reconnect(p, &a, detail, sizeof(detail)), 0);
+        assert_int_equal(kh_p11_key_find(p, e->key), 0);
 }
 
 static void test_p11_decrypt_rejects_what_the_key_does_not_open(void **state) {
@@ -185,6 +268,9 @@ static void test_p11_rejects_missing_key_label(void **state) {
 
 int main(void) {
         const struct CMUnitTest tests[] = {
+                cmocka_unit_test(test_p11_lost_answers_are_keystore_unavailable),
+                cmocka_unit_test(test_p11_session_gone_then_reconnect),
+                cmocka_unit_test(test_p11_reconnect_with_wrong_pin_stays_down),
                 cmocka_unit_test(test_p11_unwraps_data_key_oaep_sha1),
                 cmocka_unit_test(test_p11_decrypt_rejects_what_the_key_does_not_open),
                 cmocka_unit_test(test_p11_open_rejects_wrong_pin),

@@ -321,6 +321,49 @@ static void test_tenant_key_set_signature_only_where_absent(void **state) {
         assert_memory_equal(c.k[0].sig, sig, sizeof(sig));
 }
 
+/* keystore migrate's compare-and-set: a row is rewrapped only while it holds the bytes read,
+ * and never in a state without a DEK. */
+static void test_tenant_key_rewrap_compare_and_set(void **state) {
+        struct fixture *f = *state;
+        uint8_t d[64], d2[96], d3[80], s2[300];
+        struct collected c = { 0 };
+
+        fill(d, sizeof(d), 12);
+        fill(d2, sizeof(d2), 13);
+        fill(d3, sizeof(d3), 14);
+        fill(s2, sizeof(s2), 15);
+        for (uint32_t v = 1; v <= 2; v++)
+                assert_int_equal(kh_store_tenant_key_insert_if_absent(
+                                         f->s, "acme", v, v == 1 ? KH_KEY_RETIRED : KH_KEY_REVOKED,
+                                         d, sizeof(d), sig, sizeof(sig)),
+                                 1);
+        assert_int_equal(kh_store_tenant_key_rewrap(f->s, "acme", 2, d, sizeof(d), d2, sizeof(d2),
+                                                    s2, sizeof(s2)),
+                         1);
+        /* the old bytes are gone: a second run changes nothing */
+        assert_int_equal(kh_store_tenant_key_rewrap(f->s, "acme", 2, d, sizeof(d), d3, sizeof(d3),
+                                                    sig, sizeof(sig)),
+                         0);
+        assert_int_equal(kh_store_tenant_key_rewrap(f->s, "acme", 1, d, sizeof(d), d2, sizeof(d2),
+                                                    s2, sizeof(s2)),
+                         0);  /* retired: no DEK to move */
+        assert_int_equal(kh_store_tenant_key_rewrap(f->s, "acme", 3, d, sizeof(d), d2, sizeof(d2),
+                                                    s2, sizeof(s2)),
+                         0);
+        assert_int_equal(kh_store_tenant_key_rewrap(f->s, "acme", 2, d, 0, d2, sizeof(d2), s2,
+                                                    sizeof(s2)),
+                         -EINVAL);
+        assert_int_equal(kh_store_tenant_keys(f->s, "acme", collect, &c), 0);
+        assert_int_equal(c.n, 2);
+        assert_int_equal(c.k[0].len, sizeof(d));
+        assert_memory_equal(c.k[0].dek, d, sizeof(d));
+        assert_int_equal(c.k[1].len, sizeof(d2));
+        assert_memory_equal(c.k[1].dek, d2, sizeof(d2));
+        assert_int_equal(c.k[1].sig_len, sizeof(s2));
+        assert_memory_equal(c.k[1].sig, s2, sizeof(s2));
+        assert_int_equal(c.k[1].state, KH_KEY_REVOKED);
+}
+
 static void expect_meta(struct kh_store *s, const char *key, const uint8_t *value, size_t len) {
         struct kh_buf b;
 
@@ -1339,6 +1382,7 @@ int kh_store_conformance_run(const struct kh_store_test_backend *b) {
                 T(test_tenant_key_set_state),
                 T(test_tenant_key_signature_round_trips),
                 T(test_tenant_key_set_signature_only_where_absent),
+                T(test_tenant_key_rewrap_compare_and_set),
                 T(test_meta_get_put),
                 T(test_record_insert_get_put),
                 T(test_savepoint_undoes_one_operation_only),
