@@ -15,6 +15,7 @@ import time
 
 import pytest
 
+import storage
 import tokens
 
 HERE = pathlib.Path(__file__).resolve().parent
@@ -550,7 +551,7 @@ class Keyholdd:
             lines += [f"tls_cert = {self.cert}", f"tls_key = {self.key}"]
         if self.cors_origins:
             lines.append(f"cors_origins = {self.cors_origins}")
-        lines += ["", "[storage]", "driver = sqlite", f"path = {self.db_path}", ""]
+        lines += ["", "[storage]", *storage.config_lines(self.data, self.db_path), ""]
         lines += self.keystore_config()
         for tid, t in self.tenants.items():
             # issuer_ca defaults to the test CA; a tenant's own value (None: unset) wins

@@ -20,7 +20,7 @@ from test_cli import json_error, run_cli
 
 N_BEFORE = 60        # keys acknowledged before the backup starts
 
-# backups on the pkcs11 store are being built (issue 15)
+pytestmark = pytest.mark.sqlite_only  # backups are SQLite snapshots (docs/storage.md)
 
 
 def put_key(k: Keyholdd, issuer, guid: str, key: str, tenant: str = "default") -> int:

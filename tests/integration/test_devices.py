@@ -111,6 +111,7 @@ def test_trust_and_read_back(k, member):
     assert r.status == 200 and r.json()["encryptedUserKey"] == vals2["encryptedUserKey"], r
 
 
+@pytest.mark.sqlite_only
 def test_trust_values_are_sealed_in_the_database(make_keyholdd, default_issuer):
     k = make_keyholdd({"default": {"issuer": default_issuer}})
     tok = default_issuer.token(str(uuid.uuid4()))
@@ -449,6 +450,7 @@ def test_device_events_are_audited(k, member):
 
 # ----------------------------------------------------------------------------- lifecycle
 
+@pytest.mark.sqlite_only
 def test_devices_and_enrolments_move_with_a_rekey_and_survive_backup_and_restore(
         make_keyholdd, default_issuer, tmp_path):
     from test_cli import run_cli

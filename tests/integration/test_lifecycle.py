@@ -843,6 +843,7 @@ def _dek_rows(db_path, tenant="default") -> dict:
         db.close()
 
 
+@pytest.mark.sqlite_only
 def test_destroy(make_keyholdd, issuers):
     k = make_keyholdd(tenants(issuers))
     members = seed(k, issuers["default"], 5)
@@ -973,6 +974,7 @@ def _snapshot(k) -> tuple[dict, dict]:
 
 
 @pytest.mark.file_keystore  # it opens the key files with the master key to know what to look for
+@pytest.mark.sqlite_only
 def test_no_command_route_log_or_file_yields_a_private_key_or_dek(make_keyholdd, issuers,
                                                                   tmp_path, user):
     k = make_keyholdd(tenants(issuers))

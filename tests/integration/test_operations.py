@@ -149,6 +149,7 @@ def dropped(pki, issuers):
 
 
 @root_only
+@pytest.mark.sqlite_only
 def test_root_drops_to_the_user_with_no_capability_and_still_serves(dropped, issuers):
     k, user = dropped.k, dropped.user
     st = _status(k.proc.pid)
