@@ -29,6 +29,10 @@ static int validate(struct kh_cfg_ctx *c) {
         if (strcmp(cfg->storage.driver, "postgresql") == 0 && !cfg->storage.url)
                 return kh_cfg_fail_at(c, 0, KH_CFG_STORAGE_url,
                                       "is required when driver = postgresql");
+        if (cfg->storage.password_file && cfg->storage.password)
+                return kh_cfg_fail_at(c, 0, KH_CFG_STORAGE_password_file,
+                                      "set either password_file or KEYHOLD_STORAGE_PASSWORD, "
+                                      "not both");
         c->cfg->keystore.has_slot = slot->line != 0 || slot->env != NULL;
         if (!ks->path && strcmp(ks->driver, "pkcs11") != 0)
                 return kh_cfg_fail_at(c, 0, KH_CFG_KEYSTORE_path, "is required");

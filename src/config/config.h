@@ -41,7 +41,10 @@ struct kh_config_server {
 struct kh_config_storage {
         char *driver;               /* "sqlite" | "postgresql" */
         char *path;                 /* sqlite database file */
-        char *url;                  /* postgresql connection URL */
+        char *url;                  /* postgresql: a libpq connection URI or key=value string */
+        char *password_file;        /* postgresql: the password, less one trailing newline ... */
+        char *password;             /* ... or the password itself (only from
+                                     * KEYHOLD_STORAGE_PASSWORD) */
 };
 
 struct kh_config_keystore {

@@ -46,7 +46,8 @@ static const char usage[] =
         "\n"
         "Every configuration key can be set from the environment as KEYHOLD_<SECTION>_<KEY>,\n"
         "e.g. KEYHOLD_SERVER_LISTEN=127.0.0.1:9443 or KEYHOLD_TENANT_DEFAULT_ISSUER=...; the key\n"
-        "store passphrase only as KEYHOLD_KEYSTORE_PASSPHRASE.\n"
+        "store passphrase only as KEYHOLD_KEYSTORE_PASSPHRASE, the PostgreSQL password only as\n"
+        "KEYHOLD_STORAGE_PASSWORD (or in [storage] password_file).\n"
         "\n"
         "Options:\n"
         "  -c, --config FILE   configuration file (INI)\n"
@@ -460,6 +461,7 @@ int main(int argc, char **argv) {
                 return 1;
         }
         forget_env_secret("KEYHOLD_KEYSTORE_PASSPHRASE");
+        forget_env_secret("KEYHOLD_STORAGE_PASSWORD");
         cfg->sign_unsigned_deks = o.sign_unsigned_deks;
         if (o.check) {
                 printf("keyholdd: configuration OK (%zu tenant%s)\n", cfg->n_tenants,

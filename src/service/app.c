@@ -365,6 +365,7 @@ int kh_app_open(const struct kh_config *cfg, kh_app_event_fn event, void *userda
         KH_CLEANUP(kh_app_closep) struct kh_app *app = NULL;
         struct kh_keys *keys = NULL;
         bool missing = false;
+        char why[400];
         int r;
 
         if (cfg->n_tenants == 0 || cfg->n_tenants > KH_TENANTS_MAX)
@@ -405,7 +406,11 @@ int kh_app_open(const struct kh_config *cfg, kh_app_event_fn event, void *userda
                 emit(app, NULL, "cannot take the lock file beside the database", r);
                 return r;
         }
-        r = kh_store_open(&cfg->storage, &app->store);
+        r = kh_store_open_explained(&cfg->storage, &app->store, why, sizeof(why));
+        if (r < 0 && why[0]) {
+                emit(app, NULL, why, r);
+                return r;
+        }
         if (r == -EBUSY) {
                 emit(app, NULL,
                      "cannot open the database: database is locked by another process "

@@ -13,7 +13,9 @@
 
 struct kh_store_ops {
         const char *name; /* the [storage] driver value: "sqlite", "postgresql" */
-        int (*open)(const struct kh_config_storage *cfg, struct kh_store **ret);
+        /* why: n > 0 bytes for kh_store_open_explained()'s message, "" on entry */
+        int (*open)(const struct kh_config_storage *cfg, struct kh_store **ret, char *why,
+                    size_t n);
         void (*close)(struct kh_store *s);
         int (*schema_version)(struct kh_store *s);
         int (*tenant_key_insert_if_absent)(struct kh_store *s, const char *tenant,
@@ -88,7 +90,7 @@ struct kh_store {
 
 extern const struct kh_store_ops kh_store_sqlite_ops;
 #if KH_WITH_POSTGRES
-extern const struct kh_store_ops kh_store_postgres_ops;
+extern const struct kh_store_ops kh_store_postgresql_ops;
 #endif
 
 /* Range checks shared by the wrappers (arguments) and the backends (rows read back). */

@@ -13,7 +13,7 @@
 static const struct kh_store_ops *const backends[] = {
         &kh_store_sqlite_ops,
 #if KH_WITH_POSTGRES
-        &kh_store_postgres_ops,
+        &kh_store_postgresql_ops,
 #endif
 };
 
@@ -55,15 +55,23 @@ static bool kind_ok(enum kh_record_kind kind) {
         return (long long) kind >= KH_RECORD_USER_KEY;
 }
 
-int kh_store_open(const struct kh_config_storage *cfg, struct kh_store **ret) {
-        assert(cfg && ret);
+int kh_store_open_explained(const struct kh_config_storage *cfg, struct kh_store **ret,
+                            char *why, size_t n) {
+        assert(cfg && ret && why && n > 0);
 
+        why[0] = '\0';
         if (!cfg->driver)
                 return -EINVAL;
         for (size_t i = 0; i < KH_ELEMENTSOF(backends); i++)
                 if (strcmp(backends[i]->name, cfg->driver) == 0)
-                        return backends[i]->open(cfg, ret);
+                        return backends[i]->open(cfg, ret, why, n);
         return -EINVAL;
+}
+
+int kh_store_open(const struct kh_config_storage *cfg, struct kh_store **ret) {
+        char why[8];
+
+        return kh_store_open_explained(cfg, ret, why, sizeof(why));
 }
 
 struct kh_store *kh_store_close(struct kh_store *s) {

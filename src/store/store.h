@@ -24,12 +24,23 @@ struct kh_store;
  * bytes. These are programming errors (clients never reach the store unvalidated), not
  * client input. A row read back outside those ranges is -KH_E_INTEGRITY. A database that
  * stays locked longer than KH_STORE_BUSY_TIMEOUT_MS gives -EBUSY; a write that finds no
- * space left (disk or quota full) gives -ENOSPC, and nothing of it was written. */
+ * space left (disk or quota full) gives -ENOSPC, and nothing of it was written.
+ * On PostgreSQL any function may also give -KH_E_STORAGE_UNAVAILABLE: the statement waited
+ * KH_STORE_WAIT_MS (for the server or a lock) and was cancelled, or the connection is lost
+ * (a write then may or may not have been committed; a read is retried once on a new
+ * connection first). The next call makes the connection again (after an attempt that
+ * failed, at most once per KH_STORE_RECONNECT_MS); a transaction that lost its connection fails every call until
+ * kh_store_tx_rollback(). */
 #define KH_STORE_OWNER_MAX        255   /* bytes of an owner id (a GUID is 36) */
 #define KH_STORE_SIGNATURE_MAX    1024  /* bytes of a DEK signature (RSA-8192 is 1024) */
 #define KH_STORE_META_KEY_MAX     64
 #define KH_STORE_META_VALUE_MAX   1024
 #define KH_STORE_BUSY_TIMEOUT_MS  10000 /* wait this long for another writer's lock */
+#define KH_STORE_WAIT_MS          5000  /* PostgreSQL: the longest a statement waits (for
+                                        * the server, a lock), then
+                                        * -KH_E_STORAGE_UNAVAILABLE (DESIGN.md) */
+#define KH_STORE_RECONNECT_MS     2000  /* PostgreSQL: a database that is down is tried
+                                        * again on a call at most this often */
 
 enum kh_key_state {
         KH_KEY_ACTIVE = 1,
@@ -73,6 +84,15 @@ typedef int (*kh_tenant_key_fn)(const struct kh_tenant_key *key, void *userdata)
  * creating the SQLite file (-ENOENT: no such directory, -EACCES, ...). A new SQLite file
  * is created with mode 0600. */
 KH_MUST_CHECK int kh_store_open(const struct kh_config_storage *cfg, struct kh_store **ret);
+
+/* kh_store_open(), and on failure a message for the operator in why (n bytes; "" when
+ * there is nothing to add to the error) that names the [storage] key at fault and the
+ * cause: on PostgreSQL -EINVAL (url is no libpq connection string), -ECONNREFUSED (the
+ * server is unreachable), -EACCES (the server refused the login: password_file or
+ * KEYHOLD_STORAGE_PASSWORD), -ENOENT (no such database), -EPROTO (newer schema), or the
+ * -errno of reading password_file. Never holds the password. */
+KH_MUST_CHECK int kh_store_open_explained(const struct kh_config_storage *cfg,
+                                          struct kh_store **ret, char *why, size_t n);
 struct kh_store *kh_store_close(struct kh_store *s); /* NULL-safe */
 KH_DEFINE_CLEANUP(kh_store_close, struct kh_store *)
 

@@ -16,6 +16,7 @@ import uuid
 import pytest
 
 import harness
+import storage
 from harness import Issuer, Keyholdd
 from pgserver import PgServer
 from pki import TestPKI
@@ -152,20 +153,20 @@ def pytest_configure(config):
     config.addinivalue_line(
         "markers", "file_keystore: about the file key store itself (key files, master key, "
         "passphrase); deselected when KEYHOLD_TEST_KEYSTORE=pkcs11")
-    config.addinivalue_line(
-        "markers", "pkcs11_pending(reason): fails on the pkcs11 key store only because the "
-        "feature is being built (issue 15); deselected when KEYHOLD_TEST_KEYSTORE=pkcs11, "
-        "to be removed once it lands")
+    config.addinivalue_line("markers", "sqlite_only: needs the SQLite database file (its "
+                            "bytes, backups, disk-full); deselected when KEYHOLD_TEST_STORAGE="
+                            "postgresql (storage.py)")
 
 
 # markers of the tests that do not run on a given key store (KEYHOLD_TEST_KEYSTORE)
-NOT_ON = {"pkcs11": ("file_keystore", "pkcs11_pending")}
+NOT_ON = {"pkcs11": ("file_keystore",)}
 
 
 def pytest_collection_modifyitems(config, items):
-    """With KEYHOLD_TEST_KEYSTORE=pkcs11, deselects the tests about the file store itself
-    and those still pending on pkcs11: pytest reports them as deselected (never passed)."""
-    markers = NOT_ON.get(harness.test_keystore(), ())
+    """Deselects the tests that cannot run here: about the file store itself with
+    KEYHOLD_TEST_KEYSTORE=pkcs11, needing the SQLite file with KEYHOLD_TEST_STORAGE=postgresql.
+    pytest reports them as deselected (never passed)."""
+    markers = _not_here()
     drop = [i for i in items if any(i.get_closest_marker(m) for m in markers)]
     if drop:
         config.hook.pytest_deselected(items=drop)
@@ -215,5 +216,11 @@ def pytest_terminal_summary(terminalreporter, config):
     n = getattr(config, "_kh_deselected", None)
     if n:
         terminalreporter.write_line(
-            f"key store {harness.test_keystore()}: {n} tests deselected "
-            f"({', '.join(NOT_ON[harness.test_keystore()])}); not counted as passed")
+            f"key store {harness.test_keystore()}, storage {storage.KIND}: {n} tests "
+            f"deselected ({', '.join(_not_here())}); not counted as passed")
+
+
+def _not_here() -> tuple:
+    """The markers whose tests this run deselects (key store and storage backend)."""
+    return NOT_ON.get(harness.test_keystore(), ()) + \
+        (("sqlite_only",) if storage.KIND != "sqlite" else ())

@@ -15,6 +15,7 @@ import time
 
 import pytest
 
+import storage
 import tokens
 
 HERE = pathlib.Path(__file__).resolve().parent
@@ -436,6 +437,23 @@ class Keyholdd:
             return ["--passphrase-file", str(self.secret_file)]
         return ["--master-key-file", str(self.master_key)]
 
+    def backup_args(self) -> list[str]:
+        """The `keyhold backup verify|restore` options that open this server's backups: the
+        master key file, or for a pkcs11 store --config (the module, token, label prefix and
+        pin_file of keyholdd's own configuration; run the CLI with store_env())."""
+        if self.keystore == "pkcs11":
+            return ["--config", str(self.config_path)]
+        return self.unseal_args()
+
+    def same_keystore(self) -> dict:
+        """Keyholdd keyword arguments for another server on this one's key store: nothing for
+        a file store (its master key is a file to copy), the same token, PIN and key labels
+        for a pkcs11 store (a restored server needs the keys the backup names)."""
+        if self.keystore != "pkcs11":
+            return {}
+        return {"keystore": "pkcs11", "hsm": self.hsm, "token": self.token,
+                "label_prefix": self.label_prefix}
+
     def store_env(self) -> dict:
         """What a process opening this key store needs in its environment (SOFTHSM2_CONF)."""
         return {"SOFTHSM2_CONF": str(self.hsm.conf)} if self.hsm is not None else {}
@@ -533,7 +551,7 @@ class Keyholdd:
             lines += [f"tls_cert = {self.cert}", f"tls_key = {self.key}"]
         if self.cors_origins:
             lines.append(f"cors_origins = {self.cors_origins}")
-        lines += ["", "[storage]", "driver = sqlite", f"path = {self.db_path}", ""]
+        lines += ["", "[storage]", *storage.config_lines(self.data, self.db_path), ""]
         lines += self.keystore_config()
         for tid, t in self.tenants.items():
             # issuer_ca defaults to the test CA; a tenant's own value (None: unset) wins

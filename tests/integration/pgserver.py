@@ -369,6 +369,21 @@ class PgServer:
         if _alive(pid):
             os.kill(pid, signal.SIGKILL)
 
+    def stop_server(self) -> None:
+        """Stops the server (fast shutdown) but keeps its directory, data and port, so that
+        start_server() brings the same database back: an outage and its end."""
+        self._stop_server()
+
+    def start_server(self) -> None:
+        """Starts a server stopped by stop_server() again, on the same port; returns once it
+        accepts connections (bounded by start_timeout)."""
+        if self.proc is not None or self.dir is None:
+            raise PgServerError("start_server() needs a server stopped by stop_server()")
+        self._spawn()
+        if not self._wait_ready(time.monotonic() + self.start_timeout):
+            raise PgServerError(f"postgres exited with {self.proc.returncode} on restart\n"
+                                f"--- server log ---\n{self._log_tail()}")
+
     def stop(self) -> None:
         """Fast shutdown, then remove the directory. Idempotent; safe on a half-started
         server."""

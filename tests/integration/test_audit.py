@@ -406,6 +406,7 @@ def test_chain_survives_kill9_under_load(make_keyholdd, issuers, default_issuer)
     assert acknowledged and acknowledged <= ids, acknowledged - ids
 
 
+@pytest.mark.sqlite_only
 def test_no_secret_reaches_the_log(make_keyholdd, issuers, default_issuer, user):
     d = make_keyholdd(tenants(issuers))
     tok = default_issuer.token(user)
@@ -582,6 +583,7 @@ KINDS = [("changed", "binary"), ("removed", "binary"), ("inserted", "binary"),
 
 
 @pytest.mark.parametrize("kind,form", KINDS, ids=[f"{k}-{f}" for k, f in KINDS])
+@pytest.mark.sqlite_only
 def test_verify_names_tampering_of_the_database(make_keyholdd, issuers, default_issuer,
                                                  tmp_path, kind, form):
     """Whoever can write the database edits the stored chain, written back in the binary
@@ -656,6 +658,7 @@ def test_verify_names_tampering_of_the_database(make_keyholdd, issuers, default_
         assert verdict["reason"] == "hash mismatch", verdict
 
 
+@pytest.mark.sqlite_only
 def test_stored_blocks_decode_to_what_the_export_prints(make_keyholdd, issuers, default_issuer,
                                                         acme_issuer, tmp_path):
     """The blocks keyholdd writes, read with auditref.decode_block (docs/audit.md alone),

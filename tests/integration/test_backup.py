@@ -20,8 +20,7 @@ from test_cli import json_error, run_cli
 
 N_BEFORE = 60        # keys acknowledged before the backup starts
 
-# backups on the pkcs11 store are being built (issue 15)
-pytestmark = pytest.mark.pkcs11_pending(reason="backup on the pkcs11 store: helper A")
+pytestmark = pytest.mark.sqlite_only  # backups are SQLite snapshots (docs/storage.md)
 
 
 def put_key(k: Keyholdd, issuer, guid: str, key: str, tenant: str = "default") -> int:
@@ -47,8 +46,13 @@ def backup_create(k: Keyholdd, path, *extra):
     return run_cli("backup", "create", path, "--socket", k.admin_socket, "--json", *extra)
 
 
-def verify(path, *secret):
-    return run_cli("backup", "verify", path, "--json", *secret)
+def verify(path, *secret, env=None):
+    return run_cli("backup", "verify", path, "--json", *secret, env=env)
+
+
+def verify_as(k: Keyholdd, path):
+    """backup verify with what opens k's backups (its master key, or its token)."""
+    return verify(path, *k.backup_args(), env=k.store_env())
 
 
 @pytest.fixture(scope="module")
@@ -109,10 +113,14 @@ def restore_into(k_src: Keyholdd, backup, workdir: pathlib.Path, *secret):
     """Restores backup into workdir/data (the folder a Keyholdd of workdir uses)."""
     workdir.mkdir(parents=True, exist_ok=True)
     return run_cli("backup", "restore", backup, "--data", workdir / "data", "--json",
-                   *(secret or k_src.unseal_args()))
+                   *(secret or k_src.backup_args()), env=k_src.store_env())
 
 
 def copy_master_key(k_src: Keyholdd, workdir: pathlib.Path) -> None:
+    """The restored server's key store secret: k_src's master key (a pkcs11 store's keys
+    stay in the token, which the restored server shares: same_keystore())."""
+    if k_src.keystore == "pkcs11":
+        return
     shutil.copyfile(k_src.master_key, workdir / "master.key")
     os.chmod(workdir / "master.key", 0o600)
 
@@ -136,12 +144,14 @@ def test_restore_of_a_backup_taken_while_writing_serves_every_acknowledged_key(
     assert p.returncode == 0, p
     assert json.loads(p.stdout)["records"] == out["records"]
     data = work / "data"
-    assert (data / "keyhold.db").is_file() and (data / "keystore" / "keystore.meta").is_file()
+    assert (data / "keyhold.db").is_file()
+    if k.keystore == "file":
+        assert (data / "keystore" / "keystore.meta").is_file()
     assert not (data / "master.key").exists()
     for f in data.rglob("*"):
         assert (f.stat().st_mode & 0o777) == (0o700 if f.is_dir() else 0o600), f
     copy_master_key(k, work)
-    r = Keyholdd(work, k.pki, tenants_of(issuers))
+    r = Keyholdd(work, k.pki, tenants_of(issuers), **k.same_keystore())
     gen = harness.serve(r)
     next(gen)
     try:
@@ -167,13 +177,14 @@ def test_restore_of_a_backup_taken_while_writing_serves_every_acknowledged_key(
 
 def test_verify_accepts_the_backup_and_reports_its_counts(source):
     k, path, out, _, _ = source
-    p = verify(path, *k.unseal_args())
+    p = verify_as(k, path)
     assert p.returncode == 0, p
     got = json.loads(p.stdout)
     assert got["ok"] is True
     assert (got["tenants"], got["records"]) == (out["tenants"], out["records"])
 
 
+@pytest.mark.file_keystore
 def test_verify_and_restore_refuse_another_master_key(source, tmp_path):
     k, path, _, _, _ = source
     other = tmp_path / "other.key"
@@ -192,12 +203,13 @@ def test_verify_and_restore_refuse_another_master_key(source, tmp_path):
 def test_one_changed_byte_fails_verify(source, tmp_path, where):
     k, path, _, _, _ = source
     data = bytearray(path.read_bytes())
-    at = {"magic": 0, "header": 20, "first-chunk": 200, "middle": len(data) // 2,
+    header_len = int.from_bytes(data[12:16], "big")   # docs/backup.md: the whole header's
+    at = {"magic": 0, "header": 20, "first-chunk": header_len + 100, "middle": len(data) // 2,
           "last-byte": len(data) - 1}[where]
     data[at] ^= 0x01
     bad = tmp_path / "bad.khb"
     bad.write_bytes(bytes(data))
-    p = verify(bad, *k.unseal_args())
+    p = verify_as(k, bad)
     assert p.returncode == 1, p
     obj = json.loads(p.stdout)
     assert obj["code"] in ("damaged", "not_a_backup"), obj
@@ -212,7 +224,7 @@ def test_truncated_backup_fails_verify(source, tmp_path, keep):
     n = {"header-only": 100, "half": len(data) // 2, "all-but-one": len(data) - 1}[keep]
     bad = tmp_path / "cut.khb"
     bad.write_bytes(data[:n])
-    p = verify(bad, *k.unseal_args())
+    p = verify_as(k, bad)
     obj = json_error(p, "truncated" if keep != "all-but-one" else json.loads(p.stdout)["code"])
     assert obj["code"] in ("truncated", "damaged"), obj
 
@@ -221,7 +233,7 @@ def test_appended_bytes_fail_verify(source, tmp_path):
     k, path, _, _, _ = source
     bad = tmp_path / "long.khb"
     bad.write_bytes(path.read_bytes() + b"\0")
-    obj = json_error(verify(bad, *k.unseal_args()), "damaged")
+    obj = json_error(verify_as(k, bad), "damaged")
     assert "after the last chunk" in obj["message"]
 
 
@@ -240,7 +252,8 @@ def test_restore_refuses_a_folder_that_is_not_empty(source, tmp_path):
     d = tmp_path / "busy"
     d.mkdir()
     (d / "keep.txt").write_text("mine")
-    p = run_cli("backup", "restore", path, "--data", d, "--json", *k.unseal_args())
+    p = run_cli("backup", "restore", path, "--data", d, "--json", *k.backup_args(),
+                env=k.store_env())
     json_error(p, "not_empty")
     assert [x.name for x in d.iterdir()] == ["keep.txt"]
     assert (d / "keep.txt").read_text() == "mine"
@@ -251,14 +264,15 @@ def test_restore_into_an_existing_empty_folder_works(source, tmp_path):
     k, path, out, _, _ = source
     d = tmp_path / "empty"
     d.mkdir()
-    p = run_cli("backup", "restore", path, "--data", d, "--json", *k.unseal_args())
+    p = run_cli("backup", "restore", path, "--data", d, "--json", *k.backup_args(),
+                env=k.store_env())
     assert p.returncode == 0, p
     assert (d / "keyhold.db").is_file()
 
 
 def test_restore_without_data_is_a_usage_error(source):
     k, path, _, _, _ = source
-    p = run_cli("backup", "restore", path, *k.unseal_args())
+    p = run_cli("backup", "restore", path, *k.backup_args(), env=k.store_env())
     assert p.returncode == 2, p
     assert "--data" in p.stderr
 
@@ -329,7 +343,7 @@ def test_passphrase_store_round_trip(pki, issuers, tmp_path):
     assert p.returncode == 0, p
     assert json.loads(p.stdout)["records"] == 1
     json_error(verify(path, "--passphrase-file", wrong), "wrong_secret")
-    json_error(verify(path, *k.unseal_args()), "wrong_secret")
+    json_error(verify_as(k, path), "wrong_secret")
     # --config finds the passphrase where keyholdd does: KEYHOLD_KEYSTORE_PASSPHRASE
     p = run_cli("backup", "verify", path, "--json", "--config", k.config_path,
                 env={"KEYHOLD_KEYSTORE_PASSPHRASE": "correct horse battery"})
@@ -381,7 +395,7 @@ def test_kill9_during_backup_leaves_nothing_and_the_next_backup_works(pki, issue
             cli.communicate(timeout=60)
             # what the CLI wrote is either a whole backup (it finished first) or nothing
             if out.exists():
-                assert verify(out, *k.unseal_args()).returncode == 0
+                assert verify_as(k, out).returncode == 0
             assert not [p for p in tmp_path.iterdir() if p.name.startswith(f".killed-{delay}")]
             k.start()
             assert [p.name for p in k.data.iterdir() if p.name.startswith(".keyhold-backup")] == []
@@ -393,6 +407,6 @@ def test_kill9_during_backup_leaves_nothing_and_the_next_backup_works(pki, issue
         good = tmp_path / "after.khb"
         p = backup_create(k, good)
         assert p.returncode == 0, p
-        assert verify(good, *k.unseal_args()).returncode == 0
+        assert verify_as(k, good).returncode == 0
     finally:
         k.stop()

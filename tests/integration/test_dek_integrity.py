@@ -74,6 +74,7 @@ def _serving_with_key(make_keyholdd, acme_issuer):
 
 
 @pytest.mark.parametrize("signature", ["old", "none"])
+@pytest.mark.sqlite_only
 def test_planted_dek_is_refused_at_start(make_keyholdd, acme_issuer, signature):
     """The planted DEK keeps the row's old signature, or has none (clearing it must not get
     it signed): either way keyholdd refuses to start and names the tenant."""
@@ -94,6 +95,7 @@ def test_planted_dek_is_refused_at_start(make_keyholdd, acme_issuer, signature):
     assert_key(k.client.get("/t/acme/user-keys", token=acme_issuer.token(user)), key)
 
 
+@pytest.mark.sqlite_only
 def test_refusal_names_the_version(make_keyholdd, acme_issuer):
     k, _, _ = _serving_with_key(make_keyholdd, acme_issuer)
     _, sig = _row(k)
@@ -103,6 +105,7 @@ def test_refusal_names_the_version(make_keyholdd, acme_issuer):
                      rf"{re.escape(INTEGRITY)}", log), log
 
 
+@pytest.mark.sqlite_only
 def test_database_from_before_signatures_needs_the_operator(make_keyholdd, acme_issuer):
     """A database as a build before signatures left it (schema 2: no signature column, no
     meta table) looks exactly like one whose signatures an attacker cleared, so keyholdd

@@ -111,6 +111,7 @@ def test_trust_and_read_back(k, member):
     assert r.status == 200 and r.json()["encryptedUserKey"] == vals2["encryptedUserKey"], r
 
 
+@pytest.mark.sqlite_only
 def test_trust_values_are_sealed_in_the_database(make_keyholdd, default_issuer):
     k = make_keyholdd({"default": {"issuer": default_issuer}})
     tok = default_issuer.token(str(uuid.uuid4()))
@@ -449,7 +450,7 @@ def test_device_events_are_audited(k, member):
 
 # ----------------------------------------------------------------------------- lifecycle
 
-@pytest.mark.pkcs11_pending(reason="backup on the pkcs11 store: helper A")
+@pytest.mark.sqlite_only
 def test_devices_and_enrolments_move_with_a_rekey_and_survive_backup_and_restore(
         make_keyholdd, default_issuer, tmp_path):
     from test_cli import run_cli
@@ -476,18 +477,19 @@ def test_devices_and_enrolments_move_with_a_rekey_and_survive_backup_and_restore
     backup = tmp_path / "b.khb"
     p = run_cli("backup", "create", backup, "--socket", k.admin_socket, "--json")
     assert p.returncode == 0, p
-    p = run_cli("backup", "verify", backup, "--json", *k.unseal_args())
+    p = run_cli("backup", "verify", backup, "--json", *k.backup_args(), env=k.store_env())
     assert p.returncode == 0, p
     k.stop()
     w = tmp_path / "restored"
     w.mkdir()
     p = run_cli("backup", "restore", backup, "--data", w / "data", "--json",
-                *k.unseal_args())
+                *k.backup_args(), env=k.store_env())
     assert p.returncode == 0, p
-    import shutil
-    shutil.copyfile(k.master_key, w / "master.key")
-    os.chmod(w / "master.key", 0o600)
-    k2 = harness.Keyholdd(w, k.pki, {"default": {"issuer": default_issuer}})
+    if k.keystore == "file":
+        import shutil
+        shutil.copyfile(k.master_key, w / "master.key")
+        os.chmod(w / "master.key", 0o600)
+    k2 = harness.Keyholdd(w, k.pki, {"default": {"issuer": default_issuer}}, **k.same_keystore())
     k2.start()
     try:
         got = k2.client.get(f"/devices/{d['id']}", headers=auth(tok)).json()

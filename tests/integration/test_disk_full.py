@@ -12,8 +12,9 @@ import pytest
 
 from harness import Keyholdd, assert_empty_200, assert_error, assert_key, new_key
 
-pytestmark = pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("mount"),
-                                reason="needs root to mount a small tmpfs")
+pytestmark = [pytest.mark.sqlite_only,
+              pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("mount"),
+                                 reason="needs root to mount a small tmpfs")]
 
 WRITES_MAX = 5000   # bound on writes made while looking for the first refused one
 

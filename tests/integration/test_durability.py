@@ -331,6 +331,7 @@ def _verify(k: Keyholdd, slots: list[Slot], untouched: list[Slot], violations: l
     return stats
 
 
+@pytest.mark.sqlite_only
 def test_kill9_while_writing_loses_no_acknowledged_write(make_keyholdd, default_issuer,
                                                          acme_issuer):
     rng = random.Random(_seed())
@@ -508,6 +509,7 @@ def _write_read_everywhere(writer: Keyholdd, reader: Keyholdd, issuers: dict) ->
     return written
 
 
+@pytest.mark.sqlite_only
 def test_kill9_during_first_start_leaves_one_dek(make_keyholdd, default_issuer, acme_issuer):
     rng = random.Random(_seed())
     issuers = {"default": default_issuer, "acme": acme_issuer}
@@ -569,6 +571,7 @@ def _first_up(ks: list, procs: dict, where: str) -> Keyholdd:
     pytest.fail(f"{where}: neither keyholdd came up\n" + "\n".join(k.log() for k in ks))
 
 
+@pytest.mark.sqlite_only
 def test_two_processes_first_start_same_instant(make_keyholdd, default_issuer, acme_issuer):
     """Both start on one empty folder. keyholdd owns the SQLite file while it runs, so the
     second process to reach the database waits for it: exactly one serves, creates the DEKs
@@ -644,6 +647,7 @@ def _files(folder) -> dict:
     return out
 
 
+@pytest.mark.sqlite_only
 def test_outside_sqlite_connection_is_locked_out_and_writes_survive_kill9(make_keyholdd,
                                                                          default_issuer):
     """An operator's `sqlite3 keyhold.db 'select ...'` (or a backup tool) on the database of
@@ -703,6 +707,7 @@ def test_outside_sqlite_connection_is_locked_out_and_writes_survive_kill9(make_k
 # ------------------------------------ 5. a second keyholdd beside a running one
 
 
+@pytest.mark.sqlite_only
 def test_second_keyholdd_on_a_served_folder_does_not_serve(make_keyholdd, default_issuer,
                                                            acme_issuer):
     """A second keyholdd started (by mistake, or by a supervisor that thinks the first is

@@ -31,6 +31,9 @@ import tokens
 
 CORE_LIMIT = 4 << 20   # the core limit keyholdd inherits in the tests; it must lower it to 0
 
+# the exercise corrupts a row in the SQLite file, and the search reads the files
+pytestmark = pytest.mark.sqlite_only
+
 
 # A keyholdd with extra arguments (--verbose), a command prefix (setpriv) and a pre-exec hook
 # (resource limits): the harness's own, which takes all three.

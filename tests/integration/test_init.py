@@ -139,6 +139,7 @@ def test_init_as_another_user_cannot_give_files_away(tmp_path):
     assert not (work / "master.key").exists()
 
 
+@pytest.mark.sqlite_only
 def test_a_server_starts_on_what_init_made(make_keyholdd, tmp_path):
     """The master key and data folder init makes are what keyholdd needs."""
     assert init(tmp_path).returncode == 0

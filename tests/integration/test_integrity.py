@@ -4,6 +4,8 @@ with a JSON "record_integrity" error, a counted failure, and never another user'
 import base64
 import sqlite3
 
+import pytest
+
 from harness import assert_error, new_key, poll_until
 import tokens
 
@@ -50,6 +52,7 @@ def _assert_integrity_error(r, *forbidden_keys) -> None:
         assert base64.b64decode(key) not in r.body, r
 
 
+@pytest.mark.sqlite_only
 def test_swapped_blobs_between_users(make_keyholdd, default_issuer):
     k = make_keyholdd()
     a, b, c = tokens.new_guid(), tokens.new_guid(), tokens.new_guid()
@@ -74,6 +77,7 @@ def test_swapped_blobs_between_users(make_keyholdd, default_issuer):
     assert k.alive()
 
 
+@pytest.mark.sqlite_only
 def test_blob_copied_across_tenants(make_keyholdd, default_issuer, acme_issuer):
     k = make_keyholdd()
     u = tokens.new_guid()
@@ -90,6 +94,7 @@ def test_blob_copied_across_tenants(make_keyholdd, default_issuer, acme_issuer):
     assert poll_until(lambda: _integrity_failures(k) == 1), k.metrics().text
 
 
+@pytest.mark.sqlite_only
 def test_row_moved_to_another_owner(make_keyholdd, default_issuer):
     k = make_keyholdd()
     a, b = tokens.new_guid(), tokens.new_guid()
@@ -104,6 +109,7 @@ def test_row_moved_to_another_owner(make_keyholdd, default_issuer):
     assert_error(k.client.get("/user-keys", token=default_issuer.token(a)), 404, "key_not_found")
 
 
+@pytest.mark.sqlite_only
 def test_flipped_ciphertext_bit(make_keyholdd, default_issuer):
     k = make_keyholdd()
     u = tokens.new_guid()

@@ -713,7 +713,6 @@ def test_seal_and_unseal_with_reads_and_writes_in_flight(make_keyholdd, issuers,
     assert_all_read_back(k, members, "after seal/unseal cycles")
 
 
-@pytest.mark.pkcs11_pending(reason="unseal with the PIN, sealed start without one: helper A")
 def test_wrong_secret_keeps_it_sealed_and_the_seal_survives_restarts(make_keyholdd, issuers,
                                                                      tmp_path):
     k = make_keyholdd(tenants(issuers))
@@ -769,7 +768,6 @@ def _no_secret_config(k):
     k.config_path.write_text(k.no_secret_config_text())
 
 
-@pytest.mark.pkcs11_pending(reason="unseal with the PIN, sealed start without one: helper A")
 def test_no_secret_configured_starts_sealed_and_unseals_with_the_master_key_file(
         make_keyholdd, issuers):
     k = make_keyholdd(tenants(issuers))
@@ -845,6 +843,7 @@ def _dek_rows(db_path, tenant="default") -> dict:
         db.close()
 
 
+@pytest.mark.sqlite_only
 def test_destroy(make_keyholdd, issuers):
     k = make_keyholdd(tenants(issuers))
     members = seed(k, issuers["default"], 5)
@@ -975,6 +974,7 @@ def _snapshot(k) -> tuple[dict, dict]:
 
 
 @pytest.mark.file_keystore  # it opens the key files with the master key to know what to look for
+@pytest.mark.sqlite_only
 def test_no_command_route_log_or_file_yields_a_private_key_or_dek(make_keyholdd, issuers,
                                                                   tmp_path, user):
     k = make_keyholdd(tenants(issuers))

@@ -210,7 +210,8 @@ def test_check_config_valid(base_config, tmp_path):
     (lambda s: s.replace("[storage]\n", "[storage]\nbogus_key = 1\n"), "storage.bogus_key"),
     (lambda s: s.replace("threads = 2", "threads = many"), "server.threads"),
     (lambda s: s.replace("listen = 127.0.0.1:0", "listen = 127.0.0.1:99999"), "server.listen"),
-    (lambda s: s.replace("driver = sqlite", "driver = oracle"), "storage.driver"),
+    (lambda s: re.sub(r"driver = (sqlite|postgresql)\n", "driver = oracle\n", s, count=1),
+     "storage.driver"),
     (lambda s: s.replace("rsa_bits = 2048", "rsa_bits = 512"), "keystore.rsa_bits"),
     (lambda s: s + "\n[nonsense]\nx = 1\n", "nonsense"),
     (lambda s: s.replace("[tenant.acme]", "[tenant.ACME!]"), "tenant.ACME!"),
@@ -234,6 +235,7 @@ def test_check_config_plain_http_refused_off_loopback(base_config, tmp_path):
     assert "server.tls_cert" in out or "server.listen" in out, out
 
 
+@pytest.mark.sqlite_only
 def test_check_config_env_override_fixes_and_breaks(base_config, tmp_path):
     # Missing storage path in the file, supplied by the environment: valid.
     text = re.sub(r"(\[storage\]\ndriver = sqlite\n)path = \S+\n", r"\1", base_config)

@@ -149,6 +149,7 @@ def dropped(pki, issuers):
 
 
 @root_only
+@pytest.mark.sqlite_only
 def test_root_drops_to_the_user_with_no_capability_and_still_serves(dropped, issuers):
     k, user = dropped.k, dropped.user
     st = _status(k.proc.pid)
@@ -262,7 +263,6 @@ def test_ready_only_once_health_answers_200_then_stopping(pki, tmp_path):
         n.close()
 
 
-@pytest.mark.pkcs11_pending(reason="unseal with the PIN, sealed start without one: helper A")
 def test_sealed_start_tells_the_manager_and_never_claims_ready(make_keyholdd):
     """A server whose key store has no secret starts sealed: STATUS says so, no READY=1."""
     if not _has_libsystemd():

@@ -4,6 +4,8 @@ import json
 import sqlite3
 import threading
 
+import pytest
+
 from harness import assert_empty_200, assert_error, assert_key, new_key
 
 SPEC_VECTOR = "H09o4pZHsVrCUKzREYGEUYqnRaf+lQIbJ8VAKhbDVks="  # spec section 1 (32 bytes)
@@ -208,6 +210,7 @@ def test_sigterm_exits_zero_and_restart_keeps_keys(make_keyholdd, default_issuer
     assert_error(k.client.post("/user-keys", token=tok, json_body={"key": new_key()}), 400, "key_exists")
 
 
+@pytest.mark.sqlite_only
 def test_database_holds_no_plaintext_key(make_keyholdd, default_issuer, user):
     k = make_keyholdd()
     tok = default_issuer.token(user)

@@ -12,3 +12,6 @@ struct kh_store_migration {
 
 extern const struct kh_store_migration kh_store_sqlite_migrations[];
 extern const size_t kh_store_sqlite_n_migrations;
+
+extern const struct kh_store_migration kh_store_postgresql_migrations[];
+extern const size_t kh_store_postgresql_n_migrations;

@@ -389,7 +389,8 @@ static int migrate(struct kh_sqlite_store *s) {
         return r;
 }
 
-static int sqlite_open(const struct kh_config_storage *cfg, struct kh_store **ret) {
+static int sqlite_open(const struct kh_config_storage *cfg, struct kh_store **ret, char *why,
+                       size_t why_len) {
         KH_CLEANUP(sqlite_store_freep) struct kh_sqlite_store *s = NULL;
         int rc, r;
 
@@ -431,6 +432,8 @@ static int sqlite_open(const struct kh_config_storage *cfg, struct kh_store **re
                 return r;
 
         r = migrate(s);
+        if (r == -EPROTO)
+                (void) snprintf(why, why_len, "[storage] path: %s", s->error);
         if (r < 0)
                 return r;
 

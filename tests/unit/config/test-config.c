@@ -227,6 +227,47 @@ static void test_passphrase_in_file_refused(void **state) {
         "[tenant.default]\n"                                                                     \
         "issuer = https://bitwarden.example.com/identity\n"
 
+#define PG_REST                                                                                  \
+        "[keystore]\n"                                                                           \
+        "path = /k\n"                                                                            \
+        "master_key_file = /m\n"                                                                 \
+        "[tenant.default]\n"                                                                     \
+        "issuer = https://bitwarden.example.com/identity\n"
+
+static void test_postgresql_storage(void **state) {
+        struct kh_config *cfg;
+
+        (void) state;
+        cfg = parse_ok("[storage]\ndriver = postgresql\nurl = postgresql://kh@db/kh\n"
+                       "password_file = /etc/keyhold/db.password\n" PG_REST, NULL);
+        assert_string_equal(cfg->storage.driver, "postgresql");
+        assert_string_equal(cfg->storage.url, "postgresql://kh@db/kh");
+        assert_string_equal(cfg->storage.password_file, "/etc/keyhold/db.password");
+        assert_null(cfg->storage.password);
+        assert_null(cfg->storage.path);
+        cfg = kh_config_free(cfg);
+
+        /* the password from the environment; the database needs it after start-up too
+         * (every worker connects, and connects again), so wiping secrets keeps it */
+        cfg = parse_ok("[storage]\ndriver = postgresql\nurl = host=db dbname=kh\n" PG_REST,
+                       (char *[]) { E("KEYHOLD_STORAGE_PASSWORD=s3cret"), NULL });
+        assert_string_equal(cfg->storage.url, "host=db dbname=kh");
+        assert_string_equal(cfg->storage.password, "s3cret");
+        kh_config_wipe_secrets(cfg);
+        assert_string_equal(cfg->storage.password, "s3cret");
+        cfg = kh_config_free(cfg);
+
+        expect_error("[storage]\ndriver = postgresql\nurl = postgresql://kh@db/kh\n"
+                     "password_file = /p\n" PG_REST,
+                     (char *[]) { E("KEYHOLD_STORAGE_PASSWORD=s3cret"), NULL },
+                     "storage.password_file", 4, "not both");
+        expect_error("[storage]\ndriver = postgresql\nurl = postgresql://kh@db/kh\n"
+                     "password = s3cret\n" PG_REST,
+                     NULL, "storage.password", 4, "secrets don't belong in config files");
+        expect_error("[storage]\ndriver = mysql\nurl = x\n" PG_REST, NULL, "storage.driver", 2,
+                     "must be sqlite or postgresql");
+}
+
 static void test_pkcs11_keystore(void **state) {
         struct kh_config *cfg;
 
@@ -733,6 +774,7 @@ int main(void) {
                 cmocka_unit_test(test_structure_errors),
                 cmocka_unit_test(test_passphrase_in_file_refused),
                 cmocka_unit_test(test_pkcs11_keystore),
+                cmocka_unit_test(test_postgresql_storage),
                 cmocka_unit_test(test_value_errors),
                 cmocka_unit_test(test_listen_values),
                 cmocka_unit_test(test_plain_http_only_on_loopback),

@@ -1,0 +1,128 @@
+/* The PostgreSQL backend's connection: what pg-conn.c gives pg-store.c. One struct
+ * kh_pg_store is one libpq connection (loop-local, as every struct kh_store). A statement
+ * that waits longer than KH_STORE_WAIT_MS for the database (statement_timeout, lock_timeout)
+ * and a lost connection give -KH_E_STORAGE_UNAVAILABLE; the connection is then made again
+ * on the next call, and after a failed attempt at most once per KH_STORE_RECONNECT_MS. */
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <libpq-fe.h>
+
+#include "store/store-backend.h"
+
+enum {
+        PG_ST_TENANT_KEY_INSERT,
+        PG_ST_TENANT_KEYS,
+        PG_ST_TENANT_KEY_SET_STATE,
+        PG_ST_TENANT_KEY_SET_SIGNATURE,
+        PG_ST_TENANT_KEY_EXISTS,
+        PG_ST_TENANT_KEY_REWRAP,
+        PG_ST_TENANT_KEY_ADD_USES,
+        PG_ST_TENANT_KEY_UPDATE,
+        PG_ST_TENANT_KEY_DESTROY,
+        PG_ST_RECORDS_UNDER,
+        PG_ST_RECORD_MOVE,
+        PG_ST_AUDIT_APPEND,
+        PG_ST_AUDIT_LAST,
+        PG_ST_AUDIT_SCAN_ASC,
+        PG_ST_AUDIT_SCAN_DESC,
+        PG_ST_AUDIT_PRUNE,
+        PG_ST_META_GET,
+        PG_ST_META_PUT,
+        PG_ST_RECORD_GET,
+        PG_ST_RECORD_INSERT,
+        PG_ST_RECORD_PUT,
+        PG_ST_RECORD_COUNT,
+        PG_ST_RECORDS_LIST,
+        PG_ST_RECORD_DELETE,
+        PG_ST_RECORDS_DELETE_PREFIX,
+        PG_ST_PING,
+        PG_ST_TX_BEGIN,
+        PG_ST_TX_LOCK,
+        PG_ST_TX_COMMIT,
+        PG_ST_TX_ROLLBACK,
+        PG_ST_SAVEPOINT,
+        PG_ST_SAVEPOINT_RELEASE,
+        PG_ST_SAVEPOINT_ROLLBACK,
+        PG_ST_N_
+};
+
+/* pg_advisory_lock() keys ("khmigrat", "khwrite!" as big-endian ASCII): one serialises the
+ * migrations of replicas starting together, the other is the write lock of a transaction
+ * (kh_store_tx_begin() takes "the write lock", as BEGIN IMMEDIATE does on SQLite). */
+#define PG_MIGRATION_LOCK "7739556259110740340"
+#define PG_WRITE_LOCK     "7739567292915410209"
+
+/* The SQL of each statement, prepared on every new connection (pg-store.c). */
+extern const char *const kh_pg_statements[PG_ST_N_];
+
+struct kh_pg_store {
+        struct kh_store base;
+        PGconn *conn;            /* NULL while there is none (lost, not yet made again) */
+        char *url;
+        char *password;          /* NULL: libpq's own sources (.pgpass); wiped when freed */
+        int64_t last_connect_ms; /* CLOCK_MONOTONIC of the last attempt to reconnect */
+        bool connect_failed;     /* ... which failed */
+        bool in_tx;              /* between tx_begin and commit/rollback */
+        bool tx_lost;            /* the connection went away inside a transaction: every call
+                                  * fails until tx_rollback */
+        int schema_version;
+        uint8_t head_hash[KH_STORE_AUDIT_HASH_LEN]; /* audit_last's answer */
+        char error[256];
+};
+
+/* Parameters of one statement, all sent in binary: a text as its bytes, an integer as 8
+ * bytes in network order (every integer column is BIGINT), a blob as its bytes. An
+ * integer's bytes live in the struct itself and are pointed to only when it is run, so the
+ * struct may be copied (returned by value). */
+#define PG_PARAMS_MAX 8
+
+struct kh_pg_params {
+        int n;
+        const char *values[PG_PARAMS_MAX];
+        int lengths[PG_PARAMS_MAX];
+        int formats[PG_PARAMS_MAX];
+        uint64_t ints[PG_PARAMS_MAX];
+        bool is_int[PG_PARAMS_MAX];
+};
+
+void kh_pg_param_text(struct kh_pg_params *p, const char *s);
+void kh_pg_param_int(struct kh_pg_params *p, int64_t v);
+void kh_pg_param_bytes(struct kh_pg_params *p, const uint8_t *b, size_t len);
+void kh_pg_param_null(struct kh_pg_params *p);
+
+/**
+ * kh_pg_run() - runs prepared statement id with p (NULL: none), results in binary.
+ * Makes the connection again first if it was lost (after a failed attempt, at most once
+ * per KH_STORE_RECONNECT_MS). On success *ret is the result (the caller PQclear()s it; a
+ * PGRES_TUPLES_OK or PGRES_COMMAND_OK one). Returns 0, -KH_E_STORAGE_UNAVAILABLE (timeout,
+ * lost connection, no connection yet), -ENOSPC, -ENOMEM or -EIO; s->error says why.
+ */
+KH_MUST_CHECK int kh_pg_run(struct kh_pg_store *s, int id, const struct kh_pg_params *p,
+                            PGresult **ret);
+
+/* The number of rows a command changed (INSERT/UPDATE/DELETE). */
+int kh_pg_changes(PGresult *res);
+
+/* Column readers for binary results: false when the value is NULL or not of the size its
+ * type has (a damaged or unexpected row). */
+bool kh_pg_get_int(const PGresult *res, int row, int col, int64_t *ret);
+
+static inline bool kh_pg_is_null(const PGresult *res, int row, int col) {
+        return PQgetisnull(res, row, col) != 0;
+}
+
+KH_DEFINE_CLEANUP(PQclear, PGresult *)
+
+int kh_pg_open(const struct kh_config_storage *cfg, struct kh_store **ret, char *why, size_t n);
+void kh_pg_close(struct kh_store *store);
+int kh_pg_tx_begin(struct kh_store *store);
+int kh_pg_tx_commit(struct kh_store *store);
+void kh_pg_tx_rollback(struct kh_store *store);
+
+static inline struct kh_pg_store *kh_pg_of(struct kh_store *s) {
+        return kh_container_of(s, struct kh_pg_store, base);
+}

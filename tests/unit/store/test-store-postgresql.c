@@ -1,0 +1,475 @@
+/* The store on PostgreSQL: the conformance suite plus what only PostgreSQL shows (several
+ * processes migrating one database at once, start-up errors that name the key, timeouts
+ * and lost connections as -KH_E_STORAGE_UNAVAILABLE, reconnecting after the server comes
+ * back). Run by with-postgresql.py, which starts a throw-away server and passes:
+ *   KEYHOLD_TEST_PG_CONNINFO  libpq conninfo of the server, without dbname and password
+ *   KEYHOLD_TEST_PG_PASSWORD  the password of that role
+ *   KEYHOLD_TEST_PG_CONTROL   a Unix socket: "stop\n" / "start\n" stops or starts the
+ *                             server (same port and data), answered "ok\n" when done
+ * Without them the test fails: a PostgreSQL that cannot start is a failure, not a skip. */
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+#include <libpq-fe.h>
+
+#include "common/buf.h"
+#include "common/errors.h"
+#include "conformance.h"
+#include "store/store.h"
+
+static const char *conninfo, *password, *control;
+
+/* A connection of our own, beside the store's, to a database (NULL: "postgres"). */
+static PGconn *raw_connect(const char *db) {
+        const char *keys[] = { "dbname", "dbname", "password", NULL };
+        const char *values[] = { conninfo, db ? db : "postgres", password, NULL };
+        PGconn *c = PQconnectdbParams(keys, values, 1);
+
+        if (PQstatus(c) != CONNECTION_OK) {
+                fprintf(stderr, "test connection failed: %s", PQerrorMessage(c));
+                PQfinish(c);
+                return NULL;
+        }
+        return c;
+}
+
+/* Runs sql on db; 0 or -EIO (with the message on stderr). */
+static int raw_exec(const char *db, const char *sql) {
+        PGconn *c = raw_connect(db);
+        PGresult *res;
+        int r = -EIO;
+
+        if (!c)
+                return -EIO;
+        res = PQexec(c, sql);
+        if (PQresultStatus(res) == PGRES_COMMAND_OK || PQresultStatus(res) == PGRES_TUPLES_OK)
+                r = 0;
+        else
+                fprintf(stderr, "%s: %s", sql, PQerrorMessage(c));
+        PQclear(res);
+        PQfinish(c);
+        return r;
+}
+
+/* The database name a config made by pg_create() reaches (the last dbname=). */
+static const char *db_of(const struct kh_config_storage *cfg) {
+        const char *p = strstr(cfg->url, " dbname=");
+
+        return p ? p + strlen(" dbname=") : "";
+}
+
+static int pg_create(struct kh_config_storage *cfg) {
+        static unsigned counter;
+        char sql[128], name[64];
+
+        (void) snprintf(name, sizeof(name), "kh_t%ld_%u", (long) getpid(), ++counter);
+        (void) snprintf(sql, sizeof(sql), "CREATE DATABASE %s", name);
+        if (raw_exec(NULL, sql) < 0)
+                return -EIO;
+        *cfg = (struct kh_config_storage) { 0 };
+        cfg->driver = strdup("postgresql");
+        if (asprintf(&cfg->url, "%s dbname=%s", conninfo, name) < 0)
+                cfg->url = NULL;
+        cfg->password = strdup(password);
+        if (!cfg->driver || !cfg->url || !cfg->password)
+                return -ENOMEM;
+        return 0;
+}
+
+static void pg_destroy(struct kh_config_storage *cfg) {
+        char sql[128];
+
+        if (cfg->url) {
+                (void) snprintf(sql, sizeof(sql), "DROP DATABASE IF EXISTS %s WITH (FORCE)",
+                                db_of(cfg));
+                (void) raw_exec(NULL, sql);
+        }
+        free(cfg->driver);
+        free(cfg->url);
+        free(cfg->password);
+        free(cfg->password_file);
+        *cfg = (struct kh_config_storage) { 0 };
+}
+
+/* The single integer sql returns on cfg's database. */
+static int raw_count(const struct kh_config_storage *cfg, const char *sql, uint64_t *ret) {
+        PGconn *c = raw_connect(db_of(cfg));
+        PGresult *res;
+        int r = -EIO;
+
+        if (!c)
+                return -EIO;
+        res = PQexec(c, sql);
+        if (PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1) {
+                *ret = strtoull(PQgetvalue(res, 0, 0), NULL, 10);
+                r = 0;
+        }
+        PQclear(res);
+        PQfinish(c);
+        return r;
+}
+
+static int pg_migration_count(const struct kh_config_storage *cfg, int version,
+                              uint64_t *ret_count) {
+        char sql[128];
+
+        (void) snprintf(sql, sizeof(sql),
+                        "SELECT COUNT(*) FROM schema_migrations WHERE version = %d", version);
+        return raw_count(cfg, sql, ret_count);
+}
+
+static int pg_clear_signatures(const struct kh_config_storage *cfg, const char *tenant) {
+        char sql[160];
+
+        (void) snprintf(sql, sizeof(sql),
+                        "UPDATE tenant_keys SET signature = NULL WHERE tenant = '%s'", tenant);
+        return raw_exec(db_of(cfg), sql);
+}
+
+static const struct kh_store_test_backend postgresql_backend = {
+        .driver = "postgresql",
+        .create = pg_create,
+        .destroy = pg_destroy,
+        .migration_count = pg_migration_count,
+        .clear_signatures = pg_clear_signatures,
+};
+
+/* ---- PostgreSQL only ---- */
+
+static const uint8_t BLOB[] = "sealed-bytes";
+
+static int setup(void **state) {
+        struct kh_config_storage *cfg = calloc(1, sizeof(*cfg));
+
+        if (!cfg || pg_create(cfg) < 0) {
+                free(cfg);
+                return -1;
+        }
+        *state = cfg;
+        return 0;
+}
+
+static int teardown(void **state) {
+        pg_destroy(*state);
+        free(*state);
+        return 0;
+}
+
+#define PROCS 4
+
+/* Replicas starting together on an empty database: each process opens it at once (after a
+ * pipe releases them all); every open succeeds and each migration is recorded once. */
+static void test_processes_starting_together_migrate_once(void **state) {
+        for (int round = 0; round < 8; round++) {
+                struct kh_config_storage cfg;
+                int go[2];
+                pid_t pid[PROCS];
+
+                (void) state;
+                assert_int_equal(pg_create(&cfg), 0);
+                assert_int_equal(pipe(go), 0);
+                for (int i = 0; i < PROCS; i++) {
+                        pid[i] = fork();
+                        assert_true(pid[i] >= 0);
+                        if (pid[i] == 0) {
+                                struct kh_store *s = NULL;
+                                char c, why[400];
+                                int ok, r;
+
+                                (void) close(go[1]);
+                                if (read(go[0], &c, 1) < 0)   /* EOF: everyone goes */
+                                        _exit(2);
+                                r = kh_store_open_explained(&cfg, &s, why, sizeof(why));
+                                if (r < 0)
+                                        fprintf(stderr, "  open failed: %s (%s)\n", why,
+                                                kh_strerror(r));
+                                ok = r == 0 &&
+                                     kh_store_schema_version(s) == KH_STORE_TEST_SCHEMA_VERSION &&
+                                     kh_store_ping(s) == 0;
+                                s = kh_store_close(s);
+                                _exit(ok ? 0 : 1);
+                        }
+                }
+                (void) close(go[0]);
+                (void) close(go[1]);
+                for (int i = 0; i < PROCS; i++) {
+                        int status = -1;
+
+                        assert_int_equal(waitpid(pid[i], &status, 0), pid[i]);
+                        assert_true(WIFEXITED(status));
+                        assert_int_equal(WEXITSTATUS(status), 0);
+                }
+                for (int v = 1; v <= KH_STORE_TEST_SCHEMA_VERSION; v++) {
+                        uint64_t n = 0;
+
+                        assert_int_equal(pg_migration_count(&cfg, v, &n), 0);
+                        assert_int_equal(n, 1);
+                }
+                pg_destroy(&cfg);
+        }
+}
+
+static void expect_open_error(const struct kh_config_storage *cfg, int expected,
+                              const char *key, const char *cause) {
+        struct kh_store *s = NULL;
+        char why[400];
+
+        assert_int_equal(kh_store_open_explained(cfg, &s, why, sizeof(why)), expected);
+        assert_null(s);
+        fprintf(stderr, "  open error: %s\n", why);
+        assert_non_null(strstr(why, key));
+        assert_non_null(strstr(why, cause));
+        if (cfg->password)
+                assert_null(strstr(why, cfg->password));
+}
+
+static void test_start_up_errors_name_the_key_and_cause(void **state) {
+        struct kh_config_storage *cfg = *state, bad = *cfg;
+        struct sockaddr_in a = { .sin_family = AF_INET,
+                                 .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+        socklen_t len = sizeof(a);
+        char url[512], wrong[] = "not-the-password-7f3a", pwfile[] = "/tmp/kh-pgpw-XXXXXX";
+        struct kh_store *s = NULL;
+        int fd;
+
+        /* unreachable: a bound port that does not listen refuses connections */
+        fd = socket(AF_INET, SOCK_STREAM, 0);
+        assert_true(fd >= 0);
+        assert_int_equal(bind(fd, (struct sockaddr *) &a, sizeof(a)), 0);
+        assert_int_equal(getsockname(fd, (struct sockaddr *) &a, &len), 0);
+        (void) snprintf(url, sizeof(url), "host=127.0.0.1 port=%u dbname=x user=keyhold",
+                        ntohs(a.sin_port));
+        bad.url = url;
+        expect_open_error(&bad, -ECONNREFUSED, "[storage] url", "cannot reach");
+        (void) close(fd);
+
+        /* wrong password, from the environment's key or from password_file */
+        bad = *cfg;
+        bad.password = wrong;
+        expect_open_error(&bad, -EACCES, "[storage] password_file", "refused the login");
+        fd = mkstemp(pwfile);
+        assert_true(fd >= 0);
+        assert_int_equal(write(fd, wrong, strlen(wrong)), (ssize_t) strlen(wrong));
+        bad.password = NULL;
+        bad.password_file = pwfile;
+        expect_open_error(&bad, -EACCES, "[storage] password_file", "refused the login");
+        /* the right one, with one trailing newline, opens it */
+        assert_int_equal(ftruncate(fd, 0), 0);
+        assert_int_equal(pwrite(fd, password, strlen(password), 0), (ssize_t) strlen(password));
+        assert_int_equal(pwrite(fd, "\n", 1, (off_t) strlen(password)), 1);
+        assert_int_equal(kh_store_open(&bad, &s), 0);
+        s = kh_store_close(s);
+        (void) close(fd);
+        (void) unlink(pwfile);
+        expect_open_error(&bad, -ENOENT, "[storage] password_file", "cannot read");
+
+        /* no such database */
+        bad = *cfg;
+        (void) snprintf(url, sizeof(url), "%s dbname=kh_no_such_database", conninfo);
+        bad.url = url;
+        expect_open_error(&bad, -ENOENT, "[storage] url", "no such database");
+
+        /* TLS is libpq's, set in the URL: this server has no TLS, so a URL that demands it
+         * is refused, with libpq's reason */
+        (void) snprintf(url, sizeof(url), "%s sslmode=require", cfg->url);
+        expect_open_error(&bad, -ECONNREFUSED, "[storage] url", "SSL");
+
+        /* not a connection string */
+        bad.url = url;
+        (void) snprintf(url, sizeof(url), "postgresql://127.0.0.1/x?nosuchoption=1");
+        expect_open_error(&bad, -EINVAL, "[storage] url", "not a libpq connection string");
+
+        /* a schema newer than this build */
+        assert_int_equal(kh_store_open(cfg, &s), 0);
+        s = kh_store_close(s);
+        assert_int_equal(raw_exec(db_of(cfg), "INSERT INTO schema_migrations VALUES (99, 0)"), 0);
+        expect_open_error(cfg, -EPROTO, "[storage] url", "newer");
+}
+
+/* Ends the store's server sessions on the database, as a server restart or a network
+ * failure would. */
+static void terminate_sessions(const struct kh_config_storage *cfg) {
+        char sql[256];
+
+        (void) snprintf(sql, sizeof(sql),
+                        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE "
+                        "datname = '%s' AND pid <> pg_backend_pid()",
+                        db_of(cfg));
+        assert_int_equal(raw_exec(NULL, sql), 0);
+}
+
+static void expect_blob(struct kh_store *s, const char *owner, int expected) {
+        struct kh_buf b;
+        uint32_t v = 0;
+
+        kh_buf_init(&b, 4096, false);
+        assert_int_equal(kh_store_record_get(s, "acme", KH_RECORD_USER_KEY, owner, &v, &b),
+                         expected);
+        if (expected == 0) {
+                assert_int_equal(v, 1);
+                assert_int_equal(b.len, sizeof(BLOB));
+                assert_memory_equal(b.data, BLOB, sizeof(BLOB));
+        }
+        kh_buf_free(&b);
+}
+
+static void test_lost_connection_is_unavailable_then_made_again(void **state) {
+        struct kh_config_storage *cfg = *state;
+        struct kh_store *s = NULL;
+
+        assert_int_equal(kh_store_open(cfg, &s), 0);
+        assert_int_equal(kh_store_record_put(s, "acme", KH_RECORD_USER_KEY, "u1", 1, BLOB,
+                                             sizeof(BLOB)),
+                         0);
+
+        /* a read is run again on a new connection */
+        terminate_sessions(cfg);
+        expect_blob(s, "u1", 0);
+
+        /* a write is not (it may have been committed): 503, then the next call reconnects */
+        terminate_sessions(cfg);
+        assert_int_equal(kh_store_record_put(s, "acme", KH_RECORD_USER_KEY, "u2", 1, BLOB,
+                                             sizeof(BLOB)),
+                         -KH_E_STORAGE_UNAVAILABLE);
+        assert_string_not_equal(kh_store_last_error(s), "");
+        assert_int_equal(kh_store_record_put(s, "acme", KH_RECORD_USER_KEY, "u2", 1, BLOB,
+                                             sizeof(BLOB)),
+                         0);
+        expect_blob(s, "u2", 0);
+
+        /* a transaction that lost its connection fails every call until rolled back, and
+         * nothing of it was written */
+        assert_int_equal(kh_store_tx_begin(s), 0);
+        assert_int_equal(kh_store_record_put(s, "acme", KH_RECORD_USER_KEY, "u3", 1, BLOB,
+                                             sizeof(BLOB)),
+                         0);
+        terminate_sessions(cfg);
+        assert_int_equal(kh_store_record_put(s, "acme", KH_RECORD_USER_KEY, "u4", 1, BLOB,
+                                             sizeof(BLOB)),
+                         -KH_E_STORAGE_UNAVAILABLE);
+        assert_int_equal(kh_store_ping(s), -KH_E_STORAGE_UNAVAILABLE);
+        assert_int_equal(kh_store_tx_commit(s), -KH_E_STORAGE_UNAVAILABLE);
+        kh_store_tx_rollback(s);
+        assert_int_equal(kh_store_ping(s), 0);
+        expect_blob(s, "u3", -ENOENT);
+        expect_blob(s, "u4", -ENOENT);
+        s = kh_store_close(s);
+}
+
+/* A table locked by another session: the write waits KH_STORE_WAIT_MS, then 503. */
+static void test_lock_wait_is_bounded_and_unavailable(void **state) {
+        struct kh_config_storage *cfg = *state;
+        struct kh_store *s = NULL;
+        PGconn *locker;
+        PGresult *res;
+        struct timespec t0, t1;
+        long ms;
+
+        assert_int_equal(kh_store_open(cfg, &s), 0);
+        locker = raw_connect(db_of(cfg));
+        assert_non_null(locker);
+        res = PQexec(locker, "BEGIN; LOCK TABLE records IN ACCESS EXCLUSIVE MODE");
+        assert_int_equal(PQresultStatus(res), PGRES_COMMAND_OK);
+        PQclear(res);
+
+        (void) clock_gettime(CLOCK_MONOTONIC, &t0);
+        assert_int_equal(kh_store_record_put(s, "acme", KH_RECORD_USER_KEY, "u1", 1, BLOB,
+                                             sizeof(BLOB)),
+                         -KH_E_STORAGE_UNAVAILABLE);
+        (void) clock_gettime(CLOCK_MONOTONIC, &t1);
+        ms = (t1.tv_sec - t0.tv_sec) * 1000 + (t1.tv_nsec - t0.tv_nsec) / 1000000;
+        fprintf(stderr, "  lock wait ended after %ld ms\n", ms);
+        assert_true(ms >= KH_STORE_WAIT_MS - 100);
+        assert_non_null(strstr(kh_store_last_error(s), "timeout"));
+
+        PQfinish(locker);  /* its transaction rolls back, the lock goes */
+        assert_int_equal(kh_store_record_put(s, "acme", KH_RECORD_USER_KEY, "u1", 1, BLOB,
+                                             sizeof(BLOB)),
+                         0);
+        s = kh_store_close(s);
+}
+
+/* Asks with-postgresql.py to stop or start the server; returns once it is done. */
+static void server(const char *command) {
+        struct sockaddr_un a = { .sun_family = AF_UNIX };
+        char reply[64] = { 0 };
+        int fd = socket(AF_UNIX, SOCK_STREAM, 0);
+
+        assert_true(fd >= 0);
+        (void) snprintf(a.sun_path, sizeof(a.sun_path), "%s", control);
+        assert_int_equal(connect(fd, (struct sockaddr *) &a, sizeof(a)), 0);
+        assert_int_equal(write(fd, command, strlen(command)), (ssize_t) strlen(command));
+        assert_true(read(fd, reply, sizeof(reply) - 1) > 0);
+        (void) close(fd);
+        assert_string_equal(reply, "ok\n");
+}
+
+static void test_server_restart_reconnects(void **state) {
+        struct kh_config_storage *cfg = *state;
+        struct kh_store *s = NULL;
+
+        assert_int_equal(kh_store_open(cfg, &s), 0);
+        assert_int_equal(kh_store_record_put(s, "acme", KH_RECORD_USER_KEY, "u1", 1, BLOB,
+                                             sizeof(BLOB)),
+                         0);
+
+        server("stop\n");
+        expect_blob(s, "u1", -KH_E_STORAGE_UNAVAILABLE);
+        assert_int_equal(kh_store_ping(s), -KH_E_STORAGE_UNAVAILABLE);
+        server("start\n");
+
+        /* the next call after KH_STORE_RECONNECT_MS makes the connection again */
+        (void) nanosleep(&(struct timespec) { .tv_sec = KH_STORE_RECONNECT_MS / 1000,
+                                              .tv_nsec = (KH_STORE_RECONNECT_MS % 1000) *
+                                                         1000000L },
+                         NULL);
+        assert_int_equal(kh_store_ping(s), 0);
+        expect_blob(s, "u1", 0);
+        s = kh_store_close(s);
+}
+
+int main(void) {
+        const struct CMUnitTest tests[] = {
+                cmocka_unit_test(test_processes_starting_together_migrate_once),
+                cmocka_unit_test_setup_teardown(test_start_up_errors_name_the_key_and_cause,
+                                                setup, teardown),
+                cmocka_unit_test_setup_teardown(test_lost_connection_is_unavailable_then_made_again,
+                                                setup, teardown),
+                cmocka_unit_test_setup_teardown(test_lock_wait_is_bounded_and_unavailable, setup,
+                                                teardown),
+                cmocka_unit_test_setup_teardown(test_server_restart_reconnects, setup, teardown),
+        };
+        int failed;
+
+        conninfo = getenv("KEYHOLD_TEST_PG_CONNINFO");
+        password = getenv("KEYHOLD_TEST_PG_PASSWORD");
+        control = getenv("KEYHOLD_TEST_PG_CONTROL");
+        if (!conninfo || !password || !control) {
+                fprintf(stderr, "KEYHOLD_TEST_PG_CONNINFO, KEYHOLD_TEST_PG_PASSWORD and "
+                                "KEYHOLD_TEST_PG_CONTROL must be set: run this test through "
+                                "with-postgresql.py (meson test does)\n");
+                return 1;
+        }
+        /* KEYHOLD_TEST_FILTER=test_name: only that test (to repeat one while debugging) */
+        if (getenv("KEYHOLD_TEST_FILTER")) {
+                cmocka_set_test_filter(getenv("KEYHOLD_TEST_FILTER"));
+                return cmocka_run_group_tests_name("postgresql", tests, NULL, NULL) ? 1 : 0;
+        }
+        failed = kh_store_conformance_run(&postgresql_backend);
+        failed += cmocka_run_group_tests_name("postgresql", tests, NULL, NULL);
+        return failed ? 1 : 0;
+}
