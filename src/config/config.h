@@ -68,6 +68,10 @@ struct kh_config_keystore {
         bool cache_deks_while_unavailable; /* while the HSM is gone, keep serving with the
                                             * DEKs in memory (false: drop them, and every key
                                             * route answers 503 keystore_unavailable) */
+        unsigned threads;           /* threads that use the store at once (set by keyholdd, never
+                                     * by the file): the pkcs11 store opens up to this many
+                                     * sessions, as they are needed; 0:
+                                     * KH_KEYSTORE_THREADS_DEFAULT (keystore.h) */
 };
 
 struct kh_config_jobs {

@@ -2,12 +2,24 @@
  * key: generate, wrap, unwrap, sign, public key, list versions. Callers include this file;
  * backends include keystore-backend.h.
  *
- * Threads: a store is not thread-safe. Every function below that takes a store, probe and
- * reconnect included, must be called by one thread at a time per store (keyholdd holds the
- * app's reload_lock around each use: start-up, admin jobs, the auditor's checkpoints,
- * recovery decryption and the key store monitor; never an event loop). The pkcs11 store
- * has one session; its module is initialised with CKF_OS_LOCKING_OK so that other code of
- * the process (the Key Connector importer) may use the same module at once.
+ * Threads. Of the functions below that take a store, these may run at once on one store,
+ * from any number of threads, with each other:
+ *   kh_keystore_wrap, _unwrap, _oaep, _decrypt, _sign, _public_key, _list, _backup_key,
+ *   _backup_meta, _backup_open,
+ *   _probe, and the getters _name, _caps, _is_lost.
+ * These are exclusive: no other call on the store may run meanwhile:
+ *   kh_keystore_close, _reconnect, _generate, _destroy (open makes a store no one else has).
+ * (generate and destroy are safe against each other's data structures too, but a key made
+ * or destroyed while another thread uses that version is not something callers want.)
+ * keyholdd: the app's reload_lock is a read-write lock; recovery decryption, the auditor's
+ * checkpoint signatures and backup keys take it shared, everything that generates,
+ * destroys, seals, unseals or reconnects takes it exclusively. The file store keeps no
+ * state but its master key and directory, both read-only once open. The pkcs11 store keeps
+ * a pool of sessions, [keystore] threads of them at most (KH_KEYSTORE_THREADS_DEFAULT when
+ * 0), opened as threads need them and all logged in by its one C_Login; an operation that
+ * finds every session lent out waits up to 30 s for one (then -KH_E_BUSY). Its module is
+ * initialised with CKF_OS_LOCKING_OK, so other code of the process (the Key Connector
+ * importer) may use the same module at once. Never call a store from an event loop.
  *
  * A store that can go away (KH_KS_REMOVABLE: an HSM) answers -KH_E_KEYSTORE_UNAVAILABLE to
  * any operation once the device or its session is gone, at once and without touching the
@@ -78,6 +90,10 @@ enum {
 };
 
 typedef int (*kh_key_ref_fn)(const struct kh_key_ref *ref, void *userdata);
+
+/* The threads that use one store at once when its config says 0 (struct kh_config_keystore
+ * threads): keyholdd's 2 job threads, its auditor and one more (the monitor, a CLI tool). */
+#define KH_KEYSTORE_THREADS_DEFAULT 4
 
 /* Opens the key store cfg->driver names. Errors: -EINVAL (unknown driver, bad config),
  * -EACCES (wrong master key or passphrase, or a master key file readable by others),

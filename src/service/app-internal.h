@@ -12,6 +12,12 @@
 
 struct kh_reencrypt;
 
+/* The job pool's threads: admin operations (rekey, seal, backup) and recovery decryption. */
+#define KH_APP_JOB_THREADS 2
+/* Threads that may use the key store at once (its [keystore] threads: the pkcs11 store's
+ * sessions): the job threads, the auditor signing a checkpoint, the key store monitor. */
+#define KH_APP_KEYSTORE_THREADS (KH_APP_JOB_THREADS + 2)
+
 /* How long a count of records per version stands for the next ones asked for, when it took
  * at least KH_RECORD_COUNTS_SLOW_MS (a small tenant's is always counted afresh: exact). */
 #define KH_RECORD_COUNTS_TTL_MS 1000
@@ -38,9 +44,15 @@ struct kh_app {
         struct kh_tenant *tenants;
         size_t n_tenants;
         struct kh_keyring *keyring;
-        /* The key store and the app's own store connection are used by one thread at a
-         * time: kh_app_reload_keys() and the auditor (signing checkpoints) take this. */
-        pthread_mutex_t reload_lock;
+        /* The key store pointer, and the app's own store connection. Shared (read lock):
+         * the key store operations that may run at once (keystore.h) and use nothing else
+         * of the app: recovery decryption, the auditor's checkpoint signatures, backup
+         * keys. Exclusive (write lock): everything else: loading keys, generate and
+         * destroy, seal and unseal (which change keystore), the key store monitor (probe
+         * and reconnect), and every use of the app's store connection. Writers go first
+         * (a steady stream of readers does not hold off a seal); no thread takes it shared
+         * twice. */
+        pthread_rwlock_t reload_lock;
         struct kh_auditor *auditor;
         kh_app_event_fn event;
         void *userdata;

@@ -23,7 +23,6 @@
 #include "service/reencrypt.h"
 #include "token/issuer.h"
 
-#define APP_JOB_THREADS 2      /* admin operations (rekey, seal, backup) at once */
 #define APP_JOB_QUEUE   64
 
 static void emit(const struct kh_app *app, const char *tenant, const char *what, int r) {
@@ -376,7 +375,15 @@ int kh_app_open(const struct kh_config *cfg, kh_app_event_fn event, void *userda
                 return -ENOMEM;
         app->cfg = cfg;
         app->lock_fd = -1;
-        pthread_mutex_init(&app->reload_lock, NULL);
+        {
+                pthread_rwlockattr_t attr;
+
+                pthread_rwlockattr_init(&attr);
+                (void) pthread_rwlockattr_setkind_np(&attr,
+                                                     PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
+                pthread_rwlock_init(&app->reload_lock, &attr);
+                pthread_rwlockattr_destroy(&attr);
+        }
         pthread_mutex_init(&app->lifecycle_lock, NULL);
         pthread_mutex_init(&app->counts_lock, NULL);
         app->event = event;
@@ -440,10 +447,11 @@ int kh_app_open(const struct kh_config *cfg, kh_app_event_fn event, void *userda
                                           "unseal with `keyhold unseal`",
                      0);
         } else {
+                struct kh_config_keystore kcfg = cfg->keystore;
                 char detail[256], what[320];
 
-                r = kh_keystore_open_detail(&cfg->keystore, &app->keystore, detail,
-                                            sizeof(detail));
+                kcfg.threads = KH_APP_KEYSTORE_THREADS;
+                r = kh_keystore_open_detail(&kcfg, &app->keystore, detail, sizeof(detail));
                 if (r < 0) {
                         /* the detail names a call or setting (an HSM's "C_Login:
                          * CKR_PIN_INCORRECT"), never a secret */
@@ -492,7 +500,7 @@ int kh_app_open(const struct kh_config *cfg, kh_app_event_fn event, void *userda
                 }
         }
 
-        r = kh_jobs_new(APP_JOB_THREADS, APP_JOB_QUEUE, &app->jobs);
+        r = kh_jobs_new(KH_APP_JOB_THREADS, APP_JOB_QUEUE, &app->jobs);
         if (r < 0)
                 return r;
         r = kh_reencrypt_start(app, &app->reencrypt);
@@ -532,7 +540,7 @@ struct kh_app *kh_app_close(struct kh_app *app) {
         kh_reencrypt_stop(app->reencrypt);
         kh_auditor_free(app->auditor);
         kh_keyring_free(app->keyring);
-        pthread_mutex_destroy(&app->reload_lock);
+        pthread_rwlock_destroy(&app->reload_lock);
         pthread_mutex_destroy(&app->lifecycle_lock);
         pthread_mutex_destroy(&app->counts_lock);
         free(app->counts);
@@ -599,12 +607,12 @@ int kh_app_reload_keys(struct kh_app *app) {
         int r;
 
         /* never signs: --sign-unsigned-deks vouches for the database as it was at start */
-        pthread_mutex_lock(&app->reload_lock);
+        pthread_rwlock_wrlock(&app->reload_lock);
         r = kh_app_snapshot_locked(app, 0, &keys, &failed);
         /* under the lock: two reloads publish in the order they read */
         if (r >= 0)
                 kh_keyring_publish(app->keyring, keys);
-        pthread_mutex_unlock(&app->reload_lock);
+        pthread_rwlock_unlock(&app->reload_lock);
         return r < 0 ? r : 0;
 }
 
@@ -638,11 +646,11 @@ int kh_app_backup_key(struct kh_app *app, const uint8_t salt[static KH_BACKUP_SA
                       struct kh_secret **ret) {
         int r;
 
-        pthread_mutex_lock(&app->reload_lock);
+        pthread_rwlock_rdlock(&app->reload_lock); /* backup_key may run beside others */
         r = !app->keystore                          ? -KH_E_SEALED
             : atomic_load(&app->ks_unavailable) ? -KH_E_KEYSTORE_UNAVAILABLE
                                                 : kh_keystore_backup_key(app->keystore, salt, ret);
-        pthread_mutex_unlock(&app->reload_lock);
+        pthread_rwlock_unlock(&app->reload_lock);
         return r;
 }
 
@@ -650,9 +658,9 @@ int kh_app_backup_meta(struct kh_app *app, const struct kh_key_ref *refs, size_t
                        struct kh_buf *out) {
         int r;
 
-        pthread_mutex_lock(&app->reload_lock);
+        pthread_rwlock_rdlock(&app->reload_lock);
         r = app->keystore ? kh_keystore_backup_meta(app->keystore, refs, n, out) : -KH_E_SEALED;
-        pthread_mutex_unlock(&app->reload_lock);
+        pthread_rwlock_unlock(&app->reload_lock);
         return r;
 }
 

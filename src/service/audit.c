@@ -70,7 +70,7 @@ struct uses {
 struct kh_auditor {
         const struct kh_config *cfg;
         struct kh_keystore *const *ks;   /* the app's slot: NULL while the server is sealed */
-        pthread_mutex_t *ks_lock;        /* the key store is used by one thread at a time */
+        pthread_rwlock_t *ks_lock;       /* shared to sign, exclusive to load or make a key */
         struct kh_store *store;          /* the thread's own connection */
         struct chain *chains;            /* [0, n_tenants) tenants, [n_tenants] the server */
         size_t n_chains;
@@ -165,7 +165,8 @@ static int pem_of(EVP_PKEY *pub, char **ret) {
         return 0;
 }
 
-/* Loads the chain's signing key, creating it the first time. Under ks_lock. */
+/* Loads the chain's signing key, creating it the first time. Under ks_lock, exclusively
+ * (generate). */
 static int key_ensure_locked(struct kh_auditor *a, struct chain *c) {
         struct kh_key_ref ref = { .version = KH_AUDIT_KEY_VERSION, .purpose = KH_KEY_AUDIT };
         /* ECDSA P-256: a checkpoint is signed every checkpoint_records records, dozens of
@@ -206,9 +207,11 @@ static int key_ensure_locked(struct kh_auditor *a, struct chain *c) {
 static int key_ensure(struct kh_auditor *a, struct chain *c) {
         int r;
 
-        pthread_mutex_lock(a->ks_lock);
+        if (atomic_load(&c->key) > 0)
+                return 0;
+        pthread_rwlock_wrlock(a->ks_lock);
         r = key_ensure_locked(a, c);
-        pthread_mutex_unlock(a->ks_lock);
+        pthread_rwlock_unlock(a->ks_lock);
         return r;
 }
 
@@ -343,14 +346,21 @@ static int append(struct kh_auditor *a, struct kh_store *store, struct chain *c,
                 /* Never wait for the key store here: this runs inside a write transaction,
                  * and whoever holds the key store (a rekey, an unseal) may be waiting for
                  * the database in turn. The checkpoint is tried again at the next commit. */
-                if (pthread_mutex_trylock(a->ks_lock) != 0)
+                if (atomic_load(&c->key) <= 0) {
+                        /* the key's first load may make it: exclusive */
+                        if (pthread_rwlock_trywrlock(a->ks_lock) != 0)
+                                return NOT_SIGNED;
+                        r = key_ensure_locked(a, c);
+                        pthread_rwlock_unlock(a->ks_lock);
+                        if (r < 0)
+                                return NOT_SIGNED;
+                }
+                /* signing is shared: recovery decryptions may use the store meanwhile */
+                if (pthread_rwlock_tryrdlock(a->ks_lock) != 0)
                         return NOT_SIGNED;
-                r = key_ensure_locked(a, c);
-                if (r == 0 && !*a->ks)
-                        r = -KH_E_SEALED;        /* sealed after the key was loaded */
-                if (r == 0)
-                        r = kh_keystore_sign(*a->ks, &ref, digest, sizeof(digest), &sig);
-                pthread_mutex_unlock(a->ks_lock);
+                r = *a->ks ? kh_keystore_sign(*a->ks, &ref, digest, sizeof(digest), &sig)
+                           : -KH_E_SEALED;       /* sealed after the key was loaded */
+                pthread_rwlock_unlock(a->ks_lock);
                 if (r < 0)
                         return NOT_SIGNED;       /* nothing appended */
                 rec.signature = sig.data;
@@ -880,7 +890,7 @@ static int chain_load(struct kh_auditor *a, struct chain *c) {
 }
 
 int kh_auditor_new(const struct kh_config *cfg, const char *const *tenants, size_t n,
-                   struct kh_keystore *const *ks, pthread_mutex_t *ks_lock,
+                   struct kh_keystore *const *ks, pthread_rwlock_t *ks_lock,
                    struct kh_auditor **ret) {
         KH_CLEANUP(kh_auditor_freep) struct kh_auditor *a = NULL;
         struct kh_audit_event start;

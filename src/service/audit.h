@@ -76,13 +76,14 @@ struct kh_auditor;
  *            the key size of new audit keys; borrowed for the auditor's life.
  * @tenants:  the tenant ids, by tenant index; borrowed.
  * @ks:       where the key store holding the audit signing keys is: read and used under
- *            @ks_lock only; NULL while the server is sealed (checkpoints then wait).
+ *            @ks_lock only (shared to sign, exclusive to load or create a chain's key); NULL
+ *            while the server is sealed (checkpoints then wait).
  * Appends the server's "start" record. A chain's signing key is created on first use.
  * Returns 0, or an error of the store (opening, reading the chain heads) or -ENOMEM.
  */
 KH_MUST_CHECK int kh_auditor_new(const struct kh_config *cfg, const char *const *tenants,
                                  size_t n, struct kh_keystore *const *ks,
-                                 pthread_mutex_t *ks_lock,
+                                 pthread_rwlock_t *ks_lock,
                                  struct kh_auditor **ret);
 
 /* Commits what is queued, appends the server's "stop" record and a checkpoint to every

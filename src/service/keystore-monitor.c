@@ -92,9 +92,9 @@ static unsigned step(struct kh_app *app, unsigned wait_ms, int *last_r) {
         bool dropped = false;
         int r;
 
-        pthread_mutex_lock(&app->reload_lock);
+        pthread_rwlock_wrlock(&app->reload_lock);
         if (!app->keystore || !(kh_keystore_caps(app->keystore) & KH_KS_REMOVABLE)) {
-                pthread_mutex_unlock(&app->reload_lock); /* sealed, or a store that stays */
+                pthread_rwlock_unlock(&app->reload_lock); /* sealed, or a store that stays */
                 return KH_KS_PROBE_MS;
         }
         if (!atomic_load(&app->ks_unavailable)) {
@@ -128,7 +128,7 @@ static unsigned step(struct kh_app *app, unsigned wait_ms, int *last_r) {
                 }
                 *last_r = r;
         }
-        pthread_mutex_unlock(&app->reload_lock);
+        pthread_rwlock_unlock(&app->reload_lock);
         /* every worker past the snapshot without DEKs: the one with them is wiped */
         if (dropped)
                 kh_keyring_synchronize(app->keyring);

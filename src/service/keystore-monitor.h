@@ -2,7 +2,7 @@
  * while serving (an HSM: KH_KS_REMOVABLE), and brings the server back when it returns.
  *
  * While the store answers, it is probed every KH_KS_PROBE_MS (one cheap round trip, under the
- * app's reload_lock like every other use of the store). Once a probe or any operation finds
+ * app's reload_lock held exclusively, as a reconnect is). Once a probe or any operation finds
  * it gone, the server is "keystore unavailable": /health answers 503 (the admin socket says
  * why), everything that needs the token answers 503 keystore_unavailable (recovery
  * decryption, rekey and the other key changes, unseal, backup; audit checkpoints wait and no

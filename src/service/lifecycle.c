@@ -74,7 +74,7 @@ static int op_begin(struct op *op, struct kh_app *app, const struct kh_tenant *t
 
         *op = (struct op) { .app = app, .t = t };
         pthread_mutex_lock(&app->lifecycle_lock);
-        pthread_mutex_lock(&app->reload_lock);
+        pthread_rwlock_wrlock(&app->reload_lock);
         if (atomic_load(&app->sealed))
                 return -KH_E_SEALED;
         /* every change publishes a snapshot, which the token must unwrap */
@@ -95,7 +95,7 @@ static int op_end(struct op *op, int r) {
                 if (r >= 0 && p < 0)
                         r = p;
         }
-        pthread_mutex_unlock(&app->reload_lock);
+        pthread_rwlock_unlock(&app->reload_lock);
         if (op->changed)
                 kh_keyring_synchronize(app->keyring);
         pthread_mutex_unlock(&app->lifecycle_lock);
@@ -425,7 +425,7 @@ int kh_app_seal(struct kh_app *app) {
         int r = 0;
 
         pthread_mutex_lock(&app->lifecycle_lock);
-        pthread_mutex_lock(&app->reload_lock);
+        pthread_rwlock_wrlock(&app->reload_lock);
         if (atomic_load(&app->sealed))
                 goto out;
         /* the record first: a seal must survive a crash right after it was answered */
@@ -437,7 +437,7 @@ int kh_app_seal(struct kh_app *app) {
         atomic_store(&app->ks_unavailable, false);         /* no store to be gone */
         r = publish_locked(app);                          /* the snapshot without DEKs */
 out:
-        pthread_mutex_unlock(&app->reload_lock);
+        pthread_rwlock_unlock(&app->reload_lock);
         /* every worker past the sealed snapshot: the last reference to the one with the
          * DEKs is gone, and they are wiped (the job drops its own between two batches) */
         if (r == 0)
@@ -457,6 +457,7 @@ int kh_app_unseal(struct kh_app *app, const struct kh_unseal_secret *secret) {
         cfg.master_key_file = NULL;
         cfg.passphrase = NULL;
         cfg.passphrase_secret = secret->passphrase;
+        cfg.threads = KH_APP_KEYSTORE_THREADS;
         cfg.pin = NULL;          /* a pkcs11 store: the PIN is the secret given (pin_load()) */
         cfg.pin_file = NULL;
 
@@ -476,7 +477,7 @@ int kh_app_unseal(struct kh_app *app, const struct kh_unseal_secret *secret) {
                 return r;
         }
 
-        pthread_mutex_lock(&app->reload_lock);
+        pthread_rwlock_wrlock(&app->reload_lock);
         app->keystore = ks;
         r = kh_app_first_versions_locked(app);
         if (r >= 0)
@@ -489,7 +490,7 @@ int kh_app_unseal(struct kh_app *app, const struct kh_unseal_secret *secret) {
         } else {
                 atomic_store(&app->sealed, false);
         }
-        pthread_mutex_unlock(&app->reload_lock);
+        pthread_rwlock_unlock(&app->reload_lock);
         pthread_mutex_unlock(&app->lifecycle_lock);
         if (r >= 0)
                 kh_reencrypt_wake(app->reencrypt);

@@ -17,7 +17,8 @@ static const struct kh_key_ref *recovery_ref(const struct kh_tenant *t, struct k
         return ref;
 }
 
-/* The public key of t's recovery key, made if there is none yet. Caller holds reload_lock. */
+/* The public key of t's recovery key, made if there is none yet. Caller holds reload_lock
+ * exclusively (generate). */
 static int public_key_locked(struct kh_app *app, const struct kh_tenant *t, EVP_PKEY **ret) {
         struct kh_key_ref ref, made;
         const struct kh_key_spec spec = {
@@ -42,7 +43,7 @@ int kh_recovery_public_key(struct kh_app *app, const struct kh_tenant *t, struct
         unsigned char *der = NULL;
         int r, n;
 
-        pthread_mutex_lock(&app->reload_lock);
+        pthread_rwlock_wrlock(&app->reload_lock);
         if (c->der) {
                 r = kh_buf_append(spki, c->der, c->len);
                 goto out;
@@ -64,7 +65,7 @@ int kh_recovery_public_key(struct kh_app *app, const struct kh_tenant *t, struct
         c->len = (size_t) n;
         r = kh_buf_append(spki, c->der, c->len);
 out:
-        pthread_mutex_unlock(&app->reload_lock);
+        pthread_rwlock_unlock(&app->reload_lock);
         return r;
 }
 
@@ -73,13 +74,14 @@ int kh_recovery_decrypt(struct kh_app *app, const struct kh_tenant *t, enum kh_o
         struct kh_key_ref ref;
         int r;
 
-        pthread_mutex_lock(&app->reload_lock);
+        /* shared: decryptions on the job threads use the token at once (its session pool) */
+        pthread_rwlock_rdlock(&app->reload_lock);
         if (!app->keystore)
                 r = -KH_E_SEALED;
         else if (atomic_load(&app->ks_unavailable))
                 r = -KH_E_KEYSTORE_UNAVAILABLE; /* at once: no trip to a device that is gone */
         else
                 r = kh_keystore_decrypt(app->keystore, recovery_ref(t, &ref), md, ct, len, ret);
-        pthread_mutex_unlock(&app->reload_lock);
+        pthread_rwlock_unlock(&app->reload_lock);
         return r;
 }

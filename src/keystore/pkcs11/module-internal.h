@@ -18,6 +18,7 @@ struct kh_p11 {
         bool initialised; /* holds a reference on the module's C_Initialize (module.c) */
         bool has_session;
         bool logged_in;   /* holds a reference on the token's login (module.c) */
+        bool read_write;  /* the session is read-write */
         CK_SESSION_HANDLE session;
         CK_SLOT_ID slot;
 };
@@ -48,6 +49,17 @@ int kh_p11_rv_error(CK_RV rv, int other);
  */
 KH_MUST_CHECK int kh_p11_reconnect(struct kh_p11 *p, const struct kh_p11_open_args *a,
                                    char *detail, size_t detail_len);
+
+/**
+ * kh_p11_session_open() - one more session on p's token, for another thread: a kh_p11 of
+ * its own (read-write if p's is) that shares p's module and login. PKCS#11 login is per
+ * application and token, so the new session is logged in as p's is; nothing is asked of
+ * the PIN again. Freeing it (kh_p11_free()) closes only its session; it must be freed before
+ * p, and before kh_p11_reconnect(p) (which may initialise the module again).
+ * Returns 0, -KH_E_KEYSTORE_UNAVAILABLE (the token or its login is gone, or p has no
+ * logged-in session: a reconnect that failed), -KH_E_PKCS11_MODULE or -ENOMEM.
+ */
+KH_MUST_CHECK int kh_p11_session_open(struct kh_p11 *p, struct kh_p11 **ret);
 
 /* Whether p's session still answers and is logged in (C_GetSessionInfo: one round trip).
  * Returns 0, -KH_E_KEYSTORE_UNAVAILABLE (detail names the answer) or -KH_E_PKCS11_MODULE. */

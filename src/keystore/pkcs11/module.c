@@ -330,6 +330,7 @@ static int login(struct kh_p11 *p, const struct kh_secret *pin, bool read_write,
                 return kh_p11_rv_error(rv, -KH_E_PKCS11_MODULE);
         }
         p->has_session = true;
+        p->read_write = read_write;
 
         /* PKCS#11 takes a non-const pointer; modules do not write the PIN. */
         pthread_mutex_lock(&shared_lock);
@@ -457,6 +458,35 @@ int kh_p11_reconnect(struct kh_p11 *p, const struct kh_p11_open_args *a, char *d
         if (r == -KH_E_PKCS11_TOKEN || r == -KH_E_PKCS11_MODULE)
                 r = -KH_E_KEYSTORE_UNAVAILABLE;
         return r;
+}
+
+int kh_p11_session_open(struct kh_p11 *p, struct kh_p11 **ret) {
+        CK_FLAGS flags = CKF_SERIAL_SESSION | (p->read_write ? CKF_RW_SESSION : 0);
+        KH_CLEANUP(kh_p11_freep) struct kh_p11 *s = NULL;
+        CK_RV rv;
+        int r;
+
+        if (!p->has_session || !p->logged_in)
+                return -KH_E_KEYSTORE_UNAVAILABLE; /* a reconnect that did not get through */
+        s = calloc(1, sizeof(*s));
+        if (!s)
+                return -ENOMEM;
+        /* no dl, no reference on the initialisation or the login: freeing s closes its
+         * session and nothing else */
+        s->f = p->f;
+        s->slot = p->slot;
+        s->read_write = p->read_write;
+        rv = p->f->C_OpenSession(p->slot, flags, NULL, NULL, &s->session);
+        if (rv != CKR_OK)
+                return kh_p11_rv_error(rv, -KH_E_PKCS11_MODULE);
+        s->has_session = true;
+        /* a session opened after the login went (every session of the token was closed
+         * behind our back) is public: it would find no private key, and say -ENOENT */
+        r = kh_p11_probe(s, NULL, 0);
+        if (r < 0)
+                return r;
+        *ret = KH_TAKE_PTR(s);
+        return 0;
 }
 
 int kh_p11_probe(struct kh_p11 *p, char *detail, size_t detail_len) {

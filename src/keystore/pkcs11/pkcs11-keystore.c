@@ -32,8 +32,15 @@
  * and the operation is retried. A token has no compare-and-swap: keyhold replicas sharing
  * one token should make new versions from one replica (the admin jobs do).
  *
- * One session per store, opened read-write and logged in once at open; not thread-safe
- * (keystore.h).
+ * Sessions. One read-write session is opened and logged in at open (the primary); a pool
+ * (pool.h) lends it, and up to [keystore] threads - 1 more sessions opened when threads
+ * need them, to one operation at a time: every operation borrows a session and gives it
+ * back, so threads use the token at once (keystore.h says which operations may). One
+ * C_Login covers them all: login is per application and token. No object handle is kept
+ * between operations (each finds its objects by label), so nothing cached needs a lock;
+ * generate holds generate_lock (the OAEP trial writes oaep and oaep_known). A reconnect
+ * drains the pool (every session back, all but the primary closed) before it touches the
+ * module, and close does the same before the primary goes.
  *
  * Backups: the token's keys stay in the token. A backup is sealed under a key the token
  * derives (HMAC-SHA256 under a generic secret made inside it), and its header names the
@@ -47,6 +54,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -62,6 +70,7 @@
 #include "keystore/pkcs11/backup.h"
 #include "keystore/pkcs11/labels.h"
 #include "keystore/pkcs11/module-internal.h"
+#include "keystore/pkcs11/pool.h"
 
 #define LABEL_PREFIX_MAX KH_P11_LABEL_PREFIX_MAX
 #define LABEL_MAX KH_P11_LABEL_MAX
@@ -76,7 +85,11 @@
 
 struct kh_p11_ks {
         struct kh_keystore base;
-        struct kh_p11 *p;
+        /* the session that holds the module and the login; every operation borrows a
+         * session of the pool (this one or another), never uses it directly */
+        struct kh_p11 *primary;
+        struct kh_p11_pool *pool;
+        pthread_mutex_t generate_lock; /* the OAEP trial below, and one generate at a time */
         struct kh_secret *pin;    /* locked memory, for reconnect */
         char token_label[TOKEN_LABEL_MAX + 1]; /* "" when the token is found by slot */
         bool has_slot;
@@ -87,6 +100,24 @@ struct kh_p11_ks {
         enum kh_oaep_md oaep;
 };
 
+/* A session borrowed from the pool for one operation, given back when it goes out of
+ * scope: KH_CLEANUP(session_put) struct session s = { .pool = ks->pool }; then
+ * session_get(). */
+struct session {
+        struct kh_p11_pool *pool;
+        struct kh_p11 *p;
+};
+
+static int session_get(struct session *s) {
+        return kh_p11_pool_get(s->pool, &s->p);
+}
+
+static void session_put(struct session *s) {
+        if (s->p)
+                kh_p11_pool_put(s->pool, s->p);
+        s->p = NULL;
+}
+
 static struct kh_p11_ks *p11_ks(struct kh_keystore *ks) {
         return kh_container_of(ks, struct kh_p11_ks, base);
 }
@@ -94,7 +125,9 @@ static struct kh_p11_ks *p11_ks(struct kh_keystore *ks) {
 static struct kh_p11_ks *p11_ks_free(struct kh_p11_ks *ks) {
         if (!ks)
                 return NULL;
-        kh_p11_free(ks->p);
+        kh_p11_pool_free(ks->pool); /* every session back, all but the primary closed */
+        kh_p11_free(ks->primary);
+        pthread_mutex_destroy(&ks->generate_lock);
         kh_secret_free(ks->pin);
         free(ks);
         return NULL;
@@ -159,7 +192,7 @@ static int mechanisms_check(struct kh_p11_ks *ks, char *detail, size_t detail_le
         int r;
 
         for (size_t i = 0; i < KH_ELEMENTSOF(need); i++) {
-                r = kh_p11_mechanism_has(ks->p, need[i].m, need[i].flags);
+                r = kh_p11_mechanism_has(ks->primary, need[i].m, need[i].flags);
                 if (r < 0) {
                         kh_p11_detail_set(detail, detail_len, "C_GetMechanismInfo",
                                           r == -KH_E_PKCS11_MECHANISM ? need[i].what : "failed");
@@ -170,8 +203,8 @@ static int mechanisms_check(struct kh_p11_ks *ks, char *detail, size_t detail_le
                         return r;
                 }
         }
-        ks->has_ec = kh_p11_mechanism_has(ks->p, CKM_EC_KEY_PAIR_GEN, CKF_GENERATE_KEY_PAIR) == 0 &&
-                     kh_p11_mechanism_has(ks->p, CKM_ECDSA, CKF_SIGN) == 0;
+        ks->has_ec = kh_p11_mechanism_has(ks->primary, CKM_EC_KEY_PAIR_GEN, CKF_GENERATE_KEY_PAIR) == 0 &&
+                     kh_p11_mechanism_has(ks->primary, CKM_ECDSA, CKF_SIGN) == 0;
         return 0;
 }
 
@@ -196,9 +229,14 @@ static int p11_open(const struct kh_config_keystore *cfg, struct kh_keystore **r
                                   "32 bytes");
                 return -EINVAL;
         }
+        if (cfg->threads > KH_P11_POOL_SIZE_MAX) {
+                kh_p11_detail_set(detail, detail_len, "[keystore]", "too many threads");
+                return -EINVAL;
+        }
         ks = calloc(1, sizeof(*ks));
         if (!ks)
                 return -ENOMEM;
+        pthread_mutex_init(&ks->generate_lock, NULL);
         r = pin_load(cfg, &ks->pin);
         if (r < 0) {
                 kh_p11_detail_set(detail, detail_len, "[keystore] pin_file",
@@ -216,10 +254,14 @@ static int p11_open(const struct kh_config_keystore *cfg, struct kh_keystore **r
         ks->base.ops = &kh_keystore_pkcs11_ops;
         memcpy(ks->prefix, prefix, strlen(prefix));
         ks->oaep = KH_OAEP_SHA256;
-        r = kh_p11_open_ex(&a, &ks->p, detail, detail_len);
+        r = kh_p11_open_ex(&a, &ks->primary, detail, detail_len);
         if (r < 0)
                 return r;
         r = mechanisms_check(ks, detail, detail_len);
+        if (r < 0)
+                return r;
+        r = kh_p11_pool_new(ks->primary, cfg->threads ? cfg->threads : KH_KEYSTORE_THREADS_DEFAULT,
+                            &ks->pool);
         if (r < 0)
                 return r;
 
@@ -232,7 +274,16 @@ static void p11_close(struct kh_keystore *ks) {
 }
 
 static int p11_probe(struct kh_keystore *base, char *detail, size_t detail_len) {
-        return kh_p11_probe(p11_ks(base)->p, detail, detail_len);
+        KH_CLEANUP(session_put) struct session s = { .pool = p11_ks(base)->pool };
+        int r;
+
+        r = session_get(&s);
+        if (r < 0) {
+                kh_p11_detail_set(detail, detail_len, "C_OpenSession",
+                                  r == -KH_E_BUSY ? "every session busy" : "failed");
+                return r == -KH_E_BUSY ? 0 : r; /* busy sessions: the token answers them */
+        }
+        return kh_p11_probe(s.p, detail, detail_len);
 }
 
 static int p11_reconnect(struct kh_keystore *base, char *detail, size_t detail_len) {
@@ -245,7 +296,14 @@ static int p11_reconnect(struct kh_keystore *base, char *detail, size_t detail_l
                 .read_write = true,
         };
 
-        return kh_p11_reconnect(ks->p, &a, detail, detail_len);
+        int r;
+
+        /* every session back and closed but the primary's: the module may be initialised
+         * again, and the handles of the old sessions mean nothing afterwards */
+        kh_p11_pool_drain(ks->pool);
+        r = kh_p11_reconnect(ks->primary, &a, detail, detail_len);
+        kh_p11_pool_resume(ks->pool);
+        return r;
 }
 
 /* ---- labels ---- */
@@ -257,13 +315,13 @@ static int key_label(const struct kh_p11_ks *ks, const char *tenant, enum kh_key
 
 /* The one object of class cls labelled label: -ENOENT if none, -KH_E_INTEGRITY if several
  * (two creators raced, see the top of this file). */
-static int key_find(struct kh_p11_ks *ks, CK_OBJECT_CLASS cls, const char *label,
+static int key_find(struct kh_p11 *s, CK_OBJECT_CLASS cls, const char *label,
                     CK_OBJECT_HANDLE *ret) {
         CK_OBJECT_HANDLE hs[2];
         size_t n = 0;
         int r;
 
-        r = kh_p11_find(ks->p, cls, label, hs, KH_ELEMENTSOF(hs), &n);
+        r = kh_p11_find(s, cls, label, hs, KH_ELEMENTSOF(hs), &n);
         if (r < 0)
                 return r;
         if (n == 0)
@@ -274,20 +332,20 @@ static int key_find(struct kh_p11_ks *ks, CK_OBJECT_CLASS cls, const char *label
         return 0;
 }
 
-static int ref_find(struct kh_p11_ks *ks, const struct kh_key_ref *ref, CK_OBJECT_CLASS cls,
-                    CK_OBJECT_HANDLE *ret) {
+static int ref_find(struct kh_p11_ks *ks, struct kh_p11 *s, const struct kh_key_ref *ref,
+                    CK_OBJECT_CLASS cls, CK_OBJECT_HANDLE *ret) {
         char label[LABEL_MAX];
         int r;
 
         r = key_label(ks, ref->tenant, ref->purpose, ref->version, label);
         if (r < 0)
                 return r;
-        return key_find(ks, cls, label, ret);
+        return key_find(s, cls, label, ret);
 }
 
 /* The OAEP digest recorded in h's CKA_ID ("<label>;oaep=..."). */
-static int key_oaep(struct kh_p11_ks *ks, const struct kh_key_ref *ref, CK_OBJECT_HANDLE h,
-                    enum kh_oaep_md *ret) {
+static int key_oaep(struct kh_p11_ks *ks, struct kh_p11 *s, const struct kh_key_ref *ref,
+                    CK_OBJECT_HANDLE h, enum kh_oaep_md *ret) {
         char label[LABEL_MAX], id[ID_MAX];
         size_t len, label_len;
         int r;
@@ -295,7 +353,7 @@ static int key_oaep(struct kh_p11_ks *ks, const struct kh_key_ref *ref, CK_OBJEC
         r = key_label(ks, ref->tenant, ref->purpose, ref->version, label);
         if (r < 0)
                 return r;
-        r = kh_p11_attr(ks->p, h, CKA_ID, id, sizeof(id), &len);
+        r = kh_p11_attr(s, h, CKA_ID, id, sizeof(id), &len);
         if (r < 0)
                 return r == -KH_E_PKCS11_KEY ? -KH_E_INTEGRITY : r;
         label_len = strlen(label);
@@ -326,8 +384,7 @@ static int key_id(const char *label, bool oaep_tag, enum kh_oaep_md md, char id[
 /* ---- operations ---- */
 
 /* Whether the token decrypts under priv what software encrypted to pub with md. */
-static int oaep_try(struct kh_p11_ks *ks, EVP_PKEY *pub, CK_OBJECT_HANDLE priv,
-                    enum kh_oaep_md md) {
+static int oaep_try(struct kh_p11 *s, EVP_PKEY *pub, CK_OBJECT_HANDLE priv, enum kh_oaep_md md) {
         KH_CLEANUP(kh_secret_freep) struct kh_secret *probe = NULL, *back = NULL;
         KH_CLEANUP(kh_buf_freep) struct kh_buf ct = { 0 };
         int r;
@@ -339,7 +396,7 @@ static int oaep_try(struct kh_p11_ks *ks, EVP_PKEY *pub, CK_OBJECT_HANDLE priv,
         r = kh_rsa_oaep_encrypt_md(pub, md, probe, &ct);
         if (r < 0)
                 return r;
-        r = kh_p11_oaep_decrypt(ks->p, priv, md, ct.data, ct.len, &back);
+        r = kh_p11_oaep_decrypt(s, priv, md, ct.data, ct.len, &back);
         if (r < 0)
                 return r;
         return kh_secret_equal(probe, back) ? 0 : -KH_E_PKCS11_MECHANISM;
@@ -347,8 +404,8 @@ static int oaep_try(struct kh_p11_ks *ks, EVP_PKEY *pub, CK_OBJECT_HANDLE priv,
 
 /* Decides the OAEP digest of the new tenant key (pub, priv), made with ks->oaep in its
  * CKA_ID, and rewrites the CKA_ID if another digest is the one the token can do. */
-static int oaep_settle(struct kh_p11_ks *ks, const char *label, CK_OBJECT_HANDLE pub_h,
-                       CK_OBJECT_HANDLE priv) {
+static int oaep_settle(struct kh_p11_ks *ks, struct kh_p11 *s, const char *label,
+                       CK_OBJECT_HANDLE pub_h, CK_OBJECT_HANDLE priv) {
         KH_CLEANUP(EVP_PKEY_freep) EVP_PKEY *pub = NULL;
         static const enum kh_oaep_md order[] = { KH_OAEP_SHA256, KH_OAEP_SHA1 };
         char id[ID_MAX];
@@ -357,11 +414,11 @@ static int oaep_settle(struct kh_p11_ks *ks, const char *label, CK_OBJECT_HANDLE
 
         if (ks->oaep_known)
                 return 0;
-        r = kh_p11_public_key(ks->p, pub_h, &pub);
+        r = kh_p11_public_key(s, pub_h, &pub);
         if (r < 0)
                 return r;
         for (size_t i = 0; i < KH_ELEMENTSOF(order); i++) {
-                r = oaep_try(ks, pub, priv, order[i]);
+                r = oaep_try(s, pub, priv, order[i]);
                 if (r == -KH_E_PKCS11_MECHANISM)
                         continue;
                 if (r < 0)
@@ -370,9 +427,9 @@ static int oaep_settle(struct kh_p11_ks *ks, const char *label, CK_OBJECT_HANDLE
                         r = key_id(label, true, order[i], id, &id_len);
                         if (r < 0)
                                 return r;
-                        r = kh_p11_attr_set(ks->p, pub_h, CKA_ID, id, id_len);
+                        r = kh_p11_attr_set(s, pub_h, CKA_ID, id, id_len);
                         if (r == 0)
-                                r = kh_p11_attr_set(ks->p, priv, CKA_ID, id, id_len);
+                                r = kh_p11_attr_set(s, priv, CKA_ID, id, id_len);
                         if (r < 0)
                                 return r;
                 }
@@ -387,27 +444,26 @@ static int oaep_settle(struct kh_p11_ks *ks, const char *label, CK_OBJECT_HANDLE
  * creator killed inside C_GenerateKeyPair leaves: no operation can use it and it would keep
  * the version from ever being made, so it is destroyed and 0 returned, as when neither half
  * is there. */
-static int half_pair_drop(struct kh_p11_ks *ks, const char *label) {
+static int half_pair_drop(struct kh_p11 *s, const char *label) {
         CK_OBJECT_HANDLE priv, pub;
         size_t n_priv = 0, n_pub = 0;
         int r;
 
-        r = kh_p11_find(ks->p, CKO_PRIVATE_KEY, label, &priv, 1, &n_priv);
+        r = kh_p11_find(s, CKO_PRIVATE_KEY, label, &priv, 1, &n_priv);
         if (r == 0)
-                r = kh_p11_find(ks->p, CKO_PUBLIC_KEY, label, &pub, 1, &n_pub);
+                r = kh_p11_find(s, CKO_PUBLIC_KEY, label, &pub, 1, &n_pub);
         if (r < 0)
                 return r;
         if (n_priv > 0 && n_pub > 0)
                 return -EEXIST;
         if (n_priv > 0)
-                return kh_p11_destroy(ks->p, priv);
+                return kh_p11_destroy(s, priv);
         if (n_pub > 0)
-                return kh_p11_destroy(ks->p, pub);
+                return kh_p11_destroy(s, pub);
         return 0;
 }
 
-static int p11_generate(struct kh_keystore *base, const struct kh_key_spec *spec) {
-        struct kh_p11_ks *ks = p11_ks(base);
+static int generate_on(struct kh_p11_ks *ks, struct kh_p11 *s, const struct kh_key_spec *spec) {
         CK_OBJECT_HANDLE pub = 0, priv = 0, hs[DUPLICATES_MAX];
         char label[LABEL_MAX], id[ID_MAX];
         bool data = spec->purpose == KH_KEY_DATA;
@@ -417,7 +473,7 @@ static int p11_generate(struct kh_keystore *base, const struct kh_key_spec *spec
         r = key_label(ks, spec->tenant, spec->purpose, spec->version, label);
         if (r < 0)
                 return r;
-        r = half_pair_drop(ks, label);
+        r = half_pair_drop(s, label);
         if (r < 0)
                 return r;
 
@@ -425,40 +481,55 @@ static int p11_generate(struct kh_keystore *base, const struct kh_key_spec *spec
         if (r < 0)
                 return r;
         if (spec->alg == KH_KEY_ALG_EC_P256 && ks->has_ec)
-                r = kh_p11_generate_ec_p256(ks->p, label, id, id_len, &pub, &priv);
+                r = kh_p11_generate_ec_p256(s, label, id, id_len, &pub, &priv);
         else
-                r = kh_p11_generate_rsa(ks->p, label, id, id_len,
+                r = kh_p11_generate_rsa(s, label, id, id_len,
                                         spec->alg == KH_KEY_ALG_EC_P256 ? AUDIT_RSA_BITS
                                                                          : spec->rsa_bits,
                                         &pub, &priv);
         if (r < 0)
                 return r;
         if (data)
-                r = oaep_settle(ks, label, pub, priv);
+                r = oaep_settle(ks, s, label, pub, priv);
         if (r == 0)
-                r = kh_p11_find(ks->p, CKO_PRIVATE_KEY, label, hs, KH_ELEMENTSOF(hs), &n);
+                r = kh_p11_find(s, CKO_PRIVATE_KEY, label, hs, KH_ELEMENTSOF(hs), &n);
         if (r == 0 && n > 1)
                 r = -EEXIST; /* another process made one meanwhile: ours goes */
         if (r < 0) {
-                (void) kh_p11_destroy(ks->p, priv);
-                (void) kh_p11_destroy(ks->p, pub);
+                (void) kh_p11_destroy(s, priv);
+                (void) kh_p11_destroy(s, pub);
                 return r;
         }
 
         return 0;
 }
 
+/* One generate at a time: the first tenant key's OAEP trial decides ks->oaep for the rest. */
+static int p11_generate(struct kh_keystore *base, const struct kh_key_spec *spec) {
+        struct kh_p11_ks *ks = p11_ks(base);
+        KH_CLEANUP(session_put) struct session s = { .pool = ks->pool };
+        int r;
+
+        r = session_get(&s);
+        if (r < 0)
+                return r;
+        pthread_mutex_lock(&ks->generate_lock);
+        r = generate_on(ks, s.p, spec);
+        pthread_mutex_unlock(&ks->generate_lock);
+        return r;
+}
+
 /* The public half of ref, of the type its purpose needs. */
-static int public_load(struct kh_p11_ks *ks, const struct kh_key_ref *ref,
+static int public_load(struct kh_p11_ks *ks, struct kh_p11 *s, const struct kh_key_ref *ref,
                        CK_OBJECT_HANDLE *ret_h, EVP_PKEY **ret) {
         EVP_PKEY *pkey = NULL;
         CK_OBJECT_HANDLE h;
         int r;
 
-        r = ref_find(ks, ref, CKO_PUBLIC_KEY, &h);
+        r = ref_find(ks, s, ref, CKO_PUBLIC_KEY, &h);
         if (r < 0)
                 return r;
-        r = kh_p11_public_key(ks->p, h, &pkey);
+        r = kh_p11_public_key(s, h, &pkey);
         if (r < 0)
                 return r == -KH_E_PKCS11_KEY ? -KH_E_INTEGRITY : r;
         if (ref->purpose != KH_KEY_AUDIT && EVP_PKEY_get_base_id(pkey) != EVP_PKEY_RSA) {
@@ -473,20 +544,25 @@ static int public_load(struct kh_p11_ks *ks, const struct kh_key_ref *ref,
 
 static int p11_oaep(struct kh_keystore *base, const struct kh_key_ref *kek, enum kh_oaep_md *ret) {
         struct kh_p11_ks *ks = p11_ks(base);
+        KH_CLEANUP(session_put) struct session s = { .pool = ks->pool };
         CK_OBJECT_HANDLE h;
         int r;
 
         if (kek->purpose != KH_KEY_DATA)
                 return -EINVAL;
-        r = ref_find(ks, kek, CKO_PUBLIC_KEY, &h);
+        r = session_get(&s);
         if (r < 0)
                 return r;
-        return key_oaep(ks, kek, h, ret);
+        r = ref_find(ks, s.p, kek, CKO_PUBLIC_KEY, &h);
+        if (r < 0)
+                return r;
+        return key_oaep(ks, s.p, kek, h, ret);
 }
 
 static int p11_wrap(struct kh_keystore *base, const struct kh_key_ref *kek,
                     const struct kh_secret *dek, struct kh_buf *out) {
         struct kh_p11_ks *ks = p11_ks(base);
+        KH_CLEANUP(session_put) struct session s = { .pool = ks->pool };
         KH_CLEANUP(EVP_PKEY_freep) EVP_PKEY *pub = NULL;
         enum kh_oaep_md md;
         CK_OBJECT_HANDLE h;
@@ -494,14 +570,18 @@ static int p11_wrap(struct kh_keystore *base, const struct kh_key_ref *kek,
 
         if (kek->purpose != KH_KEY_DATA)
                 return -EINVAL;
-        r = public_load(ks, kek, &h, &pub);
+        r = session_get(&s);
         if (r < 0)
                 return r;
-        r = key_oaep(ks, kek, h, &md);
+        r = public_load(ks, s.p, kek, &h, &pub);
         if (r < 0)
                 return r;
+        r = key_oaep(ks, s.p, kek, h, &md);
+        if (r < 0)
+                return r;
+        session_put(&s);
         /* the public half encrypts in software: same result as C_Encrypt, no token round
-         * trip */
+         * trip (and the session is back meanwhile) */
         return kh_rsa_oaep_encrypt_md(pub, md, dek, out);
 }
 
@@ -522,50 +602,69 @@ static int decrypt_error(int r) {
 static int p11_unwrap(struct kh_keystore *base, const struct kh_key_ref *kek,
                       const uint8_t *wrapped, size_t len, struct kh_secret **ret_dek) {
         struct kh_p11_ks *ks = p11_ks(base);
+        KH_CLEANUP(session_put) struct session s = { .pool = ks->pool };
         enum kh_oaep_md md;
         CK_OBJECT_HANDLE h;
         int r;
 
         if (kek->purpose != KH_KEY_DATA)
                 return -EINVAL;
-        r = ref_find(ks, kek, CKO_PRIVATE_KEY, &h);
+        r = session_get(&s);
         if (r < 0)
                 return r;
-        r = key_oaep(ks, kek, h, &md);
+        r = ref_find(ks, s.p, kek, CKO_PRIVATE_KEY, &h);
         if (r < 0)
                 return r;
-        return decrypt_error(kh_p11_oaep_decrypt(ks->p, h, md, wrapped, len, ret_dek));
+        r = key_oaep(ks, s.p, kek, h, &md);
+        if (r < 0)
+                return r;
+        return decrypt_error(kh_p11_oaep_decrypt(s.p, h, md, wrapped, len, ret_dek));
 }
 
 static int p11_decrypt(struct kh_keystore *base, const struct kh_key_ref *key, enum kh_oaep_md md,
                        const uint8_t *in, size_t len, struct kh_secret **ret) {
         struct kh_p11_ks *ks = p11_ks(base);
+        KH_CLEANUP(session_put) struct session s = { .pool = ks->pool };
         CK_OBJECT_HANDLE h;
         int r;
 
-        r = ref_find(ks, key, CKO_PRIVATE_KEY, &h);
+        r = session_get(&s);
         if (r < 0)
                 return r;
-        return decrypt_error(kh_p11_oaep_decrypt(ks->p, h, md, in, len, ret));
+        r = ref_find(ks, s.p, key, CKO_PRIVATE_KEY, &h);
+        if (r < 0)
+                return r;
+        return decrypt_error(kh_p11_oaep_decrypt(s.p, h, md, in, len, ret));
 }
 
 static int p11_sign(struct kh_keystore *base, const struct kh_key_ref *key, const uint8_t *digest,
                     size_t len, struct kh_buf *sig) {
         struct kh_p11_ks *ks = p11_ks(base);
+        KH_CLEANUP(session_put) struct session s = { .pool = ks->pool };
         CK_OBJECT_HANDLE h;
         int r;
 
         if (len != 32)
                 return -EINVAL;
-        r = ref_find(ks, key, CKO_PRIVATE_KEY, &h);
+        r = session_get(&s);
         if (r < 0)
                 return r;
-        r = kh_p11_sign(ks->p, h, digest, sig);
+        r = ref_find(ks, s.p, key, CKO_PRIVATE_KEY, &h);
+        if (r < 0)
+                return r;
+        r = kh_p11_sign(s.p, h, digest, sig);
         return r == -KH_E_PKCS11_KEY || r == -KH_E_PKCS11_MECHANISM ? -EIO : r;
 }
 
 static int p11_public_key(struct kh_keystore *base, const struct kh_key_ref *key, EVP_PKEY **ret) {
-        return public_load(p11_ks(base), key, NULL, ret);
+        struct kh_p11_ks *ks = p11_ks(base);
+        KH_CLEANUP(session_put) struct session s = { .pool = ks->pool };
+        int r;
+
+        r = session_get(&s);
+        if (r < 0)
+                return r;
+        return public_load(ks, s.p, key, NULL, ret);
 }
 
 struct list_ctx {
@@ -609,6 +708,7 @@ static int u32_cmp(const void *a, const void *b) {
 static int p11_list(struct kh_keystore *base, const char *tenant, kh_key_ref_fn fn,
                     void *userdata) {
         struct kh_p11_ks *ks = p11_ks(base);
+        KH_CLEANUP(session_put) struct session s = { .pool = ks->pool };
         char want[LABEL_MAX];
         struct list_ctx c = { .want = want };
         struct kh_key_ref ref = { 0 };
@@ -618,7 +718,11 @@ static int p11_list(struct kh_keystore *base, const char *tenant, kh_key_ref_fn 
         if (n < 0 || (size_t) n >= sizeof(want))
                 return -EINVAL;
         c.want_len = (size_t) n;
-        r = kh_p11_labels(ks->p, CKO_PRIVATE_KEY, list_label, &c);
+        r = session_get(&s);
+        if (r < 0)
+                return r;
+        r = kh_p11_labels(s.p, CKO_PRIVATE_KEY, list_label, &c);
+        session_put(&s); /* fn may take its time */
         if (r == 0 && c.n > 0)
                 qsort(c.v, c.n, sizeof(*c.v), u32_cmp);
 
@@ -635,6 +739,7 @@ static int p11_list(struct kh_keystore *base, const char *tenant, kh_key_ref_fn 
 
 static int p11_destroy(struct kh_keystore *base, const struct kh_key_ref *key) {
         struct kh_p11_ks *ks = p11_ks(base);
+        KH_CLEANUP(session_put) struct session s = { .pool = ks->pool };
         static const CK_OBJECT_CLASS classes[] = { CKO_PRIVATE_KEY, CKO_PUBLIC_KEY };
         CK_OBJECT_HANDLE hs[DUPLICATES_MAX];
         char label[LABEL_MAX];
@@ -644,15 +749,18 @@ static int p11_destroy(struct kh_keystore *base, const struct kh_key_ref *key) {
         r = key_label(ks, key->tenant, key->purpose, key->version, label);
         if (r < 0)
                 return r;
+        r = session_get(&s);
+        if (r < 0)
+                return r;
         /* the private half first: once it is gone the version is gone, whatever follows */
         for (size_t c = 0; c < KH_ELEMENTSOF(classes); c++) {
                 size_t n = 0;
 
-                r = kh_p11_find(ks->p, classes[c], label, hs, KH_ELEMENTSOF(hs), &n);
+                r = kh_p11_find(s.p, classes[c], label, hs, KH_ELEMENTSOF(hs), &n);
                 if (r < 0)
                         return r == -KH_E_KEYSTORE_UNAVAILABLE ? r : -EIO;
                 for (size_t i = 0; i < n; i++) {
-                        r = kh_p11_destroy(ks->p, hs[i]);
+                        r = kh_p11_destroy(s.p, hs[i]);
                         if (r < 0)
                                 return r == -KH_E_KEYSTORE_UNAVAILABLE ? r : -EIO;
                 }
@@ -666,13 +774,23 @@ static int p11_destroy(struct kh_keystore *base, const struct kh_key_ref *key) {
 static int p11_backup_key(struct kh_keystore *base, const uint8_t salt[static KH_BACKUP_SALT_LEN],
                           struct kh_secret **ret) {
         struct kh_p11_ks *ks = p11_ks(base);
+        KH_CLEANUP(session_put) struct session s = { .pool = ks->pool };
+        int r;
 
-        return kh_p11_backup_key(ks->p, ks->prefix, true, salt, ret, NULL, 0);
+        r = session_get(&s);
+        if (r < 0)
+                return r;
+        /* the first one makes the backup secret in the token: one generate at a time */
+        pthread_mutex_lock(&ks->generate_lock);
+        r = kh_p11_backup_key(s.p, ks->prefix, true, salt, ret, NULL, 0);
+        pthread_mutex_unlock(&ks->generate_lock);
+        return r;
 }
 
 static int p11_backup_meta(struct kh_keystore *base, const struct kh_key_ref *refs, size_t n,
                            struct kh_buf *out) {
         struct kh_p11_ks *ks = p11_ks(base);
+        KH_CLEANUP(session_put) struct session s = { .pool = ks->pool };
         KH_CLEANUP_FREE char *labels = NULL;
         KH_CLEANUP_FREE const char **names = NULL;
         size_t held = 0;
@@ -682,27 +800,35 @@ static int p11_backup_meta(struct kh_keystore *base, const struct kh_key_ref *re
         names = calloc(n ? n : 1, sizeof(*names));
         if (!labels || !names)
                 return -ENOMEM;
+        r = session_get(&s);
+        if (r < 0)
+                return r;
         for (size_t i = 0; i < n; i++) {
                 char *label = labels + held * LABEL_MAX;
 
                 r = key_label(ks, refs[i].tenant, refs[i].purpose, refs[i].version, label);
                 if (r == 0)
-                        r = kh_p11_backup_has(ks->p, label);
+                        r = kh_p11_backup_has(s.p, label);
                 if (r == -ENOENT)
                         continue; /* not in the token: nothing of it to need */
                 if (r < 0)
                         return r;
                 names[held++] = label;
         }
-        return kh_p11_backup_meta_make(ks->p, ks->prefix, names, held, out);
+        return kh_p11_backup_meta_make(s.p, ks->prefix, names, held, out);
 }
 
 static int p11_backup_open(struct kh_keystore *base, const uint8_t *meta, size_t meta_len,
                            const uint8_t salt[static KH_BACKUP_SALT_LEN], struct kh_secret **ret,
                            char *detail, size_t detail_len) {
         struct kh_p11_ks *ks = p11_ks(base);
+        KH_CLEANUP(session_put) struct session s = { .pool = ks->pool };
+        int r;
 
-        return kh_p11_backup_open(ks->p, ks->prefix, meta, meta_len, salt, ret, detail,
+        r = session_get(&s);
+        if (r < 0)
+                return r;
+        return kh_p11_backup_open(s.p, ks->prefix, meta, meta_len, salt, ret, detail,
                                   detail_len);
 }
 

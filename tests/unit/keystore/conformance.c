@@ -1,5 +1,7 @@
 /* Cases every key store must pass. Each case gets a new, empty store from the backend. */
 #include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -377,6 +379,100 @@ static void test_probe_and_reconnect_keep_keys(void **state) {
         generate(ks, "acme", 2); /* the new session writes too */
 }
 
+/* ---- operations from several threads at once (keystore.h "Threads") ---- */
+
+#define CONCURRENT_THREADS 4
+#define CONCURRENT_ROUNDS 40
+
+struct concurrent {
+        struct kh_keystore *ks;
+        struct kh_key_ref data, recovery;
+        EVP_PKEY *data_pub;               /* verifies the signatures */
+        const struct kh_buf *wrapped;     /* the test DEK under data */
+        const struct kh_buf *encrypted;   /* the test DEK to recovery, OAEP SHA-1 */
+        atomic_uint done, failed;
+};
+
+/* One round: unwrap, decrypt, sign and verify, wrap and unwrap again. No cmocka assertion
+ * here (they longjmp, and only the test's thread may): failures are counted. */
+static bool concurrent_round(struct concurrent *c, unsigned i) {
+        KH_CLEANUP(kh_secret_freep) struct kh_secret *dek = NULL, *back = NULL, *again = NULL;
+        KH_CLEANUP(kh_secret_freep) struct kh_secret *want = test_dek();
+        KH_CLEANUP(kh_buf_freep) struct kh_buf sig = { 0 }, wrapped = { 0 };
+        KH_CLEANUP(EVP_PKEY_CTX_freep) EVP_PKEY_CTX *ctx = NULL;
+        uint8_t digest[32] = { (uint8_t) i, (uint8_t) (i >> 8), 0x5a };
+
+        if (kh_keystore_unwrap(c->ks, &c->data, c->wrapped->data, c->wrapped->len, &dek) < 0 ||
+            !kh_secret_equal(dek, want))
+                return false;
+        if (kh_keystore_decrypt(c->ks, &c->recovery, KH_OAEP_SHA1, c->encrypted->data,
+                                c->encrypted->len, &back) < 0 ||
+            !kh_secret_equal(back, want))
+                return false;
+        kh_buf_init(&sig, 1024, false);
+        if (kh_keystore_sign(c->ks, &c->data, digest, sizeof(digest), &sig) < 0)
+                return false;
+        ctx = EVP_PKEY_CTX_new_from_pkey(NULL, c->data_pub, NULL);
+        if (!ctx || EVP_PKEY_verify_init(ctx) != 1 ||
+            EVP_PKEY_CTX_set_rsa_padding(ctx, RSA_PKCS1_PSS_PADDING) <= 0 ||
+            EVP_PKEY_CTX_set_signature_md(ctx, EVP_sha256()) <= 0 ||
+            EVP_PKEY_CTX_set_rsa_mgf1_md(ctx, EVP_sha256()) <= 0 ||
+            EVP_PKEY_CTX_set_rsa_pss_saltlen(ctx, 32) <= 0 ||
+            EVP_PKEY_verify(ctx, sig.data, sig.len, digest, sizeof(digest)) != 1)
+                return false;
+        kh_buf_init(&wrapped, KH_WRAPPED_DEK_MAX, false);
+        return kh_keystore_wrap(c->ks, &c->data, want, &wrapped) == 0 &&
+               kh_keystore_unwrap(c->ks, &c->data, wrapped.data, wrapped.len, &again) == 0 &&
+               kh_secret_equal(again, want);
+}
+
+static void *concurrent_thread(void *userdata) {
+        struct concurrent *c = userdata;
+
+        for (unsigned i = 0; i < CONCURRENT_ROUNDS; i++) {
+                if (!concurrent_round(c, i))
+                        atomic_fetch_add(&c->failed, 1);
+                atomic_fetch_add(&c->done, 1);
+        }
+        return NULL;
+}
+
+/* Threads unwrap, decrypt, sign and wrap at once on one store, many times: every answer is
+ * right (a token store lends each its own session; a file store shares no state). */
+static void test_concurrent_operations(void **state) {
+        struct kh_keystore *ks = *state;
+        KH_CLEANUP(kh_buf_freep) struct kh_buf wrapped = { 0 }, encrypted = { 0 };
+        KH_CLEANUP(EVP_PKEY_freep) EVP_PKEY *data_pub = NULL, *recovery_pub = NULL;
+        KH_CLEANUP(kh_secret_freep) struct kh_secret *dek = test_dek();
+        struct concurrent c = { .ks = ks, .data = key_ref("acme", 1), .recovery = key_ref("acme", 1) };
+        pthread_t threads[CONCURRENT_THREADS];
+        struct kh_key_ref got;
+
+        c.recovery.purpose = KH_KEY_RECOVERY;
+        generate(ks, "acme", 1);
+        assert_int_equal(kh_keystore_generate(ks, &(struct kh_key_spec) { "acme", 1, KH_KS_TEST_BITS, KH_KEY_RECOVERY, KH_KEY_ALG_RSA }, &got), 0);
+        wrap_test_dek(ks, &c.data, &wrapped);
+        assert_int_equal(kh_keystore_public_key(ks, &c.data, &data_pub), 0);
+        assert_int_equal(kh_keystore_public_key(ks, &c.recovery, &recovery_pub), 0);
+        kh_buf_init(&encrypted, KH_WRAPPED_DEK_MAX, false);
+        assert_int_equal(kh_rsa_oaep_encrypt_md(recovery_pub, KH_OAEP_SHA1, dek, &encrypted), 0);
+        c.data_pub = data_pub;
+        c.wrapped = &wrapped;
+        c.encrypted = &encrypted;
+
+        for (size_t i = 0; i < CONCURRENT_THREADS; i++)
+                assert_int_equal(pthread_create(&threads[i], NULL, concurrent_thread, &c), 0);
+        for (size_t i = 0; i < CONCURRENT_THREADS; i++)
+                assert_int_equal(pthread_join(threads[i], NULL), 0);
+        assert_int_equal(atomic_load(&c.done), CONCURRENT_THREADS * CONCURRENT_ROUNDS);
+        assert_int_equal(atomic_load(&c.failed), 0);
+        assert_false(kh_keystore_is_lost(ks));
+
+        /* and the store goes on as before: a reconnect, then one thread again */
+        assert_int_equal(kh_keystore_reconnect(ks, NULL, 0), 0);
+        assert_true(concurrent_round(&c, 0));
+}
+
 int kh_ks_conformance_run(const struct kh_ks_conformance *c) {
 #define CASE(f) cmocka_unit_test_setup_teardown(f, case_setup, case_teardown)
         const struct CMUnitTest tests[] = {
@@ -391,6 +487,7 @@ int kh_ks_conformance_run(const struct kh_ks_conformance *c) {
                 CASE(test_unknown_key_is_enoent),
                 CASE(test_audit_keys_are_apart),
                 CASE(test_probe_and_reconnect_keep_keys),
+                CASE(test_concurrent_operations),
         };
 #undef CASE
 

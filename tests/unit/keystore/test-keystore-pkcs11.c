@@ -5,7 +5,9 @@
  * Each case gets an empty store: the same token under a key label prefix of its own. */
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <setjmp.h>
+#include <stdatomic.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -637,6 +639,85 @@ static void test_lost_session_then_reconnect(void **state) {
         generate(ks, "acme", 2, KH_KEY_DATA);
 }
 
+struct unwraps {
+        struct kh_keystore *ks;
+        struct kh_key_ref ref;
+        const struct kh_buf *wrapped;
+        const struct kh_secret *dek;
+        atomic_uint failed;
+};
+
+/* No cmocka assertion off the test's thread: failures are counted. */
+static void *unwrap_thread(void *userdata) {
+        struct unwraps *u = userdata;
+
+        for (unsigned i = 0; i < 15; i++) {
+                struct kh_secret *out = NULL;
+
+                if (kh_keystore_unwrap(u->ks, &u->ref, u->wrapped->data, u->wrapped->len,
+                                       &out) < 0 ||
+                    !kh_secret_equal(out, u->dek))
+                        atomic_fetch_add(&u->failed, 1);
+                out = kh_secret_free(out);
+        }
+        return NULL;
+}
+
+/* 4 threads unwrapping at once; returns how many unwraps failed. */
+static unsigned unwrap_at_once(struct unwraps *u) {
+        pthread_t t[4];
+
+        atomic_store(&u->failed, 0);
+        for (size_t i = 0; i < KH_ELEMENTSOF(t); i++)
+                assert_int_equal(pthread_create(&t[i], NULL, unwrap_thread, u), 0);
+        for (size_t i = 0; i < KH_ELEMENTSOF(t); i++)
+                assert_int_equal(pthread_join(t[i], NULL), 0);
+        return atomic_load(&u->failed);
+}
+
+/* [keystore] threads bounds the sessions, not the threads: with one session, four threads
+ * take turns (each waits for it) and all unwrap right; over KH_P11_POOL_SIZE_MAX is refused
+ * at open. With several sessions open (four threads at once), every one of them is lost
+ * with the token's sessions, and a reconnect brings the pool back. */
+static void test_session_pool(void **state) {
+        KH_CLEANUP(kh_buf_freep) struct kh_buf wrapped = { 0 };
+        KH_CLEANUP(kh_secret_freep) struct kh_secret *dek = NULL;
+        struct kh_config_keystore *cfg = fresh_cfg();
+        struct unwraps u = { .ref = data_ref("acme", 1), .wrapped = &wrapped };
+        struct kh_keystore *ks = NULL;
+        struct kh_secret *out = NULL;
+        struct kh_p11 *raw;
+
+        (void) state;
+        assert_int_equal(kh_secret_new_from("0123456789abcdef0123456789abcdef", 32, &dek), 0);
+        u.dek = dek;
+        kh_buf_init(&wrapped, KH_WRAPPED_DEK_MAX, false);
+        cfg->threads = 65;
+        assert_int_equal(kh_keystore_open(cfg, &ks), -EINVAL);
+
+        cfg->threads = 1;
+        ks = open_ok(cfg);
+        u.ks = ks;
+        generate(ks, "acme", 1, KH_KEY_DATA);
+        assert_int_equal(kh_keystore_wrap(ks, &u.ref, dek, &wrapped), 0);
+        assert_int_equal(unwrap_at_once(&u), 0);
+        ks = kh_keystore_close(ks);
+
+        cfg->threads = 4;
+        ks = open_ok(cfg);
+        u.ks = ks;
+        assert_int_equal(unwrap_at_once(&u), 0);
+        raw = raw_open();
+        assert_int_equal(raw->f->C_CloseAllSessions(raw->slot), CKR_OK);
+        raw = kh_p11_free(raw);
+        assert_int_equal(kh_keystore_unwrap(ks, &u.ref, wrapped.data, wrapped.len, &out),
+                         -KH_E_KEYSTORE_UNAVAILABLE);
+        assert_int_equal(kh_keystore_reconnect(ks, NULL, 0), 0);
+        assert_int_equal(unwrap_at_once(&u), 0);
+        assert_false(kh_keystore_is_lost(ks));
+        (void) kh_keystore_close(ks);
+}
+
 int main(void) {
         const struct kh_ks_conformance conf = {
                 .name = "keystore-pkcs11-conformance",
@@ -657,6 +738,7 @@ int main(void) {
                 cmocka_unit_test(test_open_by_slot_and_pin_file),
                 CASE(test_importer_and_store_share_the_module),
                 CASE(test_lost_session_then_reconnect),
+                cmocka_unit_test(test_session_pool),
         };
 #undef CASE
         int failed;

@@ -110,7 +110,7 @@ static void read_event(struct kh_audit_event *ev, uint32_t chain, unsigned i) {
 static void test_chains_verify_under_ecdsa_and_an_older_rsa_key(void **state) {
         char dir[] = "/tmp/kh-auditor-XXXXXX";
         struct kh_config *cfg = app_test_config(dir, tenants, 2);
-        pthread_mutex_t ks_lock = PTHREAD_MUTEX_INITIALIZER;
+        pthread_rwlock_t ks_lock = PTHREAD_RWLOCK_INITIALIZER;
         KH_CLEANUP(kh_keystore_closep) struct kh_keystore *ks = NULL;
         KH_CLEANUP(kh_store_closep) struct kh_store *store = NULL;
         struct kh_auditor *a = NULL;
