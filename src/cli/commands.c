@@ -188,7 +188,7 @@ const struct kh_cli_command kh_cli_commands[] = {
                         { 0 },
                 },
                 .example = "keyhold keystore migrate --config /etc/keyhold/keyhold.conf "
-                           "--to /etc/keyhold/keyhold-hsm.conf --audit-keys /root/old-audit-keys",
+                           "--to /etc/keyhold/keyhold-hsm.conf --audit-keys old-audit-keys",
                 .run = kh_cmd_keystore_migrate,
         },
         {
