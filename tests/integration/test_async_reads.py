@@ -2,9 +2,12 @@
 keeps many reads in flight on PostgreSQL (libpq pipeline mode, docs/storage.md); each is
 answered with its own key, a database that stops or freezes gives 503 storage_unavailable
 and the server serves again once it is back, and clients that go away while their read is
-in flight leave the server unharmed. The concurrency test runs on SQLite too."""
+in flight leave the server unharmed. The concurrency and disconnect tests run on the suite's
+storage (SQLite or PostgreSQL); the outage tests always run, on a PostgreSQL server of this
+module's own, so that stopping it disturbs no other test's keyholdd."""
 import concurrent.futures
 import os
+import uuid
 import signal
 import socket
 import ssl
@@ -13,10 +16,38 @@ import pytest
 
 import storage
 from harness import assert_empty_200, assert_error, assert_key, new_key, poll_until
-from pgserver import _children
+from pgserver import PgServer, _children
 
-needs_pg = pytest.mark.skipif(storage.KIND != "postgresql",
-                              reason="a PostgreSQL outage (KEYHOLD_TEST_STORAGE=postgresql)")
+
+@pytest.fixture(scope="module")
+def own_pg():
+    with PgServer() as server:
+        yield server
+
+
+@pytest.fixture
+def pg_keyholdd(own_pg, make_keyholdd, monkeypatch):
+    """A one-worker keyholdd on a fresh database of own_pg."""
+    def lines(data, db_path):
+        db = "kh_" + uuid.uuid4().hex[:16]
+        own_pg.create_db(db)
+        pwfile = data.parent / "own-pg.password"
+        pwfile.write_text(own_pg.password + "\n")
+        pwfile.chmod(0o600)
+        return ["driver = postgresql",
+                f"url = postgresql://{own_pg.user}@{own_pg.host}:{own_pg.port}/{db}",
+                f"password_file = {pwfile}"]
+
+    monkeypatch.setattr(storage, "config_lines", lines)
+    return make_keyholdd(threads=1)
+
+
+@pytest.fixture(params=["suite-storage", "postgresql"])
+def one_worker(request, make_keyholdd):
+    """A one-worker keyholdd on the suite's storage, then on PostgreSQL (own_pg)."""
+    if request.param == "postgresql":
+        return request.getfixturevalue("pg_keyholdd")
+    return make_keyholdd(threads=1)
 
 
 def _seed(k, issuer, n):
@@ -28,9 +59,9 @@ def _seed(k, issuer, n):
     return users, tokens, keys
 
 
-def test_many_concurrent_gets_through_one_worker_each_get_their_own_key(make_keyholdd,
+def test_many_concurrent_gets_through_one_worker_each_get_their_own_key(one_worker,
                                                                         default_issuer):
-    k = make_keyholdd(threads=1)
+    k = one_worker
     users, tokens, keys = _seed(k, default_issuer, 50)
 
     def one_connection(i):
@@ -61,12 +92,11 @@ def _storage_unavailable_or_key(r, key):
     return True
 
 
-@needs_pg
-def test_database_stopped_with_reads_in_flight_gives_503_then_serves_again(make_keyholdd,
+def test_database_stopped_with_reads_in_flight_gives_503_then_serves_again(pg_keyholdd, own_pg,
                                                                           default_issuer):
-    k = make_keyholdd(threads=1)
+    k = pg_keyholdd
     users, tokens, keys = _seed(k, default_issuer, 20)
-    pg = storage.server()
+    pg = own_pg
     assert_key(k.client.get("/user-keys", token=tokens[users[0]]), keys[users[0]])
 
     def get(u):
@@ -92,12 +122,11 @@ def test_database_stopped_with_reads_in_flight_gives_503_then_serves_again(make_
     assert k.alive()
 
 
-@needs_pg
-def test_frozen_database_answers_503_within_the_wait_bound(make_keyholdd, default_issuer):
-    k = make_keyholdd(threads=1)
+def test_frozen_database_answers_503_within_the_wait_bound(pg_keyholdd, own_pg, default_issuer):
+    k = pg_keyholdd
     users, tokens, keys = _seed(k, default_issuer, 2)
     assert_key(k.client.get("/user-keys", token=tokens[users[0]]), keys[users[0]])
-    pg = storage.server()
+    pg = own_pg
     # The server's processes stop answering (the connection stays open): only keyholdd's
     # own timer can end the read.
     frozen, todo = [], [pg.proc.pid]       # runuser, postgres and its backends
@@ -133,8 +162,8 @@ def _send_and_close(k, token, n):
         s.close()    # a reset, with the read still in flight
 
 
-def test_clients_closing_while_their_read_is_in_flight(make_keyholdd, default_issuer):
-    k = make_keyholdd(threads=1)
+def test_clients_closing_while_their_read_is_in_flight(one_worker, default_issuer):
+    k = one_worker
     users, tokens, keys = _seed(k, default_issuer, 4)
     with concurrent.futures.ThreadPoolExecutor(max_workers=4) as pool:
         list(pool.map(lambda u: _send_and_close(k, tokens[u], 25), users))
