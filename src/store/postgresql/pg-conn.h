@@ -72,7 +72,12 @@ struct kh_pg_store {
         int schema_version;
         uint8_t head_hash[KH_STORE_AUDIT_HASH_LEN]; /* audit_last's answer */
         char error[256];
+        struct kh_pg_async *async; /* the read connection (pg-async.c); NULL: none */
 };
+
+/* A statement on the read connection ends on the server after this long (57014), a second
+ * before pg-async.c gives up on the connection (KH_STORE_WAIT_MS). */
+#define KH_PG_ASYNC_STATEMENT_MS 4000
 
 /* Parameters of one statement, all sent in binary: a text as its bytes, an integer as 8
  * bytes in network order (every integer column is BIGINT), a blob as its bytes. An
@@ -116,6 +121,24 @@ static inline bool kh_pg_is_null(const PGresult *res, int row, int col) {
 }
 
 KH_DEFINE_CLEANUP(PQclear, PGresult *)
+
+/* libpq's message on one line, in dst (n bytes). */
+void kh_pg_copy_message(char *dst, size_t n, const char *msg);
+
+/* Starts a connection to s's database without waiting (PQconnectStartParams; NULL: out of
+ * memory), with the read connection's statement timeout. */
+PGconn *kh_pg_connect_start(const struct kh_pg_store *s);
+
+/* Whether res (a failed result, or NULL) means that c is gone; else the errno of res. */
+bool kh_pg_connection_lost(PGconn *c, const PGresult *res);
+int kh_pg_error_of(const PGresult *res);
+
+/* pg-async.c: the read connection driven by a loop (store.h's asynchronous reads). */
+int kh_pg_async_attach(struct kh_store *store, struct kh_loop *loop);
+void kh_pg_async_detach(struct kh_store *store);
+bool kh_pg_async_ready(const struct kh_store *store);
+void kh_pg_async_record_get(struct kh_store *store, struct kh_store_read *rd);
+void kh_pg_async_free(struct kh_pg_store *s); /* detaches first */
 
 int kh_pg_open(const struct kh_config_storage *cfg, struct kh_store **ret, char *why, size_t n);
 void kh_pg_close(struct kh_store *store);

@@ -653,4 +653,8 @@ const struct kh_store_ops kh_store_postgresql_ops = {
         .savepoint_release = pg_savepoint_release,
         .savepoint_rollback = pg_savepoint_rollback,
         .snapshot = NULL, /* backups are PostgreSQL's own (pg_dump, base backups) */
+        .attach_loop = kh_pg_async_attach,
+        .detach_loop = kh_pg_async_detach,
+        .reads_async = kh_pg_async_ready,
+        .record_get_async = kh_pg_async_record_get,
 };
