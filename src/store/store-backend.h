@@ -80,6 +80,7 @@ struct kh_store_ops {
         int (*savepoint_release)(struct kh_store *s);
         void (*savepoint_rollback)(struct kh_store *s);
         int (*snapshot)(struct kh_store *s, const char *path); /* NULL: not supported */
+        int (*exclusive)(struct kh_store *s); /* NULL: the lock file does it (store/lock.h) */
 };
 
 /* The first member of every backend's struct; the backend reaches its own with
