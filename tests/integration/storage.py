@@ -112,3 +112,45 @@ def users_lock(db_path, exclusive: bool):
         yield
     finally:
         conn.close()
+
+
+class _Cursor:
+    """A cursor whose blobs read back as bytes on both databases."""
+
+    def __init__(self, cur):
+        self._cur = cur
+        self.rowcount = cur.rowcount
+
+    def fetchall(self) -> list[tuple]:
+        return [tuple(bytes(v) if isinstance(v, memoryview) else v for v in r)
+                for r in self._cur.fetchall()]
+
+
+class _Db:
+    """execute(sql, params) with SQLite's `?` placeholders on either database."""
+
+    def __init__(self, con, pg: bool):
+        self._con, self._pg = con, pg
+
+    def execute(self, sql: str, params=()) -> _Cursor:
+        if not self._pg:
+            return _Cursor(self._con.execute(sql, params))
+        cur = self._con.cursor()
+        cur.execute(sql.replace("?", "%s"),
+                    tuple(memoryview(p) if isinstance(p, bytes) else p for p in params))
+        return _Cursor(cur)
+
+
+@contextlib.contextmanager
+def edit(db_path):
+    """A connection to the database of db_path for a test that changes its rows behind
+    keyholdd's back (stop keyholdd first): committed at the end of the with block."""
+    if KIND == "sqlite":
+        con = sqlite3.connect(db_path)
+    else:
+        con = server().connect(_database(db_path))
+    try:
+        yield _Db(con, KIND != "sqlite")
+        con.commit()
+    finally:
+        con.close()
