@@ -402,6 +402,11 @@ int kh_store_ping(struct kh_store *s) {
         return s->ops->ping(s);
 }
 
+int kh_store_exclusive(struct kh_store *s) {
+        assert(s);
+        return s->ops->exclusive ? s->ops->exclusive(s) : 0;
+}
+
 const char *kh_store_last_error(struct kh_store *s) {
         assert(s);
         return s->ops->last_error(s);

@@ -345,6 +345,17 @@ KH_MUST_CHECK int kh_store_ping(struct kh_store *s);
  * on s. */
 const char *kh_store_last_error(struct kh_store *s);
 
+/**
+ * kh_store_exclusive() - makes s the only user of the database for as long as s is open
+ * (keyhold keystore migrate): no keyholdd or tool may be connected meanwhile, and none can
+ * open it until s is closed. On PostgreSQL, every connection holds an advisory lock shared
+ * (taken again when it reconnects); this one trades its share for the exclusive lock. On
+ * SQLite a no-op: kh_store_lock() on the lock file beside the database does it, before the
+ * database is opened. Call outside a transaction. Returns 0, -EWOULDBLOCK (another session
+ * is connected), -EBUSY (inside a transaction) or an error of reaching the database.
+ */
+KH_MUST_CHECK int kh_store_exclusive(struct kh_store *s);
+
 /* ---- snapshots (backups) ---- */
 
 /**

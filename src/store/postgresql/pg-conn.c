@@ -232,6 +232,45 @@ static int query_count(PGconn *c, const char *sql, long long *ret, char *error, 
         return 0;
 }
 
+/* Takes PG_USERS_LOCK for the session on c, without waiting: shared (what every connection
+ * holds) or exclusive (a tool that must have the database to itself, which first gives up
+ * its own shared hold). -EWOULDBLOCK: another session holds it in a conflicting mode. */
+static int try_users_lock(PGconn *c, bool exclusive, char *error, size_t n) {
+        const char *sql = exclusive ? "SELECT pg_advisory_unlock_shared(" PG_USERS_LOCK "), "
+                                      "pg_try_advisory_lock(" PG_USERS_LOCK ")"
+                                    : "SELECT true, pg_try_advisory_lock_shared(" PG_USERS_LOCK
+                                      ")";
+        KH_CLEANUP(PQclearp) PGresult *res = PQexec(c, sql);
+
+        if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+                copy_message(error, n, res ? PQresultErrorMessage(res) : PQerrorMessage(c));
+                return -EIO;
+        }
+        if (PQntuples(res) != 1 || PQnfields(res) != 2)
+                return -KH_E_INTEGRITY;
+        if (strcmp(PQgetvalue(res, 0, 1), "t") == 0)
+                return 0;
+        copy_message(error, n,
+                     exclusive ? "another keyholdd or tool is connected to the database"
+                               : "`keyhold keystore migrate` holds the database");
+        return -EWOULDBLOCK;
+}
+
+/* The same, trying for up to PG_USERS_LOCK_WAIT_MS: a session ends on the server a moment
+ * after its client closed it, so a keyholdd started just as keystore migrate finished (or
+ * the migrate just after keyholdd stopped) would otherwise find the lock still held. Only
+ * where waiting is allowed (opening a store, an offline tool), never on a worker's loop. */
+static int take_users_lock(PGconn *c, bool exclusive, char *error, size_t n) {
+        int r;
+
+        for (int64_t end = monotonic_ms() + PG_USERS_LOCK_WAIT_MS;;) {
+                r = try_users_lock(c, exclusive, error, n);
+                if (r != -EWOULDBLOCK || monotonic_ms() >= end)
+                        return r;
+                (void) nanosleep(&(struct timespec) { .tv_nsec = 20 * 1000000L }, NULL);
+        }
+}
+
 static int apply_migration(PGconn *c, const struct kh_store_migration *m, char *error,
                            size_t n) {
         char record[160];
@@ -407,7 +446,17 @@ int kh_pg_open(const struct kh_config_storage *cfg, struct kh_store **ret, char 
         if (PQstatus(s->conn) != CONNECTION_OK)
                 return connect_failure(s->conn, why, n);
 
-        r = migrate(s, why, n);
+        /* before the migrations: a database that keystore migrate holds is not touched */
+        r = take_users_lock(s->conn, false, s->error, sizeof(s->error));
+        if (r == -EWOULDBLOCK) {
+                (void) snprintf(why, n,
+                                "[storage] url: `keyhold keystore migrate` is moving the keys of "
+                                "this database (it holds the database's advisory lock); start "
+                                "once it has finished");
+                return -EBUSY;
+        }
+        if (r >= 0)
+                r = migrate(s, why, n);
         if (r >= 0)
                 r = session_setup(s->conn, s->error, sizeof(s->error));
         if (r < 0) {
@@ -465,12 +514,38 @@ static int ensure_connected(struct kh_pg_store *s) {
                 PQfinish(c);
                 return -KH_E_STORAGE_UNAVAILABLE;
         }
-        if (session_setup(c, s->error, sizeof(s->error)) < 0) {
+        /* a connection made again holds the users' lock as the lost one did: a keyholdd whose
+         * connections all broke (a server restart) does not serve beside a keystore migrate
+         * that started meanwhile */
+        if (session_setup(c, s->error, sizeof(s->error)) < 0 ||
+            try_users_lock(c, s->exclusive, s->error, sizeof(s->error)) < 0) {
                 PQfinish(c);
                 return -KH_E_STORAGE_UNAVAILABLE;
         }
         s->conn = c;
         s->connect_failed = false;
+        return 0;
+}
+
+int kh_pg_exclusive(struct kh_store *store) {
+        struct kh_pg_store *s = kh_pg_of(store);
+        char ignored[64];
+        int r;
+
+        if (s->exclusive)
+                return 0;
+        if (s->in_tx)
+                return -EBUSY;
+        r = ensure_connected(s);
+        if (r < 0)
+                return r;
+        r = take_users_lock(s->conn, true, s->error, sizeof(s->error));
+        if (r == -EWOULDBLOCK)
+                /* back to what every connection holds, for as long as this one is used */
+                (void) try_users_lock(s->conn, false, ignored, sizeof(ignored));
+        if (r < 0)
+                return r;
+        s->exclusive = true;
         return 0;
 }
 

@@ -50,11 +50,16 @@ enum {
         PG_ST_N_
 };
 
-/* pg_advisory_lock() keys ("khmigrat", "khwrite!" as big-endian ASCII): one serialises the
- * migrations of replicas starting together, the other is the write lock of a transaction
- * (kh_store_tx_begin() takes "the write lock", as BEGIN IMMEDIATE does on SQLite). */
+/* pg_advisory_lock() keys ("khmigrat", "khwrite!", "khserve!" as big-endian ASCII): one
+ * serialises the migrations of replicas starting together, one is the write lock of a
+ * transaction (kh_store_tx_begin() takes "the write lock", as BEGIN IMMEDIATE does on
+ * SQLite), and the last is the database's users' lock (store/lock.h on PostgreSQL): every
+ * connection holds it shared for its whole session, kh_store_exclusive() exclusively. */
 #define PG_MIGRATION_LOCK "7739556259110740340"
 #define PG_WRITE_LOCK     "7739567292915410209"
+#define PG_USERS_LOCK     "7739562839185450273"
+/* How long opening a store, or kh_store_exclusive(), tries for PG_USERS_LOCK. */
+#define PG_USERS_LOCK_WAIT_MS 1000
 
 /* The SQL of each statement, prepared on every new connection (pg-store.c). */
 extern const char *const kh_pg_statements[PG_ST_N_];
@@ -66,6 +71,8 @@ struct kh_pg_store {
         char *password;          /* NULL: libpq's own sources (.pgpass); wiped when freed */
         int64_t last_connect_ms; /* CLOCK_MONOTONIC of the last attempt to reconnect */
         bool connect_failed;     /* ... which failed */
+        bool exclusive;          /* holds PG_USERS_LOCK exclusively (kh_store_exclusive());
+                                  * otherwise shared, on every connection it makes */
         bool in_tx;              /* between tx_begin and commit/rollback */
         bool tx_lost;            /* the connection went away inside a transaction: every call
                                   * fails until tx_rollback */
@@ -145,6 +152,7 @@ void kh_pg_close(struct kh_store *store);
 int kh_pg_tx_begin(struct kh_store *store);
 int kh_pg_tx_commit(struct kh_store *store);
 void kh_pg_tx_rollback(struct kh_store *store);
+int kh_pg_exclusive(struct kh_store *store);
 
 static inline struct kh_pg_store *kh_pg_of(struct kh_store *s) {
         return kh_container_of(s, struct kh_pg_store, base);

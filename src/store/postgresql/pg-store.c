@@ -645,6 +645,7 @@ const struct kh_store_ops kh_store_postgresql_ops = {
         .meta_get = pg_meta_get,
         .meta_put = pg_meta_put,
         .ping = pg_ping,
+        .exclusive = kh_pg_exclusive,
         .last_error = pg_last_error,
         .tx_begin = kh_pg_tx_begin,
         .tx_commit = kh_pg_tx_commit,

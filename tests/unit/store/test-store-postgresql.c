@@ -697,6 +697,35 @@ static void test_async_reads_server_down_then_back(void **state) {
         s = kh_store_close(s);
 }
 
+/* keyhold keystore migrate's hold on the database: every connection holds the database's
+ * advisory lock shared, so a store turns exclusive only while it is the one connected, and
+ * then no other opens it, even after its own connection was lost and made again. */
+static void test_exclusive_keeps_every_other_user_out(void **state) {
+        struct kh_config_storage *cfg = *state;
+        struct kh_store *a = NULL, *b = NULL, *c = NULL;
+        char why[400];
+
+        assert_int_equal(kh_store_open(cfg, &a), 0);
+        assert_int_equal(kh_store_open(cfg, &b), 0);
+        assert_int_equal(kh_store_exclusive(a), -EWOULDBLOCK);
+        assert_int_equal(kh_store_ping(a), 0); /* still a user like any other */
+        b = kh_store_close(b);
+        /* the server ends b's session (and its share of the lock) a moment after b closed */
+        for (int i = 0; i < 200 && kh_store_exclusive(a) == -EWOULDBLOCK; i++)
+                (void) nanosleep(&(struct timespec) { .tv_nsec = 10 * 1000000L }, NULL);
+        assert_int_equal(kh_store_exclusive(a), 0);
+
+        expect_open_error(cfg, -EBUSY, "[storage] url", "keystore migrate");
+        /* its connection lost and made again, it holds the database alone as before */
+        terminate_sessions(cfg);
+        assert_int_equal(kh_store_ping(a), 0);
+        expect_open_error(cfg, -EBUSY, "[storage] url", "keystore migrate");
+
+        a = kh_store_close(a);
+        assert_int_equal(kh_store_open_explained(cfg, &c, why, sizeof(why)), 0);
+        c = kh_store_close(c);
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_processes_starting_together_migrate_once),
@@ -711,6 +740,8 @@ int main(void) {
                 cmocka_unit_test_setup_teardown(test_async_reads_after_lost_connection, setup,
                                                 teardown),
                 cmocka_unit_test_setup_teardown(test_async_reads_server_down_then_back, setup,
+                                                teardown),
+                cmocka_unit_test_setup_teardown(test_exclusive_keeps_every_other_user_out, setup,
                                                 teardown),
         };
         int failed;
