@@ -243,14 +243,14 @@ static int try_users_lock(PGconn *c, bool exclusive, char *error, size_t n) {
         KH_CLEANUP(PQclearp) PGresult *res = PQexec(c, sql);
 
         if (PQresultStatus(res) != PGRES_TUPLES_OK) {
-                copy_message(error, n, res ? PQresultErrorMessage(res) : PQerrorMessage(c));
+                kh_pg_copy_message(error, n, res ? PQresultErrorMessage(res) : PQerrorMessage(c));
                 return -EIO;
         }
         if (PQntuples(res) != 1 || PQnfields(res) != 2)
                 return -KH_E_INTEGRITY;
         if (strcmp(PQgetvalue(res, 0, 1), "t") == 0)
                 return 0;
-        copy_message(error, n,
+        kh_pg_copy_message(error, n,
                      exclusive ? "another keyholdd or tool is connected to the database"
                                : "`keyhold keystore migrate` holds the database");
         return -EWOULDBLOCK;
