@@ -421,7 +421,9 @@ static int meta_sealed(struct kh_app *app, bool sealed) {
                                  1);
 }
 
-int kh_app_seal(struct kh_app *app) {
+/* Seals this process; @record: writes the seal to the database first (an operator's seal),
+ * else follows one another replica recorded (kh_app_follow_seal()). */
+static int seal(struct kh_app *app, bool record) {
         int r = 0;
 
         pthread_mutex_lock(&app->lifecycle_lock);
@@ -429,7 +431,8 @@ int kh_app_seal(struct kh_app *app) {
         if (atomic_load(&app->sealed))
                 goto out;
         /* the record first: a seal must survive a crash right after it was answered */
-        r = meta_sealed(app, true);
+        if (record)
+                r = meta_sealed(app, true);
         if (r < 0)
                 goto out;
         atomic_store(&app->sealed, true);
@@ -444,6 +447,59 @@ out:
                 kh_keyring_synchronize(app->keyring);
         pthread_mutex_unlock(&app->lifecycle_lock);
         return r;
+}
+
+int kh_app_seal(struct kh_app *app) {
+        return seal(app, true);
+}
+
+/* Unseals this process with the secret its configuration names, as a start does, following
+ * an unseal another replica recorded. */
+static int unseal_configured(struct kh_app *app) {
+        struct kh_config_keystore cfg = app->cfg->keystore;
+        struct kh_keystore *ks = NULL;
+        int r;
+
+        cfg.threads = KH_APP_KEYSTORE_THREADS;
+        pthread_mutex_lock(&app->lifecycle_lock);
+        if (!atomic_load(&app->sealed)) {
+                pthread_mutex_unlock(&app->lifecycle_lock);
+                return 0;
+        }
+        r = kh_keystore_open(&cfg, &ks);
+        if (r < 0) {
+                pthread_mutex_unlock(&app->lifecycle_lock);
+                return r;
+        }
+        pthread_rwlock_wrlock(&app->reload_lock);
+        app->keystore = ks;
+        r = publish_locked(app);
+        if (r < 0) {
+                app->keystore = kh_keystore_close(app->keystore);
+                (void) publish_locked(app);
+        } else {
+                atomic_store(&app->sealed, false);
+        }
+        pthread_rwlock_unlock(&app->reload_lock);
+        pthread_mutex_unlock(&app->lifecycle_lock);
+        if (r >= 0)
+                kh_reencrypt_wake(app->reencrypt);
+        return r < 0 ? r : 1;
+}
+
+int kh_app_follow_seal(struct kh_app *app, bool sealed) {
+        int r;
+
+        if (sealed == atomic_load(&app->sealed))
+                return 0;
+        if (sealed) {
+                r = seal(app, false);
+                return r < 0 ? r : 1;
+        }
+        /* a replica without a configured secret waits for its own `keyhold unseal` */
+        if (!kh_app_keystore_has_secret(app))
+                return 0;
+        return unseal_configured(app);
 }
 
 int kh_app_unseal(struct kh_app *app, const struct kh_unseal_secret *secret) {

@@ -116,7 +116,11 @@ def test_database_from_before_signatures_needs_the_operator(make_keyholdd, acme_
     wrapped, _ = _row(k)
     db = sqlite3.connect(k.db_path)
     try:
-        db.executescript("ALTER TABLE tenant_keys DROP COLUMN prior_state; "
+        db.executescript("DROP TRIGGER key_epoch_insert; DROP TRIGGER key_epoch_update; "
+                         "DROP TRIGGER key_epoch_seal_insert; DROP TRIGGER key_epoch_seal_update; "
+                         "DROP TABLE key_epoch; DROP TABLE job_leases; "
+                         "DELETE FROM schema_migrations WHERE version = 6; "
+                         "ALTER TABLE tenant_keys DROP COLUMN prior_state; "
                          "DELETE FROM schema_migrations WHERE version = 5; "
                          "DROP TABLE audit_blocks; ALTER TABLE tenant_keys DROP COLUMN encrypts; "
                          "ALTER TABLE tenant_keys DROP COLUMN decrypts; "

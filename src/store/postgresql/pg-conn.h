@@ -40,6 +40,9 @@ enum {
         PG_ST_RECORD_DELETE,
         PG_ST_RECORDS_DELETE_PREFIX,
         PG_ST_PING,
+        PG_ST_KEY_EPOCH,
+        PG_ST_LEASE_TAKE,
+        PG_ST_LEASE_GET,
         PG_ST_TX_BEGIN,
         PG_ST_TX_LOCK,
         PG_ST_TX_COMMIT,
@@ -69,6 +72,7 @@ struct kh_pg_store {
         bool in_tx;              /* between tx_begin and commit/rollback */
         bool tx_lost;            /* the connection went away inside a transaction: every call
                                   * fails until tx_rollback */
+        bool listening;          /* LISTEN keyhold_keys was run on this connection */
         int schema_version;
         uint8_t head_hash[KH_STORE_AUDIT_HASH_LEN]; /* audit_last's answer */
         char error[256];
@@ -116,6 +120,9 @@ static inline bool kh_pg_is_null(const PGresult *res, int row, int col) {
 }
 
 KH_DEFINE_CLEANUP(PQclear, PGresult *)
+
+/* kh_store_key_epoch_wait() (store.h) on this connection. */
+KH_MUST_CHECK int kh_pg_key_epoch_wait(struct kh_store *store, int timeout_ms);
 
 int kh_pg_open(const struct kh_config_storage *cfg, struct kh_store **ret, char *why, size_t n);
 void kh_pg_close(struct kh_store *store);
