@@ -79,6 +79,9 @@ struct kh_app {
         struct kh_reencrypt *reencrypt;
         struct kh_keywatch *keywatch;        /* NULL on SQLite (keywatch.h) */
         char node_id[KH_APP_NODE_ID_MAX];
+        /* SQLite: this process owns the database (nobody else opens it while keyholdd runs),
+         * so a lease another holder left is from a process that died: taken at once */
+        bool db_exclusive;
         /* recovery.c: per tenant, its recovery public key (SPKI DER) once known; under
          * reload_lock */
         struct kh_recovery_spki {
@@ -99,6 +102,12 @@ KH_MUST_CHECK int kh_app_snapshot_locked(struct kh_app *app, unsigned flags, str
 /* Creates version 1 of every tenant that has none yet (a first start, or the first unseal of
  * a server that started sealed on an empty database). Caller holds reload_lock. */
 KH_MUST_CHECK int kh_app_first_versions_locked(struct kh_app *app);
+
+/* The "now" to take a database lease with (store.h: kh_store_lease_take()): the clock, or,
+ * when this process owns the database, a time after every expiry. */
+static inline int64_t kh_app_lease_now(const struct kh_app *app, int64_t wall_ms) {
+        return app->db_exclusive ? INT64_MAX : wall_ms;
+}
 
 /* Whether the key store's configuration holds its secret (the file store a master key or
  * passphrase, the pkcs11 store a PIN, from a file or the environment): the server then

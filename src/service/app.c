@@ -70,7 +70,8 @@ static int keygen_lease(struct kh_app *app, struct kh_store *store, const char *
                         return r;
                 if (any)
                         return 0;
-                r = kh_store_lease_take(store, name, app->node_id, now, now + KEYGEN_LEASE_MS,
+                r = kh_store_lease_take(store, name, app->node_id, kh_app_lease_now(app, now),
+                                        now + KEYGEN_LEASE_MS,
                                         (const uint8_t *) "keygen", 6);
                 if (r < 0)
                         return r;
@@ -490,6 +491,7 @@ int kh_app_open(const struct kh_config *cfg, kh_app_event_fn event, void *userda
         r = make_node_id(app);
         if (r < 0)
                 return r;
+        app->db_exclusive = cfg->storage.driver && strcmp(cfg->storage.driver, "sqlite") == 0;
         r = kh_store_lock(&cfg->storage, false, &app->lock_fd);
         if (r == -EWOULDBLOCK) {
                 emit(app, NULL,

@@ -193,7 +193,8 @@ static int lease_put(struct kh_reencrypt *job, size_t t, const struct kh_job_pro
         if (!note)
                 return -ENOMEM;
         r = strlen(note) <= KH_STORE_LEASE_DATA_MAX
-                    ? kh_store_lease_take(job->store, name, job->app->node_id, wall_ms(), expires,
+                    ? kh_store_lease_take(job->store, name, job->app->node_id,
+                                          kh_app_lease_now(job->app, wall_ms()), expires,
                                           (const uint8_t *) note, strlen(note))
                     : -EOVERFLOW;
         free(note);
