@@ -71,6 +71,13 @@ struct kh_store_ops {
                                      const char *upper);
         int (*meta_get)(struct kh_store *s, const char *key, struct kh_buf *value);
         int (*meta_put)(struct kh_store *s, const char *key, const uint8_t *value, size_t len);
+        int (*key_epoch)(struct kh_store *s, uint64_t *ret);
+        int (*key_epoch_wait)(struct kh_store *s, int timeout_ms); /* NULL: -EOPNOTSUPP */
+        int (*lease_take)(struct kh_store *s, const char *name, const char *holder,
+                          int64_t now_ms, int64_t expires_at_ms, const uint8_t *data,
+                          size_t len);
+        int (*lease_get)(struct kh_store *s, const char *name, struct kh_buf *holder,
+                         int64_t *ret_expires_at_ms, struct kh_buf *data);
         int (*ping)(struct kh_store *s);
         const char *(*last_error)(struct kh_store *s);
         int (*tx_begin)(struct kh_store *s);
