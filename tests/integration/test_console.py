@@ -22,7 +22,7 @@ import harness
 from harness import assert_error
 from test_auth_requests import Member, Requester, admin_request, open4, poll
 from test_cli import run_cli
-from test_oidc_provider import OidcProvider
+from test_oidc_provider import OidcProvider, serve_provider
 
 SCRIPT = harness.JS_DIR / "console-e2e.mjs"
 CLIENT_ID = "keyhold-console"
@@ -39,12 +39,7 @@ def results_dir() -> pathlib.Path:
 
 @pytest.fixture(scope="module")
 def op(pki, tmp_path_factory) -> OidcProvider:
-    p = OidcProvider(tmp_path_factory.mktemp("console-provider"), pki, accounts=ACCOUNTS)
-    try:
-        p.start()
-        yield p
-    finally:
-        p.stop()
+    yield from serve_provider(tmp_path_factory.mktemp("console-provider"), pki, ACCOUNTS)
 
 
 @pytest.fixture(scope="module")

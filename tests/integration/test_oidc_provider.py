@@ -146,14 +146,19 @@ class OidcProvider:
         return self.clients[user]["client_id"]
 
 
-@pytest.fixture(scope="module")
-def op(pki, tmp_path_factory) -> OidcProvider:
-    p = OidcProvider(tmp_path_factory.mktemp("oidc-provider"), pki)
+def serve_provider(workdir: pathlib.Path, pki, accounts: dict | None = None):
+    """A started OidcProvider for a fixture to yield from; stopped at teardown."""
+    p = OidcProvider(workdir, pki, accounts)
     try:
         p.start()
         yield p
     finally:
         p.stop()
+
+
+@pytest.fixture(scope="module")
+def op(pki, tmp_path_factory) -> OidcProvider:
+    yield from serve_provider(tmp_path_factory.mktemp("oidc-provider"), pki)
 
 
 @pytest.fixture(scope="module")
