@@ -67,15 +67,22 @@ def console(k, op) -> str:
     return url
 
 
-def run(name: str, url: str, tmp_path, user="admin", allow_http=(), **fields) -> dict:
-    """Runs one scenario of console-e2e.mjs; returns what it found."""
+def run_scenario(name: str, url: str, tmp_path, user="admin", allow_http=(),
+                 **fields) -> subprocess.CompletedProcess:
+    """Runs one scenario of console-e2e.mjs."""
     sc = {"name": name, "url": url, "user": user, "password": ACCOUNTS[user]["password"],
           "screenshots": str(results_dir() / "console-screenshots"), "downloads": str(tmp_path),
           "allow_http": list(allow_http), **fields}
     path = tmp_path / f"{name}.json"
     path.write_text(json.dumps(sc))
-    p = subprocess.run([str(harness.pinned_node()), str(SCRIPT), str(path)], cwd=harness.JS_DIR,
-                       capture_output=True, text=True, timeout=SCENARIO_TIMEOUT_S)
+    return subprocess.run([str(harness.pinned_node()), str(SCRIPT), str(path)],
+                          cwd=harness.JS_DIR, capture_output=True, text=True,
+                          timeout=SCENARIO_TIMEOUT_S)
+
+
+def run(name: str, url: str, tmp_path, **kw) -> dict:
+    """Runs one scenario, which must pass; returns what it found."""
+    p = run_scenario(name, url, tmp_path, **kw)
     assert p.returncode == 0, f"{name}:\n{p.stdout}\n{p.stderr}"
     return json.loads(p.stdout.strip().splitlines()[-1])
 
@@ -204,6 +211,15 @@ def test_audit_filter_and_export_verifies(k, console, tmp_path):
 def test_non_admin_is_refused(console, tmp_path):
     found = run("not_admin", console, tmp_path, user="visitor", allow_http=[403])
     assert "Not an administrator" in found["text"]
+
+
+def test_a_csp_violation_fails_the_scenario(console, tmp_path):
+    """The guard of every scenario above: an inline script is blocked by the policy, and the
+    browser's report of it fails the run."""
+    p = run_scenario("csp_probe", console, tmp_path)
+    assert p.returncode == 1, p.stdout + p.stderr
+    assert "CSP violation: script-src" in p.stderr, p.stderr
+    assert "inline ran" not in p.stdout
 
 
 def test_every_page_at_desktop_and_phone_width(console, op, tmp_path):

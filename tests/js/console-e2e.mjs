@@ -177,6 +177,20 @@ const scenarios = {
     await page.locator('#login').waitFor();
   },
 
+  // the guard itself: an inline script the policy must block, which must fail this run
+  async csp_probe(page) {
+    await page.goto(sc.url);
+    await page.locator('#login').waitFor();
+    await page.evaluate(() => {
+      const s = document.createElement('script');
+      s.textContent = 'document.title = "inline ran"';
+      document.body.append(s);
+    });
+    await page.waitForFunction(() => true);
+    await page.waitForTimeout(200);
+    found.title = await page.title();
+  },
+
   // every page at 1280x800 and at phone width, and the health page
   async tour(page) {
     await login(page, sc.user, sc.password);
