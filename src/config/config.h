@@ -107,6 +107,8 @@ struct kh_config_tenant {
         size_t n_cors_origins;
         char *admin_issuer;         /* optional: a second IdP whose tokens may only administer */
         char *admin_issuer_ca;      /* optional: the only CA trusted for admin_issuer */
+        char *console_client_id;    /* optional: the web console's OIDC public client (PKCE)
+                                     * at admin_issuer, else at issuer (docs/console.md) */
         unsigned jwks_refresh_s;    /* reload the issuer's keys this often; 0 = on unknown kid */
         bool accept_scope_string;   /* also take "scope" as one space-separated string */
         uint32_t max_token_lifetime_s; /* refuse tokens with exp further ahead than this;

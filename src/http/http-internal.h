@@ -216,3 +216,6 @@ int kh_route_approvals_list(struct kh_http_req *req, const struct kh_principal *
 int kh_route_approvals_bulk(struct kh_http_req *req, const struct kh_principal *who);
 int kh_route_approvals_deny(struct kh_http_req *req, const struct kh_principal *who);
 int kh_route_approvals_answer(struct kh_http_req *req, const struct kh_principal *who);
+/* the web console (routes/console.c) */
+int kh_route_console(struct kh_http_req *req, const struct kh_principal *who);
+int kh_route_console_bare(struct kh_http_req *req, const struct kh_principal *who);

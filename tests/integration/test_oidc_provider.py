@@ -46,7 +46,9 @@ def jwt_parts(token: str) -> tuple[dict, dict]:
 class OidcProvider:
     """server.mjs as a child process, with a token endpoint client."""
 
-    def __init__(self, workdir: pathlib.Path, pki):
+    def __init__(self, workdir: pathlib.Path, pki, accounts: dict | None = None):
+        """accounts: people who sign in through the login form (test_console.py),
+        {"<username>": {"password", "claims"}}; see oidc-provider.mjs."""
         self.workdir = workdir
         self.pki = pki
         self.cert, self.key = pki.leaf("oidc-provider")
@@ -62,6 +64,11 @@ class OidcProvider:
             }
         self.clients_file = workdir / "clients.json"
         self.clients_file.write_text(json.dumps(list(self.clients.values())))
+        self.accounts_args = []
+        if accounts is not None:
+            accounts_file = workdir / "accounts.json"
+            accounts_file.write_text(json.dumps(accounts))
+            self.accounts_args = ["--accounts-file", str(accounts_file)]
         self.ctx = client_tls_context(pki.ca_pem)
         self.proc = None
         self._log = None
@@ -78,7 +85,8 @@ class OidcProvider:
         self.proc = subprocess.Popen(
             [str(harness.pinned_node()), str(PROVIDER), "--cert", str(self.cert),
              "--key", str(self.key), "--port-file", str(self.port_file),
-             "--clients-file", str(self.clients_file), "--resource", RESOURCE],
+             "--clients-file", str(self.clients_file), "--resource", RESOURCE,
+             *self.accounts_args],
             cwd=harness.JS_DIR, stdout=self._log, stderr=subprocess.STDOUT)
         self.port = wait_port_file(self.port_file, self.proc, "oidc-provider", self.log)
         return self
@@ -138,14 +146,19 @@ class OidcProvider:
         return self.clients[user]["client_id"]
 
 
-@pytest.fixture(scope="module")
-def op(pki, tmp_path_factory) -> OidcProvider:
-    p = OidcProvider(tmp_path_factory.mktemp("oidc-provider"), pki)
+def serve_provider(workdir: pathlib.Path, pki, accounts: dict | None = None):
+    """A started OidcProvider for a fixture to yield from; stopped at teardown."""
+    p = OidcProvider(workdir, pki, accounts)
     try:
         p.start()
         yield p
     finally:
         p.stop()
+
+
+@pytest.fixture(scope="module")
+def op(pki, tmp_path_factory) -> OidcProvider:
+    yield from serve_provider(tmp_path_factory.mktemp("oidc-provider"), pki)
 
 
 @pytest.fixture(scope="module")

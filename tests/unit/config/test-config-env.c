@@ -89,7 +89,8 @@ static void test_messages_from_the_table(void **state) {
         expect_reason(REST, unknown, "KEYHOLD_TENANT_ACME_ISSUR",
                       "unknown key: expected KEYHOLD_TENANT_<ID>_<KEY> with KEY one of ISSUER, "
                       "ISSUER_CA, ADMIN_ISSUER, ADMIN_ISSUER_CA, AUDIENCE, ADMINS, JWKS_FILE, CORS_ORIGINS, "
-                      "JWKS_REFRESH, ACCEPT_SCOPE_STRING, MAX_TOKEN_LIFETIME, APPROVERS, APPROVAL_QUORUM, AUTH_REQUEST_LIFETIME, ADMIN_REQUEST_LIFETIME, APPROVED_REQUEST_LIFETIME");
+                      "JWKS_REFRESH, ACCEPT_SCOPE_STRING, MAX_TOKEN_LIFETIME, APPROVERS, APPROVAL_QUORUM, AUTH_REQUEST_LIFETIME, ADMIN_REQUEST_LIFETIME, APPROVED_REQUEST_LIFETIME, "
+                      "CONSOLE_CLIENT_ID");
         expect_reason("[keystore]\npassphrase = x\n" REST, no_env, "keystore.passphrase",
                       "secrets don't belong in config files: set KEYHOLD_KEYSTORE_PASSPHRASE in "
                       "the environment instead");
