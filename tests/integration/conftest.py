@@ -156,10 +156,15 @@ def pytest_configure(config):
     config.addinivalue_line("markers", "sqlite_only: needs the SQLite database file (its "
                             "bytes, backups, disk-full); deselected when KEYHOLD_TEST_STORAGE="
                             "postgresql (storage.py)")
+    config.addinivalue_line("markers", "default_backends: starts servers of its own or "
+                            "does not depend on the suite's backends (the web console in "
+                            "the browser, replicas and cluster on a PostgreSQL of their own): "
+                            "runs in the default pass only, deselected in the pkcs11 and "
+                            "postgresql passes")
 
 
 # markers of the tests that do not run on a given key store (KEYHOLD_TEST_KEYSTORE)
-NOT_ON = {"pkcs11": ("file_keystore",)}
+NOT_ON = {"pkcs11": ("file_keystore", "default_backends")}
 
 
 def pytest_collection_modifyitems(config, items):
@@ -223,4 +228,4 @@ def pytest_terminal_summary(terminalreporter, config):
 def _not_here() -> tuple:
     """The markers whose tests this run deselects (key store and storage backend)."""
     return NOT_ON.get(harness.test_keystore(), ()) + \
-        (("sqlite_only",) if storage.KIND != "sqlite" else ())
+        (("sqlite_only", "default_backends") if storage.KIND != "sqlite" else ())

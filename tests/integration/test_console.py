@@ -24,6 +24,9 @@ from test_auth_requests import Member, Requester, admin_request, open4, poll
 from test_cli import run_cli
 from test_oidc_provider import OidcProvider, serve_provider
 
+# the console is one more admin client: the suite's backends change nothing for it
+pytestmark = pytest.mark.default_backends
+
 SCRIPT = harness.JS_DIR / "console-e2e.mjs"
 CLIENT_ID = "keyhold-console"
 ACCOUNTS = {

@@ -34,7 +34,8 @@ import harness
 import tokens
 from harness import Keyholdd, assert_error, new_key, poll_until
 
-pytestmark = pytest.mark.file_keystore   # the replicas share a file key store's folder
+# the replicas share a file key store's folder, on a PostgreSQL of their own
+pytestmark = [pytest.mark.file_keystore, pytest.mark.default_backends]
 
 ADMINS = "role:keyhold-admin"
 ALG = {"algorithm": "rsa-3072"}

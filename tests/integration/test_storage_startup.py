@@ -16,6 +16,9 @@ from harness import keyholdd_cmd
 from pgserver import PgServer
 from pki import TestPKI
 
+# keyholdd on a PostgreSQL of the test's own, whatever the suite's backends
+pytestmark = pytest.mark.default_backends
+
 EXIT_TIMEOUT_S = 60     # keyholdd's connect_timeout at start-up is 30 s; a bound, not a limit
 
 
