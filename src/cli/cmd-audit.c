@@ -53,11 +53,19 @@ static int audit_scope(struct kh_cli *cli, enum kh_client_scope *ret_scope,
         return 0;
 }
 
-/* One page of GET .../audit: {"records": [objects], "next": SEQ, "head": SEQ}. */
+/* One page of GET .../audit: {"records": [objects], "next": SEQ, "head": SEQ, "replicas":
+ * [names]} (replicas: from servers that name them). */
 struct page {
         json_t *body; /* owns what the others point into */
         json_t *records;
         uint64_t next, head;
+};
+
+/* The chains of one export: the unnamed replica's first, then each named one's. */
+#define EXPORT_CHAINS_MAX 64
+struct export_chain {
+        char replica[KH_AUDIT_REPLICA_MAX + 1];
+        uint64_t records, first_seq, last_seq;
 };
 
 static void page_clear(struct page *p) {
@@ -236,21 +244,62 @@ static void show_progress(const struct export_state *s, bool done) {
                 fputc('\n', stderr);
 }
 
-/* Pages through the chain from since into s->out. Returns 0 or the exit status. */
+/* Adds the names of the page's "replicas" to chains[1..*n) (those not there yet). Returns
+ * 0 or the exit status. */
+static int export_replicas(struct kh_cli *cli, const struct page *p,
+                           struct export_chain *chains, size_t *n) {
+        const json_t *names = json_object_get(p->body, "replicas"), *name;
+        size_t i;
+
+        if (!names)
+                return 0; /* a server from before replicas had names: one chain */
+        if (!json_is_array(names))
+                return kh_cli_fail(cli, "bad_response", "the server's audit page's replicas "
+                                                        "are no list");
+        json_array_foreach(names, i, name) {
+                const char *v = json_string_value(name);
+                bool known = false;
+
+                if (!v || !kh_audit_replica_is_valid(v))
+                        return kh_cli_fail(cli, "bad_response", "the server names a replica "
+                                                                "that cannot be one");
+                for (size_t j = 0; j < *n; j++)
+                        known = known || strcmp(chains[j].replica, v) == 0;
+                if (known)
+                        continue;
+                if (*n == EXPORT_CHAINS_MAX)
+                        return kh_cli_fail(cli, "bad_response", "the server names more than %d "
+                                           "replicas", EXPORT_CHAINS_MAX - 1);
+                chains[*n] = (struct export_chain) { 0 };
+                (void) snprintf(chains[*n].replica, sizeof(chains[*n].replica), "%s", v);
+                (*n)++;
+        }
+        return 0;
+}
+
+/* Pages through replica's chain ("" the unnamed one) from since into s->out, and learns
+ * the names of the other replicas into chains (when not NULL). Returns 0 or the exit
+ * status. */
 static int export_pages(struct kh_cli *cli, enum kh_client_scope scope, const char *base,
-                        uint64_t since, struct export_state *s) {
+                        const char *replica, uint64_t since, struct export_state *s,
+                        struct export_chain *chains, size_t *n_chains) {
         struct page p __attribute__((cleanup(page_clear))) = { 0 };
-        char query[64];
+        char query[128];
         const json_t *rec;
         size_t i;
         int r;
 
         for (;;) {
-                (void) snprintf(query, sizeof(query), "since=%" PRIu64 "&limit=%u", since,
-                                AUDIT_PAGE_MAX);
+                (void) snprintf(query, sizeof(query), "since=%" PRIu64 "&limit=%u%s%s", since,
+                                AUDIT_PAGE_MAX, replica[0] ? "&replica=" : "", replica);
                 r = get_page(cli, scope, base, query, &p);
                 if (r != 0)
                         return r;
+                if (chains) {
+                        r = export_replicas(cli, &p, chains, n_chains);
+                        if (r != 0)
+                                return r;
+                }
                 if (s->expected_total == 0 && p.head >= since)
                         s->expected_total = p.head - since + 1;
                 json_array_foreach(p.records, i, rec) {
@@ -327,15 +376,24 @@ static int print_verify_hint(FILE *f, const char *file, const struct export_stat
         return 0;
 }
 
+/* s: the unnamed replica's chain; chains[1..n): the named ones' (none on a single server). */
 static int print_export_summary(struct kh_cli *cli, const char *file,
-                                const struct export_state *s) {
-        json_auto_t *out = NULL;
+                                const struct export_state *s, const struct export_chain *chains,
+                                size_t n) {
+        json_auto_t *out = NULL, *list = NULL;
 
         if (!kh_cli_json(cli)) {
                 FILE *f = strcmp(file, "-") == 0 ? stderr : stdout; /* stdout holds records */
 
+                for (size_t i = 1; i < n; i++)
+                        fprintf(f, "Exported %" PRIu64 " records of replica %s's chain (seq %"
+                                   PRIu64 " to %" PRIu64 ").\n",
+                                chains[i].records, chains[i].replica, chains[i].first_seq,
+                                chains[i].last_seq);
                 if (s->records == 0) {
-                        fprintf(f, "Exported no records: the chain holds none from there.\n");
+                        if (n <= 1)
+                                fprintf(f, "Exported no records: the chain holds none from "
+                                           "there.\n");
                         return 0;
                 }
                 fprintf(f, "Exported %" PRIu64 " records (seq %" PRIu64 " to %" PRIu64
@@ -350,6 +408,25 @@ static int print_export_summary(struct kh_cli *cli, const char *file,
                                                : json_null());
         if (!out)
                 return kh_cli_fail(cli, "internal_error", "out of memory");
+        if (n > 1) {
+                /* records, first_seq and last_seq above stay the unnamed replica's chain's
+                 * (what --first-seq and --through-seq of verify check); each chain here */
+                list = json_array();
+                for (size_t i = 0; list && i < n; i++) {
+                        const struct export_chain *c = &chains[i];
+                        json_t *o = json_pack("{s:s, s:I, s:o, s:o}", "replica", c->replica,
+                                              "records", (json_int_t) c->records, "first_seq",
+                                              c->records ? json_integer((json_int_t) c->first_seq)
+                                                         : json_null(),
+                                              "last_seq",
+                                              c->records ? json_integer((json_int_t) c->last_seq)
+                                                         : json_null());
+                        if (!o || json_array_append_new(list, o) < 0)
+                                return kh_cli_fail(cli, "internal_error", "out of memory");
+                }
+                if (!list || json_object_set(out, "chains", list) < 0)
+                        return kh_cli_fail(cli, "internal_error", "out of memory");
+        }
         return kh_cli_print_json(cli, out);
 }
 
@@ -359,6 +436,8 @@ int kh_cmd_audit_export(struct kh_cli *cli) {
         KH_CLEANUP(kh_outfile_freep) struct kh_outfile *o = NULL;
         KH_CLEANUP(kh_freep) struct kh_audit_parsed *parsed = NULL;
         struct export_state s = { 0 };
+        struct export_chain chains[EXPORT_CHAINS_MAX] = { 0 };
+        size_t n_chains = 1; /* [0]: the unnamed replica's */
         enum kh_client_scope scope;
         const char *base;
         struct stat st;
@@ -393,7 +472,18 @@ int kh_cmd_audit_export(struct kh_cli *cli) {
         s = (struct export_state) { .out = o ? kh_outfile_stream(o) : stdout, .parsed = parsed,
                                     .progress = !to_stdout && isatty(STDERR_FILENO) };
         kh_buf_init(&s.line, KH_AUDIT_LINE_MAX + 1, false);
-        r = export_pages(cli, scope, base, since, &s);
+        r = export_pages(cli, scope, base, "", since, &s, chains, &n_chains);
+        /* then every named replica's chain, whole: --since is a seq of the first one */
+        for (size_t i = 1; r == 0 && i < n_chains; i++) {
+                struct export_state c = { .out = s.out, .parsed = s.parsed, .line = s.line,
+                                          .progress = s.progress };
+
+                r = export_pages(cli, scope, base, chains[i].replica, 1, &c, NULL, NULL);
+                s.line = c.line; /* the buffer it may have grown */
+                chains[i].records = c.records;
+                chains[i].first_seq = c.first_seq;
+                chains[i].last_seq = c.last_seq;
+        }
         kh_buf_free(&s.line);
         if (kh_cli_interrupted()) /* between pages, or a request stopped unreported */
                 r = kh_cli_fail(cli, "interrupted", "interrupted; nothing written");
@@ -413,7 +503,7 @@ int kh_cmd_audit_export(struct kh_cli *cli) {
                 return kh_cli_fail(cli, "file_error", "cannot write to stdout: %s",
                                    strerror(errno));
         }
-        return print_export_summary(cli, file, &s);
+        return print_export_summary(cli, file, &s, chains, n_chains);
 }
 
 int kh_cmd_audit_public_key(struct kh_cli *cli) {
@@ -499,14 +589,62 @@ static void verify_message(char *buf, size_t len, const char *file,
                                 file, v->first_bad_seq, v->line, v->reason, v->records);
 }
 
-/* The failure as verify_message() says it, and its JSON; exit 1. */
+/* Each chain's verdict, for --json of a file with several replicas' chains. */
+static json_t *verify_chains_json(const struct kh_audit_verify_chain *chains, size_t n) {
+        json_t *list = json_array();
+
+        for (size_t i = 0; list && i < n; i++) {
+                const struct kh_audit_verify_result *r = &chains[i].res;
+                json_t *o = json_pack("{s:s, s:b, s:I, s:I, s:I, s:I, s:I}", "replica",
+                                      chains[i].replica, "ok", r->ok, "records",
+                                      (json_int_t) r->records, "checkpoints",
+                                      (json_int_t) r->checkpoints, "first_seq",
+                                      (json_int_t) r->first_seq, "signed_through",
+                                      (json_int_t) r->signed_through, "unsigned",
+                                      (json_int_t) r->unsigned_records);
+
+                if (o && !r->ok)
+                        (void) json_object_set_new(
+                                o, "failure",
+                                json_pack("{s:I, s:s, s:I, s:I}", "first_bad_seq",
+                                          (json_int_t) r->first_bad_seq, "reason",
+                                          r->reason ? r->reason : "", "line",
+                                          (json_int_t) r->line, "step", (json_int_t) r->step));
+                if (!o || json_array_append_new(list, o) < 0) {
+                        json_decref(list);
+                        return NULL;
+                }
+        }
+        return list;
+}
+
+/* The failure as verify_message() says it, and its JSON; exit 1. With several chains in
+ * the file (chains[0..n), n > 1), the one that failed first is named, and its counts are
+ * those said. */
 static int verify_failed(struct kh_cli *cli, const char *file,
                          const struct kh_audit_verify_result *v,
-                         const struct kh_audit_verify_expect *e) {
+                         const struct kh_audit_verify_expect *e,
+                         const struct kh_audit_verify_chain *chains, size_t n) {
+        const struct kh_audit_verify_chain *bad = NULL;
         json_auto_t *out = NULL;
-        char message[512];
+        KH_CLEANUP(kh_freep) char *name = NULL;
+        char message[600];
 
-        verify_message(message, sizeof(message), file, v, e);
+        for (size_t i = 0; n > 1 && i < n && !bad; i++)
+                if (!chains[i].res.ok && chains[i].res.line == v->line)
+                        bad = &chains[i];
+        if (bad) {
+                struct kh_audit_verify_result r = bad->res;
+
+                if (asprintf(&name, "%s (chain of replica %s%s%s)", file,
+                             bad->replica[0] ? "\"" : "",
+                             bad->replica[0] ? bad->replica : "unnamed",
+                             bad->replica[0] ? "\"" : "") < 0)
+                        return kh_cli_fail(cli, "internal_error", "out of memory");
+                verify_message(message, sizeof(message), name, &r, e);
+        } else {
+                verify_message(message, sizeof(message), file, v, e);
+        }
         if (!kh_cli_json(cli))
                 return kh_cli_fail(cli, "chain_broken", "%s", message);
         out = json_pack("{s:b, s:I, s:s, s:I, s:I, s:I, s:s, s:s}", "ok", 0, "first_bad_seq",
@@ -515,13 +653,17 @@ static int verify_failed(struct kh_cli *cli, const char *file,
                         (json_int_t) v->records, "code", "chain_broken", "message", message);
         if (!out)
                 return kh_cli_fail(cli, "internal_error", "out of memory");
+        if (bad && (json_object_set_new(out, "replica", json_string(bad->replica)) < 0 ||
+                    json_object_set_new(out, "chains", verify_chains_json(chains, n)) < 0))
+                return kh_cli_fail(cli, "internal_error", "out of memory");
         (void) kh_cli_print_json(cli, out);
         return 1;
 }
 
 static int verify_passed(struct kh_cli *cli, const char *file,
                          const struct kh_audit_verify_result *v,
-                         const struct kh_audit_verify_expect *e) {
+                         const struct kh_audit_verify_expect *e,
+                         const struct kh_audit_verify_chain *chains, size_t n) {
         json_auto_t *out = NULL;
         uint64_t last = v->first_seq + v->records - 1;
 
@@ -532,9 +674,30 @@ static int verify_passed(struct kh_cli *cli, const char *file,
                                 (json_int_t) v->first_seq, "signed_through",
                                 (json_int_t) v->signed_through, "unsigned",
                                 (json_int_t) v->unsigned_records);
-                if (!out)
+                if (!out || (n > 1 && json_object_set_new(out, "chains",
+                                                          verify_chains_json(chains, n)) < 0))
                         return kh_cli_fail(cli, "internal_error", "out of memory");
                 return kh_cli_print_json(cli, out);
+        }
+        if (n > 1) {
+                /* several replicas' chains: each its own line, then the totals */
+                KH_CLEANUP(kh_freep) char *shown = kh_out_printable(file);
+
+                for (size_t i = 0; i < n; i++) {
+                        const struct kh_audit_verify_result *r = &chains[i].res;
+
+                        printf("%s: chain of replica %s%s%s: intact: %" PRIu64 " records (seq %"
+                               PRIu64 " to %" PRIu64 "), %" PRIu64 " checkpoints, %" PRIu64
+                               " not yet signed\n",
+                               shown ? shown : "-", chains[i].replica[0] ? "\"" : "",
+                               chains[i].replica[0] ? chains[i].replica : "unnamed",
+                               chains[i].replica[0] ? "\"" : "", r->records, r->first_seq,
+                               r->first_seq + r->records - 1, r->checkpoints,
+                               r->unsigned_records);
+                }
+                printf("%s: intact: %zu chains, %" PRIu64 " records, %" PRIu64 " checkpoints\n",
+                       shown ? shown : "-", n, v->records, v->checkpoints);
+                return 0;
         }
         {
                 KH_CLEANUP(kh_freep) char *shown = kh_out_printable(file);
@@ -568,8 +731,10 @@ int kh_cmd_audit_verify(struct kh_cli *cli) {
         const char *file = kh_cli_operand(cli, 0), *pem = kh_cli_value(cli, "public-key");
         KH_CLEANUP(EVP_PKEY_freep) EVP_PKEY *pub = NULL;
         KH_CLEANUP(fclosep) FILE *f = NULL;
+        KH_CLEANUP(kh_freep) struct kh_audit_verify_chain *chains = NULL;
         struct kh_audit_verify_expect e;
         struct kh_audit_verify_result v;
+        size_t n = 0;
         int r;
 
         if (!pem)
@@ -594,8 +759,12 @@ int kh_cmd_audit_verify(struct kh_cli *cli) {
                         return kh_cli_fail(cli, "file_error", "cannot read %s: %s", file,
                                            strerror(errno));
         }
-        r = kh_audit_verify_stream_expect(f ? f : stdin, pub, &e, &v);
+        chains = calloc(KH_AUDIT_VERIFY_CHAINS_MAX, sizeof(*chains));
+        if (!chains)
+                return kh_cli_fail(cli, "internal_error", "out of memory");
+        r = kh_audit_verify_stream_chains(f ? f : stdin, pub, &e, &v, chains, &n);
         if (r < 0)
                 return kh_cli_fail(cli, "file_error", "cannot verify %s: %s", file, strerror(-r));
-        return v.ok ? verify_passed(cli, file, &v, &e) : verify_failed(cli, file, &v, &e);
+        return v.ok ? verify_passed(cli, file, &v, &e, chains, n)
+                    : verify_failed(cli, file, &v, &e, chains, n);
 }
