@@ -61,11 +61,12 @@ struct page {
         uint64_t next, head;
 };
 
-/* The chains of one export: the unnamed replica's first, then each named one's. */
+/* The chains read by one command: the unnamed replica's first, then each named one's. */
 #define EXPORT_CHAINS_MAX 64
 struct export_chain {
         char replica[KH_AUDIT_REPLICA_MAX + 1];
         uint64_t records, first_seq, last_seq;
+        uint64_t since; /* tail -f: the next seq to ask for */
 };
 
 static void page_clear(struct page *p) {
@@ -108,6 +109,39 @@ static int get_page(struct kh_cli *cli, enum kh_client_scope scope, const char *
         return 0;
 }
 
+/* Adds the names of the page's "replicas" to chains[1..*n) (those not there yet). Returns
+ * 0 or the exit status. */
+static int export_replicas(struct kh_cli *cli, const struct page *p,
+                           struct export_chain *chains, size_t *n) {
+        const json_t *names = json_object_get(p->body, "replicas"), *name;
+        size_t i;
+
+        if (!names)
+                return 0; /* a server from before replicas had names: one chain */
+        if (!json_is_array(names))
+                return kh_cli_fail(cli, "bad_response", "the server's audit page's replicas "
+                                                        "are no list");
+        json_array_foreach(names, i, name) {
+                const char *v = json_string_value(name);
+                bool known = false;
+
+                if (!v || !kh_audit_replica_is_valid(v))
+                        return kh_cli_fail(cli, "bad_response", "the server names a replica "
+                                                                "that cannot be one");
+                for (size_t j = 0; j < *n; j++)
+                        known = known || strcmp(chains[j].replica, v) == 0;
+                if (known)
+                        continue;
+                if (*n == EXPORT_CHAINS_MAX)
+                        return kh_cli_fail(cli, "bad_response", "the server names more than %d "
+                                           "replicas", EXPORT_CHAINS_MAX - 1);
+                chains[*n] = (struct export_chain) { 0 };
+                (void) snprintf(chains[*n].replica, sizeof(chains[*n].replica), "%s", v);
+                (*n)++;
+        }
+        return 0;
+}
+
 /* Prints the page's records: with --json each object as the server sent it (its members in
  * their order), else one line each. Returns 0 or the exit status. */
 static int print_records(struct kh_cli *cli, const struct page *p) {
@@ -130,49 +164,133 @@ static int print_records(struct kh_cli *cli, const struct page *p) {
         return 0;
 }
 
-int kh_cmd_audit_tail(struct kh_cli *cli) {
-        struct page p __attribute__((cleanup(page_clear))) = { 0 };
-        enum kh_client_scope scope;
-        const char *base;
-        char query[64];
-        uint64_t n, since;
+/* Orders records of several chains as they happened: by time, then replica, then seq. */
+static int record_order(const void *x, const void *y) {
+        const json_t *a = *(const json_t *const *) x, *b = *(const json_t *const *) y;
+        const char *ta = json_string_value(json_object_get(a, "time"));
+        const char *tb = json_string_value(json_object_get(b, "time"));
+        const char *ra = json_string_value(json_object_get(a, "replica"));
+        const char *rb = json_string_value(json_object_get(b, "replica"));
+        json_int_t sa = json_integer_value(json_object_get(a, "seq"));
+        json_int_t sb = json_integer_value(json_object_get(b, "seq"));
+        int c;
+
+        /* record times are fixed-width UTC text: their byte order is their time order */
+        c = strcmp(ta ? ta : "", tb ? tb : "");
+        if (c == 0)
+                c = strcmp(ra ? ra : "", rb ? rb : "");
+        return c ? c : (sa > sb) - (sa < sb);
+}
+
+/* Prints the last (at most) keep records of all, in record_order(): the records of several
+ * replicas' chains merged. Returns 0 or the exit status. */
+static int print_merged(struct kh_cli *cli, json_t *all, size_t keep) {
+        struct page p = { .records = all };
+        size_t n = json_array_size(all);
+        KH_CLEANUP(kh_freep) json_t **v = NULL;
+        json_auto_t *sorted = json_array();
+
+        if (n == 0)
+                return 0;
+        v = calloc(n, sizeof(*v));
+        if (!v || !sorted)
+                return kh_cli_fail(cli, "internal_error", "out of memory");
+        for (size_t i = 0; i < n; i++)
+                v[i] = json_array_get(all, i);
+        qsort(v, n, sizeof(*v), record_order);
+        for (size_t i = n > keep ? n - keep : 0; i < n; i++)
+                if (json_array_append(sorted, v[i]) < 0)
+                        return kh_cli_fail(cli, "internal_error", "out of memory");
+        p.records = sorted;
+        return print_records(cli, &p);
+}
+
+/* Appends the page's records to all. Returns 0 or the exit status. */
+static int gather(struct kh_cli *cli, json_t *all, const struct page *p) {
+        if (json_array_extend(all, p->records) < 0)
+                return kh_cli_fail(cli, "internal_error", "out of memory");
+        return 0;
+}
+
+/* One poll of tail -f: every chain's records since its last one (new replicas' from their
+ * first), merged. Returns 0 or the exit status. */
+static int tail_poll(struct kh_cli *cli, enum kh_client_scope scope, const char *base,
+                     struct export_chain *chains, size_t *n, struct page *p) {
+        json_auto_t *all = json_array();
+        char query[128];
         int r;
 
+        if (!all)
+                return kh_cli_fail(cli, "internal_error", "out of memory");
+        for (size_t i = 0; i < *n; i++) {
+                struct export_chain *c = &chains[i];
+
+                do {
+                        (void) snprintf(query, sizeof(query), "since=%" PRIu64 "&limit=%u%s%.32s",
+                                        c->since, AUDIT_PAGE_MAX, c->replica[0] ? "&replica=" : "",
+                                        c->replica);
+                        r = get_page(cli, scope, base, query, p);
+                        if (r == 0 && i == 0)
+                                r = export_replicas(cli, p, chains, n); /* since 0: from 1 */
+                        if (r != 0)
+                                return r;
+                        if (p->next < c->since)
+                                return kh_cli_fail(cli, "bad_response",
+                                                   "the server's audit chain went back from "
+                                                   "seq %" PRIu64 " to %" PRIu64,
+                                                   c->since, p->next);
+                        c->since = p->next;
+                        r = gather(cli, all, p);
+                        if (r != 0)
+                                return r;
+                        /* a full page: more are waiting */
+                } while (json_array_size(p->records) == AUDIT_PAGE_MAX && !kh_cli_interrupted());
+        }
+        return print_merged(cli, all, SIZE_MAX);
+}
+
+int kh_cmd_audit_tail(struct kh_cli *cli) {
+        struct page p __attribute__((cleanup(page_clear))) = { 0 };
+        struct export_chain chains[EXPORT_CHAINS_MAX] = { 0 };
+        size_t n_chains = 1; /* [0]: the unnamed replica's */
+        json_auto_t *all = json_array();
+        enum kh_client_scope scope;
+        const char *base;
+        char query[128];
+        uint64_t n;
+        int r;
+
+        if (!all)
+                return kh_cli_fail(cli, "internal_error", "out of memory");
         r = kh_cli_number(cli, "lines", 1, AUDIT_PAGE_MAX, AUDIT_TAIL_DEFAULT, &n);
         if (r == 0)
                 r = audit_scope(cli, &scope, &base);
         if (r != 0)
                 return r;
-        (void) snprintf(query, sizeof(query), "last=%" PRIu64, n);
-        r = get_page(cli, scope, base, query, &p);
-        if (r != 0)
-                return r;
-        r = print_records(cli, &p);
+        /* the last n of every replica's chain: the last n of them all are among those */
+        for (size_t i = 0; i < n_chains; i++) {
+                (void) snprintf(query, sizeof(query), "last=%" PRIu64 "%s%.32s", n,
+                                chains[i].replica[0] ? "&replica=" : "", chains[i].replica);
+                r = get_page(cli, scope, base, query, &p);
+                if (r == 0 && i == 0)
+                        r = export_replicas(cli, &p, chains, &n_chains);
+                if (r == 0)
+                        r = gather(cli, all, &p);
+                if (r != 0)
+                        return r;
+                chains[i].since = p.next;
+        }
+        r = print_merged(cli, all, (size_t) n);
         if (r != 0 || !kh_cli_flag(cli, "follow"))
                 return r;
 
         /* Following ends only by a signal: SIGINT and SIGTERM are the normal way out, so
          * they stop the wait or the request in progress and exit 0. */
         kh_cli_catch_signals();
-        since = p.next;
         while (kh_cli_sleep_ms(AUDIT_POLL_MS)) {
-                do {
-                        (void) snprintf(query, sizeof(query), "since=%" PRIu64 "&limit=%u",
-                                        since, AUDIT_PAGE_MAX);
-                        r = get_page(cli, scope, base, query, &p);
-                        if (r != 0)
-                                return kh_cli_interrupted() ? 0 : r;
-                        if (p.next < since)
-                                return kh_cli_fail(cli, "bad_response",
-                                                   "the server's audit chain went back from "
-                                                   "seq %" PRIu64 " to %" PRIu64,
-                                                   since, p.next);
-                        since = p.next;
-                        r = print_records(cli, &p);
-                        if (r != 0)
-                                return r;
-                        /* a full page: more are waiting, no need to sleep */
-                } while (json_array_size(p.records) == AUDIT_PAGE_MAX && !kh_cli_interrupted());
+                r = tail_poll(cli, scope, base, chains, &n_chains, &p);
+                if (r != 0)
+                        return kh_cli_interrupted() ? 0 : r;
         }
         return 0;
 }
@@ -244,39 +362,6 @@ static void show_progress(const struct export_state *s, bool done) {
                 fputc('\n', stderr);
 }
 
-/* Adds the names of the page's "replicas" to chains[1..*n) (those not there yet). Returns
- * 0 or the exit status. */
-static int export_replicas(struct kh_cli *cli, const struct page *p,
-                           struct export_chain *chains, size_t *n) {
-        const json_t *names = json_object_get(p->body, "replicas"), *name;
-        size_t i;
-
-        if (!names)
-                return 0; /* a server from before replicas had names: one chain */
-        if (!json_is_array(names))
-                return kh_cli_fail(cli, "bad_response", "the server's audit page's replicas "
-                                                        "are no list");
-        json_array_foreach(names, i, name) {
-                const char *v = json_string_value(name);
-                bool known = false;
-
-                if (!v || !kh_audit_replica_is_valid(v))
-                        return kh_cli_fail(cli, "bad_response", "the server names a replica "
-                                                                "that cannot be one");
-                for (size_t j = 0; j < *n; j++)
-                        known = known || strcmp(chains[j].replica, v) == 0;
-                if (known)
-                        continue;
-                if (*n == EXPORT_CHAINS_MAX)
-                        return kh_cli_fail(cli, "bad_response", "the server names more than %d "
-                                           "replicas", EXPORT_CHAINS_MAX - 1);
-                chains[*n] = (struct export_chain) { 0 };
-                (void) snprintf(chains[*n].replica, sizeof(chains[*n].replica), "%s", v);
-                (*n)++;
-        }
-        return 0;
-}
-
 /* Pages through replica's chain ("" the unnamed one) from since into s->out, and learns
  * the names of the other replicas into chains (when not NULL). Returns 0 or the exit
  * status. */
@@ -290,7 +375,7 @@ static int export_pages(struct kh_cli *cli, enum kh_client_scope scope, const ch
         int r;
 
         for (;;) {
-                (void) snprintf(query, sizeof(query), "since=%" PRIu64 "&limit=%u%s%s", since,
+                (void) snprintf(query, sizeof(query), "since=%" PRIu64 "&limit=%u%s%.32s", since,
                                 AUDIT_PAGE_MAX, replica[0] ? "&replica=" : "", replica);
                 r = get_page(cli, scope, base, query, &p);
                 if (r != 0)

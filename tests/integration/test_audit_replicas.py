@@ -107,6 +107,15 @@ def test_each_replica_keeps_its_chain_and_verify_checks_all(cluster, issuers):
         assert recs and all(x["replica"] == name for x in recs)
     assert a.operator.get("/admin/audit?replica=Node").status == 400
 
+    # audit tail merges both chains by time (then replica, seq), each record naming its own
+    tail = [json.loads(x) for x in cli("--socket", str(b.admin_socket), "--json", "audit", "tail",
+                                       "-n", "10000").stdout.splitlines()]
+    assert {x["replica"] for x in tail} == {"node-a", "node-b"}
+    assert tail == sorted(tail, key=lambda x: (x["time"], x["replica"], x["seq"]))
+    assert {x["actor"] for x in tail if x["action"] == "create"} == set(users) | {marked}
+    text = cli("--socket", str(b.admin_socket), "audit", "tail", "-n", "3").stdout.splitlines()
+    assert len(text) == 3 and all(re.search(r"  replica=node-[ab]$", x) for x in text), text
+
     # the export holds both chains; their records are the traffic each replica served
     out = cluster["tmp"] / "export.jsonl"
     summary = export(a, out)
