@@ -116,6 +116,13 @@ def test_each_replica_keeps_its_chain_and_verify_checks_all(cluster, issuers):
     text = cli("--socket", str(b.admin_socket), "audit", "tail", "-n", "3").stdout.splitlines()
     assert len(text) == 3 and all(re.search(r"  replica=node-[ab]$", x) for x in text), text
 
+    # the incident report counts the uses on every replica: each member's write and read
+    report = json.loads(cli("--socket", str(a.admin_socket), "--json", "incident",
+                            "unauthorized-use", "--version", "1").stdout)
+    counts = {u["actor"]: u["count"] for u in report["uses"]}
+    assert all(counts.get(u) == 2 for u in users), counts
+    assert counts.get(marked) == 1, counts
+
     # the export holds both chains; their records are the traffic each replica served
     out = cluster["tmp"] / "export.jsonl"
     summary = export(a, out)
