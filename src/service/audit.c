@@ -107,6 +107,7 @@ struct kh_auditor {
         pthread_t thread;
         bool running;
         int64_t pruned_ms;               /* the thread's: when retention last ran */
+        bool beats;                      /* renews the claim: a database other hosts share */
         int64_t beat_ms;                 /* the thread's: when the claim was last renewed */
         char holder[128];                /* who holds the claim: "HOST PID TOKEN" */
         uint64_t dropped_recorded;       /* the thread's: drops the server's chain tells of */
@@ -847,7 +848,7 @@ static void *run(void *userdata) {
                 /* creates the chains' signing keys one by one, off the request path */
                 if (next_key < a->n_chains && key_ensure(a, &a->chains[next_key]) != -KH_E_SEALED)
                         next_key++;
-                if (kh_audit_now_ms() - a->beat_ms >= BEAT_MS &&
+                if (a->beats && kh_audit_now_ms() - a->beat_ms >= BEAT_MS &&
                     claim(a, false, kh_audit_now_ms()) == 0)
                         a->beat_ms = kh_audit_now_ms(); /* a failure is tried at the next pass */
                 if (kh_audit_now_ms() - a->pruned_ms >= PRUNE_EVERY_MS) {
@@ -906,9 +907,10 @@ void kh_auditor_enqueue(struct kh_auditor *a, const struct kh_audit_event *ev, s
  * Two servers appending to one chain would fork it: each numbers records from the head it
  * loaded. So a server claims its replica name in the database (meta "audit.replica" for the
  * unnamed one, "audit.replica.NAME" otherwise: "HOST PID TOKEN BEAT_MS") and renews it while
- * it runs. Another server with the same name on the same database refuses to start while
- * the claim is fresh; one left by a dead server (its pid gone on this host, or not renewed
- * for STALE_MS) is taken over. The names of the replicas are kept in REPLICAS_KEY, for the
+ * it runs (PostgreSQL only: a SQLite database has one host). Another server with the same
+ * name on the same database refuses to start while the claim's server lives: on this host
+ * its pid says so, on another one a claim renewed within STALE_MS; otherwise it is taken
+ * over. The names of the replicas are kept in REPLICAS_KEY, for the
  * readers that gather every replica's chains (kh_audit_replicas()). */
 
 static void claim_key(const char *replica, char out[static KH_STORE_META_KEY_MAX + 1]) {
@@ -926,14 +928,14 @@ static bool claim_is_live(const struct kh_auditor *a, const uint8_t *value, size
         text[len] = '\0';
         if (sscanf(text, "%127s %lld %39s %lld", host, &pid, token, &beat) != 4)
                 return false; /* not a claim this version wrote: nothing to respect */
-        if (beat == 0 || now - beat >= STALE_MS)
-                return false; /* released, or its server stopped renewing it */
+        if (beat == 0)
+                return false; /* released by a server that stopped */
         (void) sscanf(a->holder, "%127s", ours_host);
-        /* on this host a server that is gone is known at once (a restart after kill -9) */
-        if (strcmp(host, ours_host) == 0 && pid > 0 && pid <= INT32_MAX &&
-            kill((pid_t) pid, 0) < 0 && errno == ESRCH)
-                return false;
-        return true;
+        /* on this host whether the server lives is known at once (a restart after kill -9),
+         * and a SQLite database is only ever served from one host */
+        if (strcmp(host, ours_host) == 0 && pid > 0 && pid <= INT32_MAX)
+                return kill((pid_t) pid, 0) == 0 || errno != ESRCH;
+        return now - beat < STALE_MS; /* another host's: alive while it renews the claim */
 }
 
 /* Adds this replica's name to REPLICAS_KEY (inside the claim's transaction). */
@@ -1074,6 +1076,9 @@ int kh_auditor_new(const struct kh_config *cfg, const char *const *tenants, size
         if (r < 0)
                 return r;
         holder_init(a);
+        /* SQLite is served from one host, where the claim's pid says all: no heartbeat
+         * writes (each would be a commit to disk every BEAT_MS) */
+        a->beats = strcmp(cfg->storage.driver, "sqlite") != 0;
         r = claim(a, true, kh_audit_now_ms());
         if (r < 0)
                 return r;

@@ -192,6 +192,34 @@ def test_same_replica_name_twice_refuses_to_start(cluster):
     assert a.client.get("/alive").status == 200
 
 
+def test_claim_of_another_host_holds_while_its_heartbeat_is_fresh(cluster):
+    """A claim written by a replica on another host (its row as that replica writes it) keeps
+    the name while it is renewed, and is taken over once 15 s old."""
+    a, pg, db, tmp = cluster["a"], cluster["pg"], cluster["db"], cluster["tmp"]
+    now_ms = int(pg.execute(db, "SELECT (extract(epoch FROM now()) * 1000)::bigint")[0][0])
+
+    def claim(beat_ms):
+        pg.execute(db, "INSERT INTO meta (key, value) VALUES ('audit.replica.node-c', %s) "
+                       "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                   (f"elsewhere.example 4242 00000000deadbeef {beat_ms}".encode(),))
+
+    c = Replica(tmp / "c", a.pki, cluster["tenants"], pg, db, "node-c")
+    c.share_store(a)
+    c.write_config()
+    claim(now_ms)
+    with pytest.raises(RuntimeError, match="exited"):
+        c.start()
+    assert "[server] replica" in c.log()
+    claim(now_ms - 20000)
+    c.start()
+    try:
+        assert c.client.get("/alive").status == 200
+        row = pg.execute(db, "SELECT value FROM meta WHERE key = 'audit.replica.node-c'")
+        assert not bytes(row[0][0]).startswith(b"elsewhere.example "), row
+    finally:
+        c.stop()
+
+
 def test_unnamed_replica_keeps_a_single_servers_chain_ids(pki, issuers, pg, tmp_path):
     """Without [server] replica the chains are stored under the ids a single server always
     used, and the export has no "replica" member: older exports and verifiers still apply."""
