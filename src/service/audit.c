@@ -266,6 +266,7 @@ int kh_auditor_public_key(struct kh_auditor *a, uint32_t chain, struct kh_buf *o
 
 static int store_uses(struct kh_auditor *a, struct kh_store *store);
 static int claim(struct kh_auditor *a, bool first, int64_t beat_ms);
+static int replicas_add(struct kh_auditor *a);
 static void server_event(struct kh_audit_event *ev, const char *action);
 static void uses_done(struct kh_auditor *a, bool committed);
 
@@ -918,6 +919,26 @@ static void claim_key(const char *replica, char out[static KH_STORE_META_KEY_MAX
                         replica);
 }
 
+/* Whether process pid runs: a killed one not yet reaped (a zombie) does not. */
+static bool process_lives(pid_t pid) {
+        char path[64], stat[512];
+        const char *end;
+        FILE *f;
+        size_t n;
+
+        if (kill(pid, 0) < 0 && errno == ESRCH)
+                return false;
+        (void) snprintf(path, sizeof(path), "/proc/%ld/stat", (long) pid);
+        f = fopen(path, "re");
+        if (!f)
+                return true; /* no /proc to ask: it exists */
+        n = fread(stat, 1, sizeof(stat) - 1, f);
+        fclose(f);
+        stat[n] = '\0';
+        end = strrchr(stat, ')'); /* "PID (COMM) STATE ...": COMM may hold anything */
+        return !(end && end[1] == ' ' && end[2] == 'Z');
+}
+
 /* Whether the claim in value (not NUL-terminated) is another live server's. */
 static bool claim_is_live(const struct kh_auditor *a, const uint8_t *value, size_t len,
                           int64_t now) {
@@ -934,7 +955,7 @@ static bool claim_is_live(const struct kh_auditor *a, const uint8_t *value, size
         /* on this host whether the server lives is known at once (a restart after kill -9),
          * and a SQLite database is only ever served from one host */
         if (strcmp(host, ours_host) == 0 && pid > 0 && pid <= INT32_MAX)
-                return kill((pid_t) pid, 0) == 0 || errno != ESRCH;
+                return process_lives((pid_t) pid);
         return now - beat < STALE_MS; /* another host's: alive while it renews the claim */
 }
 
@@ -1076,10 +1097,21 @@ int kh_auditor_new(const struct kh_config *cfg, const char *const *tenants, size
         if (r < 0)
                 return r;
         holder_init(a);
-        /* SQLite is served from one host, where the claim's pid says all: no heartbeat
-         * writes (each would be a commit to disk every BEAT_MS) */
+        /* Only a database that several hosts' replicas share needs the claim: a SQLite file
+         * keeps none (and a backup of it, restored beside the server it was taken from,
+         * must not inherit that server's claim) */
         a->beats = strcmp(cfg->storage.driver, "sqlite") != 0;
-        r = claim(a, true, kh_audit_now_ms());
+        r = a->beats ? claim(a, true, kh_audit_now_ms()) : 0;
+        if (r == 0 && !a->beats && a->replica[0]) {
+                /* still listed, for the readers of every replica's chains */
+                r = kh_store_tx_begin(a->store);
+                if (r == 0)
+                        r = replicas_add(a);
+                if (r == 0)
+                        r = kh_store_tx_commit(a->store);
+                else
+                        kh_store_tx_rollback(a->store);
+        }
         if (r < 0)
                 return r;
         a->beat_ms = kh_audit_now_ms();
@@ -1123,7 +1155,8 @@ struct kh_auditor *kh_auditor_free(struct kh_auditor *a) {
                 /* nothing to do about a failure here but keep what is durable */
                 (void) flush(a, true, &stop, 1);
                 /* released: a server that starts next with this name need not wait */
-                (void) claim(a, false, 0);
+                if (a->beats)
+                        (void) claim(a, false, 0);
         }
         for (size_t i = 0; a->chains && i < a->n_chains; i++) {
                 kh_buf_free(&a->chains[i].block);
