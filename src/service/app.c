@@ -688,7 +688,7 @@ int kh_app_record_counts(struct kh_app *app, struct kh_store *store, const struc
         if (n > KH_KEY_VERSIONS_MAX)
                 return -EINVAL;
         pthread_mutex_lock(&app->counts_lock);
-        hit = c->at_ms && c->took_ms >= KH_RECORD_COUNTS_SLOW_MS &&
+        hit = c->at_ms && c->rows >= KH_RECORD_COUNTS_LARGE &&
               now - c->at_ms < KH_RECORD_COUNTS_TTL_MS && c->n == n &&
               memcmp(c->version, versions, n * sizeof(*versions)) == 0;
         if (hit)
@@ -706,7 +706,9 @@ int kh_app_record_counts(struct kh_app *app, struct kh_store *store, const struc
         }
         pthread_mutex_lock(&app->counts_lock);
         c->at_ms = monotonic_ms();
-        c->took_ms = c->at_ms - now;
+        c->rows = 0;
+        for (size_t i = 0; i < n; i++)
+                c->rows += ret[i];
         c->n = n;
         memcpy(c->version, versions, n * sizeof(*versions));
         memcpy(c->records, ret, n * sizeof(*ret));

@@ -80,6 +80,16 @@ struct kh_store_ops {
         int (*savepoint_release)(struct kh_store *s);
         void (*savepoint_rollback)(struct kh_store *s);
         int (*snapshot)(struct kh_store *s, const char *path); /* NULL: not supported */
+<<<<<<< HEAD
+        /* asynchronous reads (store.h); NULL: not supported. record_get_async finds its
+         * arguments, already checked, in rd. */
+        int (*attach_loop)(struct kh_store *s, struct kh_loop *loop);
+        void (*detach_loop)(struct kh_store *s);
+        bool (*reads_async)(const struct kh_store *s);
+        void (*record_get_async)(struct kh_store *s, struct kh_store_read *rd);
+=======
+        int (*exclusive)(struct kh_store *s); /* NULL: the lock file does it (store/lock.h) */
+>>>>>>> pgci
 };
 
 /* The first member of every backend's struct; the backend reaches its own with

@@ -263,6 +263,37 @@ int kh_store_record_get(struct kh_store *s, const char *tenant, enum kh_record_k
         return s->ops->record_get(s, tenant, kind, owner, ret_version, blob);
 }
 
+int kh_store_attach_loop(struct kh_store *s, struct kh_loop *loop) {
+        assert(s);
+
+        if (!loop || !s->ops->attach_loop || !kh_loop_watches_fds(loop))
+                return 0;
+        return s->ops->attach_loop(s, loop);
+}
+
+void kh_store_detach_loop(struct kh_store *s) {
+        if (s && s->ops->detach_loop)
+                s->ops->detach_loop(s);
+}
+
+bool kh_store_reads_async(const struct kh_store *s) {
+        return s->ops->reads_async && s->ops->reads_async(s);
+}
+
+int kh_store_record_get_async(struct kh_store *s, const char *tenant, enum kh_record_kind kind,
+                              const char *owner, struct kh_store_read *rd) {
+        assert(s && rd && rd->done && kh_store_reads_async(s));
+
+        if (!tenant_ok(tenant) || !kind_ok(kind) || !owner_ok(owner))
+                return -EINVAL;
+        memcpy(rd->tenant, tenant, strlen(tenant) + 1);
+        memcpy(rd->owner, owner, strlen(owner) + 1);
+        rd->kind = kind;
+        rd->next = NULL;
+        s->ops->record_get_async(s, rd);
+        return 0;
+}
+
 int kh_store_record_insert(struct kh_store *s, const char *tenant, enum kh_record_kind kind,
                            const char *owner, uint32_t version, const uint8_t *blob, size_t len) {
         assert(s);
@@ -382,6 +413,11 @@ int kh_store_meta_put(struct kh_store *s, const char *key, const uint8_t *value,
 int kh_store_ping(struct kh_store *s) {
         assert(s);
         return s->ops->ping(s);
+}
+
+int kh_store_exclusive(struct kh_store *s) {
+        assert(s);
+        return s->ops->exclusive ? s->ops->exclusive(s) : 0;
 }
 
 const char *kh_store_last_error(struct kh_store *s) {

@@ -645,6 +645,7 @@ const struct kh_store_ops kh_store_postgresql_ops = {
         .meta_get = pg_meta_get,
         .meta_put = pg_meta_put,
         .ping = pg_ping,
+        .exclusive = kh_pg_exclusive,
         .last_error = pg_last_error,
         .tx_begin = kh_pg_tx_begin,
         .tx_commit = kh_pg_tx_commit,
@@ -653,4 +654,8 @@ const struct kh_store_ops kh_store_postgresql_ops = {
         .savepoint_release = pg_savepoint_release,
         .savepoint_rollback = pg_savepoint_rollback,
         .snapshot = NULL, /* backups are PostgreSQL's own (pg_dump, base backups) */
+        .attach_loop = kh_pg_async_attach,
+        .detach_loop = kh_pg_async_detach,
+        .reads_async = kh_pg_async_ready,
+        .record_get_async = kh_pg_async_record_get,
 };
