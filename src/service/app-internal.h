@@ -11,6 +11,11 @@
 #include "service/app.h"
 
 struct kh_reencrypt;
+struct kh_keywatch;
+
+/* A replica's name in the database (job leases): host, process and a random part, so that a
+ * restarted process is never taken for the one that died. */
+#define KH_APP_NODE_ID_MAX 96
 
 /* The job pool's threads: admin operations (rekey, seal, backup) and recovery decryption. */
 #define KH_APP_JOB_THREADS 2
@@ -76,6 +81,11 @@ struct kh_app {
         bool monitor_running;
         struct kh_jobs *jobs;
         struct kh_reencrypt *reencrypt;
+        struct kh_keywatch *keywatch;        /* NULL on SQLite (keywatch.h) */
+        char node_id[KH_APP_NODE_ID_MAX];
+        /* SQLite: this process owns the database (nobody else opens it while keyholdd runs),
+         * so a lease another holder left is from a process that died: taken at once */
+        bool db_exclusive;
         /* recovery.c: per tenant, its recovery public key (SPKI DER) once known; under
          * reload_lock */
         struct kh_recovery_spki {
@@ -96,3 +106,23 @@ KH_MUST_CHECK int kh_app_snapshot_locked(struct kh_app *app, unsigned flags, str
 /* Creates version 1 of every tenant that has none yet (a first start, or the first unseal of
  * a server that started sealed on an empty database). Caller holds reload_lock. */
 KH_MUST_CHECK int kh_app_first_versions_locked(struct kh_app *app);
+
+/* The "now" to take a database lease with (store.h: kh_store_lease_take()): the clock, or,
+ * when this process owns the database, a time after every expiry. */
+static inline int64_t kh_app_lease_now(const struct kh_app *app, int64_t wall_ms) {
+        return app->db_exclusive ? INT64_MAX : wall_ms;
+}
+
+/* Whether the key store's configuration holds its secret (the file store a master key or
+ * passphrase, the pkcs11 store a PIN, from a file or the environment): the server then
+ * starts unsealed, and follows another replica's unseal. */
+bool kh_app_keystore_has_secret(const struct kh_app *app);
+
+/**
+ * kh_app_follow_seal() - brings this replica to the sealed flag the database holds, which
+ * another replica changed: sealed, it seals (without writing the flag again); unsealed, it
+ * unseals with its configured secret if it has one (kh_app_keystore_has_secret()), else
+ * stays sealed until `keyhold unseal` on its own admin socket. Blocks on the key store.
+ * Returns 1 changed, 0 nothing to do, or an error of sealing or of opening the key store.
+ */
+KH_MUST_CHECK int kh_app_follow_seal(struct kh_app *app, bool sealed);

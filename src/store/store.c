@@ -30,20 +30,25 @@ static bool owner_ok(const char *owner) {
         return n >= 1 && n <= KH_STORE_OWNER_MAX;
 }
 
-/* Meta keys are names chosen in code, kept plain so that they read well in any client. */
-static bool meta_key_ok(const char *key) {
+/* Meta keys (and lease names) are names chosen in code, kept plain so that they read well
+ * in any client. */
+static bool plain_name_ok(const char *key, size_t max) {
         size_t n;
 
         if (!key)
                 return false;
-        n = strnlen(key, KH_STORE_META_KEY_MAX + 1);
-        if (n == 0 || n > KH_STORE_META_KEY_MAX)
+        n = strnlen(key, max + 1);
+        if (n == 0 || n > max)
                 return false;
         for (size_t i = 0; i < n; i++)
                 if (!((key[i] >= 'a' && key[i] <= 'z') || (key[i] >= '0' && key[i] <= '9') ||
                       key[i] == '.' || key[i] == '_' || key[i] == '-'))
                         return false;
         return true;
+}
+
+static bool meta_key_ok(const char *key) {
+        return plain_name_ok(key, KH_STORE_META_KEY_MAX);
 }
 
 static bool signature_ok(const uint8_t *signature, size_t len) {
@@ -408,6 +413,45 @@ int kh_store_meta_put(struct kh_store *s, const char *key, const uint8_t *value,
         if (!meta_key_ok(key) || !value || !kh_store_meta_value_len_ok(len))
                 return -EINVAL;
         return s->ops->meta_put(s, key, value, len);
+}
+
+int kh_store_key_epoch(struct kh_store *s, uint64_t *ret) {
+        assert(s && ret);
+        return s->ops->key_epoch(s, ret);
+}
+
+int kh_store_key_epoch_wait(struct kh_store *s, int timeout_ms) {
+        assert(s);
+
+        if (timeout_ms < 0 || timeout_ms > 60000)
+                return -EINVAL;
+        return s->ops->key_epoch_wait ? s->ops->key_epoch_wait(s, timeout_ms) : -EOPNOTSUPP;
+}
+
+static bool lease_holder_ok(const char *holder) {
+        size_t n = holder ? strnlen(holder, KH_STORE_LEASE_HOLDER_MAX + 1) : 0;
+
+        return n >= 1 && n <= KH_STORE_LEASE_HOLDER_MAX;
+}
+
+int kh_store_lease_take(struct kh_store *s, const char *name, const char *holder, int64_t now_ms,
+                        int64_t expires_at_ms, const uint8_t *data, size_t len) {
+        assert(s);
+
+        if (!plain_name_ok(name, KH_STORE_LEASE_NAME_MAX) || !lease_holder_ok(holder) ||
+            now_ms < 0 || expires_at_ms < 0 ||
+            !data || len < 1 || len > KH_STORE_LEASE_DATA_MAX)
+                return -EINVAL;
+        return s->ops->lease_take(s, name, holder, now_ms, expires_at_ms, data, len);
+}
+
+int kh_store_lease_get(struct kh_store *s, const char *name, struct kh_buf *holder,
+                       int64_t *ret_expires_at_ms, struct kh_buf *data) {
+        assert(s && holder && ret_expires_at_ms && data);
+
+        if (!plain_name_ok(name, KH_STORE_LEASE_NAME_MAX))
+                return -EINVAL;
+        return s->ops->lease_get(s, name, holder, ret_expires_at_ms, data);
 }
 
 int kh_store_ping(struct kh_store *s) {

@@ -339,6 +339,47 @@ KH_MUST_CHECK int kh_store_savepoint(struct kh_store *s);
 KH_MUST_CHECK int kh_store_savepoint_release(struct kh_store *s);
 void kh_store_savepoint_rollback(struct kh_store *s);
 
+/* ---- replicas (docs/storage.md, "Several replicas") ----
+ * Several keyholdd may share one PostgreSQL database; the database is all they share. */
+
+/* The key epoch: a counter the database itself (a trigger) raises in the same transaction as
+ * every change of a tenant key version's state, DEK or signature and of the meta key
+ * "keyhold.sealed": a replica that finds it changed reads the key states again. Returns 0,
+ * -KH_E_INTEGRITY or -EIO. Never writes. */
+KH_MUST_CHECK int kh_store_key_epoch(struct kh_store *s, uint64_t *ret);
+
+/* Waits at most timeout_ms (0..60000) for the database to say that the key epoch changed
+ * (PostgreSQL: LISTEN on this connection, which the first call starts and a new connection
+ * starts again). Returns 1 (a change was announced, or listening has just begun and what
+ * happened before is not known), 0 (none within timeout_ms), -EOPNOTSUPP (SQLite: one
+ * process per database, nobody else changes it), -KH_E_STORAGE_UNAVAILABLE or -EIO. Use the
+ * connection for nothing else while waiting (it is loop-local as always). */
+KH_MUST_CHECK int kh_store_key_epoch_wait(struct kh_store *s, int timeout_ms);
+
+#define KH_STORE_LEASE_NAME_MAX   80   /* [a-z0-9._-], as meta keys: "reencrypt." and a
+                                       * tenant id fit */
+#define KH_STORE_LEASE_HOLDER_MAX 128  /* any bytes but NUL */
+#define KH_STORE_LEASE_DATA_MAX   1024
+
+/**
+ * kh_store_lease_take() - takes, renews or gives up the lease @name for @holder, in one
+ * statement: it is @holder's (until @expires_at_ms, unix milliseconds, with @data as the
+ * holder's note: a job's progress) if nobody holds it, if @holder holds it already, or if
+ * the other holder's lease expired at or before @now_ms. Giving it up is taking it with
+ * @expires_at_ms 0 (the row and its note stay, for others to read). Clocks: every holder
+ * must agree on time to well within the lease's length (NTP).
+ * Returns 1 (@holder holds it now), 0 (another holder does, unexpired), -EIO.
+ */
+KH_MUST_CHECK int kh_store_lease_take(struct kh_store *s, const char *name, const char *holder,
+                                      int64_t now_ms, int64_t expires_at_ms, const uint8_t *data,
+                                      size_t len);
+
+/* The lease @name as it is: its holder (appended to holder), expiry and note (appended to
+ * data). Returns 0, -ENOENT (never taken), -E2BIG (a buffer's maximum is too small),
+ * -KH_E_INTEGRITY or -EIO. Never writes. */
+KH_MUST_CHECK int kh_store_lease_get(struct kh_store *s, const char *name, struct kh_buf *holder,
+                                     int64_t *ret_expires_at_ms, struct kh_buf *data);
+
 /* A cheap round trip to the database, for /health. Returns 0 or -EIO. */
 KH_MUST_CHECK int kh_store_ping(struct kh_store *s);
 

@@ -104,14 +104,24 @@ def test_database_from_before_signatures_needs_the_operator(make_keyholdd, acme_
     cleared afterwards is refused again instead of being signed."""
     k, user, key = _serving_with_key(make_keyholdd, acme_issuer)
     wrapped, _ = _row(k)
+    # back to schema 2: schema 6's triggers first (they name meta and the signature column)
+    if storage.KIND == "postgresql":
+        v6 = ("DROP TABLE job_leases", "DROP TRIGGER key_epoch_insert ON tenant_keys",
+              "DROP TRIGGER key_epoch_update ON tenant_keys", "DROP TRIGGER key_epoch_seal ON meta",
+              "DROP FUNCTION keyhold_key_epoch_bump()", "DROP TABLE key_epoch")
+    else:
+        v6 = ("DROP TRIGGER key_epoch_insert", "DROP TRIGGER key_epoch_update",
+              "DROP TRIGGER key_epoch_seal_insert", "DROP TRIGGER key_epoch_seal_update",
+              "DROP TABLE key_epoch", "DROP TABLE job_leases")
     with storage.edit(k.db_path) as db:
-        for sql in ("ALTER TABLE tenant_keys DROP COLUMN prior_state",
-                    "DELETE FROM schema_migrations WHERE version = 5",
-                    "DROP TABLE audit_blocks", "ALTER TABLE tenant_keys DROP COLUMN encrypts",
-                    "ALTER TABLE tenant_keys DROP COLUMN decrypts",
-                    "DELETE FROM schema_migrations WHERE version = 4",
-                    "ALTER TABLE tenant_keys DROP COLUMN signature", "DROP TABLE meta",
-                    "DELETE FROM schema_migrations WHERE version = 3"):
+        for sql in v6 + ("DELETE FROM schema_migrations WHERE version = 6",
+                         "ALTER TABLE tenant_keys DROP COLUMN prior_state",
+                         "DELETE FROM schema_migrations WHERE version = 5",
+                         "DROP TABLE audit_blocks", "ALTER TABLE tenant_keys DROP COLUMN encrypts",
+                         "ALTER TABLE tenant_keys DROP COLUMN decrypts",
+                         "DELETE FROM schema_migrations WHERE version = 4",
+                         "ALTER TABLE tenant_keys DROP COLUMN signature", "DROP TABLE meta",
+                         "DELETE FROM schema_migrations WHERE version = 3"):
             db.execute(sql)
 
     log = _start_refused(k)

@@ -11,6 +11,7 @@
 #include <endian.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -243,14 +244,14 @@ static int try_users_lock(PGconn *c, bool exclusive, char *error, size_t n) {
         KH_CLEANUP(PQclearp) PGresult *res = PQexec(c, sql);
 
         if (PQresultStatus(res) != PGRES_TUPLES_OK) {
-                copy_message(error, n, res ? PQresultErrorMessage(res) : PQerrorMessage(c));
+                kh_pg_copy_message(error, n, res ? PQresultErrorMessage(res) : PQerrorMessage(c));
                 return -EIO;
         }
         if (PQntuples(res) != 1 || PQnfields(res) != 2)
                 return -KH_E_INTEGRITY;
         if (strcmp(PQgetvalue(res, 0, 1), "t") == 0)
                 return 0;
-        copy_message(error, n,
+        kh_pg_copy_message(error, n,
                      exclusive ? "another keyholdd or tool is connected to the database"
                                : "`keyhold keystore migrate` holds the database");
         return -EWOULDBLOCK;
@@ -484,6 +485,7 @@ static int unavailable(struct kh_pg_store *s, const char *msg) {
 static void lost(struct kh_pg_store *s) {
         PQfinish(s->conn);
         s->conn = NULL;
+        s->listening = false;            /* a new connection listens again */
         if (s->in_tx) {
                 s->in_tx = false;
                 s->tx_lost = true;
@@ -604,6 +606,8 @@ static bool is_read(int id) {
         case PG_ST_RECORD_COUNT:
         case PG_ST_RECORDS_LIST:
         case PG_ST_PING:
+        case PG_ST_KEY_EPOCH:
+        case PG_ST_LEASE_GET:
                 return true;
         default:
                 return false;
@@ -702,4 +706,51 @@ void kh_pg_tx_rollback(struct kh_store *store) {
         if (s->in_tx)
                 (void) run_command(s, PG_ST_TX_ROLLBACK);
         s->in_tx = false;
+}
+
+/* Takes what notifications the connection has received; true if any. */
+static bool drain_notifies(struct kh_pg_store *s) {
+        PGnotify *n;
+        bool any = false;
+
+        while ((n = PQnotifies(s->conn))) {
+                any = true;
+                PQfreemem(n);
+        }
+        return any;
+}
+
+int kh_pg_key_epoch_wait(struct kh_store *store, int timeout_ms) {
+        struct kh_pg_store *s = kh_pg_of(store);
+        struct pollfd pfd;
+        int r;
+
+        if (s->in_tx || s->tx_lost)
+                return -EINVAL;
+        r = ensure_connected(s);
+        if (r < 0)
+                return r;
+        if (!s->listening) {
+                /* a utility statement, not one of the prepared ones */
+                KH_CLEANUP(PQclearp) PGresult *res = PQexec(s->conn, "LISTEN keyhold_keys");
+
+                if (PQresultStatus(res) != PGRES_COMMAND_OK)
+                        return fail(s, res);
+                s->listening = true;
+                return 1;                /* what changed before is not known: look */
+        }
+        if (drain_notifies(s))
+                return 1;
+        pfd = (struct pollfd) { .fd = PQsocket(s->conn), .events = POLLIN };
+        r = poll(&pfd, 1, timeout_ms);
+        if (r < 0)
+                return errno == EINTR ? 0 : -errno;
+        if (r == 0)
+                return 0;
+        if (!PQconsumeInput(s->conn) || PQstatus(s->conn) != CONNECTION_OK) {
+                (void) unavailable(s, PQerrorMessage(s->conn));
+                lost(s);
+                return -KH_E_STORAGE_UNAVAILABLE;
+        }
+        return drain_notifies(s);
 }

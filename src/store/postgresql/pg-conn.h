@@ -40,6 +40,9 @@ enum {
         PG_ST_RECORD_DELETE,
         PG_ST_RECORDS_DELETE_PREFIX,
         PG_ST_PING,
+        PG_ST_KEY_EPOCH,
+        PG_ST_LEASE_TAKE,
+        PG_ST_LEASE_GET,
         PG_ST_TX_BEGIN,
         PG_ST_TX_LOCK,
         PG_ST_TX_COMMIT,
@@ -76,6 +79,7 @@ struct kh_pg_store {
         bool in_tx;              /* between tx_begin and commit/rollback */
         bool tx_lost;            /* the connection went away inside a transaction: every call
                                   * fails until tx_rollback */
+        bool listening;          /* LISTEN keyhold_keys was run on this connection */
         int schema_version;
         uint8_t head_hash[KH_STORE_AUDIT_HASH_LEN]; /* audit_last's answer */
         char error[256];
@@ -146,6 +150,8 @@ void kh_pg_async_detach(struct kh_store *store);
 bool kh_pg_async_ready(const struct kh_store *store);
 void kh_pg_async_record_get(struct kh_store *store, struct kh_store_read *rd);
 void kh_pg_async_free(struct kh_pg_store *s); /* detaches first */
+/* kh_store_key_epoch_wait() (store.h) on this connection. */
+KH_MUST_CHECK int kh_pg_key_epoch_wait(struct kh_store *store, int timeout_ms);
 
 int kh_pg_open(const struct kh_config_storage *cfg, struct kh_store **ret, char *why, size_t n);
 void kh_pg_close(struct kh_store *store);
