@@ -20,6 +20,7 @@ static bool reason_documented(const char *r) {
                 "empty line", "line too long", "not JSON", "duplicate field", "not an object",
                 "unknown field", "seq", "time", "tenant", "actor", "action", "target", "outcome",
                 "key_version", "request_id", "client", "count", "prev_hash", "hash", "signature",
+                "replica",
         };
         const char prefix[] = "malformed: ";
 

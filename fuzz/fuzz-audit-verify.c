@@ -5,7 +5,9 @@
  *    unsigned ones after signed_through; a failure names a step 1..6 on the line right
  *    after the records that passed, or is "no records";
  *  - the streaming reader and the same bytes split here and fed line by line
- *    (kh_audit_verifier_add_line()) give the same verdict;
+ *    (kh_audit_verifier_add_line()) give the same verdict when the input holds one chain;
+ *    with several replicas' chains ("replica" members), each chain's verdict is consistent
+ *    on its own and the file is ok exactly when every chain is;
  *  - no forged checkpoint verifies: the only ones ever signed with this key are the three
  *    below (in the seed corpus, from tests/unit/audit/data), so every checkpoint that
  *    passes must be one of them. */
@@ -78,7 +80,7 @@ static bool known_checkpoint(const struct kh_audit_record *r) {
         return false;
 }
 
-static void check_verdict(const struct kh_audit_verify_result *v) {
+static void check_verdict(const struct kh_audit_verify_result *v, bool whole) {
         CHECK(v->checkpoints <= v->records && v->unsigned_records <= v->records);
         CHECK((v->signed_through == 0) == (v->checkpoints == 0));
         if (v->records) {
@@ -101,11 +103,14 @@ static void check_verdict(const struct kh_audit_verify_result *v) {
                       v->first_bad_seq == 0);
                 return;
         }
-        CHECK(v->step <= 6 && v->line == v->records + 1);
+        CHECK(v->step <= 6);
+        if (whole) /* one chain: the bad line follows the records that passed */
+                CHECK(v->line == v->records + 1);
         /* after a record with the largest seq, the next one "should have carried" one more */
         CHECK(v->first_bad_seq <= (uint64_t) KH_AUDIT_SEQ_MAX + 1);
         CHECK(v->step == 1 ? strncmp(v->reason, "malformed: ", 11) == 0 :
-              v->step == 2 ? strcmp(v->reason, "other tenant") == 0 :
+              v->step == 2 ? strcmp(v->reason, "other tenant") == 0 ||
+                                     strcmp(v->reason, "other replica") == 0 :
               v->step == 3 ? strcmp(v->reason, "seq gap") == 0 ||
                                      strcmp(v->reason, "seq out of order") == 0 :
               v->step == 4 ? strcmp(v->reason, "prev_hash mismatch") == 0 :
@@ -115,9 +120,13 @@ static void check_verdict(const struct kh_audit_verify_result *v) {
                 CHECK(v->first_bad_seq >= 1);
 }
 
+static struct kh_audit_verify_chain chains[KH_AUDIT_VERIFY_CHAINS_MAX];
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         KH_CLEANUP(kh_audit_verifier_freep) struct kh_audit_verifier *v = NULL;
         struct kh_audit_verify_result streamed, split;
+        size_t n_chains = 0;
+        bool all_ok = true;
         const char *text = (const char *) data, *end = text + size;
         FILE *f;
         int r;
@@ -129,12 +138,23 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         f = fmemopen((void *) (uintptr_t) data, size, "r");
         if (!f)
                 return 0; /* fmemopen of 0 bytes fails on older glibc */
-        r = kh_audit_verify_stream(f, pub, &streamed);
+        r = kh_audit_verify_stream_chains(f, pub, NULL, &streamed, chains, &n_chains);
         fclose(f);
         if (r == -ENOMEM)
                 return 0;
         CHECK(r == 0);
-        check_verdict(&streamed);
+        if (n_chains > 1) {
+                CHECK(n_chains <= KH_AUDIT_VERIFY_CHAINS_MAX);
+                for (size_t i = 0; i < n_chains; i++) {
+                        check_verdict(&chains[i].res, false);
+                        all_ok = all_ok && chains[i].res.ok;
+                }
+                CHECK(streamed.ok == all_ok ||
+                      (!streamed.ok && streamed.reason &&
+                       strcmp(streamed.reason, "malformed: too many chains") == 0));
+                return 0;
+        }
+        check_verdict(&streamed, true);
 
         CHECK(kh_audit_verifier_new(pub, &v) == 0);
         while (text < end) {

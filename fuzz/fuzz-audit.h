@@ -1,5 +1,6 @@
 /* Shared by the audit fuzz targets: whether two records are the same in every field the
- * hash covers, the hash itself and the signature. */
+ * hash covers, the hash itself, the signature and the replica (NULL and "" are the same:
+ * the unnamed one). */
 #pragma once
 
 #include <stdbool.h>
@@ -17,5 +18,6 @@ static inline bool same_record(const struct kh_audit_record *x, const struct kh_
                memcmp(x->hash, y->hash, KH_AUDIT_HASH_LEN) == 0 &&
                x->signature_len == y->signature_len &&
                (x->signature == NULL) == (y->signature == NULL) &&
-               (!x->signature_len || memcmp(x->signature, y->signature, x->signature_len) == 0);
+               (!x->signature_len || memcmp(x->signature, y->signature, x->signature_len) == 0) &&
+               strcmp(x->replica ? x->replica : "", y->replica ? y->replica : "") == 0;
 }

@@ -39,13 +39,19 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
                 struct kh_query_param q[] = {
                         { .name = "since", .max = INT64_MAX }, { .name = "limit", .max = 10000 },
                         { .name = "last", .max = 10000 },
+                        { .name = "replica", .name_max = KH_QUERY_NAME_MAX },
                 };
 
                 r = kh_http_query_parse(qm ? qm + 1 : path, qm ? path_len - (size_t) (qm + 1 - path) : 0,
-                                        q, 3);
+                                        q, 4);
                 CHECK(r == 0 || r == -KH_E_INVALID_PARAMETER);
                 for (size_t i = 0; r == 0 && i < 3; i++)
                         CHECK(!q[i].present || q[i].value <= q[i].max);
+                if (r == 0 && q[3].present)
+                        CHECK(q[3].text[0] && q[3].text[0] != '-' &&
+                              strlen(q[3].text) <= KH_QUERY_NAME_MAX &&
+                              strspn(q[3].text, "abcdefghijklmnopqrstuvwxyz0123456789-") ==
+                                      strlen(q[3].text));
                 if (qm)
                         path_len = (size_t) (qm - path);
         }

@@ -22,6 +22,7 @@ enum kind {
         U32,  /* integer min .. UINT32_MAX */
         HASH, /* 64 lower-case hex digits */
         SIG,  /* canonical padded base64 of 1 .. KH_AUDIT_SIG_MAX bytes */
+        NAME, /* optional: a replica name (kh_audit_replica_is_valid()) */
 };
 
 /* docs/audit.md "Records", in order: the writer follows this table and the reader takes
@@ -48,6 +49,7 @@ static const struct field {
         F(prev_hash, HASH, 0),
         F(hash, HASH, 0),
         F(signature, SIG, 0),
+        F(replica, NAME, 0),
 #undef F
 };
 
@@ -134,6 +136,8 @@ static int put_member(struct kh_buf *out, const struct kh_audit_record *rec,
                 if (r >= 0)
                         r = kh_base64_encode(rec->signature, rec->signature_len, out);
                 return r >= 0 ? kh_buf_append(out, "\"", 1) : r;
+        case NAME:
+                return put_str(out, rec->replica);
         }
         return -EINVAL;
 }
@@ -146,7 +150,8 @@ int kh_audit_json_format(const struct kh_audit_record *rec, struct kh_buf *out) 
                 return -EINVAL;
         start = out->len;
         for (size_t i = 0; r >= 0 && i < KH_ELEMENTSOF(fields); i++)
-                if (fields[i].kind != SIG || rec->signature)
+                if ((fields[i].kind != SIG || rec->signature) &&
+                    (fields[i].kind != NAME || (rec->replica && rec->replica[0])))
                         r = put_member(out, rec, &fields[i], i == 0);
         if (r >= 0)
                 r = kh_buf_append(out, "}\n", 2);
@@ -254,6 +259,12 @@ static int parse_field(const struct field *f, const json_t *v, struct kh_audit_p
                 return parse_hash(v, FIELD_PTR(r, f, uint8_t *)) ? 0 : -EINVAL;
         case SIG:
                 return parse_sig(v, p);
+        case NAME:
+                /* present means named: the unnamed replica's lines leave it out */
+                if (!json_is_string(v) || json_string_length(v) > KH_AUDIT_REPLICA_MAX ||
+                    !kh_audit_replica_is_valid(json_string_value(v)))
+                        return -EINVAL;
+                return parse_str(v, p, used, &r->replica) ? 0 : -EINVAL;
         }
         return -EINVAL;
 }
@@ -314,8 +325,8 @@ int kh_audit_json_parse(const char *line, size_t len, struct kh_audit_parsed *p,
                 int r;
 
                 if (!v) {
-                        if (f->kind == SIG)
-                                continue; /* its presence is checked against the action */
+                        if (f->kind == SIG || f->kind == NAME)
+                                continue; /* SIG's presence is checked against the action */
                         *reason = f->reason;
                         return -EINVAL;
                 }

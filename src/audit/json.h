@@ -26,8 +26,8 @@
  * every valid record can be written. */
 #define KH_AUDIT_LINE_MAX (64 * 1024)
 
-/* The string members of a record, in order, each with its NUL. */
-#define KH_AUDIT_STRINGS_MAX (7 * (KH_AUDIT_STR_MAX + 1))
+/* The string members of a record, in order, each with its NUL, and the replica's name. */
+#define KH_AUDIT_STRINGS_MAX (7 * (KH_AUDIT_STR_MAX + 1) + KH_AUDIT_REPLICA_MAX + 1)
 
 /* A parsed record and the storage its borrowed strings and signature point into, so the
  * result depends on nothing else staying alive. The record points into this very struct:

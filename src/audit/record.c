@@ -10,6 +10,7 @@
 
 #define RECORD_LABEL     "keyhold-audit:1"
 #define CHECKPOINT_LABEL "keyhold-audit-checkpoint:1"
+#define CHECKPOINT_LABEL_REPLICA "keyhold-audit-checkpoint:2"
 
 /* Room for the canonical encoding of any valid record: the label, three u64, seven strings
  * with their lengths, the time with its length, the previous hash. */
@@ -48,9 +49,22 @@ static bool str_ok(const char *s) {
         return n <= KH_AUDIT_STR_MAX && kh_utf8_is_valid(s, n);
 }
 
+bool kh_audit_replica_is_valid(const char *s) {
+        size_t n = strnlen(s, KH_AUDIT_REPLICA_MAX + 1);
+
+        if (n == 0 || n > KH_AUDIT_REPLICA_MAX || s[0] == '-')
+                return false;
+        for (size_t i = 0; i < n; i++)
+                if (!((s[i] >= 'a' && s[i] <= 'z') || (s[i] >= '0' && s[i] <= '9') || s[i] == '-'))
+                        return false;
+        return true;
+}
+
 bool kh_audit_record_is_valid(const struct kh_audit_record *r) {
         bool checkpoint;
 
+        if (r->replica && r->replica[0] && !kh_audit_replica_is_valid(r->replica))
+                return false;
         if (r->seq < 1 || r->seq > (uint64_t) KH_AUDIT_SEQ_MAX || r->count < 1 ||
             !kh_audit_time_is_valid(r->time))
                 return false;
@@ -84,14 +98,23 @@ void kh_audit_record_hash(const struct kh_audit_record *r, uint8_t out[static KH
         kh_sha256(buf, e.n, out);
 }
 
-void kh_audit_checkpoint_digest(const char *tenant, uint64_t seq,
+void kh_audit_checkpoint_digest(const char *tenant, const char *replica, uint64_t seq,
                                 const uint8_t hash[static KH_AUDIT_HASH_LEN],
                                 uint8_t out[static KH_AUDIT_HASH_LEN]) {
-        uint8_t buf[sizeof(CHECKPOINT_LABEL) + 4 + KH_AUDIT_STR_MAX + 8 + KH_AUDIT_HASH_LEN];
+        uint8_t buf[sizeof(CHECKPOINT_LABEL_REPLICA) + 4 + KH_AUDIT_STR_MAX + 4 +
+                    KH_AUDIT_REPLICA_MAX + 8 + KH_AUDIT_HASH_LEN];
         struct enc e = { buf, 0 };
 
-        put_bytes(&e, CHECKPOINT_LABEL, sizeof(CHECKPOINT_LABEL));
-        put_str(&e, tenant);
+        /* the unnamed replica's keeps the first form: chains written before replicas had
+         * names verify as they did */
+        if (replica && replica[0]) {
+                put_bytes(&e, CHECKPOINT_LABEL_REPLICA, sizeof(CHECKPOINT_LABEL_REPLICA));
+                put_str(&e, tenant);
+                put_str(&e, replica);
+        } else {
+                put_bytes(&e, CHECKPOINT_LABEL, sizeof(CHECKPOINT_LABEL));
+                put_str(&e, tenant);
+        }
         put_u64(&e, seq);
         put_bytes(&e, hash, KH_AUDIT_HASH_LEN);
         kh_sha256(buf, e.n, out);

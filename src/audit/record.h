@@ -13,6 +13,7 @@
 #define KH_AUDIT_STR_MAX  1024        /* bytes of any string field */
 #define KH_AUDIT_SIG_MAX  1024        /* bytes of a checkpoint signature (RSA-8192) */
 #define KH_AUDIT_SEQ_MAX  INT64_MAX   /* sequence numbers fit a signed 64-bit integer */
+#define KH_AUDIT_REPLICA_MAX 32       /* bytes of a replica name: [a-z0-9][a-z0-9-]* */
 
 #define KH_AUDIT_ACTION_CHECKPOINT "checkpoint"
 #define KH_AUDIT_ACTOR_SERVER      "keyhold"
@@ -35,7 +36,15 @@ struct kh_audit_record {
         uint8_t hash[KH_AUDIT_HASH_LEN];
         const uint8_t *signature;                 /* checkpoints only; else NULL, 0 */
         size_t signature_len;
+        /* The replica whose chain holds it ([server] replica); NULL or "" for the unnamed
+         * one, whose chains are those of a single server. Not in the hash: the chain's
+         * checkpoints sign it (kh_audit_checkpoint_digest()). */
+        const char *replica;
 };
+
+/* Whether s is a replica name: 1 to KH_AUDIT_REPLICA_MAX bytes of [a-z0-9-], not starting
+ * with '-'. */
+bool kh_audit_replica_is_valid(const char *s);
 
 /* Whether every field is within its documented range: seq 1..KH_AUDIT_SEQ_MAX, a valid
  * time, strings of at most KH_AUDIT_STR_MAX bytes of valid UTF-8, count >= 1, a signature
@@ -47,8 +56,11 @@ bool kh_audit_record_is_valid(const struct kh_audit_record *r);
 void kh_audit_record_hash(const struct kh_audit_record *r, uint8_t out[static KH_AUDIT_HASH_LEN]);
 
 /* out = the digest a checkpoint's signature covers: SHA-256("keyhold-audit-checkpoint:1" NUL
- * | str(tenant) | u64(seq) | hash), with the checkpoint's own seq and hash. */
-void kh_audit_checkpoint_digest(const char *tenant, uint64_t seq,
+ * | str(tenant) | u64(seq) | hash), with the checkpoint's own seq and hash, for a chain of
+ * the unnamed replica (replica NULL or ""); for a named replica's chain
+ * SHA-256("keyhold-audit-checkpoint:2" NUL | str(tenant) | str(replica) | u64(seq) | hash),
+ * so that a checkpoint of one replica's chain does not verify in another's. */
+void kh_audit_checkpoint_digest(const char *tenant, const char *replica, uint64_t seq,
                                 const uint8_t hash[static KH_AUDIT_HASH_LEN],
                                 uint8_t out[static KH_AUDIT_HASH_LEN]);
 

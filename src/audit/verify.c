@@ -4,6 +4,7 @@
 #include <assert.h>
 #include <errno.h>
 #include <stdlib.h>
+#include <stdio.h>
 #include <string.h>
 
 #include <openssl/bio.h>
@@ -29,6 +30,7 @@ struct kh_audit_verifier {
         uint8_t last_hash[KH_AUDIT_HASH_LEN];
         uint64_t records_signed; /* records up to and including the last checkpoint */
         char tenant[KH_AUDIT_STR_MAX + 1];
+        char replica[KH_AUDIT_REPLICA_MAX + 1];
         struct kh_audit_parsed parsed; /* add_line's storage: too large for a stack frame */
 };
 
@@ -168,6 +170,8 @@ static int check(struct kh_audit_verifier *v, const struct kh_audit_record *rec)
 
         if (!first && strcmp(rec->tenant, v->tenant) != 0)
                 return fail(v, 2, rec->seq, "other tenant");
+        if (!first && strcmp(rec->replica ? rec->replica : "", v->replica) != 0)
+                return fail(v, 2, rec->seq, "other replica");
         if (want != 0 && rec->seq != want)
                 return fail(v, 3, want, rec->seq > want ? "seq gap" : "seq out of order");
         /* The first record of an export --since, or of a pruned chain, links to a record
@@ -183,7 +187,7 @@ static int check(struct kh_audit_verifier *v, const struct kh_audit_record *rec)
                 uint8_t digest[KH_AUDIT_HASH_LEN];
                 int r;
 
-                kh_audit_checkpoint_digest(rec->tenant, rec->seq, rec->hash, digest);
+                kh_audit_checkpoint_digest(rec->tenant, rec->replica, rec->seq, rec->hash, digest);
                 r = kh_audit_signature_verify(v->pub, digest, rec->signature, rec->signature_len);
                 if (r == -KH_E_INTEGRITY)
                         return fail(v, 6, rec->seq, "bad signature");
@@ -195,6 +199,8 @@ static int check(struct kh_audit_verifier *v, const struct kh_audit_record *rec)
 
         if (first) {
                 memcpy(v->tenant, rec->tenant, strlen(rec->tenant) + 1);
+                (void) snprintf(v->replica, sizeof(v->replica), "%s",
+                                rec->replica ? rec->replica : "");
                 v->res.first_seq = rec->seq;
         }
         v->res.records++;
@@ -304,42 +310,181 @@ static int next_line(struct reader *rd, const char **line, size_t *len) {
         }
 }
 
-int kh_audit_verify_stream_expect(FILE *f, EVP_PKEY *pub, const struct kh_audit_verify_expect *e,
-                                  struct kh_audit_verify_result *ret) {
-        KH_CLEANUP(kh_audit_verifier_freep) struct kh_audit_verifier *v = NULL;
-        KH_CLEANUP_FREE char *buf = NULL;
-        struct reader rd = { .f = f };
-        int r;
+/* One replica's chain in a file: its own verifier, and where in the file it failed. */
+struct chain_state {
+        char replica[KH_AUDIT_REPLICA_MAX + 1];
+        struct kh_audit_verifier *v;
+        uint64_t fail_line; /* the file's line of its first failure; 0 while none */
+};
 
-        r = kh_audit_verifier_new(pub, &v);
-        if (r < 0)
-                return r;
-        if (e)
-                kh_audit_verifier_expect(v, e);
+struct chains {
+        struct chain_state *c;
+        size_t n;
+        EVP_PKEY *pub;
+        const struct kh_audit_verify_expect *expect;
+        struct kh_audit_parsed parsed; /* the dispatcher's parse of each line */
+};
+
+static void chains_clear(struct chains *cs) {
+        for (size_t i = 0; i < cs->n; i++)
+                kh_audit_verifier_free(cs->c[i].v);
+        free(cs->c);
+}
+
+/* The verifier of replica's chain, made at its first record. NULL with *ret_err set
+ * (-ENOMEM, -EINVAL) or, past KH_AUDIT_VERIFY_CHAINS_MAX chains, with *ret_err 0. */
+static struct chain_state *chain_get(struct chains *cs, const char *replica, int *ret_err) {
+        struct chain_state *c;
+
+        *ret_err = 0;
+        for (size_t i = 0; i < cs->n; i++)
+                if (strcmp(cs->c[i].replica, replica) == 0)
+                        return &cs->c[i];
+        if (cs->n == KH_AUDIT_VERIFY_CHAINS_MAX)
+                return NULL;
+        c = realloc(cs->c, (cs->n + 1) * sizeof(*c));
+        if (!c) {
+                *ret_err = -ENOMEM;
+                return NULL;
+        }
+        cs->c = c;
+        c = &cs->c[cs->n];
+        *c = (struct chain_state) { 0 };
+        (void) snprintf(c->replica, sizeof(c->replica), "%s", replica);
+        *ret_err = kh_audit_verifier_new(cs->pub, &c->v);
+        if (*ret_err < 0)
+                return NULL;
+        /* the expectations come from one server's export (--first-seq after a key store
+         * move, --through-seq its head): the unnamed replica's chain */
+        if (cs->expect && !replica[0])
+                kh_audit_verifier_expect(c->v, cs->expect);
+        cs->n++;
+        return c;
+}
+
+/* The result of every chain into chains[] (if not NULL) and their sum into ret. */
+static void chains_result(const struct chains *cs, uint64_t lines,
+                          struct kh_audit_verify_chain *chains, size_t *ret_n,
+                          struct kh_audit_verify_result *ret) {
+        uint64_t bad_line = UINT64_MAX;
+
+        *ret = (struct kh_audit_verify_result) { .ok = cs->n > 0 };
+        if (cs->n == 0)
+                ret->reason = "no records";
+        for (size_t i = 0; i < cs->n; i++) {
+                struct kh_audit_verify_result r;
+
+                kh_audit_verifier_result(cs->c[i].v, &r);
+                /* the chain's verifier counts its own records: the file's line is ours */
+                r.line = cs->c[i].fail_line ? cs->c[i].fail_line : r.ok ? 0 : lines + 1;
+                ret->records += r.records;
+                ret->checkpoints += r.checkpoints;
+                ret->unsigned_records += r.unsigned_records;
+                if (i == 0) {
+                        ret->first_seq = r.first_seq;
+                        ret->signed_through = r.signed_through;
+                }
+                if (!r.ok) {
+                        ret->ok = false;
+                        if (r.line < bad_line) {
+                                bad_line = r.line;
+                                ret->first_bad_seq = r.first_bad_seq;
+                                ret->step = r.step;
+                                ret->line = r.line;
+                                ret->reason = r.reason;
+                        }
+                }
+                if (chains) {
+                        chains[i] = (struct kh_audit_verify_chain) { .res = r };
+                        memcpy(chains[i].replica, cs->c[i].replica, sizeof(chains[i].replica));
+                }
+        }
+        if (ret_n)
+                *ret_n = cs->n;
+}
+
+int kh_audit_verify_stream_chains(FILE *f, EVP_PKEY *pub, const struct kh_audit_verify_expect *e,
+                                  struct kh_audit_verify_result *ret,
+                                  struct kh_audit_verify_chain *chains, size_t *ret_n) {
+        KH_CLEANUP_FREE char *buf = NULL;
+        KH_CLEANUP_FREE struct chains *cs = NULL;
+        struct reader rd = { .f = f };
+        char last[KH_AUDIT_REPLICA_MAX + 1] = ""; /* the replica of the line before */
+        uint64_t lines = 0;
+        bool too_many = false;
+        int r = 0;
+
+        if (!kh_audit_key_algorithm(pub))
+                return -EINVAL;
         buf = malloc(KH_AUDIT_LINE_MAX + 1);
-        if (!buf)
+        cs = calloc(1, sizeof(*cs));
+        if (!buf || !cs)
                 return -ENOMEM;
+        cs->pub = pub;
+        cs->expect = e;
         rd.buf = buf;
 
-        for (;;) {
-                const char *line;
+        for (bool too_long = false; !too_long;) {
+                struct chain_state *c;
+                const char *line, *reason = NULL;
                 size_t len;
+                int err;
 
                 r = next_line(&rd, &line, &len);
                 if (r == 0)
                         break;
                 if (r < 0 && r != -E2BIG)
-                        return r;
-                /* a line too long (-E2BIG) is handed over as its first KH_AUDIT_LINE_MAX + 1
-                 * bytes, which the parser refuses as such, without reading the rest */
-                r = kh_audit_verifier_add_line(v, line, len);
-                if (r == -KH_E_INTEGRITY)
-                        break; /* the verdict: nothing after the first failure matters */
+                        goto out;
+                /* the reader cannot step over a line too long: it ends the file here */
+                too_long = r == -E2BIG;
+                lines++;
+                /* A line that does not parse names no chain: it is the failure of the chain
+                 * of the line before (the one it interrupts), whose verifier reads it again
+                 * and gives the reason. A line too long (-E2BIG) is handed over as its first
+                 * KH_AUDIT_LINE_MAX + 1 bytes, which the parser refuses as such. */
+                r = kh_audit_json_parse(line, len, &cs->parsed, &reason);
+                if (r == -ENOMEM)
+                        goto out;
+                if (r == 0)
+                        (void) snprintf(last, sizeof(last), "%s",
+                                        cs->parsed.rec.replica ? cs->parsed.rec.replica : "");
+                c = chain_get(cs, last, &err);
+                if (!c && err < 0) {
+                        r = err;
+                        goto out;
+                }
+                if (!c) {
+                        too_many = true; /* more chains than an export holds */
+                        break;
+                }
+                if (c->fail_line)
+                        continue; /* that chain's verdict is in: the others go on */
+                r = r == 0 ? kh_audit_verifier_add(c->v, &cs->parsed.rec)
+                           : kh_audit_verifier_add_line(c->v, line, len);
+                if (r == -KH_E_INTEGRITY) {
+                        c->fail_line = lines;
+                        continue;
+                }
                 if (r < 0)
-                        return r;
+                        goto out;
         }
-        kh_audit_verifier_result(v, ret);
-        return 0;
+        chains_result(cs, lines, chains, ret_n, ret);
+        if (too_many) {
+                ret->ok = false;
+                ret->step = 1;
+                ret->line = lines;
+                ret->first_bad_seq = cs->parsed.rec.seq;
+                ret->reason = "malformed: too many chains";
+        }
+        r = 0;
+out:
+        chains_clear(cs);
+        return r;
+}
+
+int kh_audit_verify_stream_expect(FILE *f, EVP_PKEY *pub, const struct kh_audit_verify_expect *e,
+                                  struct kh_audit_verify_result *ret) {
+        return kh_audit_verify_stream_chains(f, pub, e, ret, NULL, NULL);
 }
 
 int kh_audit_verify_stream(FILE *f, EVP_PKEY *pub, struct kh_audit_verify_result *ret) {

@@ -172,6 +172,37 @@ KH_MUST_CHECK int kh_audit_verify_file(const char *path, const char *pubkey_pem_
 
 /* kh_audit_verify_stream() and kh_audit_verify_file() with expectations (e may be NULL:
  * none, which is what those two do). Same results. */
+/* The most chains one file may hold: those of one tenant's replicas. */
+#define KH_AUDIT_VERIFY_CHAINS_MAX 256
+
+/* One replica's chain in an export and its verdict. */
+struct kh_audit_verify_chain {
+        char replica[KH_AUDIT_REPLICA_MAX + 1]; /* "" for the unnamed replica's */
+        struct kh_audit_verify_result res;      /* line: the line in the file */
+};
+
+/**
+ * kh_audit_verify_stream_chains() - verifies an export holding the chains of several
+ * replicas (records with a "replica" member, docs/audit.md "Replicas"), in any interleaving:
+ * each replica's records are checked as a chain of their own, steps 1-6, and one chain's
+ * failure does not stop the others'. A line that does not parse belongs to the chain of the
+ * line before it. A file of one chain (every export before replicas had names) verifies
+ * exactly as kh_audit_verify_stream_expect() always did.
+ * @e:      expectations, for the unnamed replica's chain only (NULL: none).
+ * @ret:    ok when every chain is (and there is one); records, checkpoints and unsigned
+ *          summed; first_seq and signed_through of the first chain in the file; when not ok,
+ *          first_bad_seq, step, line and reason of the failure that comes first in the file.
+ * @chains: NULL, or room for KH_AUDIT_VERIFY_CHAINS_MAX: each chain's verdict, in order of
+ *          their first record; @ret_n their number. A file with more chains fails at the
+ *          first record of the one too many ("malformed: too many chains").
+ * Returns as kh_audit_verify_stream().
+ */
+KH_MUST_CHECK int kh_audit_verify_stream_chains(FILE *f, EVP_PKEY *pub,
+                                                const struct kh_audit_verify_expect *e,
+                                                struct kh_audit_verify_result *ret,
+                                                struct kh_audit_verify_chain *chains,
+                                                size_t *ret_n);
+
 KH_MUST_CHECK int kh_audit_verify_stream_expect(FILE *f, EVP_PKEY *pub,
                                                 const struct kh_audit_verify_expect *e,
                                                 struct kh_audit_verify_result *ret);

@@ -62,5 +62,9 @@ char *kh_audit_line_format(const json_t *rec) {
         v = json_object_get(rec, "count");
         if (r == 0 && v && !is_integer(v, 1))
                 r = append_field(&b, "count=", v, false);
+        /* records of several replicas' chains mix in a tail: whose chain a seq is of */
+        v = json_object_get(rec, "replica");
+        if (r == 0 && v && !is_empty_string(v))
+                r = append_field(&b, "replica=", v, false);
         return r < 0 ? NULL : strdup((const char *) b.data); /* b holds a field: not empty */
 }

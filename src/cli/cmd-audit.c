@@ -53,11 +53,20 @@ static int audit_scope(struct kh_cli *cli, enum kh_client_scope *ret_scope,
         return 0;
 }
 
-/* One page of GET .../audit: {"records": [objects], "next": SEQ, "head": SEQ}. */
+/* One page of GET .../audit: {"records": [objects], "next": SEQ, "head": SEQ, "replicas":
+ * [names]} (replicas: from servers that name them). */
 struct page {
         json_t *body; /* owns what the others point into */
         json_t *records;
         uint64_t next, head;
+};
+
+/* The chains read by one command: the unnamed replica's first, then each named one's. */
+#define EXPORT_CHAINS_MAX 64
+struct export_chain {
+        char replica[KH_AUDIT_REPLICA_MAX + 1];
+        uint64_t records, first_seq, last_seq;
+        uint64_t since; /* tail -f: the next seq to ask for */
 };
 
 static void page_clear(struct page *p) {
@@ -100,6 +109,39 @@ static int get_page(struct kh_cli *cli, enum kh_client_scope scope, const char *
         return 0;
 }
 
+/* Adds the names of the page's "replicas" to chains[1..*n) (those not there yet). Returns
+ * 0 or the exit status. */
+static int export_replicas(struct kh_cli *cli, const struct page *p,
+                           struct export_chain *chains, size_t *n) {
+        const json_t *names = json_object_get(p->body, "replicas"), *name;
+        size_t i;
+
+        if (!names)
+                return 0; /* a server from before replicas had names: one chain */
+        if (!json_is_array(names))
+                return kh_cli_fail(cli, "bad_response", "the server's audit page's replicas "
+                                                        "are no list");
+        json_array_foreach(names, i, name) {
+                const char *v = json_string_value(name);
+                bool known = false;
+
+                if (!v || !kh_audit_replica_is_valid(v))
+                        return kh_cli_fail(cli, "bad_response", "the server names a replica "
+                                                                "that cannot be one");
+                for (size_t j = 0; j < *n; j++)
+                        known = known || strcmp(chains[j].replica, v) == 0;
+                if (known)
+                        continue;
+                if (*n == EXPORT_CHAINS_MAX)
+                        return kh_cli_fail(cli, "bad_response", "the server names more than %d "
+                                           "replicas", EXPORT_CHAINS_MAX - 1);
+                chains[*n] = (struct export_chain) { 0 };
+                (void) snprintf(chains[*n].replica, sizeof(chains[*n].replica), "%s", v);
+                (*n)++;
+        }
+        return 0;
+}
+
 /* Prints the page's records: with --json each object as the server sent it (its members in
  * their order), else one line each. Returns 0 or the exit status. */
 static int print_records(struct kh_cli *cli, const struct page *p) {
@@ -122,49 +164,133 @@ static int print_records(struct kh_cli *cli, const struct page *p) {
         return 0;
 }
 
-int kh_cmd_audit_tail(struct kh_cli *cli) {
-        struct page p __attribute__((cleanup(page_clear))) = { 0 };
-        enum kh_client_scope scope;
-        const char *base;
-        char query[64];
-        uint64_t n, since;
+/* Orders records of several chains as they happened: by time, then replica, then seq. */
+static int record_order(const void *x, const void *y) {
+        const json_t *a = *(const json_t *const *) x, *b = *(const json_t *const *) y;
+        const char *ta = json_string_value(json_object_get(a, "time"));
+        const char *tb = json_string_value(json_object_get(b, "time"));
+        const char *ra = json_string_value(json_object_get(a, "replica"));
+        const char *rb = json_string_value(json_object_get(b, "replica"));
+        json_int_t sa = json_integer_value(json_object_get(a, "seq"));
+        json_int_t sb = json_integer_value(json_object_get(b, "seq"));
+        int c;
+
+        /* record times are fixed-width UTC text: their byte order is their time order */
+        c = strcmp(ta ? ta : "", tb ? tb : "");
+        if (c == 0)
+                c = strcmp(ra ? ra : "", rb ? rb : "");
+        return c ? c : (sa > sb) - (sa < sb);
+}
+
+/* Prints the last (at most) keep records of all, in record_order(): the records of several
+ * replicas' chains merged. Returns 0 or the exit status. */
+static int print_merged(struct kh_cli *cli, json_t *all, size_t keep) {
+        struct page p = { .records = all };
+        size_t n = json_array_size(all);
+        KH_CLEANUP(kh_freep) json_t **v = NULL;
+        json_auto_t *sorted = json_array();
+
+        if (n == 0)
+                return 0;
+        v = calloc(n, sizeof(*v));
+        if (!v || !sorted)
+                return kh_cli_fail(cli, "internal_error", "out of memory");
+        for (size_t i = 0; i < n; i++)
+                v[i] = json_array_get(all, i);
+        qsort(v, n, sizeof(*v), record_order);
+        for (size_t i = n > keep ? n - keep : 0; i < n; i++)
+                if (json_array_append(sorted, v[i]) < 0)
+                        return kh_cli_fail(cli, "internal_error", "out of memory");
+        p.records = sorted;
+        return print_records(cli, &p);
+}
+
+/* Appends the page's records to all. Returns 0 or the exit status. */
+static int gather(struct kh_cli *cli, json_t *all, const struct page *p) {
+        if (json_array_extend(all, p->records) < 0)
+                return kh_cli_fail(cli, "internal_error", "out of memory");
+        return 0;
+}
+
+/* One poll of tail -f: every chain's records since its last one (new replicas' from their
+ * first), merged. Returns 0 or the exit status. */
+static int tail_poll(struct kh_cli *cli, enum kh_client_scope scope, const char *base,
+                     struct export_chain *chains, size_t *n, struct page *p) {
+        json_auto_t *all = json_array();
+        char query[128];
         int r;
 
+        if (!all)
+                return kh_cli_fail(cli, "internal_error", "out of memory");
+        for (size_t i = 0; i < *n; i++) {
+                struct export_chain *c = &chains[i];
+
+                do {
+                        (void) snprintf(query, sizeof(query), "since=%" PRIu64 "&limit=%u%s%.32s",
+                                        c->since, AUDIT_PAGE_MAX, c->replica[0] ? "&replica=" : "",
+                                        c->replica);
+                        r = get_page(cli, scope, base, query, p);
+                        if (r == 0 && i == 0)
+                                r = export_replicas(cli, p, chains, n); /* since 0: from 1 */
+                        if (r != 0)
+                                return r;
+                        if (p->next < c->since)
+                                return kh_cli_fail(cli, "bad_response",
+                                                   "the server's audit chain went back from "
+                                                   "seq %" PRIu64 " to %" PRIu64,
+                                                   c->since, p->next);
+                        c->since = p->next;
+                        r = gather(cli, all, p);
+                        if (r != 0)
+                                return r;
+                        /* a full page: more are waiting */
+                } while (json_array_size(p->records) == AUDIT_PAGE_MAX && !kh_cli_interrupted());
+        }
+        return print_merged(cli, all, SIZE_MAX);
+}
+
+int kh_cmd_audit_tail(struct kh_cli *cli) {
+        struct page p __attribute__((cleanup(page_clear))) = { 0 };
+        struct export_chain chains[EXPORT_CHAINS_MAX] = { 0 };
+        size_t n_chains = 1; /* [0]: the unnamed replica's */
+        json_auto_t *all = json_array();
+        enum kh_client_scope scope;
+        const char *base;
+        char query[128];
+        uint64_t n;
+        int r;
+
+        if (!all)
+                return kh_cli_fail(cli, "internal_error", "out of memory");
         r = kh_cli_number(cli, "lines", 1, AUDIT_PAGE_MAX, AUDIT_TAIL_DEFAULT, &n);
         if (r == 0)
                 r = audit_scope(cli, &scope, &base);
         if (r != 0)
                 return r;
-        (void) snprintf(query, sizeof(query), "last=%" PRIu64, n);
-        r = get_page(cli, scope, base, query, &p);
-        if (r != 0)
-                return r;
-        r = print_records(cli, &p);
+        /* the last n of every replica's chain: the last n of them all are among those */
+        for (size_t i = 0; i < n_chains; i++) {
+                (void) snprintf(query, sizeof(query), "last=%" PRIu64 "%s%.32s", n,
+                                chains[i].replica[0] ? "&replica=" : "", chains[i].replica);
+                r = get_page(cli, scope, base, query, &p);
+                if (r == 0 && i == 0)
+                        r = export_replicas(cli, &p, chains, &n_chains);
+                if (r == 0)
+                        r = gather(cli, all, &p);
+                if (r != 0)
+                        return r;
+                chains[i].since = p.next;
+        }
+        r = print_merged(cli, all, (size_t) n);
         if (r != 0 || !kh_cli_flag(cli, "follow"))
                 return r;
 
         /* Following ends only by a signal: SIGINT and SIGTERM are the normal way out, so
          * they stop the wait or the request in progress and exit 0. */
         kh_cli_catch_signals();
-        since = p.next;
         while (kh_cli_sleep_ms(AUDIT_POLL_MS)) {
-                do {
-                        (void) snprintf(query, sizeof(query), "since=%" PRIu64 "&limit=%u",
-                                        since, AUDIT_PAGE_MAX);
-                        r = get_page(cli, scope, base, query, &p);
-                        if (r != 0)
-                                return kh_cli_interrupted() ? 0 : r;
-                        if (p.next < since)
-                                return kh_cli_fail(cli, "bad_response",
-                                                   "the server's audit chain went back from "
-                                                   "seq %" PRIu64 " to %" PRIu64,
-                                                   since, p.next);
-                        since = p.next;
-                        r = print_records(cli, &p);
-                        if (r != 0)
-                                return r;
-                        /* a full page: more are waiting, no need to sleep */
-                } while (json_array_size(p.records) == AUDIT_PAGE_MAX && !kh_cli_interrupted());
+                r = tail_poll(cli, scope, base, chains, &n_chains, &p);
+                if (r != 0)
+                        return kh_cli_interrupted() ? 0 : r;
         }
         return 0;
 }
@@ -236,21 +362,29 @@ static void show_progress(const struct export_state *s, bool done) {
                 fputc('\n', stderr);
 }
 
-/* Pages through the chain from since into s->out. Returns 0 or the exit status. */
+/* Pages through replica's chain ("" the unnamed one) from since into s->out, and learns
+ * the names of the other replicas into chains (when not NULL). Returns 0 or the exit
+ * status. */
 static int export_pages(struct kh_cli *cli, enum kh_client_scope scope, const char *base,
-                        uint64_t since, struct export_state *s) {
+                        const char *replica, uint64_t since, struct export_state *s,
+                        struct export_chain *chains, size_t *n_chains) {
         struct page p __attribute__((cleanup(page_clear))) = { 0 };
-        char query[64];
+        char query[128];
         const json_t *rec;
         size_t i;
         int r;
 
         for (;;) {
-                (void) snprintf(query, sizeof(query), "since=%" PRIu64 "&limit=%u", since,
-                                AUDIT_PAGE_MAX);
+                (void) snprintf(query, sizeof(query), "since=%" PRIu64 "&limit=%u%s%.32s", since,
+                                AUDIT_PAGE_MAX, replica[0] ? "&replica=" : "", replica);
                 r = get_page(cli, scope, base, query, &p);
                 if (r != 0)
                         return r;
+                if (chains) {
+                        r = export_replicas(cli, &p, chains, n_chains);
+                        if (r != 0)
+                                return r;
+                }
                 if (s->expected_total == 0 && p.head >= since)
                         s->expected_total = p.head - since + 1;
                 json_array_foreach(p.records, i, rec) {
@@ -327,15 +461,24 @@ static int print_verify_hint(FILE *f, const char *file, const struct export_stat
         return 0;
 }
 
+/* s: the unnamed replica's chain; chains[1..n): the named ones' (none on a single server). */
 static int print_export_summary(struct kh_cli *cli, const char *file,
-                                const struct export_state *s) {
-        json_auto_t *out = NULL;
+                                const struct export_state *s, const struct export_chain *chains,
+                                size_t n) {
+        json_auto_t *out = NULL, *list = NULL;
 
         if (!kh_cli_json(cli)) {
                 FILE *f = strcmp(file, "-") == 0 ? stderr : stdout; /* stdout holds records */
 
+                for (size_t i = 1; i < n; i++)
+                        fprintf(f, "Exported %" PRIu64 " records of replica %s's chain (seq %"
+                                   PRIu64 " to %" PRIu64 ").\n",
+                                chains[i].records, chains[i].replica, chains[i].first_seq,
+                                chains[i].last_seq);
                 if (s->records == 0) {
-                        fprintf(f, "Exported no records: the chain holds none from there.\n");
+                        if (n <= 1)
+                                fprintf(f, "Exported no records: the chain holds none from "
+                                           "there.\n");
                         return 0;
                 }
                 fprintf(f, "Exported %" PRIu64 " records (seq %" PRIu64 " to %" PRIu64
@@ -350,6 +493,25 @@ static int print_export_summary(struct kh_cli *cli, const char *file,
                                                : json_null());
         if (!out)
                 return kh_cli_fail(cli, "internal_error", "out of memory");
+        if (n > 1) {
+                /* records, first_seq and last_seq above stay the unnamed replica's chain's
+                 * (what --first-seq and --through-seq of verify check); each chain here */
+                list = json_array();
+                for (size_t i = 0; list && i < n; i++) {
+                        const struct export_chain *c = &chains[i];
+                        json_t *o = json_pack("{s:s, s:I, s:o, s:o}", "replica", c->replica,
+                                              "records", (json_int_t) c->records, "first_seq",
+                                              c->records ? json_integer((json_int_t) c->first_seq)
+                                                         : json_null(),
+                                              "last_seq",
+                                              c->records ? json_integer((json_int_t) c->last_seq)
+                                                         : json_null());
+                        if (!o || json_array_append_new(list, o) < 0)
+                                return kh_cli_fail(cli, "internal_error", "out of memory");
+                }
+                if (!list || json_object_set(out, "chains", list) < 0)
+                        return kh_cli_fail(cli, "internal_error", "out of memory");
+        }
         return kh_cli_print_json(cli, out);
 }
 
@@ -359,6 +521,8 @@ int kh_cmd_audit_export(struct kh_cli *cli) {
         KH_CLEANUP(kh_outfile_freep) struct kh_outfile *o = NULL;
         KH_CLEANUP(kh_freep) struct kh_audit_parsed *parsed = NULL;
         struct export_state s = { 0 };
+        struct export_chain chains[EXPORT_CHAINS_MAX] = { 0 };
+        size_t n_chains = 1; /* [0]: the unnamed replica's */
         enum kh_client_scope scope;
         const char *base;
         struct stat st;
@@ -393,7 +557,18 @@ int kh_cmd_audit_export(struct kh_cli *cli) {
         s = (struct export_state) { .out = o ? kh_outfile_stream(o) : stdout, .parsed = parsed,
                                     .progress = !to_stdout && isatty(STDERR_FILENO) };
         kh_buf_init(&s.line, KH_AUDIT_LINE_MAX + 1, false);
-        r = export_pages(cli, scope, base, since, &s);
+        r = export_pages(cli, scope, base, "", since, &s, chains, &n_chains);
+        /* then every named replica's chain, whole: --since is a seq of the first one */
+        for (size_t i = 1; r == 0 && i < n_chains; i++) {
+                struct export_state c = { .out = s.out, .parsed = s.parsed, .line = s.line,
+                                          .progress = s.progress };
+
+                r = export_pages(cli, scope, base, chains[i].replica, 1, &c, NULL, NULL);
+                s.line = c.line; /* the buffer it may have grown */
+                chains[i].records = c.records;
+                chains[i].first_seq = c.first_seq;
+                chains[i].last_seq = c.last_seq;
+        }
         kh_buf_free(&s.line);
         if (kh_cli_interrupted()) /* between pages, or a request stopped unreported */
                 r = kh_cli_fail(cli, "interrupted", "interrupted; nothing written");
@@ -413,7 +588,7 @@ int kh_cmd_audit_export(struct kh_cli *cli) {
                 return kh_cli_fail(cli, "file_error", "cannot write to stdout: %s",
                                    strerror(errno));
         }
-        return print_export_summary(cli, file, &s);
+        return print_export_summary(cli, file, &s, chains, n_chains);
 }
 
 int kh_cmd_audit_public_key(struct kh_cli *cli) {
@@ -499,14 +674,62 @@ static void verify_message(char *buf, size_t len, const char *file,
                                 file, v->first_bad_seq, v->line, v->reason, v->records);
 }
 
-/* The failure as verify_message() says it, and its JSON; exit 1. */
+/* Each chain's verdict, for --json of a file with several replicas' chains. */
+static json_t *verify_chains_json(const struct kh_audit_verify_chain *chains, size_t n) {
+        json_t *list = json_array();
+
+        for (size_t i = 0; list && i < n; i++) {
+                const struct kh_audit_verify_result *r = &chains[i].res;
+                json_t *o = json_pack("{s:s, s:b, s:I, s:I, s:I, s:I, s:I}", "replica",
+                                      chains[i].replica, "ok", r->ok, "records",
+                                      (json_int_t) r->records, "checkpoints",
+                                      (json_int_t) r->checkpoints, "first_seq",
+                                      (json_int_t) r->first_seq, "signed_through",
+                                      (json_int_t) r->signed_through, "unsigned",
+                                      (json_int_t) r->unsigned_records);
+
+                if (o && !r->ok)
+                        (void) json_object_set_new(
+                                o, "failure",
+                                json_pack("{s:I, s:s, s:I, s:I}", "first_bad_seq",
+                                          (json_int_t) r->first_bad_seq, "reason",
+                                          r->reason ? r->reason : "", "line",
+                                          (json_int_t) r->line, "step", (json_int_t) r->step));
+                if (!o || json_array_append_new(list, o) < 0) {
+                        json_decref(list);
+                        return NULL;
+                }
+        }
+        return list;
+}
+
+/* The failure as verify_message() says it, and its JSON; exit 1. With several chains in
+ * the file (chains[0..n), n > 1), the one that failed first is named, and its counts are
+ * those said. */
 static int verify_failed(struct kh_cli *cli, const char *file,
                          const struct kh_audit_verify_result *v,
-                         const struct kh_audit_verify_expect *e) {
+                         const struct kh_audit_verify_expect *e,
+                         const struct kh_audit_verify_chain *chains, size_t n) {
+        const struct kh_audit_verify_chain *bad = NULL;
         json_auto_t *out = NULL;
-        char message[512];
+        KH_CLEANUP(kh_freep) char *name = NULL;
+        char message[600];
 
-        verify_message(message, sizeof(message), file, v, e);
+        for (size_t i = 0; n > 1 && i < n && !bad; i++)
+                if (!chains[i].res.ok && chains[i].res.line == v->line)
+                        bad = &chains[i];
+        if (bad) {
+                struct kh_audit_verify_result r = bad->res;
+
+                if (asprintf(&name, "%s (chain of replica %s%s%s)", file,
+                             bad->replica[0] ? "\"" : "",
+                             bad->replica[0] ? bad->replica : "unnamed",
+                             bad->replica[0] ? "\"" : "") < 0)
+                        return kh_cli_fail(cli, "internal_error", "out of memory");
+                verify_message(message, sizeof(message), name, &r, e);
+        } else {
+                verify_message(message, sizeof(message), file, v, e);
+        }
         if (!kh_cli_json(cli))
                 return kh_cli_fail(cli, "chain_broken", "%s", message);
         out = json_pack("{s:b, s:I, s:s, s:I, s:I, s:I, s:s, s:s}", "ok", 0, "first_bad_seq",
@@ -515,13 +738,17 @@ static int verify_failed(struct kh_cli *cli, const char *file,
                         (json_int_t) v->records, "code", "chain_broken", "message", message);
         if (!out)
                 return kh_cli_fail(cli, "internal_error", "out of memory");
+        if (bad && (json_object_set_new(out, "replica", json_string(bad->replica)) < 0 ||
+                    json_object_set_new(out, "chains", verify_chains_json(chains, n)) < 0))
+                return kh_cli_fail(cli, "internal_error", "out of memory");
         (void) kh_cli_print_json(cli, out);
         return 1;
 }
 
 static int verify_passed(struct kh_cli *cli, const char *file,
                          const struct kh_audit_verify_result *v,
-                         const struct kh_audit_verify_expect *e) {
+                         const struct kh_audit_verify_expect *e,
+                         const struct kh_audit_verify_chain *chains, size_t n) {
         json_auto_t *out = NULL;
         uint64_t last = v->first_seq + v->records - 1;
 
@@ -532,9 +759,30 @@ static int verify_passed(struct kh_cli *cli, const char *file,
                                 (json_int_t) v->first_seq, "signed_through",
                                 (json_int_t) v->signed_through, "unsigned",
                                 (json_int_t) v->unsigned_records);
-                if (!out)
+                if (!out || (n > 1 && json_object_set_new(out, "chains",
+                                                          verify_chains_json(chains, n)) < 0))
                         return kh_cli_fail(cli, "internal_error", "out of memory");
                 return kh_cli_print_json(cli, out);
+        }
+        if (n > 1) {
+                /* several replicas' chains: each its own line, then the totals */
+                KH_CLEANUP(kh_freep) char *shown = kh_out_printable(file);
+
+                for (size_t i = 0; i < n; i++) {
+                        const struct kh_audit_verify_result *r = &chains[i].res;
+
+                        printf("%s: chain of replica %s%s%s: intact: %" PRIu64 " records (seq %"
+                               PRIu64 " to %" PRIu64 "), %" PRIu64 " checkpoints, %" PRIu64
+                               " not yet signed\n",
+                               shown ? shown : "-", chains[i].replica[0] ? "\"" : "",
+                               chains[i].replica[0] ? chains[i].replica : "unnamed",
+                               chains[i].replica[0] ? "\"" : "", r->records, r->first_seq,
+                               r->first_seq + r->records - 1, r->checkpoints,
+                               r->unsigned_records);
+                }
+                printf("%s: intact: %zu chains, %" PRIu64 " records, %" PRIu64 " checkpoints\n",
+                       shown ? shown : "-", n, v->records, v->checkpoints);
+                return 0;
         }
         {
                 KH_CLEANUP(kh_freep) char *shown = kh_out_printable(file);
@@ -568,8 +816,10 @@ int kh_cmd_audit_verify(struct kh_cli *cli) {
         const char *file = kh_cli_operand(cli, 0), *pem = kh_cli_value(cli, "public-key");
         KH_CLEANUP(EVP_PKEY_freep) EVP_PKEY *pub = NULL;
         KH_CLEANUP(fclosep) FILE *f = NULL;
+        KH_CLEANUP(kh_freep) struct kh_audit_verify_chain *chains = NULL;
         struct kh_audit_verify_expect e;
         struct kh_audit_verify_result v;
+        size_t n = 0;
         int r;
 
         if (!pem)
@@ -594,8 +844,12 @@ int kh_cmd_audit_verify(struct kh_cli *cli) {
                         return kh_cli_fail(cli, "file_error", "cannot read %s: %s", file,
                                            strerror(errno));
         }
-        r = kh_audit_verify_stream_expect(f ? f : stdin, pub, &e, &v);
+        chains = calloc(KH_AUDIT_VERIFY_CHAINS_MAX, sizeof(*chains));
+        if (!chains)
+                return kh_cli_fail(cli, "internal_error", "out of memory");
+        r = kh_audit_verify_stream_chains(f ? f : stdin, pub, &e, &v, chains, &n);
         if (r < 0)
                 return kh_cli_fail(cli, "file_error", "cannot verify %s: %s", file, strerror(-r));
-        return v.ok ? verify_passed(cli, file, &v, &e) : verify_failed(cli, file, &v, &e);
+        return v.ok ? verify_passed(cli, file, &v, &e, chains, n)
+                    : verify_failed(cli, file, &v, &e, chains, n);
 }

@@ -187,28 +187,31 @@ static int report_print(struct incident *inc, json_t *uses, uint64_t total, uint
         return 0;
 }
 
-/* Pages through GET /admin/audit up to the head the first page names (the chain grows
- * while it is read: this run's own reads are records too). */
-int kh_incident_unauthorized_use(struct incident *inc) {
-        json_auto_t *uses = json_object();
-        uint64_t since = 1, head = 0, total = 0, scanned = 0;
-        size_t n_actors = 0;
+/* What one scan of the chains gathers. */
+struct scan {
+        json_t *uses;
+        size_t n_actors;
+        uint64_t total, scanned;
+        json_t *replicas; /* the first page's "replicas" (NULL: a server without them) */
+};
+
+/* Pages through replica's chain ("" the unnamed one's) of GET /admin/audit up to the head the
+ * first page names (the chain grows while it is read: this run's own reads are records
+ * too), adding the uses of the version to sc. Returns 0 or the exit status. */
+static int scan_chain(struct incident *inc, const char *replica, struct scan *sc,
+                      uint64_t *ret_head) {
+        uint64_t since = 1, head = 0;
         int r;
 
-        if (!uses)
-                return kh_cli_fail(inc->cli, "internal_error", "out of memory");
-        r = kh_incident_version_check(inc);
-        if (r != 0)
-                return r;
         for (bool first = true;; first = false) {
                 json_auto_t *page = NULL;
                 const json_t *records, *rec;
-                char path[96];
+                char path[160];
                 uint64_t next;
                 size_t i;
 
-                (void) snprintf(path, sizeof(path), "/admin/audit?since=%" PRIu64 "&limit=%u",
-                                since, AUDIT_PAGE);
+                (void) snprintf(path, sizeof(path), "/admin/audit?since=%" PRIu64 "&limit=%u%s%.32s",
+                                since, AUDIT_PAGE, replica[0] ? "&replica=" : "", replica);
                 r = kh_cli_get(inc->cli, KH_CLIENT_TENANT, path, &page);
                 if (r != 0)
                         return r;
@@ -217,15 +220,18 @@ int kh_incident_unauthorized_use(struct incident *inc) {
                 if (!json_is_array(records) || !json_is_integer(json_object_get(page, "head")))
                         return kh_cli_fail(inc->cli, "bad_response",
                                            "the server's audit page has no records");
-                if (first)
+                if (first) {
                         head = uint_of(page, "head");
+                        if (!replica[0] && !sc->replicas)
+                                sc->replicas = json_incref(json_object_get(page, "replicas"));
+                }
                 json_array_foreach(records, i, rec) {
                         if (uint_of(rec, "seq") > head)
                                 break;
-                        scanned++;
+                        sc->scanned++;
                         if (!is_use(inc, rec))
                                 continue;
-                        r = use_add(uses, rec, &n_actors);
+                        r = use_add(sc->uses, rec, &sc->n_actors);
                         if (r == -E2BIG)
                                 return kh_cli_fail(inc->cli, "too_many_actors",
                                                    "more than %d actors used version %" PRIu32
@@ -233,7 +239,7 @@ int kh_incident_unauthorized_use(struct incident *inc) {
                                                    ACTORS_MAX, inc->version);
                         if (r < 0)
                                 return kh_cli_fail(inc->cli, "internal_error", "out of memory");
-                        total += uint_of(rec, "count") > 1 ? uint_of(rec, "count") : 1;
+                        sc->total += uint_of(rec, "count") > 1 ? uint_of(rec, "count") : 1;
                 }
                 if (json_array_size(records) == 0 || next > head)
                         break;
@@ -243,7 +249,41 @@ int kh_incident_unauthorized_use(struct incident *inc) {
                                            PRIu64 ")", next);
                 since = next;
         }
-        return report_print(inc, uses, total, scanned, head);
+        *ret_head = head;
+        return 0;
+}
+
+/* The unnamed replica's chain, then every named replica's (docs/audit.md "Replicas"): the
+ * uses of a cluster are spread over its replicas' chains. */
+int kh_incident_unauthorized_use(struct incident *inc) {
+        struct scan sc = { .uses = json_object() };
+        uint64_t head = 0, other;
+        const json_t *name;
+        size_t i;
+        int r;
+
+        if (!sc.uses)
+                return kh_cli_fail(inc->cli, "internal_error", "out of memory");
+        r = kh_incident_version_check(inc);
+        if (r == 0)
+                r = scan_chain(inc, "", &sc, &head);
+        json_array_foreach(sc.replicas, i, name) {
+                const char *v = json_string_value(name);
+
+                if (r != 0)
+                        break;
+                if (!v || strlen(v) > 32 || strspn(v, "abcdefghijklmnopqrstuvwxyz0123456789-") !=
+                                                    strlen(v) || !v[0])
+                        r = kh_cli_fail(inc->cli, "bad_response",
+                                        "the server names a replica that cannot be one");
+                else
+                        r = scan_chain(inc, v, &sc, &other);
+        }
+        if (r == 0)
+                r = report_print(inc, sc.uses, sc.total, sc.scanned, head);
+        json_decref(sc.replicas);
+        json_decref(sc.uses);
+        return r;
 }
 
 /* ---- --since, --until ---- */

@@ -17,6 +17,16 @@
 
 /* ---- after merging ---- */
 
+/* [server] replica: a name that fits an audit chain's id (audit/record.h
+ * kh_audit_replica_is_valid(), which this library does not link). */
+static bool replica_ok(const char *s) {
+        size_t n = strlen(s);
+
+        if (n == 0 || n > 32 || s[0] == '-')
+                return false;
+        return strspn(s, "abcdefghijklmnopqrstuvwxyz0123456789-") == n;
+}
+
 static int validate(struct kh_cfg_ctx *c) {
         const struct kh_config *cfg = c->cfg;
         const struct kh_config_server *srv = &cfg->server;
@@ -36,6 +46,9 @@ static int validate(struct kh_cfg_ctx *c) {
         c->cfg->keystore.has_slot = slot->line != 0 || slot->env != NULL;
         if (!ks->path && strcmp(ks->driver, "pkcs11") != 0)
                 return kh_cfg_fail_at(c, 0, KH_CFG_KEYSTORE_path, "is required");
+        if (srv->replica && !replica_ok(srv->replica))
+                return kh_cfg_fail_at(c, 0, KH_CFG_SERVER_replica,
+                                      "must be 1 to 32 of a-z, 0-9 and '-', not starting with '-'");
         if (srv->admin_socket && strlen(srv->admin_socket) > KH_ADMIN_SOCKET_PATH_MAX)
                 return kh_cfg_fail_at(c, 0, KH_CFG_SERVER_admin_socket,
                                       "is longer than 107 bytes (the limit of a Unix socket path)");

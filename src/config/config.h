@@ -36,6 +36,9 @@ struct kh_config_server {
         char *user;                 /* started as root: the user to drop to once the sockets
                                      * are bound (daemon/privileges.h); NULL = unset */
         char *log_format;           /* "text" | "json" (one object per line) */
+        char *replica;              /* this replica's name among those sharing a database: its
+                                     * audit chains' (docs/audit.md "Replicas"); NULL = the
+                                     * unnamed one, whose chains a single server has */
 };
 
 struct kh_config_storage {

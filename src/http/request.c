@@ -121,10 +121,27 @@ int kh_http_query_parse(const char *q, size_t len, struct kh_query_param *params
                         if (strlen(params[i].name) == (size_t) (eq - p) &&
                             memcmp(params[i].name, p, (size_t) (eq - p)) == 0)
                                 param = &params[i];
-                if (!param || param->present || pair_end - (eq + 1) > 20 ||
-                    kh_parse_u64(eq + 1, (size_t) (pair_end - (eq + 1)), param->max,
-                                 &param->value) < 0)
+                if (!param || param->present)
                         return -KH_E_INVALID_PARAMETER;
+                if (param->name_max) {
+                        size_t vlen = (size_t) (pair_end - (eq + 1));
+
+                        if (vlen == 0 || vlen > param->name_max || vlen >= sizeof(param->text) ||
+                            eq[1] == '-')
+                                return -KH_E_INVALID_PARAMETER;
+                        for (size_t i = 0; i < vlen; i++) {
+                                char c = eq[1 + i];
+
+                                if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-'))
+                                        return -KH_E_INVALID_PARAMETER;
+                        }
+                        memcpy(param->text, eq + 1, vlen);
+                        param->text[vlen] = '\0';
+                } else if (pair_end - (eq + 1) > 20 ||
+                           kh_parse_u64(eq + 1, (size_t) (pair_end - (eq + 1)), param->max,
+                                        &param->value) < 0) {
+                        return -KH_E_INVALID_PARAMETER;
+                }
                 param->present = true;
                 if (!amp)
                         break;

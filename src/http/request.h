@@ -31,18 +31,23 @@ KH_MUST_CHECK int kh_http_framing_check(const char *head, size_t len);
 KH_MUST_CHECK int kh_http_bearer_parse(const char *authz, size_t len, const char **ret_token,
                                        size_t *ret_len);
 
-/* One query parameter a route takes: a decimal integer of 0..max. */
+/* One query parameter a route takes: a decimal integer of 0..max, or, when name_max is not
+ * 0, a name: 1 to name_max bytes of [a-z0-9-] not starting with '-' (a replica's). */
 struct kh_query_param {
         const char *name;
         uint64_t max;
         uint64_t value;                  /* set when present */
         bool present;
+        size_t name_max;                 /* 0: an integer; else at most KH_QUERY_NAME_MAX */
+        char text[33];                   /* a name's value, NUL-terminated, when present */
 };
+#define KH_QUERY_NAME_MAX 32
 
 /**
  * kh_http_query_parse() - the query string q[0..len) (after the '?'; may be empty) as
  * name=value pairs separated by '&', each name one of params[0..n) and given at most once,
- * each value 1 to 20 decimal digits within the parameter's max. No percent-decoding: no
+ * each value 1 to 20 decimal digits within the parameter's max (or a name, see above). No
+ * percent-decoding: no
  * name or value that keyhold takes needs it. Returns 0 or -KH_E_INVALID_PARAMETER. A total
  * function over untrusted bytes.
  */

@@ -110,15 +110,18 @@ static int read_block(const struct kh_store_audit_block *b, void *userdata) {
         return kh_audit_block_each(b, c->chain_id, read_record, c);
 }
 
-int kh_audit_read(struct kh_service *svc, uint32_t chain, uint64_t since, uint64_t last,
-                  size_t limit, struct kh_buf *lines, struct kh_audit_page *ret) {
-        const char *id = kh_auditor_chain_id(kh_app_auditor(svc->app), chain);
+int kh_audit_read(struct kh_service *svc, uint32_t chain, const char *replica, uint64_t since,
+                  uint64_t last, size_t limit, struct kh_buf *lines, struct kh_audit_page *ret) {
+        const char *tenant = kh_auditor_tenant_id(kh_app_auditor(svc->app), chain);
+        char id[KH_AUDIT_CHAIN_ID_MAX + 1];
         struct kh_store_audit_block head;
         struct read_ctx c = { .chain_id = id, .limit = limit, .lines = lines, .page = ret };
         int r;
 
-        if (!id || limit == 0 || limit > KH_AUDIT_PAGE_MAX)
+        if (!tenant || limit == 0 || limit > KH_AUDIT_PAGE_MAX ||
+            (replica && replica[0] && !kh_audit_replica_is_valid(replica)))
                 return -EINVAL;
+        kh_audit_chain_store_id(tenant, replica, id);
         *ret = (struct kh_audit_page) { 0 };
         r = kh_store_audit_last(svc->store, id, &head);
         if (r == -ENOENT) {
@@ -139,6 +142,10 @@ int kh_audit_read(struct kh_service *svc, uint32_t chain, uint64_t since, uint64
                 return c.error;
         /* READ_FULL: the page is full; next says where the following one starts */
         return r < 0 ? r : 0;
+}
+
+int kh_audit_replica_names(struct kh_service *svc, struct kh_buf *out) {
+        return kh_audit_replicas(svc->store, out);
 }
 
 /* ---- a member's history ---- */

@@ -47,14 +47,21 @@ struct kh_audit_page {
 };
 
 /**
- * kh_audit_read() - records of a chain (a tenant index or KH_AUDIT_SERVER_CHAIN), in
+ * kh_audit_read() - records of a chain (a tenant index or KH_AUDIT_SERVER_CHAIN) of
+ * @replica (NULL or "": the unnamed replica's, the chain of a single server), in
  * ascending seq: from @since on, or, when @last is not 0, the last @last ones; at most
  * @limit (1..KH_AUDIT_PAGE_MAX). Each is appended to @lines as its export line (JSON, with
- * its newline). Returns 0, -EIO, -KH_E_INTEGRITY (a stored block is damaged) or -ENOMEM.
+ * its newline; a named replica's with its "replica" member). Returns 0, -EIO,
+ * -KH_E_INTEGRITY (a stored block is damaged) or -ENOMEM.
  */
-KH_MUST_CHECK int kh_audit_read(struct kh_service *svc, uint32_t chain, uint64_t since,
+KH_MUST_CHECK int kh_audit_read(struct kh_service *svc, uint32_t chain, const char *replica,
+                                uint64_t since,
                                 uint64_t last, size_t limit, struct kh_buf *lines,
                                 struct kh_audit_page *ret);
+
+/* The named replicas whose audit chains the database holds, space-separated, appended to
+ * out (kh_audit_replicas()). Returns 0 or the store's error. */
+KH_MUST_CHECK int kh_audit_replica_names(struct kh_service *svc, struct kh_buf *out);
 
 #define KH_HISTORY_MAX     500
 #define KH_HISTORY_DEFAULT 50

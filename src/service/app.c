@@ -590,6 +590,13 @@ int kh_app_open(const struct kh_config *cfg, kh_app_event_fn event, void *userda
                         ids[i] = app->tenants[i].id;
                 r = kh_auditor_new(cfg, ids, cfg->n_tenants, &app->keystore, &app->reload_lock,
                                    &app->auditor);
+                if (r == -EADDRINUSE) {
+                        emit(app, NULL, "[server] replica: another keyholdd with this replica "
+                                        "name is running on this database (each replica "
+                                        "needs a name of its own: docs/audit.md \"Replicas\")",
+                             r);
+                        return r;
+                }
                 if (r < 0) {
                         emit(app, NULL, "cannot open the audit log", r);
                         return r;

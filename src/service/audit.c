@@ -2,7 +2,10 @@
 #include "audit.h"
 
 #include <errno.h>
+#include <inttypes.h>
 #include <sched.h>
+#include <signal.h>
+#include <stdio.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <sys/resource.h>
@@ -37,12 +40,18 @@
 #define YIELD_RECORDS    256     /* see append_events() */
 #define IDLE_WAKE_MS     1000    /* an idle thread still looks for due checkpoints */
 #define RETRY_MS         200     /* after a failed commit (a full disk, a locked file) */
+/* The claim on this replica's chains (claim()): renewed every BEAT_MS; one not renewed for
+ * STALE_MS is a dead replica's and may be taken over. */
+#define BEAT_MS          3000
+#define STALE_MS         15000
+#define REPLICAS_KEY     "audit.replicas" /* meta: the named replicas, space-separated */
 #define BLOCK_RECORDS    4096    /* records per stored block (one commit may store several) */
 #define AUDIT_NICE       5       /* the thread's nice value: see run() */
 #define PRUNE_EVERY_MS   (3600 * 1000) /* [audit] keep_days: at start, then hourly */
 
 struct chain {
-        char id[KH_TENANT_ID_MAX + 1];   /* "" for the server */
+        char id[KH_TENANT_ID_MAX + 1];   /* the tenant: "" for the server */
+        char store_id[KH_AUDIT_CHAIN_ID_MAX + 1]; /* kh_audit_chain_store_id() */
         uint64_t seq;                    /* the head: last seq, 0 while empty */
         uint8_t hash[KH_AUDIT_HASH_LEN];
         uint64_t since_checkpoint;       /* records after the last checkpoint */
@@ -69,6 +78,7 @@ struct uses {
 
 struct kh_auditor {
         const struct kh_config *cfg;
+        const char *replica;             /* [server] replica, "" when unnamed */
         struct kh_keystore *const *ks;   /* the app's slot: NULL while the server is sealed */
         pthread_rwlock_t *ks_lock;       /* shared to sign, exclusive to load or make a key */
         struct kh_store *store;          /* the thread's own connection */
@@ -97,6 +107,9 @@ struct kh_auditor {
         pthread_t thread;
         bool running;
         int64_t pruned_ms;               /* the thread's: when retention last ran */
+        bool beats;                      /* renews the claim: a database other hosts share */
+        int64_t beat_ms;                 /* the thread's: when the claim was last renewed */
+        char holder[128];                /* who holds the claim: "HOST PID TOKEN" */
         uint64_t dropped_recorded;       /* the thread's: drops the server's chain tells of */
         _Atomic uint64_t dropped;
 };
@@ -132,7 +145,26 @@ static struct chain *chain_of(struct kh_auditor *a, uint32_t chain) {
 
 const char *kh_auditor_chain_id(const struct kh_auditor *a, uint32_t chain) {
         size_t i = chain_index(a, chain);
+        return i == SIZE_MAX ? NULL : a->chains[i].store_id;
+}
+
+const char *kh_auditor_tenant_id(const struct kh_auditor *a, uint32_t chain) {
+        size_t i = chain_index(a, chain);
         return i == SIZE_MAX ? NULL : a->chains[i].id;
+}
+
+const char *kh_auditor_replica(const struct kh_auditor *a) {
+        return a->replica;
+}
+
+void kh_audit_chain_store_id(const char *tenant, const char *replica,
+                             char out[static KH_AUDIT_CHAIN_ID_MAX + 1]) {
+        /* the unnamed replica's chains keep the ids chains had before replicas had names */
+        if (replica && replica[0])
+                (void) snprintf(out, KH_AUDIT_CHAIN_ID_MAX + 1, "%.*s@%.*s", KH_TENANT_ID_MAX,
+                                tenant, KH_AUDIT_REPLICA_MAX, replica);
+        else
+                (void) snprintf(out, KH_AUDIT_CHAIN_ID_MAX + 1, "%.*s", KH_TENANT_ID_MAX, tenant);
 }
 
 uint64_t kh_auditor_dropped(const struct kh_auditor *a) {
@@ -233,6 +265,8 @@ int kh_auditor_public_key(struct kh_auditor *a, uint32_t chain, struct kh_buf *o
 }
 
 static int store_uses(struct kh_auditor *a, struct kh_store *store);
+static int claim(struct kh_auditor *a, bool first, int64_t beat_ms);
+static int replicas_add(struct kh_auditor *a);
 static void server_event(struct kh_audit_event *ev, const char *action);
 static void uses_done(struct kh_auditor *a, bool committed);
 
@@ -261,7 +295,7 @@ static int block_store(struct kh_store *store, struct chain *c) {
 
         if (c->block_records == 0)
                 return 0;
-        r = kh_store_audit_append(store, c->id, &(struct kh_store_audit_block) {
+        r = kh_store_audit_append(store, c->store_id, &(struct kh_store_audit_block) {
                                           .first_seq = c->block_first, .last_seq = c->seq,
                                           .head_hash = c->hash, .data = c->block.data,
                                           .len = c->block.len });
@@ -325,7 +359,7 @@ static int append(struct kh_auditor *a, struct kh_store *store, struct chain *c,
                 .target = kh_audit_event_target(ev), .outcome = ev->outcome,
                 .key_version = ev->key_version,
                 .request_id = ev->request_id, .client = ev->client,
-                .count = ev->count ? ev->count : 1,
+                .count = ev->count ? ev->count : 1, .replica = a->replica,
         };
         KH_CLEANUP(kh_buf_freep) struct kh_buf sig = { 0 };
         int r;
@@ -341,7 +375,7 @@ static int append(struct kh_auditor *a, struct kh_store *store, struct chain *c,
                 uint8_t digest[KH_AUDIT_HASH_LEN];
 
                 memcpy(ref.tenant, c->id, sizeof(ref.tenant));
-                kh_audit_checkpoint_digest(c->id, rec.seq, rec.hash, digest);
+                kh_audit_checkpoint_digest(c->id, a->replica, rec.seq, rec.hash, digest);
                 kh_buf_init(&sig, KH_AUDIT_SIG_MAX, false);
                 /* Never wait for the key store here: this runs inside a write transaction,
                  * and whoever holds the key store (a rekey, an unseal) may be waiting for
@@ -636,14 +670,21 @@ int kh_audit_block_each(const struct kh_store_audit_block *b, const char *chain_
                         void *userdata) {
         struct kh_audit_block_reader rd;
         struct kh_audit_parsed *p = malloc(sizeof(*p));  /* 8 KiB: not on a worker's stack */
+        const char *at = strchr(chain_id, '@');
+        char tenant[KH_TENANT_ID_MAX + 1];
         int64_t ms;
         int r;
 
         if (!p)
                 return -ENOMEM;
-        r = kh_audit_block_read_begin(&rd, b->data, b->len, b->first_seq, chain_id);
-        while (r == 0 && (r = kh_audit_block_next(&rd, p, &ms)) == 1)
+        /* "TENANT@REPLICA": the records' tenant and replica */
+        (void) snprintf(tenant, sizeof(tenant), "%.*s",
+                        (int) (at ? (size_t) (at - chain_id) : strlen(chain_id)), chain_id);
+        r = kh_audit_block_read_begin(&rd, b->data, b->len, b->first_seq, tenant);
+        while (r == 0 && (r = kh_audit_block_next(&rd, p, &ms)) == 1) {
+                p->rec.replica = at ? at + 1 : NULL;
                 r = fn(&p->rec, ms, userdata);
+        }
         free(p);
         return r == -EINVAL ? -KH_E_INTEGRITY : r;
 }
@@ -693,17 +734,17 @@ static void prune(struct kh_auditor *a) {
         if (days == 0)
                 return;
         for (size_t i = 0; i < a->n_chains; i++) {
-                struct prune_scan ps = { .chain_id = a->chains[i].id,
+                struct prune_scan ps = { .chain_id = a->chains[i].store_id,
                                          .cutoff_ms = kh_audit_now_ms() - days * 86400000 };
                 uint64_t before;
 
-                if (kh_store_audit_scan(a->store, a->chains[i].id, 1, false, prune_block, &ps) < 0)
+                if (kh_store_audit_scan(a->store, a->chains[i].store_id, 1, false, prune_block, &ps) < 0)
                         continue;        /* tried again in an hour */
                 before = ps.keep_from;
                 if (!ps.vouched)
                         before = ps.newest_checkpoint < before ? ps.newest_checkpoint : before;
                 /* a failure is tried again in an hour */
-                if (before > 1 && kh_store_audit_prune(a->store, a->chains[i].id, before) < 0)
+                if (before > 1 && kh_store_audit_prune(a->store, a->chains[i].store_id, before) < 0)
                         continue;
         }
 }
@@ -808,6 +849,9 @@ static void *run(void *userdata) {
                 /* creates the chains' signing keys one by one, off the request path */
                 if (next_key < a->n_chains && key_ensure(a, &a->chains[next_key]) != -KH_E_SEALED)
                         next_key++;
+                if (a->beats && kh_audit_now_ms() - a->beat_ms >= BEAT_MS &&
+                    claim(a, false, kh_audit_now_ms()) == 0)
+                        a->beat_ms = kh_audit_now_ms(); /* a failure is tried at the next pass */
                 if (kh_audit_now_ms() - a->pruned_ms >= PRUNE_EVERY_MS) {
                         a->pruned_ms = kh_audit_now_ms();
                         prune(a);
@@ -860,6 +904,143 @@ void kh_auditor_enqueue(struct kh_auditor *a, const struct kh_audit_event *ev, s
         pthread_mutex_unlock(&a->qlock);
 }
 
+/* ---- the replica's claim on its chains ----
+ * Two servers appending to one chain would fork it: each numbers records from the head it
+ * loaded. So a server claims its replica name in the database (meta "audit.replica" for the
+ * unnamed one, "audit.replica.NAME" otherwise: "HOST PID TOKEN BEAT_MS") and renews it while
+ * it runs (PostgreSQL only: a SQLite database has one host). Another server with the same
+ * name on the same database refuses to start while the claim's server lives: on this host
+ * its pid says so, on another one a claim renewed within STALE_MS; otherwise it is taken
+ * over. The names of the replicas are kept in REPLICAS_KEY, for the
+ * readers that gather every replica's chains (kh_audit_replicas()). */
+
+static void claim_key(const char *replica, char out[static KH_STORE_META_KEY_MAX + 1]) {
+        (void) snprintf(out, KH_STORE_META_KEY_MAX + 1, replica[0] ? "audit.replica.%s" : "audit.replica",
+                        replica);
+}
+
+/* Whether process pid runs: a killed one not yet reaped (a zombie) does not. */
+static bool process_lives(pid_t pid) {
+        char path[64], stat[512];
+        const char *end;
+        FILE *f;
+        size_t n;
+
+        if (kill(pid, 0) < 0 && errno == ESRCH)
+                return false;
+        (void) snprintf(path, sizeof(path), "/proc/%ld/stat", (long) pid);
+        f = fopen(path, "re");
+        if (!f)
+                return true; /* no /proc to ask: it exists */
+        n = fread(stat, 1, sizeof(stat) - 1, f);
+        fclose(f);
+        stat[n] = '\0';
+        end = strrchr(stat, ')'); /* "PID (COMM) STATE ...": COMM may hold anything */
+        return !(end && end[1] == ' ' && end[2] == 'Z');
+}
+
+/* Whether the claim in value (not NUL-terminated) is another live server's. */
+static bool claim_is_live(const struct kh_auditor *a, const uint8_t *value, size_t len,
+                          int64_t now) {
+        char text[KH_STORE_META_VALUE_MAX + 1], host[128], token[40], ours_host[128];
+        long long pid, beat;
+
+        memcpy(text, value, len);
+        text[len] = '\0';
+        if (sscanf(text, "%127s %lld %39s %lld", host, &pid, token, &beat) != 4)
+                return false; /* not a claim this version wrote: nothing to respect */
+        if (beat == 0)
+                return false; /* released by a server that stopped */
+        (void) sscanf(a->holder, "%127s", ours_host);
+        /* on this host whether the server lives is known at once (a restart after kill -9),
+         * and a SQLite database is only ever served from one host */
+        if (strcmp(host, ours_host) == 0 && pid > 0 && pid <= INT32_MAX)
+                return process_lives((pid_t) pid);
+        return now - beat < STALE_MS; /* another host's: alive while it renews the claim */
+}
+
+/* Adds this replica's name to REPLICAS_KEY (inside the claim's transaction). */
+static int replicas_add(struct kh_auditor *a) {
+        KH_CLEANUP(kh_buf_freep) struct kh_buf v = { 0 };
+        size_t n = strlen(a->replica);
+        int r;
+
+        kh_buf_init(&v, KH_STORE_META_VALUE_MAX, false);
+        r = kh_store_meta_get(a->store, REPLICAS_KEY, &v);
+        if (r < 0 && r != -ENOENT)
+                return r;
+        r = 0;
+        for (size_t i = 0; i < v.len;) {
+                size_t j = i;
+
+                while (j < v.len && v.data[j] != ' ')
+                        j++;
+                if (j - i == n && memcmp(v.data + i, a->replica, n) == 0)
+                        return 0;
+                i = j + 1;
+        }
+        if (v.len + 1 + n > KH_STORE_META_VALUE_MAX)
+                return -ENOSPC; /* about 30 names: more replicas than one database serves */
+        if (v.len > 0)
+                r = kh_buf_append(&v, " ", 1);
+        if (r >= 0)
+                r = kh_buf_append(&v, a->replica, n);
+        if (r < 0)
+                return r;
+        return kh_store_meta_put(a->store, REPLICAS_KEY, v.data, v.len);
+}
+
+/* Takes (first) or renews this replica's claim; beat_ms 0 releases it. Returns 0,
+ * -EADDRINUSE (first: another live server holds it) or the store's error. */
+static int claim(struct kh_auditor *a, bool first, int64_t beat_ms) {
+        KH_CLEANUP(kh_buf_freep) struct kh_buf v = { 0 };
+        char key[KH_STORE_META_KEY_MAX + 1], value[256];
+        int r, n;
+
+        claim_key(a->replica, key);
+        kh_buf_init(&v, KH_STORE_META_VALUE_MAX, false);
+        r = kh_store_tx_begin(a->store);
+        if (r < 0)
+                return r;
+        if (first) {
+                r = kh_store_meta_get(a->store, key, &v);
+                if (r == 0 && claim_is_live(a, v.data, v.len, kh_audit_now_ms()))
+                        r = -EADDRINUSE;
+                else if (r == -ENOENT)
+                        r = 0;
+                if (r == 0 && a->replica[0])
+                        r = replicas_add(a);
+        }
+        n = snprintf(value, sizeof(value), "%s %" PRId64, a->holder, beat_ms);
+        if (r == 0)
+                r = kh_store_meta_put(a->store, key, (const uint8_t *) value, (size_t) n);
+        if (r == 0)
+                r = kh_store_tx_commit(a->store);
+        else
+                kh_store_tx_rollback(a->store);
+        return r;
+}
+
+static void holder_init(struct kh_auditor *a) {
+        char host[64] = "";
+        uint64_t token = 0;
+
+        if (gethostname(host, sizeof(host) - 1) < 0 || !host[0])
+                (void) snprintf(host, sizeof(host), "unknown");
+        host[strcspn(host, " ")] = '\0';
+        /* the token tells this server from an earlier one that had the same pid */
+        if (getentropy(&token, sizeof(token)) < 0)
+                token = (uint64_t) kh_audit_now_ms();
+        (void) snprintf(a->holder, sizeof(a->holder), "%s %ld %016" PRIx64, host, (long) getpid(),
+                        token);
+}
+
+int kh_audit_replicas(struct kh_store *store, struct kh_buf *out) {
+        int r = kh_store_meta_get(store, REPLICAS_KEY, out);
+
+        return r == -ENOENT ? 0 : r;
+}
+
 /* ---- life ---- */
 
 static void server_event(struct kh_audit_event *ev, const char *action) {
@@ -873,7 +1054,7 @@ static void server_event(struct kh_audit_event *ev, const char *action) {
 
 static int chain_load(struct kh_auditor *a, struct chain *c) {
         struct kh_store_audit_block last;
-        int r = kh_store_audit_last(a->store, c->id, &last);
+        int r = kh_store_audit_last(a->store, c->store_id, &last);
 
         c->checkpoint_ms = kh_audit_now_ms();
         kh_buf_init(&c->block, KH_STORE_AUDIT_BLOCK_MAX, false);
@@ -900,6 +1081,7 @@ int kh_auditor_new(const struct kh_config *cfg, const char *const *tenants, size
         if (!a)
                 return -ENOMEM;
         a->cfg = cfg;
+        a->replica = cfg->server.replica ? cfg->server.replica : "";
         a->ks = ks;
         a->ks_lock = ks_lock;
         pthread_mutex_init(&a->chain_lock, NULL);
@@ -914,10 +1096,30 @@ int kh_auditor_new(const struct kh_config *cfg, const char *const *tenants, size
         r = kh_store_open(&cfg->storage, &a->store);
         if (r < 0)
                 return r;
+        holder_init(a);
+        /* Only a database that several hosts' replicas share needs the claim: a SQLite file
+         * keeps none (and a backup of it, restored beside the server it was taken from,
+         * must not inherit that server's claim) */
+        a->beats = strcmp(cfg->storage.driver, "sqlite") != 0;
+        r = a->beats ? claim(a, true, kh_audit_now_ms()) : 0;
+        if (r == 0 && !a->beats && a->replica[0]) {
+                /* still listed, for the readers of every replica's chains */
+                r = kh_store_tx_begin(a->store);
+                if (r == 0)
+                        r = replicas_add(a);
+                if (r == 0)
+                        r = kh_store_tx_commit(a->store);
+                else
+                        kh_store_tx_rollback(a->store);
+        }
+        if (r < 0)
+                return r;
+        a->beat_ms = kh_audit_now_ms();
         for (size_t i = 0; i < a->n_chains; i++) {
                 struct chain *c = &a->chains[i];
                 if (i < n)
                         KH_AUDIT_SET(c->id, tenants[i]);
+                kh_audit_chain_store_id(c->id, a->replica, c->store_id);
                 r = chain_load(a, c);
                 if (r < 0)
                         return r;
@@ -952,6 +1154,9 @@ struct kh_auditor *kh_auditor_free(struct kh_auditor *a) {
                 server_event(&stop, "stop");
                 /* nothing to do about a failure here but keep what is durable */
                 (void) flush(a, true, &stop, 1);
+                /* released: a server that starts next with this name need not wait */
+                if (a->beats)
+                        (void) claim(a, false, 0);
         }
         for (size_t i = 0; a->chains && i < a->n_chains; i++) {
                 kh_buf_free(&a->chains[i].block);

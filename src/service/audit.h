@@ -23,6 +23,7 @@
 #include "audit/record.h"
 #include "common/buf.h"
 #include "common/cleanup.h"
+#include "common/limits.h"
 #include "config/config.h"
 #include "keystore/keystore.h"
 #include "store/store.h"
@@ -35,6 +36,9 @@
 /* The key store version of every chain's audit signing key (purpose KH_KEY_AUDIT; the
  * server's chain is tenant ""). */
 #define KH_AUDIT_KEY_VERSION 1
+
+/* Bytes of a chain's id in the store: a tenant id, '@' and a replica's name. */
+#define KH_AUDIT_CHAIN_ID_MAX (KH_TENANT_ID_MAX + 1 + KH_AUDIT_REPLICA_MAX)
 
 /* The chain of the server itself, in struct kh_audit_event.chain. */
 #define KH_AUDIT_SERVER_CHAIN UINT32_MAX
@@ -78,8 +82,11 @@ struct kh_auditor;
  * @ks:       where the key store holding the audit signing keys is: read and used under
  *            @ks_lock only (shared to sign, exclusive to load or create a chain's key); NULL
  *            while the server is sealed (checkpoints then wait).
+ * Claims [server] replica's chains in the database first: another live keyholdd that holds
+ * them (docs/audit.md "Replicas") gives -EADDRINUSE.
  * Appends the server's "start" record. A chain's signing key is created on first use.
- * Returns 0, or an error of the store (opening, reading the chain heads) or -ENOMEM.
+ * Returns 0, -EADDRINUSE, or an error of the store (opening, reading the chain heads) or
+ * -ENOMEM.
  */
 KH_MUST_CHECK int kh_auditor_new(const struct kh_config *cfg, const char *const *tenants,
                                  size_t n, struct kh_keystore *const *ks,
@@ -113,13 +120,32 @@ void kh_auditor_tx_end(struct kh_auditor *a, bool committed);
 KH_MUST_CHECK int kh_auditor_public_key(struct kh_auditor *a, uint32_t chain, struct kh_buf *out,
                                         const char **ret_algorithm);
 
-/* The chain's id as the store and the records name it: a tenant id, or "". */
+/* The id under which the store keeps this replica's chain: the tenant id ("" for the
+ * server's), followed by "@NAME" when [server] replica names this one. */
 const char *kh_auditor_chain_id(const struct kh_auditor *a, uint32_t chain);
+
+/* The store id of replica's chain of tenant ("" the server): out of
+ * KH_AUDIT_CHAIN_ID_MAX + 1 bytes; replica NULL or "" for the unnamed one. */
+void kh_audit_chain_store_id(const char *tenant, const char *replica,
+                             char out[static KH_AUDIT_CHAIN_ID_MAX + 1]);
+
+/* The named replicas that have written to store's audit chains, space-separated, appended
+ * to out (nothing when none: a single server's chains are the unnamed replica's). Returns
+ * 0 or the store's error. */
+KH_MUST_CHECK int kh_audit_replicas(struct kh_store *store, struct kh_buf *out);
+
+/* The tenant id of a chain (a tenant index or KH_AUDIT_SERVER_CHAIN): "" for the server's;
+ * NULL for no such chain. */
+const char *kh_auditor_tenant_id(const struct kh_auditor *a, uint32_t chain);
+
+/* This server's replica name: "" for the unnamed one. */
+const char *kh_auditor_replica(const struct kh_auditor *a);
 
 /**
  * kh_audit_block_each() - calls fn for each record of a block the store returned, in order,
  * with the record's time as unix milliseconds.
- * @chain_id: the block's chain (kh_auditor_chain_id()): the records' tenant.
+ * @chain_id: the block's chain as the store names it (kh_auditor_chain_id()): the records'
+ *            tenant, and replica after an '@'.
  * Stops at fn's first non-zero answer and returns it; returns -KH_E_INTEGRITY for a block
  * that does not read as one (an edited database), 0 at its end, or -ENOMEM.
  */

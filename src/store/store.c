@@ -205,9 +205,22 @@ int kh_store_tenant_key_add_uses(struct kh_store *s, const char *tenant, uint32_
         return s->ops->tenant_key_add_uses(s, tenant, version, encrypts, decrypts);
 }
 
-/* "" is the server's own chain. */
+/* "" is the server's own chain; "TENANT@REPLICA" and "@REPLICA" those of a named replica
+ * (docs/audit.md "Replicas"; the replica's name is checked by the auditor that makes it). */
 static bool chain_ok(const char *chain) {
-        return chain && (!chain[0] || tenant_ok(chain));
+        const char *at;
+        size_t n;
+
+        if (!chain)
+                return false;
+        at = strchr(chain, '@');
+        if (!at)
+                return !chain[0] || tenant_ok(chain);
+        n = (size_t) (at - chain);
+        if (n > 0 && !kh_tenant_id_is_valid(chain, n))
+                return false;
+        n = strnlen(at + 1, KH_STORE_AUDIT_REPLICA_MAX + 1);
+        return n >= 1 && n <= KH_STORE_AUDIT_REPLICA_MAX && !strchr(at + 1, '@');
 }
 
 static bool audit_seq_ok(uint64_t seq) {

@@ -282,7 +282,8 @@ KH_MUST_CHECK int kh_store_meta_put(struct kh_store *s, const char *key, const u
                                     size_t len);
 
 /* ---- audit chains ----
- * A chain (a tenant id, or "" for the server's own) is stored as blocks: each a run of
+ * A chain (a tenant id, or "" for the server's own; with "@REPLICA" after it, a named
+ * replica's: docs/audit.md "Replicas") is stored as blocks: each a run of
  * consecutive records first_seq..last_seq in the form audit/block.h writes (the store
  * does not read it),
  * with the hash of its last record. The service assigns sequence numbers and hashes; the
@@ -290,6 +291,7 @@ KH_MUST_CHECK int kh_store_meta_put(struct kh_store *s, const char *key, const u
  * (kh_store_tx_begin) makes the block part of that group commit. */
 #define KH_STORE_AUDIT_BLOCK_MAX (16u << 20) /* bytes of one block's data */
 #define KH_STORE_AUDIT_HASH_LEN  32
+#define KH_STORE_AUDIT_REPLICA_MAX 32        /* bytes of the name after a chain's '@' */
 
 struct kh_store_audit_block {
         uint64_t first_seq, last_seq;

@@ -54,6 +54,9 @@ class Replica(Keyholdd):
 
     def config_text(self) -> str:
         text = super().config_text()
+        # each replica keeps its own audit chains under its own name (docs/audit.md
+        # "Replicas"): two unnamed ones on one database refuse to start
+        text = text.replace("[server]\n", f"[server]\nreplica = {self.workdir.name}\n", 1)
         return re.sub(r"\[storage\]\n(?:[^\n]+\n)+", "[storage]\n" + "\n".join(self.storage_lines)
                       + "\n", text, count=1)
 

@@ -153,8 +153,9 @@ int kh_route_admin_audit(struct kh_http_req *req, const struct kh_principal *who
                 { .name = "since", .max = INT64_MAX },
                 { .name = "limit", .max = KH_AUDIT_PAGE_MAX },
                 { .name = "last", .max = KH_AUDIT_PAGE_MAX },
+                { .name = "replica", .name_max = KH_AUDIT_REPLICA_MAX },
         };
-        KH_CLEANUP(kh_buf_freep) struct kh_buf body = { 0 };
+        KH_CLEANUP(kh_buf_freep) struct kh_buf body = { 0 }, replicas = { 0 };
         struct kh_audit_page page;
         uint64_t limit = KH_AUDIT_PAGE_DEFAULT;
         char tail[96];
@@ -178,8 +179,15 @@ int kh_route_admin_audit(struct kh_http_req *req, const struct kh_principal *who
         r = kh_buf_append_str(&body, "{\"records\":[");
         if (r < 0)
                 return r;
-        r = kh_audit_read(req->worker->svc, chain_of(req), q[0].present ? q[0].value : 1,
-                          q[2].present ? q[2].value : 0, (size_t) limit, &body, &page);
+        r = kh_audit_read(req->worker->svc, chain_of(req), q[3].present ? q[3].text : NULL,
+                          q[0].present ? q[0].value : 1, q[2].present ? q[2].value : 0,
+                          (size_t) limit, &body, &page);
+        if (r < 0)
+                return r;
+        /* the replicas whose chains the database holds besides the unnamed one, for the
+         * reader that wants them all (keyhold audit export) */
+        kh_buf_init(&replicas, KH_STORE_META_VALUE_MAX, false);
+        r = kh_audit_replica_names(req->worker->svc, &replicas);
         if (r < 0)
                 return r;
         for (size_t i = sizeof("{\"records\":[") - 1; i < body.len; i++)
@@ -187,9 +195,24 @@ int kh_route_admin_audit(struct kh_http_req *req, const struct kh_principal *who
                         body.data[i] = ',';
         if (page.n)
                 body.len--;      /* the last comma */
-        (void) snprintf(tail, sizeof(tail), "],\"next\":%" PRIu64 ",\"head\":%" PRIu64 "}",
-                        page.next, page.head);
+        (void) snprintf(tail, sizeof(tail), "],\"next\":%" PRIu64 ",\"head\":%" PRIu64
+                        ",\"replicas\":[", page.next, page.head);
         r = kh_buf_append_str(&body, tail);
+        /* names of [a-z0-9-] (kh_audit_replica_is_valid()): nothing to escape */
+        for (size_t i = 0; r >= 0 && i < replicas.len;) {
+                size_t j = i;
+
+                while (j < replicas.len && replicas.data[j] != ' ')
+                        j++;
+                r = kh_buf_append(&body, i ? ",\"" : "\"", i ? 2 : 1);
+                if (r >= 0)
+                        r = kh_buf_append(&body, replicas.data + i, j - i);
+                if (r >= 0)
+                        r = kh_buf_append(&body, "\"", 1);
+                i = j + 1;
+        }
+        if (r >= 0)
+                r = kh_buf_append_str(&body, "]}");
         if (r < 0)
                 return r;
         kh_http_reply(req, 200, JSON_TYPE, body.data, body.len, false);

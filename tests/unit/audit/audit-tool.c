@@ -192,7 +192,7 @@ static int cmd_chain(int argc, char **argv) {
                 if (checkpoint) {
                         uint8_t digest[KH_AUDIT_HASH_LEN];
 
-                        kh_audit_checkpoint_digest(rec.tenant, rec.seq, rec.hash, digest);
+                        kh_audit_checkpoint_digest(rec.tenant, rec.replica, rec.seq, rec.hash, digest);
                         rec.signature = sig;
                         rec.signature_len = sign(key, digest, sig, sizeof(sig));
                 }

@@ -87,17 +87,27 @@ static void test_checkpoint_digest_binding(void **state) {
         uint8_t hash[KH_AUDIT_HASH_LEN] = { 7 }, d0[KH_AUDIT_HASH_LEN], d[KH_AUDIT_HASH_LEN];
         (void) state;
 
-        kh_audit_checkpoint_digest("acme", 10, hash, d0);
-        kh_audit_checkpoint_digest("acme", 10, hash, d);
+        kh_audit_checkpoint_digest("acme", NULL, 10, hash, d0);
+        kh_audit_checkpoint_digest("acme", NULL, 10, hash, d);
         assert_memory_equal(d, d0, sizeof(d));
-        kh_audit_checkpoint_digest("acmf", 10, hash, d);
+        kh_audit_checkpoint_digest("acmf", NULL, 10, hash, d);
         assert_memory_not_equal(d, d0, sizeof(d));
-        kh_audit_checkpoint_digest("", 10, hash, d);
+        kh_audit_checkpoint_digest("", NULL, 10, hash, d);
         assert_memory_not_equal(d, d0, sizeof(d));
-        kh_audit_checkpoint_digest("acme", 11, hash, d);
+        kh_audit_checkpoint_digest("acme", NULL, 11, hash, d);
         assert_memory_not_equal(d, d0, sizeof(d));
+        kh_audit_checkpoint_digest("acme", "", 10, hash, d); /* "" is the unnamed replica */
+        assert_memory_equal(d, d0, sizeof(d));
+        kh_audit_checkpoint_digest("acme", "b", 10, hash, d); /* a named one's: the second form */
+        assert_memory_not_equal(d, d0, sizeof(d));
+        kh_audit_checkpoint_digest("acme", "c", 10, hash, d0);
+        assert_memory_not_equal(d, d0, sizeof(d));
+        /* the name is length-prefixed: tenant "acme" replica "b" is not tenant "acmeb" */
+        kh_audit_checkpoint_digest("acm", "eb", 10, hash, d0);
+        assert_memory_not_equal(d, d0, sizeof(d));
+        kh_audit_checkpoint_digest("acme", NULL, 10, hash, d0);
         hash[31] = 1;
-        kh_audit_checkpoint_digest("acme", 10, hash, d);
+        kh_audit_checkpoint_digest("acme", NULL, 10, hash, d);
         assert_memory_not_equal(d, d0, sizeof(d));
 }
 
