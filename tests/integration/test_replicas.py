@@ -23,7 +23,6 @@ They start their own PostgreSQL (the session's `pg` fixture, pgserver.py), whate
 KEYHOLD_TEST_STORAGE says, so they run in every CI run."""
 import base64
 import json
-import re
 import threading
 import time
 import uuid
@@ -49,16 +48,13 @@ class Replica(Keyholdd):
     """A Keyholdd whose [storage] is the given PostgreSQL database (not storage.py's)."""
 
     def __init__(self, workdir, pki, tenants, storage_lines, **kw):
-        self.storage_lines = storage_lines
-        super().__init__(workdir, pki, tenants, keystore="file", **kw)
+        super().__init__(workdir, pki, tenants, keystore="file", storage_lines=storage_lines, **kw)
 
     def config_text(self) -> str:
         text = super().config_text()
         # each replica keeps its own audit chains under its own name (docs/audit.md
         # "Replicas"): two unnamed ones on one database refuse to start
-        text = text.replace("[server]\n", f"[server]\nreplica = {self.workdir.name}\n", 1)
-        return re.sub(r"\[storage\]\n(?:[^\n]+\n)+", "[storage]\n" + "\n".join(self.storage_lines)
-                      + "\n", text, count=1)
+        return text.replace("[server]\n", f"[server]\nreplica = {self.workdir.name}\n", 1)
 
     def launch(self) -> None:
         """The first half of start(): the process runs, its port is not awaited yet."""
