@@ -177,18 +177,15 @@ def main() -> int:
     table = "\n".join(lines)
     print(table)
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(f"# Cluster: HAProxy and keyholdd replicas on PostgreSQL ({time.strftime('%Y-%m-%d')})\n\n"
-                       f"{bench.USERS} users, {bench.CONNS} connections, {bench.THREADS} thread(s) "
-                       f"per keyholdd, {bench.DURATION} s per run, every process on the same "
-                       f"{bench.NCPU} CPUs (not pinned), other processes using {idle:.2f} CPUs before the "
-                       "run. HTTPS throughout. non-2xx: wrk's count of errors and non-2xx "
-                       "answers.\n\n" + table + "\n")
+    day = time.strftime("%Y-%m-%d")
+    RESULTS.write_text(f"# Cluster: HAProxy and keyholdd replicas on PostgreSQL ({day})\n\n"
+                       f"{bench.USERS} users, {bench.CONNS} connections, {bench.THREADS} "
+                       f"thread(s) per keyholdd, {bench.DURATION} s per run, every process on "
+                       f"the same {bench.NCPU} CPUs (not pinned), other processes using "
+                       f"{idle:.2f} CPUs before the run. HTTPS throughout. non-2xx: wrk's count "
+                       "of errors and non-2xx answers.\n\n" + table + "\n")
     return 0
 
 
 if __name__ == "__main__":
-    try:
-        rc = main()
-    finally:
-        bench.PROCS.stop_all()
-    sys.exit(rc)
+    bench.run_main(main)
