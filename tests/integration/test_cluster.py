@@ -369,23 +369,43 @@ def test_replica_killed_is_restarted_by_the_supervisor(cluster):
     assert "exited with status -9" in (cluster.dir / "supervisor.log").read_text()
 
 
-def test_postgresql_restart(cluster):
+def _postgresql_restart(cluster: Cluster) -> Load:
+    replicas = range(1, cluster.replicas + 1)
     with Load(cluster) as load:
         load.wait_ok(20)
         t0 = time.monotonic()
         cluster.run("db", "stop")
-        for i in (1, 2):
+        for i in replicas:
             cluster.wait_health(i, 503)                  # not ready while the database is away
         down = time.monotonic() - t0
         t0 = time.monotonic()
         cluster.run("db", "start")
-        for i in (1, 2):
+        for i in replicas:
             cluster.wait_health(i, 200)
         back = time.monotonic() - t0
         load.wait_ok(100)
-    print(f"\nPostgreSQL restart under load: both replicas not ready {down:.1f} s after the "
-          f"stop began, ready {back:.1f} s after the start began; {load.report()}")
+    print(f"\nPostgreSQL restart under load, {cluster.replicas} replica(s): not ready "
+          f"{down:.1f} s after the stop began, ready {back:.1f} s after the start began; "
+          f"{load.report()}")
     load.verify()
+    return load
+
+
+def test_postgresql_restart(cluster):
+    """Two replicas: no acknowledged write lost. The errors are printed, not checked: while
+    the replicas share one audit chain (issue 16) a write moved to the other replica by a
+    health check can fail with 500 (see the one-replica test for the error codes)."""
+    _postgresql_restart(cluster)
+
+
+def test_postgresql_restart_one_replica_errors_are_503():
+    """One replica: every failed request during the outage is a 503 with a clear code, from
+    the replica (storage_unavailable) or from HAProxy (replica_unavailable), never a 500."""
+    for c in running(1):
+        load = _postgresql_restart(c)
+    # an exception's name (a connection reset, a timeout) has no status: it fails this too
+    assert set(k.partition(" ")[2] for k in load.errors) <= \
+        {"503 storage_unavailable", "503 replica_unavailable"}, load.report()
 
 
 def test_postgresql_unreachable_at_start(cluster):
