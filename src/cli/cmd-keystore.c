@@ -323,6 +323,18 @@ int kh_cmd_keystore_migrate(struct kh_cli *cli) {
         if (r < 0)
                 return kh_cli_fail(cli, "storage_error", "cannot open the database of %s: %s",
                                    old_path, strerror(-r));
+        /* PostgreSQL: the database's advisory lock, exclusive until the store is closed (a
+         * SQLite database's lock file was taken above) */
+        r = kh_store_exclusive(store);
+        if (r == -EWOULDBLOCK)
+                return kh_cli_fail(cli, "server_running",
+                                   "a keyholdd (or another keyhold tool) is connected to the "
+                                   "database of %s: stop every keyholdd on it first; nothing "
+                                   "was changed",
+                                   old_path);
+        if (r < 0)
+                return kh_cli_fail(cli, "storage_error", "cannot lock the database of %s: %s (%s)",
+                                   old_path, kh_strerror(r), kh_store_last_error(store));
         if (audit_dir) {
                 r = save_audit_keys(cli, from, old, audit_dir, audit_files);
                 if (r != 0)

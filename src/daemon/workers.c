@@ -1,9 +1,11 @@
 #include "workers.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdlib.h>
+#include <unistd.h>
 
 #include "common/fifo.h"
 #include "common/limits.h"
@@ -21,6 +23,10 @@ struct worker {
         h2o_multithread_queue_t *queue;   /* wakes the loop for tasks posted from other threads */
         h2o_multithread_receiver_t receiver;
         h2o_multithread_message_t wake;   /* in the queue while posted_head is not empty */
+        /* timers of the layers below (kh_loop_timer): h2o 2.2 keeps one list per length */
+        h2o_timeout_t timeouts[KH_LOOP_TIMER_DURATIONS];
+        unsigned timeout_ms[KH_LOOP_TIMER_DURATIONS];
+        size_t n_timeouts;
         pthread_mutex_t post_lock;
         struct kh_loop_task *posted_head, *posted_tail;    /* under post_lock */
         pthread_t thread;
@@ -88,7 +94,106 @@ static void on_posted(h2o_multithread_receiver_t *receiver, h2o_linklist_t *mess
         }
 }
 
-static const struct kh_loop_ops loop_ops = { .defer = loop_defer, .post = loop_post };
+/* A watched fd is a duplicate that h2o owns (and closes with its socket), told not to read:
+ * the caller's library (libpq) reads the original itself. */
+static void on_watch_ready(h2o_socket_t *sock, const char *err) {
+        struct kh_loop_watch *w = sock->data;
+
+        (void) err; /* the caller finds the error on its own fd */
+        w->fn(w);
+}
+
+static int loop_watch_start(struct kh_loop *loop, int fd, struct kh_loop_watch *w) {
+        struct worker *wk = (struct worker *) loop;
+        h2o_socket_t *sock;
+        int dup_fd;
+
+        if (w->impl_)
+                return -EBUSY;
+        dup_fd = fcntl(fd, F_DUPFD_CLOEXEC, 3);
+        if (dup_fd < 0)
+                return -errno;
+        sock = h2o_evloop_socket_create(wk->evloop, dup_fd, H2O_SOCKET_FLAG_DONT_READ);
+        sock->data = w;
+        w->impl_ = sock;
+        h2o_socket_read_start(sock, on_watch_ready);
+        return 0;
+}
+
+static void on_watch_writable(h2o_socket_t *sock, const char *err) {
+        on_watch_ready(sock, err);
+}
+
+static void loop_watch_write(struct kh_loop_watch *w) {
+        h2o_socket_t *sock = w->impl_;
+
+        if (sock && !sock->_cb.write)
+                h2o_socket_notify_write(sock, on_watch_writable);
+}
+
+static void loop_watch_stop(struct kh_loop_watch *w) {
+        h2o_socket_t *sock = w->impl_;
+
+        if (!sock)
+                return;
+        w->impl_ = NULL;
+        h2o_socket_read_stop(sock);
+        h2o_socket_close(sock); /* closes the duplicate; h2o frees the socket later */
+}
+
+_Static_assert(sizeof(((struct kh_loop_timer *) 0)->impl_) >=
+                       sizeof(h2o_timeout_entry_t) + sizeof(void *),
+               "kh_loop_timer's impl_ holds an h2o timeout entry");
+
+struct timer_impl {
+        h2o_timeout_entry_t entry;
+        struct kh_loop_timer *owner;
+};
+
+static struct timer_impl *timer_impl_of(struct kh_loop_timer *t) {
+        return (struct timer_impl *) (void *) t->impl_;
+}
+
+static void on_timer(h2o_timeout_entry_t *entry) {
+        struct timer_impl *ti = kh_container_of(entry, struct timer_impl, entry);
+
+        ti->owner->fn(ti->owner);
+}
+
+static int loop_timer_start(struct kh_loop *loop, struct kh_loop_timer *t, unsigned ms) {
+        struct worker *w = (struct worker *) loop;
+        struct timer_impl *ti = timer_impl_of(t);
+        size_t i;
+
+        for (i = 0; i < w->n_timeouts && w->timeout_ms[i] != ms; i++)
+                ;
+        if (i == w->n_timeouts) {
+                if (i == KH_LOOP_TIMER_DURATIONS)
+                        return -ENOSPC;
+                h2o_timeout_init(w->evloop, &w->timeouts[i], ms);
+                w->timeout_ms[i] = ms;
+                w->n_timeouts++;
+        }
+        if (ti->owner && h2o_timeout_is_linked(&ti->entry))
+                h2o_timeout_unlink(&ti->entry);
+        *ti = (struct timer_impl) { .entry = { .cb = on_timer }, .owner = t };
+        h2o_timeout_link(w->evloop, &w->timeouts[i], &ti->entry);
+        return 0;
+}
+
+static void loop_timer_stop(struct kh_loop_timer *t) {
+        struct timer_impl *ti = timer_impl_of(t);
+
+        if (ti->owner && h2o_timeout_is_linked(&ti->entry))
+                h2o_timeout_unlink(&ti->entry);
+}
+
+static const struct kh_loop_ops loop_ops = {
+        .defer = loop_defer, .post = loop_post,
+        .watch_start = loop_watch_start, .watch_write = loop_watch_write,
+        .watch_stop = loop_watch_stop, .timer_start = loop_timer_start,
+        .timer_stop = loop_timer_stop,
+};
 
 int kh_workers_new(unsigned n, struct kh_workers **ret) {
         KH_CLEANUP(kh_workers_freep) struct kh_workers *all = NULL;
@@ -135,6 +240,8 @@ struct kh_workers *kh_workers_free(struct kh_workers *all) {
                 if (h2o_timeout_is_linked(&w->deferred_entry))
                         h2o_timeout_unlink(&w->deferred_entry);
                 h2o_timeout_dispose(w->evloop, &w->zero);
+                for (size_t j = 0; j < w->n_timeouts; j++)
+                        h2o_timeout_dispose(w->evloop, &w->timeouts[j]);
                 h2o_evloop_destroy(w->evloop);
                 pthread_mutex_destroy(&w->post_lock);
         }

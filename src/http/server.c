@@ -401,8 +401,11 @@ bool kh_http_worker_close(struct kh_http_server *s, unsigned i) {
                 h2o_socket_read_stop(w->listeners[j].sock);
                 h2o_socket_close(w->listeners[j].sock);
         }
-        if (!drain(w))
+        if (!drain(w)) {
+                kh_service_detach_loop(w->svc);
                 return false;   /* a client still holds a connection: leave it to exit */
+        }
+        kh_service_detach_loop(w->svc);
         h2o_context_dispose(&w->ctx);
         w->open = false;
         return true;

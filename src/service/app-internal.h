@@ -11,6 +11,11 @@
 #include "service/app.h"
 
 struct kh_reencrypt;
+struct kh_keywatch;
+
+/* A replica's name in the database (job leases): host, process and a random part, so that a
+ * restarted process is never taken for the one that died. */
+#define KH_APP_NODE_ID_MAX 96
 
 /* The job pool's threads: admin operations (rekey, seal, backup) and recovery decryption. */
 #define KH_APP_JOB_THREADS 2
@@ -18,14 +23,18 @@ struct kh_reencrypt;
  * sessions): the job threads, the auditor signing a checkpoint, the key store monitor. */
 #define KH_APP_KEYSTORE_THREADS (KH_APP_JOB_THREADS + 2)
 
-/* How long a count of records per version stands for the next ones asked for, when it took
- * at least KH_RECORD_COUNTS_SLOW_MS (a small tenant's is always counted afresh: exact). */
+/* How long a count of records per version stands for the next ones asked for, when it
+ * walked at least KH_RECORD_COUNTS_LARGE records in all (a small tenant's is always counted
+ * afresh: exact). Judged by rows walked, not by the time taken: on PostgreSQL even a count of
+ * ten records takes a round trip of a few milliseconds, and a small tenant's counts must stay
+ * exact on either database. 50000 records: about 4 ms of a worker's loop on SQLite (a million
+ * took 80 ms). */
 #define KH_RECORD_COUNTS_TTL_MS 1000
-#define KH_RECORD_COUNTS_SLOW_MS 5
+#define KH_RECORD_COUNTS_LARGE 50000
 
 struct kh_record_counts {
         int64_t at_ms;                       /* monotonic; 0: never counted */
-        int64_t took_ms;
+        uint64_t rows;                       /* records walked: the sum of records[] */
         size_t n;
         uint32_t version[KH_KEY_VERSIONS_MAX];
         uint64_t records[KH_KEY_VERSIONS_MAX];
@@ -72,6 +81,11 @@ struct kh_app {
         bool monitor_running;
         struct kh_jobs *jobs;
         struct kh_reencrypt *reencrypt;
+        struct kh_keywatch *keywatch;        /* NULL on SQLite (keywatch.h) */
+        char node_id[KH_APP_NODE_ID_MAX];
+        /* SQLite: this process owns the database (nobody else opens it while keyholdd runs),
+         * so a lease another holder left is from a process that died: taken at once */
+        bool db_exclusive;
         /* recovery.c: per tenant, its recovery public key (SPKI DER) once known; under
          * reload_lock */
         struct kh_recovery_spki {
@@ -92,3 +106,23 @@ KH_MUST_CHECK int kh_app_snapshot_locked(struct kh_app *app, unsigned flags, str
 /* Creates version 1 of every tenant that has none yet (a first start, or the first unseal of
  * a server that started sealed on an empty database). Caller holds reload_lock. */
 KH_MUST_CHECK int kh_app_first_versions_locked(struct kh_app *app);
+
+/* The "now" to take a database lease with (store.h: kh_store_lease_take()): the clock, or,
+ * when this process owns the database, a time after every expiry. */
+static inline int64_t kh_app_lease_now(const struct kh_app *app, int64_t wall_ms) {
+        return app->db_exclusive ? INT64_MAX : wall_ms;
+}
+
+/* Whether the key store's configuration holds its secret (the file store a master key or
+ * passphrase, the pkcs11 store a PIN, from a file or the environment): the server then
+ * starts unsealed, and follows another replica's unseal. */
+bool kh_app_keystore_has_secret(const struct kh_app *app);
+
+/**
+ * kh_app_follow_seal() - brings this replica to the sealed flag the database holds, which
+ * another replica changed: sealed, it seals (without writing the flag again); unsealed, it
+ * unseals with its configured secret if it has one (kh_app_keystore_has_secret()), else
+ * stays sealed until `keyhold unseal` on its own admin socket. Blocks on the key store.
+ * Returns 1 changed, 0 nothing to do, or an error of sealing or of opening the key store.
+ */
+KH_MUST_CHECK int kh_app_follow_seal(struct kh_app *app, bool sealed);

@@ -19,6 +19,7 @@
 #include "service/audit.h"
 #include "service/backup.h"
 #include "service/keystore-monitor.h"
+#include "service/keywatch.h"
 #include "service/ksmigrate.h"
 #include "service/reencrypt.h"
 #include "token/issuer.h"
@@ -30,11 +31,73 @@ static void emit(const struct kh_app *app, const char *tenant, const char *what,
                 app->event(tenant, what, r, app->userdata);
 }
 
+static int stop_at_first(const struct kh_tenant_key *k, void *userdata) {
+        (void) k;
+        *(bool *) userdata = true;
+        return 1;
+}
+
+/* How long one replica may take to make a tenant's first version before another replica,
+ * waiting for it, takes over (an HSM makes an RSA-8192 pair in seconds to a minute), and how
+ * long a replica waits in all. */
+#define KEYGEN_LEASE_MS 60000
+#define KEYGEN_WAIT_MS  (3 * KEYGEN_LEASE_MS)
+
+static int64_t wall_ms(void) {
+        struct timespec ts;
+
+        (void) clock_gettime(CLOCK_REALTIME, &ts);
+        return (int64_t) ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Replicas starting together on an empty database: one makes the tenant's first key pair, in
+ * the database's lease "keygen.<tenant>", the others wait for its row. The database would
+ * keep one DEK anyway (insert-if-absent), but a PKCS#11 token has no compare-and-swap: two
+ * generations of one label at once may both be undone (pkcs11-keystore.c). Returns 1 (this
+ * replica makes it: give the lease up after), 0 (another made it meanwhile), or an error
+ * (-ETIMEDOUT: it never came). */
+static int keygen_lease(struct kh_app *app, struct kh_store *store, const char *tenant) {
+        char name[KH_STORE_LEASE_NAME_MAX + 1];
+        int64_t until = wall_ms() + KEYGEN_WAIT_MS;
+
+        (void) snprintf(name, sizeof(name), "keygen.%s", tenant);
+        for (;;) {
+                int64_t now = wall_ms();
+                bool any = false;
+                int r = kh_store_tenant_keys(store, tenant, stop_at_first, &any);
+
+                if (r < 0)
+                        return r;
+                if (any)
+                        return 0;
+                r = kh_store_lease_take(store, name, app->node_id, kh_app_lease_now(app, now),
+                                        now + KEYGEN_LEASE_MS,
+                                        (const uint8_t *) "keygen", 6);
+                if (r < 0)
+                        return r;
+                if (r == 1)
+                        return 1;
+                if (now > until)
+                        return -ETIMEDOUT;
+                (void) nanosleep(&(struct timespec) { .tv_nsec = 100 * 1000 * 1000 }, NULL);
+        }
+}
+
+static void keygen_release(struct kh_app *app, struct kh_store *store, const char *tenant) {
+        char name[KH_STORE_LEASE_NAME_MAX + 1];
+
+        (void) snprintf(name, sizeof(name), "keygen.%s", tenant);
+        /* a lease not given up expires: the others wait KEYGEN_LEASE_MS at most */
+        if (kh_store_lease_take(store, name, app->node_id, wall_ms(), 0,
+                                (const uint8_t *) "keygen", 6) < 0)
+                return;
+}
+
 /* Creates version 1 of a tenant key with its DEK, signed by that version (kh_dek_sign()),
- * when the database has none. Every replica may run this at once: the key store lets one
- * generate win (-EEXIST for the others), and the database keeps the first DEK inserted,
- * with its signature; everyone then reads back what won. */
-static int tenant_first_version(struct kh_app *app, struct kh_store *store, const char *tenant) {
+ * when the database has none. Every replica may run this at once: one makes the key pair
+ * (keygen_lease()), and the database keeps the first DEK inserted, with its signature;
+ * everyone then reads back what won. */
+static int make_first_version(struct kh_app *app, struct kh_store *store, const char *tenant) {
         KH_CLEANUP(kh_secret_freep) struct kh_secret *dek = NULL;
         KH_CLEANUP(kh_buf_freep) struct kh_buf wrapped, sig;
         struct kh_key_spec spec = { .tenant = tenant, .version = 1,
@@ -62,9 +125,19 @@ static int tenant_first_version(struct kh_app *app, struct kh_store *store, cons
         r = kh_dek_sign(app->keystore, tenant, 1, wrapped.data, wrapped.len, &sig);
         if (r < 0)
                 return r;
-        r = kh_store_tenant_key_insert_if_absent(store, tenant, 1, KH_KEY_ACTIVE, wrapped.data,
-                                                 wrapped.len, sig.data, sig.len);
-        return r < 0 ? r : 0;
+        return kh_store_tenant_key_insert_if_absent(store, tenant, 1, KH_KEY_ACTIVE, wrapped.data,
+                                                    wrapped.len, sig.data, sig.len);
+}
+
+/* Returns 1 (made here), 0 (another replica made it) or an error. */
+static int tenant_first_version(struct kh_app *app, struct kh_store *store, const char *tenant) {
+        int r = keygen_lease(app, store, tenant);
+
+        if (r <= 0)
+                return r;
+        r = make_first_version(app, store, tenant);
+        keygen_release(app, store, tenant);
+        return r;
 }
 
 /* Every tenant's key versions, read from the database through the app's connection. */
@@ -96,12 +169,6 @@ static void emit_load_failure(struct kh_app *app, const struct kh_keys_failure *
         emit(app, app->tenants[f->tenant].id, what, r);
 }
 
-static int stop_at_first(const struct kh_tenant_key *k, void *userdata) {
-        (void) k;
-        *(bool *) userdata = true;
-        return 1;
-}
-
 /* Creates the first key version of every tenant the database has none of, so that a first
  * start with many tenants loads the snapshot once (each load unwraps every tenant's keys),
  * not once per new tenant. */
@@ -119,7 +186,8 @@ int kh_app_first_versions_locked(struct kh_app *app) {
                         emit(app, id, "cannot create tenant key version 1", r);
                         return r;
                 }
-                emit(app, id, "created tenant key version 1", 0);
+                if (r > 0)
+                        emit(app, id, "created tenant key version 1", 0);
         }
         return 0;
 }
@@ -153,7 +221,9 @@ static int load_keys(struct kh_app *app, struct kh_keys **ret) {
                 r = tenant_first_version(app, app->store, app->tenants[failed.tenant].id);
                 if (r < 0)
                         break;
-                emit(app, app->tenants[failed.tenant].id, "created tenant key version 1", 0);
+                if (r > 0)
+                        emit(app, app->tenants[failed.tenant].id, "created tenant key version 1",
+                             0);
                 r = -ENOENT;
         }
         if (r < 0) {
@@ -178,8 +248,19 @@ static int load_keys(struct kh_app *app, struct kh_keys **ret) {
 /* Whether the server starts sealed: an operator sealed it (the seal persists across
  * restarts, DESIGN.md "Administration"), or the key store has no secret configured (the
  * file store no master key or passphrase, the pkcs11 store no PIN). */
-static int start_sealed(struct kh_app *app) {
+bool kh_app_keystore_has_secret(const struct kh_app *app) {
         const struct kh_config_keystore *ks = &app->cfg->keystore;
+
+        if (strcmp(ks->driver, "file") == 0 && !(ks->master_key_file && ks->master_key_file[0]) &&
+            !(ks->passphrase && ks->passphrase[0]))
+                return false;
+        if (strcmp(ks->driver, "pkcs11") == 0 && !(ks->pin_file && ks->pin_file[0]) &&
+            !(ks->pin && ks->pin[0]))
+                return false;         /* the PIN comes with `keyhold unseal` */
+        return true;
+}
+
+static int start_sealed(struct kh_app *app) {
         KH_CLEANUP(kh_buf_freep) struct kh_buf v = { 0 };
         int r;
 
@@ -189,12 +270,8 @@ static int start_sealed(struct kh_app *app) {
                 return SEALED_ON_PURPOSE;
         if (r < 0 && r != -ENOENT)
                 return r;
-        if (strcmp(ks->driver, "file") == 0 && !(ks->master_key_file && ks->master_key_file[0]) &&
-            !(ks->passphrase && ks->passphrase[0]))
+        if (!kh_app_keystore_has_secret(app))
                 return SEALED_NO_SECRET;
-        if (strcmp(ks->driver, "pkcs11") == 0 && !(ks->pin_file && ks->pin_file[0]) &&
-            !(ks->pin && ks->pin[0]))
-                return SEALED_NO_SECRET;      /* the PIN comes with `keyhold unseal` */
         return 0;
 }
 
@@ -360,10 +437,27 @@ static void *issuer_retry(void *userdata) {
         return NULL;
 }
 
+/* app->node_id: "<host>/<pid>/<random>" */
+static int make_node_id(struct kh_app *app) {
+        char host[64] = "";
+        uint32_t rnd;
+        int r;
+
+        r = kh_random_bytes(&rnd, sizeof(rnd));
+        if (r < 0)
+                return r;
+        if (gethostname(host, sizeof(host) - 1) < 0 || !host[0])
+                (void) snprintf(host, sizeof(host), "host");
+        (void) snprintf(app->node_id, sizeof(app->node_id), "%s/%ld/%08" PRIx32, host,
+                        (long) getpid(), rnd);
+        return 0;
+}
+
 int kh_app_open(const struct kh_config *cfg, kh_app_event_fn event, void *userdata,
                 struct kh_app **ret) {
         KH_CLEANUP(kh_app_closep) struct kh_app *app = NULL;
         struct kh_keys *keys = NULL;
+        uint64_t epoch = 0;
         bool missing = false;
         char why[400];
         int r;
@@ -394,6 +488,10 @@ int kh_app_open(const struct kh_config *cfg, kh_app_event_fn event, void *userda
         if (!app->tenants || !app->counts || !app->recovery)
                 return -ENOMEM;
         app->n_tenants = cfg->n_tenants;
+        r = make_node_id(app);
+        if (r < 0)
+                return r;
+        app->db_exclusive = cfg->storage.driver && strcmp(cfg->storage.driver, "sqlite") == 0;
         r = kh_store_lock(&cfg->storage, false, &app->lock_fd);
         if (r == -EWOULDBLOCK) {
                 emit(app, NULL,
@@ -462,6 +560,12 @@ int kh_app_open(const struct kh_config *cfg, kh_app_event_fn event, void *userda
                 }
         }
         migration_hints(app);
+        /* read before the keys: a change between the two is taken in by the key watch */
+        r = kh_store_key_epoch(app->store, &epoch);
+        if (r < 0) {
+                emit(app, NULL, "cannot read the key epoch", r);
+                return r;
+        }
         r = load_keys(app, &keys);
         if (r < 0)
                 return r;
@@ -509,6 +613,11 @@ int kh_app_open(const struct kh_config *cfg, kh_app_event_fn event, void *userda
                 return r;
         }
 
+        r = kh_keywatch_start(app, epoch, &app->keywatch);
+        if (r < 0) {
+                emit(app, NULL, "cannot start watching for other replicas' key state changes", r);
+                return r;
+        }
         r = kh_ks_monitor_start(app);
         if (r < 0)
                 return r;
@@ -529,6 +638,7 @@ struct kh_app *kh_app_close(struct kh_app *app) {
         atomic_store(&app->stopping, true);
         if (app->retry_running)
                 (void) pthread_join(app->retry_thread, NULL);
+        kh_keywatch_stop(app->keywatch);  /* before what it changes (seal, keys, the job) */
         kh_ks_monitor_stop(app);
         /* the running jobs end before what they use (the key store, the config) goes */
         kh_jobs_free(app->jobs);
@@ -681,7 +791,7 @@ int kh_app_record_counts(struct kh_app *app, struct kh_store *store, const struc
         if (n > KH_KEY_VERSIONS_MAX)
                 return -EINVAL;
         pthread_mutex_lock(&app->counts_lock);
-        hit = c->at_ms && c->took_ms >= KH_RECORD_COUNTS_SLOW_MS &&
+        hit = c->at_ms && c->rows >= KH_RECORD_COUNTS_LARGE &&
               now - c->at_ms < KH_RECORD_COUNTS_TTL_MS && c->n == n &&
               memcmp(c->version, versions, n * sizeof(*versions)) == 0;
         if (hit)
@@ -699,7 +809,9 @@ int kh_app_record_counts(struct kh_app *app, struct kh_store *store, const struc
         }
         pthread_mutex_lock(&app->counts_lock);
         c->at_ms = monotonic_ms();
-        c->took_ms = c->at_ms - now;
+        c->rows = 0;
+        for (size_t i = 0; i < n; i++)
+                c->rows += ret[i];
         c->n = n;
         memcpy(c->version, versions, n * sizeof(*versions));
         memcpy(c->records, ret, n * sizeof(*ret));

@@ -68,8 +68,8 @@ bool kh_app_keystore_unavailable(const struct kh_app *app);
 /**
  * kh_app_record_counts() - how many records of tenant t are sealed under each of
  * versions[0..n) (n <= KH_KEY_VERSIONS_MAX), into ret[0..n): counted with @store, or, when
- * counting took more than a few milliseconds, the count of the same versions any worker made
- * less than a second ago. A count walks every record of a version (80 ms for a million, on a
+ * the last count walked KH_RECORD_COUNTS_LARGE records or more, the count of the same versions
+ * any worker made less than a second ago. A count walks every record of a version (80 ms for a million, on a
  * worker's loop), and `key rekey --wait` polls key status twice a second; a small tenant's
  * counts are always exact. Returns 0 or an error of kh_store_record_count().
  */

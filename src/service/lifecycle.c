@@ -421,7 +421,9 @@ static int meta_sealed(struct kh_app *app, bool sealed) {
                                  1);
 }
 
-int kh_app_seal(struct kh_app *app) {
+/* Seals this process; @record: writes the seal to the database first (an operator's seal),
+ * else follows one another replica recorded (kh_app_follow_seal()). */
+static int seal(struct kh_app *app, bool record) {
         int r = 0;
 
         pthread_mutex_lock(&app->lifecycle_lock);
@@ -429,7 +431,8 @@ int kh_app_seal(struct kh_app *app) {
         if (atomic_load(&app->sealed))
                 goto out;
         /* the record first: a seal must survive a crash right after it was answered */
-        r = meta_sealed(app, true);
+        if (record)
+                r = meta_sealed(app, true);
         if (r < 0)
                 goto out;
         atomic_store(&app->sealed, true);
@@ -446,27 +449,25 @@ out:
         return r;
 }
 
-int kh_app_unseal(struct kh_app *app, const struct kh_unseal_secret *secret) {
-        struct kh_config_keystore cfg = app->cfg->keystore;
+int kh_app_seal(struct kh_app *app) {
+        return seal(app, true);
+}
+
+/* Opens the key store with cfg and publishes the snapshot with DEKs. @record: an operator's
+ * unseal (first versions of new tenants made, the flag written to the database), else
+ * following one another replica recorded (kh_app_follow_seal()). Returns 1 unsealed now, 0
+ * it was not sealed, or an error. */
+static int unseal(struct kh_app *app, struct kh_config_keystore *cfg, bool record) {
         struct kh_keystore *ks = NULL;
         int r;
 
-        if ((secret->master_key != NULL) == (secret->passphrase != NULL))
-                return -EINVAL;
-        cfg.master_key = secret->master_key;
-        cfg.master_key_file = NULL;
-        cfg.passphrase = NULL;
-        cfg.passphrase_secret = secret->passphrase;
-        cfg.threads = KH_APP_KEYSTORE_THREADS;
-        cfg.pin = NULL;          /* a pkcs11 store: the PIN is the secret given (pin_load()) */
-        cfg.pin_file = NULL;
-
+        cfg->threads = KH_APP_KEYSTORE_THREADS;
         pthread_mutex_lock(&app->lifecycle_lock);
         if (!atomic_load(&app->sealed)) {
                 pthread_mutex_unlock(&app->lifecycle_lock);
                 return 0;
         }
-        r = kh_keystore_open(&cfg, &ks);
+        r = kh_keystore_open(cfg, &ks);
         if (r == -EACCES || r == -KH_E_PKCS11_PIN)
                 r = -KH_E_WRONG_SECRET;  /* -KH_E_PKCS11_PIN_LOCKED stays: no PIN helps */
         /* the configured token is not there (an HSM that is gone): try again later */
@@ -479,10 +480,10 @@ int kh_app_unseal(struct kh_app *app, const struct kh_unseal_secret *secret) {
 
         pthread_rwlock_wrlock(&app->reload_lock);
         app->keystore = ks;
-        r = kh_app_first_versions_locked(app);
+        r = record ? kh_app_first_versions_locked(app) : 0;
         if (r >= 0)
                 r = publish_locked(app);
-        if (r >= 0)
+        if (r >= 0 && record)
                 r = meta_sealed(app, false);
         if (r < 0) {
                 app->keystore = kh_keystore_close(app->keystore);
@@ -494,6 +495,38 @@ int kh_app_unseal(struct kh_app *app, const struct kh_unseal_secret *secret) {
         pthread_mutex_unlock(&app->lifecycle_lock);
         if (r >= 0)
                 kh_reencrypt_wake(app->reencrypt);
+        return r < 0 ? r : 1;
+}
+
+int kh_app_follow_seal(struct kh_app *app, bool sealed) {
+        struct kh_config_keystore cfg = app->cfg->keystore;
+        int r;
+
+        if (sealed == atomic_load(&app->sealed))
+                return 0;
+        if (sealed) {
+                r = seal(app, false);
+                return r < 0 ? r : 1;
+        }
+        /* a replica without a configured secret waits for its own `keyhold unseal` */
+        if (!kh_app_keystore_has_secret(app))
+                return 0;
+        return unseal(app, &cfg, false);  /* with the secret it was configured with */
+}
+
+int kh_app_unseal(struct kh_app *app, const struct kh_unseal_secret *secret) {
+        struct kh_config_keystore cfg = app->cfg->keystore;
+        int r;
+
+        if ((secret->master_key != NULL) == (secret->passphrase != NULL))
+                return -EINVAL;
+        cfg.master_key = secret->master_key;
+        cfg.master_key_file = NULL;
+        cfg.passphrase = NULL;
+        cfg.passphrase_secret = secret->passphrase;
+        cfg.pin = NULL;          /* a pkcs11 store: the PIN is the secret given (pin_load()) */
+        cfg.pin_file = NULL;
+        r = unseal(app, &cfg, true);
         return r < 0 ? r : 0;
 }
 

@@ -11,6 +11,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <jansson.h>
+
 #include "common/errors.h"
 #include "common/limits.h"
 #include "service/app-internal.h"
@@ -38,6 +40,14 @@
 /* Passes over one version: a pass after the first finds only records a member wrote under
  * the old version from a stale snapshot, or that changed while read. */
 #define PASSES_MAX       8
+/* The job lease (docs/storage.md, "Several replicas"): a tenant's job runs on the replica
+ * that holds its lease in the database, renewed every LEASE_RENEW_MS for LEASE_TTL_MS; another
+ * replica takes it over once it expired (its holder died) and resumes from what is left under
+ * the archived versions. The others read its progress from the lease every LEASE_POLL_MS. Two holders at
+ * once (one paused past its lease) would only do work twice: every move is a compare-and-set. */
+#define LEASE_TTL_MS     10000
+#define LEASE_RENEW_MS   1000
+#define LEASE_POLL_MS    1000
 
 struct row {
         enum kh_record_kind kind;
@@ -57,6 +67,10 @@ struct batch {
 struct tenant_job {
         struct kh_job_progress p;        /* under the job's lock */
         int64_t started_ms, ended_ms;    /* ended: 0 while running */
+        /* the job thread's own */
+        bool elsewhere;                  /* another replica holds the lease */
+        int64_t renewed_ms;              /* monotonic: when this one last renewed it */
+        int64_t started_wall_ms;         /* unix ms the run began (in the lease's note) */
 };
 
 struct kh_reencrypt {
@@ -140,6 +154,97 @@ void kh_reencrypt_progress(struct kh_reencrypt *job, size_t tenant, struct kh_jo
         } else if (ret->state == KH_JOB_DONE) {
                 ret->eta_s = 0;
         }
+}
+
+/* ---- the lease ---- */
+
+/* run_tenant()'s and move_version()'s answer: another replica holds the tenant's lease */
+#define ELSEWHERE 2
+
+static int64_t wall_ms(void) {
+        struct timespec ts;
+
+        (void) clock_gettime(CLOCK_REALTIME, &ts);
+        return (int64_t) ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void lease_name(struct kh_reencrypt *job, size_t t, char *out, size_t n) {
+        (void) snprintf(out, n, "reencrypt.%s", kh_app_tenant_at(job->app, t)->id);
+}
+
+/* Takes or renews tenant t's lease until @expires (unix ms; 0 gives it up) with the progress
+ * p as its note. The job's connection holds no transaction. Returns 1, 0 (held by another
+ * replica) or an error of the store. */
+static int lease_put(struct kh_reencrypt *job, size_t t, const struct kh_job_progress *p,
+                     int64_t expires) {
+        char name[KH_STORE_LEASE_NAME_MAX + 1];
+        json_auto_t *doc = NULL;
+        char *note = NULL;
+        int r;
+
+        lease_name(job, t, name, sizeof(name));
+        doc = json_pack("{si sI sI sI sI sI sI sI}", "state", (int) p->state, "target",
+                        (json_int_t) p->target, "moved", (json_int_t) p->moved, "skipped",
+                        (json_int_t) p->skipped, "failed", (json_int_t) p->failed, "total",
+                        (json_int_t) p->total, "started_ms",
+                        (json_int_t) job->tenants[t].started_wall_ms, "updated_ms",
+                        (json_int_t) wall_ms());
+        note = doc ? json_dumps(doc, JSON_COMPACT) : NULL;
+        if (!note)
+                return -ENOMEM;
+        r = strlen(note) <= KH_STORE_LEASE_DATA_MAX
+                    ? kh_store_lease_take(job->store, name, job->app->node_id,
+                                          kh_app_lease_now(job->app, wall_ms()), expires,
+                                          (const uint8_t *) note, strlen(note))
+                    : -EOVERFLOW;
+        free(note);
+        return r;
+}
+
+/* A non-negative integer member of the note, or -1. */
+static int64_t note_int(const json_t *doc, const char *key) {
+        const json_t *v = json_object_get(doc, key);
+
+        return json_is_integer(v) && json_integer_value(v) >= 0 ? json_integer_value(v) : -1;
+}
+
+/* Shows tenant t's job as the lease's note says, when another replica holds or held it.
+ * Returns 1 when another replica holds it now (unexpired), else 0. */
+static int lease_mirror(struct kh_reencrypt *job, size_t t) {
+        char name[KH_STORE_LEASE_NAME_MAX + 1];
+        KH_CLEANUP(kh_buf_freep) struct kh_buf holder = { 0 }, data = { 0 };
+        int64_t expires, v[8], now = wall_ms(), mono = now_ms();
+        static const char *const keys[8] = { "state", "target", "moved",      "skipped",
+                                             "failed", "total", "started_ms", "updated_ms" };
+        json_auto_t *doc = NULL;
+        bool ok = true;
+        int r;
+
+        kh_buf_init(&holder, KH_STORE_LEASE_HOLDER_MAX, false);
+        kh_buf_init(&data, KH_STORE_LEASE_DATA_MAX, false);
+        lease_name(job, t, name, sizeof(name));
+        r = kh_store_lease_get(job->store, name, &holder, &expires, &data);
+        if (r < 0)
+                return 0;
+        if (holder.len == strlen(job->app->node_id) &&
+            memcmp(holder.data, job->app->node_id, holder.len) == 0)
+                return 0;
+        doc = json_loadb((const char *) data.data, data.len, 0, NULL);
+        for (size_t i = 0; i < KH_ELEMENTSOF(keys); i++)
+                ok = ok && (v[i] = note_int(doc, keys[i])) >= 0;
+        if (ok && v[0] <= KH_JOB_FAILED && v[1] <= UINT32_MAX) {
+                /* a holder that died left "running": what it did stands, the rest is the
+                 * next holder's */
+                pthread_mutex_lock(&job->lock);
+                job->tenants[t].p = (struct kh_job_progress) {
+                        .state = (enum kh_job_state) v[0], .target = (uint32_t) v[1],
+                        .moved = (uint64_t) v[2], .skipped = (uint64_t) v[3],
+                        .failed = (uint64_t) v[4], .total = (uint64_t) v[5], .eta_s = -1 };
+                job->tenants[t].started_ms = mono - (now - v[6]);
+                job->tenants[t].ended_ms = v[0] == KH_JOB_RUNNING ? 0 : mono - (now - v[7]);
+                pthread_mutex_unlock(&job->lock);
+        }
+        return expires > now;
 }
 
 /* ---- one batch ---- */
@@ -292,20 +397,34 @@ static int move_batch(struct kh_reencrypt *job, size_t t, uint32_t from_version,
 
 /* ---- a tenant ---- */
 
-/* Sleeps as long as [jobs] reencrypt_rate asks after moving *moved records since start_ms. */
-static void throttle(struct kh_reencrypt *job, uint64_t moved, int64_t start_ms) {
+/* Renews the lease when due, committing the moves made so far first (a lease renewed
+ * inside the open transaction would be renewed only at its commit). Returns 0, ELSEWHERE
+ * (lost: another replica took it over) or an error. */
+static int lease_renew(struct kh_reencrypt *job, size_t t, struct kh_job_progress *p);
+
+/* Sleeps as long as [jobs] reencrypt_rate asks after moving p->moved records since start_ms,
+ * keeping the lease (a slow rate sleeps longer than a lease lasts). Returns 0, ELSEWHERE or
+ * an error of renewing. */
+static int throttle(struct kh_reencrypt *job, size_t t, struct kh_job_progress *p,
+                    int64_t start_ms) {
         unsigned rate = job->app->cfg->jobs.reencrypt_rate;
         int64_t due, now;
 
         if (rate == 0)
-                return;
-        due = start_ms + (int64_t) (moved * 1000 / rate);
+                return 0;
+        due = start_ms + (int64_t) (p->moved * 1000 / rate);
         now = now_ms();
         while (due > now && !stopping(job)) {
                 int64_t ms = due - now > 100 ? 100 : due - now;
+                int r;
+
                 (void) nanosleep(&(struct timespec) { .tv_sec = 0, .tv_nsec = ms * 1000000 }, NULL);
+                r = lease_renew(job, t, p);
+                if (r != 0)
+                        return r;
                 now = now_ms();
         }
+        return 0;
 }
 
 /* Records under archived (to move) and revoked (skipped) versions older than the active. */
@@ -332,6 +451,24 @@ static int count_old(struct kh_reencrypt *job, size_t t, const struct kh_tenant_
         return 0;
 }
 
+static int lease_renew(struct kh_reencrypt *job, size_t t, struct kh_job_progress *p) {
+        int r;
+
+        if (now_ms() - job->tenants[t].renewed_ms < LEASE_RENEW_MS)
+                return 0;
+        r = tx_commit(job, &p->moved);
+        if (r < 0)
+                return r;
+        progress_update(job, t, p);
+        r = lease_put(job, t, p, wall_ms() + LEASE_TTL_MS);
+        if (r < 0)
+                return r;
+        if (r == 0)
+                return ELSEWHERE;
+        job->tenants[t].renewed_ms = now_ms();
+        return 0;
+}
+
 /* Every pass over version v until a pass moves nothing or nothing is left. */
 static int move_version(struct kh_reencrypt *job, size_t t, uint32_t v, uint32_t target,
                         struct kh_job_progress *p, int64_t start_ms) {
@@ -355,13 +492,20 @@ static int move_version(struct kh_reencrypt *job, size_t t, uint32_t v, uint32_t
                         }
                         first = false;
                         p->failed = failed;
+                        r = lease_renew(job, t, p);
+                        if (r != 0) {
+                                tx_abort(job);
+                                return r;
+                        }
                         if (job->app->cfg->jobs.reencrypt_rate) {
                                 /* never sleep holding the lock */
                                 r = tx_commit(job, &p->moved);
                                 if (r < 0)
                                         return r;
                                 progress_update(job, t, p);
-                                throttle(job, p->moved, start_ms);
+                                r = throttle(job, t, p, start_ms);
+                                if (r != 0)
+                                        return r;
                         } else {
                                 progress_update(job, t, p);
                         }
@@ -444,6 +588,17 @@ static int run_tenant(struct kh_reencrypt *job, size_t t) {
 
         p.total = archived + revoked;
         p.skipped = revoked;
+        job->tenants[t].started_wall_ms = wall_ms();
+        r = lease_put(job, t, &p, wall_ms() + LEASE_TTL_MS);
+        if (r < 0)
+                return r;
+        if (r == 0) {
+                (void) lease_mirror(job, t);
+                job->tenants[t].elsewhere = true;
+                return ELSEWHERE;
+        }
+        job->tenants[t].elsewhere = false;
+        job->tenants[t].renewed_ms = now_ms();
         start_ms = now_ms();
         pthread_mutex_lock(&job->lock);
         job->tenants[t].started_ms = start_ms;
@@ -456,7 +611,18 @@ static int run_tenant(struct kh_reencrypt *job, size_t t) {
                 r = move_version(job, t, versions[i], p.target, &p, start_ms);
                 if (r == VERSION_GONE)
                         continue;        /* revoked meanwhile: its records are skipped */
+                if (r == ELSEWHERE) {
+                        report(job, t, "re-encryption lease lost to another replica (this one "
+                                       "stalled past it); it goes on there",
+                               0);
+                        job->tenants[t].elsewhere = true;
+                        return ELSEWHERE;
+                }
                 if (r < 0) {
+                        /* handed over at once: another replica may go on (a stop, a seal);
+                         * one not given up expires */
+                        if (lease_put(job, t, &p, 0) < 0)
+                                report(job, t, "cannot give up the re-encryption lease", 0);
                         /* sealed or the key store gone: resumed when it is back */
                         if (r != -ECANCELED && r != -KH_E_SEALED &&
                             r != -KH_E_KEYSTORE_UNAVAILABLE) {
@@ -480,6 +646,9 @@ static int run_tenant(struct kh_reencrypt *job, size_t t) {
         p.skipped = revoked;
         p.state = KH_JOB_DONE;
         progress_update(job, t, &p);
+        /* given up; its note shows the job done (one not given up expires) */
+        if (lease_put(job, t, &p, 0) < 0)
+                report(job, t, "cannot give up the re-encryption lease", 0);
         audit(job, t, "key.reencrypt", "ok", p.target);
         (void) snprintf(what, sizeof(what),
                         "re-encryption done: %llu records moved to version %u, %llu skipped "
@@ -497,19 +666,41 @@ static void *job_thread(void *userdata) {
         if (pthread_setschedparam(pthread_self(), SCHED_IDLE, &(struct sched_param) { 0 }) != 0)
                 (void) setpriority(PRIO_PROCESS, (id_t) gettid(), JOB_NICE);
         for (;;) {
+                bool woken, elsewhere = false;
+
+                for (size_t t = 0; t < job->n; t++)
+                        elsewhere |= job->tenants[t].elsewhere;
                 pthread_mutex_lock(&job->lock);
-                while (!job->wake && !job->stop)
-                        pthread_cond_wait(&job->cond, &job->lock);
+                if (elsewhere && !job->wake && !job->stop) {
+                        /* a job another replica runs: its progress, and whether it died */
+                        struct timespec until;
+
+                        (void) clock_gettime(CLOCK_REALTIME, &until);
+                        until.tv_sec += LEASE_POLL_MS / 1000;
+                        (void) pthread_cond_timedwait(&job->cond, &job->lock, &until);
+                } else {
+                        while (!job->wake && !job->stop)
+                                pthread_cond_wait(&job->cond, &job->lock);
+                }
                 if (job->stop) {
                         pthread_mutex_unlock(&job->lock);
                         break;
                 }
+                woken = job->wake;
                 job->wake = false;
                 pthread_mutex_unlock(&job->lock);
 
-                for (size_t t = 0; t < job->n; t++)
+                for (size_t t = 0; t < job->n; t++) {
+                        /* not woken: only the jobs of others are looked at, by their lease
+                         * (no count of records each second) */
+                        if (!woken && !job->tenants[t].elsewhere)
+                                continue;
+                        if (!woken && lease_mirror(job, t) == 1)
+                                continue;
+                        job->tenants[t].elsewhere = false;
                         if (run_tenant(job, t) == -ECANCELED)
                                 break;
+                }
         }
         return NULL;
 }

@@ -2,9 +2,10 @@
  * tenant key is opened with that version's DEK and sealed again under the active version,
  * in batches, on a thread of its own at a low priority, while serving goes on.
  *
- * The job keeps no state of its own in the database: what is left to do is exactly the
- * records still under an archived version, so a job killed at any point (kill -9) is resumed
- * by the next start from the database alone. Each record moves in one compare-and-set
+ * What is left to do is exactly the records still under an archived version, so a job killed
+ * at any point (kill -9) is resumed by the next start from the database alone. Of several
+ * replicas on one database, the one holding the tenant's job lease (a row with its progress,
+ * renewed while it runs) runs the job; another takes it over once the lease expired. Each record moves in one compare-and-set
  * (kh_store_record_move(): only if the row still holds the bytes that were read), in
  * batches committed as one transaction each, so no record is lost, skipped, half-written or
  * sealed twice, and a member who writes meanwhile keeps their write. Records under a revoked

@@ -42,6 +42,9 @@ int kh_service_new(struct kh_app *app, struct kh_loop *loop, struct kh_service *
         r = kh_store_open(&kh_app_config(app)->storage, &svc->store);
         if (r < 0)
                 return r;
+        r = kh_store_attach_loop(svc->store, loop);
+        if (r < 0)
+                return r;
         r = kh_token_cache_new(KH_TOKEN_CACHE_MAX, &svc->tokens);
         if (r < 0)
                 return r;
@@ -66,6 +69,10 @@ struct kh_service *kh_service_free(struct kh_service *svc) {
         free(svc->counters.key_version_decrypts);
         free(svc);
         return NULL;
+}
+
+void kh_service_detach_loop(struct kh_service *svc) {
+        kh_store_detach_loop(svc->store);
 }
 
 struct kh_app *kh_service_app(const struct kh_service *svc) {

@@ -73,6 +73,10 @@ void kh_service_request_id(struct kh_service *svc, char out[static KH_REQUEST_ID
 /* Whether key reads are audited ([audit] log_reads). */
 bool kh_service_audits_reads(const struct kh_service *svc);
 
+/* Before the worker's loop goes away: what the store does on it ends (reads still in flight
+ * are answered -KH_E_STORAGE_UNAVAILABLE). Loop thread only. */
+void kh_service_detach_loop(struct kh_service *svc);
+
 /* After every pass of the worker's loop: hands over refusals whose second has passed. */
 void kh_service_pass(struct kh_service *svc);
 

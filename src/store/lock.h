@@ -3,7 +3,9 @@
  * while the other runs. For SQLite the lock is flock(2) on a file beside the database,
  * "PATH-lock" (created mode 0600, never removed): never on the database file itself, whose
  * POSIX locks SQLite drops when any descriptor of the file is closed. The lock goes with the
- * process, so a kill -9 leaves nothing to clean up. */
+ * process, so a kill -9 leaves nothing to clean up. PostgreSQL has no file to lock: there
+ * every connection holds an advisory lock shared, and the tool takes it exclusively on its
+ * own connection (kh_store_exclusive(), store.h); a session's locks also go with it. */
 #pragma once
 
 #include <stdbool.h>

@@ -71,6 +71,13 @@ struct kh_store_ops {
                                      const char *upper);
         int (*meta_get)(struct kh_store *s, const char *key, struct kh_buf *value);
         int (*meta_put)(struct kh_store *s, const char *key, const uint8_t *value, size_t len);
+        int (*key_epoch)(struct kh_store *s, uint64_t *ret);
+        int (*key_epoch_wait)(struct kh_store *s, int timeout_ms); /* NULL: -EOPNOTSUPP */
+        int (*lease_take)(struct kh_store *s, const char *name, const char *holder,
+                          int64_t now_ms, int64_t expires_at_ms, const uint8_t *data,
+                          size_t len);
+        int (*lease_get)(struct kh_store *s, const char *name, struct kh_buf *holder,
+                         int64_t *ret_expires_at_ms, struct kh_buf *data);
         int (*ping)(struct kh_store *s);
         const char *(*last_error)(struct kh_store *s);
         int (*tx_begin)(struct kh_store *s);
@@ -80,6 +87,13 @@ struct kh_store_ops {
         int (*savepoint_release)(struct kh_store *s);
         void (*savepoint_rollback)(struct kh_store *s);
         int (*snapshot)(struct kh_store *s, const char *path); /* NULL: not supported */
+        /* asynchronous reads (store.h); NULL: not supported. record_get_async finds its
+         * arguments, already checked, in rd. */
+        int (*attach_loop)(struct kh_store *s, struct kh_loop *loop);
+        void (*detach_loop)(struct kh_store *s);
+        bool (*reads_async)(const struct kh_store *s);
+        void (*record_get_async)(struct kh_store *s, struct kh_store_read *rd);
+        int (*exclusive)(struct kh_store *s); /* NULL: the lock file does it (store/lock.h) */
 };
 
 /* The first member of every backend's struct; the backend reaches its own with

@@ -30,20 +30,25 @@ static bool owner_ok(const char *owner) {
         return n >= 1 && n <= KH_STORE_OWNER_MAX;
 }
 
-/* Meta keys are names chosen in code, kept plain so that they read well in any client. */
-static bool meta_key_ok(const char *key) {
+/* Meta keys (and lease names) are names chosen in code, kept plain so that they read well
+ * in any client. */
+static bool plain_name_ok(const char *key, size_t max) {
         size_t n;
 
         if (!key)
                 return false;
-        n = strnlen(key, KH_STORE_META_KEY_MAX + 1);
-        if (n == 0 || n > KH_STORE_META_KEY_MAX)
+        n = strnlen(key, max + 1);
+        if (n == 0 || n > max)
                 return false;
         for (size_t i = 0; i < n; i++)
                 if (!((key[i] >= 'a' && key[i] <= 'z') || (key[i] >= '0' && key[i] <= '9') ||
                       key[i] == '.' || key[i] == '_' || key[i] == '-'))
                         return false;
         return true;
+}
+
+static bool meta_key_ok(const char *key) {
+        return plain_name_ok(key, KH_STORE_META_KEY_MAX);
 }
 
 static bool signature_ok(const uint8_t *signature, size_t len) {
@@ -250,6 +255,37 @@ int kh_store_record_get(struct kh_store *s, const char *tenant, enum kh_record_k
         return s->ops->record_get(s, tenant, kind, owner, ret_version, blob);
 }
 
+int kh_store_attach_loop(struct kh_store *s, struct kh_loop *loop) {
+        assert(s);
+
+        if (!loop || !s->ops->attach_loop || !kh_loop_watches_fds(loop))
+                return 0;
+        return s->ops->attach_loop(s, loop);
+}
+
+void kh_store_detach_loop(struct kh_store *s) {
+        if (s && s->ops->detach_loop)
+                s->ops->detach_loop(s);
+}
+
+bool kh_store_reads_async(const struct kh_store *s) {
+        return s->ops->reads_async && s->ops->reads_async(s);
+}
+
+int kh_store_record_get_async(struct kh_store *s, const char *tenant, enum kh_record_kind kind,
+                              const char *owner, struct kh_store_read *rd) {
+        assert(s && rd && rd->done && kh_store_reads_async(s));
+
+        if (!tenant_ok(tenant) || !kind_ok(kind) || !owner_ok(owner))
+                return -EINVAL;
+        memcpy(rd->tenant, tenant, strlen(tenant) + 1);
+        memcpy(rd->owner, owner, strlen(owner) + 1);
+        rd->kind = kind;
+        rd->next = NULL;
+        s->ops->record_get_async(s, rd);
+        return 0;
+}
+
 int kh_store_record_insert(struct kh_store *s, const char *tenant, enum kh_record_kind kind,
                            const char *owner, uint32_t version, const uint8_t *blob, size_t len) {
         assert(s);
@@ -366,9 +402,53 @@ int kh_store_meta_put(struct kh_store *s, const char *key, const uint8_t *value,
         return s->ops->meta_put(s, key, value, len);
 }
 
+int kh_store_key_epoch(struct kh_store *s, uint64_t *ret) {
+        assert(s && ret);
+        return s->ops->key_epoch(s, ret);
+}
+
+int kh_store_key_epoch_wait(struct kh_store *s, int timeout_ms) {
+        assert(s);
+
+        if (timeout_ms < 0 || timeout_ms > 60000)
+                return -EINVAL;
+        return s->ops->key_epoch_wait ? s->ops->key_epoch_wait(s, timeout_ms) : -EOPNOTSUPP;
+}
+
+static bool lease_holder_ok(const char *holder) {
+        size_t n = holder ? strnlen(holder, KH_STORE_LEASE_HOLDER_MAX + 1) : 0;
+
+        return n >= 1 && n <= KH_STORE_LEASE_HOLDER_MAX;
+}
+
+int kh_store_lease_take(struct kh_store *s, const char *name, const char *holder, int64_t now_ms,
+                        int64_t expires_at_ms, const uint8_t *data, size_t len) {
+        assert(s);
+
+        if (!plain_name_ok(name, KH_STORE_LEASE_NAME_MAX) || !lease_holder_ok(holder) ||
+            now_ms < 0 || expires_at_ms < 0 ||
+            !data || len < 1 || len > KH_STORE_LEASE_DATA_MAX)
+                return -EINVAL;
+        return s->ops->lease_take(s, name, holder, now_ms, expires_at_ms, data, len);
+}
+
+int kh_store_lease_get(struct kh_store *s, const char *name, struct kh_buf *holder,
+                       int64_t *ret_expires_at_ms, struct kh_buf *data) {
+        assert(s && holder && ret_expires_at_ms && data);
+
+        if (!plain_name_ok(name, KH_STORE_LEASE_NAME_MAX))
+                return -EINVAL;
+        return s->ops->lease_get(s, name, holder, ret_expires_at_ms, data);
+}
+
 int kh_store_ping(struct kh_store *s) {
         assert(s);
         return s->ops->ping(s);
+}
+
+int kh_store_exclusive(struct kh_store *s) {
+        assert(s);
+        return s->ops->exclusive ? s->ops->exclusive(s) : 0;
 }
 
 const char *kh_store_last_error(struct kh_store *s) {

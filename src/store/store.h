@@ -11,6 +11,8 @@
 
 #include "common/buf.h"
 #include "common/cleanup.h"
+#include "common/limits.h"
+#include "common/loop.h"
 #include "config/config.h"
 
 struct kh_store;
@@ -158,6 +160,49 @@ KH_MUST_CHECK int kh_store_tenant_key_add_uses(struct kh_store *s, const char *t
                                                uint32_t version, uint64_t encrypts,
                                                uint64_t decrypts);
 
+/* ---- asynchronous reads ----
+ * A store attached to a loop that watches fds (common/loop.h) may read without stalling it
+ * for a database round trip: PostgreSQL sends the statements of many requests on its own
+ * read connection (libpq's pipeline mode) and answers each when its row arrives. Reads on
+ * it see committed rows only, as any other connection; they never wait for the store's
+ * writes. SQLite reads in a few microseconds from its page cache and offers no such mode
+ * (kh_store_reads_async() is false): callers read synchronously there. */
+
+struct kh_store_read;
+/* The outcome of an asynchronous kh_store_record_get(): r as that function returns it; on
+ * success version and the blob (len bytes, borrowed for the call). Runs on the loop's
+ * thread, never from inside kh_store_record_get_async(). */
+typedef void (*kh_store_read_fn)(struct kh_store_read *rd, int r, uint32_t version,
+                                 const uint8_t *blob, size_t len);
+
+/* One read in flight, embedded in the caller's struct, which stays alive until done ran
+ * (or kh_store_read_cancel() returned). The other fields are the store's. */
+struct kh_store_read {
+        kh_store_read_fn done;
+        struct kh_store_read *next;
+        struct kh_loop_timer timer;      /* KH_STORE_WAIT_MS from submission */
+        void *store_;
+        char tenant[KH_TENANT_ID_MAX + 1];
+        char owner[KH_STORE_OWNER_MAX + 1];
+        enum kh_record_kind kind;
+};
+
+/* Lets s read asynchronously on loop (borrowed until kh_store_detach_loop()); a no-op
+ * returning 0 for a backend, or a loop, without the means. Returns 0 or -ENOMEM. */
+KH_MUST_CHECK int kh_store_attach_loop(struct kh_store *s, struct kh_loop *loop);
+/* Ends what kh_store_attach_loop() began, before the loop goes away: every read in flight
+ * is answered -KH_E_STORAGE_UNAVAILABLE, the read connection closed. */
+void kh_store_detach_loop(struct kh_store *s);
+bool kh_store_reads_async(const struct kh_store *s);
+
+/* kh_store_record_get() answered through rd->done: 0, -ENOENT, -KH_E_INTEGRITY,
+ * -KH_E_STORAGE_UNAVAILABLE (no answer within KH_STORE_WAIT_MS, the connection lost or not
+ * made again yet), -ENOMEM or -EIO. Only when kh_store_reads_async(s). Returns 0 (done will
+ * run) or, done never running, -EINVAL for arguments kh_store_record_get() refuses. */
+KH_MUST_CHECK int kh_store_record_get_async(struct kh_store *s, const char *tenant,
+                                            enum kh_record_kind kind, const char *owner,
+                                            struct kh_store_read *rd);
+
 /* The sealed record (tenant, kind, owner): its key version and blob, appended to blob.
  * Returns 0, -ENOENT, -E2BIG (blob's maximum is too small; blob unchanged), -KH_E_INTEGRITY
  * or -EIO. Never writes. */
@@ -292,6 +337,47 @@ KH_MUST_CHECK int kh_store_savepoint(struct kh_store *s);
 KH_MUST_CHECK int kh_store_savepoint_release(struct kh_store *s);
 void kh_store_savepoint_rollback(struct kh_store *s);
 
+/* ---- replicas (docs/storage.md, "Several replicas") ----
+ * Several keyholdd may share one PostgreSQL database; the database is all they share. */
+
+/* The key epoch: a counter the database itself (a trigger) raises in the same transaction as
+ * every change of a tenant key version's state, DEK or signature and of the meta key
+ * "keyhold.sealed": a replica that finds it changed reads the key states again. Returns 0,
+ * -KH_E_INTEGRITY or -EIO. Never writes. */
+KH_MUST_CHECK int kh_store_key_epoch(struct kh_store *s, uint64_t *ret);
+
+/* Waits at most timeout_ms (0..60000) for the database to say that the key epoch changed
+ * (PostgreSQL: LISTEN on this connection, which the first call starts and a new connection
+ * starts again). Returns 1 (a change was announced, or listening has just begun and what
+ * happened before is not known), 0 (none within timeout_ms), -EOPNOTSUPP (SQLite: one
+ * process per database, nobody else changes it), -KH_E_STORAGE_UNAVAILABLE or -EIO. Use the
+ * connection for nothing else while waiting (it is loop-local as always). */
+KH_MUST_CHECK int kh_store_key_epoch_wait(struct kh_store *s, int timeout_ms);
+
+#define KH_STORE_LEASE_NAME_MAX   80   /* [a-z0-9._-], as meta keys: "reencrypt." and a
+                                       * tenant id fit */
+#define KH_STORE_LEASE_HOLDER_MAX 128  /* any bytes but NUL */
+#define KH_STORE_LEASE_DATA_MAX   1024
+
+/**
+ * kh_store_lease_take() - takes, renews or gives up the lease @name for @holder, in one
+ * statement: it is @holder's (until @expires_at_ms, unix milliseconds, with @data as the
+ * holder's note: a job's progress) if nobody holds it, if @holder holds it already, or if
+ * the other holder's lease expired at or before @now_ms. Giving it up is taking it with
+ * @expires_at_ms 0 (the row and its note stay, for others to read). Clocks: every holder
+ * must agree on time to well within the lease's length (NTP).
+ * Returns 1 (@holder holds it now), 0 (another holder does, unexpired), -EIO.
+ */
+KH_MUST_CHECK int kh_store_lease_take(struct kh_store *s, const char *name, const char *holder,
+                                      int64_t now_ms, int64_t expires_at_ms, const uint8_t *data,
+                                      size_t len);
+
+/* The lease @name as it is: its holder (appended to holder), expiry and note (appended to
+ * data). Returns 0, -ENOENT (never taken), -E2BIG (a buffer's maximum is too small),
+ * -KH_E_INTEGRITY or -EIO. Never writes. */
+KH_MUST_CHECK int kh_store_lease_get(struct kh_store *s, const char *name, struct kh_buf *holder,
+                                     int64_t *ret_expires_at_ms, struct kh_buf *data);
+
 /* A cheap round trip to the database, for /health. Returns 0 or -EIO. */
 KH_MUST_CHECK int kh_store_ping(struct kh_store *s);
 
@@ -299,6 +385,17 @@ KH_MUST_CHECK int kh_store_ping(struct kh_store *s);
  * material, as the store only sees sealed bytes), or "" if none. Lives until the next call
  * on s. */
 const char *kh_store_last_error(struct kh_store *s);
+
+/**
+ * kh_store_exclusive() - makes s the only user of the database for as long as s is open
+ * (keyhold keystore migrate): no keyholdd or tool may be connected meanwhile, and none can
+ * open it until s is closed. On PostgreSQL, every connection holds an advisory lock shared
+ * (taken again when it reconnects); this one trades its share for the exclusive lock. On
+ * SQLite a no-op: kh_store_lock() on the lock file beside the database does it, before the
+ * database is opened. Call outside a transaction. Returns 0, -EWOULDBLOCK (another session
+ * is connected), -EBUSY (inside a transaction) or an error of reaching the database.
+ */
+KH_MUST_CHECK int kh_store_exclusive(struct kh_store *s);
 
 /* ---- snapshots (backups) ---- */
 

@@ -365,8 +365,10 @@ class Keyholdd:
                  extra: str = "", env: dict | None = None, listen_port: int = 0,
                  args=(), prefix=(), preexec=None, binary=None, keystore: str | None = None,
                  hsm=None, token: str = HSM_TOKEN, pin: str | None = None, pin_file=_AUTO,
-                 label_prefix: str | None = None):
+                 label_prefix: str | None = None, storage_lines: list[str] | None = None):
         self.workdir = workdir
+        # the [storage] section's lines; None: the run's database (storage.config_lines())
+        self.storage_lines = storage_lines
         # started as prefix + [binary, --config, file] + args, preexec run in the child
         self.args, self.prefix, self.preexec = list(args), list(prefix), preexec
         self.binary = binary
@@ -551,7 +553,8 @@ class Keyholdd:
             lines += [f"tls_cert = {self.cert}", f"tls_key = {self.key}"]
         if self.cors_origins:
             lines.append(f"cors_origins = {self.cors_origins}")
-        lines += ["", "[storage]", *storage.config_lines(self.data, self.db_path), ""]
+        lines += ["", "[storage]", *(self.storage_lines if self.storage_lines is not None
+                                     else storage.config_lines(self.data, self.db_path)), ""]
         lines += self.keystore_config()
         for tid, t in self.tenants.items():
             # issuer_ca defaults to the test CA; a tenant's own value (None: unset) wins

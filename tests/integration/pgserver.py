@@ -124,10 +124,14 @@ class PgServer:
 
     def __init__(self, parent: str | os.PathLike | None = None, *, port: int | None = None,
                  user: str = SUPERUSER, password: str | None = None,
-                 settings: dict | None = None, start_timeout: float = START_TIMEOUT_S):
+                 settings: dict | None = None, start_timeout: float = START_TIMEOUT_S,
+                 ssl: tuple | None = None):
         """parent: where the temporary directory goes (default: the system temp dir; when we
         are root, every directory above it must be traversable by `postgres`: missing o+x is
-        added to directories we own). settings: extra `-c name=value` server settings."""
+        added to directories we own). settings: extra `-c name=value` server settings.
+        ssl: (certificate file, key file) to accept TLS with (ssl=on; plain connections are
+        still accepted, so a client chooses with its sslmode); the files are copied into the
+        server's directory, owned by the server's user (postgres wants its key 0600)."""
         self.bin = pg_bin_dir()
         self.host = "127.0.0.1"
         self.user = user
@@ -136,6 +140,7 @@ class PgServer:
         self.port: int | None = None
         self.settings = dict(settings or {})
         self.start_timeout = start_timeout
+        self.ssl = ssl
         self.as_root = os.geteuid() == 0
         self.parent = pathlib.Path(parent) if parent is not None else None
         self.dir: pathlib.Path | None = None
@@ -191,6 +196,7 @@ class PgServer:
         try:
             self._make_dir()
             self._initdb(deadline)
+            self._copy_ssl_files()
             # A free port can be taken by someone else before postgres binds it: retry then.
             for attempt in range(5):
                 self.port = self.fixed_port or free_port()
@@ -256,6 +262,19 @@ class PgServer:
         if r.returncode != 0:
             raise PgServerError(f"initdb failed with {r.returncode}: {' '.join(cmd)}\n"
                                 f"{r.stdout.decode(errors='replace')}")
+
+    def _copy_ssl_files(self) -> None:
+        if self.ssl is None:
+            return
+        for src, name in zip(self.ssl, ("server.crt", "server.key")):
+            dst = self.dir / name
+            fd = os.open(dst, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "wb") as f:
+                f.write(pathlib.Path(src).read_bytes())
+            self._own(dst)
+        self.settings.setdefault("ssl", "on")
+        self.settings.setdefault("ssl_cert_file", str(self.dir / "server.crt"))
+        self.settings.setdefault("ssl_key_file", str(self.dir / "server.key"))
 
     def _env(self) -> dict:
         env = {k: v for k, v in os.environ.items() if not k.startswith("PG")}

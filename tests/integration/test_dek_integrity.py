@@ -7,13 +7,13 @@ the `cryptography` package. keyholdd must refuse to start and say which tenant a
 failed; with the original row back it serves the stored keys again."""
 import os
 import re
-import sqlite3
 
 import pytest
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding
 
 from harness import assert_empty_200, assert_key, new_key
+import storage
 import tokens
 
 TENANT = "acme"          # not the first tenant, so that blaming the first one would show
@@ -22,26 +22,19 @@ INTEGRITY = "record_integrity"   # kh_strerror(-KH_E_INTEGRITY)
 
 
 def _row(k) -> tuple[bytes, bytes | None]:
-    db = sqlite3.connect(k.db_path)
-    try:
+    with storage.edit(k.db_path) as db:
         rows = db.execute("SELECT wrapped_dek, signature FROM tenant_keys "
                           "WHERE tenant = ? AND version = ?", (TENANT, VERSION)).fetchall()
-    finally:
-        db.close()
     assert len(rows) == 1, rows
     wrapped, sig = rows[0]
     return bytes(wrapped), None if sig is None else bytes(sig)
 
 
 def _set_row(k, wrapped: bytes, sig: bytes | None) -> None:
-    db = sqlite3.connect(k.db_path)
-    try:
+    with storage.edit(k.db_path) as db:
         cur = db.execute("UPDATE tenant_keys SET wrapped_dek = ?, signature = ? "
                          "WHERE tenant = ? AND version = ?", (wrapped, sig, TENANT, VERSION))
         assert cur.rowcount == 1
-        db.commit()
-    finally:
-        db.close()
 
 
 def _planted_wrap(k) -> bytes:
@@ -74,7 +67,6 @@ def _serving_with_key(make_keyholdd, acme_issuer):
 
 
 @pytest.mark.parametrize("signature", ["old", "none"])
-@pytest.mark.sqlite_only
 def test_planted_dek_is_refused_at_start(make_keyholdd, acme_issuer, signature):
     """The planted DEK keeps the row's old signature, or has none (clearing it must not get
     it signed): either way keyholdd refuses to start and names the tenant."""
@@ -95,7 +87,6 @@ def test_planted_dek_is_refused_at_start(make_keyholdd, acme_issuer, signature):
     assert_key(k.client.get("/t/acme/user-keys", token=acme_issuer.token(user)), key)
 
 
-@pytest.mark.sqlite_only
 def test_refusal_names_the_version(make_keyholdd, acme_issuer):
     k, _, _ = _serving_with_key(make_keyholdd, acme_issuer)
     _, sig = _row(k)
@@ -105,7 +96,6 @@ def test_refusal_names_the_version(make_keyholdd, acme_issuer):
                      rf"{re.escape(INTEGRITY)}", log), log
 
 
-@pytest.mark.sqlite_only
 def test_database_from_before_signatures_needs_the_operator(make_keyholdd, acme_issuer):
     """A database as a build before signatures left it (schema 2: no signature column, no
     meta table) looks exactly like one whose signatures an attacker cleared, so keyholdd
@@ -114,17 +104,25 @@ def test_database_from_before_signatures_needs_the_operator(make_keyholdd, acme_
     cleared afterwards is refused again instead of being signed."""
     k, user, key = _serving_with_key(make_keyholdd, acme_issuer)
     wrapped, _ = _row(k)
-    db = sqlite3.connect(k.db_path)
-    try:
-        db.executescript("ALTER TABLE tenant_keys DROP COLUMN prior_state; "
-                         "DELETE FROM schema_migrations WHERE version = 5; "
-                         "DROP TABLE audit_blocks; ALTER TABLE tenant_keys DROP COLUMN encrypts; "
-                         "ALTER TABLE tenant_keys DROP COLUMN decrypts; "
-                         "DELETE FROM schema_migrations WHERE version = 4; "
-                         "ALTER TABLE tenant_keys DROP COLUMN signature; DROP TABLE meta; "
-                         "DELETE FROM schema_migrations WHERE version = 3;")
-    finally:
-        db.close()
+    # back to schema 2: schema 6's triggers first (they name meta and the signature column)
+    if storage.KIND == "postgresql":
+        v6 = ("DROP TABLE job_leases", "DROP TRIGGER key_epoch_insert ON tenant_keys",
+              "DROP TRIGGER key_epoch_update ON tenant_keys", "DROP TRIGGER key_epoch_seal ON meta",
+              "DROP FUNCTION keyhold_key_epoch_bump()", "DROP TABLE key_epoch")
+    else:
+        v6 = ("DROP TRIGGER key_epoch_insert", "DROP TRIGGER key_epoch_update",
+              "DROP TRIGGER key_epoch_seal_insert", "DROP TRIGGER key_epoch_seal_update",
+              "DROP TABLE key_epoch", "DROP TABLE job_leases")
+    with storage.edit(k.db_path) as db:
+        for sql in v6 + ("DELETE FROM schema_migrations WHERE version = 6",
+                         "ALTER TABLE tenant_keys DROP COLUMN prior_state",
+                         "DELETE FROM schema_migrations WHERE version = 5",
+                         "DROP TABLE audit_blocks", "ALTER TABLE tenant_keys DROP COLUMN encrypts",
+                         "ALTER TABLE tenant_keys DROP COLUMN decrypts",
+                         "DELETE FROM schema_migrations WHERE version = 4",
+                         "ALTER TABLE tenant_keys DROP COLUMN signature", "DROP TABLE meta",
+                         "DELETE FROM schema_migrations WHERE version = 3"):
+            db.execute(sql)
 
     log = _start_refused(k)
     assert re.search(r"tenant default: tenant key version 1 has a DEK without a signature "

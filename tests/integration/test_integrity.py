@@ -2,11 +2,9 @@
 (DESIGN "Keys and envelope encryption"): ciphertext moved between rows must fail to open,
 with a JSON "record_integrity" error, a counted failure, and never another user's key."""
 import base64
-import sqlite3
-
-import pytest
 
 from harness import assert_error, new_key, poll_until
+import storage
 import tokens
 
 
@@ -25,12 +23,8 @@ def _edit_db(k, fn) -> None:
     # The exit status of a SIGTERM stop is checked by test_user_keys and the session
     # teardown; here only the database matters.
     k.stop()
-    db = sqlite3.connect(k.db_path)
-    try:
+    with storage.edit(k.db_path) as db:
         fn(db)
-        db.commit()
-    finally:
-        db.close()
     k.start()
 
 
@@ -52,7 +46,6 @@ def _assert_integrity_error(r, *forbidden_keys) -> None:
         assert base64.b64decode(key) not in r.body, r
 
 
-@pytest.mark.sqlite_only
 def test_swapped_blobs_between_users(make_keyholdd, default_issuer):
     k = make_keyholdd()
     a, b, c = tokens.new_guid(), tokens.new_guid(), tokens.new_guid()
@@ -77,7 +70,6 @@ def test_swapped_blobs_between_users(make_keyholdd, default_issuer):
     assert k.alive()
 
 
-@pytest.mark.sqlite_only
 def test_blob_copied_across_tenants(make_keyholdd, default_issuer, acme_issuer):
     k = make_keyholdd()
     u = tokens.new_guid()
@@ -94,7 +86,6 @@ def test_blob_copied_across_tenants(make_keyholdd, default_issuer, acme_issuer):
     assert poll_until(lambda: _integrity_failures(k) == 1), k.metrics().text
 
 
-@pytest.mark.sqlite_only
 def test_row_moved_to_another_owner(make_keyholdd, default_issuer):
     k = make_keyholdd()
     a, b = tokens.new_guid(), tokens.new_guid()
@@ -109,7 +100,6 @@ def test_row_moved_to_another_owner(make_keyholdd, default_issuer):
     assert_error(k.client.get("/user-keys", token=default_issuer.token(a)), 404, "key_not_found")
 
 
-@pytest.mark.sqlite_only
 def test_flipped_ciphertext_bit(make_keyholdd, default_issuer):
     k = make_keyholdd()
     u = tokens.new_guid()

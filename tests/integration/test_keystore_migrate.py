@@ -11,19 +11,18 @@ tokens and the real keyholdd before and after:
    finishes, and what was moved before is recognised and skipped; then token B -> a file
    store.
 """
-import fcntl
 import json
 import os
 import pty
 import select
 import signal
-import sqlite3
 import subprocess
 import uuid
 
 import pytest
 
 import harness
+import storage
 from harness import new_key, poll_until
 from test_keystore_pkcs11 import Pkcs11Keyholdd
 
@@ -47,12 +46,8 @@ def migrate(old, new, *extra, env=None, json_out=True):
 
 
 def rows(db) -> dict:
-    con = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=10)
-    try:
-        return {(t, v): (s, w, sig) for t, v, s, w, sig in con.execute(
-            "SELECT tenant, version, state, wrapped_dek, signature FROM tenant_keys")}
-    finally:
-        con.close()
+    return {(t, v): (s, w, sig) for t, v, s, w, sig in storage.query(
+        db, "SELECT tenant, version, state, wrapped_dek, signature FROM tenant_keys")}
 
 
 class Member:
@@ -323,12 +318,18 @@ def test_token_to_token_killed_then_resumed(pki, issuers, softhsm, tmp_path):
     p = subprocess.run(harness.keyholdd_cmd(b.config_path), capture_output=True, text=True,
                        env=e, timeout=120, stdin=subprocess.DEVNULL)
     assert p.returncode == 1 and "did not finish" in p.stdout + p.stderr, p
-    # and keyholdd does not start while a migrate holds the database's lock
-    with open(f"{a.db_path}-lock", "rb") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
+    # and keyholdd does not start while a migrate holds the database's lock (the lock file
+    # beside SQLite, the advisory lock on PostgreSQL)
+    with storage.users_lock(a.db_path, exclusive=True):
         p = subprocess.run(harness.keyholdd_cmd(a.config_path), capture_output=True, text=True,
                            env=e, timeout=120, stdin=subprocess.DEVNULL)
     assert p.returncode == 1 and "keystore migrate" in p.stdout + p.stderr, p
+    # nor does a migrate start while a keyholdd holds it shared, even one that answers on no
+    # admin socket here (another host's replica)
+    with storage.users_lock(a.db_path, exclusive=False):
+        p = migrate(a, b, env=b.env)
+    assert p.returncode == 1 and json.loads(p.stdout)["code"] == "server_running", p
+    assert rows(a.db_path) == now
     p = migrate(a, b, env=b.env)
     assert p.returncode == 0, p
     out = json.loads(p.stdout)

@@ -7,6 +7,7 @@ import os
 import subprocess
 
 import harness
+import storage
 from harness import assert_empty_200, assert_key, new_key, poll_until
 
 PIN = "hsm-Pin-4711-q"
@@ -123,8 +124,7 @@ def test_half_a_key_pair_left_by_a_killed_first_start_is_made_again(pki, issuers
                             "--label", f"{d.label_prefix}acme-data-v1"],
                            env=d.cli_env(), capture_output=True, text=True, timeout=60)
         assert p.returncode == 0, p
-        for f in d.data.glob("keyhold.db*"):  # as if killed before the DEK was stored
-            f.unlink()
+        storage.wipe(d.db_path)  # as if killed before the DEK was stored
         d.start()
         try:
             tok, key = issuers["acme"].token(f"00000000-0000-4000-8000-0000000000a{len(half)}"), new_key()

@@ -217,6 +217,7 @@ def test_rekey_revoke_reinstate_retire_destroy_in_the_token(pki, issuers, sofths
 # -------------------------------------------------------------------------------- backups
 
 
+@pytest.mark.sqlite_only  # keyhold backup is SQLite's (docs/backup.md); PostgreSQL has its own
 def test_backup_verify_restore_against_the_token(pki, issuers, softhsm, tmp_path):
     softhsm.init_token(TOKEN, so_pin="1234", pin=PIN)
     pin = write_secret(tmp_path / "hsm.pin", PIN + "\n")

@@ -1,11 +1,9 @@
 """Key Connector user-key routes: the Bitwarden-visible success paths, tenants, durability."""
 import base64
 import json
-import sqlite3
 import threading
 
-import pytest
-
+import storage
 from harness import assert_empty_200, assert_error, assert_key, new_key
 
 SPEC_VECTOR = "H09o4pZHsVrCUKzREYGEUYqnRaf+lQIbJ8VAKhbDVks="  # spec section 1 (32 bytes)
@@ -210,7 +208,6 @@ def test_sigterm_exits_zero_and_restart_keeps_keys(make_keyholdd, default_issuer
     assert_error(k.client.post("/user-keys", token=tok, json_body={"key": new_key()}), 400, "key_exists")
 
 
-@pytest.mark.sqlite_only
 def test_database_holds_no_plaintext_key(make_keyholdd, default_issuer, user):
     k = make_keyholdd()
     tok = default_issuer.token(user)
@@ -218,11 +215,7 @@ def test_database_holds_no_plaintext_key(make_keyholdd, default_issuer, user):
     raw = base64.b64decode(key)
     assert_empty_200(k.client.post("/user-keys", token=tok, json_body={"key": key}))
     k.stop()  # exit status checked by test_sigterm_exits_zero_and_restart_keeps_keys
-    db = sqlite3.connect(k.db_path)
-    try:
-        rows = db.execute("SELECT owner, blob FROM records").fetchall()
-    finally:
-        db.close()
+    rows = storage.query(k.db_path, "SELECT owner, blob FROM records")
     blobs = [bytes(b) for o, b in rows if o == user]
     assert len(blobs) == 1, rows
     assert raw not in blobs[0] and key.encode() not in blobs[0]

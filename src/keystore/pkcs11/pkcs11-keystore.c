@@ -29,8 +29,12 @@
  * label, another process made one at the same time, and ours is destroyed (-EEXIST). Two
  * processes on one token whose generations interleave exactly so that both see two keys
  * destroy both and both get -EEXIST; the caller's next use then finds no key (-ENOENT)
- * and the operation is retried. A token has no compare-and-swap: keyhold replicas sharing
- * one token should make new versions from one replica (the admin jobs do).
+ * and the operation is retried. A token has no compare-and-swap, so keyhold replicas sharing
+ * one token take the database's lease "keygen.<tenant>" before they make a tenant's first
+ * version (service/app.c: one replica generates, the others wait for its row). Two rekeys of
+ * one tenant on two replicas at the same moment are not serialised so: the database keeps
+ * one new version (the other rekey answers invalid_state), and at worst both generations are
+ * undone here and both rekeys fail, to be asked again; no row ever names a key that is gone.
  *
  * Sessions. One read-write session is opened and logged in at open (the primary); a pool
  * (pool.h) lends it, and up to [keystore] threads - 1 more sessions opened when threads

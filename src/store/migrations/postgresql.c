@@ -57,6 +57,34 @@ const struct kh_store_migration kh_store_postgresql_migrations[] = {
         { 5,
           "ALTER TABLE tenant_keys ADD COLUMN prior_state BIGINT "
           "CHECK (prior_state IS NULL OR prior_state BETWEEN 1 AND 2);" },
+        /* FOR EACH ROW: a compare-and-set or insert-if-absent that changed nothing bumps
+         * nothing; pg_notify is delivered at commit, to every replica's LISTEN connection */
+        { 6,
+          "CREATE TABLE key_epoch ("
+          "  id    BIGINT PRIMARY KEY CHECK (id = 1),"
+          "  epoch BIGINT NOT NULL"
+          ");"
+          "INSERT INTO key_epoch (id, epoch) VALUES (1, 0);"
+          "CREATE FUNCTION keyhold_key_epoch_bump() RETURNS trigger LANGUAGE plpgsql AS $$"
+          "BEGIN"
+          "  UPDATE key_epoch SET epoch = epoch + 1 WHERE id = 1;"
+          "  PERFORM pg_notify('keyhold_keys', '');"
+          "  RETURN NULL;"
+          "END $$;"
+          "CREATE TRIGGER key_epoch_insert AFTER INSERT ON tenant_keys "
+          "FOR EACH ROW EXECUTE FUNCTION keyhold_key_epoch_bump();"
+          "CREATE TRIGGER key_epoch_update "
+          "AFTER UPDATE OF state, prior_state, wrapped_dek, signature ON tenant_keys "
+          "FOR EACH ROW EXECUTE FUNCTION keyhold_key_epoch_bump();"
+          "CREATE TRIGGER key_epoch_seal AFTER INSERT OR UPDATE ON meta "
+          "FOR EACH ROW WHEN (NEW.key = 'keyhold.sealed') "
+          "EXECUTE FUNCTION keyhold_key_epoch_bump();"
+          "CREATE TABLE job_leases ("
+          "  name       TEXT   NOT NULL PRIMARY KEY,"
+          "  holder     TEXT   NOT NULL,"
+          "  expires_at BIGINT NOT NULL,"
+          "  data       BYTEA  NOT NULL"
+          ");" },
 };
 
 const size_t kh_store_postgresql_n_migrations =

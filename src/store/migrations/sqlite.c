@@ -64,6 +64,35 @@ const struct kh_store_migration kh_store_sqlite_migrations[] = {
         { 5,
           "ALTER TABLE tenant_keys ADD COLUMN prior_state INTEGER "
           "CHECK (prior_state IS NULL OR prior_state BETWEEN 1 AND 2);" },
+        /* replicas (docs/storage.md, "Several replicas"): key_epoch is bumped by triggers in
+         * the transaction of every change of a version's state or DEK and of the sealed flag, so that a replica
+         * learns of another's change by reading one row (PostgreSQL also notifies); the
+         * job leases say which replica runs a job (the re-encryption of a tenant) until when,
+         * with its progress. SQLite has one process per database: the same tables keep the
+         * schemas alike and cost one row write per key state change. */
+        { 6,
+          "CREATE TABLE key_epoch ("
+          "  id    INTEGER PRIMARY KEY CHECK (id = 1),"
+          "  epoch INTEGER NOT NULL"
+          ");"
+          "INSERT INTO key_epoch (id, epoch) VALUES (1, 0);"
+          "CREATE TRIGGER key_epoch_insert AFTER INSERT ON tenant_keys BEGIN "
+          "  UPDATE key_epoch SET epoch = epoch + 1 WHERE id = 1; END;"
+          "CREATE TRIGGER key_epoch_update "
+          "AFTER UPDATE OF state, prior_state, wrapped_dek, signature ON tenant_keys BEGIN "
+          "  UPDATE key_epoch SET epoch = epoch + 1 WHERE id = 1; END;"
+          "CREATE TRIGGER key_epoch_seal_insert AFTER INSERT ON meta "
+          "WHEN NEW.key = 'keyhold.sealed' BEGIN "
+          "  UPDATE key_epoch SET epoch = epoch + 1 WHERE id = 1; END;"
+          "CREATE TRIGGER key_epoch_seal_update AFTER UPDATE ON meta "
+          "WHEN NEW.key = 'keyhold.sealed' BEGIN "
+          "  UPDATE key_epoch SET epoch = epoch + 1 WHERE id = 1; END;"
+          "CREATE TABLE job_leases ("
+          "  name       TEXT    NOT NULL PRIMARY KEY,"
+          "  holder     TEXT    NOT NULL,"
+          "  expires_at INTEGER NOT NULL,"
+          "  data       BLOB    NOT NULL"
+          ") WITHOUT ROWID;" },
 };
 
 const size_t kh_store_sqlite_n_migrations =

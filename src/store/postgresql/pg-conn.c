@@ -11,6 +11,7 @@
 #include <endian.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -36,7 +37,7 @@ static int64_t monotonic_ms(void) {
 
 /* libpq's messages span lines ("...failed: Connection refused\n\tIs the server
  * running..."): one line for a log. */
-static void copy_message(char *dst, size_t n, const char *msg) {
+void kh_pg_copy_message(char *dst, size_t n, const char *msg) {
         size_t j = 0;
         bool space = false;
 
@@ -114,20 +115,32 @@ static void ignore_notice(void *userdata, const char *message) {
 #define PG_OPEN_CONNECT_S    "30"
 #define PG_RECONNECT_S       "5"
 
-static PGconn *connect_db(const char *url, const char *password, const char *timeout_s) {
+/* The read connection's statements end on the server a second before the store's own
+ * KH_STORE_WAIT_MS bound (pg-async.c), so that a slow statement is answered as such on a
+ * connection that stays, rather than by dropping it. */
+#define PG_ASYNC_STATEMENT_OPTIONS "-c statement_timeout=" STR(KH_PG_ASYNC_STATEMENT_MS)
+
+static PGconn *connect_db(const char *url, const char *password, const char *timeout_s,
+                          bool start) {
         /* Order matters: the keys before dbname are defaults the URL may override, the
          * password after it overrides one in the URL. */
         const char *keys[] = { "connect_timeout", "keepalives", "keepalives_idle",
                                "keepalives_interval", "keepalives_count", "tcp_user_timeout",
-                               "fallback_application_name", "dbname", "password", NULL };
+                               "fallback_application_name", "options", "dbname", "password",
+                               NULL };
         const char *values[] = { timeout_s, "1", "5", "2", "2", STR(KH_STORE_WAIT_MS),
-                                 "keyholdd", url, password, NULL };
-
-        PGconn *c = PQconnectdbParams(keys, values, 1);
+                                 "keyholdd", start ? PG_ASYNC_STATEMENT_OPTIONS : "",
+                                 url, password, NULL };
+        PGconn *c = start ? PQconnectStartParams(keys, values, 1)
+                          : PQconnectdbParams(keys, values, 1);
 
         if (c)
                 (void) PQsetNoticeProcessor(c, ignore_notice, NULL);
         return c;
+}
+
+PGconn *kh_pg_connect_start(const struct kh_pg_store *s) {
+        return connect_db(s->url, s->password, PG_RECONNECT_S, true);
 }
 
 /* A connection that failed to open: why names the key at fault. libpq reports only text
@@ -137,7 +150,7 @@ static int connect_failure(PGconn *c, char *why, size_t n) {
         const char *msg = c ? PQerrorMessage(c) : "out of memory";
         char line[200];
 
-        copy_message(line, sizeof(line), msg);
+        kh_pg_copy_message(line, sizeof(line), msg);
         if (!c)
                 return -ENOMEM;
         if (PQconnectionNeedsPassword(c) || strstr(msg, "password authentication failed") ||
@@ -168,7 +181,7 @@ static int exec_simple(PGconn *c, const char *sql, char *error, size_t n) {
 
         if (st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK)
                 return 0;
-        copy_message(error, n, res ? PQresultErrorMessage(res) : PQerrorMessage(c));
+        kh_pg_copy_message(error, n, res ? PQresultErrorMessage(res) : PQerrorMessage(c));
         return -EIO;
 }
 
@@ -188,7 +201,7 @@ static int session_setup(PGconn *c, char *error, size_t n) {
                 (void) snprintf(name, sizeof(name), "kh%d", i);
                 res = PQprepare(c, name, kh_pg_statements[i], 0, NULL);
                 if (PQresultStatus(res) != PGRES_COMMAND_OK) {
-                        copy_message(error, n,
+                        kh_pg_copy_message(error, n,
                                      res ? PQresultErrorMessage(res) : PQerrorMessage(c));
                         return -EIO;
                 }
@@ -203,7 +216,7 @@ static int query_count(PGconn *c, const char *sql, long long *ret, char *error, 
         long long x = 0;
 
         if (PQresultStatus(res) != PGRES_TUPLES_OK) {
-                copy_message(error, n, res ? PQresultErrorMessage(res) : PQerrorMessage(c));
+                kh_pg_copy_message(error, n, res ? PQresultErrorMessage(res) : PQerrorMessage(c));
                 return -EIO;
         }
         if (PQntuples(res) != 1 || PQnfields(res) != 1 || PQgetisnull(res, 0, 0))
@@ -218,6 +231,45 @@ static int query_count(PGconn *c, const char *sql, long long *ret, char *error, 
         }
         *ret = x;
         return 0;
+}
+
+/* Takes PG_USERS_LOCK for the session on c, without waiting: shared (what every connection
+ * holds) or exclusive (a tool that must have the database to itself, which first gives up
+ * its own shared hold). -EWOULDBLOCK: another session holds it in a conflicting mode. */
+static int try_users_lock(PGconn *c, bool exclusive, char *error, size_t n) {
+        const char *sql = exclusive ? "SELECT pg_advisory_unlock_shared(" PG_USERS_LOCK "), "
+                                      "pg_try_advisory_lock(" PG_USERS_LOCK ")"
+                                    : "SELECT true, pg_try_advisory_lock_shared(" PG_USERS_LOCK
+                                      ")";
+        KH_CLEANUP(PQclearp) PGresult *res = PQexec(c, sql);
+
+        if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+                kh_pg_copy_message(error, n, res ? PQresultErrorMessage(res) : PQerrorMessage(c));
+                return -EIO;
+        }
+        if (PQntuples(res) != 1 || PQnfields(res) != 2)
+                return -KH_E_INTEGRITY;
+        if (strcmp(PQgetvalue(res, 0, 1), "t") == 0)
+                return 0;
+        kh_pg_copy_message(error, n,
+                     exclusive ? "another keyholdd or tool is connected to the database"
+                               : "`keyhold keystore migrate` holds the database");
+        return -EWOULDBLOCK;
+}
+
+/* The same, trying for up to PG_USERS_LOCK_WAIT_MS: a session ends on the server a moment
+ * after its client closed it, so a keyholdd started just as keystore migrate finished (or
+ * the migrate just after keyholdd stopped) would otherwise find the lock still held. Only
+ * where waiting is allowed (opening a store, an offline tool), never on a worker's loop. */
+static int take_users_lock(PGconn *c, bool exclusive, char *error, size_t n) {
+        int r;
+
+        for (int64_t end = monotonic_ms() + PG_USERS_LOCK_WAIT_MS;;) {
+                r = try_users_lock(c, exclusive, error, n);
+                if (r != -EWOULDBLOCK || monotonic_ms() >= end)
+                        return r;
+                (void) nanosleep(&(struct timespec) { .tv_nsec = 20 * 1000000L }, NULL);
+        }
 }
 
 static int apply_migration(PGconn *c, const struct kh_store_migration *m, char *error,
@@ -330,6 +382,7 @@ static void free_password(char *p) {
 static struct kh_pg_store *pg_store_free(struct kh_pg_store *s) {
         if (!s)
                 return NULL;
+        kh_pg_async_free(s);
         PQfinish(s->conn); /* NULL is a no-op; an open transaction is rolled back */
         free(s->url);
         free_password(s->password);
@@ -371,7 +424,7 @@ int kh_pg_open(const struct kh_config_storage *cfg, struct kh_store **ret, char 
         if (!opts) {
                 char line[160];
 
-                copy_message(line, sizeof(line), parse_error ? parse_error : "out of memory");
+                kh_pg_copy_message(line, sizeof(line), parse_error ? parse_error : "out of memory");
                 (void) snprintf(why, n, "[storage] url: not a libpq connection string or URI: %s",
                                 line);
                 PQfreemem(parse_error);
@@ -390,11 +443,21 @@ int kh_pg_open(const struct kh_config_storage *cfg, struct kh_store **ret, char 
         if (r < 0)
                 return r;
 
-        s->conn = connect_db(s->url, s->password, PG_OPEN_CONNECT_S);
+        s->conn = connect_db(s->url, s->password, PG_OPEN_CONNECT_S, false);
         if (PQstatus(s->conn) != CONNECTION_OK)
                 return connect_failure(s->conn, why, n);
 
-        r = migrate(s, why, n);
+        /* before the migrations: a database that keystore migrate holds is not touched */
+        r = take_users_lock(s->conn, false, s->error, sizeof(s->error));
+        if (r == -EWOULDBLOCK) {
+                (void) snprintf(why, n,
+                                "[storage] url: `keyhold keystore migrate` is moving the keys of "
+                                "this database (it holds the database's advisory lock); start "
+                                "once it has finished");
+                return -EBUSY;
+        }
+        if (r >= 0)
+                r = migrate(s, why, n);
         if (r >= 0)
                 r = session_setup(s->conn, s->error, sizeof(s->error));
         if (r < 0) {
@@ -414,7 +477,7 @@ void kh_pg_close(struct kh_store *store) {
 
 static int unavailable(struct kh_pg_store *s, const char *msg) {
         if (msg)
-                copy_message(s->error, sizeof(s->error), msg);
+                kh_pg_copy_message(s->error, sizeof(s->error), msg);
         return -KH_E_STORAGE_UNAVAILABLE;
 }
 
@@ -422,6 +485,7 @@ static int unavailable(struct kh_pg_store *s, const char *msg) {
 static void lost(struct kh_pg_store *s) {
         PQfinish(s->conn);
         s->conn = NULL;
+        s->listening = false;            /* a new connection listens again */
         if (s->in_tx) {
                 s->in_tx = false;
                 s->tx_lost = true;
@@ -446,13 +510,17 @@ static int ensure_connected(struct kh_pg_store *s) {
                 return -KH_E_STORAGE_UNAVAILABLE; /* s->error still says why */
         s->last_connect_ms = now;
         s->connect_failed = true;
-        c = connect_db(s->url, s->password, PG_RECONNECT_S);
+        c = connect_db(s->url, s->password, PG_RECONNECT_S, false);
         if (PQstatus(c) != CONNECTION_OK) {
                 (void) unavailable(s, c ? PQerrorMessage(c) : "out of memory");
                 PQfinish(c);
                 return -KH_E_STORAGE_UNAVAILABLE;
         }
-        if (session_setup(c, s->error, sizeof(s->error)) < 0) {
+        /* a connection made again holds the users' lock as the lost one did: a keyholdd whose
+         * connections all broke (a server restart) does not serve beside a keystore migrate
+         * that started meanwhile */
+        if (session_setup(c, s->error, sizeof(s->error)) < 0 ||
+            try_users_lock(c, s->exclusive, s->error, sizeof(s->error)) < 0) {
                 PQfinish(c);
                 return -KH_E_STORAGE_UNAVAILABLE;
         }
@@ -461,23 +529,43 @@ static int ensure_connected(struct kh_pg_store *s) {
         return 0;
 }
 
+int kh_pg_exclusive(struct kh_store *store) {
+        struct kh_pg_store *s = kh_pg_of(store);
+        char ignored[64];
+        int r;
+
+        if (s->exclusive)
+                return 0;
+        if (s->in_tx)
+                return -EBUSY;
+        r = ensure_connected(s);
+        if (r < 0)
+                return r;
+        r = take_users_lock(s->conn, true, s->error, sizeof(s->error));
+        if (r == -EWOULDBLOCK)
+                /* back to what every connection holds, for as long as this one is used */
+                (void) try_users_lock(s->conn, false, ignored, sizeof(ignored));
+        if (r < 0)
+                return r;
+        s->exclusive = true;
+        return 0;
+}
+
 static bool sqlstate_is(const char *state, const char *prefix) {
         return state && strncmp(state, prefix, strlen(prefix)) == 0;
 }
 
-/* Keeps the server's message for kh_store_last_error() and turns the failure into an
- * errno: waits and lost connections are the client's 503, the rest a server fault. */
-static int fail(struct kh_pg_store *s, const PGresult *res) {
+bool kh_pg_connection_lost(PGconn *c, const PGresult *res) {
         const char *state = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
 
-        copy_message(s->error, sizeof(s->error),
-                     res ? PQresultErrorMessage(res) : PQerrorMessage(s->conn));
         /* class 08: connection exception; 57P01-57P03: the server shuts down or restarts */
-        if (PQstatus(s->conn) != CONNECTION_OK || sqlstate_is(state, "08") ||
-            sqlstate_is(state, "57P")) {
-                lost(s);
-                return -KH_E_STORAGE_UNAVAILABLE;
-        }
+        return PQstatus(c) != CONNECTION_OK || sqlstate_is(state, "08") ||
+               sqlstate_is(state, "57P");
+}
+
+int kh_pg_error_of(const PGresult *res) {
+        const char *state = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
+
         if (!state)
                 return res ? -EIO : -ENOMEM;
         /* statement_timeout, lock_timeout, a deadlock or serialisation failure, no
@@ -490,6 +578,18 @@ static int fail(struct kh_pg_store *s, const PGresult *res) {
         if (sqlstate_is(state, "53200"))
                 return -ENOMEM;
         return -EIO;
+}
+
+/* Keeps the server's message for kh_store_last_error() and turns the failure into an
+ * errno: waits and lost connections are the client's 503, the rest a server fault. */
+static int fail(struct kh_pg_store *s, const PGresult *res) {
+        kh_pg_copy_message(s->error, sizeof(s->error),
+                           res ? PQresultErrorMessage(res) : PQerrorMessage(s->conn));
+        if (kh_pg_connection_lost(s->conn, res)) {
+                lost(s);
+                return -KH_E_STORAGE_UNAVAILABLE;
+        }
+        return kh_pg_error_of(res);
 }
 
 /* Statements that never write: safe to run again on a new connection. */
@@ -506,6 +606,8 @@ static bool is_read(int id) {
         case PG_ST_RECORD_COUNT:
         case PG_ST_RECORDS_LIST:
         case PG_ST_PING:
+        case PG_ST_KEY_EPOCH:
+        case PG_ST_LEASE_GET:
                 return true;
         default:
                 return false;
@@ -604,4 +706,51 @@ void kh_pg_tx_rollback(struct kh_store *store) {
         if (s->in_tx)
                 (void) run_command(s, PG_ST_TX_ROLLBACK);
         s->in_tx = false;
+}
+
+/* Takes what notifications the connection has received; true if any. */
+static bool drain_notifies(struct kh_pg_store *s) {
+        PGnotify *n;
+        bool any = false;
+
+        while ((n = PQnotifies(s->conn))) {
+                any = true;
+                PQfreemem(n);
+        }
+        return any;
+}
+
+int kh_pg_key_epoch_wait(struct kh_store *store, int timeout_ms) {
+        struct kh_pg_store *s = kh_pg_of(store);
+        struct pollfd pfd;
+        int r;
+
+        if (s->in_tx || s->tx_lost)
+                return -EINVAL;
+        r = ensure_connected(s);
+        if (r < 0)
+                return r;
+        if (!s->listening) {
+                /* a utility statement, not one of the prepared ones */
+                KH_CLEANUP(PQclearp) PGresult *res = PQexec(s->conn, "LISTEN keyhold_keys");
+
+                if (PQresultStatus(res) != PGRES_COMMAND_OK)
+                        return fail(s, res);
+                s->listening = true;
+                return 1;                /* what changed before is not known: look */
+        }
+        if (drain_notifies(s))
+                return 1;
+        pfd = (struct pollfd) { .fd = PQsocket(s->conn), .events = POLLIN };
+        r = poll(&pfd, 1, timeout_ms);
+        if (r < 0)
+                return errno == EINTR ? 0 : -errno;
+        if (r == 0)
+                return 0;
+        if (!PQconsumeInput(s->conn) || PQstatus(s->conn) != CONNECTION_OK) {
+                (void) unavailable(s, PQerrorMessage(s->conn));
+                lost(s);
+                return -KH_E_STORAGE_UNAVAILABLE;
+        }
+        return drain_notifies(s);
 }

@@ -111,6 +111,17 @@ const char *const kh_pg_statements[PG_ST_N_] = {
                 "AND owner >= $3::text AND owner < $4::text",
         /* reads a table, so it proves the database (not only the server) answers */
         [PG_ST_PING] = "SELECT COALESCE(MAX(version), 0) FROM schema_migrations",
+        [PG_ST_KEY_EPOCH] = "SELECT epoch FROM key_epoch WHERE id = 1",
+        /* one statement: of two replicas taking a free lease at once, the row lock makes the
+         * second see the first's row, held and unexpired */
+        [PG_ST_LEASE_TAKE] =
+                "INSERT INTO job_leases AS l (name, holder, expires_at, data) "
+                "VALUES ($1::text, $2::text, $4::bigint, $5::bytea) "
+                "ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, "
+                "expires_at = excluded.expires_at, data = excluded.data "
+                "WHERE l.holder = excluded.holder OR l.expires_at <= $3::bigint",
+        [PG_ST_LEASE_GET] =
+                "SELECT holder, expires_at, data FROM job_leases WHERE name = $1::text",
         [PG_ST_TX_BEGIN] = "BEGIN",
         [PG_ST_TX_LOCK] = "SELECT pg_advisory_xact_lock(" PG_WRITE_LOCK ")",
         [PG_ST_TX_COMMIT] = "COMMIT",
@@ -586,6 +597,59 @@ static int pg_meta_put(struct kh_store *store, const char *key, const uint8_t *v
         return r < 0 ? r : 0;
 }
 
+static int pg_key_epoch(struct kh_store *store, uint64_t *ret) {
+        KH_CLEANUP(PQclearp) PGresult *res = NULL;
+        int64_t v;
+        int r;
+
+        r = run_one_row(kh_pg_of(store), PG_ST_KEY_EPOCH, NULL, &res);
+        if (r == -ENOENT)
+                return -KH_E_INTEGRITY;
+        if (r < 0)
+                return r;
+        if (!kh_pg_get_int(res, 0, 0, &v) || v < 0)
+                return -KH_E_INTEGRITY;
+        *ret = (uint64_t) v;
+        return 0;
+}
+
+static int pg_lease_take(struct kh_store *store, const char *name, const char *holder,
+                         int64_t now_ms, int64_t expires_at_ms, const uint8_t *data, size_t len) {
+        struct kh_pg_params p = { 0 };
+        int r;
+
+        kh_pg_param_text(&p, name);
+        kh_pg_param_text(&p, holder);
+        kh_pg_param_int(&p, now_ms);
+        kh_pg_param_int(&p, expires_at_ms);
+        kh_pg_param_bytes(&p, data, len);
+        r = run_changes(kh_pg_of(store), PG_ST_LEASE_TAKE, &p);
+        return r < 0 ? r : r > 0;
+}
+
+static int pg_lease_get(struct kh_store *store, const char *name, struct kh_buf *holder,
+                        int64_t *ret_expires_at_ms, struct kh_buf *data) {
+        KH_CLEANUP(PQclearp) PGresult *res = NULL;
+        struct kh_pg_params p = { 0 };
+        int hlen, dlen, r;
+
+        kh_pg_param_text(&p, name);
+        r = run_one_row(kh_pg_of(store), PG_ST_LEASE_GET, &p, &res);
+        if (r < 0)
+                return r;
+        hlen = PQgetlength(res, 0, 0);
+        dlen = PQgetlength(res, 0, 2);
+        if (kh_pg_is_null(res, 0, 0) || kh_pg_is_null(res, 0, 2) || hlen < 1 ||
+            hlen > KH_STORE_LEASE_HOLDER_MAX || dlen < 1 || dlen > KH_STORE_LEASE_DATA_MAX ||
+            memchr(PQgetvalue(res, 0, 0), 0, (size_t) hlen) ||
+            !kh_pg_get_int(res, 0, 1, ret_expires_at_ms))
+                return -KH_E_INTEGRITY;
+        if (holder->max - holder->len < (size_t) hlen || data->max - data->len < (size_t) dlen)
+                return -E2BIG;
+        r = kh_buf_append(holder, PQgetvalue(res, 0, 0), (size_t) hlen);
+        return r < 0 ? r : kh_buf_append(data, PQgetvalue(res, 0, 2), (size_t) dlen);
+}
+
 static int pg_ping(struct kh_store *store) {
         KH_CLEANUP(PQclearp) PGresult *res = NULL;
 
@@ -644,7 +708,12 @@ const struct kh_store_ops kh_store_postgresql_ops = {
         .records_delete_prefix = pg_records_delete_prefix,
         .meta_get = pg_meta_get,
         .meta_put = pg_meta_put,
+        .key_epoch = pg_key_epoch,
+        .key_epoch_wait = kh_pg_key_epoch_wait,
+        .lease_take = pg_lease_take,
+        .lease_get = pg_lease_get,
         .ping = pg_ping,
+        .exclusive = kh_pg_exclusive,
         .last_error = pg_last_error,
         .tx_begin = kh_pg_tx_begin,
         .tx_commit = kh_pg_tx_commit,
@@ -653,4 +722,8 @@ const struct kh_store_ops kh_store_postgresql_ops = {
         .savepoint_release = pg_savepoint_release,
         .savepoint_rollback = pg_savepoint_rollback,
         .snapshot = NULL, /* backups are PostgreSQL's own (pg_dump, base backups) */
+        .attach_loop = kh_pg_async_attach,
+        .detach_loop = kh_pg_async_detach,
+        .reads_async = kh_pg_async_ready,
+        .record_get_async = kh_pg_async_record_get,
 };

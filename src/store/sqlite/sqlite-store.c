@@ -57,6 +57,9 @@ enum {
         ST_RECORD_DELETE,
         ST_RECORDS_DELETE_PREFIX,
         ST_PING,
+        ST_KEY_EPOCH,
+        ST_LEASE_TAKE,
+        ST_LEASE_GET,
         ST_TX_BEGIN,
         ST_TX_COMMIT,
         ST_TX_ROLLBACK,
@@ -150,6 +153,14 @@ static const char *const statements[ST_N_] = {
                 "DELETE FROM records WHERE tenant = ?1 AND kind = ?2 AND owner >= ?3 AND owner < ?4",
         /* reads a table, so it proves the file is still a readable database */
         [ST_PING] = "SELECT COALESCE(MAX(version), 0) FROM schema_migrations",
+        [ST_KEY_EPOCH] = "SELECT epoch FROM key_epoch WHERE id = 1",
+        /* one statement: of two takers only one finds the row free (the write lock) */
+        [ST_LEASE_TAKE] =
+                "INSERT INTO job_leases (name, holder, expires_at, data) VALUES (?1, ?2, ?4, ?5) "
+                "ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, "
+                "expires_at = excluded.expires_at, data = excluded.data "
+                "WHERE job_leases.holder = excluded.holder OR job_leases.expires_at <= ?3",
+        [ST_LEASE_GET] = "SELECT holder, expires_at, data FROM job_leases WHERE name = ?1",
         [ST_TX_BEGIN] = "BEGIN IMMEDIATE",
         [ST_TX_COMMIT] = "COMMIT",
         [ST_TX_ROLLBACK] = "ROLLBACK",
@@ -1084,6 +1095,73 @@ static int sqlite_meta_put(struct kh_store *store, const char *key, const uint8_
         return rc == SQLITE_DONE ? 0 : fail(s, rc);
 }
 
+static int sqlite_key_epoch(struct kh_store *store, uint64_t *ret) {
+        struct kh_sqlite_store *s = to_sqlite(store);
+        STMT_USE(st, s, ST_KEY_EPOCH);
+        int64_t v;
+        int r;
+
+        r = step_one_row(s, st, SQLITE_OK);
+        if (r == -ENOENT)
+                return -KH_E_INTEGRITY;
+        if (r < 0)
+                return r;
+        if (sqlite3_column_type(st, 0) != SQLITE_INTEGER || (v = sqlite3_column_int64(st, 0)) < 0)
+                return -KH_E_INTEGRITY;
+        *ret = (uint64_t) v;
+        return 0;
+}
+
+static int sqlite_lease_take(struct kh_store *store, const char *name, const char *holder,
+                             int64_t now_ms, int64_t expires_at_ms, const uint8_t *data,
+                             size_t len) {
+        struct kh_sqlite_store *s = to_sqlite(store);
+        STMT_USE(st, s, ST_LEASE_TAKE);
+        int rc;
+
+        rc = sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
+        if (rc == SQLITE_OK)
+                rc = sqlite3_bind_text(st, 2, holder, -1, SQLITE_STATIC);
+        if (rc == SQLITE_OK)
+                rc = sqlite3_bind_int64(st, 3, now_ms);
+        if (rc == SQLITE_OK)
+                rc = sqlite3_bind_int64(st, 4, expires_at_ms);
+        if (rc == SQLITE_OK)
+                rc = sqlite3_bind_blob(st, 5, data, (int) len, SQLITE_STATIC);
+        if (rc == SQLITE_OK)
+                rc = sqlite3_step(st);
+        if (rc != SQLITE_DONE)
+                return fail(s, rc);
+        return sqlite3_changes(s->db) > 0;
+}
+
+static int sqlite_lease_get(struct kh_store *store, const char *name, struct kh_buf *holder,
+                            int64_t *ret_expires_at_ms, struct kh_buf *data) {
+        struct kh_sqlite_store *s = to_sqlite(store);
+        STMT_USE(st, s, ST_LEASE_GET);
+        const unsigned char *h;
+        const void *d;
+        int hlen, dlen, r;
+
+        r = step_one_row(s, st, sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC));
+        if (r < 0)
+                return r;
+        h = sqlite3_column_text(st, 0);
+        hlen = sqlite3_column_bytes(st, 0);
+        d = sqlite3_column_blob(st, 2);
+        dlen = sqlite3_column_bytes(st, 2);
+        if (!h || hlen < 1 || hlen > KH_STORE_LEASE_HOLDER_MAX ||
+            sqlite3_column_type(st, 1) != SQLITE_INTEGER ||
+            sqlite3_column_type(st, 2) != SQLITE_BLOB ||
+            !d || dlen < 1 || dlen > KH_STORE_LEASE_DATA_MAX)
+                return -KH_E_INTEGRITY;
+        if (holder->max - holder->len < (size_t) hlen || data->max - data->len < (size_t) dlen)
+                return -E2BIG;
+        *ret_expires_at_ms = sqlite3_column_int64(st, 1);
+        r = kh_buf_append(holder, h, (size_t) hlen);
+        return r < 0 ? r : kh_buf_append(data, d, (size_t) dlen);
+}
+
 static int sqlite_ping(struct kh_store *store) {
         struct kh_sqlite_store *s = to_sqlite(store);
         STMT_USE(st, s, ST_PING);
@@ -1170,6 +1248,10 @@ const struct kh_store_ops kh_store_sqlite_ops = {
         .records_delete_prefix = sqlite_records_delete_prefix,
         .meta_get = sqlite_meta_get,
         .meta_put = sqlite_meta_put,
+        .key_epoch = sqlite_key_epoch,
+        .key_epoch_wait = NULL, /* one process per database: nobody else changes it */
+        .lease_take = sqlite_lease_take,
+        .lease_get = sqlite_lease_get,
         .ping = sqlite_ping,
         .last_error = sqlite_last_error,
         .tx_begin = sqlite_tx_begin,

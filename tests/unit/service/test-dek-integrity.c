@@ -323,7 +323,11 @@ static void add_version_2(struct fixture *f) {
  * meta table (and nothing of the schemas after it). The store is reopened on it, which migrates it again. */
 static void make_legacy(struct fixture *f) {
         f->store = kh_store_close(f->store);
-        raw_exec(f, "ALTER TABLE tenant_keys DROP COLUMN prior_state;"
+        raw_exec(f, "DROP TRIGGER key_epoch_insert; DROP TRIGGER key_epoch_update;"
+                    "DROP TRIGGER key_epoch_seal_insert; DROP TRIGGER key_epoch_seal_update;"
+                    "DROP TABLE key_epoch; DROP TABLE job_leases;"
+                    "DELETE FROM schema_migrations WHERE version = 6;"
+                    "ALTER TABLE tenant_keys DROP COLUMN prior_state;"
                     "DELETE FROM schema_migrations WHERE version = 5;"
                     "DROP TABLE audit_blocks;"
                     "ALTER TABLE tenant_keys DROP COLUMN encrypts;"
@@ -333,7 +337,7 @@ static void make_legacy(struct fixture *f) {
                     "DROP TABLE meta;"
                     "DELETE FROM schema_migrations WHERE version = 3");
         open_store(f);
-        assert_int_equal(kh_store_schema_version(f->store), 5);
+        assert_int_equal(kh_store_schema_version(f->store), 6);
 }
 
 /* The app's first start signed each DEK it created, over exactly the documented message:

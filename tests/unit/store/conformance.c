@@ -1371,6 +1371,194 @@ static void test_tenant_key_destroy_wipes_the_dek_and_keeps_the_row(void **state
                          -ENOENT);
 }
 
+static uint64_t epoch_of(struct kh_store *s) {
+        uint64_t e = UINT64_MAX;
+
+        assert_int_equal(kh_store_key_epoch(s, &e), 0);
+        return e;
+}
+
+/* The key epoch moves with every key state change, DEK change and seal flag change, in the
+ * writer's transaction (a rolled-back change leaves it), and with nothing else: not a use
+ * counter, a record, an insert or compare-and-set that changed nothing, another meta key. */
+static void test_key_epoch_moves_with_key_state_changes_only(void **state) {
+        struct fixture *f = *state;
+        uint8_t a[64], b[64];
+        uint64_t e;
+
+        fill(a, sizeof(a), 1);
+        fill(b, sizeof(b), 2);
+        e = epoch_of(f->s);
+        assert_int_equal(kh_store_tenant_key_insert_if_absent(f->s, "acme", 1, KH_KEY_ACTIVE, a,
+                                                              sizeof(a), sig, sizeof(sig)),
+                         1);
+        assert_true(epoch_of(f->s) > e);
+        e = epoch_of(f->s);
+        assert_int_equal(kh_store_tenant_key_insert_if_absent(f->s, "acme", 1, KH_KEY_ACTIVE, b,
+                                                              sizeof(b), sig, sizeof(sig)),
+                         0);
+        assert_int_equal(kh_store_tenant_key_add_uses(f->s, "acme", 1, 3, 4), 0);
+        assert_int_equal(kh_store_record_put(f->s, "acme", KH_RECORD_USER_KEY, "u", 1, a,
+                                             sizeof(a)),
+                         0);
+        assert_int_equal(kh_store_meta_put(f->s, "other", a, 1), 0);
+        assert_int_equal(kh_store_tenant_key_update(f->s, "acme", 1, KH_KEY_ARCHIVED,
+                                                    KH_KEY_REVOKED, KH_KEY_ARCHIVED),
+                         -ENOENT);
+        assert_true(epoch_of(f->s) == e);
+
+        assert_int_equal(kh_store_tx_begin(f->s), 0);
+        assert_int_equal(kh_store_tenant_key_set_state(f->s, "acme", 1, KH_KEY_ARCHIVED), 0);
+        kh_store_tx_rollback(f->s);
+        assert_true(epoch_of(f->s) == e);
+
+        assert_int_equal(kh_store_tenant_key_set_state(f->s, "acme", 1, KH_KEY_ARCHIVED), 0);
+        assert_true(epoch_of(f->s) > e);
+        e = epoch_of(f->s);
+        assert_int_equal(kh_store_meta_put(f->s, "keyhold.sealed", (const uint8_t *) "1", 1), 0);
+        assert_true(epoch_of(f->s) > e);
+        e = epoch_of(f->s);
+        assert_int_equal(kh_store_meta_put(f->s, "keyhold.sealed", (const uint8_t *) "0", 1), 0);
+        assert_true(epoch_of(f->s) > e);
+}
+
+/* SQLite has no other process to hear from; PostgreSQL announces a change made on another
+ * connection to the one that listens, and says nothing when nothing changed. */
+static void test_key_epoch_wait_hears_another_connection(void **state) {
+        struct fixture *f = *state;
+        struct kh_store *other = NULL;
+        uint8_t a[64];
+        int r;
+
+        fill(a, sizeof(a), 1);
+        r = kh_store_key_epoch_wait(f->s, 0);
+        if (strcmp(backend->driver, "sqlite") == 0) {
+                assert_int_equal(r, -EOPNOTSUPP);
+                return;
+        }
+        assert_int_equal(r, 1);                      /* listening starts: look once */
+        assert_int_equal(kh_store_key_epoch_wait(f->s, 50), 0);
+        assert_int_equal(kh_store_open(&f->cfg, &other), 0);
+        assert_int_equal(kh_store_tenant_key_insert_if_absent(other, "acme", 1, KH_KEY_ACTIVE, a,
+                                                              sizeof(a), sig, sizeof(sig)),
+                         1);
+        /* delivered at the other's commit; waits long enough for a loaded machine */
+        assert_int_equal(kh_store_key_epoch_wait(f->s, 30000), 1);
+        assert_int_equal(kh_store_key_epoch_wait(f->s, 50), 0);
+        kh_store_close(other);
+        assert_int_equal(kh_store_key_epoch_wait(f->s, -1), -EINVAL);
+}
+
+static void expect_lease(struct kh_store *s, const char *name, const char *holder,
+                         int64_t expires, const char *note) {
+        struct kh_buf h, d;
+        int64_t e = -1;
+
+        kh_buf_init(&h, KH_STORE_LEASE_HOLDER_MAX, false);
+        kh_buf_init(&d, KH_STORE_LEASE_DATA_MAX, false);
+        assert_int_equal(kh_store_lease_get(s, name, &h, &e, &d), 0);
+        assert_int_equal(h.len, strlen(holder));
+        assert_memory_equal(h.data, holder, h.len);
+        assert_true(e == expires);
+        assert_int_equal(d.len, strlen(note));
+        assert_memory_equal(d.data, note, d.len);
+        kh_buf_free(&h);
+        kh_buf_free(&d);
+}
+
+#define NOTE(s) (const uint8_t *) (s), strlen(s)
+
+/* A lease is one holder's until it expires or is given up; renewing is taking it again. */
+static void test_lease_one_holder_until_expiry(void **state) {
+        struct fixture *f = *state;
+        struct kh_buf h, d;
+        int64_t e;
+
+        kh_buf_init(&h, KH_STORE_LEASE_HOLDER_MAX, false);
+        kh_buf_init(&d, KH_STORE_LEASE_DATA_MAX, false);
+        assert_int_equal(kh_store_lease_get(f->s, "reencrypt.acme", &h, &e, &d), -ENOENT);
+        assert_int_equal(kh_store_lease_take(f->s, "reencrypt.acme", "a", 1000, 2000, NOTE("a1")),
+                         1);
+        assert_int_equal(kh_store_lease_take(f->s, "reencrypt.acme", "b", 1999, 3000, NOTE("b1")),
+                         0);
+        expect_lease(f->s, "reencrypt.acme", "a", 2000, "a1");
+        /* other names are other leases */
+        assert_int_equal(kh_store_lease_take(f->s, "reencrypt.beta", "b", 1999, 3000, NOTE("b")),
+                         1);
+        /* renewed by its holder, even late */
+        assert_int_equal(kh_store_lease_take(f->s, "reencrypt.acme", "a", 2500, 5000, NOTE("a2")),
+                         1);
+        expect_lease(f->s, "reencrypt.acme", "a", 5000, "a2");
+        assert_int_equal(kh_store_lease_take(f->s, "reencrypt.acme", "b", 4999, 9000, NOTE("b2")),
+                         0);
+        /* expired: taken over, and the old holder cannot renew it */
+        assert_int_equal(kh_store_lease_take(f->s, "reencrypt.acme", "b", 5000, 9000, NOTE("b3")),
+                         1);
+        assert_int_equal(kh_store_lease_take(f->s, "reencrypt.acme", "a", 5001, 9000, NOTE("a3")),
+                         0);
+        expect_lease(f->s, "reencrypt.acme", "b", 9000, "b3");
+        /* given up: the note stays, anyone takes it */
+        assert_int_equal(kh_store_lease_take(f->s, "reencrypt.acme", "b", 6000, 0, NOTE("done")),
+                         1);
+        expect_lease(f->s, "reencrypt.acme", "b", 0, "done");
+        assert_int_equal(kh_store_lease_take(f->s, "reencrypt.acme", "a", 6001, 9000, NOTE("a4")),
+                         1);
+        /* a buffer too small */
+        kh_buf_free(&h);
+        kh_buf_init(&h, 0, false);
+        assert_int_equal(kh_store_lease_get(f->s, "reencrypt.acme", &h, &e, &d), -E2BIG);
+        /* arguments */
+        assert_int_equal(kh_store_lease_take(f->s, "Bad", "a", 0, 0, NOTE("x")), -EINVAL);
+        assert_int_equal(kh_store_lease_take(f->s, "ok", "", 0, 0, NOTE("x")), -EINVAL);
+        assert_int_equal(kh_store_lease_take(f->s, "ok", "a", 0, 0, NOTE("")), -EINVAL);
+        assert_int_equal(kh_store_lease_take(f->s, "ok", "a", -1, 0, NOTE("x")), -EINVAL);
+        kh_buf_free(&h);
+        kh_buf_free(&d);
+}
+
+struct lease_racer {
+        const struct kh_config_storage *cfg;
+        char holder[16];
+        pthread_barrier_t *go;
+        int won;
+};
+
+static void *lease_thread(void *p) {
+        struct lease_racer *r = p;
+        struct kh_store *s = NULL;
+
+        r->won = -1;
+        if (kh_store_open(r->cfg, &s) < 0)
+                return NULL;
+        (void) pthread_barrier_wait(r->go);
+        r->won = kh_store_lease_take(s, "reencrypt.race", r->holder, 100, 10000, NOTE("n"));
+        kh_store_close(s);
+        return NULL;
+}
+
+/* Racing takers of a free lease, each on its own connection: exactly one wins. */
+static void test_racing_lease_takers_have_exactly_one_winner(void **state) {
+        struct fixture *f = *state;
+        struct lease_racer r[4];
+        pthread_t th[4];
+        pthread_barrier_t go;
+        int won = 0;
+
+        pthread_barrier_init(&go, NULL, 4);
+        for (int i = 0; i < 4; i++) {
+                r[i] = (struct lease_racer) { .cfg = &f->cfg, .go = &go };
+                (void) snprintf(r[i].holder, sizeof(r[i].holder), "h%d", i);
+                assert_int_equal(pthread_create(&th[i], NULL, lease_thread, &r[i]), 0);
+        }
+        for (int i = 0; i < 4; i++) {
+                assert_int_equal(pthread_join(th[i], NULL), 0);
+                assert_true(r[i].won == 0 || r[i].won == 1);
+                won += r[i].won;
+        }
+        pthread_barrier_destroy(&go);
+        assert_int_equal(won, 1);
+}
+
 int kh_store_conformance_run(const struct kh_store_test_backend *b) {
         const struct CMUnitTest tests[] = {
 #define T(fn) cmocka_unit_test_setup_teardown(fn, fixture_setup, fixture_teardown)
@@ -1401,6 +1589,10 @@ int kh_store_conformance_run(const struct kh_store_test_backend *b) {
                 T(test_record_move_is_a_compare_and_set),
                 T(test_tenant_key_update_compare_and_set_with_prior),
                 T(test_tenant_key_destroy_wipes_the_dek_and_keeps_the_row),
+                T(test_key_epoch_moves_with_key_state_changes_only),
+                T(test_key_epoch_wait_hears_another_connection),
+                T(test_lease_one_holder_until_expiry),
+                T(test_racing_lease_takers_have_exactly_one_winner),
                 cmocka_unit_test(test_concurrent_openers_of_empty_database_migrate_once),
 #undef T
         };

@@ -10,6 +10,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stdbool.h>
@@ -442,6 +443,289 @@ static void test_server_restart_reconnects(void **state) {
         s = kh_store_close(s);
 }
 
+/* ---- asynchronous reads (store.h), on a loop of poll() ---- */
+
+#define TEST_TIMERS_MAX 256
+
+struct poll_loop {
+        struct kh_loop base;
+        struct kh_loop_task *deferred_head;
+        struct kh_loop_watch *watch;
+        int fd;
+        bool want_write;
+        struct kh_loop_timer *timers[TEST_TIMERS_MAX];
+        size_t n_timers;
+};
+
+static int64_t now_ms(void) {
+        struct timespec ts;
+
+        (void) clock_gettime(CLOCK_MONOTONIC, &ts);
+        return (int64_t) ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void pl_defer(struct kh_loop *loop, struct kh_loop_task *task) {
+        struct poll_loop *l = (struct poll_loop *) loop;
+        struct kh_loop_task **p = &l->deferred_head;
+
+        if (task->queued)
+                return;
+        task->queued = true;
+        while (*p)
+                p = &(*p)->next;
+        *p = task;
+}
+
+static void pl_post(struct kh_loop *loop, struct kh_loop_task *task) {
+        pl_defer(loop, task);
+}
+
+static struct poll_loop *the_loop;
+
+static int pl_watch_start(struct kh_loop *loop, int fd, struct kh_loop_watch *w) {
+        struct poll_loop *l = (struct poll_loop *) loop;
+
+        l->watch = w;
+        l->fd = fd;
+        l->want_write = false;
+        w->impl_ = l;
+        return 0;
+}
+
+static void pl_watch_write(struct kh_loop_watch *w) {
+        ((struct poll_loop *) w->impl_)->want_write = true;
+}
+
+static void pl_watch_stop(struct kh_loop_watch *w) {
+        struct poll_loop *l = w->impl_;
+
+        if (l)
+                l->watch = NULL;
+        w->impl_ = NULL;
+}
+
+static int pl_timer_start(struct kh_loop *loop, struct kh_loop_timer *t, unsigned ms) {
+        struct poll_loop *l = (struct poll_loop *) loop;
+        int64_t due = now_ms() + ms;
+
+        assert_true(l->n_timers < TEST_TIMERS_MAX);
+        memcpy(t->impl_, &due, sizeof(due));
+        l->timers[l->n_timers++] = t;
+        return 0;
+}
+
+static void pl_timer_stop(struct kh_loop_timer *t) {
+        struct poll_loop *l = the_loop;
+
+        for (size_t i = 0; i < l->n_timers; i++)
+                if (l->timers[i] == t) {
+                        l->timers[i] = l->timers[--l->n_timers];
+                        return;
+                }
+}
+
+static const struct kh_loop_ops poll_loop_ops = {
+        .defer = pl_defer, .post = pl_post, .watch_start = pl_watch_start,
+        .watch_write = pl_watch_write, .watch_stop = pl_watch_stop,
+        .timer_start = pl_timer_start, .timer_stop = pl_timer_stop,
+};
+
+/* One pass: the deferred tasks, then at most 100 ms of waiting for the fd, then the
+ * timers that are due. */
+static void pl_pass(struct poll_loop *l) {
+        struct kh_loop_task *list = l->deferred_head;
+        struct pollfd p;
+        int64_t now;
+
+        l->deferred_head = NULL;
+        kh_loop_run_deferred(list);
+        if (l->watch) {
+                p = (struct pollfd) { .fd = l->fd, .events = POLLIN | (l->want_write ? POLLOUT : 0) };
+                if (poll(&p, 1, 100) > 0 && l->watch) {
+                        if (p.revents & POLLOUT)
+                                l->want_write = false;
+                        l->watch->fn(l->watch);
+                }
+        } else {
+                (void) poll(NULL, 0, 10);
+        }
+        now = now_ms();
+        for (size_t i = 0; i < l->n_timers; i++) {
+                struct kh_loop_timer *t = l->timers[i];
+                int64_t due;
+
+                memcpy(&due, t->impl_, sizeof(due));
+                if (due <= now) {
+                        pl_timer_stop(t);
+                        t->fn(t);
+                        i = (size_t) -1;         /* the list changed: from the start */
+                }
+        }
+}
+
+struct test_read {
+        struct kh_store_read rd;
+        int r;
+        bool done;
+        uint32_t version;
+        size_t len;
+        bool blob_ok;
+};
+
+static void on_test_read(struct kh_store_read *rd, int r, uint32_t version, const uint8_t *blob,
+                         size_t len) {
+        struct test_read *t = kh_container_of(rd, struct test_read, rd);
+
+        assert_false(t->done);
+        t->done = true;
+        t->r = r;
+        t->version = version;
+        t->len = len;
+        t->blob_ok = r == 0 && len == sizeof(BLOB) && memcmp(blob, BLOB, len) == 0;
+}
+
+#define READS 120
+
+/* Submits n reads of owners "a0".."a<n-1>" (one pass's worth) and runs the loop until all
+ * are answered (bounded: 20 s of passes). */
+static void read_all(struct poll_loop *l, struct kh_store *s, struct test_read *t, size_t n) {
+        char owner[32];
+        int64_t end = now_ms() + 20000;
+        size_t done;
+
+        for (size_t i = 0; i < n; i++) {
+                t[i] = (struct test_read) { .rd = { .done = on_test_read } };
+                (void) snprintf(owner, sizeof(owner), "a%zu", i);
+                assert_int_equal(kh_store_record_get_async(s, "acme", KH_RECORD_USER_KEY, owner,
+                                                           &t[i].rd),
+                                 0);
+                assert_false(t[i].done);         /* never from inside the call */
+        }
+        do {
+                pl_pass(l);
+                done = 0;
+                for (size_t i = 0; i < n; i++)
+                        done += t[i].done;
+        } while (done < n && now_ms() < end);
+        assert_int_equal(done, n);
+}
+
+static struct kh_store *async_store(struct kh_config_storage *cfg, struct poll_loop *l) {
+        struct kh_store *s = NULL;
+        char owner[32];
+
+        *l = (struct poll_loop) { .base = { .ops = &poll_loop_ops }, .fd = -1 };
+        the_loop = l;
+        assert_int_equal(kh_store_open(cfg, &s), 0);
+        assert_false(kh_store_reads_async(s));
+        assert_int_equal(kh_store_attach_loop(s, &l->base), 0);
+        assert_true(kh_store_reads_async(s));
+        /* every other owner has a record: the rest are -ENOENT */
+        for (size_t i = 0; i < READS; i += 2) {
+                (void) snprintf(owner, sizeof(owner), "a%zu", i);
+                assert_int_equal(kh_store_record_put(s, "acme", KH_RECORD_USER_KEY, owner, 1,
+                                                     BLOB, sizeof(BLOB)),
+                                 0);
+        }
+        return s;
+}
+
+static void expect_reads(const struct test_read *t, size_t n) {
+        for (size_t i = 0; i < n; i++) {
+                if (i % 2) {
+                        assert_int_equal(t[i].r, -ENOENT);
+                        continue;
+                }
+                assert_int_equal(t[i].r, 0);
+                assert_int_equal(t[i].version, 1);
+                assert_true(t[i].blob_ok);
+        }
+}
+
+/* Many reads in flight on one connection, answered each with its own row, in any batch. */
+static void test_async_reads_pipelined(void **state) {
+        struct poll_loop l;
+        struct kh_store *s = async_store(*state, &l);
+        static struct test_read t[READS];
+
+        read_all(&l, s, t, READS);
+        expect_reads(t, READS);
+        read_all(&l, s, t, 1);                   /* a second batch on the same connection */
+        expect_reads(t, 1);
+        kh_store_detach_loop(s);
+        assert_null(l.watch);
+        assert_int_equal(l.n_timers, 0);
+        s = kh_store_close(s);
+}
+
+/* The read connection lost: what was in flight is 503 (or was answered before), the next
+ * reads make it again. */
+static void test_async_reads_after_lost_connection(void **state) {
+        struct poll_loop l;
+        struct kh_store *s = async_store(*state, &l);
+        static struct test_read t[READS];
+
+        read_all(&l, s, t, 4);
+        expect_reads(t, 4);
+        terminate_sessions(*state);
+        read_all(&l, s, t, READS);
+        for (size_t i = 0; i < READS; i++)
+                if (t[i].r != -KH_E_STORAGE_UNAVAILABLE)
+                        assert_int_equal(t[i].r, i % 2 ? -ENOENT : 0);
+        read_all(&l, s, t, READS);
+        expect_reads(t, READS);
+        s = kh_store_close(s);                   /* detaches */
+}
+
+/* The server down: reads are 503 at once, never waiting on the loop; once it is back they
+ * succeed again (after KH_STORE_RECONNECT_MS). */
+static void test_async_reads_server_down_then_back(void **state) {
+        struct poll_loop l;
+        struct kh_store *s = async_store(*state, &l);
+        static struct test_read t[READS];
+
+        server("stop\n");
+        read_all(&l, s, t, READS);
+        for (size_t i = 0; i < READS; i++)
+                assert_int_equal(t[i].r, -KH_E_STORAGE_UNAVAILABLE);
+        assert_string_not_equal(kh_store_last_error(s), "");
+        server("start\n");
+        (void) nanosleep(&(struct timespec) { .tv_sec = KH_STORE_RECONNECT_MS / 1000 + 1 }, NULL);
+        read_all(&l, s, t, READS);
+        expect_reads(t, READS);
+        kh_store_detach_loop(s);
+        s = kh_store_close(s);
+}
+
+/* keyhold keystore migrate's hold on the database: every connection holds the database's
+ * advisory lock shared, so a store turns exclusive only while it is the one connected, and
+ * then no other opens it, even after its own connection was lost and made again. */
+static void test_exclusive_keeps_every_other_user_out(void **state) {
+        struct kh_config_storage *cfg = *state;
+        struct kh_store *a = NULL, *b = NULL, *c = NULL;
+        char why[400];
+
+        assert_int_equal(kh_store_open(cfg, &a), 0);
+        assert_int_equal(kh_store_open(cfg, &b), 0);
+        assert_int_equal(kh_store_exclusive(a), -EWOULDBLOCK);
+        assert_int_equal(kh_store_ping(a), 0); /* still a user like any other */
+        b = kh_store_close(b);
+        /* the server ends b's session (and its share of the lock) a moment after b closed */
+        for (int i = 0; i < 200 && kh_store_exclusive(a) == -EWOULDBLOCK; i++)
+                (void) nanosleep(&(struct timespec) { .tv_nsec = 10 * 1000000L }, NULL);
+        assert_int_equal(kh_store_exclusive(a), 0);
+
+        expect_open_error(cfg, -EBUSY, "[storage] url", "keystore migrate");
+        /* its connection lost and made again, it holds the database alone as before */
+        terminate_sessions(cfg);
+        assert_int_equal(kh_store_ping(a), 0);
+        expect_open_error(cfg, -EBUSY, "[storage] url", "keystore migrate");
+
+        a = kh_store_close(a);
+        assert_int_equal(kh_store_open_explained(cfg, &c, why, sizeof(why)), 0);
+        c = kh_store_close(c);
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_processes_starting_together_migrate_once),
@@ -452,6 +736,13 @@ int main(void) {
                 cmocka_unit_test_setup_teardown(test_lock_wait_is_bounded_and_unavailable, setup,
                                                 teardown),
                 cmocka_unit_test_setup_teardown(test_server_restart_reconnects, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_async_reads_pipelined, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_async_reads_after_lost_connection, setup,
+                                                teardown),
+                cmocka_unit_test_setup_teardown(test_async_reads_server_down_then_back, setup,
+                                                teardown),
+                cmocka_unit_test_setup_teardown(test_exclusive_keeps_every_other_user_out, setup,
+                                                teardown),
         };
         int failed;
 

@@ -383,7 +383,11 @@ static void test_schema_2_database_upgrades_with_unsigned_rows(void **state) {
 
         assert_int_equal(insert_wrapped(f->s), 1);
         f->s = kh_store_close(f->s);
-        assert_int_equal(raw_exec(f->raw, "ALTER TABLE tenant_keys DROP COLUMN prior_state;"
+        assert_int_equal(raw_exec(f->raw, "DROP TRIGGER key_epoch_insert; DROP TRIGGER key_epoch_update;"
+                    "DROP TRIGGER key_epoch_seal_insert; DROP TRIGGER key_epoch_seal_update;"
+                    "DROP TABLE key_epoch; DROP TABLE job_leases;"
+                    "DELETE FROM schema_migrations WHERE version = 6;"
+                    "ALTER TABLE tenant_keys DROP COLUMN prior_state;"
                     "DELETE FROM schema_migrations WHERE version = 5;"
                     "DROP TABLE audit_blocks;"
                                           "ALTER TABLE tenant_keys DROP COLUMN encrypts;"
@@ -395,7 +399,7 @@ static void test_schema_2_database_upgrades_with_unsigned_rows(void **state) {
                          SQLITE_OK);
 
         assert_int_equal(kh_store_open(&f->cfg, &f->s), 0);
-        assert_int_equal(kh_store_schema_version(f->s), 5);
+        assert_int_equal(kh_store_schema_version(f->s), 6);
         assert_int_equal(sqlite_migration_count(&f->cfg, 3, &n), 0);
         assert_int_equal(n, 1);
         assert_int_equal(kh_store_tenant_keys(f->s, "acme", copy_key, &stored), 0);
