@@ -456,7 +456,7 @@ def test_slow_database_gets_503_not_a_hung_connection(cluster):
                                    json.dumps({"key": new_key()}))
         assert st == 503 and json.loads(body)["code"] == "storage_unavailable", body
         print(f"\nslow database: 503 storage_unavailable after {took:.2f} s")
-        assert took >= 4.5, took           # the replica waited for its bound, not HAProxy
+        assert took >= 3.5, took           # the replica waited for its bound (reads: 4 s), not HAProxy
     finally:
         pg.rollback()
         pg.close()
