@@ -33,10 +33,9 @@ RECOVERY_S = 30                 # bound on a wait for the cluster to serve again
 LOAD_MAX_OPS = 3000             # the load stops after this many member writes at the latest
 READ_PAUSE_S = 0.005            # between two reads of a read-only load
 
-# The cluster brings its own file key store whatever KEYHOLD_TEST_KEYSTORE says: the suite's
-# pkcs11 pass would run the very same clusters again.
-pytestmark = pytest.mark.skipif(harness.test_keystore() == "pkcs11",
-                                reason="the cluster has its own file key store (run in the file pass)")
+# The cluster brings its own PostgreSQL and file key store whatever the suite's backends are:
+# the pkcs11 and postgresql passes would run the very same clusters again.
+pytestmark = pytest.mark.default_backends
 
 class Cluster:
     def __init__(self, d: pathlib.Path, replicas: int):
@@ -343,10 +342,6 @@ def test_replica_killed_reads_go_on(cluster):
     assert load.ok >= 300
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
-    "the replicas share one audit chain until per-replica chains land (issue 16): once the "
-    "killed replica's writes moved the chain on, the survivor's audit append conflicts "
-    "(pg_audit_append EEXIST) and every write there is a 500"))
 def test_replica_killed_haproxy_routes_around_it(cluster):
     with Load(cluster) as load:
         load.wait_ok(20)
