@@ -21,9 +21,8 @@ import time
 import pytest
 
 import tokens
-import harness
 from harness import REPO, client_tls_context, keyholdd_binary, new_key, poll_until
-from rawhttp import assert_keyhold_error, exchange, request_bytes
+from rawhttp import exchange, request_bytes
 
 SCRIPT = REPO / "deploy" / "cluster" / "cluster"
 DEV_ISSUER = "https://keyhold.dev.invalid/dev-issuer"
@@ -144,18 +143,7 @@ class Load:
                     time.sleep(0.05)
                     continue
                 self.acked[member] = (tok, key)
-                conn.request("GET", "/user-keys", headers={"Authorization": f"Bearer {tok}"})
-                r = conn.getresponse()
-                body = r.read()
-                if r.status == 200:
-                    assert json.loads(body) == {"key": key}
-                    self.ok += 1
-                else:
-                    self._error(f"GET {r.status} {_code(body)}")
-                    time.sleep(0.05)
-                if r.will_close:
-                    conn.close()
-                    conn = None
+                conn = self._get(conn, tok, key)
             except (OSError, http.client.HTTPException) as e:
                 self._error(type(e).__name__)
                 if conn is not None:
@@ -165,6 +153,22 @@ class Load:
         if conn is not None:
             conn.close()
 
+    def _get(self, conn, tok: str, key: str):
+        """One GET /user-keys on conn, counted; returns conn, or None once it closed."""
+        conn.request("GET", "/user-keys", headers={"Authorization": f"Bearer {tok}"})
+        r = conn.getresponse()
+        body = r.read()
+        if r.status == 200:
+            assert json.loads(body) == {"key": key}
+            self.ok += 1
+        else:
+            self._error(f"GET {r.status} {_code(body)}")
+            time.sleep(0.05)
+        if r.will_close:
+            conn.close()
+            return None
+        return conn
+
     def _read(self) -> None:
         conn = None
         for n in range(LOAD_MAX_OPS * 4):
@@ -173,18 +177,7 @@ class Load:
             tok, key = self.reads[n % len(self.reads)]
             try:
                 conn = conn or self.c.conn()
-                conn.request("GET", "/user-keys", headers={"Authorization": f"Bearer {tok}"})
-                r = conn.getresponse()
-                body = r.read()
-                if r.status == 200:
-                    assert json.loads(body) == {"key": key}
-                    self.ok += 1
-                else:
-                    self._error(f"GET {r.status} {_code(body)}")
-                    time.sleep(0.05)
-                if r.will_close:
-                    conn.close()
-                    conn = None
+                conn = self._get(conn, tok, key)
                 # at most ~200 reads/s: LOAD_MAX_OPS then outlasts the test's waits
                 time.sleep(READ_PAUSE_S)
             except (OSError, http.client.HTTPException) as e:
