@@ -92,6 +92,7 @@ json_t *kh_ar_public(const struct kh_config_tenant *c, const json_t *doc, int64_
                 return NULL;
         (void) json_object_del(out, "accessCodeHash");
         (void) json_object_del(out, "createdMs");
+        (void) json_object_del(out, "createdUs");
         if (json_object_set_new(out, "status", json_string(kh_ar_status(c, doc, now))) < 0) {
                 json_decref(out);
                 return NULL;
@@ -99,9 +100,16 @@ json_t *kh_ar_public(const struct kh_config_tenant *c, const json_t *doc, int64_
         return out;
 }
 
+/* A request's creation in microseconds: "createdUs", or "createdMs" in a request stored by
+ * an older keyholdd (two creations within one millisecond then tie, ordered by id). */
+static int64_t created_of(const json_t *doc) {
+        return json_object_get(doc, "createdUs") ? int_of(doc, "createdUs")
+                                                 : int_of(doc, "createdMs") * 1000;
+}
+
 static int cmp_created(const void *a, const void *b) {
         const json_t *x = *(json_t *const *) a, *y = *(json_t *const *) b;
-        int64_t dx = int_of(x, "createdMs"), dy = int_of(y, "createdMs");
+        int64_t dx = created_of(x), dy = created_of(y);
 
         if (dx != dy)
                 return dx < dy ? -1 : 1;
@@ -274,12 +282,14 @@ static int make_room(struct kh_service *svc, const struct kh_tenant *t, const ch
         return 0;
 }
 
-/* Milliseconds for ordering requests made within one second (kh_mdata_now() is seconds). */
-static int64_t created_ms(int64_t now) {
+/* Microseconds for ordering requests made within one second (kh_mdata_now() is seconds): a
+ * device's requests one after another within a millisecond must still be ordered, since only
+ * its most recent one may be approved. */
+static int64_t created_us(int64_t now) {
         struct timespec ts;
 
         (void) clock_gettime(CLOCK_REALTIME, &ts);
-        return now * 1000 + ts.tv_nsec / 1000000;
+        return now * 1000000 + ts.tv_nsec / 1000;
 }
 
 int kh_auth_requests_create(struct kh_service *svc, const struct kh_tenant *t, const char *user,
@@ -331,8 +341,8 @@ int kh_auth_requests_create(struct kh_service *svc, const struct kh_tenant *t, c
                         "publicKey", in->public_key, "requestDeviceIdentifier",
                         in->device_identifier, "requestDeviceType", in->device_type,
                         "requestIpAddress", in->ip ? in->ip : "", "accessCodeHash", hash_hex,
-                        "creationDate", (json_int_t) now, "createdMs",
-                        (json_int_t) created_ms(now), "responseDate", "approved", "key",
+                        "creationDate", (json_int_t) now, "createdUs",
+                        (json_int_t) created_us(now), "responseDate", "approved", "key",
                         "responseDeviceId", "approvals", "delivered", 0);
         OPENSSL_cleanse(hash_hex, sizeof(hash_hex));
         if (!doc)
