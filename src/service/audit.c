@@ -58,6 +58,11 @@ struct chain {
         int64_t checkpoint_ms;           /* when the last checkpoint was appended (or start) */
         /* the open transaction's (under chain_lock) */
         bool touched;
+        /* a transaction that appended to it did not commit, or the commit's outcome is
+         * unknown (the connection was lost after the server committed): the head is read
+         * from the database again before the next append, else that append repeats a seq
+         * the database already holds and fails for good (EEXIST) */
+        bool stale;
         uint64_t saved_seq, saved_since;
         int64_t saved_checkpoint_ms;
         uint8_t saved_hash[KH_AUDIT_HASH_LEN];
@@ -351,8 +356,39 @@ static int record_time(struct kh_auditor *a, int64_t ms, char out[static KH_AUDI
 
 /* Appends one record to c's block: the event with the next seq, chained to the head. A
  * checkpoint is signed here, with the chain's key. Returns 0, NOT_SIGNED or an error. */
+static int append_fresh(struct kh_auditor *a, struct kh_store *store, struct chain *c,
+                        const struct kh_audit_event *ev);
+
+/* The head as the database holds it (c->stale); inside the transaction, before touch(). */
+static int chain_refresh(struct kh_store *store, struct chain *c) {
+        struct kh_store_audit_block last;
+        int r = kh_store_audit_last(store, c->store_id, &last);
+
+        if (r == -ENOENT) {
+                c->seq = 0;
+                memset(c->hash, 0, sizeof(c->hash));
+        } else if (r < 0) {
+                return r;
+        } else {
+                c->seq = last.last_seq;
+                memcpy(c->hash, last.head_hash, sizeof(c->hash));
+        }
+        c->stale = false;
+        return 0;
+}
+
 static int append(struct kh_auditor *a, struct kh_store *store, struct chain *c,
                   const struct kh_audit_event *ev) {
+        if (c->stale && !c->touched) {
+                int r = chain_refresh(store, c);
+                if (r < 0)
+                        return r;
+        }
+        return append_fresh(a, store, c, ev);
+}
+
+static int append_fresh(struct kh_auditor *a, struct kh_store *store, struct chain *c,
+                        const struct kh_audit_event *ev) {
         bool checkpoint = strcmp(ev->action, KH_AUDIT_ACTION_CHECKPOINT) == 0;
         struct kh_audit_record rec = {
                 .seq = c->seq + 1, .tenant = c->id, .actor = ev->actor, .action = ev->action,
@@ -568,6 +604,7 @@ void kh_auditor_tx_end(struct kh_auditor *a, bool committed) {
         for (size_t i = 0; i < a->n_touched; i++) {
                 struct chain *c = &a->chains[a->touched[i]];
                 if (!committed) {
+                        c->stale = true;
                         c->seq = c->saved_seq;
                         c->since_checkpoint = c->saved_since;
                         c->checkpoint_ms = c->saved_checkpoint_ms;
