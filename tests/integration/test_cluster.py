@@ -145,13 +145,18 @@ class Load:
                 self.acked[member] = (tok, key)
                 conn = self._get(conn, tok, key)
             except (OSError, http.client.HTTPException) as e:
-                self._error(type(e).__name__)
-                if conn is not None:
-                    conn.close()
-                conn = None
-                time.sleep(0.05)
+                conn = self._dropped(conn, e)
         if conn is not None:
             conn.close()
+
+    def _dropped(self, conn, e: Exception) -> None:
+        """A round trip that raised: counted by the exception's name, the connection closed
+        (None: the next one opens another)."""
+        self._error(type(e).__name__)
+        if conn is not None:
+            conn.close()
+        time.sleep(0.05)
+        return None
 
     def _get(self, conn, tok: str, key: str):
         """One GET /user-keys on conn, counted; returns conn, or None once it closed."""
@@ -181,11 +186,7 @@ class Load:
                 # at most ~200 reads/s: LOAD_MAX_OPS then outlasts the test's waits
                 time.sleep(READ_PAUSE_S)
             except (OSError, http.client.HTTPException) as e:
-                self._error(type(e).__name__)
-                if conn is not None:
-                    conn.close()
-                conn = None
-                time.sleep(0.05)
+                conn = self._dropped(conn, e)
         if conn is not None:
             conn.close()
 
