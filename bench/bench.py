@@ -161,6 +161,16 @@ def on_signal(signum, frame):
     raise SystemExit(128 + signum)
 
 
+def prepare() -> None:
+    """A benchmark's first step: a signal stops it through run_main's clean-up, and WORK
+    starts empty."""
+    for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(s, on_signal)
+    if WORK.exists():
+        shutil.rmtree(WORK)
+    WORK.mkdir(parents=True)
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -749,14 +759,10 @@ def verdict(ok: bool) -> str:
 
 
 def main() -> int:
-    for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
-        signal.signal(s, on_signal)
     if not KEYHOLDD.exists():
         log(f"{KEYHOLDD} is missing (bench/run builds it)")
         return 1
-    if WORK.exists():
-        shutil.rmtree(WORK)
-    WORK.mkdir(parents=True)
+    prepare()
     if PINNED:
         os.sched_setaffinity(0, CLIENT_CPUS)  # this script stays off the server's core too
     t_begin = time.monotonic()

@@ -14,8 +14,6 @@ bench/results/cluster.md (BENCH_RESULTS_CLUSTER)."""
 import json
 import os
 import pathlib
-import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -118,11 +116,7 @@ def measure(url: str, mode: str, toks: pathlib.Path, parts: dict, name: str) -> 
 
 
 def main() -> int:
-    for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
-        signal.signal(s, bench.on_signal)
-    if bench.WORK.exists():
-        shutil.rmtree(bench.WORK)
-    bench.WORK.mkdir(parents=True)
+    bench.prepare()
     res = {}
     idle = bench.background_load(2.0)
     log(f"other processes' load before the run: {idle:.2f} CPUs")

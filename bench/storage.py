@@ -12,8 +12,6 @@ table's CPU column shows where the time goes. Prints a markdown table and writes
 bench/results/storage.md (BENCH_RESULTS_STORAGE)."""
 import os
 import pathlib
-import shutil
-import signal
 import sys
 import time
 
@@ -55,11 +53,7 @@ class PgKeyholdd(Keyholdd):
 
 
 def main() -> int:
-    for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
-        signal.signal(s, bench.on_signal)
-    if bench.WORK.exists():
-        shutil.rmtree(bench.WORK)
-    bench.WORK.mkdir(parents=True)
+    bench.prepare()
     log(f"minting {bench.USERS} tokens")
     jwks, tokens = make_tokens(bench.WORK)
     with PgServer(settings={"max_connections": "100"}) as pg:
