@@ -27,6 +27,7 @@
 #include "backup/manifest.h"
 #include "common/errors.h"
 #include "common/file.h"
+#include "common/parse.h"
 #include "crypto/random.h"
 #include "keystore/file/file-keystore.h"
 #include "service/service-internal.h"
@@ -492,21 +493,18 @@ int kh_service_backup_start(struct kh_service *svc, struct kh_backup_job *b) {
 
 /* Whether name is a scratch file of a process that is gone ("<pid>-..." when shared). */
 static bool is_leftover(const char *name, bool shared) {
-        char *end;
-        long pid;
+        const char *dash;
+        uint64_t pid;
 
         if (strncmp(name, LEFTOVER_PREFIX, sizeof(LEFTOVER_PREFIX) - 1) != 0)
                 return false;
         if (!shared)
                 return true;
         name += sizeof(LEFTOVER_PREFIX) - 1;
-        if (*name < '1' || *name > '9')
+        dash = strchr(name, '-');
+        if (!dash || kh_parse_u64(name, (size_t) (dash - name), INT32_MAX, &pid) < 0 || pid == 0)
                 return false;
-        errno = 0;
-        pid = strtol(name, &end, 10);
-        if (errno || *end != '-' || pid <= 0 || pid > INT32_MAX)
-                return false;
-        return pid == (long) getpid() || (kill((pid_t) pid, 0) < 0 && errno == ESRCH);
+        return pid == (uint64_t) getpid() || (kill((pid_t) pid, 0) < 0 && errno == ESRCH);
 }
 
 int kh_service_backup_leftovers_remove(const struct kh_config_storage *cfg) {

@@ -20,6 +20,7 @@
 
 #include "common/cleanup.h"
 #include "common/errors.h"
+#include "common/parse.h"
 #include "store/migrations/migrations.h"
 #include "store/postgresql/pg-conn.h"
 #include "store/postgresql/pg-snapshot.h"
@@ -104,18 +105,20 @@ static int pg_exec(struct kh_pg_store *s, const char *sql, PGresult **ret) {
         return 0;
 }
 
-/* The first column of the first row of a text-result query, as an integer. */
+/* The first column of the first row of a text-result query, a non-negative integer. */
 static int pg_int(struct kh_pg_store *s, const char *sql, long long *ret) {
         KH_CLEANUP(PQclearp) PGresult *res = NULL;
-        char *end;
+        uint64_t v;
         int r = pg_exec(s, sql, &res);
 
         if (r < 0)
                 return r;
-        if (PQntuples(res) != 1 || PQgetisnull(res, 0, 0))
+        if (PQntuples(res) != 1 || PQgetisnull(res, 0, 0) ||
+            kh_parse_u64(PQgetvalue(res, 0, 0), (size_t) PQgetlength(res, 0, 0), INT64_MAX,
+                         &v) < 0)
                 return -KH_E_INTEGRITY;
-        *ret = strtoll(PQgetvalue(res, 0, 0), &end, 10);
-        return *end ? -KH_E_INTEGRITY : 0;
+        *ret = (long long) v;
+        return 0;
 }
 
 /* A connection (made again if it was lost) outside any transaction. */
