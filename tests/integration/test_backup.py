@@ -38,6 +38,17 @@ def get_key(k: Keyholdd, issuer, guid: str, tenant: str = "default"):
     return r.json()["key"]
 
 
+def fill(k: Keyholdd, issuers, n: int) -> dict:
+    """n members' keys, alternately in tenants default and acme: {guid: (tenant, key)}."""
+    keys = {}
+    for i in range(n):
+        tenant = "default" if i % 2 == 0 else "acme"
+        guid, key = str(uuid.uuid4()), harness.new_key()
+        assert put_key(k, issuers[tenant], guid, key, tenant) == 200
+        keys[guid] = (tenant, key)
+    return keys
+
+
 def tenants_of(issuers) -> dict:
     return {"default": {"issuer": issuers["default"]}, "acme": {"issuer": issuers["acme"]}}
 
@@ -64,12 +75,7 @@ def source(pki, issuers, tmp_path_factory):
     gen = harness.serve(k)
     next(gen)
     try:
-        before = {}
-        for i in range(N_BEFORE):
-            tenant = "default" if i % 2 == 0 else "acme"
-            guid, key = str(uuid.uuid4()), harness.new_key()
-            assert put_key(k, issuers[tenant], guid, key, tenant) == 200
-            before[guid] = (tenant, key)
+        before = fill(k, issuers, N_BEFORE)
         during, stop = {}, threading.Event()
         failures = []
 

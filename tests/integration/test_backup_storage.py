@@ -22,12 +22,11 @@ import pytest
 
 import harness
 from harness import Keyholdd, poll_until
-from test_backup import get_key, put_key, tenants_of
+from test_backup import fill, get_key, put_key, tenants_of
 from test_cli import json_error, run_cli
 
 pytestmark = [pytest.mark.file_keystore, pytest.mark.default_backends]
 
-N_KEYS = 40
 
 
 class Store:
@@ -56,16 +55,6 @@ class Store:
         return self.pg.execute(self.db, f"SELECT COUNT(*) FROM {table}")[0][0]
 
 
-def fill(k, issuers, n=N_KEYS) -> dict:
-    keys = {}
-    for i in range(n):
-        tenant = "default" if i % 2 == 0 else "acme"
-        guid, key = str(uuid.uuid4()), harness.new_key()
-        assert put_key(k, issuers[tenant], guid, key, tenant) == 200
-        keys[guid] = (tenant, key)
-    return keys
-
-
 def backup_of(k, path):
     p = run_cli("backup", "create", path, "--socket", k.admin_socket, "--json")
     assert p.returncode == 0, p
@@ -79,6 +68,15 @@ def prepare_target(k_src, workdir):
     workdir.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(k_src.master_key, workdir / "master.key")
     os.chmod(workdir / "master.key", 0o600)
+
+
+def pg_target(pg, pki, issuers, tmp_path, k_src):
+    """A new empty PostgreSQL database and a Keyholdd (not started) on it with k_src's
+    master key, in tmp_path/restored."""
+    store = Store(pg, tmp_path, "postgresql")
+    work = tmp_path / "restored"
+    prepare_target(k_src, work)
+    return store, store.server(work, pki, issuers)
 
 
 def restore_cmd(path, target: Keyholdd, *extra):
@@ -95,6 +93,15 @@ def serves_all(k, issuers, keys):
         assert get_key(k, issuers[tenant], guid, tenant) == key, guid
 
 
+def serves_all_started(k, issuers, keys):
+    """Starts k, checks it serves every key, stops it."""
+    k.start()
+    try:
+        serves_all(k, issuers, keys)
+    finally:
+        k.stop()
+
+
 @pytest.fixture
 def pg_source(pg, pki, issuers, tmp_path):
     """A keyholdd on PostgreSQL with N_KEYS keys, its backup, and the keys."""
@@ -102,7 +109,7 @@ def pg_source(pg, pki, issuers, tmp_path):
     k = store.server(tmp_path / "src", pki, issuers, env={"TMPDIR": str(tmp_path / "src")})
     k.start()
     try:
-        keys = fill(k, issuers)
+        keys = fill(k, issuers, 40)
         path = tmp_path / "pg.khb"
         backup_of(k, path)
         # the scratch snapshot went to $TMPDIR and is gone
@@ -116,14 +123,11 @@ def pg_source(pg, pki, issuers, tmp_path):
 def test_postgresql_backup_restores_into_an_empty_postgresql_database_and_serves(
         pg, pki, issuers, tmp_path, pg_source):
     k, path, keys, src_store = pg_source
-    target_store = Store(pg, tmp_path, "postgresql")
-    work = tmp_path / "restored"
-    prepare_target(k, work)
-    r = target_store.server(work, pki, issuers)
+    target_store, r = pg_target(pg, pki, issuers, tmp_path, k)
     p = run_cli(*restore_cmd(path, r))
     assert p.returncode == 0, p
     out = json.loads(p.stdout)
-    assert out["records"] >= N_KEYS and out["tenants"] == 2 and out["storage"] == "postgresql"
+    assert out["records"] >= len(keys) and out["tenants"] == 2 and out["storage"] == "postgresql"
     assert not (r.data / "keyhold.db").exists()           # the database went into PostgreSQL
     assert (r.data / "keystore" / "keystore.meta").is_file()
     assert target_store.rows("records") == out["records"]
@@ -163,10 +167,7 @@ def test_postgresql_backup_restores_into_an_empty_postgresql_database_and_serves
 def test_restore_killed_during_the_load_leaves_the_database_empty(
         pg, pki, issuers, tmp_path, pg_source):
     k, path, keys, _ = pg_source
-    target_store = Store(pg, tmp_path, "postgresql")
-    work = tmp_path / "restored"
-    prepare_target(k, work)
-    r = target_store.server(work, pki, issuers)
+    target_store, r = pg_target(pg, pki, issuers, tmp_path, k)
     # a refused restore (another master key) makes the schema and writes no row
     other = tmp_path / "other.key"
     other.write_bytes(os.urandom(32))
@@ -209,17 +210,13 @@ def test_restore_killed_during_the_load_leaves_the_database_empty(
     for table in ("tenant_keys", "records", "audit_blocks", "meta"):
         assert target_store.rows(table) == 0, table
     assert not r.data.exists()
-    leftovers = [x for x in work.iterdir() if x.name.startswith(".data.restore-")]
+    leftovers = [x for x in r.workdir.iterdir() if x.name.startswith(".data.restore-")]
     for x in leftovers:                    # what docs/backup.md says to delete
         shutil.rmtree(x)
     # run again: it works, and the server serves
     p = run_cli(*restore_cmd(path, r))
     assert p.returncode == 0, p
-    r.start()
-    try:
-        serves_all(r, issuers, keys)
-    finally:
-        r.stop()
+    serves_all_started(r, issuers, keys)
 
 
 def test_postgresql_backup_restores_to_sqlite(pg, pki, issuers, tmp_path, pg_source):
@@ -231,11 +228,7 @@ def test_postgresql_backup_restores_to_sqlite(pg, pki, issuers, tmp_path, pg_sou
     assert p.returncode == 0, p
     assert (work / "data" / "keyhold.db").is_file()
     r = Store(pg, tmp_path, "sqlite").server(work, pki, issuers)
-    r.start()
-    try:
-        serves_all(r, issuers, keys)
-    finally:
-        r.stop()
+    serves_all_started(r, issuers, keys)
 
 
 def test_sqlite_backup_restores_into_postgresql(pg, pki, issuers, tmp_path):
@@ -247,18 +240,11 @@ def test_sqlite_backup_restores_into_postgresql(pg, pki, issuers, tmp_path):
         backup_of(src, path)
     finally:
         src.stop()
-    target_store = Store(pg, tmp_path, "postgresql")
-    work = tmp_path / "pg"
-    prepare_target(src, work)
-    r = target_store.server(work, pki, issuers)
+    target_store, r = pg_target(pg, pki, issuers, tmp_path, src)
     p = run_cli(*restore_cmd(path, r))
     assert p.returncode == 0, p
     assert json.loads(p.stdout)["records"] == target_store.rows("records") >= 10
-    r.start()
-    try:
-        serves_all(r, issuers, keys)
-    finally:
-        r.stop()
+    serves_all_started(r, issuers, keys)
 
 
 def test_into_storage_needs_a_postgresql_config(pg, pki, issuers, tmp_path, pg_source):

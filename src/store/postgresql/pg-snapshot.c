@@ -24,6 +24,7 @@
 #include "store/migrations/migrations.h"
 #include "store/postgresql/pg-conn.h"
 #include "store/postgresql/pg-snapshot.h"
+#include "store/sqlite/sqlite-snapshot.h"
 
 #define FETCH_ROWS   "500"
 #define COPY_FLUSH   (256u * 1024)
@@ -500,23 +501,14 @@ int kh_pg_load(struct kh_store *store, const char *path, struct kh_store_load_in
         struct kh_pg_store *s = kh_pg_of(store);
         KH_CLEANUP(sqlite_closep) sqlite3 *db = NULL;
         struct kh_store_load_info info = { 0 };
-        char *uri;
         int rc, r;
 
         r = connection(s);
         if (r < 0)
                 return r;
-        uri = sqlite3_mprintf("file:%s?mode=ro&immutable=1", path);
-        if (!uri)
-                return -ENOMEM;
-        rc = sqlite3_open_v2(uri, &db, SQLITE_OPEN_READONLY | SQLITE_OPEN_URI |
-                                               SQLITE_OPEN_NOMUTEX | SQLITE_OPEN_EXRESCODE,
-                             NULL);
-        sqlite3_free(uri);
+        rc = kh_sqlite_snapshot_open(path, &db);
         if (rc != SQLITE_OK)
                 return sqlite_fail(s, db, rc);
-        (void) sqlite3_db_config(db, SQLITE_DBCONFIG_DEFENSIVE, 1, NULL);
-        (void) sqlite3_db_config(db, SQLITE_DBCONFIG_TRUSTED_SCHEMA, 0, NULL);
         /* no time limit on a statement or a lock: a large load takes a while, and it waits
          * for the write lock rather than fail */
         r = pg_exec(s, "BEGIN; SET LOCAL statement_timeout = 0; SET LOCAL lock_timeout = 0",
