@@ -10,11 +10,13 @@ whatever KEYHOLD_TEST_STORAGE says) and on SQLite:
    (exit 1, nothing written: neither the database nor DIR);
 3. a PostgreSQL backup restores to SQLite (--data alone) and an SQLite backup into
    PostgreSQL, both served;
-4. the scratch snapshot of a backup on PostgreSQL goes to $TMPDIR and does not stay."""
+4. the scratch snapshot of a backup on PostgreSQL goes to $TMPDIR and does not stay;
+5. a backup through one replica while another writes is one consistent snapshot."""
 import json
 import os
 import shutil
 import signal
+import threading
 import subprocess
 import uuid
 
@@ -257,3 +259,50 @@ def test_into_storage_needs_a_postgresql_config(pg, pki, issuers, tmp_path, pg_s
                 *k.unseal_args())
     assert p.returncode == 2 and "--config" in p.stderr, p
     assert not (tmp_path / "d").exists()
+
+
+def test_backup_on_one_replica_while_another_writes(pg, pki, issuers, tmp_path):
+    """Two replicas on one database: a backup made through B while A takes writes restores
+    every key A acknowledged before the backup began, and for those written meanwhile the old
+    or the new value: the snapshot is one transaction, whatever replica writes."""
+    from test_replicas import Replica
+    store = Store(pg, tmp_path, "postgresql")
+    a = Replica(tmp_path / "a", pki, tenants_of(issuers), store.lines)
+    b = Replica(tmp_path / "b", pki, tenants_of(issuers), store.lines)
+    b.share_store(a)
+    b.write_config()
+    a.start()
+    b.start()
+    try:
+        before = fill(a, issuers, 20)
+        during, stop, failures = {}, threading.Event(), []
+
+        def writer():
+            while not stop.is_set():
+                guid, key = str(uuid.uuid4()), harness.new_key()
+                during[guid] = key               # noted before the write: acked or not
+                if put_key(a, issuers["default"], guid, key) != 200:
+                    failures.append(guid)
+
+        t = threading.Thread(target=writer)
+        t.start()
+        try:
+            path = tmp_path / "replica.khb"
+            backup_of(b, path)
+        finally:
+            stop.set()
+            t.join()
+        assert not failures and during, failures
+    finally:
+        b.stop()
+        a.stop()
+    target_store, r = pg_target(pg, pki, issuers, tmp_path, a)
+    p = run_cli(*restore_cmd(path, r))
+    assert p.returncode == 0, p
+    r.start()
+    try:
+        serves_all(r, issuers, before)
+        for guid, key in during.items():
+            assert get_key(r, issuers["default"], guid) in (None, key), guid
+    finally:
+        r.stop()
