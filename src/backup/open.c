@@ -508,6 +508,26 @@ static int sync_dir(const char *path, const struct stat *st, int type, struct FT
 
 int kh_backup_restore(const char *path, const struct kh_config_keystore *secret, const char *dir,
                       struct kh_backup_summary *ret, struct kh_backup_error *err) {
+        return kh_backup_restore_load(path, secret, dir, NULL, NULL, ret, err);
+}
+
+/* The checked database of the folder tmp to load(), then gone from the folder. */
+static int load_db(const char *tmp, kh_backup_load_fn load, void *userdata,
+                   struct kh_backup_error *err) {
+        char db[4096];
+        int r;
+
+        if (snprintf(db, sizeof(db), "%s/" DB_NAME, tmp) >= (int) sizeof(db))
+                return refuse(err, -ENAMETOOLONG, "file_error", "%s: name too long", tmp);
+        r = load(db, userdata, err);
+        if (r == 0 && unlink(db) < 0)
+                r = refuse(err, -errno, "file_error", "cannot remove %s: %s", db, strerror(errno));
+        return r;
+}
+
+int kh_backup_restore_load(const char *path, const struct kh_config_keystore *secret,
+                           const char *dir, kh_backup_load_fn load, void *userdata,
+                           struct kh_backup_summary *ret, struct kh_backup_error *err) {
         KH_CLEANUP(kh_closep) int dirfd = -1;
         KH_CLEANUP_FREE char *target = NULL, *parent_copy = NULL, *base_copy = NULL;
         char tmp[4096];
@@ -540,6 +560,8 @@ int kh_backup_restore(const char *path, const struct kh_config_keystore *secret,
                 r = refuse(err, -errno, "file_error", "cannot open %s: %s", tmp, strerror(errno));
         else
                 r = run(path, secret, dirfd, tmp, true, ret, err);
+        if (r == 0 && load)
+                r = load_db(tmp, load, userdata, err);
         /* every folder durable before the one rename that makes the restore appear */
         if (r == 0 && nftw(tmp, sync_dir, 16, FTW_DEPTH | FTW_PHYS) != 0)
                 r = refuse(err, -EIO, "file_error", "cannot sync %s", tmp);

@@ -53,3 +53,20 @@ KH_MUST_CHECK int kh_backup_verify(const char *path, const struct kh_config_keys
 KH_MUST_CHECK int kh_backup_restore(const char *path, const struct kh_config_keystore *secret,
                                     const char *dir, struct kh_backup_summary *ret,
                                     struct kh_backup_error *err);
+
+/* Takes the checked database snapshot at db_path elsewhere (kh_backup_restore_load()).
+ * Returns 0, or a negative error with err filled. */
+typedef int (*kh_backup_load_fn)(const char *db_path, void *userdata,
+                                 struct kh_backup_error *err);
+
+/**
+ * kh_backup_restore_load() - as kh_backup_restore(), but the database snapshot goes to
+ * load() (keyhold backup restore --into-storage: into a PostgreSQL database) rather than
+ * into DIR: load runs once everything checked and before dir appears; on its success the
+ * database file is removed and dir holds DIR/keystore/ only; on its failure dir is left as
+ * it was. Returns as kh_backup_restore(), or load's error.
+ */
+KH_MUST_CHECK int kh_backup_restore_load(const char *path, const struct kh_config_keystore *secret,
+                                         const char *dir, kh_backup_load_fn load, void *userdata,
+                                         struct kh_backup_summary *ret,
+                                         struct kh_backup_error *err);

@@ -20,9 +20,11 @@
 #include "cli/commands.h"
 #include "cli/outfile.h"
 #include "common/buf.h"
+#include "common/errors.h"
 #include "common/file.h"
 #include "common/parse.h"
 #include "crypto/stream.h"
+#include "store/store.h"
 
 #define PASSPHRASE_MAX 1024
 
@@ -301,9 +303,71 @@ int kh_cmd_backup_verify(struct kh_cli *cli) {
         return kh_cli_print_json(cli, out);
 }
 
+/* ---- restore into a PostgreSQL database (--into-storage) ---- */
+
+struct load {
+        struct kh_store *store;
+        const char *config;
+        struct kh_store_load_info info;
+};
+
+static int load_refusal(struct load *l, int r, struct kh_backup_error *err) {
+        const char *why = kh_store_last_error(l->store);
+
+        err->code = r == -ENOTEMPTY      ? "not_empty"
+                    : r == -EPROTO       ? "schema_mismatch"
+                    : r == -EBADMSG      ? "damaged"
+                                         : "storage_error";
+        if (r == -ENOTEMPTY)
+                (void) snprintf(err->message, sizeof(err->message),
+                                "the database of %s is not empty (%s): restore needs a database "
+                                "without keyhold data; nothing was written", l->config, why);
+        else
+                (void) snprintf(err->message, sizeof(err->message),
+                                "loading the database of %s failed, nothing of it kept: %s (%s)",
+                                l->config, kh_strerror(r), why);
+        return r;
+}
+
+static int load_into_storage(const char *db_path, void *userdata, struct kh_backup_error *err) {
+        struct load *l = userdata;
+        int r = kh_store_load(l->store, db_path, &l->info);
+
+        return r < 0 ? load_refusal(l, r, err) : 0;
+}
+
+/* The database of --config, held alone (no keyholdd may serve it meanwhile). Returns 0 or
+ * the exit status. */
+static int open_target(struct kh_cli *cli, const struct secret *s, struct load *l) {
+        int r;
+
+        if (!s->cfg || !s->cfg->storage.driver ||
+            strcmp(s->cfg->storage.driver, "postgresql") != 0)
+                return kh_cli_usage_error(cli, "--into-storage loads the database into the "
+                                               "PostgreSQL [storage] of --config; for SQLite, "
+                                               "restore with --data alone");
+        r = kh_store_open(&s->cfg->storage, &l->store);
+        if (r < 0)
+                return kh_cli_fail(cli, "storage_error", "cannot open the database of %s: %s",
+                                   l->config, strerror(-r));
+        r = kh_store_exclusive(l->store);
+        if (r == -EWOULDBLOCK)
+                return kh_cli_fail(cli, "server_running",
+                                   "a keyholdd (or another keyhold tool) is connected to the "
+                                   "database of %s: stop every keyholdd on it first; nothing "
+                                   "was written",
+                                   l->config);
+        if (r < 0)
+                return kh_cli_fail(cli, "storage_error", "cannot lock the database of %s: %s (%s)",
+                                   l->config, kh_strerror(r), kh_store_last_error(l->store));
+        return 0;
+}
+
 int kh_cmd_backup_restore(struct kh_cli *cli) {
         const char *file = kh_cli_operand(cli, 0), *dir = kh_cli_value(cli, "data");
+        bool into = kh_cli_flag(cli, "into-storage");
         struct secret s __attribute__((cleanup(secret_clear))) = { 0 };
+        struct load l = { .config = kh_cli_value(cli, "config") };
         struct kh_backup_error err = { 0 };
         struct kh_backup_summary sum;
         json_auto_t *out = NULL;
@@ -311,12 +375,42 @@ int kh_cmd_backup_restore(struct kh_cli *cli) {
 
         if (!dir || !*dir)
                 return kh_cli_usage_error(cli, "--data DIR names the (empty) folder to restore into");
+        if (into && !l.config)
+                return kh_cli_usage_error(cli, "--into-storage needs --config (keyholdd's "
+                                               "configuration, whose [storage] receives the "
+                                               "database)");
         r = secret_get(cli, &s);
         if (r != 0)
                 return r;
-        r = kh_backup_restore(file, &s.ks, dir, &sum, &err);
+        if (into) {
+                r = open_target(cli, &s, &l);
+                if (r != 0) {
+                        l.store = kh_store_close(l.store);
+                        return r;
+                }
+                r = kh_backup_restore_load(file, &s.ks, dir, load_into_storage, &l, &sum, &err);
+                l.store = kh_store_close(l.store);
+        } else {
+                r = kh_backup_restore(file, &s.ks, dir, &sum, &err);
+        }
         if (r < 0)
                 return report(cli, &err);
+        if (into && !kh_cli_json(cli)) {
+                printf("Restored %zu tenants, %" PRIu64 " records into the database of %s and "
+                       "the key store into %s/keystore\n", sum.tenants, sum.records, l.config,
+                       dir);
+                printf("Point [keystore] path at %s/keystore (for the file key store) and start "
+                       "keyholdd with %s.\n", dir, l.config);
+                return 0;
+        }
+        if (into) {
+                out = json_pack("{sb ss ss sI sI}", "ok", 1, "data", dir, "storage", "postgresql",
+                                "tenants", (json_int_t) sum.tenants, "records",
+                                (json_int_t) sum.records);
+                if (!out)
+                        return kh_cli_fail(cli, "internal_error", "out of memory");
+                return kh_cli_print_json(cli, out);
+        }
         if (!kh_cli_json(cli)) {
                 printf("Restored %zu tenants, %" PRIu64 " records into %s\n", sum.tenants,
                        sum.records, dir);

@@ -358,12 +358,17 @@ const struct kh_cli_command kh_cli_commands[] = {
                         "[storage] path and [keystore] path there and start keyholdd with the\n"
                         "same master key file or passphrase. A backup of an HSM (pkcs11) key\n"
                         "store restores DIR/keyhold.db only, against the same token (--config,\n"
-                        "as for verify).",
+                        "as for verify). With --into-storage the database goes into the\n"
+                        "PostgreSQL database of --config's [storage] instead, in one\n"
+                        "transaction: it must hold no keyhold data and no keyholdd may be\n"
+                        "connected (exit 1, nothing written otherwise); DIR gets keystore/ only.",
                 .options = (const struct kh_cli_option[]) {
                         { "data", 0, "DIR", "the folder to restore into (absent or empty)" },
                         { "master-key-file", 0, "F", "the key store's 32-byte master key file" },
                         { "passphrase-file", 0, "F", "a file holding the key store's passphrase" },
                         { "config", 0, "FILE", "keyholdd's configuration: its secret, or its HSM" },
+                        { "into-storage", 0, NULL, "load the database into --config's PostgreSQL "
+                                                   "[storage] (an empty database), not DIR" },
                         { 0 },
                 },
                 .example = "keyhold backup restore keyhold.khb --data /var/lib/keyhold-restored "

@@ -10,6 +10,9 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <libgen.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdint.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -24,12 +27,14 @@
 #include "backup/manifest.h"
 #include "common/errors.h"
 #include "common/file.h"
+#include "common/parse.h"
 #include "crypto/random.h"
 #include "keystore/file/file-keystore.h"
 #include "service/service-internal.h"
 #include "store/store.h"
 
 #define DB_NAME "keyhold.db"
+#define LEFTOVER_PREFIX ".keyhold-backup-"
 #define KS_PREFIX "keystore/"
 #define KS_FILE_MAX (64u * 1024)
 #define KS_FILES_MAX 100000
@@ -293,11 +298,31 @@ static int copy_db(struct build *x, struct kh_backup_writer *w, uint64_t size) {
         return 0;
 }
 
+/* Whether the scratch folder is shared with other keyholdd processes (not SQLite's own). */
+static bool scratch_is_shared(const struct kh_config_storage *cfg) {
+        return !cfg->driver || strcmp(cfg->driver, "sqlite") != 0 || !cfg->path;
+}
+
+/* Where the scratch files go: beside an SQLite database (the same file system, as much room
+ * as the database has), else $TMPDIR (or /tmp), under names that carry the process id, since
+ * replicas on one machine share that folder and each removes only a dead process's files. */
+static const char *scratch_dir(const struct kh_config_storage *cfg, char **copy) {
+        const char *tmp = getenv("TMPDIR");
+
+        if (!scratch_is_shared(cfg)) {
+                *copy = strdup(cfg->path);
+                return *copy ? dirname(*copy) : NULL;
+        }
+        return tmp && tmp[0] == '/' ? tmp : "/tmp";
+}
+
 /* A new temporary file in dir, with a name starting with '.'; the caller unlinks it. */
-static int temp_in(const char *dir, const char *suffix, char *path, size_t n) {
+static int temp_in(const char *dir, bool shared, const char *suffix, char *path, size_t n) {
         int fd;
 
-        if (snprintf(path, n, "%s/.keyhold-backup-XXXXXX%s", dir, suffix) >= (int) n)
+        if ((shared ? snprintf(path, n, "%s/" LEFTOVER_PREFIX "%ld-XXXXXX%s", dir,
+                               (long) getpid(), suffix)
+                    : snprintf(path, n, "%s/" LEFTOVER_PREFIX "XXXXXX%s", dir, suffix)) >= (int) n)
                 return -ENAMETOOLONG;
         fd = mkostemps(path, (int) strlen(suffix), O_CLOEXEC);
         if (fd < 0) {
@@ -323,18 +348,16 @@ static int build(struct build *x) {
         struct stat st;
         time_t now = time(NULL);
         int schema, fd, r;
-        bool is_file;
+        bool is_file, shared;
 
-        if (!cfg->storage.driver || strcmp(cfg->storage.driver, "sqlite") != 0 ||
-            !cfg->keystore.driver ||
+        if (!cfg->keystore.driver ||
             (strcmp(cfg->keystore.driver, "file") != 0 && strcmp(cfg->keystore.driver, "pkcs11") != 0))
-                return why(x, -EOPNOTSUPP, "backups need SQLite storage and the file or pkcs11 "
-                                           "key store");
+                return why(x, -EOPNOTSUPP, "backups need the file or pkcs11 key store");
         is_file = strcmp(cfg->keystore.driver, "file") == 0;
-        dir_copy = strdup(cfg->storage.path);
-        if (!dir_copy)
+        shared = scratch_is_shared(&cfg->storage);
+        dir = scratch_dir(&cfg->storage, &dir_copy);
+        if (!dir)
                 return -ENOMEM;
-        dir = dirname(dir_copy);
 
         /* the key first: a key store that cannot make one fails before any copying */
         r = kh_random_bytes(h.salt, sizeof(h.salt));
@@ -347,7 +370,7 @@ static int build(struct build *x) {
         if (r < 0)
                 return why(x, r, "the key store made no backup key: %s", kh_strerror(r));
 
-        fd = temp_in(dir, ".db", x->snap, sizeof(x->snap));
+        fd = temp_in(dir, shared, ".db", x->snap, sizeof(x->snap));
         if (fd < 0)
                 return why(x, fd, "cannot create a temporary file in %s: %s", dir, strerror(-fd));
         (void) close(fd);
@@ -394,7 +417,7 @@ static int build(struct build *x) {
                 return -ENOMEM;
 
         /* the backup itself: unlinked at once, so that nothing of it outlives the process */
-        out = temp_in(dir, "", out_path, sizeof(out_path));
+        out = temp_in(dir, shared, "", out_path, sizeof(out_path));
         if (out < 0)
                 return why(x, out, "cannot create a temporary file in %s: %s", dir, strerror(-out));
         (void) unlink(out_path);
@@ -468,24 +491,37 @@ int kh_service_backup_start(struct kh_service *svc, struct kh_backup_job *b) {
         return r == -EAGAIN ? -KH_E_BUSY : r;
 }
 
+/* Whether name is a scratch file of a process that is gone ("<pid>-..." when shared). */
+static bool is_leftover(const char *name, bool shared) {
+        const char *dash;
+        uint64_t pid;
+
+        if (strncmp(name, LEFTOVER_PREFIX, sizeof(LEFTOVER_PREFIX) - 1) != 0)
+                return false;
+        if (!shared)
+                return true;
+        name += sizeof(LEFTOVER_PREFIX) - 1;
+        dash = strchr(name, '-');
+        if (!dash || kh_parse_u64(name, (size_t) (dash - name), INT32_MAX, &pid) < 0 || pid == 0)
+                return false;
+        return pid == (uint64_t) getpid() || (kill((pid_t) pid, 0) < 0 && errno == ESRCH);
+}
+
 int kh_service_backup_leftovers_remove(const struct kh_config_storage *cfg) {
-        static const char prefix[] = ".keyhold-backup-";
         KH_CLEANUP_FREE char *dir_copy = NULL;
+        bool shared = scratch_is_shared(cfg);
+        const char *dir = scratch_dir(cfg, &dir_copy);
         struct dirent *e;
         DIR *d;
         int n = 0;
 
-        if (!cfg->driver || strcmp(cfg->driver, "sqlite") != 0 || !cfg->path)
-                return 0;
-        dir_copy = strdup(cfg->path);
-        if (!dir_copy)
+        if (!dir)
                 return -ENOMEM;
-        d = opendir(dirname(dir_copy));
+        d = opendir(dir);
         if (!d)
                 return -errno;
         while ((e = readdir(d)))
-                if (strncmp(e->d_name, prefix, sizeof(prefix) - 1) == 0 &&
-                    unlinkat(dirfd(d), e->d_name, 0) == 0)
+                if (is_leftover(e->d_name, shared) && unlinkat(dirfd(d), e->d_name, 0) == 0)
                         n++;
         (void) closedir(d);
         return n;

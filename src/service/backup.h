@@ -30,15 +30,15 @@ struct kh_backup_job {
  * thread only.
  * Returns 0, or -KH_E_BUSY (the pool's queue is full) or -ESHUTDOWN, and then done never
  * runs. done's result is 0, -KH_E_INSUFFICIENT_STORAGE (no space for the temporary files),
- * -KH_E_BACKUP_UNSUPPORTED (storage other than SQLite, a key store that makes no backup
- * key) or -KH_E_BACKUP_FAILED (anything else; the daemon's log says what). A failed backup
+ * -KH_E_BACKUP_UNSUPPORTED (a key store that makes no backup key) or -KH_E_BACKUP_FAILED (anything else; the daemon's log says what). A failed backup
  * leaves no file behind.
  */
 KH_MUST_CHECK int kh_service_backup_start(struct kh_service *svc, struct kh_backup_job *b);
 
 /* Removes what a backup killed while building (kill -9, a power cut) left beside the SQLite
- * database cfg names: its database snapshot (.keyhold-backup-*; the backup file itself is
- * unlinked as soon as it is created, so it never outlives the process). Called at start-up,
+ * database cfg names, or for PostgreSQL in $TMPDIR (those of processes that are gone): its
+ * database snapshot (.keyhold-backup-*; the backup file itself is unlinked as soon as it is
+ * created, so it never outlives the process). Called at start-up,
  * before anything could be building a backup. Returns how many it removed, or -errno of
  * reading the folder. */
 int kh_service_backup_leftovers_remove(const struct kh_config_storage *cfg);

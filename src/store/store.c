@@ -499,3 +499,10 @@ int kh_store_snapshot(struct kh_store *s, const char *path) {
                 return -EOPNOTSUPP;
         return s->ops->snapshot(s, path);
 }
+
+int kh_store_load(struct kh_store *s, const char *path, struct kh_store_load_info *ret) {
+        assert(s && path && ret);
+        if (!s->ops->load)
+                return -EOPNOTSUPP;
+        return s->ops->load(s, path, ret);
+}

@@ -410,6 +410,28 @@ KH_MUST_CHECK int kh_store_exclusive(struct kh_store *s);
  */
 KH_MUST_CHECK int kh_store_snapshot(struct kh_store *s, const char *path);
 
+/* What kh_store_load() copied. */
+struct kh_store_load_info {
+        uint64_t records;
+        size_t versions;       /* tenant key versions */
+};
+
+/**
+ * kh_store_load() - copies the snapshot at path (an SQLite file as kh_store_snapshot()
+ * writes, already checked with kh_store_snapshot_inspect()) into s's database, in one
+ * transaction: every tenant key version, record, audit block and meta value (no job lease
+ * and no replica's claim on its audit chain: those name processes of the server backed up),
+ * and a key epoch past both the snapshot's and the database's. The database must hold no keyhold
+ * data (its schema may exist: a keyholdd that never served). A failure or a crash leaves it
+ * as it was. Call outside a transaction, holding the database alone (kh_store_exclusive()).
+ * Returns 0 with ret filled, -EOPNOTSUPP (a backend that takes no load: SQLite's restore is
+ * the file itself), -ENOTEMPTY (keyhold data present; last_error names the table), -EPROTO
+ * (the snapshot's schema version is not the database's), -EBADMSG (a row of another form),
+ * -EBUSY (inside a transaction), -ENOSPC, -ENOMEM, -EIO or -KH_E_STORAGE_UNAVAILABLE.
+ */
+KH_MUST_CHECK int kh_store_load(struct kh_store *s, const char *path,
+                                struct kh_store_load_info *ret);
+
 struct kh_store_snapshot_info {
         int schema_version;
         uint64_t records;      /* every record */

@@ -5,7 +5,7 @@ With postgresql, one throw-away PostgreSQL server (pgserver.PgServer) is started
 process (per pytest-xdist worker) on first use and stopped when the process ends, and each
 keyholdd data directory gets a fresh database of its own (the same one again when a test
 starts a keyholdd on the same directory twice), reached with a password file. Tests of what
-only SQLite has (the database file, backups, disk-full) carry the marker `sqlite_only` and
+only SQLite has (the database file, disk-full) carry the marker `sqlite_only` and
 are deselected in a PostgreSQL run (conftest.py).
 
 A database is known by its SQLite path (Keyholdd.db_path) on either backend: two Keyholdds

@@ -15,12 +15,12 @@ import uuid
 import pytest
 
 import harness
+import storage
 from harness import Keyholdd
 from test_cli import json_error, run_cli
 
 N_BEFORE = 60        # keys acknowledged before the backup starts
 
-pytestmark = pytest.mark.sqlite_only  # backups are SQLite snapshots (docs/storage.md)
 
 
 def put_key(k: Keyholdd, issuer, guid: str, key: str, tenant: str = "default") -> int:
@@ -36,6 +36,17 @@ def get_key(k: Keyholdd, issuer, guid: str, tenant: str = "default"):
         return None
     assert r.status == 200, r
     return r.json()["key"]
+
+
+def fill(k: Keyholdd, issuers, n: int) -> dict:
+    """n members' keys, alternately in tenants default and acme: {guid: (tenant, key)}."""
+    keys = {}
+    for i in range(n):
+        tenant = "default" if i % 2 == 0 else "acme"
+        guid, key = str(uuid.uuid4()), harness.new_key()
+        assert put_key(k, issuers[tenant], guid, key, tenant) == 200
+        keys[guid] = (tenant, key)
+    return keys
 
 
 def tenants_of(issuers) -> dict:
@@ -64,12 +75,7 @@ def source(pki, issuers, tmp_path_factory):
     gen = harness.serve(k)
     next(gen)
     try:
-        before = {}
-        for i in range(N_BEFORE):
-            tenant = "default" if i % 2 == 0 else "acme"
-            guid, key = str(uuid.uuid4()), harness.new_key()
-            assert put_key(k, issuers[tenant], guid, key, tenant) == 200
-            before[guid] = (tenant, key)
+        before = fill(k, issuers, N_BEFORE)
         during, stop = {}, threading.Event()
         failures = []
 
@@ -109,11 +115,35 @@ def source(pki, issuers, tmp_path_factory):
             pass
 
 
-def restore_into(k_src: Keyholdd, backup, workdir: pathlib.Path, *secret):
-    """Restores backup into workdir/data (the folder a Keyholdd of workdir uses)."""
+def restore_config(k_src: Keyholdd, workdir: pathlib.Path) -> pathlib.Path:
+    """A configuration for `backup restore --into-storage`: k_src's, with the [storage] of the
+    database a Keyholdd of workdir uses (on PostgreSQL a fresh, empty database)."""
+    data = workdir / "data"
+    text = k_src.config_text().replace(
+        "\n".join(storage.config_lines(k_src.data, k_src.db_path)),
+        "\n".join(storage.config_lines(data, data / "keyhold.db")))
+    conf = workdir / "restore.conf"
+    conf.write_text(text)
+    return conf
+
+
+def restore_args(k_src: Keyholdd, workdir: pathlib.Path, *secret) -> list:
+    """The restore options that put backup where a Keyholdd of workdir finds it: --data
+    workdir/data, and on PostgreSQL --into-storage with a configuration naming that server's
+    database (the key store's secret: secret, else k_src's)."""
     workdir.mkdir(parents=True, exist_ok=True)
-    return run_cli("backup", "restore", backup, "--data", workdir / "data", "--json",
-                   *(secret or k_src.backup_args()), env=k_src.store_env())
+    args = ["--data", workdir / "data"]
+    if storage.KIND == "sqlite":
+        return args + list(secret or k_src.backup_args())
+    # a pkcs11 store's --config (its token and PIN) is restore_config()'s own
+    secret = secret or (k_src.unseal_args() if k_src.keystore == "file" else ())
+    return args + ["--into-storage", "--config", restore_config(k_src, workdir), *secret]
+
+
+def restore_into(k_src: Keyholdd, backup, workdir: pathlib.Path, *secret):
+    """Restores backup where a Keyholdd of workdir finds it (restore_args())."""
+    return run_cli("backup", "restore", backup, "--json", *restore_args(k_src, workdir, *secret),
+                   env=k_src.store_env())
 
 
 def copy_master_key(k_src: Keyholdd, workdir: pathlib.Path) -> None:
@@ -144,7 +174,8 @@ def test_restore_of_a_backup_taken_while_writing_serves_every_acknowledged_key(
     assert p.returncode == 0, p
     assert json.loads(p.stdout)["records"] == out["records"]
     data = work / "data"
-    assert (data / "keyhold.db").is_file()
+    # on PostgreSQL the database went into the server's, and DIR holds the key store only
+    assert (data / "keyhold.db").is_file() == (storage.KIND == "sqlite")
     if k.keystore == "file":
         assert (data / "keystore" / "keystore.meta").is_file()
     assert not (data / "master.key").exists()
@@ -310,6 +341,7 @@ def test_create_is_audited_in_the_server_chain(source):
     assert ("backup.create", "ok") in actions, actions
 
 
+@pytest.mark.sqlite_only   # on PostgreSQL: test_backup_storage.py, in $TMPDIR
 def test_no_temporary_file_stays_beside_the_database(source):
     k, _, _, _, _ = source
     assert [p.name for p in k.data.iterdir() if p.name.startswith(".keyhold-backup")] == []
@@ -351,7 +383,8 @@ def test_passphrase_store_round_trip(pki, issuers, tmp_path):
     # and a fresh keyholdd with that passphrase serves the restored key
     work2 = tmp_path / "pass2"
     work2.mkdir()
-    p = run_cli("backup", "restore", path, "--data", work2 / "data", "--passphrase-file", good)
+    p = run_cli("backup", "restore", path, *restore_args(k, work2, "--passphrase-file", good),
+                env={"KEYHOLD_KEYSTORE_PASSPHRASE": "correct horse battery"})
     assert p.returncode == 0, p
     r = Keyholdd(work2, pki, {"default": {"issuer": issuers["default"]}},
                  env={"KEYHOLD_KEYSTORE_PASSPHRASE": "correct horse battery"})
@@ -379,8 +412,11 @@ def test_kill9_during_backup_leaves_nothing_and_the_next_backup_works(pki, issue
     """A backup is rolled back by a crash at any point: keyholdd killed with SIGKILL while
     building one (several times, at different moments) leaves no backup file for the CLI and,
     after the next start, nothing beside the database (the snapshot of a killed backup is
-    removed at start-up); a backup made then verifies."""
-    k = Keyholdd(tmp_path / "src", pki, tenants_of(issuers))
+    removed at start-up); a backup made then verifies. On PostgreSQL the scratch files go to
+    $TMPDIR (here the data folder), named with the process id: a start removes those of
+    processes that are gone, never another live replica's."""
+    k = Keyholdd(tmp_path / "src", pki, tenants_of(issuers),
+                 env={"TMPDIR": str(tmp_path / "src" / "data")})
     k.start()
     try:
         for i in range(200):
@@ -401,9 +437,17 @@ def test_kill9_during_backup_leaves_nothing_and_the_next_backup_works(pki, issue
             assert [p.name for p in k.data.iterdir() if p.name.startswith(".keyhold-backup")] == []
         # a leftover as a killed backup leaves it: removed at the next start
         k.stop()
-        (k.data / ".keyhold-backup-Zx81Qa.db").write_bytes(b"SQLite format 3\0" + b"\0" * 4080)
+        gone = subprocess.Popen(["true"])
+        gone.wait()
+        dead = gone.pid
+        (k.data / f".keyhold-backup-{dead}-Zx81Qa.db").write_bytes(
+            b"SQLite format 3\0" + b"\0" * 4080)
+        live = k.data / f".keyhold-backup-{os.getpid()}-Live01.db"   # another live replica's
+        live.write_bytes(b"")
         k.start()
-        assert [p.name for p in k.data.iterdir() if p.name.startswith(".keyhold-backup")] == []
+        left = [p.name for p in k.data.iterdir() if p.name.startswith(".keyhold-backup")]
+        assert left == ([] if storage.KIND == "sqlite" else [live.name])
+        live.unlink(missing_ok=True)
         good = tmp_path / "after.khb"
         p = backup_create(k, good)
         assert p.returncode == 0, p

@@ -448,7 +448,6 @@ def test_device_events_are_audited(k, member):
 
 # ----------------------------------------------------------------------------- lifecycle
 
-@pytest.mark.sqlite_only
 def test_devices_and_enrolments_move_with_a_rekey_and_survive_backup_and_restore(
         make_keyholdd, default_issuer, tmp_path):
     from test_cli import run_cli
@@ -479,9 +478,8 @@ def test_devices_and_enrolments_move_with_a_rekey_and_survive_backup_and_restore
     assert p.returncode == 0, p
     k.stop()
     w = tmp_path / "restored"
-    w.mkdir()
-    p = run_cli("backup", "restore", backup, "--data", w / "data", "--json",
-                *k.backup_args(), env=k.store_env())
+    from test_backup import restore_into   # on PostgreSQL: --into-storage, a new database
+    p = restore_into(k, backup, w)
     assert p.returncode == 0, p
     if k.keystore == "file":
         import shutil

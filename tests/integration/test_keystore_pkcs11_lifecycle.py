@@ -217,7 +217,8 @@ def test_rekey_revoke_reinstate_retire_destroy_in_the_token(pki, issuers, sofths
 # -------------------------------------------------------------------------------- backups
 
 
-@pytest.mark.sqlite_only  # keyhold backup is SQLite's (docs/backup.md); PostgreSQL has its own
+@pytest.mark.sqlite_only  # restores into the SQLite file it names; PostgreSQL with the token:
+#                           test_backup.py with KEYHOLD_TEST_KEYSTORE=pkcs11
 def test_backup_verify_restore_against_the_token(pki, issuers, softhsm, tmp_path):
     softhsm.init_token(TOKEN, so_pin="1234", pin=PIN)
     pin = write_secret(tmp_path / "hsm.pin", PIN + "\n")

@@ -11,6 +11,7 @@
 #include "common/cleanup.h"
 #include "common/errors.h"
 #include "store/postgresql/pg-conn.h"
+#include "store/postgresql/pg-snapshot.h"
 
 /* audit blocks read per round trip (a block holds up to 16 MiB): the number and its text */
 #define AUDIT_PAGE     4
@@ -721,7 +722,8 @@ const struct kh_store_ops kh_store_postgresql_ops = {
         .savepoint = pg_savepoint,
         .savepoint_release = pg_savepoint_release,
         .savepoint_rollback = pg_savepoint_rollback,
-        .snapshot = NULL, /* backups are PostgreSQL's own (pg_dump, base backups) */
+        .snapshot = kh_pg_snapshot, /* the SQLite form: a backup moves between backends */
+        .load = kh_pg_load,
         .attach_loop = kh_pg_async_attach,
         .detach_loop = kh_pg_async_detach,
         .reads_async = kh_pg_async_ready,

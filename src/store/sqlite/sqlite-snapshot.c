@@ -119,28 +119,38 @@ static int quick_check(sqlite3 *db, char *error, size_t n) {
         return 0;
 }
 
+int kh_sqlite_snapshot_open(const char *path, sqlite3 **ret) {
+        char *uri;
+        int rc;
+
+        /* read-only and immutable: no lock, no journal, nothing written beside the file */
+        uri = sqlite3_mprintf("file:%s?mode=ro&immutable=1", path);
+        if (!uri)
+                return SQLITE_NOMEM;
+        rc = sqlite3_open_v2(uri, ret, SQLITE_OPEN_READONLY | SQLITE_OPEN_URI |
+                                               SQLITE_OPEN_NOMUTEX | SQLITE_OPEN_EXRESCODE,
+                             NULL);
+        sqlite3_free(uri);
+        if (rc != SQLITE_OK)
+                return rc;
+        /* a file from a backup is untrusted input: no schema-defined SQL functions run */
+        (void) sqlite3_db_config(*ret, SQLITE_DBCONFIG_DEFENSIVE, 1, NULL);
+        (void) sqlite3_db_config(*ret, SQLITE_DBCONFIG_TRUSTED_SCHEMA, 0, NULL);
+        return SQLITE_OK;
+}
+
 int kh_store_snapshot_inspect(const char *path, kh_store_snapshot_fn fn, void *userdata,
                               struct kh_store_snapshot_info *ret, char *error, size_t n) {
         KH_CLEANUP(sqlite_closep) sqlite3 *db = NULL;
         KH_CLEANUP(stmt_finalizep) sqlite3_stmt *st = NULL;
-        char *uri;
         struct kh_store_snapshot_info info = { 0 };
         sqlite3_int64 v, total;
         uint64_t sum = 0;
         int rc, r;
 
-        /* read-only and immutable: no lock, no journal, nothing written beside the file */
-        uri = sqlite3_mprintf("file:%s?mode=ro&immutable=1", path);
-        if (!uri)
-                return -ENOMEM;
-        rc = sqlite3_open_v2(uri, &db, SQLITE_OPEN_READONLY | SQLITE_OPEN_URI |
-                                               SQLITE_OPEN_NOMUTEX | SQLITE_OPEN_EXRESCODE,
-                             NULL);
-        sqlite3_free(uri);
+        rc = kh_sqlite_snapshot_open(path, &db);
         if (rc != SQLITE_OK)
                 return fail(db, rc, error, n);
-        (void) sqlite3_db_config(db, SQLITE_DBCONFIG_DEFENSIVE, 1, NULL);
-        (void) sqlite3_db_config(db, SQLITE_DBCONFIG_TRUSTED_SCHEMA, 0, NULL);
 
         r = quick_check(db, error, n);
         if (r < 0)
