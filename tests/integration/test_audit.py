@@ -327,19 +327,6 @@ def test_history_shows_a_members_own_events_newest_first(k, default_issuer):
     assert_error(k.client.get("/user-keys/history"), 401, "missing_token")
 
 
-class Renamed(harness.Keyholdd):
-    """A Keyholdd whose [server] replica is self.replica (None: the unnamed one): one server
-    restarted under several names leaves several chains per tenant in one database, on
-    either backend (docs/audit.md "Replicas")."""
-    replica = None
-
-    def config_text(self) -> str:
-        text = super().config_text()
-        if self.replica is not None:
-            text = text.replace("[server]\n", f"[server]\nreplica = {self.replica}\n", 1)
-        return text
-
-
 def history_order(e):
     """The order of GET /user-keys/history, newest first: time, replica, seq (descending)."""
     return (e["time"], e.get("replica", ""), e["seq"])
@@ -365,13 +352,13 @@ def history_pages(d, tok, limit, first=None):
 def test_history_merges_the_chains_of_every_replica(pki, issuers, tmp_path):
     """A member's history reads the chain of every replica that wrote to the tenant, merged
     newest first, and pages through them all with one cursor (docs/admin-api.md)."""
-    d = Renamed(tmp_path / "k", pki, tenants(issuers), extra=AUDIT_EXTRA)
+    d = harness.Keyholdd(tmp_path / "k", pki, tenants(issuers), extra=AUDIT_EXTRA)
     iss = issuers["default"]
     alice, bob = str(uuid.uuid4()), str(uuid.uuid4())
     ta, tb = iss.token(alice), iss.token(bob)
     ids = {}                            # alice's request ids by replica ("" the unnamed)
     for stage, name in enumerate((None, "node-a", "node-b")):
-        d.replica = name
+        d.server_replica = name
         d.write_config()
         d.start()
         try:

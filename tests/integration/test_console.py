@@ -216,23 +216,12 @@ def test_audit_filter_and_export_verifies(k, console, tmp_path):
     assert len(lines) >= found["filtered"] and json.loads(lines[0])["seq"] == 1
 
 
-class Renamed(harness.Keyholdd):
-    """A Keyholdd with [server] replica = self.replica (None: the unnamed one)."""
-    replica = None
-
-    def config_text(self) -> str:
-        text = super().config_text()
-        if self.replica is not None:
-            text = text.replace("[server]\n", f"[server]\nreplica = {self.replica}\n", 1)
-        return text
-
-
 def test_audit_page_merges_every_replicas_chain(pki, issuers, op, tmp_path):
     """One database with the unnamed replica's chain and node-a's (one server restarted under
     that name): the page lists both chains' records by time, each naming its replica, and
     its export holds both chains and verifies."""
     client = CLIENT_ID + "-replicas"
-    d = Renamed(tmp_path / "k", pki, {
+    d = harness.Keyholdd(tmp_path / "k", pki, {
         "default": {"issuer": issuers["default"], "admins": "role:keyhold-admin",
                     "admin_issuer": op.url, "admin_issuer_ca": pki.ca_pem,
                     "console_client_id": client}})
@@ -244,7 +233,7 @@ def test_audit_page_merges_every_replicas_chain(pki, issuers, op, tmp_path):
         assert d.client.post("/user-keys", token=tok, json_body={"key": harness.new_key()}).status == 200
     finally:
         assert d.stop() == 0
-    d.replica = "node-a"
+    d.server_replica = "node-a"
     d.write_config()
     d.start()
     try:
