@@ -195,7 +195,8 @@ static int history_chains(struct kh_service *svc, struct history *h) {
         r = kh_audit_replicas(svc->store, &list);
         if (r < 0)
                 return r;
-        memcpy(h->names_buf, list.data, list.len);
+        if (list.len)
+                memcpy(h->names_buf, list.data, list.len);
         h->names_buf[list.len] = '\0';
         h->names[0] = "";
         h->n_chains = 1;
