@@ -242,14 +242,24 @@ static void history_merge(struct history *h, struct kh_history_event *ev, size_t
         *n = k;
 }
 
-/* Where each chain's next page starts, from what the page took of it. */
-static void history_next(struct history *h, const struct kh_history_event *ev, size_t n) {
+/* Where each chain's next page starts, from what the page took of it; returns how many of
+ * ev[0..n) the page keeps. A chain read short of limit that has more (a block held more of
+ * the member's events than chain_read keeps: its older ones wait) ends the page at its last
+ * event read, as a k-way merge waits for each input: what it has not read may be newer than
+ * other chains' events further down. */
+static size_t history_next(struct history *h, const struct kh_history_event *ev, size_t n) {
         size_t *taken = h->taken;
         uint64_t *oldest = h->oldest, *before = h->before;
 
         for (size_t i = 0; i < n; i++) {
-                taken[ev[i].chain]++;
-                oldest[ev[i].chain] = ev[i].seq; /* a chain's events come in descending seq */
+                size_t c = ev[i].chain;
+
+                taken[c]++;
+                oldest[c] = ev[i].seq; /* a chain's events come in descending seq */
+                if (h->chains[c].more && taken[c] == h->chains[c].n) {
+                        n = i + 1;
+                        break;
+                }
         }
         for (size_t i = 0; i < h->n_chains; i++) {
                 const struct chain_state *c = &h->chains[i];
@@ -265,6 +275,7 @@ static void history_next(struct history *h, const struct kh_history_event *ev, s
                 else
                         before[i] = 0;
         }
+        return n;
 }
 
 int kh_audit_history(struct kh_service *svc, const struct kh_tenant *t, const char *sub,
@@ -309,7 +320,7 @@ int kh_audit_history(struct kh_service *svc, const struct kh_tenant *t, const ch
                 history_merge(h, ev, &n, limit);
         }
         if (r >= 0) {
-                history_next(h, ev, n);
+                n = history_next(h, ev, n);
                 r = kh_history_cursor_format(h->n_chains, h->before, next);
         }
         *ret_n = r >= 0 ? n : 0;

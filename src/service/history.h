@@ -65,7 +65,9 @@ KH_MUST_CHECK int kh_history_cursor_format(size_t n, const uint64_t *before, str
 
 /**
  * kh_audit_history() - the key events of member @sub in every chain of tenant t, newest
- * first: by time, then by replica name, then by seq, all descending.
+ * first: each chain's in descending seq, the chains merged by time, then replica name, then
+ * seq, all descending (a chain's times need not follow its seqs: a queued read may be
+ * committed after a later write).
  * @cursor: a cursor from an earlier answer (len bytes), or NULL for the first page.
  * @limit:  at most this many events (1..KH_HISTORY_MAX) into @ev.
  * @next:   the cursor of the next page, appended (nothing when there is none).

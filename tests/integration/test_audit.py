@@ -439,6 +439,53 @@ def test_history_merges_the_chains_of_every_replica(pki, issuers, tmp_path):
         assert d.stop() == 0
 
 
+def test_history_pages_a_burst_once_each(pki, issuers, tmp_path):
+    """Reads answered at once are committed in blocks of dozens, and their times are not in
+    the order of their seqs: paged through two chains by any page size, every event still
+    comes exactly once, each chain's in its order."""
+    d = harness.Keyholdd(tmp_path / "k", pki, tenants(issuers), extra=AUDIT_EXTRA)
+    tok = issuers["default"].token(str(uuid.uuid4()))
+    n = 0
+    for name in (None, "node-a"):
+        d.server_replica = name
+        d.write_config()
+        d.start()
+        try:
+            if name is None:
+                assert d.client.post("/user-keys", token=tok, json_body={"key": new_key()}).status == 200
+                n += 1
+
+            def burst():
+                c = harness.Client(d.port, harness.client_tls_context(pki.ca_pem))
+                for _ in range(10):
+                    assert c.get("/user-keys", token=tok).status == 200
+            threads = [threading.Thread(target=burst) for _ in range(16)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+            n += 160
+            full = poll_until(lambda: (lambda x: x if len(x["events"]) >= min(n, 500) else None)(
+                d.client.get("/user-keys/history?limit=500", token=tok).json()), timeout=10)
+            assert len(full["events"]) == n
+        finally:
+            if name is None:
+                assert d.stop() == 0
+    try:
+        events = d.client.get("/user-keys/history?limit=500", token=tok).json()["events"]
+        # each chain in its own order (a read's time may be a millisecond before that of the
+        # read committed ahead of it); node-a's, all later, first
+        for name in ("", "node-a"):
+            seqs = [e["seq"] for e in events if e.get("replica", "") == name]
+            assert seqs == sorted(seqs, reverse=True) and len(set(seqs)) == len(seqs)
+        assert [e.get("replica", "") for e in events] == ["node-a"] * 160 + [""] * 161
+        for limit in (7, 50, 100):
+            paged, _ = history_pages(d, tok, limit)
+            assert paged == events, limit
+    finally:
+        assert d.stop() == 0
+
+
 # ------------------------------------------------------------------------ integrity
 
 
