@@ -188,6 +188,24 @@ const scenarios = {
     await dl.saveAs(found.export);
   },
 
+  // a database holding several replicas' chains: every chain's records, merged by time,
+  // each row naming its replica; the export holds every chain
+  async audit_replicas(page) {
+    await login(page, sc.user, sc.password);
+    await signedIn(page);
+    await go(page, '#/audit', '#audit-count');
+    found.checkpoint = await page.locator('#checkpoint').textContent();
+    found.count = await page.locator('#audit-count').textContent();
+    found.header = await page.locator('thead th').allTextContents();
+    found.rows = await page.locator('tbody tr').evaluateAll((rows) => rows.map((r) => ({
+      replica: r.dataset.replica, seq: Number(r.dataset.seq),
+      shown: r.querySelector('td.replica')?.textContent ?? null })));
+    await shot(page, 'audit-replicas');
+    const [dl] = await Promise.all([page.waitForEvent('download'), page.click('#export')]);
+    found.export = path.join(sc.downloads, 'export-replicas.jsonl');
+    await dl.saveAs(found.export);
+  },
+
   async not_admin(page) {
     await login(page, sc.user, sc.password);
     await page.locator('#not-admin').waitFor();
