@@ -175,9 +175,11 @@ const scenarios = {
     found.checkpoint = await page.locator('#checkpoint').textContent();
     await shot(page, 'audit');
     await page.selectOption('#action', sc.action);
+    // the unfiltered page stays until the filtered one draws: wait for a new count, not any
+    await page.evaluate(() => { document.getElementById('audit-count').dataset.stale = '1'; });
     await page.click('#audit-filter button[type=submit]');
     await page.waitForFunction((a) => location.hash.includes(`action=${a}`), sc.action);
-    await page.locator('#audit-count').waitFor();
+    await page.locator('#audit-count:not([data-stale])').waitFor();
     const actions = await page.locator('tbody td.action').allTextContents();
     check(actions.length > 0 && actions.every((a) => a === sc.action), `only ${sc.action} rows (${actions})`);
     found.filtered = actions.length;
