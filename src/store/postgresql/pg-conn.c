@@ -614,6 +614,14 @@ static bool is_read(int id) {
         }
 }
 
+/* The values of p as libpq takes them (an integer's bytes are in p itself) and the name
+ * statement id was prepared under (16 bytes). */
+static void param_values(const struct kh_pg_params *p, int id, const char **values, char *name) {
+        for (int i = 0; p && i < p->n; i++)
+                values[i] = p->is_int[i] ? (const char *) &p->ints[i] : p->values[i];
+        (void) snprintf(name, 16, "kh%d", id);
+}
+
 static int run_once(struct kh_pg_store *s, int id, const struct kh_pg_params *p,
                     PGresult **ret) {
         const char *values[PG_PARAMS_MAX];
@@ -625,9 +633,7 @@ static int run_once(struct kh_pg_store *s, int id, const struct kh_pg_params *p,
         r = ensure_connected(s);
         if (r < 0)
                 return r;
-        for (int i = 0; p && i < p->n; i++)
-                values[i] = p->is_int[i] ? (const char *) &p->ints[i] : p->values[i];
-        (void) snprintf(name, sizeof(name), "kh%d", id);
+        param_values(p, id, values, name);
         res = PQexecPrepared(s->conn, name, p ? p->n : 0, p ? values : NULL,
                              p ? p->lengths : NULL, p ? p->formats : NULL, 1);
         st = PQresultStatus(res);
@@ -663,9 +669,7 @@ static bool send_prepared(PGconn *c, int id, const struct kh_pg_params *p) {
         const char *values[PG_PARAMS_MAX];
         char name[16];
 
-        for (int i = 0; p && i < p->n; i++)
-                values[i] = p->is_int[i] ? (const char *) &p->ints[i] : p->values[i];
-        (void) snprintf(name, sizeof(name), "kh%d", id);
+        param_values(p, id, values, name);
         return PQsendQueryPrepared(c, name, p ? p->n : 0, p ? values : NULL,
                                    p ? p->lengths : NULL, p ? p->formats : NULL, 1) == 1;
 }
