@@ -1,6 +1,6 @@
 // The console's pages: each renders into <main> from the admin API (docs/admin-api.md).
 import { get, post, base } from './api.js';
-import { h, setMain, showError, table, confirmAction, fmtTime } from './ui.js';
+import { h, drawer, showError, table, confirmAction, fmtTime } from './ui.js';
 
 const fail = (e) => window.dispatchEvent(new CustomEvent('keyhold-error', { detail: e }));
 let keysTimer = null;
@@ -49,6 +49,7 @@ function actionsOf(v) {
 }
 
 async function renderKeys() {
+  const draw = drawer();
   clearTimeout(keysTimer);
   const k = await get('admin/keys');
   const rows = k.versions.map((v) => h('tr', { 'data-version': v.version },
@@ -79,7 +80,7 @@ async function renderKeys() {
     if (!(await confirmAction('Reinstate all?', 'Every revoked version returns to its former state.'))) return;
     try { await post('admin/keys/reinstate-all'); await renderKeys(); } catch (e) { fail(e); }
   });
-  setMain(h('h1', {}, 'Keys'),
+  draw(h('h1', {}, 'Keys'),
     k.sealed ? h('p', { class: 'error' }, 'The server is sealed: key routes answer 503 until the operator unseals it.') : null,
     h('p', {}, `Active version: ${k.active ?? 'none'} · key store: ${k.keystore?.driver ?? '?'}`),
     table(['Version', 'State', { t: 'Algorithm', cls: 'hide-narrow' }, { t: 'Created', cls: 'hide-narrow' },
@@ -97,6 +98,7 @@ async function renderKeys() {
 // ------------------------------------------------------------------------------- approvals
 
 async function renderApprovals(_q, cfg) {
+  const draw = drawer();
   const org = `organizations/${encodeURIComponent(cfg.tenant)}/auth-requests`;
   const list = (await get(org)).data || [];
   const answer = async (ids, approved) => {
@@ -127,7 +129,7 @@ async function renderApprovals(_q, cfg) {
       h('button', { type: 'button', class: 'primary', 'data-approve': r.id, 'aria-label': `Approve request of ${r.email || r.userId}`, onclick: () => answer([r.id], true) }, 'Approve'),
       h('button', { type: 'button', class: 'danger', 'data-deny': r.id, 'aria-label': `Deny request of ${r.email || r.userId}`, onclick: () => answer([r.id], false) }, 'Deny'))));
   const picked = () => [...document.querySelectorAll('input.pick:checked')].map((x) => x.value);
-  setMain(h('h1', {}, 'Approvals'),
+  draw(h('h1', {}, 'Approvals'),
     list.length ? h('p', {}, 'Compare the fingerprint phrase with the one the member\'s device shows before approving.') :
       h('p', { id: 'no-approvals', class: 'notice' }, 'No pending admin-approval requests.'),
     list.length ? table(['', 'Member', 'Device', { t: 'Requested', cls: 'hide-narrow' }, 'Fingerprint phrase', 'Approvals', 'Answer'], rows) : null,
@@ -140,6 +142,7 @@ async function renderApprovals(_q, cfg) {
 // --------------------------------------------------------------------------------- devices
 
 async function renderDevices(q) {
+  const draw = drawer();
   const member = q.get('member') || '';
   const input = h('input', { id: 'member', name: 'member', value: member, size: 38, autocomplete: 'off', spellcheck: 'false' });
   const form = h('form', { class: 'row', id: 'member-form' },
@@ -148,7 +151,7 @@ async function renderDevices(q) {
     ev.preventDefault();
     location.hash = `#/devices?member=${encodeURIComponent(input.value.trim())}`;
   });
-  setMain(h('h1', {}, 'Devices'), form);
+  draw(h('h1', {}, 'Devices'), form);
   if (!member) return;
   const r = await get(`admin/members/${encodeURIComponent(member)}/devices`);
   const rows = r.devices.map((d) => h('tr', { 'data-id': d.id },
@@ -165,7 +168,7 @@ async function renderDevices(q) {
         } catch (e) { fail(e); }
       },
     }, 'Untrust') : null)));
-  document.getElementById('main').append(
+  draw.append(
     r.devices.length ? table(['Name', { t: 'Type', cls: 'hide-narrow' }, 'Identifier', { t: 'Created', cls: 'hide-narrow' }, 'Trust', ''], rows)
       : h('p', { class: 'notice' }, 'This member has no devices.'));
 }
@@ -195,6 +198,7 @@ async function exportChain(cfg) {
 }
 
 async function renderAudit(q, cfg) {
+  const draw = drawer();
   const last = Math.min(Math.max(Number(q.get('last')) || 500, 1), 10000);
   const r = await get(`admin/audit?last=${last}`);
   const f = { member: q.get('member') || '', action: q.get('action') || '', from: q.get('from') || '', to: q.get('to') || '' };
@@ -231,7 +235,7 @@ async function renderAudit(q, cfg) {
     h('td', { class: 'num' }, x.seq), h('td', {}, fmtTime(x.time)), h('td', { class: 'mono' }, x.actor),
     h('td', { class: 'action' }, x.action), h('td', { class: 'mono hide-narrow' }, x.target),
     h('td', {}, x.outcome), h('td', { class: 'hide-narrow' }, x.client)));
-  setMain(h('h1', {}, 'Audit'),
+  draw(h('h1', {}, 'Audit'),
     h('p', { id: 'checkpoint', class: 'notice' }, cp
       ? `Last signed checkpoint: seq ${cp.seq} at ${fmtTime(cp.time)}; ${r.head - cp.seq} record(s) since. Verify an export offline with keyhold audit verify.`
       : `No signed checkpoint among the last ${r.records.length} records (head ${r.head}).`),
@@ -243,11 +247,12 @@ async function renderAudit(q, cfg) {
 // ---------------------------------------------------------------------------------- health
 
 async function renderHealth(_q, cfg) {
+  const draw = drawer();
   const hr = await fetch('/health', { headers: { Accept: 'application/json' } });
   const health = await hr.json().catch(() => ({}));
   const k = await get('admin/keys');
   const item = (label, value, id) => h('tr', {}, h('th', { scope: 'row' }, label), h('td', { id }, value));
-  setMain(h('h1', {}, 'Health'),
+  draw(h('h1', {}, 'Health'),
     h('div', { class: 'table-wrap' }, h('table', {}, h('tbody', {},
       item('Server', hr.ok ? 'ready' : `not ready: ${health.message || hr.status}`, 'health-ready'),
       item('Sealed', k.sealed ? 'yes' : 'no', 'health-sealed'),

@@ -31,6 +31,17 @@ export function setMain(...children) {
   main.replaceChildren(...children.flat().filter((c) => c !== null && c !== undefined && c !== false));
 }
 
+// A page draws once its API answers. If the admin moved on meanwhile (a click, or the page the
+// sign-in opened still loading), a late answer must not replace the page now shown: the drawer
+// draws only while the location is the one its render started at.
+export function drawer() {
+  const at = location.hash;
+  const live = () => location.hash === at;
+  const draw = (...children) => { if (live()) setMain(...children); };
+  draw.append = (...children) => { if (live()) document.getElementById('main').append(...children); };
+  return draw;
+}
+
 export function table(headers, rows) {
   return h('div', { class: 'table-wrap' },
     h('table', {},

@@ -129,9 +129,29 @@ const scenarios = {
   },
 
   async devices(page) {
+    // The Keys page that sign-in opens answers late (its admin/keys held back) while the admin
+    // has already moved to Devices: the late answer must not replace the Devices page.
+    let keysAsked = 0;
+    let keysAnswered;
+    const keysPageAsked = new Promise((resolve) => {
+      page.route('**/admin/keys', async (route) => {
+        keysAsked += 1;
+        if (keysAsked !== 2) return route.continue();  // the 1st is the sign-in's admin check
+        resolve();
+        await new Promise((r) => { setTimeout(r, 1500); });
+        keysAnswered = route.continue();
+        return keysAnswered;
+      });
+    });
     await login(page, sc.user, sc.password);
     await signedIn(page);
+    await keysPageAsked;
     await go(page, '#/devices', '#member');
+    while (!keysAnswered) await new Promise((r) => { setTimeout(r, 100); });
+    await keysAnswered;
+    await page.waitForTimeout(300);  // the Keys page's render, had it drawn, has drawn by now
+    check(await page.locator('#member').count() === 1, 'a late answer of a page left keeps Devices shown');
+    await page.unroute('**/admin/keys');
     await page.fill('#member', sc.member);
     await page.press('#member', 'Enter');
     const row = page.locator(`tr[data-id="${sc.device}"]`);
