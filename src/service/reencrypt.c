@@ -23,11 +23,16 @@
  * the database lock waits a few milliseconds at most; large enough that the commit's flush
  * is spread over many records. */
 #define BATCH            500
-/* How long one transaction of the job may stay open. Every commit by any connection makes
- * every other connection of the process drop its page cache (SQLite notices the changed
- * database and cannot tell which pages changed), so a commit per batch would make every
- * worker re-read its B-tree pages hundreds of times a second; a member's write waits at most
- * this long for the lock instead. */
+_Static_assert(BATCH <= KH_STORE_MOVES_MAX, "a batch is one kh_store_record_moves() call");
+/* How long one transaction of the job may stay open where the store groups commits
+ * (kh_store_groups_commits(): SQLite). Every commit by any connection makes every other
+ * connection of the process drop its page cache (SQLite notices the changed database and
+ * cannot tell which pages changed), so a commit per batch would make every worker re-read
+ * its B-tree pages hundreds of times a second; a member's write waits at most this long for
+ * the lock instead. On PostgreSQL each batch is a transaction of its own, sent in one round
+ * trip (kh_store_record_moves()): a transaction left open by this thread, which runs at idle
+ * priority, would hold the write lock for as long as a busy machine keeps it from running,
+ * and members' writes gave up after KH_STORE_WAIT_MS. */
 #define COMMIT_MS        250
 /* The thread runs below the workers: it takes the CPU time they leave (SCHED_IDLE: a worker
  * that wakes up preempts it at once; its share when both want the CPU is a third of a
@@ -62,6 +67,7 @@ struct row {
 struct batch {
         size_t n;
         struct row rows[BATCH];
+        struct kh_store_move moves[BATCH]; /* the resealed rows, for kh_store_record_moves() */
 };
 
 struct tenant_job {
@@ -321,32 +327,39 @@ static void tx_abort(struct kh_reencrypt *job) {
         job->tx_moved = 0;
 }
 
-/* Adds the moves of the batch's resealed rows to the open transaction (opening one), and
- * commits it once it has been open COMMIT_MS. */
+/* Moves the batch's resealed rows: where the store groups commits, in the open transaction
+ * (opening one), committed once it has been open COMMIT_MS; elsewhere in a transaction of
+ * their own. */
 static int commit_moves(struct kh_reencrypt *job, const char *tenant, uint32_t from, uint32_t to,
                         uint64_t *moved) {
         struct batch *b = job->batch;
+        size_t n = 0;
         int r;
 
-        if (!job->tx_open) {
+        for (size_t i = 0; i < b->n; i++) {
+                const struct row *row = &b->rows[i];
+                if (row->ok)
+                        b->moves[n++] = (struct kh_store_move) {
+                                .kind = row->kind, .owner = row->owner, .old = row->blob,
+                                .old_len = row->len, .blob = row->sealed, .len = row->new_len };
+        }
+        if (!job->tx_open && kh_store_groups_commits(job->store)) {
                 r = kh_store_tx_begin(job->store);
                 if (r < 0)
                         return r;
                 job->tx_open = true;
                 job->tx_since_ms = now_ms();
         }
-        for (size_t i = 0; i < b->n; i++) {
-                struct row *row = &b->rows[i];
-                if (!row->ok)
-                        continue;
-                r = kh_store_record_move(job->store, tenant, row->kind, row->owner, from,
-                                         row->blob, row->len, to, row->sealed, row->new_len);
-                if (r < 0) {
-                        tx_abort(job);
-                        return r;
-                }
-                job->tx_moved += (uint64_t) r;
+        r = n ? kh_store_record_moves(job->store, tenant, from, to, b->moves, n) : 0;
+        if (r < 0) {
+                tx_abort(job);
+                return r;
         }
+        if (!job->tx_open) {
+                *moved += (uint64_t) r;
+                return 0;
+        }
+        job->tx_moved += (uint64_t) r;
         if (now_ms() - job->tx_since_ms >= COMMIT_MS)
                 return tx_commit(job, moved);
         return 0;

@@ -42,6 +42,9 @@ struct kh_store_ops {
         int (*record_move)(struct kh_store *s, const char *tenant, enum kh_record_kind kind,
                            const char *owner, uint32_t from, const uint8_t *old,
                            size_t old_len, uint32_t to, const uint8_t *blob, size_t len);
+        int (*record_moves)(struct kh_store *s, const char *tenant, uint32_t from, uint32_t to,
+                            const struct kh_store_move *moves, size_t n);
+        bool groups_commits; /* kh_store_groups_commits() */
         int (*tenant_key_add_uses)(struct kh_store *s, const char *tenant, uint32_t version,
                                    uint64_t encrypts, uint64_t decrypts);
         int (*audit_append)(struct kh_store *s, const char *chain,

@@ -390,6 +390,28 @@ int kh_store_record_move(struct kh_store *s, const char *tenant, enum kh_record_
         return s->ops->record_move(s, tenant, kind, owner, from, old, old_len, to, blob, len);
 }
 
+int kh_store_record_moves(struct kh_store *s, const char *tenant, uint32_t from, uint32_t to,
+                          const struct kh_store_move *moves, size_t n) {
+        assert(s);
+
+        if (!tenant_ok(tenant) || !moves || n == 0 || n > KH_STORE_MOVES_MAX)
+                return -EINVAL;
+        for (size_t i = 0; i < n; i++) {
+                const struct kh_store_move *m = &moves[i];
+
+                if (!kind_ok(m->kind) || !owner_ok(m->owner) || !m->old ||
+                    !kh_store_sealed_len_ok(m->old_len) || !m->blob ||
+                    !kh_store_sealed_len_ok(m->len))
+                        return -EINVAL;
+        }
+        return s->ops->record_moves(s, tenant, from, to, moves, n);
+}
+
+bool kh_store_groups_commits(const struct kh_store *s) {
+        assert(s);
+        return s->ops->groups_commits;
+}
+
 int kh_store_record_count(struct kh_store *s, const char *tenant, uint32_t version,
                           uint64_t *ret_count) {
         assert(s && ret_count);

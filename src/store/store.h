@@ -249,6 +249,40 @@ KH_MUST_CHECK int kh_store_record_move(struct kh_store *s, const char *tenant,
                                        uint32_t from, const uint8_t *old, size_t old_len,
                                        uint32_t to, const uint8_t *blob, size_t len);
 
+/* One record of kh_store_record_moves(): kh_store_record_move()'s arguments but the tenant
+ * and the versions, which a batch shares. */
+struct kh_store_move {
+        enum kh_record_kind kind;
+        const char *owner;
+        const uint8_t *old;
+        size_t old_len;
+        const uint8_t *blob;
+        size_t len;
+};
+
+/* Most moves of one kh_store_record_moves() call. */
+#define KH_STORE_MOVES_MAX 1000
+
+/**
+ * kh_store_record_moves() - kh_store_record_move() of each of moves[0..n), all or none: in
+ * the open write transaction, or with none open in one of its own, committed.
+ * On PostgreSQL the statements go to the server at once, in one round trip (with no
+ * transaction open, its BEGIN, write lock and COMMIT too): the write lock is held for the
+ * server's work only, never while the caller waits to be scheduled (the re-encryption job
+ * runs at idle priority, and a member's write waits at most KH_STORE_WAIT_MS for the lock).
+ * Returns the number moved, -EINVAL (n is 0 or above KH_STORE_MOVES_MAX, a bad move), or an
+ * error of the store; after an error the caller's transaction must be rolled back.
+ */
+KH_MUST_CHECK int kh_store_record_moves(struct kh_store *s, const char *tenant, uint32_t from,
+                                        uint32_t to, const struct kh_store_move *moves,
+                                        size_t n);
+
+/* Whether a run of small write transactions is better grouped into one held open for a
+ * while (SQLite: every commit makes the process's other connections drop their page cache)
+ * than committed each on its own (PostgreSQL: a transaction left open holds the write lock
+ * between the caller's statements, however slowly the caller gets to them). */
+bool kh_store_groups_commits(const struct kh_store *s);
+
 /* Calls fn for each record of tenant of @kind whose owner starts with @prefix ("" for
  * all), in owner order. Owners are ASCII below 0x7f (GUIDs, device identifiers, '/').
  * Returns 0, fn's non-zero value, -EIO or -KH_E_INTEGRITY. fn must not call s. Never

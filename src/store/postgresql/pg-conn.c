@@ -614,6 +614,14 @@ static bool is_read(int id) {
         }
 }
 
+/* The values of p as libpq takes them (an integer's bytes are in p itself) and the name
+ * statement id was prepared under (16 bytes). */
+static void param_values(const struct kh_pg_params *p, int id, const char **values, char *name) {
+        for (int i = 0; p && i < p->n; i++)
+                values[i] = p->is_int[i] ? (const char *) &p->ints[i] : p->values[i];
+        (void) snprintf(name, 16, "kh%d", id);
+}
+
 static int run_once(struct kh_pg_store *s, int id, const struct kh_pg_params *p,
                     PGresult **ret) {
         const char *values[PG_PARAMS_MAX];
@@ -625,9 +633,7 @@ static int run_once(struct kh_pg_store *s, int id, const struct kh_pg_params *p,
         r = ensure_connected(s);
         if (r < 0)
                 return r;
-        for (int i = 0; p && i < p->n; i++)
-                values[i] = p->is_int[i] ? (const char *) &p->ints[i] : p->values[i];
-        (void) snprintf(name, sizeof(name), "kh%d", id);
+        param_values(p, id, values, name);
         res = PQexecPrepared(s->conn, name, p ? p->n : 0, p ? values : NULL,
                              p ? p->lengths : NULL, p ? p->formats : NULL, 1);
         st = PQresultStatus(res);
@@ -657,6 +663,96 @@ static int run_command(struct kh_pg_store *s, int id) {
         KH_CLEANUP(PQclearp) PGresult *res = NULL;
 
         return kh_pg_run(s, id, NULL, &res);
+}
+
+static bool send_prepared(PGconn *c, int id, const struct kh_pg_params *p) {
+        const char *values[PG_PARAMS_MAX];
+        char name[16];
+
+        param_values(p, id, values, name);
+        return PQsendQueryPrepared(c, name, p ? p->n : 0, p ? values : NULL,
+                                   p ? p->lengths : NULL, p ? p->formats : NULL, 1) == 1;
+}
+
+/* Sends the batch of kh_pg_run_batch() in pipeline mode, then a sync. */
+static bool send_batch(PGconn *c, bool own_tx, int id, const struct kh_pg_params *params,
+                       size_t n) {
+        bool ok = PQenterPipelineMode(c) == 1;
+
+        if (ok && own_tx)
+                ok = send_prepared(c, PG_ST_TX_BEGIN, NULL) &&
+                     send_prepared(c, PG_ST_TX_LOCK, NULL);
+        for (size_t i = 0; ok && i < n; i++)
+                ok = send_prepared(c, id, &params[i]);
+        if (ok && own_tx)
+                ok = send_prepared(c, PG_ST_TX_COMMIT, NULL);
+        return ok && PQpipelineSync(c) == 1;
+}
+
+int kh_pg_run_batch(struct kh_pg_store *s, int id, const struct kh_pg_params *params, size_t n,
+                    int *ret_changes) {
+        /* with a transaction of its own: BEGIN and the lock are results 0 and 1 */
+        bool own_tx = !s->in_tx;
+        size_t first = own_tx ? 2 : 0, got = 0, nulls = 0;
+        int r, err = 0, changes = 0;
+
+        r = ensure_connected(s);
+        if (r < 0)
+                return r;
+        if (!send_batch(s->conn, own_tx, id, params, n)) {
+                (void) unavailable(s, PQerrorMessage(s->conn));
+                lost(s);                 /* what was sent is not known: start afresh */
+                return -KH_E_STORAGE_UNAVAILABLE;
+        }
+        /* one result per statement, each followed by NULL, then the sync's */
+        for (;;) {
+                PGresult *res = PQgetResult(s->conn);
+                ExecStatusType st;
+
+                if (!res) {
+                        if (++nulls > 1 || PQstatus(s->conn) != CONNECTION_OK) {
+                                (void) unavailable(s, PQerrorMessage(s->conn));
+                                lost(s);
+                                return -KH_E_STORAGE_UNAVAILABLE;
+                        }
+                        continue;
+                }
+                nulls = 0;
+                st = PQresultStatus(res);
+                if (st == PGRES_PIPELINE_SYNC) {
+                        PQclear(res);
+                        break;
+                }
+                if ((st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK) && got >= first &&
+                    got < first + n)
+                        changes += kh_pg_changes(res);
+                else if (st == PGRES_COMMAND_OK && own_tx && got == first + n &&
+                         strcmp(PQcmdStatus(res), "COMMIT") != 0)
+                        err = err ? err : -EIO;
+                else if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK &&
+                         st != PGRES_PIPELINE_ABORTED && !err) {
+                        err = fail(s, res);
+                        if (!s->conn) {  /* lost: nothing more to read */
+                                PQclear(res);
+                                return err;
+                        }
+                }
+                PQclear(res);
+                got++;
+        }
+        if (PQexitPipelineMode(s->conn) != 1) {
+                (void) unavailable(s, PQerrorMessage(s->conn));
+                lost(s);
+                return -KH_E_STORAGE_UNAVAILABLE;
+        }
+        /* a statement that failed left the transaction aborted: its own is ended here, the
+         * caller's by the caller */
+        if (err && own_tx)
+                (void) run_command(s, PG_ST_TX_ROLLBACK);
+        if (err)
+                return err;
+        *ret_changes = changes;
+        return 0;
 }
 
 int kh_pg_tx_begin(struct kh_store *store) {

@@ -120,6 +120,16 @@ void kh_pg_param_null(struct kh_pg_params *p);
 KH_MUST_CHECK int kh_pg_run(struct kh_pg_store *s, int id, const struct kh_pg_params *p,
                             PGresult **ret);
 
+/**
+ * kh_pg_run_batch() - runs prepared statement id once for each of params[0..n), all sent at
+ * once (pipeline mode: one round trip). In the open transaction, or with none open in one
+ * of its own (BEGIN, the write lock, COMMIT in the same round trip), all or none.
+ * *ret_changes: the rows they changed together. Returns kh_pg_run()'s errors; after one the
+ * caller's transaction is aborted (its own was rolled back).
+ */
+KH_MUST_CHECK int kh_pg_run_batch(struct kh_pg_store *s, int id, const struct kh_pg_params *params,
+                                  size_t n, int *ret_changes);
+
 /* The number of rows a command changed (INSERT/UPDATE/DELETE). */
 int kh_pg_changes(PGresult *res);
 

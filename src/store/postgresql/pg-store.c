@@ -5,6 +5,7 @@
  * A statement that fails inside a transaction aborts it on PostgreSQL: no operation relies on
  * an error it expects (a duplicate is ON CONFLICT DO NOTHING and a count of 0 rows). */
 #include <errno.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
@@ -453,6 +454,26 @@ static int pg_record_move(struct kh_store *store, const char *tenant, enum kh_re
         return r < 0 ? r : r > 0;
 }
 
+static int pg_record_moves(struct kh_store *store, const char *tenant, uint32_t from,
+                           uint32_t to, const struct kh_store_move *moves, size_t n) {
+        KH_CLEANUP_FREE struct kh_pg_params *p = calloc(n, sizeof(*p));
+        int r, moved = 0;
+
+        if (!p)
+                return -ENOMEM;
+        for (size_t i = 0; i < n; i++) {
+                const struct kh_store_move *m = &moves[i];
+
+                p[i] = record_key(tenant, m->kind, m->owner);
+                kh_pg_param_int(&p[i], from);
+                kh_pg_param_bytes(&p[i], m->old, m->old_len);
+                kh_pg_param_int(&p[i], to);
+                kh_pg_param_bytes(&p[i], m->blob, m->len);
+        }
+        r = kh_pg_run_batch(kh_pg_of(store), PG_ST_RECORD_MOVE, p, n, &moved);
+        return r < 0 ? r : moved;
+}
+
 static int pg_record_count(struct kh_store *store, const char *tenant, uint32_t version,
                            uint64_t *ret_count) {
         KH_CLEANUP(PQclearp) PGresult *res = NULL;
@@ -696,6 +717,8 @@ const struct kh_store_ops kh_store_postgresql_ops = {
         .tenant_key_destroy = pg_tenant_key_destroy,
         .records_under = pg_records_under,
         .record_move = pg_record_move,
+        .record_moves = pg_record_moves,
+        .groups_commits = false,
         .audit_append = pg_audit_append,
         .audit_last = pg_audit_last,
         .audit_scan = pg_audit_scan,

@@ -1199,6 +1199,29 @@ static void sqlite_tx_rollback(struct kh_store *store) {
                 (void) step_done(s, ST_TX_ROLLBACK);
 }
 
+/* The moves one by one: no round trips to save, the file is local. */
+static int sqlite_record_moves(struct kh_store *store, const char *tenant, uint32_t from,
+                               uint32_t to, const struct kh_store_move *moves, size_t n) {
+        struct kh_sqlite_store *s = to_sqlite(store);
+        bool own_tx = sqlite3_get_autocommit(s->db) != 0;
+        int r = 0, moved = 0;
+
+        if (own_tx && (r = sqlite_tx_begin(store)) < 0)
+                return r;
+        for (size_t i = 0; i < n && r >= 0; i++) {
+                const struct kh_store_move *m = &moves[i];
+
+                r = sqlite_record_move(store, tenant, m->kind, m->owner, from, m->old,
+                                       m->old_len, to, m->blob, m->len);
+                moved += r > 0;
+        }
+        if (own_tx && r >= 0)
+                r = sqlite_tx_commit(store);
+        if (own_tx && r < 0)
+                sqlite_tx_rollback(store);
+        return r < 0 ? r : moved;
+}
+
 static int sqlite_savepoint(struct kh_store *store) {
         return step_done(to_sqlite(store), ST_SAVEPOINT);
 }
@@ -1235,6 +1258,8 @@ const struct kh_store_ops kh_store_sqlite_ops = {
         .tenant_key_destroy = sqlite_tenant_key_destroy,
         .records_under = sqlite_records_under,
         .record_move = sqlite_record_move,
+        .record_moves = sqlite_record_moves,
+        .groups_commits = true,
         .audit_append = sqlite_audit_append,
         .audit_last = sqlite_audit_last,
         .audit_scan = sqlite_audit_scan,

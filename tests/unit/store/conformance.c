@@ -1244,6 +1244,61 @@ static void test_records_under_pages_in_owner_order(void **state) {
         assert_int_equal(o.n, 0);
 }
 
+static void test_record_moves_in_a_batch(void **state) {
+        struct fixture *f = *state;
+        uint8_t a[48], b[52], c[48], d[60];
+        struct kh_store_move m[4];
+        struct kh_store *other = NULL;
+        uint64_t n = 99;
+
+        fill(a, sizeof(a), 31);
+        fill(b, sizeof(b), 32);
+        fill(c, sizeof(c), 33);
+        fill(d, sizeof(d), 34);
+        assert_int_equal(kh_store_record_insert(f->s, "acme", KH_RECORD_USER_KEY, "u1", 1, a,
+                                                sizeof(a)),
+                         0);
+        assert_int_equal(kh_store_record_insert(f->s, "acme", KH_RECORD_USER_KEY, "u2", 1, c,
+                                                sizeof(c)),
+                         0);
+        assert_int_equal(kh_store_record_insert(f->s, "acme", KH_RECORD_USER_KEY, "u3", 1, a,
+                                                sizeof(a)),
+                         0);
+        /* u1 as read, u2 changed since (other bytes), nobody absent, u3 as read */
+        m[0] = (struct kh_store_move) { KH_RECORD_USER_KEY, "u1", a, sizeof(a), b, sizeof(b) };
+        m[1] = (struct kh_store_move) { KH_RECORD_USER_KEY, "u2", a, sizeof(a), b, sizeof(b) };
+        m[2] = (struct kh_store_move) { KH_RECORD_USER_KEY, "nobody", a, sizeof(a), b, sizeof(b) };
+        m[3] = (struct kh_store_move) { KH_RECORD_USER_KEY, "u3", a, sizeof(a), d, sizeof(d) };
+        assert_int_equal(kh_store_record_moves(f->s, "acme", 1, 2, m, 0), -EINVAL);
+        assert_int_equal(kh_store_record_moves(f->s, "acme", 1, 2, m, KH_STORE_MOVES_MAX + 1),
+                         -EINVAL);
+        /* inside a transaction rolled back: nothing moved */
+        assert_int_equal(kh_store_tx_begin(f->s), 0);
+        assert_int_equal(kh_store_record_moves(f->s, "acme", 1, 2, m, 4), 2);
+        kh_store_tx_rollback(f->s);
+        expect_record(f->s, "acme", "u1", 1, a, sizeof(a));
+        expect_record(f->s, "acme", "u3", 1, a, sizeof(a));
+        /* with none open: a transaction of its own, committed, and the write lock free again */
+        assert_int_equal(kh_store_record_moves(f->s, "acme", 1, 2, m, 4), 2);
+        expect_record(f->s, "acme", "u1", 2, b, sizeof(b));
+        expect_record(f->s, "acme", "u2", 1, c, sizeof(c));
+        expect_record(f->s, "acme", "u3", 2, d, sizeof(d));
+        assert_int_equal(kh_store_record_moves(f->s, "acme", 1, 2, m, 4), 0);
+        assert_int_equal(kh_store_open(&f->cfg, &other), 0);
+        assert_int_equal(kh_store_tx_begin(other), 0);
+        kh_store_tx_rollback(other);
+        kh_store_close(other);
+        assert_int_equal(kh_store_tx_begin(f->s), 0);
+        m[0] = (struct kh_store_move) { KH_RECORD_USER_KEY, "u2", c, sizeof(c), a, sizeof(a) };
+        assert_int_equal(kh_store_record_moves(f->s, "acme", 1, 2, m, 1), 1);
+        assert_int_equal(kh_store_tx_commit(f->s), 0);
+        expect_record(f->s, "acme", "u2", 2, a, sizeof(a));
+        assert_int_equal(kh_store_record_count(f->s, "acme", 1, &n), 0);
+        assert_int_equal(n, 0);
+        assert_int_equal(kh_store_record_count(f->s, "acme", 2, &n), 0);
+        assert_int_equal(n, 3);
+}
+
 static void test_record_move_is_a_compare_and_set(void **state) {
         struct fixture *f = *state;
         uint8_t a[48], b[52], c[48];
@@ -1705,6 +1760,7 @@ int kh_store_conformance_run(const struct kh_store_test_backend *b) {
                 T(test_tenant_key_uses_add_up),
                 T(test_records_under_pages_in_owner_order),
                 T(test_record_move_is_a_compare_and_set),
+                T(test_record_moves_in_a_batch),
                 T(test_tenant_key_update_compare_and_set_with_prior),
                 T(test_tenant_key_destroy_wipes_the_dek_and_keeps_the_row),
                 T(test_key_epoch_moves_with_key_state_changes_only),
