@@ -244,12 +244,12 @@ def test_ready_only_once_health_answers_200_then_stopping(pki, tmp_path):
         issuer.start().wait()
         ready = []
         deadline = time.monotonic() + 30
+        # No window between /health's 200 and READY=1 is asserted: the signal thread that
+        # sends it can wait its turn on a loaded machine for longer than any window we would
+        # pick (it failed at 1 s under load). What must hold: no READY=1 while the issuer was
+        # down (above), READY=1 once it is up, and /health's 200 by the time it arrives.
         while not ready and time.monotonic() < deadline:
-            got = n.drain(0.5)
-            ready = [m for m in got if "READY=1" in m]
-            if not ready:
-                assert k.operator.get("/health").status == 503 or \
-                    any("READY=1" in m for m in n.drain(1.0)), n.messages
+            ready = [m for m in n.drain(0.5) if "READY=1" in m]
         assert ready, (n.messages, k.log())
         assert k.operator.get("/health").status == 200
         assert "STATUS=serving" in ready[0].split("\n"), ready
