@@ -490,6 +490,18 @@ static int dir_is_free(const char *dir) {
         return r;
 }
 
+/* dir_is_free(), err filled when not: "DIR is not empty" and why (not_empty). */
+static int dir_free_or_refuse(const char *dir, const char *why, struct kh_backup_error *err) {
+        int r = dir_is_free(dir);
+
+        if (r == -ENOTEMPTY)
+                return refuse(err, r, "not_empty", "%s is not empty%s%s", dir,
+                              why[0] == ':' ? "" : " ", why);
+        if (r < 0)
+                return refuse(err, r, "file_error", "cannot read %s: %s", dir, strerror(-r));
+        return 0;
+}
+
 static int fsync_path(const char *path) {
         int fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC), r = 0;
 
@@ -562,12 +574,10 @@ int kh_backup_restore_load(const char *path, const struct kh_config_keystore *se
                 return refuse(err, -ENOMEM, "internal_error", "out of memory");
         for (len = strlen(target); len > 1 && target[len - 1] == '/'; len--)
                 target[len - 1] = 0;
-        r = dir_is_free(target);
-        if (r == -ENOTEMPTY)
-                return refuse(err, r, "not_empty", "%s is not empty (restore needs an empty or "
-                              "absent folder); nothing was written", target);
+        r = dir_free_or_refuse(target, "(restore needs an empty or absent folder); nothing "
+                                       "was written", err);
         if (r < 0)
-                return refuse(err, r, "file_error", "cannot read %s: %s", target, strerror(-r));
+                return r;
         parent_copy = strdup(target);
         base_copy = strdup(target);
         if (!parent_copy || !base_copy)
@@ -610,12 +620,9 @@ int kh_backup_restore_finish(const char *tmp, const char *dir, struct kh_backup_
 
         if (stat(tmp, &st) < 0 || !S_ISDIR(st.st_mode))
                 return refuse(err, -ENOENT, "file_error", "%s is gone", tmp);
-        r = dir_is_free(dir);
-        if (r == -ENOTEMPTY)
-                return refuse(err, r, "not_empty", "%s is not empty: make it empty or absent "
-                              "and run the command again", dir);
+        r = dir_free_or_refuse(dir, ": make it empty or absent and run the command again", err);
         if (r < 0)
-                return refuse(err, r, "file_error", "cannot read %s: %s", dir, strerror(-r));
+                return r;
         /* a load that committed may have been stopped before it removed the file */
         if (snprintf(db, sizeof(db), "%s/" DB_NAME, tmp) >= (int) sizeof(db))
                 return refuse(err, -ENAMETOOLONG, "file_error", "%s: name too long", tmp);
