@@ -184,31 +184,63 @@ function download(name, text, type) {
   setTimeout(() => URL.revokeObjectURL(url), 1000);
 }
 
-// The whole chain as `keyhold audit export` writes it: one record per line, in seq order.
-async function exportChain(cfg) {
-  let since = 1;
+// The tenant's chains (docs/audit.md "Replicas"): the unnamed replica's, which every answer
+// lists the named ones beside, then each named replica's (`?replica=`). query: the page wanted
+// of each. [{replica ('' the unnamed), page}].
+async function auditChains(query) {
+  const first = await get(`admin/audit?${query}`);
+  const names = first.replicas || [];
+  const rest = await Promise.all(names.map((n) => get(`admin/audit?${query}&replica=${encodeURIComponent(n)}`)));
+  return [{ replica: '', page: first }, ...names.map((n, i) => ({ replica: n, page: rest[i] }))];
+}
+
+// As they happened: by time (fixed-width UTC, so text order), then replica, then seq, as
+// `keyhold audit tail` merges chains.
+function byTime(a, b) {
+  const ka = [a.time, a.replica || ''];
+  const kb = [b.time, b.replica || ''];
+  for (let i = 0; i < 2; i++) if (ka[i] !== kb[i]) return ka[i] < kb[i] ? -1 : 1;
+  return a.seq - b.seq;
+}
+
+// Every chain whole, as `keyhold audit export` writes them: one record per line, the unnamed
+// replica's chain first, then each named replica's, each in seq order.
+async function exportChains(cfg) {
   const lines = [];
-  for (;;) {
-    const r = await get(`admin/audit?since=${since}&limit=10000`);
-    for (const rec of r.records) lines.push(JSON.stringify(rec));
-    if (!r.records.length || r.next > r.head) break;
-    since = r.next;
+  for (const c of await auditChains('last=1')) {
+    const q = c.replica ? `&replica=${encodeURIComponent(c.replica)}` : '';
+    for (let since = 1; ;) {
+      const r = await get(`admin/audit?since=${since}&limit=10000${q}`);
+      for (const rec of r.records) lines.push(JSON.stringify(rec));
+      if (!r.records.length || r.next > r.head) break;
+      since = r.next;
+    }
   }
   download(`audit-${cfg.tenant}.jsonl`, lines.map((l) => `${l}\n`).join(''), 'application/x-ndjson');
+}
+
+// The last signed checkpoint of one chain among its records read.
+function checkpointText(c) {
+  const cp = [...c.page.records].reverse().find((x) => x.action === 'checkpoint');
+  return cp
+    ? `Last signed checkpoint: seq ${cp.seq} at ${fmtTime(cp.time)}; ${c.page.head - cp.seq} record(s) since.`
+    : `No signed checkpoint among the last ${c.page.records.length} records (head ${c.page.head}).`;
 }
 
 async function renderAudit(q, cfg) {
   const draw = drawer();
   const last = Math.min(Math.max(Number(q.get('last')) || 500, 1), 10000);
-  const r = await get(`admin/audit?last=${last}`);
+  // the last `last` of them all are among the last `last` of each chain
+  const chains = await auditChains(`last=${last}`);
+  const named = chains.length > 1;
+  const records = chains.flatMap((c) => c.page.records).sort(byTime).slice(-last);
   const f = { member: q.get('member') || '', action: q.get('action') || '', from: q.get('from') || '', to: q.get('to') || '' };
-  const actions = [...new Set(r.records.map((x) => x.action))].sort();
+  const actions = [...new Set(records.map((x) => x.action))].sort();
   const fromMs = f.from ? Date.parse(`${f.from}Z`) : -Infinity;
   const toMs = f.to ? Date.parse(`${f.to}Z`) : Infinity;
-  const shown = r.records.filter((x) => (!f.member || x.actor === f.member || x.target === f.member)
+  const shown = records.filter((x) => (!f.member || x.actor === f.member || x.target === f.member)
     && (!f.action || x.action === f.action)
     && Date.parse(x.time) >= fromMs && Date.parse(x.time) <= toMs).reverse();
-  const cp = [...r.records].reverse().find((x) => x.action === 'checkpoint');
   const inp = (id, label, type, value) => h('label', { for: id }, label, h('input', { id, name: id, type, value, step: type === 'datetime-local' ? 1 : undefined }));
   const sel = h('select', { id: 'action', name: 'action' }, h('option', { value: '' }, 'any'),
     actions.map((a) => h('option', { value: a, selected: a === f.action }, a)));
@@ -226,22 +258,27 @@ async function renderAudit(q, cfg) {
     location.hash = `#/audit?${p}`;
   });
   const exp = h('button', { type: 'button', id: 'export' }, 'Download export (JSONL)');
-  exp.addEventListener('click', () => exportChain(cfg).catch(fail));
+  exp.addEventListener('click', () => exportChains(cfg).catch(fail));
   const pk = h('button', { type: 'button', id: 'public-key' }, 'Download public key');
   pk.addEventListener('click', async () => {
     try { download(`audit-${cfg.tenant}.pem`, (await get('admin/audit/public-key')).pem, 'application/x-pem-file'); } catch (e) { fail(e); }
   });
-  const rows = shown.map((x) => h('tr', { 'data-seq': x.seq },
-    h('td', { class: 'num' }, x.seq), h('td', {}, fmtTime(x.time)), h('td', { class: 'mono' }, x.actor),
+  // a seq is of its replica's chain: with several chains each row names its replica
+  const rows = shown.map((x) => h('tr', { 'data-seq': x.seq, 'data-replica': x.replica || '' },
+    h('td', { class: 'num' }, x.seq), named ? h('td', { class: 'replica mono' }, x.replica || 'unnamed') : null,
+    h('td', {}, fmtTime(x.time)), h('td', { class: 'mono' }, x.actor),
     h('td', { class: 'action' }, x.action), h('td', { class: 'mono hide-narrow' }, x.target),
     h('td', {}, x.outcome), h('td', { class: 'hide-narrow' }, x.client)));
+  const verifyHint = ' Verify an export offline with keyhold audit verify.';
+  const single = checkpointText(chains[0]);
+  const notice = named
+    ? chains.filter((c) => c.page.head).map((c) => `Replica ${c.replica || 'unnamed'}: ${checkpointText(c)}`).join(' ') + verifyHint
+    : single + (single.startsWith('Last') ? verifyHint : '');
   draw(h('h1', {}, 'Audit'),
-    h('p', { id: 'checkpoint', class: 'notice' }, cp
-      ? `Last signed checkpoint: seq ${cp.seq} at ${fmtTime(cp.time)}; ${r.head - cp.seq} record(s) since. Verify an export offline with keyhold audit verify.`
-      : `No signed checkpoint among the last ${r.records.length} records (head ${r.head}).`),
+    h('p', { id: 'checkpoint', class: 'notice' }, notice),
     h('div', { class: 'row' }, exp, pk), form,
-    h('p', { id: 'audit-count' }, `${shown.length} of the last ${r.records.length} records`),
-    table(['Seq', 'Time', 'Actor', 'Action', { t: 'Target', cls: 'hide-narrow' }, 'Outcome', { t: 'Client', cls: 'hide-narrow' }], rows));
+    h('p', { id: 'audit-count' }, `${shown.length} of the last ${records.length} records${named ? ` of ${chains.length} replicas' chains` : ''}`),
+    table(['Seq', ...(named ? ['Replica'] : []), 'Time', 'Actor', 'Action', { t: 'Target', cls: 'hide-narrow' }, 'Outcome', { t: 'Client', cls: 'hide-narrow' }], rows));
 }
 
 // ---------------------------------------------------------------------------------- health

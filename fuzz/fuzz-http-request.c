@@ -20,6 +20,15 @@ static const char *next_field(const char **p, const char *end, size_t *ret_len) 
         return start;
 }
 
+/* strspn() over n bytes that need not end in a NUL. */
+static size_t strspn_n(const char *s, size_t n, const char *accept) {
+        size_t i = 0;
+
+        while (i < n && s[i] && strchr(accept, s[i]))
+                i++;
+        return i;
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         const char *p = (const char *) data, *end = p + size;
         size_t path_len, authz_len, ct_len, token_len = 0;
@@ -40,10 +49,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
                         { .name = "since", .max = INT64_MAX }, { .name = "limit", .max = 10000 },
                         { .name = "last", .max = 10000 },
                         { .name = "replica", .name_max = KH_QUERY_NAME_MAX },
+                        { .name = "before", .token_max = 64 },
                 };
+                const char *qs = qm ? qm + 1 : path;
+                size_t qs_len = qm ? path_len - (size_t) (qm + 1 - path) : 0;
 
-                r = kh_http_query_parse(qm ? qm + 1 : path, qm ? path_len - (size_t) (qm + 1 - path) : 0,
-                                        q, 4);
+                r = kh_http_query_parse(qs, qs_len, q, 5);
                 CHECK(r == 0 || r == -KH_E_INVALID_PARAMETER);
                 for (size_t i = 0; r == 0 && i < 3; i++)
                         CHECK(!q[i].present || q[i].value <= q[i].max);
@@ -52,6 +63,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
                               strlen(q[3].text) <= KH_QUERY_NAME_MAX &&
                               strspn(q[3].text, "abcdefghijklmnopqrstuvwxyz0123456789-") ==
                                       strlen(q[3].text));
+                /* a token: a slice of the query string, of its alphabet */
+                if (r == 0 && q[4].present)
+                        CHECK(q[4].token >= qs && q[4].token + q[4].token_len <= qs + qs_len &&
+                              q[4].token_len >= 1 && q[4].token_len <= 64 &&
+                              strspn_n(q[4].token, q[4].token_len,
+                                       "abcdefghijklmnopqrstuvwxyz0123456789-._") ==
+                                      q[4].token_len);
                 if (qm)
                         path_len = (size_t) (qm - path);
         }

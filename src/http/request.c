@@ -123,7 +123,21 @@ int kh_http_query_parse(const char *q, size_t len, struct kh_query_param *params
                                 param = &params[i];
                 if (!param || param->present)
                         return -KH_E_INVALID_PARAMETER;
-                if (param->name_max) {
+                if (param->token_max) {
+                        size_t vlen = (size_t) (pair_end - (eq + 1));
+
+                        if (vlen == 0 || vlen > param->token_max)
+                                return -KH_E_INVALID_PARAMETER;
+                        for (size_t i = 0; i < vlen; i++) {
+                                char c = eq[1 + i];
+
+                                if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
+                                      c == '-' || c == '.' || c == '_'))
+                                        return -KH_E_INVALID_PARAMETER;
+                        }
+                        param->token = eq + 1;
+                        param->token_len = vlen;
+                } else if (param->name_max) {
                         size_t vlen = (size_t) (pair_end - (eq + 1));
 
                         if (vlen == 0 || vlen > param->name_max || vlen >= sizeof(param->text) ||

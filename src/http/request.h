@@ -40,13 +40,19 @@ struct kh_query_param {
         bool present;
         size_t name_max;                 /* 0: an integer; else at most KH_QUERY_NAME_MAX */
         char text[33];                   /* a name's value, NUL-terminated, when present */
+        /* not 0: a token of 1 to token_max bytes of [a-z0-9._-] (a cursor), which the
+         * caller checks further; token points into the query string */
+        size_t token_max;
+        const char *token;
+        size_t token_len;
 };
 #define KH_QUERY_NAME_MAX 32
 
 /**
  * kh_http_query_parse() - the query string q[0..len) (after the '?'; may be empty) as
  * name=value pairs separated by '&', each name one of params[0..n) and given at most once,
- * each value 1 to 20 decimal digits within the parameter's max (or a name, see above). No
+ * each value 1 to 20 decimal digits within the parameter's max (or a name or a token, see
+ * above). No
  * percent-decoding: no
  * name or value that keyhold takes needs it. Returns 0 or -KH_E_INVALID_PARAMETER. A total
  * function over untrusted bytes.

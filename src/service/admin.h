@@ -62,29 +62,3 @@ KH_MUST_CHECK int kh_audit_read(struct kh_service *svc, uint32_t chain, const ch
 /* The named replicas whose audit chains the database holds, space-separated, appended to
  * out (kh_audit_replicas()). Returns 0 or the store's error. */
 KH_MUST_CHECK int kh_audit_replica_names(struct kh_service *svc, struct kh_buf *out);
-
-#define KH_HISTORY_MAX     500
-#define KH_HISTORY_DEFAULT 50
-
-/* One of a member's key events. */
-struct kh_history_event {
-        uint64_t seq;
-        char time[KH_AUDIT_TIME_LEN + 1];
-        char action[16];                 /* "read", "create", "replace" or "refused" */
-        char outcome[KH_AUDIT_NAME_MAX + 1];
-        uint32_t key_version;
-        uint32_t count;                  /* > 1 for refusals of one second, gathered */
-        char client[KH_AUDIT_CLIENT_MAX + 1];
-        char request_id[KH_REQUEST_ID_LEN + 1];
-};
-
-/**
- * kh_audit_history() - the key events of member @sub in tenant t's chain, newest first,
- * with a seq below @before (0: from the newest), at most @limit (1..KH_HISTORY_MAX) into
- * @ev. *ret_next_before is the @before of the next page, 0 when there is none.
- * Returns 0, -EIO, -KH_E_INTEGRITY or -ENOMEM.
- */
-KH_MUST_CHECK int kh_audit_history(struct kh_service *svc, const struct kh_tenant *t,
-                                   const char *sub, uint64_t before, size_t limit,
-                                   struct kh_history_event *ev, size_t *ret_n,
-                                   uint64_t *ret_next_before);

@@ -546,9 +546,16 @@ class Keyholdd:
             lines.append(f"pin_file = {self.pin_file}")
         return lines
 
+    # [server] replica (docs/audit.md "Replicas"); None: no such line, the unnamed replica.
+    # One server restarted under other names leaves several chains per tenant in its
+    # database, on either backend.
+    server_replica: str | None = None
+
     def config_text(self) -> str:
         lines = ["[server]", f"listen = 127.0.0.1:{self.listen_port}", f"threads = {self.threads}",
                  f"port_file = {self.port_file}", f"admin_socket = {self.admin_socket}"]
+        if self.server_replica is not None:
+            lines.append(f"replica = {self.server_replica}")
         if self.tls:
             lines += [f"tls_cert = {self.cert}", f"tls_key = {self.key}"]
         if self.cors_origins:

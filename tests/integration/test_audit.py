@@ -327,6 +327,165 @@ def test_history_shows_a_members_own_events_newest_first(k, default_issuer):
     assert_error(k.client.get("/user-keys/history"), 401, "missing_token")
 
 
+def history_order(e):
+    """The order of GET /user-keys/history, newest first: time, replica, seq (descending)."""
+    return (e["time"], e.get("replica", ""), e["seq"])
+
+
+def history_pages(d, tok, limit, first=None):
+    """Every event by pages of limit, following next_before; and the cursors seen."""
+    events, cursors, q = [], [], f"?limit={limit}"
+    while True:
+        r = d.client.get("/user-keys/history" + q, token=tok)
+        assert r.status == 200, r
+        page = r.json()
+        assert len(page["events"]) <= limit
+        events += page["events"]
+        if first is not None and len(cursors) == 0:
+            first()
+        if page["next_before"] is None:
+            return events, cursors
+        cursors.append(page["next_before"])
+        q = f"?limit={limit}&before={page['next_before']}"
+
+
+def test_history_merges_the_chains_of_every_replica(pki, issuers, tmp_path):
+    """A member's history reads the chain of every replica that wrote to the tenant, merged
+    newest first, and pages through them all with one cursor (docs/admin-api.md)."""
+    d = harness.Keyholdd(tmp_path / "k", pki, tenants(issuers), extra=AUDIT_EXTRA)
+    iss = issuers["default"]
+    alice, bob = str(uuid.uuid4()), str(uuid.uuid4())
+    ta, tb = iss.token(alice), iss.token(bob)
+    ids = {}                            # alice's request ids by replica ("" the unnamed)
+    for stage, name in enumerate((None, "node-a", "node-b")):
+        d.server_replica = name
+        d.write_config()
+        d.start()
+        try:
+            if stage == 0:
+                r = d.client.post("/user-keys", token=ta, json_body={"key": new_key()})
+                assert d.client.post("/user-keys", token=tb, json_body={"key": new_key()}).status == 200
+            else:
+                r = d.client.put("/user-keys", token=ta, json_body={"key": new_key()})
+            assert r.status == 200, r
+            got = [r.header("X-Request-Id")]
+            for _ in range(3):
+                r = d.client.get("/user-keys", token=ta)
+                assert r.status == 200
+                got.append(r.header("X-Request-Id"))
+            assert d.client.get("/user-keys", token=tb).status == 200
+            ids[name or ""] = got
+            if stage < 2:
+                # the chain's events are in before the next replica starts writing
+                assert poll_until(lambda: len(d.client.get("/user-keys/history?limit=500",
+                                                           token=ta).json()["events"])
+                                  >= 4 * (stage + 1), timeout=10)
+        finally:
+            if stage < 2:
+                assert d.stop() == 0
+    try:
+        full = poll_until(lambda: (lambda x: x if len(x["events"]) >= 12 else None)(
+            d.client.get("/user-keys/history?limit=500", token=ta).json()), timeout=10)
+        events = full["events"]
+        assert full["next_before"] is None
+        assert sorted((e["request_id"] for e in events)) == sorted(sum(ids.values(), [])), events
+        for name, got in ids.items():
+            mine = [e for e in events if e["request_id"] in got]
+            assert all(e.get("replica", "") == name for e in mine), mine
+            assert [e["action"] for e in mine][-1] in ("create", "replace")
+        assert all("replica" not in e for e in events if e["request_id"] in ids[""])
+        assert events == sorted(events, key=history_order, reverse=True)
+        # the newest first: node-b's events, then node-a's, then the unnamed replica's
+        assert [e.get("replica", "") for e in events] == ["node-b"] * 4 + ["node-a"] * 4 + [""] * 4
+        assert poll_until(lambda: [e["action"] for e in d.client.get(
+            "/user-keys/history", token=tb).json()["events"]] == ["read", "read", "read", "create"],
+            timeout=10)
+
+        # pages of any size give the same events once each, across the chains
+        for limit in (1, 2, 3, 5, 12):
+            paged, cursors = history_pages(d, ta, limit)
+            assert paged == events, limit
+            # a string while a named replica's chain has more; then the unnamed one's seq
+            kinds = [isinstance(c, int) for c in cursors]
+            assert kinds == sorted(kinds), cursors
+            assert all("_" in c for c in cursors if isinstance(c, str)), cursors
+        # once only the unnamed replica's chain is left the cursor is its seq, as on a
+        # single server
+        paged, cursors = history_pages(d, ta, 9)
+        assert cursors == [events[8]["seq"]] and paged == events
+
+        # an event after the first page comes first on a new request, never inside the pages
+        late = []
+        paged, _ = history_pages(d, ta, 5, first=lambda: late.append(
+            d.client.get("/user-keys", token=ta).header("X-Request-Id")))
+        assert paged == events
+        assert poll_until(lambda: d.client.get("/user-keys/history?limit=1", token=ta)
+                          .json()["events"][0]["request_id"] == late[0], timeout=10)
+
+        # a cursor is checked: a chain the tenant has not, a seq of 0 or beyond 2^63-1, a
+        # chain twice, stray bytes are refused; a well-formed one shows only one's own events
+        # (chains are numbered: 0 the unnamed replica's, then node-a, node-b)
+        for bad in ("3_5", "1_0", "1_9223372036854775808", "1_1.1_2", "_", "1_", "_5", "01_5",
+                    ".", "1_5.", "1_5..2_3", "node-a_5", "%5F5", "0", "-1", "1_1_2", "1.5",
+                    "9223372036854775808", "1_" + "9" * 900):
+            assert_error(d.client.get(f"/user-keys/history?before={bad}", token=ta),
+                         400, "invalid_parameter")
+        assert_error(d.client.get("/user-keys/history?before=", token=ta), 400,
+                     "invalid_parameter")
+        r = d.client.get("/user-keys/history?before=1_9223372036854775807.0_1000", token=tb)
+        assert r.status == 200 and {e.get("replica", "") for e in r.json()["events"]} == {"node-a", ""}
+        assert all(e["request_id"] not in sum(ids.values(), []) for e in r.json()["events"])
+    finally:
+        assert d.stop() == 0
+
+
+def test_history_pages_a_burst_once_each(pki, issuers, tmp_path):
+    """Reads answered at once are committed in blocks of dozens, and their times are not in
+    the order of their seqs: paged through two chains by any page size, every event still
+    comes exactly once, each chain's in its order."""
+    d = harness.Keyholdd(tmp_path / "k", pki, tenants(issuers), extra=AUDIT_EXTRA)
+    tok = issuers["default"].token(str(uuid.uuid4()))
+    n = 0
+    for name in (None, "node-a"):
+        d.server_replica = name
+        d.write_config()
+        d.start()
+        try:
+            if name is None:
+                assert d.client.post("/user-keys", token=tok, json_body={"key": new_key()}).status == 200
+                n += 1
+
+            def burst():
+                c = harness.Client(d.port, harness.client_tls_context(pki.ca_pem))
+                for _ in range(10):
+                    assert c.get("/user-keys", token=tok).status == 200
+            threads = [threading.Thread(target=burst) for _ in range(16)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+            n += 160
+            full = poll_until(lambda: (lambda x: x if len(x["events"]) >= min(n, 500) else None)(
+                d.client.get("/user-keys/history?limit=500", token=tok).json()), timeout=10)
+            assert len(full["events"]) == n
+        finally:
+            if name is None:
+                assert d.stop() == 0
+    try:
+        events = d.client.get("/user-keys/history?limit=500", token=tok).json()["events"]
+        # each chain in its own order (a read's time may be a millisecond before that of the
+        # read committed ahead of it); node-a's, all later, first
+        for name in ("", "node-a"):
+            seqs = [e["seq"] for e in events if e.get("replica", "") == name]
+            assert seqs == sorted(seqs, reverse=True) and len(set(seqs)) == len(seqs)
+        assert [e.get("replica", "") for e in events] == ["node-a"] * 160 + [""] * 161
+        for limit in (7, 50, 100):
+            paged, _ = history_pages(d, tok, limit)
+            assert paged == events, limit
+    finally:
+        assert d.stop() == 0
+
+
 # ------------------------------------------------------------------------ integrity
 
 

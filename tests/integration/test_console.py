@@ -60,14 +60,19 @@ def k(pki, issuers, op, tmp_path_factory):
 def console(k, op) -> str:
     """The console's URL, registered at the provider as the public client's redirect URI."""
     url = f"https://127.0.0.1:{k.port}/console/"
-    body = json.dumps({"client_name": CLIENT_ID, "redirect_uris": [url],
+    register(op, CLIENT_ID, url)
+    return url
+
+
+def register(op, client_id, url):
+    """Registers the console at url as the public client client_id."""
+    body = json.dumps({"client_name": client_id, "redirect_uris": [url],
                        "token_endpoint_auth_method": "none", "grant_types": ["authorization_code"],
                        "response_types": ["code"], "application_type": "web"}).encode()
     req = urllib.request.Request(op.url + "/reg", data=body, method="POST",
                                  headers={"Content-Type": "application/json"})
     with urllib.request.urlopen(req, context=op.ctx, timeout=harness.REQUEST_TIMEOUT_S) as r:
-        assert r.status == 201 and json.load(r)["client_id"] == CLIENT_ID
-    return url
+        assert r.status == 201 and json.load(r)["client_id"] == client_id
 
 
 def run_scenario(name: str, url: str, tmp_path, user="admin", allow_http=(),
@@ -209,6 +214,59 @@ def test_audit_filter_and_export_verifies(k, console, tmp_path):
     assert p.returncode == 0, p.stdout + p.stderr
     lines = pathlib.Path(found["export"]).read_text().splitlines()
     assert len(lines) >= found["filtered"] and json.loads(lines[0])["seq"] == 1
+
+
+def test_audit_page_merges_every_replicas_chain(pki, issuers, op, tmp_path):
+    """One database with the unnamed replica's chain and node-a's (one server restarted under
+    that name): the page lists both chains' records by time, each naming its replica, and
+    its export holds both chains and verifies."""
+    client = CLIENT_ID + "-replicas"
+    d = harness.Keyholdd(tmp_path / "k", pki, {
+        "default": {"issuer": issuers["default"], "admins": "role:keyhold-admin",
+                    "admin_issuer": op.url, "admin_issuer_ca": pki.ca_pem,
+                    "console_client_id": client}})
+    d.write_config()
+    d.start()
+    member = str(uuid.uuid4())
+    tok = issuers["default"].token(member)
+    try:
+        assert d.client.post("/user-keys", token=tok, json_body={"key": harness.new_key()}).status == 200
+    finally:
+        assert d.stop() == 0
+    d.server_replica = "node-a"
+    d.write_config()
+    d.start()
+    try:
+        assert d.client.get("/user-keys", token=tok).status == 200
+        url = f"https://127.0.0.1:{d.port}/console/"
+        register(op, client, url)
+        # the member's read is in node-a's chain before the page is read
+        assert harness.poll_until(lambda: any(
+            x["action"] == "read" for x in d.operator.get(
+                "/admin/audit?last=100&replica=node-a").json()["records"]), timeout=10)
+        found = run("audit_replicas", url, tmp_path)
+        pem = tmp_path / "audit.pem"
+        pem.write_text(d.audit_public_pem("default"))
+    finally:
+        assert d.stop() == 0
+    # both chains, newest first by time; the unnamed one's rows say so
+    assert "Replica" in found["header"], found
+    replicas = {r["replica"] for r in found["rows"]}
+    assert replicas == {"", "node-a"}, found
+    assert all(r["shown"] == (r["replica"] or "unnamed") for r in found["rows"]), found
+    assert "node-a" in found["checkpoint"] and "unnamed" in found["checkpoint"], found
+    recs = [json.loads(x) for x in pathlib.Path(found["export"]).read_text().splitlines()]
+    by = {}
+    for x in recs:
+        by.setdefault(x.get("replica", ""), []).append(x)
+    assert set(by) == {"", "node-a"}
+    for chain in by.values():
+        assert [x["seq"] for x in chain] == list(range(1, len(chain) + 1))
+    order = {(x.get("replica", ""), x["seq"]): (x["time"], x.get("replica", ""), x["seq"]) for x in recs}
+    keys = [order[(r["replica"], r["seq"])] for r in found["rows"]]
+    assert keys == sorted(keys, reverse=True), found
+    p = run_cli("audit", "verify", found["export"], "--public-key", pem)
+    assert p.returncode == 0, p.stdout + p.stderr
 
 
 def test_non_admin_is_refused(console, tmp_path):

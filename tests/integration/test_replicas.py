@@ -23,6 +23,7 @@ They start their own PostgreSQL (the session's `pg` fixture, pgserver.py), whate
 KEYHOLD_TEST_STORAGE says, so they run in every CI run."""
 import base64
 import json
+import subprocess
 import threading
 import time
 import uuid
@@ -178,21 +179,72 @@ def test_concurrent_first_start_makes_one_dek_per_version(cluster, issuers):
     for tenant in ("default", "acme"):
         assert sorted(p.name for p in (keydir / tenant).iterdir() if p.name.startswith("v")) \
             == ["v1.key", "v1.pub"]
-    # one replica writes, every other one reads it: they all hold the one DEK. (Writes on
-    # every replica need an audit chain per replica: the auditchains branch; until then two
-    # replicas appending to one chain collide.)
+    # every replica writes (to audit chains of its own name) and every one reads what each
+    # wrote: they all hold the one DEK
     written = []
-    for tenant in ("default", "acme"):
-        guid, value = tokens.new_guid(), new_key()
-        r = put(reps[0], issuers[tenant], guid, value, tenant)
-        assert r.status == 200, r
-        written.append((tenant, guid, value))
+    for i, k in enumerate(reps):
+        for tenant in ("default", "acme"):
+            guid, value = tokens.new_guid(), new_key()
+            r = put(k, issuers[tenant], guid, value, tenant)
+            assert r.status == 200, r
+            written.append((tenant, guid, value, i))
     for k in reps:
-        for tenant, guid, value in written:
+        for tenant, guid, value, _ in written:
             r = get(k, issuers[tenant], guid, tenant)
             assert r.status == 200 and r.json()["key"] == value, r
     for k in reps:
         assert k.alive(), k.log()
+
+    # each member's history, asked of any replica, shows the write and the read each replica
+    # served (docs/admin-api.md "Member access history"), whichever chain holds them
+    names = sorted(k.workdir.name for k in reps)
+    for j, (tenant, guid, _, i) in enumerate(written):
+        k = reps[j % len(reps)]
+        path = "/user-keys/history" if tenant == "default" else f"/t/{tenant}/user-keys/history"
+        tok = issuers[tenant].token(guid)
+        h = poll_until(lambda: (lambda x: x if len(x["events"]) >= 1 + len(reps) else None)(
+            k.client.get(path, token=tok).json()), timeout=WAIT_S)
+        assert h and h["next_before"] is None, h
+        writes = [e for e in h["events"] if e["action"] != "read"]
+        assert [(e["action"], e["replica"]) for e in writes] == \
+            [("replace", reps[i].workdir.name)], h
+        assert sorted(e["replica"] for e in h["events"] if e["action"] == "read") == names, h
+        assert h["events"] == sorted(h["events"], key=lambda e: (e["time"], e["replica"], e["seq"]),
+                                     reverse=True)
+        assert h["events"][-1]["action"] == "replace"   # PUT: a replace, even of none
+        # one event a page: the cursor walks every replica's chain
+        paged, q = [], "?limit=1"
+        while True:
+            page = k.client.get(path + q, token=tok).json()
+            paged += page["events"]
+            if page["next_before"] is None:
+                break
+            q = f"?limit=1&before={page['next_before']}"
+        assert paged == h["events"]
+
+    # keyhold audit verify passes with every replica's chain of each tenant (their heads
+    # signed at stop)
+    for k in reps:
+        assert k.stop() == 0, k.log()
+    reps[0].start()
+    keyhold = str(harness.build_dir() / "src" / "cli" / "keyhold")
+    for tenant in ("default", "acme"):
+        out, pem = reps[0].workdir / f"{tenant}.jsonl", reps[0].workdir / f"{tenant}.pem"
+        base = [keyhold, "--socket", str(reps[0].admin_socket), "--tenant", tenant]
+        p = subprocess.run(base + ["--json", "audit", "export", str(out), "--force"],
+                           capture_output=True, text=True, timeout=60)
+        assert p.returncode == 0, p
+        assert {c["replica"] for c in json.loads(p.stdout)["chains"]} >= set(names), p.stdout
+        p = subprocess.run(base + ["audit", "public-key"], capture_output=True, text=True,
+                           timeout=60)
+        assert p.returncode == 0, p
+        pem.write_text(p.stdout)
+        p = subprocess.run([keyhold, "--json", "audit", "verify", str(out), "--public-key",
+                            str(pem)], capture_output=True, text=True, timeout=60)
+        v = json.loads(p.stdout)
+        assert p.returncode == 0 and v["ok"], v
+        assert {c["replica"] for c in v["chains"] if c["records"]} == set(names), v
+        assert all(c["ok"] and c["checkpoints"] >= 1 for c in v["chains"] if c["records"]), v
 
 
 # ------------------------------------------------------------------- 2. key state changes

@@ -175,9 +175,11 @@ const scenarios = {
     found.checkpoint = await page.locator('#checkpoint').textContent();
     await shot(page, 'audit');
     await page.selectOption('#action', sc.action);
+    // the unfiltered page stays until the filtered one draws: wait for a new count, not any
+    await page.evaluate(() => { document.getElementById('audit-count').dataset.stale = '1'; });
     await page.click('#audit-filter button[type=submit]');
     await page.waitForFunction((a) => location.hash.includes(`action=${a}`), sc.action);
-    await page.locator('#audit-count').waitFor();
+    await page.locator('#audit-count:not([data-stale])').waitFor();
     const actions = await page.locator('tbody td.action').allTextContents();
     check(actions.length > 0 && actions.every((a) => a === sc.action), `only ${sc.action} rows (${actions})`);
     found.filtered = actions.length;
@@ -185,6 +187,24 @@ const scenarios = {
     const [dl] = await Promise.all([page.waitForEvent('download'), page.click('#export')]);
     found.export_name = dl.suggestedFilename();
     found.export = path.join(sc.downloads, 'export.jsonl');
+    await dl.saveAs(found.export);
+  },
+
+  // a database holding several replicas' chains: every chain's records, merged by time,
+  // each row naming its replica; the export holds every chain
+  async audit_replicas(page) {
+    await login(page, sc.user, sc.password);
+    await signedIn(page);
+    await go(page, '#/audit', '#audit-count');
+    found.checkpoint = await page.locator('#checkpoint').textContent();
+    found.count = await page.locator('#audit-count').textContent();
+    found.header = await page.locator('thead th').allTextContents();
+    found.rows = await page.locator('tbody tr').evaluateAll((rows) => rows.map((r) => ({
+      replica: r.dataset.replica, seq: Number(r.dataset.seq),
+      shown: r.querySelector('td.replica')?.textContent ?? null })));
+    await shot(page, 'audit-replicas');
+    const [dl] = await Promise.all([page.waitForEvent('download'), page.click('#export')]);
+    found.export = path.join(sc.downloads, 'export-replicas.jsonl');
     await dl.saveAs(found.export);
   },
 

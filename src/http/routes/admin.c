@@ -12,7 +12,9 @@
 #include "common/errors.h"
 #include "http/http-internal.h"
 #include "http/request.h"
+#include "common/parse.h"
 #include "service/admin.h"
+#include "service/history.h"
 #include "service/ksmigrate.h"
 #include "service/lifecycle.h"
 #include "service/reencrypt.h"
@@ -239,13 +241,26 @@ int kh_route_admin_audit_public_key(struct kh_http_req *req, const struct kh_pri
                                          "algorithm", algorithm));
 }
 
+/* A cursor as the answer carries it: the seq of the unnamed replica's chain as a number
+ * (the form clients of a single server know), any other as a string. */
+static json_t *cursor_json(const struct kh_buf *next) {
+        uint64_t seq;
+
+        if (next->len == 0)
+                return json_null();
+        if (!memchr(next->data, '_', next->len) &&
+            kh_parse_u64((const char *) next->data, next->len, INT64_MAX, &seq) == 0)
+                return json_integer((json_int_t) seq);
+        return json_stringn((const char *) next->data, next->len);
+}
+
 int kh_route_user_keys_history(struct kh_http_req *req, const struct kh_principal *who) {
         struct kh_query_param q[] = {
                 { .name = "limit", .max = KH_HISTORY_MAX },
-                { .name = "before", .max = INT64_MAX },
+                { .name = "before", .token_max = KH_HISTORY_CURSOR_MAX },
         };
+        KH_CLEANUP(kh_buf_freep) struct kh_buf next = { 0 };
         KH_CLEANUP_FREE struct kh_history_event *ev = NULL;
-        uint64_t next_before = 0;
         size_t n = 0;
         json_t *events;
         int r;
@@ -253,32 +268,41 @@ int kh_route_user_keys_history(struct kh_http_req *req, const struct kh_principa
         r = parse_query(req, q, KH_ELEMENTSOF(q));
         if (r < 0)
                 return r;
-        if ((q[0].present && q[0].value == 0) || (q[1].present && q[1].value == 0))
+        if (q[0].present && q[0].value == 0)
                 return -KH_E_INVALID_PARAMETER;
         ev = calloc(KH_HISTORY_MAX, sizeof(*ev));
         if (!ev)
                 return -ENOMEM;
+        kh_buf_init(&next, KH_HISTORY_CURSOR_MAX, false);
         r = kh_audit_history(req->worker->svc, req->tenant, who->sub,
-                             q[1].present ? q[1].value : 0,
+                             q[1].present ? q[1].token : NULL, q[1].token_len,
                              q[0].present ? (size_t) q[0].value : KH_HISTORY_DEFAULT, ev, &n,
-                             &next_before);
+                             &next);
         if (r < 0)
                 return r;
 
         events = json_array();
-        for (size_t i = 0; events && i < n; i++)
-                if (json_array_append_new(events, json_pack("{sI ss ss ss sI ss ss sI}",
+        for (size_t i = 0; events && i < n; i++) {
+                json_t *e = json_pack("{sI ss ss ss sI ss ss sI}",
                                 "seq", (json_int_t) ev[i].seq, "time", ev[i].time,
                                 "action", ev[i].action, "outcome", ev[i].outcome,
                                 "key_version", (json_int_t) ev[i].key_version,
                                 "client", ev[i].client, "request_id", ev[i].request_id,
-                                "count", (json_int_t) ev[i].count)) < 0) {
+                                "count", (json_int_t) ev[i].count);
+
+                /* a named replica's event says whose chain its seq is of, as its record */
+                if (e && ev[i].replica[0] &&
+                    json_object_set_new(e, "replica", json_string(ev[i].replica)) < 0) {
+                        json_decref(e);
+                        e = NULL;
+                }
+                if (json_array_append_new(events, e) < 0) {
                         json_decref(events);
                         return -ENOMEM;
                 }
+        }
         if (!events)
                 return -ENOMEM;
         return reply_json(req, json_pack("{so so}", "events", events, "next_before",
-                                         next_before ? json_integer((json_int_t) next_before)
-                                                     : json_null()));
+                                         cursor_json(&next)));
 }

@@ -1076,6 +1076,49 @@ static void test_audit_blocks_append_last_and_scan(void **state) {
         assert_int_equal(last.first_seq, 1);
 }
 
+/* The reads of a member's history across replicas (service/history.c): each of a tenant's
+ * chains, "acme" and "acme@NAME", read newest first from the top (INT64_MAX) or from below a
+ * cursor's seq, sees its own blocks only, whatever ids share its prefix. */
+static void test_audit_chains_of_replicas_read_apart_newest_first(void **state) {
+        static const char *const chains[] = { "acme", "acme@node-a", "acme@node-b",
+                                              "acme@node-a-2", "acmex", "acme@node" };
+        struct fixture *f = *state;
+        struct blocks_seen seen;
+
+        /* interleaved as replicas commit: each chain numbered from 1 */
+        for (uint64_t b = 0; b < 4; b++)
+                for (size_t i = 0; i < KH_ELEMENTSOF(chains); i++)
+                        append_block(f->s, chains[i], 1 + 3 * b, 3 + 3 * b,
+                                     (uint8_t) ('a' + i * 4 + b));
+        for (size_t i = 0; i < KH_ELEMENTSOF(chains); i++) {
+                seen = (struct blocks_seen) { 0 };
+                assert_int_equal(kh_store_audit_scan(f->s, chains[i], INT64_MAX, true,
+                                                     collect_block, &seen), 0);
+                assert_int_equal(seen.n, 4);
+                for (size_t b = 0; b < 4; b++) {
+                        assert_int_equal(seen.first[b], 1 + 3 * (3 - b));
+                        assert_int_equal(seen.data0[b], 'a' + i * 4 + (3 - b));
+                }
+                /* a cursor's "below 8": the block holding 7, and the older ones */
+                seen = (struct blocks_seen) { 0 };
+                assert_int_equal(kh_store_audit_scan(f->s, chains[i], 7, true, collect_block,
+                                                     &seen), 0);
+                assert_int_equal(seen.n, 3);
+                assert_int_equal(seen.last[0], 9);
+                assert_int_equal(seen.data0[0], 'a' + i * 4 + 2);
+                /* the page is full after one block: the scan stops there */
+                seen = (struct blocks_seen) { .stop_after = 1 };
+                assert_int_equal(kh_store_audit_scan(f->s, chains[i], INT64_MAX, true,
+                                                     collect_block, &seen), 42);
+                assert_int_equal(seen.n, 1);
+        }
+        /* a replica that never wrote has an empty chain */
+        seen = (struct blocks_seen) { 0 };
+        assert_int_equal(kh_store_audit_scan(f->s, "acme@node-c", INT64_MAX, true,
+                                             collect_block, &seen), 0);
+        assert_int_equal(seen.n, 0);
+}
+
 static void test_audit_block_twice_is_eexist_and_rolls_back(void **state) {
         struct fixture *f = *state;
         uint8_t hash[KH_STORE_AUDIT_HASH_LEN] = { 0 }, data[1] = { 'x' };
@@ -1665,6 +1708,7 @@ int kh_store_conformance_run(const struct kh_store_test_backend *b) {
                 T(test_racing_inserts_have_exactly_one_winner),
                 T(test_racing_signers_keep_exactly_one_signature),
                 T(test_audit_blocks_append_last_and_scan),
+                T(test_audit_chains_of_replicas_read_apart_newest_first),
                 T(test_audit_block_twice_is_eexist_and_rolls_back),
                 T(test_tenant_key_uses_add_up),
                 T(test_records_under_pages_in_owner_order),
