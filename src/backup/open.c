@@ -490,6 +490,18 @@ static int dir_is_free(const char *dir) {
         return r;
 }
 
+/* dir_is_free(), err filled when not: "DIR is not empty" and why (not_empty). */
+static int dir_free_or_refuse(const char *dir, const char *why, struct kh_backup_error *err) {
+        int r = dir_is_free(dir);
+
+        if (r == -ENOTEMPTY)
+                return refuse(err, r, "not_empty", "%s is not empty%s%s", dir,
+                              why[0] == ':' ? "" : " ", why);
+        if (r < 0)
+                return refuse(err, r, "file_error", "cannot read %s: %s", dir, strerror(-r));
+        return 0;
+}
+
 static int fsync_path(const char *path) {
         int fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC), r = 0;
 
@@ -504,6 +516,28 @@ static int fsync_path(const char *path) {
 static int sync_dir(const char *path, const struct stat *st, int type, struct FTW *f) {
         (void) st, (void) f;
         return type == FTW_DP ? fsync_path(path) : 0;
+}
+
+/* Makes the restore in tmp appear as dir, durably: every folder synced before the one
+ * rename, the parent after it. */
+static int finish(const char *tmp, const char *dir, struct kh_backup_error *err) {
+        KH_CLEANUP_FREE char *parent = strdup(dir);
+        int r;
+
+        if (!parent)
+                return refuse(err, -ENOMEM, "internal_error", "out of memory");
+        if (nftw(tmp, sync_dir, 16, FTW_DEPTH | FTW_PHYS) != 0)
+                return refuse(err, -EIO, "file_error", "cannot sync %s", tmp);
+        if (rename(tmp, dir) < 0) {
+                r = -errno;
+                if (r == -ENOTEMPTY || r == -EEXIST || r == -ENOTDIR)
+                        return refuse(err, -ENOTEMPTY, "not_empty", "%s is no longer empty; "
+                                      "nothing was written", dir);
+                return refuse(err, r, "file_error", "cannot rename %s to %s: %s", tmp, dir,
+                              strerror(-r));
+        }
+        (void) fsync_path(dirname(parent));
+        return 0;
 }
 
 int kh_backup_restore(const char *path, const struct kh_config_keystore *secret, const char *dir,
@@ -531,6 +565,7 @@ int kh_backup_restore_load(const char *path, const struct kh_config_keystore *se
         KH_CLEANUP(kh_closep) int dirfd = -1;
         KH_CLEANUP_FREE char *target = NULL, *parent_copy = NULL, *base_copy = NULL;
         char tmp[4096];
+        bool loaded = false;
         size_t len;
         int r;
 
@@ -539,12 +574,10 @@ int kh_backup_restore_load(const char *path, const struct kh_config_keystore *se
                 return refuse(err, -ENOMEM, "internal_error", "out of memory");
         for (len = strlen(target); len > 1 && target[len - 1] == '/'; len--)
                 target[len - 1] = 0;
-        r = dir_is_free(target);
-        if (r == -ENOTEMPTY)
-                return refuse(err, r, "not_empty", "%s is not empty (restore needs an empty or "
-                              "absent folder); nothing was written", target);
+        r = dir_free_or_refuse(target, "(restore needs an empty or absent folder); nothing "
+                                       "was written", err);
         if (r < 0)
-                return refuse(err, r, "file_error", "cannot read %s: %s", target, strerror(-r));
+                return r;
         parent_copy = strdup(target);
         base_copy = strdup(target);
         if (!parent_copy || !base_copy)
@@ -560,24 +593,41 @@ int kh_backup_restore_load(const char *path, const struct kh_config_keystore *se
                 r = refuse(err, -errno, "file_error", "cannot open %s: %s", tmp, strerror(errno));
         else
                 r = run(path, secret, dirfd, tmp, true, ret, err);
-        if (r == 0 && load)
+        if (r == 0 && load) {
                 r = load_db(tmp, load, userdata, err);
-        /* every folder durable before the one rename that makes the restore appear */
-        if (r == 0 && nftw(tmp, sync_dir, 16, FTW_DEPTH | FTW_PHYS) != 0)
-                r = refuse(err, -EIO, "file_error", "cannot sync %s", tmp);
-        if (r == 0 && rename(tmp, target) < 0) {
-                r = -errno;
-                if (r == -ENOTEMPTY || r == -EEXIST || r == -ENOTDIR)
-                        r = refuse(err, -ENOTEMPTY, "not_empty", "%s is no longer empty; nothing "
-                                   "was written", target);
-                else
-                        r = refuse(err, r, "file_error", "cannot rename %s to %s: %s", tmp, target,
-                                   strerror(-r));
+                loaded = r == 0;
         }
-        if (r < 0) {
-                rm_tree(tmp);
+        if (r == 0)
+                r = finish(tmp, target, err);
+        if (r < 0 && loaded) {
+                /* the database holds the backup now: tmp is the only copy of its key store */
+                len = strlen(err->message);
+                (void) snprintf(err->message + len, sizeof(err->message) - len,
+                                "; the database is loaded and %s keeps the key store: make %s "
+                                "empty or absent and run the command again to finish",
+                                tmp, target);
                 return r;
         }
-        (void) fsync_path(dirname(parent_copy));
-        return 0;
+        if (r < 0)
+                rm_tree(tmp);
+        return r;
+}
+
+int kh_backup_restore_finish(const char *tmp, const char *dir, struct kh_backup_error *err) {
+        char db[4096];
+        struct stat st;
+        int r;
+
+        if (stat(tmp, &st) < 0 || !S_ISDIR(st.st_mode))
+                return refuse(err, -ENOENT, "file_error", "%s is gone", tmp);
+        r = dir_free_or_refuse(dir, ": make it empty or absent and run the command again", err);
+        if (r < 0)
+                return r;
+        /* a load that committed may have been stopped before it removed the file */
+        if (snprintf(db, sizeof(db), "%s/" DB_NAME, tmp) >= (int) sizeof(db))
+                return refuse(err, -ENAMETOOLONG, "file_error", "%s: name too long", tmp);
+        if (unlink(db) < 0 && errno != ENOENT)
+                return refuse(err, -errno, "file_error", "cannot remove %s: %s", db,
+                              strerror(errno));
+        return finish(tmp, dir, err);
 }

@@ -64,9 +64,21 @@ typedef int (*kh_backup_load_fn)(const char *db_path, void *userdata,
  * load() (keyhold backup restore --into-storage: into a PostgreSQL database) rather than
  * into DIR: load runs once everything checked and before dir appears; on its success the
  * database file is removed and dir holds DIR/keystore/ only; on its failure dir is left as
- * it was. Returns as kh_backup_restore(), or load's error.
+ * it was. Once load succeeded, a later failure (dir no longer empty) keeps the folder (it
+ * then holds the only copy of the key store; err says so): kh_backup_restore_finish() ends
+ * the restore. Returns as kh_backup_restore(), or load's error.
  */
 KH_MUST_CHECK int kh_backup_restore_load(const char *path, const struct kh_config_keystore *secret,
                                          const char *dir, kh_backup_load_fn load, void *userdata,
                                          struct kh_backup_summary *ret,
                                          struct kh_backup_error *err);
+
+/**
+ * kh_backup_restore_finish() - ends a kh_backup_restore_load() whose load succeeded but
+ * that stopped before tmp (its ".DIR.restore-XXXXXX" folder, checked in full before the
+ * load) became dir: removes the database file if still there, syncs and renames tmp to
+ * dir. Returns 0, or a negative error with err filled: -ENOENT (tmp is gone), -ENOTEMPTY
+ * (dir holds something: "not_empty"), -EIO and the like ("file_error").
+ */
+KH_MUST_CHECK int kh_backup_restore_finish(const char *tmp, const char *dir,
+                                           struct kh_backup_error *err);

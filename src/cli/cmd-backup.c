@@ -307,9 +307,82 @@ int kh_cmd_backup_verify(struct kh_cli *cli) {
 
 struct load {
         struct kh_store *store;
-        const char *config;
+        const char *config, *file;
+        const struct kh_backup_summary *sum;   /* filled before the load */
         struct kh_store_load_info info;
 };
+
+/* What the database keeps of a restore until DIR holds its key store (docs/backup.md
+ * "PostgreSQL"): the backup file's sha256, its counts and the folder that holds the key
+ * store, "v1 HEX TENANTS RECORDS PATH". */
+struct pending {
+        char sha256[2 * KH_SHA256_LEN + 1];
+        size_t tenants;
+        uint64_t records;
+        char folder[KH_STORE_META_VALUE_MAX];
+};
+
+static int file_sha256(const char *path, char hex[static 2 * KH_SHA256_LEN + 1]) {
+        KH_CLEANUP(kh_sha256_freep) struct kh_sha256_ctx *sha = NULL;
+        KH_CLEANUP(kh_closep) int fd = open(path, O_RDONLY | O_CLOEXEC);
+        uint8_t buf[65536], digest[KH_SHA256_LEN];
+        ssize_t n;
+
+        if (fd < 0)
+                return -errno;
+        if (kh_sha256_new(&sha) < 0)
+                return -ENOMEM;
+        while ((n = read(fd, buf, sizeof(buf))) != 0) {
+                if (n < 0 && errno != EINTR)
+                        return -errno;
+                if (n > 0)
+                        kh_sha256_update(sha, buf, (size_t) n);
+        }
+        kh_sha256_final(sha, digest);
+        for (size_t i = 0; i < sizeof(digest); i++)
+                (void) snprintf(hex + 2 * i, 3, "%02x", digest[i]);
+        return 0;
+}
+
+/* The pending mark of the restore whose database snapshot is db_path (in its folder). */
+static int pending_of(const struct load *l, const char *db_path, char *out, size_t size,
+                      struct kh_backup_error *err) {
+        KH_CLEANUP_FREE char *folder = NULL;
+        char hex[2 * KH_SHA256_LEN + 1];
+        const char *slash = strrchr(db_path, '/');
+        KH_CLEANUP_FREE char *dir = strndup(db_path, slash ? (size_t) (slash - db_path) : 0);
+        int r;
+
+        if (!dir)
+                return -ENOMEM;
+        folder = realpath(*dir ? dir : ".", NULL);
+        r = folder ? file_sha256(l->file, hex) : -errno;
+        if (r == 0 && snprintf(out, size, "v1 %s %zu %" PRIu64 " %s", hex, l->sum->tenants,
+                               l->sum->records, folder) >= (int) size)
+                r = -ENAMETOOLONG;
+        if (r < 0) {
+                err->code = "file_error";
+                (void) snprintf(err->message, sizeof(err->message),
+                                "cannot note the restore's folder beside %s: %s", db_path,
+                                strerror(-r));
+        }
+        return r;
+}
+
+static bool pending_parse(const struct kh_buf *v, struct pending *p) {
+        char text[KH_STORE_META_VALUE_MAX + 1];
+        int at = 0;
+
+        if (v->len >= sizeof(text) || memchr(v->data, 0, v->len))
+                return false;
+        memcpy(text, v->data, v->len);
+        text[v->len] = 0;
+        if (sscanf(text, "v1 %64[0-9a-f] %zu %" SCNu64 " %n", p->sha256, &p->tenants,
+                   &p->records, &at) != 3 || at == 0 || text[at] != '/')
+                return false;
+        (void) snprintf(p->folder, sizeof(p->folder), "%s", text + at);
+        return strlen(p->sha256) == 2 * KH_SHA256_LEN;
+}
 
 static int load_refusal(struct load *l, int r, struct kh_backup_error *err) {
         const char *why = kh_store_last_error(l->store);
@@ -331,8 +404,12 @@ static int load_refusal(struct load *l, int r, struct kh_backup_error *err) {
 
 static int load_into_storage(const char *db_path, void *userdata, struct kh_backup_error *err) {
         struct load *l = userdata;
-        int r = kh_store_load(l->store, db_path, &l->info);
+        char pending[KH_STORE_META_VALUE_MAX + 1];
+        int r = pending_of(l, db_path, pending, sizeof(pending), err);
 
+        if (r < 0)
+                return r;
+        r = kh_store_load(l->store, db_path, pending, &l->info);
         return r < 0 ? load_refusal(l, r, err) : 0;
 }
 
@@ -363,14 +440,67 @@ static int open_target(struct kh_cli *cli, const struct secret *s, struct load *
         return 0;
 }
 
+/* A restore of this file whose load committed but whose DIR did not receive the key store
+ * (a crash, DIR made non-empty meanwhile): finishes it. Returns 0, *resumed saying whether
+ * there was one (sum then filled), or the exit status. */
+static int resume(struct kh_cli *cli, struct load *l, const char *dir,
+                  struct kh_backup_summary *sum, bool *resumed) {
+        KH_CLEANUP(kh_buf_freep) struct kh_buf v = { 0 };
+        struct kh_backup_error err = { 0 };
+        char hex[2 * KH_SHA256_LEN + 1];
+        struct pending p;
+        int r;
+
+        kh_buf_init(&v, KH_STORE_META_VALUE_MAX, false);
+        r = kh_store_meta_get(l->store, KH_STORE_META_RESTORE_PENDING, &v);
+        if (r == -ENOENT)
+                return 0;
+        if (r < 0)
+                return kh_cli_fail(cli, "storage_error", "cannot read the database of %s: %s (%s)",
+                                   l->config, kh_strerror(r), kh_store_last_error(l->store));
+        if (!pending_parse(&v, &p))
+                return kh_cli_fail(cli, "restore_pending", "the database of %s holds an "
+                                   "unfinished restore of an unreadable form", l->config);
+        r = file_sha256(l->file, hex);
+        if (r < 0)
+                return kh_cli_fail(cli, "file_error", "cannot read %s: %s", l->file,
+                                   strerror(-r));
+        if (strcmp(hex, p.sha256) != 0)
+                return kh_cli_fail(cli, "restore_pending",
+                                   "the database of %s holds an unfinished restore of another "
+                                   "backup (sha256 %s), whose key store is in %s: run `keyhold "
+                                   "backup restore` with that backup again to finish it; "
+                                   "nothing was written",
+                                   l->config, p.sha256, p.folder);
+        r = kh_backup_restore_finish(p.folder, dir, &err);
+        if (r == -ENOENT)
+                return kh_cli_fail(cli, "restore_pending",
+                                   "the database of %s holds an unfinished restore of %s, but "
+                                   "%s, which held its key store, is gone: the database cannot "
+                                   "serve without it; empty the database and restore again",
+                                   l->config, l->file, p.folder);
+        if (r < 0)
+                return report(cli, &err);
+        r = kh_store_load_done(l->store);
+        if (r < 0)
+                return kh_cli_fail(cli, "storage_error", "%s holds the key store, but the "
+                                   "database of %s could not be told so: %s (%s); run the "
+                                   "command again",
+                                   dir, l->config, kh_strerror(r), kh_store_last_error(l->store));
+        *sum = (struct kh_backup_summary) { .tenants = p.tenants, .records = p.records };
+        *resumed = true;
+        return 0;
+}
+
 int kh_cmd_backup_restore(struct kh_cli *cli) {
         const char *file = kh_cli_operand(cli, 0), *dir = kh_cli_value(cli, "data");
         bool into = kh_cli_flag(cli, "into-storage");
         struct secret s __attribute__((cleanup(secret_clear))) = { 0 };
-        struct load l = { .config = kh_cli_value(cli, "config") };
-        struct kh_backup_error err = { 0 };
         struct kh_backup_summary sum;
+        struct load l = { .config = kh_cli_value(cli, "config"), .file = file, .sum = &sum };
+        struct kh_backup_error err = { 0 };
         json_auto_t *out = NULL;
+        bool resumed = false;
         int r;
 
         if (!dir || !*dir)
@@ -388,7 +518,21 @@ int kh_cmd_backup_restore(struct kh_cli *cli) {
                         l.store = kh_store_close(l.store);
                         return r;
                 }
-                r = kh_backup_restore_load(file, &s.ks, dir, load_into_storage, &l, &sum, &err);
+                r = resume(cli, &l, dir, &sum, &resumed);
+                if (r != 0) {
+                        l.store = kh_store_close(l.store);
+                        return r;
+                }
+                if (!resumed)
+                        r = kh_backup_restore_load(file, &s.ks, dir, load_into_storage, &l, &sum,
+                                                   &err);
+                /* dir holds the key store now: the database may serve */
+                if (r == 0 && !resumed && kh_store_load_done(l.store) < 0) {
+                        l.store = kh_store_close(l.store);
+                        return kh_cli_fail(cli, "storage_error", "%s holds the key store, but "
+                                           "the database of %s could not be told so; run the "
+                                           "command again", dir, l.config);
+                }
                 l.store = kh_store_close(l.store);
         } else {
                 r = kh_backup_restore(file, &s.ks, dir, &sum, &err);
@@ -396,6 +540,8 @@ int kh_cmd_backup_restore(struct kh_cli *cli) {
         if (r < 0)
                 return report(cli, &err);
         if (into && !kh_cli_json(cli)) {
+                if (resumed)
+                        printf("Finished an interrupted restore of %s.\n", file);
                 printf("Restored %zu tenants, %" PRIu64 " records into the database of %s and "
                        "the key store into %s/keystore\n", sum.tenants, sum.records, l.config,
                        dir);
@@ -404,9 +550,9 @@ int kh_cmd_backup_restore(struct kh_cli *cli) {
                 return 0;
         }
         if (into) {
-                out = json_pack("{sb ss ss sI sI}", "ok", 1, "data", dir, "storage", "postgresql",
-                                "tenants", (json_int_t) sum.tenants, "records",
-                                (json_int_t) sum.records);
+                out = json_pack("{sb ss ss sI sI sb}", "ok", 1, "data", dir, "storage",
+                                "postgresql", "tenants", (json_int_t) sum.tenants, "records",
+                                (json_int_t) sum.records, "resumed", resumed);
                 if (!out)
                         return kh_cli_fail(cli, "internal_error", "out of memory");
                 return kh_cli_print_json(cli, out);

@@ -260,6 +260,30 @@ bool kh_app_keystore_has_secret(const struct kh_app *app) {
         return true;
 }
 
+/* A `keyhold backup restore --into-storage` loaded the database but did not put the key
+ * store in place (killed meanwhile): serving would answer without the keys the records
+ * need, so the operator finishes that restore first (docs/backup.md "PostgreSQL"). */
+static int restore_pending(struct kh_app *app) {
+        KH_CLEANUP(kh_buf_freep) struct kh_buf v = { 0 };
+        int r;
+
+        kh_buf_init(&v, KH_STORE_META_VALUE_MAX, false);
+        r = kh_store_meta_get(app->store, KH_STORE_META_RESTORE_PENDING, &v);
+        if (r == -ENOENT)
+                return 0;
+        if (r == 0) {
+                r = -EBUSY;
+                emit(app, NULL,
+                     "the database holds a `keyhold backup restore --into-storage` that did not "
+                     "finish: run that command again (the same backup, --data and --config) "
+                     "to finish it, then start keyholdd",
+                     r);
+                return r;
+        }
+        emit(app, NULL, "cannot read whether a restore of the database finished", r);
+        return r;
+}
+
 static int start_sealed(struct kh_app *app) {
         KH_CLEANUP(kh_buf_freep) struct kh_buf v = { 0 };
         int r;
@@ -527,6 +551,9 @@ int kh_app_open(const struct kh_config *cfg, kh_app_event_fn event, void *userda
                 t->index = i;
                 t->config = &cfg->tenants[i];
         }
+        r = restore_pending(app);
+        if (r < 0)
+                return r;
         /* nothing builds a backup yet: whatever one left is from a process that died */
         r = kh_service_backup_leftovers_remove(&cfg->storage);
         if (r > 0)

@@ -90,8 +90,9 @@ struct kh_store_ops {
         int (*savepoint_release)(struct kh_store *s);
         void (*savepoint_rollback)(struct kh_store *s);
         int (*snapshot)(struct kh_store *s, const char *path); /* NULL: not supported */
-        int (*load)(struct kh_store *s, const char *path,
+        int (*load)(struct kh_store *s, const char *path, const char *pending,
                     struct kh_store_load_info *ret); /* NULL: not supported */
+        int (*load_done)(struct kh_store *s);        /* NULL with load */
         /* asynchronous reads (store.h); NULL: not supported. record_get_async finds its
          * arguments, already checked, in rd. */
         int (*attach_loop)(struct kh_store *s, struct kh_loop *loop);

@@ -522,9 +522,18 @@ int kh_store_snapshot(struct kh_store *s, const char *path) {
         return s->ops->snapshot(s, path);
 }
 
-int kh_store_load(struct kh_store *s, const char *path, struct kh_store_load_info *ret) {
+int kh_store_load(struct kh_store *s, const char *path, const char *pending,
+                  struct kh_store_load_info *ret) {
         assert(s && path && ret);
+        assert(!pending || (*pending && strlen(pending) <= KH_STORE_META_VALUE_MAX));
         if (!s->ops->load)
                 return -EOPNOTSUPP;
-        return s->ops->load(s, path, ret);
+        return s->ops->load(s, path, pending, ret);
+}
+
+int kh_store_load_done(struct kh_store *s) {
+        assert(s);
+        if (!s->ops->load_done)
+                return -EOPNOTSUPP;
+        return s->ops->load_done(s);
 }

@@ -444,6 +444,9 @@ KH_MUST_CHECK int kh_store_exclusive(struct kh_store *s);
  */
 KH_MUST_CHECK int kh_store_snapshot(struct kh_store *s, const char *path);
 
+/* The meta key of a load whose restore did not finish (kh_store_load()). */
+#define KH_STORE_META_RESTORE_PENDING "restore.pending"
+
 /* What kh_store_load() copied. */
 struct kh_store_load_info {
         uint64_t records;
@@ -458,13 +461,22 @@ struct kh_store_load_info {
  * and a key epoch past both the snapshot's and the database's. The database must hold no keyhold
  * data (its schema may exist: a keyholdd that never served). A failure or a crash leaves it
  * as it was. Call outside a transaction, holding the database alone (kh_store_exclusive()).
+ * pending (NULL: none; else 1 to KH_STORE_META_VALUE_MAX bytes) goes in the same transaction
+ * as the meta value KH_STORE_META_RESTORE_PENDING: the restore that loads has more to do
+ * after the commit (keyhold backup restore: DIR/keystore), and a keyholdd does not start
+ * on the database until kh_store_load_done() removed it (docs/backup.md "PostgreSQL").
  * Returns 0 with ret filled, -EOPNOTSUPP (a backend that takes no load: SQLite's restore is
  * the file itself), -ENOTEMPTY (keyhold data present; last_error names the table), -EPROTO
  * (the snapshot's schema version is not the database's), -EBADMSG (a row of another form),
  * -EBUSY (inside a transaction), -ENOSPC, -ENOMEM, -EIO or -KH_E_STORAGE_UNAVAILABLE.
  */
-KH_MUST_CHECK int kh_store_load(struct kh_store *s, const char *path,
+KH_MUST_CHECK int kh_store_load(struct kh_store *s, const char *path, const char *pending,
                                 struct kh_store_load_info *ret);
+
+/* Removes the meta value KH_STORE_META_RESTORE_PENDING, durably. Returns 0 (also when there
+ * was none), -EOPNOTSUPP (a backend that takes no load), -EBUSY, -EIO or
+ * -KH_E_STORAGE_UNAVAILABLE. */
+KH_MUST_CHECK int kh_store_load_done(struct kh_store *s);
 
 struct kh_store_snapshot_info {
         int schema_version;

@@ -5,7 +5,11 @@ whatever KEYHOLD_TEST_STORAGE says) and on SQLite:
 1. a backup of a server on PostgreSQL verifies and `backup restore --into-storage` loads
    it into an empty PostgreSQL database, on which a fresh keyholdd serves every member's
    key; a restore killed with SIGKILL in the middle of the load (held at a lock the test
-   takes) leaves the database without a row, and running it again works;
+   takes) leaves the database without a row, and running it again works; one killed after
+   its commit, just before the rename that puts DIR/keystore in place (strace's fault
+   injection), leaves the database marked `restore.pending`: keyholdd refuses to start on
+   it, another backup file is refused, and running the same command again finishes it
+   ("resumed") and the server serves; so does one whose DIR was filled during the load;
 2. a target database that holds keyhold data, or that a keyholdd serves, is refused
    (exit 1, nothing written: neither the database nor DIR);
 3. a PostgreSQL backup restores to SQLite (--data alone) and an SQLite backup into
@@ -25,7 +29,8 @@ import pytest
 import harness
 from harness import Keyholdd, poll_until
 from test_backup import fill, get_key, put_key, tenants_of
-from test_cli import json_error, run_cli
+from test_cli import cli_binary, cli_env, json_error, run_cli
+from test_storage_startup import start_fails
 
 pytestmark = [pytest.mark.file_keystore, pytest.mark.default_backends]
 
@@ -219,6 +224,93 @@ def test_restore_killed_during_the_load_leaves_the_database_empty(
     p = run_cli(*restore_cmd(path, r))
     assert p.returncode == 0, p
     serves_all_started(r, issuers, keys)
+
+
+def pending_mark(store):
+    return store.pg.execute(store.db, "SELECT convert_from(value, 'UTF8') FROM meta "
+                            "WHERE key = 'restore.pending'")
+
+
+def restore_folders(r):
+    return [x for x in r.workdir.iterdir() if x.name.startswith(".data.restore-")]
+
+
+def finishes_when_run_again(path, r, target_store, issuers, keys, pg_source_path):
+    """The database is loaded and marked, DIR has no key store: keyholdd refuses to start,
+    another backup is refused, the same command finishes the restore, and it serves."""
+    assert target_store.rows("records") > 0
+    mark = pending_mark(target_store)
+    folders = restore_folders(r)
+    assert len(folders) == 1 and (folders[0] / "keystore" / "keystore.meta").is_file(), folders
+    assert mark and mark[0][0].endswith(" " + str(folders[0].resolve())), mark
+    out = start_fails(r)
+    assert "backup restore" in out and "did not finish" in out, out
+    other = pg_source_path.parent / "other.khb"
+    obj = json_error(run_cli(*restore_cmd(other, r)), "restore_pending")
+    assert "another backup" in obj["message"] and str(folders[0].resolve()) in obj["message"], obj
+    assert pending_mark(target_store) == mark and restore_folders(r) == folders
+    p = run_cli(*restore_cmd(path, r))
+    assert p.returncode == 0, p
+    out = json.loads(p.stdout)
+    assert out["resumed"] is True and out["records"] == target_store.rows("records"), out
+    assert out["tenants"] == 2, out
+    assert (r.data / "keystore" / "keystore.meta").is_file() and not (r.data / "keyhold.db").exists()
+    assert pending_mark(target_store) == [] and restore_folders(r) == []
+    serves_all_started(r, issuers, keys)
+    # a finished restore is not resumed again: the database now holds data
+    json_error(run_cli(*restore_cmd(path, r)), "not_empty")
+
+
+def test_restore_killed_after_its_commit_finishes_when_run_again(
+        pg, pki, issuers, tmp_path, pg_source):
+    k, path, keys, _ = pg_source
+    strace = shutil.which("strace")
+    if not strace:
+        pytest.skip("needs strace (fault injection: SIGKILL at the rename)")
+    backup_of(k, tmp_path / "other.khb")
+    target_store, r = pg_target(pg, pki, issuers, tmp_path, k)
+    # the rename that makes DIR appear is the restore's first: strace fails it and kills the
+    # process there, after the database committed (production code has no hook for this)
+    calls = "rename,renameat,renameat2"
+    p = subprocess.run([strace, "-f", "-qq", "-o", "/dev/null", "-e", f"trace={calls}",
+                        "-e", f"inject={calls}:error=EIO:signal=SIGKILL",
+                        str(cli_binary()), *map(str, restore_cmd(path, r))],
+                       capture_output=True, text=True, env=cli_env(None),
+                       stdin=subprocess.DEVNULL)
+    assert p.returncode in (-signal.SIGKILL, 128 + signal.SIGKILL) and p.stdout == "", p
+    assert not r.data.exists()
+    finishes_when_run_again(path, r, target_store, issuers, keys, path)
+
+
+def test_restore_whose_dir_filled_during_the_load_keeps_its_key_store(
+        pg, pki, issuers, tmp_path, pg_source):
+    k, path, keys, _ = pg_source
+    backup_of(k, tmp_path / "other.khb")
+    target_store, r = pg_target(pg, pki, issuers, tmp_path, k)
+    other = tmp_path / "other.key"      # a refused restore makes the schema (as above)
+    other.write_bytes(os.urandom(32))
+    other.chmod(0o600)
+    json_error(run_cli(*restore_cmd(path, r, "--master-key-file", other)), "wrong_secret")
+    lock = pg.connect(target_store.db)
+    try:
+        with lock.cursor() as cur:      # holds the load inside its transaction, as above
+            cur.execute("LOCK TABLE key_epoch IN EXCLUSIVE MODE")
+        cli = subprocess.Popen([str(cli_binary()), *map(str, restore_cmd(path, r))],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               env=cli_env(None), stdin=subprocess.DEVNULL)
+        poll_until(lambda: cli.poll() is None and pg.execute(
+            target_store.db, "SELECT 1 FROM pg_locks l JOIN pg_class c ON c.oid = l.relation "
+            "WHERE c.relname = 'key_epoch' AND NOT l.granted"), timeout=60)
+        r.data.mkdir()
+        (r.data / "late").write_text("x")
+    finally:
+        lock.rollback()
+        lock.close()
+    out, err = cli.communicate()
+    obj = json_error(subprocess.CompletedProcess(cli.args, cli.returncode, out, err), "not_empty")
+    assert "run the command again" in obj["message"], obj
+    (r.data / "late").unlink()
+    finishes_when_run_again(path, r, target_store, issuers, keys, path)
 
 
 def test_postgresql_backup_restores_to_sqlite(pg, pki, issuers, tmp_path, pg_source):

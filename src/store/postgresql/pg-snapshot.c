@@ -448,7 +448,24 @@ static int table_empty(struct kh_pg_store *s, const char *name) {
         return r;
 }
 
-static int load_tx(struct kh_pg_store *s, sqlite3 *db, struct kh_store_load_info *info) {
+/* The pending mark (kh_store_load()) as one more meta row of the load's transaction. */
+static int put_pending(struct kh_pg_store *s, const char *pending) {
+        const char *values[2] = { KH_STORE_META_RESTORE_PENDING, pending };
+        int lengths[2] = { 0, (int) strlen(pending) }, formats[2] = { 0, 1 };
+        KH_CLEANUP(PQclearp) PGresult *res =
+                PQexecParams(s->conn, "INSERT INTO meta (key, value) VALUES ($1::text, $2::bytea)",
+                             2, NULL, values, lengths, formats, 0);
+
+        if (PQresultStatus(res) != PGRES_COMMAND_OK) {
+                kh_pg_copy_message(s->error, sizeof(s->error),
+                                   res ? PQresultErrorMessage(res) : PQerrorMessage(s->conn));
+                return kh_pg_error_of(res);
+        }
+        return 0;
+}
+
+static int load_tx(struct kh_pg_store *s, sqlite3 *db, const char *pending,
+                   struct kh_store_load_info *info) {
         KH_CLEANUP(stmt_finalizep) sqlite3_stmt *st = NULL;
         char sql[160];
         sqlite3_int64 version = 0, epoch = 0;
@@ -494,10 +511,12 @@ static int load_tx(struct kh_pg_store *s, sqlite3 *db, struct kh_store_load_info
         (void) snprintf(sql, sizeof(sql),
                         "UPDATE key_epoch SET epoch = GREATEST(epoch, %lld) + 1 WHERE id = 1",
                         (long long) epoch);
-        return pg_exec(s, sql, NULL);
+        r = pg_exec(s, sql, NULL);
+        return r == 0 && pending ? put_pending(s, pending) : r;
 }
 
-int kh_pg_load(struct kh_store *store, const char *path, struct kh_store_load_info *ret) {
+int kh_pg_load(struct kh_store *store, const char *path, const char *pending,
+               struct kh_store_load_info *ret) {
         struct kh_pg_store *s = kh_pg_of(store);
         KH_CLEANUP(sqlite_closep) sqlite3 *db = NULL;
         struct kh_store_load_info info = { 0 };
@@ -515,7 +534,7 @@ int kh_pg_load(struct kh_store *store, const char *path, struct kh_store_load_in
                     NULL);
         if (r < 0)
                 return r;
-        r = load_tx(s, db, &info);
+        r = load_tx(s, db, pending, &info);
         if (r == 0)
                 r = pg_exec(s, "COMMIT", NULL);
         if (r < 0) {
@@ -524,4 +543,13 @@ int kh_pg_load(struct kh_store *store, const char *path, struct kh_store_load_in
         }
         *ret = info;
         return 0;
+}
+
+int kh_pg_load_done(struct kh_store *store) {
+        struct kh_pg_store *s = kh_pg_of(store);
+        int r = connection(s);
+
+        return r < 0 ? r
+                     : pg_exec(s, "DELETE FROM meta WHERE key = '" KH_STORE_META_RESTORE_PENDING "'",
+                               NULL);
 }

@@ -747,6 +747,7 @@ const struct kh_store_ops kh_store_postgresql_ops = {
         .savepoint_rollback = pg_savepoint_rollback,
         .snapshot = kh_pg_snapshot, /* the SQLite form: a backup moves between backends */
         .load = kh_pg_load,
+        .load_done = kh_pg_load_done,
         .attach_loop = kh_pg_async_attach,
         .detach_loop = kh_pg_async_detach,
         .reads_async = kh_pg_async_ready,

@@ -1700,15 +1700,15 @@ static void test_snapshot_round_trips_through_load(void **state) {
         assert_int_equal(info.records, KH_ELEMENTSOF(owners));
         assert_int_equal(info.schema_version, KH_STORE_TEST_SCHEMA_VERSION);
         if (strcmp(backend->driver, "sqlite") == 0) {
-                assert_int_equal(kh_store_load(f->s, path, &loaded), -EOPNOTSUPP);
+                assert_int_equal(kh_store_load(f->s, path, NULL, &loaded), -EOPNOTSUPP);
                 (void) unlink(path);
                 return;
         }
-        assert_int_equal(kh_store_load(f->s, path, &loaded), -ENOTEMPTY);
+        assert_int_equal(kh_store_load(f->s, path, NULL, &loaded), -ENOTEMPTY);
 
         assert_int_equal(backend->create(&cfg2), 0);
         assert_int_equal(kh_store_open(&cfg2, &s2), 0);
-        assert_int_equal(kh_store_load(s2, path, &loaded), 0);
+        assert_int_equal(kh_store_load(s2, path, "pending.mark", &loaded), 0);
         assert_int_equal(loaded.records, KH_ELEMENTSOF(owners));
         assert_int_equal(loaded.versions, 2);
         for (size_t i = 0; i < KH_ELEMENTSOF(owners); i++) {
@@ -1723,9 +1723,17 @@ static void test_snapshot_round_trips_through_load(void **state) {
         assert_int_equal(kh_store_meta_get(s2, "test.value", &b), 0);
         assert_int_equal(b.len, sizeof(value));
         assert_memory_equal(b.data, value, sizeof(value));
+        /* the pending mark came in with the load and goes once done */
+        b.len = 0;
+        assert_int_equal(kh_store_meta_get(s2, KH_STORE_META_RESTORE_PENDING, &b), 0);
+        assert_int_equal(b.len, strlen("pending.mark"));
+        assert_memory_equal(b.data, "pending.mark", b.len);
+        assert_int_equal(kh_store_load_done(s2), 0);
+        assert_int_equal(kh_store_meta_get(s2, KH_STORE_META_RESTORE_PENDING, &b), -ENOENT);
+        assert_int_equal(kh_store_load_done(s2), 0);
         kh_buf_free(&b);
         /* now it holds data: a second load is refused and changes nothing */
-        assert_int_equal(kh_store_load(s2, path, &loaded), -ENOTEMPTY);
+        assert_int_equal(kh_store_load(s2, path, NULL, &loaded), -ENOTEMPTY);
         s2 = kh_store_close(s2);
         backend->destroy(&cfg2);
         (void) unlink(path);
