@@ -265,8 +265,7 @@ def test_restore_killed_after_its_commit_finishes_when_run_again(
         pg, pki, issuers, tmp_path, pg_source):
     k, path, keys, _ = pg_source
     strace = shutil.which("strace")
-    if not strace:
-        pytest.skip("needs strace (fault injection: SIGKILL at the rename)")
+    assert strace, "needs strace (scripts/install-deps --test installs it): SIGKILL at the rename"
     backup_of(k, tmp_path / "other.khb")
     target_store, r = pg_target(pg, pki, issuers, tmp_path, k)
     # the rename that makes DIR appear is the restore's first: strace fails it and kills the
