@@ -16,6 +16,7 @@ the key appears in the JWKS. The bound port is written (decimal + newline, atomi
 --port-file once the server accepts connections.
 """
 import argparse
+import base64
 import json
 import os
 import pathlib
@@ -26,7 +27,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
-from jwt.algorithms import ECAlgorithm, RSAAlgorithm
+from jwt.algorithms import RSAAlgorithm
 
 
 def atomic_write(path: pathlib.Path, data: bytes, mode: int = 0o600) -> None:
@@ -37,6 +38,16 @@ def atomic_write(path: pathlib.Path, data: bytes, mode: int = 0o600) -> None:
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, path)
+
+
+def ec_jwk(public_key) -> dict:
+    """A P-256 public key as a JWK, x and y always 32 bytes (RFC 7518 6.2.1.2). Not
+    ECAlgorithm.to_jwk: Debian's PyJWT 2.6 drops a coordinate's leading zero bytes (1 key in
+    128), and keyholdd rightly skips such a key, which made this issuer's ES256 tokens fail
+    now and then."""
+    n = public_key.public_numbers()
+    b64 = lambda v: base64.urlsafe_b64encode(v.to_bytes(32, "big")).rstrip(b"=").decode()  # noqa: E731
+    return {"kty": "EC", "crv": "P-256", "x": b64(n.x), "y": b64(n.y)}
 
 
 class State:
@@ -57,7 +68,7 @@ class State:
     def add_ec(self, kid: str) -> None:
         key = ec.generate_private_key(ec.SECP256R1())
         self._save(kid, key)
-        jwk = json.loads(ECAlgorithm.to_jwk(key.public_key()))
+        jwk = ec_jwk(key.public_key())
         jwk.update({"kid": kid, "use": "sig", "alg": "ES256"})
         with self.lock:
             self.jwks.append(jwk)

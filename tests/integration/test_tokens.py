@@ -284,3 +284,24 @@ def test_large_token_under_header_limit_accepted(client, default_issuer, user, s
     assert 6 * 1024 < len(tok) < 7 * 1024
     accepted(client, tok, stored)
     rejected_401(client, tokens.bad_signature(tok))
+
+
+def test_the_test_issuer_publishes_ec_coordinates_at_full_length():
+    """The harness's issuer must publish what a conforming IdP does: a P-256 key whose x has
+    leading zero bytes still has a 32-byte x (PyJWT 2.6's to_jwk gives 31 bytes, which
+    keyholdd refuses, and tests signed with that key failed about once in 128 issuers)."""
+    import base64
+    from cryptography.hazmat.primitives.asymmetric import ec
+    import issuer
+    for _ in range(20000):  # about 1 key in 256 has a zero first byte of x
+        key = ec.generate_private_key(ec.SECP256R1())
+        if key.public_key().public_numbers().x < 1 << 248:
+            break
+    else:
+        pytest.fail("no P-256 key with a short x in 20000")
+    jwk = issuer.ec_jwk(key.public_key())
+    for c in ("x", "y"):
+        raw = base64.urlsafe_b64decode(jwk[c] + "=" * (-len(jwk[c]) % 4))
+        assert len(raw) == 32, jwk
+    assert int.from_bytes(base64.urlsafe_b64decode(jwk["x"] + "=="), "big") == \
+        key.public_key().public_numbers().x
