@@ -282,16 +282,6 @@ static int make_room(struct kh_service *svc, const struct kh_tenant *t, const ch
         return 0;
 }
 
-/* Microseconds for ordering requests made within one second (kh_mdata_now() is seconds): a
- * device's requests one after another within a millisecond must still be ordered, since only
- * its most recent one may be approved. */
-static int64_t created_us(int64_t now) {
-        struct timespec ts;
-
-        (void) clock_gettime(CLOCK_REALTIME, &ts);
-        return now * 1000000 + ts.tv_nsec / 1000;
-}
-
 int kh_auth_requests_create(struct kh_service *svc, const struct kh_tenant *t, const char *user,
                             bool admin, const struct kh_auth_request_new *in, json_t **ret) {
         KH_CLEANUP(kh_buf_freep) struct kh_buf spki = { 0 };
@@ -299,7 +289,7 @@ int kh_auth_requests_create(struct kh_service *svc, const struct kh_tenant *t, c
         uint8_t hash[KH_SHA256_LEN];
         char hash_hex[2 * KH_SHA256_LEN + 1], member[KH_GUID_BUF], id[KH_GUID_BUF];
         size_t code_len;
-        int64_t now;
+        int64_t now, now_us;
         int r;
 
         if (admin ? in->type != KH_AUTH_REQUEST_ADMIN_APPROVAL
@@ -335,14 +325,18 @@ int kh_auth_requests_create(struct kh_service *svc, const struct kh_tenant *t, c
         r = kh_random_guid(id);
         if (r < 0)
                 return r;
-        now = kh_mdata_now();
+        /* its second and its microseconds from one reading of the clock: read apart, a request
+         * made as the second turned sorted before those of the second before (only a
+         * device's most recent request may be approved, and the oldest go first) */
+        now_us = kh_mdata_now_us();
+        now = now_us / 1000000;
         doc = json_pack("{ss ss ss si ss ss si ss ss sI sI sn sn sn sn s[] sb}",
                         "id", id, "userId", member, "email", in->email, "type", in->type,
                         "publicKey", in->public_key, "requestDeviceIdentifier",
                         in->device_identifier, "requestDeviceType", in->device_type,
                         "requestIpAddress", in->ip ? in->ip : "", "accessCodeHash", hash_hex,
                         "creationDate", (json_int_t) now, "createdUs",
-                        (json_int_t) created_us(now), "responseDate", "approved", "key",
+                        (json_int_t) now_us, "responseDate", "approved", "key",
                         "responseDeviceId", "approvals", "delivered", 0);
         OPENSSL_cleanse(hash_hex, sizeof(hash_hex));
         if (!doc)

@@ -236,19 +236,19 @@ int kh_mdata_delete_prefix(struct kh_service *svc, const struct kh_tenant *t,
         return kh_store_records_delete_prefix(svc->store, t->id, kind, prefix);
 }
 
-int64_t kh_mdata_now(void) {
+/* The seconds KEYHOLD_TEST_CLOCK_OFFSET_FILE moves the clock by (member-data.h), else 0. */
+static int64_t clock_offset_s(void) {
         const char *path = getenv("KEYHOLD_TEST_CLOCK_OFFSET_FILE");
-        int64_t now = (int64_t) time(NULL), offset = 0;
         uint64_t mag;
         char text[32];
         FILE *f;
         size_t n;
 
         if (!path || !path[0])
-                return now;
+                return 0;
         f = fopen(path, "re");
         if (!f)
-                return now;
+                return 0;
         n = fread(text, 1, sizeof(text) - 1, f);
         (void) fclose(f);
         while (n > 0 && (text[n - 1] == '\n' || text[n - 1] == ' '))
@@ -256,10 +256,21 @@ int64_t kh_mdata_now(void) {
         text[n] = '\0';
         /* "-N" moves back; a value that does not parse moves nothing */
         if (n > 1 && text[0] == '-' && kh_parse_u64(text + 1, n - 1, INT32_MAX, &mag) == 0)
-                offset = -(int64_t) mag;
-        else if (n > 0 && kh_parse_u64(text, n, INT32_MAX, &mag) == 0)
-                offset = (int64_t) mag;
-        return now + offset;
+                return -(int64_t) mag;
+        if (n > 0 && kh_parse_u64(text, n, INT32_MAX, &mag) == 0)
+                return (int64_t) mag;
+        return 0;
+}
+
+int64_t kh_mdata_now(void) {
+        return (int64_t) time(NULL) + clock_offset_s();
+}
+
+int64_t kh_mdata_now_us(void) {
+        struct timespec ts;
+
+        (void) clock_gettime(CLOCK_REALTIME, &ts);
+        return ((int64_t) ts.tv_sec + clock_offset_s()) * 1000000 + ts.tv_nsec / 1000;
 }
 
 void kh_mdata_date(int64_t t, char out[static 32]) {

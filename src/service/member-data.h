@@ -69,5 +69,9 @@ KH_MUST_CHECK int kh_mdata_delete_prefix(struct kh_service *svc, const struct kh
  * of keyholdd sets it (tests: expiry without sleeping). Read at each call. */
 int64_t kh_mdata_now(void);
 
+/* The same clock in microseconds, from one reading: kh_mdata_now_us() / 1000000 is the
+ * second it falls in (a second read apart from its microseconds can straddle a boundary). */
+int64_t kh_mdata_now_us(void);
+
 /* "2026-12-07T10:11:12.000Z" (Bitwarden's dates, UTC) of t into out[32]. */
 void kh_mdata_date(int64_t t, char out[static 32]);
