@@ -23,6 +23,7 @@
 #include "common/errors.h"
 #include "common/file.h"
 #include "common/parse.h"
+#include "crypto/encoding.h"
 #include "crypto/stream.h"
 #include "store/store.h"
 
@@ -138,8 +139,7 @@ int kh_cmd_backup_create(struct kh_cli *cli) {
                 return kh_cli_fail(cli, "file_error", "cannot write %s: %s", file, strerror(-r));
 
         kh_sha256_final(sha, digest);
-        for (size_t i = 0; i < sizeof(digest); i++)
-                (void) snprintf(hex + 2 * i, 3, "%02x", digest[i]);
+        kh_hex_encode(digest, sizeof(digest), hex);
         if (!kh_cli_json(cli)) {
                 printf("Backup written to %s\n", file);
                 printf("  tenants  %" PRIu64 "\n  records  %" PRIu64 "\n  bytes    %" PRIu64
@@ -339,8 +339,7 @@ static int file_sha256(const char *path, char hex[static 2 * KH_SHA256_LEN + 1])
                         kh_sha256_update(sha, buf, (size_t) n);
         }
         kh_sha256_final(sha, digest);
-        for (size_t i = 0; i < sizeof(digest); i++)
-                (void) snprintf(hex + 2 * i, 3, "%02x", digest[i]);
+        kh_hex_encode(digest, sizeof(digest), hex);
         return 0;
 }
 
